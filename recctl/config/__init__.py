@@ -1,0 +1,271 @@
+"""Typed, strict experiment config loaded from one YAML file.
+
+``load_config(path)`` refuses, before any work starts, an unknown key, a wrong type, a
+reference to a model that is not defined, or an input file that does not exist. Every
+problem is reported as ``<file>: <dotted.yaml.key>: <what is wrong and what is allowed>``.
+
+Relative paths in the config are resolved against the directory of the config file, so a
+config works from any current directory.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, PrivateAttr, ValidationError
+
+from recctl.config.abtest import ABTestConfig, VariantConfig
+from recctl.config.base import BaseConfig
+from recctl.config.data import DataConfig, InteractionSource, TableSource
+from recctl.config.evaluate import EvaluateConfig
+from recctl.config.preprocess import FeaturesConfig, PreprocessConfig, SplitConfig
+from recctl.config.recommend import ExportConfig, RecommendConfig, RulesConfig
+from recctl.config.tune import TuneConfig
+from recctl.errors import ConfigError
+
+__all__ = [
+    "ABTestConfig",
+    "BaseConfig",
+    "Config",
+    "DataConfig",
+    "EvaluateConfig",
+    "ExportConfig",
+    "FeaturesConfig",
+    "InteractionSource",
+    "PreprocessConfig",
+    "RecommendConfig",
+    "RulesConfig",
+    "SplitConfig",
+    "TableSource",
+    "TuneConfig",
+    "VariantConfig",
+    "load_config",
+    "format_validation_error",
+]
+
+
+class Config(BaseConfig):
+    """The whole experiment: one YAML file drives every stage."""
+
+    name: str = Field(default="experiment", description="Experiment name, used in exports and reports.")
+    workdir: str = Field(default="runs/experiment", description="Where stage outputs go; relative to the config file.")
+    seed: int = 42
+    data: DataConfig
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    models: dict[str, dict[str, Any]] = Field(
+        description="Model name -> parameters; each needs `kind` (a registered model, e.g. popularity, lightfm)."
+    )
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    tune: TuneConfig | None = None
+    recommend: RecommendConfig | None = None
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    experiment: ABTestConfig | None = None
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source_path: Path | None = PrivateAttr(default=None)
+    _model_configs: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    # -- paths ---------------------------------------------------------------------------
+    @property
+    def base_dir(self) -> Path:
+        """Directory that relative paths in the config are resolved against."""
+        return self._base_dir
+
+    @property
+    def source_path(self) -> Path | None:
+        """The YAML file this config was loaded from, if any."""
+        return self._source_path
+
+    def resolve(self, path: str | os.PathLike[str]) -> Path:
+        """Resolve a path from the config against the config file's directory."""
+        p = Path(os.path.expanduser(str(path)))
+        return p if p.is_absolute() else Path(os.path.normpath(self._base_dir / p))
+
+    @property
+    def workdir_path(self) -> Path:
+        """The absolute workdir."""
+        return self.resolve(self.workdir)
+
+    def stage_dir(self, stage: str) -> Path:
+        """Return ``<workdir>/<stage>``."""
+        return self.workdir_path / stage
+
+    # -- models --------------------------------------------------------------------------
+    def model_config_for(self, name: str) -> Any:
+        """Return the validated config object of model ``name``."""
+        try:
+            return self._model_configs[name]
+        except KeyError:
+            raise ConfigError(
+                f"{self._source_path or 'config'}: models: no model named '{name}'; defined: "
+                f"{', '.join(sorted(self.models)) or 'none'}"
+            ) from None
+
+    @property
+    def model_configs(self) -> dict[str, Any]:
+        """All validated model configs, by name."""
+        return dict(self._model_configs)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """Return a config section as plain data (what a stage records in its manifest)."""
+        value = getattr(self, name)
+        if value is None:
+            return {}
+        if isinstance(value, BaseConfig):
+            return value.model_dump(mode="json")
+        return value
+
+
+def format_validation_error(exc: ValidationError, source: str, prefix: tuple[Any, ...] = ()) -> list[str]:
+    """Turn a pydantic ``ValidationError`` into ``file: dotted.key: message`` lines."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in (*prefix, *err["loc"]) if not _is_union_tag(p)]
+        key = ".".join(loc) or "(top level)"
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if err["type"] == "missing":
+            msg = "required key is missing"
+        elif err["type"] == "literal_error":
+            msg = f"{msg}, got {err.get('input')!r}"
+        lines.append(f"{source}: {key}: {msg}")
+    return lines
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic puts the chosen union branch in loc ("list[InteractionSource]", "str"); hide it
+    return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool"} or part[:1].isupper())
+
+
+def _validate_models(cfg: Config, source: str) -> list[str]:
+    from recctl.models.registry import get_model_class, model_kinds
+
+    problems: list[str] = []
+    for name, params in cfg.models.items():
+        kind = params.get("kind") if isinstance(params, dict) else None
+        if kind is None:
+            problems.append(f"{source}: models.{name}.kind: required; one of: {', '.join(model_kinds())}")
+            continue
+        try:
+            cls = get_model_class(kind)
+        except ConfigError as exc:
+            problems.append(f"{source}: models.{name}.kind: {exc}")
+            continue
+        try:
+            cfg._model_configs[name] = cls.config_class.model_validate(params)
+        except ValidationError as exc:
+            problems.extend(format_validation_error(exc, source, ("models", name)))
+    return problems
+
+
+def _check_references(cfg: Config, source: str) -> list[str]:
+    names = set(cfg.models)
+    problems = []
+
+    def need(key: str, name: str | None) -> None:
+        if name is not None and name not in names:
+            problems.append(
+                f"{source}: {key}: no model named '{name}' in `models`; defined: {', '.join(sorted(names))}"
+            )
+
+    for i, name in enumerate(cfg.evaluate.models or []):
+        need(f"evaluate.models.{i}", name)
+    need("evaluate.baseline", cfg.evaluate.baseline)
+    if cfg.tune is not None:
+        need("tune.model", cfg.tune.model)
+    if cfg.recommend is not None:
+        need("recommend.model", cfg.recommend.model)
+        for i, name in enumerate(cfg.recommend.fallback):
+            need(f"recommend.fallback.{i}", name)
+    if cfg.experiment is not None:
+        for variant, spec in cfg.experiment.variants.items():
+            need(f"experiment.variants.{variant}.model", spec.model)
+    return problems
+
+
+def _check_files(cfg: Config, source: str) -> list[str]:
+    problems = []
+
+    def check(key: str, spec: str | list[str]) -> None:
+        for i, pattern in enumerate([spec] if isinstance(spec, str) else spec):
+            full = cfg.resolve(pattern)
+            where = key if isinstance(spec, str) else f"{key}.{i}"
+            if glob.has_magic(str(full)):
+                if not glob.glob(str(full)):
+                    problems.append(f"{source}: {where}: no file matches '{pattern}' (looked in {full.parent})")
+            elif not full.exists():
+                problems.append(f"{source}: {where}: file not found: {full}; check the path (relative to the config file)")
+
+    sources = cfg.data.interaction_sources()
+    for i, src in enumerate(sources):
+        key = "data.interactions.path" if len(sources) == 1 and not isinstance(cfg.data.interactions, list) else f"data.interactions.{i}.path"
+        check(key, src.path)
+    if cfg.data.items is not None:
+        check("data.items.path", cfg.data.items.path)
+    if cfg.data.users is not None:
+        check("data.users.path", cfg.data.users.path)
+    rules = cfg.recommend.rules if cfg.recommend else None
+    for key in ("allow_list", "deny_list"):
+        value = getattr(rules, key, None) if rules else None
+        if value:
+            check(f"recommend.rules.{key}", value)
+    return problems
+
+
+def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> Config:
+    """Load and validate an experiment config.
+
+    Parameters
+    ----------
+    path
+        The YAML file.
+    check_files
+        Also check that every input file exists (on by default; off for tests of shape only).
+
+    Returns
+    -------
+    Config
+        The validated config; relative paths resolve against the file's directory.
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem found, one per line, as ``file: dotted.key: message``.
+    """
+    p = Path(path)
+    source = str(path)
+    if not p.exists():
+        raise ConfigError(f"{source}: config file not found; give the path to a YAML experiment config.")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not a UTF-8 text file ({exc.reason}).") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the config must be a YAML mapping of sections (data, models, ...).")
+    return config_from_dict(raw, base_dir=p.resolve().parent, source=source, check_files=check_files)
+
+
+def config_from_dict(raw: dict[str, Any], *, base_dir: Path | None = None, source: str = "config", check_files: bool = True) -> Config:
+    """Validate a config given as a dict (see :func:`load_config`)."""
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(format_validation_error(exc, source))) from exc
+    cfg._base_dir = base_dir or Path.cwd()
+    cfg._source_path = Path(source) if source != "config" else None
+    problems = _validate_models(cfg, source)
+    problems += _check_references(cfg, source)
+    if check_files:
+        problems += _check_files(cfg, source)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return cfg

@@ -1,0 +1,184 @@
+"""The in-memory dataset models are trained on, loaded from the ``preprocess`` stage.
+
+Layout of ``<workdir>/preprocess/`` (the contract between ``preprocess`` and everything after):
+
+* ``users.parquet``      ``user_id, user_idx`` (+ user attributes), one row per known user
+* ``items.parquet``      ``item_id, item_idx`` (+ catalogue attributes); includes catalogue
+  items without interactions (cold items)
+* ``events.parquet``     ``user_idx, item_idx, event, timestamp, weight, split`` — every kept event
+  with its own weight; ``split`` is ``tune_train``, ``valid`` or ``test``
+* ``<split>.parquet``    ``user_idx, item_idx, weight, last_ts`` — one row per (user, item),
+  for split in ``train`` (= tune_train + valid), ``test``, ``tune_train``, ``valid``
+* ``item_features.npz`` / ``item_feature_names.parquet`` and the same for users, when
+  features are configured
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recctl.columns import Columns
+from recctl.errors import ArtifactError
+
+__all__ = ["SPLITS", "Dataset", "interactions_matrix", "load_dataset", "load_split_matrix"]
+
+#: splits written by preprocess; ``train`` is what final models fit on, ``tune_train`` what
+#: tuning fits on (``valid`` scores it); ``test`` is read only by ``evaluate``.
+SPLITS = ("train", "test", "tune_train", "valid")
+
+
+def interactions_matrix(frame: pl.DataFrame, n_users: int, n_items: int, value: str = Columns.Weight) -> sp.csr_matrix:
+    """Build a (n_users x n_items) float32 CSR matrix from ``user_idx, item_idx, <value>``.
+
+    Duplicate (user, item) pairs are summed.
+    """
+    if frame.height == 0:
+        return sp.csr_matrix((n_users, n_items), dtype=np.float32)
+    rows = frame[Columns.UserIdx].to_numpy().astype(np.int64)
+    cols = frame[Columns.ItemIdx].to_numpy().astype(np.int64)
+    vals = frame[value].to_numpy().astype(np.float32) if value in frame.columns else np.ones(len(rows), np.float32)
+    mat = sp.csr_matrix((vals, (rows, cols)), shape=(n_users, n_items), dtype=np.float32)
+    mat.sum_duplicates()
+    mat.sort_indices()
+    return mat
+
+
+@dataclass
+class Dataset:
+    """Everything a model can learn from, in index space.
+
+    Attributes
+    ----------
+    user_ids, item_ids
+        Arrays mapping a row / column index back to the shop's id.
+    interactions
+        (n_users x n_items) CSR of aggregated weights for the training split.
+    item_features, user_features
+        Optional CSR feature matrices (rows aligned with item / user indices).
+    events
+        Optional per-event frame (``user_idx, item_idx, event, timestamp, weight``) of the
+        training split, time-ordered: for recency and sequence models.
+    items
+        Optional catalogue attributes (``item_idx`` + columns), for content models and rules.
+    """
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    interactions: sp.csr_matrix
+    item_features: sp.csr_matrix | None = None
+    item_feature_names: list[str] | None = None
+    user_features: sp.csr_matrix | None = None
+    user_feature_names: list[str] | None = None
+    events: pl.DataFrame | None = None
+    items: pl.DataFrame | None = None
+    split: str = "train"
+    _user_lookup: dict[str, int] | None = field(default=None, repr=False)
+    _item_lookup: dict[str, int] | None = field(default=None, repr=False)
+
+    @property
+    def n_users(self) -> int:
+        """Number of users (rows)."""
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        """Number of items (columns), including items without interactions."""
+        return len(self.item_ids)
+
+    def user_index(self, ids: list[str] | np.ndarray) -> np.ndarray:
+        """Map user ids to row indices; unknown ids map to ``-1``."""
+        if self._user_lookup is None:
+            self._user_lookup = {str(u): i for i, u in enumerate(self.user_ids)}
+        return np.array([self._user_lookup.get(str(u), -1) for u in ids], dtype=np.int64)
+
+    def item_index(self, ids: list[str] | np.ndarray) -> np.ndarray:
+        """Map item ids to column indices; unknown ids map to ``-1``."""
+        if self._item_lookup is None:
+            self._item_lookup = {str(u): i for i, u in enumerate(self.item_ids)}
+        return np.array([self._item_lookup.get(str(u), -1) for u in ids], dtype=np.int64)
+
+    @classmethod
+    def from_frames(
+        cls,
+        interactions: pl.DataFrame,
+        *,
+        user_ids: np.ndarray | list[str] | None = None,
+        item_ids: np.ndarray | list[str] | None = None,
+    ) -> Dataset:
+        """Build a dataset from a frame of ``user_id, item_id[, weight]`` (for notebooks and tests).
+
+        Ids are indexed in sorted order unless ``user_ids`` / ``item_ids`` fix the order.
+        """
+        users = np.asarray(user_ids if user_ids is not None else sorted(interactions[Columns.User].unique().to_list()), dtype=object)
+        items = np.asarray(item_ids if item_ids is not None else sorted(interactions[Columns.Item].unique().to_list()), dtype=object)
+        umap = pl.DataFrame({Columns.User: users.astype(str), Columns.UserIdx: np.arange(len(users))})
+        imap = pl.DataFrame({Columns.Item: items.astype(str), Columns.ItemIdx: np.arange(len(items))})
+        frame = interactions.with_columns(pl.col(Columns.User).cast(pl.String), pl.col(Columns.Item).cast(pl.String))
+        frame = frame.join(umap, on=Columns.User).join(imap, on=Columns.Item)
+        return cls(users, items, interactions_matrix(frame, len(users), len(items)))
+
+
+def load_split_matrix(preprocess_dir: Path, split: str, n_users: int, n_items: int) -> sp.csr_matrix:
+    """Load one split's aggregated interactions as a CSR matrix."""
+    path = Path(preprocess_dir) / f"{split}.parquet"
+    if not path.exists():
+        raise ArtifactError(f"{path}: split '{split}' missing; re-run `recctl preprocess CONFIG`.")
+    return interactions_matrix(pl.read_parquet(path), n_users, n_items)
+
+
+def load_dataset(preprocess_dir: str | Path, split: str = "train") -> Dataset:
+    """Load the dataset a model trains on from a ``preprocess`` output directory.
+
+    Parameters
+    ----------
+    preprocess_dir
+        ``<workdir>/preprocess``.
+    split
+        ``train`` (final models) or ``tune_train`` (tuning). ``test`` is refused: the test
+        split is never trained on.
+    """
+    if split not in ("train", "tune_train"):
+        raise ValueError(f"models train on 'train' or 'tune_train', not '{split}'")
+    d = Path(preprocess_dir)
+    for name in ("users.parquet", "items.parquet"):
+        if not (d / name).exists():
+            raise ArtifactError(f"{d / name}: missing; run `recctl preprocess CONFIG` first.")
+    users = pl.read_parquet(d / "users.parquet").sort(Columns.UserIdx)
+    items = pl.read_parquet(d / "items.parquet").sort(Columns.ItemIdx)
+    n_users, n_items = users.height, items.height
+    train = load_split_matrix(d, split, n_users, n_items)
+
+    def features(prefix: str) -> tuple[sp.csr_matrix | None, list[str] | None]:
+        mat_path, names_path = d / f"{prefix}_features.npz", d / f"{prefix}_feature_names.parquet"
+        if not mat_path.exists():
+            return None, None
+        return sp.load_npz(mat_path).tocsr().astype(np.float32), pl.read_parquet(names_path)["feature"].to_list()
+
+    item_features, item_names = features("item")
+    user_features, user_names = features("user")
+    events = None
+    if (d / "events.parquet").exists():
+        wanted = ["tune_train"] if split == "tune_train" else ["tune_train", "valid"]
+        events = (
+            pl.read_parquet(d / "events.parquet")
+            .filter(pl.col("split").is_in(wanted))
+            .drop("split")
+            .sort([Columns.UserIdx, Columns.Timestamp])
+        )
+    return Dataset(
+        user_ids=users[Columns.User].to_numpy().astype(object),
+        item_ids=items[Columns.Item].to_numpy().astype(object),
+        interactions=train,
+        item_features=item_features,
+        item_feature_names=item_names,
+        user_features=user_features,
+        user_feature_names=user_names,
+        events=events,
+        items=items,
+        split=split,
+    )

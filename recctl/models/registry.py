@@ -1,0 +1,86 @@
+"""Models by name: ``@register("item_knn")`` on a class makes it usable as ``kind: item_knn``."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from typing import TypeVar
+
+from recctl.errors import ConfigError
+
+__all__ = ["MODELS", "create_model", "get_model_class", "model_kinds", "register"]
+
+MODELS: dict[str, type] = {}
+C = TypeVar("C", bound=type)
+
+# Modules that define registered models; imported on first look-up so that importing the
+# registry stays cheap. A model module that needs an optional extra imports it lazily.
+_MODEL_MODULES = (
+    "recctl.models.popularity",
+    "recctl.models.lightfm_model",
+    "recctl.models.item_knn",
+    "recctl.models.user_knn",
+    "recctl.models.ease",
+    "recctl.models.content",
+    "recctl.models.blend",
+    "recctl.models.sasrec",
+)
+_loaded = False
+
+
+def register(kind: str) -> Callable[[C], C]:
+    """Class decorator registering a :class:`~recctl.models.base.Recommender` under ``kind``."""
+
+    def deco(cls: C) -> C:
+        if kind in MODELS and MODELS[kind] is not cls:
+            raise ValueError(f"model kind '{kind}' registered twice")
+        cls.kind = kind  # type: ignore[attr-defined]
+        MODELS[kind] = cls
+        return cls
+
+    return deco
+
+
+def _load_all() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for module in _MODEL_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            # a model module that is not written yet is simply absent; a missing third-party
+            # package inside an existing module is a real error
+            if exc.name != module:
+                raise
+    _loaded = True
+
+
+def model_kinds() -> list[str]:
+    """All registered model kinds, sorted."""
+    _load_all()
+    return sorted(MODELS)
+
+
+def get_model_class(kind: str) -> type:
+    """Return the class registered as ``kind``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the registered kinds (and the closest match) when ``kind`` is unknown.
+    """
+    _load_all()
+    try:
+        return MODELS[kind]
+    except KeyError:
+        close = difflib.get_close_matches(kind, MODELS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"unknown model kind '{kind}'{hint}; registered: {', '.join(sorted(MODELS))}") from None
+
+
+def create_model(config: object) -> object:
+    """Instantiate an unfitted model from a validated model config."""
+    cls = get_model_class(config.kind)  # type: ignore[attr-defined]
+    return cls(config)

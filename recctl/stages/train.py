@@ -1,0 +1,97 @@
+"""The ``train`` stage: fit every model in the config on the training split."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from recctl.artifacts import Manifest
+from recctl.config import Config
+from recctl.data.dataset import load_dataset
+from recctl.models.registry import create_model
+from recctl.progress import Progress, report
+from recctl.stages._common import StageRun, require_stage
+
+__all__ = ["PREPROCESS_FILES", "load_trained_model", "run_train"]
+
+log = logging.getLogger(__name__)
+
+#: preprocess outputs a model may read (features only when configured)
+PREPROCESS_FILES = ("users.parquet", "items.parquet", "train.parquet", "events.parquet")
+
+
+def preprocess_inputs(pre_dir: Path, manifest: Manifest) -> list[Path]:
+    """The preprocess outputs the train stage depends on (those that exist)."""
+    names = [Path(r.path).name for r in manifest.outputs]
+    wanted = [n for n in names if n in PREPROCESS_FILES or n.endswith("_features.npz")]
+    return [pre_dir / n for n in wanted]
+
+
+def run_train(cfg: Config, *, models: list[str] | None = None, progress: Progress | None = None) -> Manifest:
+    """Fit the configured models and write ``<workdir>/train/<name>.pkl`` with a manifest.
+
+    Parameters
+    ----------
+    cfg
+        The experiment config.
+    models
+        Names of the models to train (default: all in ``cfg.models``). Models not named keep
+        no file: the train stage always describes exactly what it holds.
+    progress
+        Optional progress callback.
+
+    Returns
+    -------
+    Manifest
+        The train stage's manifest; ``summary.models`` lists each model's kind, fit time
+        and file.
+    """
+    pre_dir, pre_manifest = require_stage(cfg, "preprocess", ["users.parquet", "items.parquet", "train.parquet"])
+    names = models or list(cfg.models)
+    for name in names:
+        cfg.model_config_for(name)  # raises on an unknown name
+    np.random.seed(cfg.seed)
+    dataset = load_dataset(pre_dir, "train")
+    with StageRun(cfg, "train", sections=["models"], inputs=preprocess_inputs(pre_dir, pre_manifest)) as run:
+        summary = {}
+        for i, name in enumerate(names):
+            report(progress, f"train {name}", i, len(names))
+            model = create_model(_with_seed(cfg.model_config_for(name), cfg.seed))
+            t0 = time.perf_counter()
+            model.fit(dataset, progress=(lambda f, n=name, i=i: report(progress, f"train {n}", i + f, len(names))))
+            fit_s = time.perf_counter() - t0
+            record = model.save(run.dir / f"{name}.pkl")
+            run.add_output(run.dir / f"{name}.pkl")
+            summary[name] = {"kind": model.kind, "fit_seconds": round(fit_s, 3), "file": f"{name}.pkl", "sha256": record.sha256}
+            log.info("trained %s (%s) in %.2fs", name, model.kind, fit_s)
+        report(progress, "train", len(names), len(names))
+        run.summary.update(models=summary, n_users=dataset.n_users, n_items=dataset.n_items,
+                           n_interactions=int(dataset.interactions.nnz))
+    return run.manifest
+
+
+def _with_seed(model_config, seed: int):  # noqa: ANN001, ANN202
+    # models with a `random_state` take the experiment seed unless the config sets one
+    if "random_state" in type(model_config).model_fields and model_config.random_state is None:
+        return model_config.model_copy(update={"random_state": seed})
+    return model_config
+
+
+def load_trained_model(cfg: Config, name: str):  # noqa: ANN201
+    """Load model ``name`` from the train stage, checking its sha256 before unpickling."""
+    from recctl.models.base import Recommender
+
+    train_dir, manifest = require_stage(cfg, "train")
+    entry = manifest.summary.get("models", {}).get(name)
+    if entry is None:
+        from recctl.errors import ArtifactError
+
+        raise ArtifactError(
+            f"{train_dir}: no trained model '{name}' (trained: {', '.join(manifest.summary.get('models', {})) or 'none'}); "
+            f"run `recctl train {cfg.source_path or 'CONFIG'}`."
+        )
+    record = manifest.output(entry["file"])
+    return Recommender.load(train_dir / entry["file"], record.sha256)
