@@ -60,7 +60,9 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except RecctlError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            from rich.markup import escape  # messages hold brackets, e.g. pip install 'recctl[tune]'
+
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(code=exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]: nothing half-written was published; earlier outputs are intact.")

@@ -25,6 +25,7 @@ from recctl.config.evaluate import EvaluateConfig
 from recctl.config.preprocess import FeaturesConfig, PreprocessConfig, SplitConfig
 from recctl.config.recommend import ExportConfig, RecommendConfig, RulesConfig
 from recctl.config.tune import TuneConfig
+from recctl.config.update import UpdateConfig
 from recctl.errors import ConfigError
 
 __all__ = [
@@ -64,6 +65,7 @@ class Config(BaseConfig):
     recommend: RecommendConfig | None = None
     export: ExportConfig = Field(default_factory=ExportConfig)
     experiment: ABTestConfig | None = None
+    update: UpdateConfig = Field(default_factory=UpdateConfig)
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source_path: Path | None = PrivateAttr(default=None)
@@ -178,6 +180,7 @@ def _check_references(cfg: Config, source: str) -> list[str]:
     need("evaluate.baseline", cfg.evaluate.baseline)
     if cfg.tune is not None:
         need("tune.model", cfg.tune.model)
+        problems += _check_tune_space(cfg, source)
     if cfg.recommend is not None:
         need("recommend.model", cfg.recommend.model)
         for i, name in enumerate(cfg.recommend.fallback):
@@ -186,6 +189,20 @@ def _check_references(cfg: Config, source: str) -> list[str]:
         for variant, spec in cfg.experiment.variants.items():
             need(f"experiment.variants.{variant}.model", spec.model)
     return problems
+
+
+def _check_tune_space(cfg: Config, source: str) -> list[str]:
+    """Each ``tune.space`` key must be a parameter of the tuned model (owned by the tuning area)."""
+    model_config = cfg._model_configs.get(cfg.tune.model) if cfg.tune is not None else None
+    if model_config is None:  # unknown or invalid model: reported elsewhere
+        return []
+    allowed = sorted(k for k in type(model_config).model_fields if k != "kind")
+    return [
+        f"{source}: tune.space.{key}: '{key}' is not a parameter of model '{cfg.tune.model}' "
+        f"(kind {model_config.kind}); allowed parameters: {', '.join(allowed)}"
+        for key in cfg.tune.space
+        if key not in allowed
+    ]
 
 
 def _check_files(cfg: Config, source: str) -> list[str]:

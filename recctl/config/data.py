@@ -42,6 +42,25 @@ class CancellationRule(BaseConfig):
     negative_value: bool = Field(default=True, description="A negative value column marks a return.")
 
 
+class RowCheck(BaseConfig):
+    """A condition every accepted row must meet, e.g. ``UnitPrice > 0``; failing rows are rejected with ``reason``."""
+
+    column: str = Field(description="Raw column to test (numeric comparison; non-numeric values fail the check).")
+    op: Literal[">", ">=", "<", "<=", "==", "!="]
+    value: float
+    reason: str = Field(default="failed_check", description="Reject reason recorded for rows failing the check.")
+
+
+def _check_timezone(value: str) -> str:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone '{value}'; use an IANA name such as UTC or Europe/London") from None
+    return value
+
+
 class InteractionSource(BaseConfig):
     """One source of raw interaction events (views, clicks, carts, purchases, ratings)."""
 
@@ -61,7 +80,19 @@ class InteractionSource(BaseConfig):
     default_event: str = Field(default="interaction", description="Event name when there is no event column.")
     value_rule: ValueRule | None = None
     cancellations: CancellationRule | None = None
+    require: list[RowCheck] = Field(default_factory=list, description="Extra row checks, e.g. a positive price.")
+    null_values: list[str] = Field(
+        default_factory=list, description="Raw strings read as missing (empty strings always are), e.g. ['NULL', 'nan']."
+    )
+    normalize_numeric_ids: bool = Field(
+        default=True, description="Read ids such as `17850.0` (a float export of an integer id) as `17850`."
+    )
     on_error: ErrorPolicy = "quarantine"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        return _check_timezone(value)
 
     @field_validator("path")
     @classmethod
@@ -83,6 +114,15 @@ class TableSource(BaseConfig):
         default_factory=dict,
         description="Canonical attribute name -> raw column (e.g. category: Category). Empty keeps all columns.",
     )
+    dedupe: Literal["first", "last", "mode"] = Field(
+        default="first",
+        description=(
+            "Several rows with the same id (e.g. a catalogue derived from an invoice file): keep the first, the last, "
+            "or per attribute the most frequent non-empty value (`mode`)."
+        ),
+    )
+    null_values: list[str] = Field(default_factory=list, description="Raw strings read as missing.")
+    normalize_numeric_ids: bool = Field(default=True, description="Read ids such as `17850.0` as `17850`.")
     on_error: ErrorPolicy = "quarantine"
 
 

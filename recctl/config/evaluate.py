@@ -1,31 +1,64 @@
-"""The ``evaluate:`` section: which metrics at which K, against which baseline."""
+"""The ``evaluate:`` section: which metrics at which K, against which baseline, how compared."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from recctl.config.base import BaseConfig
 
 MetricName = Literal[
-    "precision", "recall", "f1", "map", "ndcg", "mrr", "hit_rate", "auc",
-    "coverage", "novelty", "diversity", "popularity_bias", "user_coverage",
+    "precision",
+    "recall",
+    "f1",
+    "map",
+    "ndcg",
+    "ndcg_graded",
+    "mrr",
+    "hit_rate",
+    "auc",
+    "coverage",
+    "novelty",
+    "diversity",
+    "popularity_bias",
+    "user_coverage",
 ]
+#: metrics that cannot be a primary metric (no per-user value, or no K)
+_NOT_PRIMARY = ("coverage",)
 
 
 class EvaluateConfig(BaseConfig):
-    """Offline evaluation protocol."""
+    """Offline evaluation protocol (definitions of every metric in docs/metrics.md)."""
 
     k: list[int] = Field(default_factory=lambda: [10], description="Cut-offs, e.g. [5, 10, 20].")
-    metrics: list[MetricName] = Field(default_factory=lambda: ["precision", "recall", "f1", "map", "ndcg"])
-    models: list[str] | None = Field(default=None, description="Models to evaluate; default all in `models`.")
+    metrics: list[MetricName] = Field(
+        default_factory=lambda: ["precision", "recall", "f1", "map", "ndcg"]
+    )
+    models: list[str] | None = Field(
+        default=None, description="Models to evaluate; default all in `models`."
+    )
     baseline: str | None = Field(
         default=None, description="Model name of the baseline; default a built-in popularity model."
     )
-    exclude_seen: bool = True
-    n_bootstrap: int = Field(default=1000, ge=0)
-    alpha: float = Field(default=0.05, gt=0, lt=1)
+    primary_metric: str | None = Field(
+        default=None,
+        description="metric@k that picks the best model, e.g. ndcg@10; "
+        "default ndcg at the largest K (or the first metric).",
+    )
+    exclude_seen: bool = Field(
+        default=True, description="Leave each user's training items out of their ranking."
+    )
+    n_bootstrap: int = Field(
+        default=1000, ge=0, description="Paired bootstrap resamples for the intervals."
+    )
+    alpha: float = Field(
+        default=0.05, gt=0, lt=1, description="Significance level (Holm-corrected)."
+    )
+    test: Literal["wilcoxon", "t"] = Field(
+        default="wilcoxon", description="Paired test: Wilcoxon signed-rank or t."
+    )
+    batch_size: int = Field(default=4096, ge=1, description="Users scored per block.")
     report: bool = Field(default=False, description="Also write report.html.")
 
     @field_validator("k")
@@ -34,3 +67,37 @@ class EvaluateConfig(BaseConfig):
         if not value or any(k < 1 for k in value):
             raise ValueError("k must be a non-empty list of positive integers")
         return sorted(set(value))
+
+    @field_validator("metrics")
+    @classmethod
+    def _some_metric(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("metrics must name at least one metric")
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _primary_is_computed(self) -> EvaluateConfig:
+        if self.primary_metric is None:
+            return self
+        allowed = [
+            f"{m}@{kk}"
+            for m in self.metrics
+            if m not in _NOT_PRIMARY and m != "auc"
+            for kk in self.k
+        ]
+        allowed += ["auc"] if "auc" in self.metrics else []
+        if self.primary_metric not in allowed:
+            raise ValueError(
+                f"primary_metric '{self.primary_metric}' is not computed; "
+                f"choose one of: {', '.join(allowed)}"
+            )
+        return self
+
+    def primary(self) -> str:
+        """The metric@k that picks the best model."""
+        if self.primary_metric:
+            return self.primary_metric
+        if "ndcg" in self.metrics:
+            return f"ndcg@{max(self.k)}"
+        first = next((m for m in self.metrics if m not in _NOT_PRIMARY), "auc")
+        return first if first == "auc" else f"{first}@{max(self.k)}"

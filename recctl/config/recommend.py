@@ -1,18 +1,39 @@
-"""The ``recommend:`` and ``export:`` sections: top-K, business rules, the nightly file."""
+"""The ``recommend:`` and ``export:`` sections: top-K, business rules, the nightly file.
+
+Example::
+
+    recommend:
+      model: lightfm_warp
+      k: 10
+      fallback: [popular]            # backfills short lists and serves unknown users
+      rules:
+        exclude_events: [purchase]   # never re-recommend a purchase, but keep viewed items
+        deny_list: deny.txt          # one item id per line (or a CSV with an item_id column)
+        in_stock_column: in_stock
+        require_price: true
+        category_cap: {column: category, max_per_list: 3}
+        diversity_lambda: 0.2        # MMR re-ranking; 0 disables
+    export:
+      format: csv                    # csv | csv_wide | jsonl | parquet
+      directory: exports             # relative to the workdir
+      latest: both                   # latest.json and a `latest` symlink
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from recctl.config.base import BaseConfig
+
+__all__ = ["CategoryCap", "ExportConfig", "RecommendConfig", "RulesConfig"]
 
 
 class CategoryCap(BaseConfig):
     """At most ``max_per_list`` items of the same ``column`` value in one list."""
 
-    column: str
+    column: str = Field(description="Catalogue column (e.g. category, brand).")
     max_per_list: int = Field(ge=1)
 
 
@@ -20,15 +41,29 @@ class RulesConfig(BaseConfig):
     """Business rules applied to every list."""
 
     exclude_events: list[str] | None = Field(
-        default=None, description="Exclude items the user had these events with (default: all seen items)."
+        default=None,
+        description="Exclude items the user had these events with, e.g. [purchase] (default: all seen items).",
     )
     allow_list: str | None = Field(default=None, description="File of item ids; only these may be recommended.")
     deny_list: str | None = Field(default=None, description="File of item ids never recommended.")
     in_stock_column: str | None = Field(default=None, description="Catalogue column; items where it is false/0 are excluded.")
-    require_price: bool = Field(default=False, description="Exclude items with no price in the catalogue.")
+    require_price: bool = Field(default=False, description="Exclude items with no (or a non-positive) price in the catalogue.")
     price_column: str = "price"
     category_cap: CategoryCap | None = None
     diversity_lambda: float = Field(default=0.0, ge=0, le=1, description="MMR re-ranking weight; 0 disables.")
+    diversity_column: str | None = Field(
+        default=None,
+        description="MMR similarity from this catalogue column (same value = similar); default: item features, "
+        "else the category_cap column.",
+    )
+    candidates: int | None = Field(
+        default=None, ge=1, description="Candidates fetched per user before caps / MMR (default: 3 x k + 20)."
+    )
+
+    @property
+    def needs_candidates(self) -> bool:
+        """Whether lists are re-ranked or filtered after the top-K (caps, MMR)."""
+        return self.category_cap is not None or self.diversity_lambda > 0
 
 
 class RecommendConfig(BaseConfig):
@@ -36,17 +71,37 @@ class RecommendConfig(BaseConfig):
 
     model: str = Field(description="Name of the model (in `models`) that produces the lists.")
     k: int = Field(default=10, ge=1)
-    exclude_seen: bool = True
+    exclude_seen: bool = Field(
+        default=True, description="Leave out items the user interacted with (train and test events)."
+    )
     fallback: list[str] = Field(default_factory=list, description="Models that backfill short lists, in order.")
-    batch_size: int = Field(default=4096, ge=1)
+    batch_size: int = Field(default=4096, ge=1, description="Users per block written to Parquet.")
     n_jobs: int = Field(default=-1, description="Worker threads for scoring blocks; -1 for all cores.")
+    max_block_mb: float = Field(default=16.0, gt=0, description="Memory budget of one score block per worker.")
     rules: RulesConfig = Field(default_factory=RulesConfig)
+
+    @model_validator(mode="after")
+    def _fallback_differs(self) -> RecommendConfig:
+        if self.model in self.fallback:
+            raise ValueError(f"fallback lists the main model '{self.model}'; list other models only")
+        if len(set(self.fallback)) != len(self.fallback):
+            raise ValueError("fallback lists a model twice")
+        return self
 
 
 class ExportConfig(BaseConfig):
-    """The nightly file a shop imports."""
+    """The nightly file a shop imports (see docs/architecture.md, "Serving and export")."""
 
     format: Literal["csv", "csv_wide", "jsonl", "parquet"] = "csv"
     directory: str = Field(default="exports", description="Relative to the workdir unless absolute.")
-    basename: str = Field(default="recommendations", description="Files are <basename>_<YYYY-MM-DD>.<ext>.")
+    basename: str = Field(
+        default="recommendations", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Files are <basename>_<YYYY-MM-DD>.<ext>.",
+    )
+    latest: Literal["json", "symlink", "both"] = Field(
+        default="both", description="How the current file is named: latest.json, a `latest.<ext>` symlink, or both."
+    )
+    include_source: bool = Field(default=True, description="Add the `source` column (which model gave each item).")
+    float_precision: int = Field(default=6, ge=1, le=12, description="Decimals of `score` in text formats.")
+    keep: int | None = Field(default=None, ge=1, description="Keep only the newest N dated files (default: keep all).")
     delta: bool = Field(default=False, description="Also write a delta file of changed users.")

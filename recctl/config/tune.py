@@ -1,12 +1,50 @@
-"""The ``tune:`` section: search space, objective, budget."""
+"""The ``tune:`` section: search space, objective, budget, early stopping and pruning.
+
+Every key of ``space`` must be a parameter of the tuned model's config class; that check needs
+the model registry and therefore runs in :func:`recctl.config._check_references`, where the
+error names ``tune.space.<key>`` and lists the parameters the model accepts.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from recctl.config.base import BaseConfig
+
+__all__ = [
+    "OBJECTIVE_METRICS",
+    "ChoiceSpace",
+    "FloatSpace",
+    "IntSpace",
+    "ParamSpace",
+    "TuneConfig",
+    "parse_objective",
+]
+
+#: metrics a tuning objective may maximise (per-user accuracy metrics of ``recctl.evaluation``)
+OBJECTIVE_METRICS = ("precision", "recall", "f1", "map", "ndcg", "mrr", "hit_rate")
+
+_OBJECTIVE = re.compile(r"^([a-z_]+)@([1-9][0-9]*)$")
+
+
+def parse_objective(objective: str) -> tuple[str, int]:
+    """Split ``"ndcg@10"`` into ``("ndcg", 10)``.
+
+    Raises
+    ------
+    ValueError
+        If the text is not ``<metric>@<k>`` with a known metric and a positive K.
+    """
+    match = _OBJECTIVE.match(objective.strip())
+    if match is None or match.group(1) not in OBJECTIVE_METRICS:
+        raise ValueError(
+            f"objective must look like 'ndcg@10': one of {', '.join(OBJECTIVE_METRICS)}, '@', "
+            f"a positive K; got {objective!r}"
+        )
+    return match.group(1), int(match.group(2))
 
 
 class ChoiceSpace(BaseConfig):
@@ -17,7 +55,7 @@ class ChoiceSpace(BaseConfig):
 
 
 class IntSpace(BaseConfig):
-    """An integer range, inclusive at both ends."""
+    """An integer range, inclusive at both ends; ``log: true`` samples its logarithm uniformly."""
 
     type: Literal["int"]
     low: int
@@ -28,6 +66,8 @@ class IntSpace(BaseConfig):
     def _ordered(self) -> IntSpace:
         if self.low > self.high:
             raise ValueError(f"low ({self.low}) must be <= high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("an int range with log: true needs low >= 1")
         return self
 
 
@@ -51,13 +91,54 @@ ParamSpace = Annotated[ChoiceSpace | IntSpace | FloatSpace, Field(discriminator=
 
 
 class TuneConfig(BaseConfig):
-    """Hyper-parameter search, scored on the validation split only."""
+    """Hyper-parameter search, scored on the validation split only (never on test)."""
 
     model: str = Field(description="Name of the model (in `models`) whose parameters are searched.")
-    method: Literal["random", "grid", "tpe"] = "random"
-    n_trials: int = Field(default=10, ge=1)
-    timeout_s: float | None = Field(default=None, gt=0)
+    method: Literal["random", "grid", "tpe"] = Field(
+        default="random", description="`tpe` needs the optional extra: pip install 'recctl[tune]'."
+    )
+    n_trials: int = Field(default=10, ge=1, description="Trial budget (including the configured-defaults trial).")
+    timeout_s: float | None = Field(default=None, gt=0, description="Wall-time budget: no new trial starts after it.")
     objective: str = Field(default="ndcg@10", description="metric@k on the validation split, maximised.")
     space: dict[str, ParamSpace] = Field(default_factory=dict)
+    include_default: bool = Field(
+        default=True,
+        description="Trial 0 scores the model's configured parameters, so the search reports what it gained.",
+    )
+    grid_points: int = Field(default=3, ge=2, description="`grid`: points per float/int range (choices use all values).")
+    max_epochs: int | None = Field(
+        default=None, ge=1,
+        description=(
+            "Epoch-wise models: epochs a trial may run before early stopping picks the best "
+            "(default: the model's configured `epochs`). Ignored when `epochs` is in the space."
+        ),
+    )
     patience: int = Field(default=3, ge=1, description="Epochs without improvement before early stopping.")
+    min_delta: float = Field(default=0.0, ge=0, description="Smallest gain in the objective that counts as an improvement.")
+    prune: bool = Field(default=True, description="Stop a trial whose curve falls below the median of finished ones.")
+    prune_warmup_epochs: int = Field(default=3, ge=1, description="Epochs a trial runs before it may be pruned.")
+    prune_min_trials: int = Field(default=4, ge=1, description="Finished trials needed before pruning starts.")
     n_jobs: int = Field(default=1, description="Parallel trial processes; -1 for all cores.")
+
+    @field_validator("objective")
+    @classmethod
+    def _known_objective(cls, value: str) -> str:
+        parse_objective(value)
+        return value.strip()
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _jobs(cls, value: int) -> int:
+        if value == 0 or value < -1:
+            raise ValueError(f"n_jobs must be a positive number of processes or -1 (all cores); got {value}")
+        return value
+
+    @property
+    def metric(self) -> str:
+        """The objective's metric name (``ndcg`` in ``ndcg@10``)."""
+        return parse_objective(self.objective)[0]
+
+    @property
+    def k(self) -> int:
+        """The objective's cut-off (``10`` in ``ndcg@10``)."""
+        return parse_objective(self.objective)[1]

@@ -59,7 +59,7 @@ class Recommender(ABC):
     needs_item_features: ClassVar[bool] = False
     #: ``partial_fit`` takes new interactions without a full retrain
     supports_incremental: ClassVar[bool] = False
-    #: ``recommend_from_items`` works (anonymous / session users)
+    #: ``score_from_items`` works (anonymous / session users; an empty list gives the cold-user scores)
     supports_item_history: ClassVar[bool] = False
     #: ``similar_items`` works
     supports_similar_items: ClassVar[bool] = False
@@ -100,15 +100,19 @@ class Recommender(ABC):
         -------
         self
         """
+        self._begin_fit(dataset)
+        self._fit(dataset, progress)
+        self.is_fitted = True
+        return self
+
+    def _begin_fit(self, dataset: Dataset) -> None:
+        """Checks and bookkeeping shared by ``fit`` and ``iter_fit`` (call before fitting)."""
         if self.needs_item_features and dataset.item_features is None:
             raise RecctlError(
                 f"model kind '{self.kind}' needs item features; declare them under "
                 "preprocess.features in the config and re-run `recctl preprocess`."
             )
         self.n_users, self.n_items = dataset.n_users, dataset.n_items
-        self._fit(dataset, progress)
-        self.is_fitted = True
-        return self
 
     #: ``iter_fit`` yields after every epoch (LightFM, neural): tuning stops early with it
     supports_epochs: ClassVar[bool] = False

@@ -93,7 +93,13 @@ class PopularityModel(Recommender):
         return base
 
     def _score_from_items(self, item_idx: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        return self.item_scores_.copy()
+        scores = self.item_scores_.copy()
+        if self.config.mode == "category" and len(item_idx):
+            # the visitor's categories come first, as for a known user
+            prefs = np.asarray(weights @ self.item_cat_[item_idx].toarray(), np.float64).ravel()
+            if prefs.sum() > 0:
+                scores += (self.item_cat_ @ (prefs / prefs.sum())).astype(np.float32) * 2.0
+        return scores
 
     def _partial_fit(self, dataset: Dataset, progress: ProgressFn | None) -> None:
         # counts are a sum over events, so refitting on the grown dataset is exact and cheap

@@ -1,0 +1,150 @@
+"""Benchmark: ``recctl ingest`` on a large events CSV vs a bare polars scan-and-write.
+
+Generates an events CSV in the sample shop's layout (default 20 million rows, about 0.9 GB;
+0.01% dirty rows and 0.1% exact duplicates so the accounting has work to do) in a temporary
+directory, then, each in a fresh subprocess so peak memory is measured per run:
+
+* **baseline**: ``pl.scan_csv(path).sink_parquet(out)`` — the least any ingest must do;
+* **recctl**: :func:`recctl.stages.ingest.run_ingest` — parse and validate every row, write
+  interactions, rejected rows and the manifest.
+
+Reports rows/s, wall time, peak RSS (``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the
+subprocess) and the ratio recctl / baseline. The issue's aim: within 1.5x of the baseline time
+and under 4 GB peak memory.
+
+Run::
+
+    python -m benchmarks.bench_ingest                 # 20M rows
+    python -m benchmarks.bench_ingest --rows 2000000  # smaller, on a busy machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HEADER = "customer_id,product_id,event_type,event_time,quantity\n"
+_CHUNK = 1_000_000
+
+
+def generate_events(path: Path, rows: int, seed: int = 0) -> None:
+    """Write ``rows`` events (plus header) to ``path`` in chunks, so memory stays small."""
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    start = np.datetime64("2026-01-01T00:00:00", "s")
+    events = np.array(["view", "add_to_cart", "purchase"])
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(HEADER)
+        done = 0
+        while done < rows:
+            n = min(_CHUNK, rows - done)
+            users = rng.integers(0, 2_000_000, n)
+            items = (rng.pareto(1.2, n) * 50).astype(np.int64) % 200_000
+            seconds = np.sort(rng.integers(0, 120 * 86400, n))
+            frame = pl.DataFrame({
+                "customer_id": [f"C{u:07d}" for u in users],
+                "product_id": [f"P{i:06d}" for i in items],
+                "event_type": events[rng.choice(3, n, p=[0.7, 0.2, 0.1])],
+                "event_time": (start + seconds.astype("timedelta64[s]")).astype(str),
+                "quantity": rng.integers(1, 4, n).astype(str),
+            }).with_columns(pl.col("event_time").str.replace("T", " "))
+            dirty = rng.random(n) < 0.0001
+            frame = frame.with_columns(
+                pl.when(pl.Series(dirty)).then(pl.lit("")).otherwise(pl.col("customer_id")).alias("customer_id")
+            )
+            dupes = frame.sample(n=max(1, n // 1000), seed=int(rng.integers(1 << 31)))
+            fh.write(pl.concat([frame, dupes]).head(n).write_csv(include_header=False))
+            done += n
+
+
+def _child_baseline(csv: Path, out: Path) -> dict[str, float]:
+    import polars as pl
+
+    t0 = time.perf_counter()
+    pl.scan_csv(csv).sink_parquet(out / "events.parquet")
+    return {"seconds": time.perf_counter() - t0}
+
+
+def _child_recctl(csv: Path, out: Path) -> dict[str, float]:
+    from recctl.config import config_from_dict
+    from recctl.stages.ingest import run_ingest
+
+    cfg = config_from_dict(
+        {
+            "workdir": str(out),
+            "data": {
+                "interactions": {
+                    "path": str(csv),
+                    "columns": {
+                        "user_id": "customer_id", "item_id": "product_id", "event": "event_type",
+                        "timestamp": "event_time", "value": "quantity",
+                    },
+                    "timestamp_format": "%Y-%m-%d %H:%M:%S",
+                    "event_map": {"view": "view", "add_to_cart": "add_to_cart", "purchase": "purchase"},
+                }
+            },
+            "models": {"popular": {"kind": "popularity"}},
+        }
+    )
+    t0 = time.perf_counter()
+    manifest = run_ingest(cfg)
+    totals = manifest.summary["totals"]
+    return {"seconds": time.perf_counter() - t0, **{k: float(v) for k, v in totals.items()}}
+
+
+def _child(kind: str, csv: str, out: str) -> None:
+    result = (_child_baseline if kind == "baseline" else _child_recctl)(Path(csv), Path(out))
+    # ru_maxrss is in KiB on Linux
+    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def _measure(kind: str, csv: Path, out: Path) -> dict[str, float]:
+    out.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_ingest", "--child", kind, str(csv), str(out)],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Generate the events file, time both runs, print the comparison."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=20_000_000, help="rows to generate (default 20M)")
+    parser.add_argument("--dir", type=Path, default=None, help="scratch directory (default: a temp dir)")
+    parser.add_argument("--child", nargs=3, metavar=("KIND", "CSV", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(*args.child)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="recctl-bench-ingest-", dir=args.dir) as tmp:
+        root = Path(tmp)
+        csv = root / "events.csv"
+        t0 = time.perf_counter()
+        generate_events(csv, args.rows)
+        size_mb = csv.stat().st_size / 1e6
+        print(f"generated {args.rows:,} rows ({size_mb:,.0f} MB) in {time.perf_counter() - t0:.1f}s")
+        base = _measure("baseline", csv, root / "baseline")
+        ours = _measure("recctl", csv, root / "recctl")
+    rows = args.rows
+    print(f"{'run':<10}{'seconds':>10}{'rows/s':>14}{'peak MB':>10}")
+    for name, r in (("polars", base), ("recctl", ours)):
+        print(f"{name:<10}{r['seconds']:>10.2f}{rows / r['seconds']:>14,.0f}{r['peak_mb']:>10,.0f}")
+    print(f"time ratio recctl / bare polars: {ours['seconds'] / base['seconds']:.2f}x (aim <= 1.5x); "
+          f"recctl peak {ours['peak_mb'] / 1024:.2f} GB (aim < 4 GB)")
+    print(f"accounting: read {ours['read']:,.0f} = accepted {ours['accepted']:,.0f} + rejected "
+          f"{ours['rejected']:,.0f}; duplicates dropped {ours['duplicates']:,.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

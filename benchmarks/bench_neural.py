@@ -1,0 +1,244 @@
+"""SASRec next to popularity, item-item kNN and LightFM on a per-user leave-last-out split.
+
+Run: ``python -m benchmarks.bench_neural [--datasets movielens retail] [--out FILE]``
+(needs ``pip install 'recctl[neural]'`` and the real data in ``../shared/data``).
+
+The split is built here directly from the raw files with polars (the same protocol as
+``preprocess.split.strategy: leave_last``, written out so the benchmark does not depend on
+the pipeline): every user's events are ordered by time (ties keep file order), the latest
+event is the test item, everything before it is training. Users with fewer than 2 events are
+dropped. Evaluation goes through ``recctl.evaluation.evaluate_model`` with the training items
+excluded from the ranking, so a test item the user had already seen is unreachable and the
+user is not evaluated (the number of evaluated users is printed).
+
+Epoch counts are chosen the same way for every epoch-wise model (LightFM, SASRec), without
+looking at the test split: hold out each user's last *training* event, fit on the rest,
+keep the epoch with the best NDCG@10 on it, then refit on the whole training split for that
+many epochs. Reported ``fit_s`` is the final fit only; ``select_s`` is the epoch search.
+Ratios are against popularity measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recctl.columns import Columns
+from recctl.data.dataset import Dataset, interactions_matrix
+from recctl.evaluation.metrics import evaluate_model
+from recctl.models.registry import get_model_class
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+METRICS = ("ndcg", "recall", "mrr")
+K = 10
+ROW = "_row"
+
+
+# -- data ----------------------------------------------------------------------------------------
+def load_movielens(root: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every rating as an implicit event (MovieLens latest-small), plus genres per movie."""
+    ratings = pl.read_csv(root / "ml-latest-small" / "ratings.csv")
+    events = ratings.select(
+        pl.col("userId").cast(pl.String).alias(Columns.User),
+        pl.col("movieId").cast(pl.String).alias(Columns.Item),
+        pl.from_epoch("timestamp", time_unit="s").alias(Columns.Timestamp),
+    )
+    movies = pl.read_csv(root / "ml-latest-small" / "movies.csv").select(
+        pl.col("movieId").cast(pl.String).alias(Columns.Item), pl.col("genres").str.split("|").alias("tags")
+    )
+    return events, movies
+
+
+def load_retail(root: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Online Retail invoice lines, cleaned as the data README describes, plus a stock-code prefix."""
+    raw = pl.read_parquet(root / "online-retail" / "online_retail.parquet")
+    clean = raw.filter(
+        pl.col("CustomerID").is_not_null(),
+        ~pl.col("InvoiceNo").cast(pl.String).str.starts_with("C"),
+        pl.col("Quantity") > 0,
+        pl.col("UnitPrice") > 0,
+    )
+    events = clean.select(
+        pl.col("CustomerID").cast(pl.Int64).cast(pl.String).alias(Columns.User),
+        pl.col("StockCode").cast(pl.String).str.strip_chars().alias(Columns.Item),
+        pl.col("InvoiceDate").cast(pl.Datetime("us")).alias(Columns.Timestamp),
+    )
+    items = events.select(Columns.Item).unique().with_columns(
+        pl.concat_list(pl.col(Columns.Item).str.slice(0, 3)).alias("tags")
+    )
+    return events, items
+
+
+def leave_last_out(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray, np.ndarray]:
+    """Index users/items and split off each user's latest event (ties keep file order).
+
+    Returns
+    -------
+    (train, test, user_ids, item_ids)
+        ``train`` has ``user_idx, item_idx, timestamp, weight`` in time order per user;
+        ``test`` one ``user_idx, item_idx`` row per user.
+    """
+    ev = events.with_row_index(ROW).sort([Columns.User, Columns.Timestamp, ROW])
+    ev = ev.filter(pl.len().over(Columns.User) >= 2)
+    user_ids = np.array(sorted(ev[Columns.User].unique().to_list()), dtype=object)
+    item_ids = np.array(sorted(ev[Columns.Item].unique().to_list()), dtype=object)
+    umap = pl.DataFrame({Columns.User: user_ids.astype(str), Columns.UserIdx: np.arange(len(user_ids))})
+    imap = pl.DataFrame({Columns.Item: item_ids.astype(str), Columns.ItemIdx: np.arange(len(item_ids))})
+    ev = ev.join(umap, on=Columns.User).join(imap, on=Columns.Item).sort([Columns.UserIdx, Columns.Timestamp, ROW])
+    ev = ev.with_columns(pl.int_range(pl.len()).over(Columns.UserIdx).alias("rank"),
+                         pl.len().over(Columns.UserIdx).alias("n"), pl.lit(1.0).alias(Columns.Weight))
+    cols = [Columns.UserIdx, Columns.ItemIdx, Columns.Timestamp, Columns.Weight]
+    train = ev.filter(pl.col("rank") < pl.col("n") - 1).select(cols)
+    test = ev.filter(pl.col("rank") == pl.col("n") - 1).select(cols)
+    return train, test, user_ids, item_ids
+
+
+def tag_features(items: pl.DataFrame, item_ids: np.ndarray) -> sp.csr_matrix:
+    """Multi-hot (n_items x n_tags) matrix from an ``item_id, tags`` frame."""
+    imap = pl.DataFrame({Columns.Item: item_ids.astype(str), Columns.ItemIdx: np.arange(len(item_ids))})
+    pairs = items.join(imap, on=Columns.Item).explode("tags").drop_nulls("tags")
+    tags = sorted(pairs["tags"].unique().to_list())
+    tmap = pl.DataFrame({"tags": tags, "tag_idx": np.arange(len(tags))})
+    pairs = pairs.join(tmap, on="tags")
+    return sp.csr_matrix(
+        (np.ones(pairs.height, np.float32), (pairs[Columns.ItemIdx].to_numpy(), pairs["tag_idx"].to_numpy())),
+        shape=(len(item_ids), len(tags)),
+    )
+
+
+def make_dataset(train: pl.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray,
+                 features: sp.csr_matrix | None) -> Dataset:
+    """A :class:`Dataset` as the preprocess stage would load it."""
+    return Dataset(user_ids=user_ids, item_ids=item_ids,
+                   interactions=interactions_matrix(train, len(user_ids), len(item_ids)),
+                   item_features=features, events=train)
+
+
+# -- fitting -------------------------------------------------------------------------------------
+def ndcg_at_k(model: Any, target: sp.csr_matrix, exclude: sp.csr_matrix) -> float:
+    """NDCG@10 of a fitted model through recctl's evaluation."""
+    return evaluate_model(model, target, exclude, ks=(K,), metrics=("ndcg",), n_jobs=1).mean[f"ndcg@{K}"]
+
+
+def select_epochs(make: Callable[[], Any], train: pl.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray,
+                  features: sp.csr_matrix | None, max_epochs: int, patience: int) -> tuple[int, list[float]]:
+    """Best epoch count by NDCG@10 on each user's last training event (test never looked at)."""
+    inner, valid, _, _ = leave_last_out_indexed(train)
+    ds = make_dataset(inner, user_ids, item_ids, features)
+    target = interactions_matrix(valid, len(user_ids), len(item_ids))
+    model = make()
+    curve: list[float] = []
+    best, best_epoch = -1.0, 1
+    for epoch in model.iter_fit(ds):
+        curve.append(ndcg_at_k(model, target, ds.interactions))
+        if curve[-1] > best:
+            best, best_epoch = curve[-1], epoch
+        if epoch - best_epoch >= patience or epoch >= max_epochs:
+            break
+    return best_epoch, curve
+
+
+def leave_last_out_indexed(train: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, None, None]:
+    """Leave-last-out on an already indexed, time-ordered training frame."""
+    ev = train.with_columns(pl.int_range(pl.len()).over(Columns.UserIdx).alias("rank"),
+                            pl.len().over(Columns.UserIdx).alias("n"))
+    inner = ev.filter((pl.col("rank") < pl.col("n") - 1) | (pl.col("n") < 2)).drop("rank", "n")
+    valid = ev.filter((pl.col("rank") == pl.col("n") - 1) & (pl.col("n") >= 2)).drop("rank", "n")
+    return inner, valid, None, None
+
+
+def model_specs(name: str, threads: int, quick: bool) -> dict[str, dict[str, Any]]:
+    """The strategies compared, as model configs (``epochs`` is the search ceiling)."""
+    ml = name == "movielens"
+    sasrec = {"kind": "sasrec", "max_len": 200 if ml else 50, "hidden_size": 64, "n_heads": 2, "n_blocks": 2,
+              "dropout": 0.2, "lr": 1e-3, "batch_size": 64 if ml else 128, "epochs": 200,
+              "random_state": 42, "num_threads": threads}
+    specs = {
+        "popularity": {"kind": "popularity"},
+        "item_knn": {"kind": "item_knn"},
+        "lightfm_warp": {"kind": "lightfm", "loss": "warp", "no_components": 64, "learning_rate": 0.05,
+                         "epochs": 100, "random_state": 42, "num_threads": 1},
+        "sasrec": sasrec,
+        "sasrec_features": {**sasrec, "use_item_features": True},
+    }
+    if quick:
+        specs.pop("sasrec_features")
+    return specs
+
+
+def run_dataset(name: str, threads: int, quick: bool) -> list[dict[str, Any]]:
+    """Fit and evaluate every strategy on one dataset; return one row per strategy."""
+    events, items = (load_movielens if name == "movielens" else load_retail)(DATA)
+    train, test, user_ids, item_ids = leave_last_out(events)
+    features = tag_features(items, item_ids)
+    n_users, n_items = len(user_ids), len(item_ids)
+    exclude = interactions_matrix(train, n_users, n_items)
+    target = interactions_matrix(test, n_users, n_items)
+    logging.info("%s: %d users, %d items, %d train events", name, n_users, n_items, train.height)
+    rows = []
+    for label, spec in model_specs(name, threads, quick).items():
+        cls = get_model_class(spec["kind"])
+        use_features = spec.get("use_item_features", False)
+        ds = make_dataset(train, user_ids, item_ids, features if use_features else None)
+        epochs, select_s, curve = None, 0.0, []
+        if cls.supports_epochs:
+            t0 = time.perf_counter()
+            epochs, curve = select_epochs(lambda s=spec, c=cls: c.from_config(s), train, user_ids, item_ids,
+                                          features if use_features else None, max_epochs=spec["epochs"],
+                                          patience=3 if "sasrec" in label else 5)
+            select_s = time.perf_counter() - t0
+            spec = {**spec, "epochs": epochs}
+        model = cls.from_config(spec)
+        t0 = time.perf_counter()
+        model.fit(ds)
+        fit_s = time.perf_counter() - t0
+        result = evaluate_model(model, target, exclude, ks=(K,), metrics=METRICS, n_jobs=1)
+        row = {"dataset": name, "model": label, **{k: round(v, 4) for k, v in result.mean.items()
+                                                     if k.endswith(f"@{K}")},
+               "n_eval_users": result.n_users,
+               "epochs": epochs, "fit_s": round(fit_s, 1), "select_s": round(select_s, 1),
+               "valid_curve": [round(c, 4) for c in curve]}
+        logging.info("%s %s: %s", name, label, {k: v for k, v in row.items() if k != "valid_curve"})
+        rows.append(row)
+    base = next(r for r in rows if r["model"] == "popularity")
+    for r in rows:
+        r[f"ndcg@{K}_vs_popularity"] = round(r[f"ndcg@{K}"] / base[f"ndcg@{K}"], 2) if base[f"ndcg@{K}"] else None
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparison and print a table (and JSON with ``--out``)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["movielens", "retail"], choices=["movielens", "retail"])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for SASRec")
+    parser.add_argument("--quick", action="store_true", help="skip the item-feature SASRec variant")
+    parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    if not DATA.exists():
+        print(f"real datasets not found at {DATA.resolve()}; nothing to benchmark", file=sys.stderr)
+        return 1
+    rows = [row for name in args.datasets for row in run_dataset(name, args.threads, args.quick)]
+    cols = ["dataset", "model", f"ndcg@{K}", f"recall@{K}", f"mrr@{K}", f"ndcg@{K}_vs_popularity",
+            "n_eval_users", "epochs", "fit_s", "select_s"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(str(r.get(c)) for c in cols) + " |")
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,523 @@
+"""``recctl ab ...``: assign users to variants, plan, preview offline and analyse an A/B test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from recctl.cli._common import (
+    ConfigArg,
+    JsonOpt,
+    QuietOpt,
+    VerboseOpt,
+    emit,
+    err,
+    handle_errors,
+    load,
+    out,
+    progress_bar,
+    setup_logging,
+    table,
+)
+
+ab_app = typer.Typer(
+    help=(
+        "A/B tests of recommendation strategies: assign users, plan the sample size, preview "
+        "offline, and analyse the outcome log the shop returns.\n\n"
+        "The experiment is the `experiment:` section of the config (see configs/ab_example.yaml)."
+    ),
+    no_args_is_help=True,
+)
+
+
+def _floats(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(part) for part in text.replace(";", ",").split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(
+            f"'{text}' is not a comma-separated list of numbers, e.g. 50,50", param_hint=option
+        ) from None
+    if len(values) < 2 or any(v <= 0 for v in values):
+        raise typer.BadParameter(
+            f"need at least two positive weights, control first; got '{text}'", param_hint=option
+        )
+    return values
+
+
+def _rates(text: str) -> dict[str, float]:
+    rates: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            rates[name.strip()] = float(value)
+        except ValueError:
+            raise typer.BadParameter(
+                f"'{part}' is not NAME=RATE, e.g. control=0.05,treatment=0.055",
+                param_hint="--rates",
+            ) from None
+    return rates
+
+
+def _srm_banner(report: Any) -> None:
+    from rich.panel import Panel
+
+    if report.srm.mismatch:
+        err.print(
+            Panel(
+                report.srm.message,
+                title="SAMPLE RATIO MISMATCH",
+                style="bold red",
+                border_style="red",
+            )
+        )
+
+
+@ab_app.command("assign")
+@handle_errors
+def assign_command(
+    config: ConfigArg,
+    users: Annotated[
+        Path,
+        typer.Option(
+            "--users", help="User ids: .txt (one per line), or CSV/Parquet with a user_id column."
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output .parquet or .csv [default: <workdir>/abtest/assignments.parquet].",
+        ),
+    ] = None,
+    user_column: Annotated[
+        str | None, typer.Option("--user-column", help="User id column of the users file.")
+    ] = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Assign users to the experiment's variants by a salted hash and write the assignments file.
+
+    The same user always gets the same variant for the same salt, on any machine; new users are assigned by the same rule. Columns: user_id, variant, bucket, experiment, salt.
+
+    \b
+    Example:
+        recctl ab assign configs/ab_example.yaml --users users.csv
+        recctl ab assign configs/ab_example.yaml --users ids.txt -o assignments.csv --json
+    """
+    setup_logging(verbose)
+    cfg = load(config)
+    from recctl.abtest.run import run_assign
+
+    result = run_assign(cfg, users, output, user_column)
+    rows = [
+        [name, a["users"], a["share"], a["expected_share"]] for name, a in result["arms"].items()
+    ]
+    emit(
+        result,
+        as_json,
+        lambda: out.print(
+            table(
+                f"Assignments of {result['experiment']} (salt {result['salt']})",
+                ["arm", "users", "share", "expected"],
+                rows,
+            )
+        ),
+    )
+    if not as_json:
+        err.print(f"{result['n_users']:,} users assigned; written to {result['output']}")
+
+
+@ab_app.command("report")
+@handle_errors
+def report_command(
+    config: ConfigArg,
+    assignments: Annotated[
+        Path | None,
+        typer.Option(
+            "--assignments",
+            "-a",
+            help="Assignments file [default: from ab assign, else from recommend, in the workdir].",
+        ),
+    ] = None,
+    outcomes: Annotated[
+        Path | None,
+        typer.Option(
+            "--outcomes",
+            help="The shop's outcome log (CSV/Parquet); default experiment.outcomes.path.",
+        ),
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.")
+    ] = None,
+    fail_on_srm: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-srm",
+            help="Exit with code 4 when a sample ratio mismatch is detected (for CI).",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Analyse a finished experiment: per-variant metrics, differences to control, sample ratio check.
+
+    Reads the assignments and the outcome log (columns mapped by experiment.outcomes in the config). Reports per arm users, conversion rate, clicks and revenue per user with confidence intervals; per treatment the difference to control with p-values (two-proportion z-test; Welch t-test and bootstrap for revenue; Holm-adjusted over arms); and a chi-square sample ratio mismatch check against the configured weights.
+
+    \b
+    Example:
+        recctl ab report configs/ab_example.yaml --assignments assignments.parquet --outcomes outcomes.csv
+        recctl ab report configs/ab_example.yaml --outcomes outcomes.csv --html ab.html --json
+    """
+    setup_logging(verbose)
+    cfg = load(config)
+    from recctl.abtest.run import run_report
+
+    report = run_report(cfg, assignments, outcomes, html)
+    _srm_banner(report)
+    emit(report.to_dict(), as_json, lambda: _render_report(report))
+    for warning in report.warnings:
+        if warning != report.srm.message:
+            err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    if html is not None and not as_json:
+        err.print(f"HTML report written to {html}")
+    if fail_on_srm and report.srm.mismatch:
+        err.print("[bold red]error:[/] sample ratio mismatch (--fail-on-srm)")
+        raise typer.Exit(code=4)
+
+
+def _render_report(report: Any) -> None:
+    conf = f"{100 * (1 - report.alpha):.0f}% CI"
+    rows = [
+        [
+            a.variant,
+            a.users,
+            f"{a.conversion_rate:.4f} [{a.conversion_rate_ci[0]:.4f}, "
+            f"{a.conversion_rate_ci[1]:.4f}]",
+            f"{a.clicks_per_user:.3f} [{a.clicks_per_user_ci[0]:.3f}, "
+            f"{a.clicks_per_user_ci[1]:.3f}]",
+            f"{a.revenue_per_user:.2f} [{a.revenue_per_user_ci[0]:.2f}, "
+            f"{a.revenue_per_user_ci[1]:.2f}]",
+        ]
+        for a in report.arms
+    ]
+    out.print(
+        table(
+            f"Experiment {report.experiment}: arms",
+            [
+                "arm",
+                "users",
+                f"conversion rate [{conf}]",
+                f"clicks/user [{conf}]",
+                f"revenue/user [{conf}]",
+            ],
+            rows,
+        )
+    )
+    rows = []
+    for c in report.comparisons:
+        verdict = (
+            ("higher" if c.diff > 0 else "lower") if c.significant else "no detectable difference"
+        )
+        rel = "" if c.relative_lift is None else f"{100 * c.relative_lift:+.1f}%"
+        rows.append(
+            [
+                c.metric,
+                c.variant,
+                f"{c.diff:+.4f} [{c.ci[0]:+.4f}, {c.ci[1]:+.4f}]",
+                rel,
+                f"{c.p_value:.4f}",
+                f"{c.p_adjusted:.4f}",
+                verdict,
+            ]
+        )
+    out.print(
+        table(
+            f"Difference to control '{report.control}'",
+            ["metric", "arm", f"diff [{conf}]", "relative", "p", "p (Holm)", "verdict"],
+            rows,
+        )
+    )
+    style = "bold red" if report.srm.mismatch else "green"
+    out.print(f"[{style}]{report.srm.message}[/]", highlight=False, soft_wrap=True)
+
+
+@ab_app.command("plan")
+def plan_command(
+    baseline_rate: Annotated[
+        float | None, typer.Option("--baseline-rate", help="Control conversion rate, e.g. 0.05.")
+    ] = None,
+    baseline_mean: Annotated[
+        float | None,
+        typer.Option(
+            "--baseline-mean",
+            help="Control mean of a per-user metric (with --sd), e.g. revenue per user.",
+        ),
+    ] = None,
+    sd: Annotated[
+        float | None, typer.Option("--sd", help="Per-user standard deviation of that metric.")
+    ] = None,
+    mde: Annotated[
+        float | None,
+        typer.Option("--mde", help="Effect to detect, relative (0.1 = +10%) unless --absolute."),
+    ] = None,
+    users: Annotated[
+        int | None,
+        typer.Option("--users", help="Users available in total: report the MDE instead."),
+    ] = None,
+    absolute: Annotated[
+        bool, typer.Option("--absolute", help="--mde is an absolute difference.")
+    ] = False,
+    alpha: Annotated[
+        float | None,
+        typer.Option(
+            "--alpha",
+            help="Two-sided level, split over treatments [default: experiment.alpha or 0.05].",
+        ),
+    ] = None,
+    power: Annotated[
+        float, typer.Option("--power", help="Probability of detecting the effect if it is real.")
+    ] = 0.8,
+    weights: Annotated[
+        str | None,
+        typer.Option("--weights", help="Traffic weights, control first, e.g. 50,50 or 2,1,1."),
+    ] = None,
+    holdout: Annotated[
+        float | None, typer.Option("--holdout", help="Share of users held out.")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="Take weights, holdout and alpha from this config's experiment."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sample size calculator: users needed to detect an effect, or the minimum detectable effect.
+
+    Rates use the two-proportion z-test formula, means the z/Welch formula with the given --sd. With several treatments alpha is split by Bonferroni.
+
+    \b
+    Example:
+        recctl ab plan --baseline-rate 0.05 --mde 0.1
+        recctl ab plan --baseline-rate 0.05 --users 40000 --weights 1,1,1
+        recctl ab plan --baseline-mean 2.4 --sd 18 --mde 0.05 --config configs/ab_example.yaml --json
+    """
+    if (baseline_rate is None) == (baseline_mean is None):
+        raise typer.BadParameter(
+            "give exactly one of --baseline-rate or --baseline-mean", param_hint="--baseline-rate"
+        )
+    if baseline_mean is not None and sd is None:
+        raise typer.BadParameter(
+            "--baseline-mean needs --sd (the per-user standard deviation)", param_hint="--sd"
+        )
+    if (mde is None) == (users is None):
+        raise typer.BadParameter(
+            "give exactly one of --mde (to get the sample size) or --users (to get the MDE)",
+            param_hint="--mde",
+        )
+    # usage errors are raised here, outside handle_errors, so Typer reports them with exit code 2
+    w = _floats(weights, "--weights")
+    names = None
+    if config is not None:
+        experiment = _experiment(config)
+        names = [experiment.control, *experiment.treatments]
+        config_weights = [experiment.variants[n].weight for n in names]
+        if w is not None and len(w) != len(names):
+            raise typer.BadParameter(
+                f"{len(w)} weights given but experiment '{experiment.name}' in {config} has "
+                f"{len(names)} variants "
+                f"({', '.join(names)}); give one weight per variant, control first, or drop "
+                "--weights",
+                param_hint="--weights",
+            )
+        w = w or config_weights
+        holdout = experiment.holdout if holdout is None else holdout
+        alpha = experiment.alpha if alpha is None else alpha
+    from recctl.abtest.power import plan_experiment
+
+    try:
+        plan = plan_experiment(
+            baseline=baseline_rate if baseline_rate is not None else baseline_mean,  # type: ignore[arg-type]
+            weights=w or [1.0, 1.0],
+            mde=mde,
+            relative=not absolute,
+            users=users,
+            sd=sd,
+            alpha=0.05 if alpha is None else alpha,
+            power=power,
+            holdout=holdout or 0.0,
+            names=names,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    emit(plan.to_dict(), as_json, lambda: _render_plan(plan, mde is not None))
+
+
+@handle_errors
+def _experiment(config: Path) -> Any:
+    from recctl.abtest.run import experiment_of
+
+    return experiment_of(load(config))
+
+
+def _render_plan(plan: Any, solved_for_n: bool) -> None:
+    rows = [[name, n, plan.shares[name]] for name, n in plan.users_per_arm.items()]
+    out.print(table("Users per arm", ["arm", "users", "share"], rows))
+    what = "rate" if plan.metric == "rate" else "mean"
+    rel = "" if plan.mde_relative is None else f" ({100 * plan.mde_relative:.1f}% relative)"
+    if solved_for_n:
+        out.print(
+            f"To detect a change of the {what} {plan.baseline:g} by {plan.mde_absolute:.4g}{rel} "
+            f"with power {plan.power:g} "
+            f"at alpha {plan.alpha_per_comparison:.3g} per comparison: "
+            f"[bold]{plan.total_users:,} users in total[/]."
+        )
+    else:
+        out.print(
+            f"With {plan.total_users:,} users the minimum detectable effect on the {what} "
+            f"{plan.baseline:g} is "
+            f"[bold]{plan.mde_absolute:.4g}{rel}[/] (power {plan.power:g}, alpha "
+            f"{plan.alpha_per_comparison:.3g} per comparison)."
+        )
+
+
+@ab_app.command("simulate")
+def simulate_command(
+    config: ConfigArg,
+    rates: Annotated[
+        str,
+        typer.Option(
+            "--rates", help="True conversion rate per arm, e.g. control=0.05,treatment=0.06."
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Outcome log to write (.csv or .parquet).")
+    ],
+    assignments: Annotated[
+        Path | None,
+        typer.Option(
+            "--assignments",
+            "-a",
+            help="Assignments file [default: from ab assign, else from recommend, in the workdir].",
+        ),
+    ] = None,
+    clicks: Annotated[float, typer.Option("--clicks", help="True mean clicks per user.")] = 0.5,
+    order_value: Annotated[
+        float, typer.Option("--order-value", help="True mean revenue per purchase.")
+    ] = 40.0,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Random seed; default the config's seed.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a simulated outcome log with known true rates, to rehearse `ab report` before a real experiment.
+
+    \b
+    Example:
+        recctl ab simulate configs/ab_example.yaml --rates control=0.05,treatment=0.06 -o outcomes.csv
+    """
+    parsed = _rates(rates)  # a usage error (exit 2) if malformed
+    _simulate(config, assignments, output, parsed, clicks, order_value, seed, as_json)
+
+
+@handle_errors
+def _simulate(
+    config: Path,
+    assignments: Path | None,
+    output: Path,
+    rates: dict[str, float],
+    clicks: float,
+    order_value: float,
+    seed: int | None,
+    as_json: bool,
+) -> None:
+    cfg = load(config)
+    from recctl.abtest.run import run_simulate
+
+    result = run_simulate(
+        cfg, assignments, output, rates, clicks_per_user=clicks, order_value=order_value, seed=seed
+    )
+    emit(
+        result,
+        as_json,
+        lambda: out.print(
+            f"{result['rows']:,} simulated outcome rows written to {result['output']}"
+        ),
+    )
+
+
+@ab_app.command("preview")
+@handle_errors
+def preview_command(
+    config: ConfigArg,
+    k: Annotated[
+        int | None, typer.Option("--k", help="Cut-off; default the first of evaluate.k.")
+    ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric", "-m", help="Metric to compare (repeatable); default evaluate.metrics."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Offline preview: evaluate each variant's model on the test split and show the expected difference to control.
+
+    Uses the trained models (run `recctl train` first) and the evaluation's paired comparison: per-user metric differences, a paired bootstrap confidence interval and a paired test, Holm-adjusted.
+
+    \b
+    Example:
+        recctl ab preview configs/ab_example.yaml
+        recctl ab preview configs/ab_example.yaml --k 10 -m ndcg -m hit_rate --json
+    """
+    setup_logging(verbose, quiet)
+    cfg = load(config)
+    from recctl.abtest.preview import run_preview
+
+    with progress_bar(not as_json) as progress:
+        result = run_preview(cfg, k=k, metrics=metric or None, progress=progress)
+    emit(result.to_dict(), as_json, lambda: _render_preview(result))
+
+
+def _render_preview(result: Any) -> None:
+    rows = [
+        [name, model, *[result.means[name].get(m) for m in result.metrics]]
+        for name, model in result.variant_models.items()
+    ]
+    out.print(
+        table(
+            f"Offline preview of {result.experiment} on the test split ({result.n_users:,} users)",
+            ["variant", "model", *result.metrics],
+            rows,
+        )
+    )
+    rows = [
+        [
+            c["variant"],
+            c["metric"],
+            c["control_mean"],
+            c["variant_mean"],
+            f"{c['diff']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]",
+            c["p_value"],
+            c["p_holm"],
+            c["verdict"],
+        ]
+        for c in result.comparisons
+    ]
+    out.print(
+        table(
+            f"Expected difference to control '{result.control}' ({100 * (1 - result.alpha):.0f}% "
+            "paired bootstrap CI)",
+            ["variant", "metric", "control", "variant", "diff [CI]", "p", "p (Holm)", "verdict"],
+            rows,
+        )
+    )

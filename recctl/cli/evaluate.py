@@ -1,0 +1,138 @@
+"""``recctl evaluate``: every model against the baseline on the test split."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from recctl.cli._common import (
+    ConfigArg,
+    JsonOpt,
+    QuietOpt,
+    VerboseOpt,
+    emit,
+    err,
+    handle_errors,
+    load,
+    manifest_summary,
+    out,
+    progress_bar,
+    setup_logging,
+    table,
+)
+
+#: metrics without a K, shown once
+_NO_K = ("auc",)
+
+
+@handle_errors
+def evaluate_command(
+    config: ConfigArg,
+    report: Annotated[
+        bool | None,
+        typer.Option(
+            "--report/--no-report",
+            help="Also write a self-contained report.html (default: evaluate.report).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Evaluate every trained model and the popularity baseline on the test split.
+
+    All models are scored on the same users (those with a test item they had not seen in training) and the same candidate items (the catalogue minus each user's training items).
+
+    Prints the protocol, a table of mean metric@K per model (baseline first) and verdicts against the baseline and the best model (paired bootstrap CI, Wilcoxon test, Holm correction).
+
+    Writes <workdir>/evaluate/metrics.json, per_user.parquet and, with --report, report.html. Metric definitions: docs/metrics.md.
+
+    \b
+    Example:
+        recctl evaluate configs/quickstart.yaml
+        recctl evaluate configs/quickstart.yaml --report
+        recctl evaluate configs/quickstart.yaml --json | jq '.metrics.models'
+    """  # noqa: E501
+    setup_logging(verbose, quiet)
+    cfg = load(config)
+    from recctl.stages.evaluate import read_metrics, run_evaluate
+
+    with progress_bar(not as_json) as progress:
+        manifest = run_evaluate(cfg, report=report, progress=progress)
+    metrics = read_metrics(cfg)
+    emit({**manifest_summary(manifest), "metrics": metrics}, as_json, lambda: _render(metrics))
+    if not as_json:
+        err.print(f"metrics written to {cfg.stage_dir('evaluate')}")
+
+
+def _render(metrics: dict[str, Any]) -> None:
+    proto = metrics["protocol"]
+    out.print(
+        f"[bold]Protocol[/]: split [cyan]{proto['split']}[/]; "
+        f"{proto['n_users_evaluated']:,} users evaluated ({proto['users']}); "
+        f"candidates: {proto['candidate_items']}; excluded: {proto['excluded']} "
+        f"({proto['n_test_pairs_excluded']:,} of {proto['n_test_pairs']:,} test pairs); "
+        f"K = {', '.join(map(str, proto['ks']))}.",
+        highlight=False,
+    )
+    baseline = metrics["baseline"]
+    names = list(metrics.get("model_order") or metrics["models"])
+    ks = proto["ks"]
+    for pos, k in enumerate(ks):
+        cols = [m for m in proto["metrics"] if m not in _NO_K]
+        keys = [f"{m}@{k}" for m in cols]
+        if pos == 0:
+            keys = [m for m in proto["metrics"] if m in _NO_K] + keys
+        rows = []
+        for name in names:
+            label = f"{name} (baseline)" if name == baseline else name
+            if name == metrics.get("best"):
+                label += " *"
+            rows.append([label] + [metrics["models"][name]["mean"].get(key) for key in keys])
+        out.print(
+            table(
+                f"Mean metrics @{k} over {proto['n_users_evaluated']:,} users",
+                ["model", *keys],
+                rows,
+            )
+        )
+    if metrics.get("best"):
+        out.print(
+            f"* best by {metrics['primary_metric']}: [bold]{metrics['best']}[/]", highlight=False
+        )
+    _render_verdicts(metrics)
+
+
+def _render_verdicts(metrics: dict[str, Any]) -> None:
+    kmax = max(metrics["protocol"]["ks"])
+    primary = metrics["primary_metric"]
+    shown = [
+        c
+        for c in metrics["comparisons"]
+        if c["metric"] == primary or c["metric"].endswith(f"@{kmax}") or c["metric"] in _NO_K
+    ]
+    if not shown:
+        out.print("No comparison: only the baseline was evaluated.")
+        return
+    stats = metrics["statistics"]
+    rows = []
+    for c in shown:
+        ci = "" if c["ci_low"] is None else f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]"
+        p_holm = "" if c["p_holm"] is None else f"{c['p_holm']:.3g}"
+        rows.append(
+            [
+                c["model"],
+                f"{c['reference']} ({c['role']})",
+                c["metric"],
+                f"{c['diff']:+.4f}" if c["diff"] is not None else "",
+                ci,
+                p_holm,
+                c["verdict"],
+            ]
+        )
+    title = (
+        f"Verdicts ({stats['test']}, Holm-corrected p < {stats['alpha']}; "
+        f"{1 - stats['alpha']:.0%} paired bootstrap CI, {stats['n_bootstrap']} resamples)"
+    )
+    out.print(table(title, ["model", "vs", "metric", "diff", "CI", "p (Holm)", "verdict"], rows))

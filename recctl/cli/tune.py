@@ -1,0 +1,146 @@
+"""``recctl tune``: search a model's parameters on the validation split."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+
+from recctl.cli._common import (
+    ConfigArg,
+    JsonOpt,
+    QuietOpt,
+    VerboseOpt,
+    _state,
+    emit,
+    err,
+    handle_errors,
+    load,
+    manifest_summary,
+    out,
+    setup_logging,
+    table,
+)
+
+
+def _eta(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+@contextmanager
+def _live_display(enabled: bool) -> Iterator[tuple[Callable[..., None] | None, Callable[..., None] | None]]:
+    """Yield ``(progress, on_trial)`` callbacks showing trial i/N, best so far and ETA on stderr.
+
+    On a terminal it is a Rich progress bar; elsewhere (CI logs) one line per trial.
+    """
+    if not enabled:
+        yield None, None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bars = Progress(
+        TextColumn("tune"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        console=err, disable=not err.is_terminal,
+    )
+    task = bars.add_task("tune", total=None, best="")
+    state: dict[str, Any] = {"t0": time.monotonic(), "resumed": 0}
+
+    def progress(name: str, completed: float, total: float | None = None) -> None:
+        # the first call reports the trials resumed from the checkpoint, before any new one
+        # runs: as Rich's first sample it does not count towards the speed, hence the ETA
+        if name == "tune" and not state.get("started"):
+            state.update(started=True, resumed=int(completed), t0=time.monotonic())
+            bars.update(task, completed=completed, total=total)
+
+    def on_trial(result: Any, trials: list[Any], total: int) -> None:
+        complete = [r for r in trials if r.status == "complete" and r.value is not None]
+        best = max(complete, key=lambda r: (r.value, -r.number)) if complete else None
+        best_text = f"best {best.value:.4f} (trial {best.number})" if best else "best -"
+        bars.update(task, completed=len(trials), total=total, best=best_text)
+        if not err.is_terminal:
+            new = max(len(trials) - state["resumed"], 1)
+            eta = (time.monotonic() - state["t0"]) / new * max(total - len(trials), 0)
+            value = "-" if result.value is None else f"{result.value:.4f}"
+            err.print(
+                f"trial {len(trials)}/{total} (#{result.number}) {result.status} {value} | {best_text} | "
+                f"ETA {_eta(eta)}" + (f" | {result.error}" if result.error else ""),
+                highlight=False, soft_wrap=True, markup=False,
+            )
+
+    with bars:
+        yield progress, on_trial
+
+
+def _param(value: Any) -> str:
+    # parameters span decades (item_alpha 1e-6, learning_rate 0.05): 3 significant digits
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return "" if value is None else str(value)
+
+
+def _render(summary: dict[str, Any], stage_dir: Any) -> None:
+    from rich.markup import escape
+
+    objective = summary["objective"]
+    params = sorted({k for t in summary["top_trials"] for k in t["params"]})
+    rows = [
+        [str(t["trial"]), t["value"], *[_param(t["params"].get(p)) for p in params], t["best_epoch"],
+         f"{t['duration_s']:.1f}", {"complete": "ok"}.get(t["status"], t["status"])]
+        for t in summary["top_trials"]
+    ]
+    title = f"Top trials of {summary['model']} ({summary['method']}, {objective} on valid)"
+    out.print(table(title, ["trial", objective, *params, "best epoch", "seconds", "status"], rows))
+    counts = f"{summary['n_complete']} complete, {summary['n_pruned']} pruned, {summary['n_failed']} failed"
+    out.print(f"{summary['n_trials']} trials ({counts}; {summary['n_resumed']} resumed from the checkpoint)")
+    line = f"best: trial {summary['best_trial']} {objective} = {summary['best_value']:.4f}"
+    if summary.get("default_value") is not None:
+        line += f" (configured parameters: {summary['default_value']:.4f}, gain {summary['gain_over_default']:+.4f})"
+    out.print(line, highlight=False)
+    for failure in summary["failures"][:3]:
+        out.print(f"[yellow]trial {failure['trial']} failed[/]: {escape(str(failure['error']))}", highlight=False)
+    out.print(f"[bold]{summary['note']}[/]")
+    # soft_wrap: a path must stay on one line to be copied
+    out.print(f"best config: {stage_dir / 'best.yaml'}  (use it with `recctl train` / `recctl run`)",
+              soft_wrap=True, highlight=False, markup=False)
+
+
+@handle_errors
+def tune_command(
+    config: ConfigArg,
+    trials: Annotated[
+        int | None, typer.Option("--trials", "-n", min=1, help="Trial budget (overrides tune.n_trials).")
+    ] = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Search the tuned model's parameters, scored on the validation split (the test split is never read).
+
+    Runs the config's tune.method (random, grid, or tpe with `pip install 'recctl\\[tune]'`) over tune.space for tune.model, stopping epoch-wise models early and pruning hopeless trials.
+
+    Writes <workdir>/tune/trials.parquet (every trial) and best.yaml (a complete config with the tuned parameters, for `recctl train` / `recctl run`). Interrupted? Run it again: finished trials are resumed.
+
+    \b
+    Example:
+        recctl tune configs/quickstart.yaml
+        recctl tune configs/quickstart.yaml --trials 20 --json
+    """
+    setup_logging(verbose, quiet)
+    cfg = load(config)
+    from recctl.stages.tune import run_tune
+
+    with _live_display(not as_json and not _state["quiet"]) as (progress, on_trial):
+        manifest = run_tune(cfg, n_trials=trials, progress=progress, on_trial=on_trial)
+    emit(manifest_summary(manifest), as_json, lambda: _render(manifest.summary, cfg.stage_dir("tune")))

@@ -1,0 +1,595 @@
+"""Raw interaction and catalogue files -> canonical frames, with every raw row accounted for.
+
+The work is split so memory stays bounded however large the event files are:
+
+1. :func:`annotate_file` turns one raw file into a lazy frame of canonical columns plus a
+   reject ``reason`` (and the offending raw column and value), all as polars expressions;
+   :func:`sink_annotated` streams it to a temporary Parquet file in one pass over the raw file.
+2. :func:`check_policy` applies the source's ``on_error`` policy (``fail`` stops on the first
+   offending row) and refuses a file where *every* row fails the same parse (a wrong column
+   mapping or timestamp format, not dirty data).
+3. :func:`write_interactions` streams the accepted rows of every file, drops exact duplicates
+   (keeping the first occurrence, in file and row order) and writes ``interactions.parquet``;
+   :func:`write_rejected` writes the quarantined rows to ``rejected.parquet``.
+
+Catalogue and user-attribute tables are small by comparison and are read into memory by
+:func:`read_table`.
+
+Reject reasons, checked in this order (a row gets the first that applies):
+``missing_user_id``, ``missing_item_id``, ``bad_timestamp``, ``unknown_event``,
+``non_numeric_value``, ``cancelled``, the reasons of the source's ``require`` checks, and
+``below_threshold`` (a ``value_rule`` with ``below: drop``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from recctl.artifacts import sha256_file
+from recctl.columns import Columns
+from recctl.config.data import InteractionSource, TableSource
+from recctl.data.readers import ROW, detect_format, prepare_file, require_columns, scan_file
+from recctl.data.timestamps import UTC_DATETIME, parse_timestamp
+from recctl.errors import DataError
+
+__all__ = [
+    "FILE_IDX",
+    "PARSE_REASONS",
+    "REASON",
+    "REJECTED_SCHEMA",
+    "FileStats",
+    "annotate_file",
+    "check_policy",
+    "file_stats",
+    "infer_text_types",
+    "normalise_id",
+    "read_table",
+    "sink_annotated",
+    "write_interactions",
+    "write_rejected",
+]
+
+#: helper columns of the annotated frames (never in outputs)
+REASON, BAD_COLUMN, BAD_VALUE, FILE_IDX = "__reason", "__column", "__value", "__file"
+#: reasons that mean "could not be parsed"; a file where every row fails one of them is refused
+PARSE_REASONS = ("missing_user_id", "missing_item_id", "bad_timestamp", "unknown_event", "non_numeric_value")
+#: schema of ``rejected.parquet``
+REJECTED_SCHEMA = {
+    Columns.Source: pl.String,
+    "row": pl.Int64,
+    "column": pl.String,
+    "value": pl.String,
+    "reason": pl.String,
+}
+_INTERACTION_SCHEMA = {
+    Columns.User: pl.String,
+    Columns.Item: pl.String,
+    Columns.Event: pl.String,
+    Columns.Timestamp: UTC_DATETIME,
+    Columns.Value: pl.Float64,
+}
+_NESTED = (pl.List, pl.Struct, pl.Array, pl.Object)
+
+
+@dataclass
+class FileStats:
+    """Row accounting of one raw file: ``read == accepted + sum(rejected.values())``.
+
+    ``accepted`` counts rows that passed every check, duplicates included; ``duplicates`` is
+    how many of them were exact copies of a row seen earlier (dropped); ``added`` is
+    ``accepted - duplicates``.
+    """
+
+    path: str
+    source: str
+    policy: str
+    read: int = 0
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    sha256: str = ""
+
+    @property
+    def n_rejected(self) -> int:
+        """Rows rejected for any reason."""
+        return sum(self.rejected.values())
+
+    @property
+    def added(self) -> int:
+        """Accepted rows that were not duplicates."""
+        return self.accepted - self.duplicates
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain data for the manifest."""
+        return {
+            "path": self.path,
+            "source": self.source,
+            "on_error": self.policy,
+            "sha256": self.sha256,
+            "read": self.read,
+            "accepted": self.accepted,
+            "rejected": self.n_rejected,
+            "rejected_by_reason": dict(sorted(self.rejected.items())),
+            "duplicates": self.duplicates,
+            "added": self.added,
+        }
+
+
+def normalise_id(expr: pl.Expr, numeric_ids: bool = True) -> pl.Expr:
+    """Canonical id text: stripped, empty -> null, and (optionally) ``17850.0`` -> ``17850``.
+
+    Float-typed id columns (an integer id exported through a float column) are printed
+    without the fractional ``.0``, so ``17850.0`` in one file and ``17850`` in another match;
+    ids such as ``A1.0`` or ``1.5`` are left alone.
+    """
+    text = expr.cast(pl.String).str.strip_chars()
+    text = pl.when(text.str.len_chars() > 0).then(text).otherwise(None)
+    if numeric_ids:
+        # cheaper than a regex replace on every row: strip ".0" only where the rest is an integer
+        stripped = text.str.strip_suffix(".0")
+        is_float_int = text.str.ends_with(".0") & stripped.cast(pl.Int64, strict=False).is_not_null()
+        text = pl.when(is_float_int).then(stripped).otherwise(text)
+    return text
+
+
+def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    return expr if dtype == pl.String else expr.cast(pl.String)
+
+
+def _as_number(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if dtype.is_numeric():
+        number = expr.cast(pl.Float64)
+    elif dtype == pl.Boolean:
+        number = expr.cast(pl.Float64)
+    else:
+        number = expr.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+    # NaN and infinities are not usable values: treat them like text that does not parse
+    return pl.when(number.is_finite()).then(number).otherwise(None)
+
+
+def _check_types(path: Path, schema: dict[str, pl.DataType], columns: dict[str, str]) -> None:
+    for key, column in columns.items():
+        dtype = schema[column]
+        if isinstance(dtype, _NESTED):
+            raise DataError(
+                f"{path}: column '{column}' (mapped by {key}) holds {dtype} values; recctl needs text or "
+                "numbers there. Map another column or flatten it in the export."
+            )
+
+
+def annotate_file(
+    path: Path,
+    src: InteractionSource,
+    *,
+    key: str,
+    file_idx: int,
+    tmp_dir: Path,
+) -> pl.LazyFrame:
+    """Scan one raw interaction file into canonical columns plus reject bookkeeping.
+
+    Parameters
+    ----------
+    path
+        The raw file.
+    src
+        Its source config (mapping, formats, rules).
+    key
+        YAML key of the source (``data.interactions``), for error messages.
+    file_idx
+        Index of the file in this ingest run, stored in :data:`FILE_IDX`.
+    tmp_dir
+        Where decompressed / transcoded copies may be written.
+
+    Returns
+    -------
+    polars.LazyFrame
+        ``__file, __row, user_id, item_id, event, timestamp, value, __reason, __column, __value``;
+        ``__reason`` is null for accepted rows.
+
+    Raises
+    ------
+    DataError
+        If the file cannot be read or lacks a mapped column.
+    """
+    fmt = detect_format(path, src.format)
+    prepared = prepare_file(path, fmt, src.encoding, tmp_dir)
+    lf = scan_file(prepared, fmt=fmt, delimiter=src.delimiter, encoding=src.encoding, null_values=src.null_values)
+    cols = src.columns
+    wanted = {f"{key}.columns.{name}": raw for name, raw in cols.model_dump().items() if raw is not None}
+    if src.cancellations is not None and src.cancellations.column:
+        wanted[f"{key}.cancellations.column"] = src.cancellations.column
+    for i, check in enumerate(src.require):
+        wanted[f"{key}.require.{i}.column"] = check.column
+    schema = require_columns(lf, path, wanted, fmt=fmt, delimiter=src.delimiter)
+    _check_types(path, schema, wanted)
+
+    return _annotate(lf, schema, src, file_idx)
+
+
+def _annotate(lf: pl.LazyFrame, schema: dict[str, pl.DataType], src: InteractionSource, file_idx: int) -> pl.LazyFrame:
+    """Build the annotation in three steps, so each parse runs once per row.
+
+    Step 1 parses the canonical columns and evaluates the rule flags that need raw columns;
+    step 2 derives the remaining flags from the parsed columns; step 3 turns the flags into
+    the first applicable reason, column and raw value. (One big expression would re-evaluate
+    every parse inside each ``when`` branch.)
+    """
+    cols = src.columns
+    raw = pl.col
+    user = normalise_id(raw(cols.user_id), src.normalize_numeric_ids)
+    item = normalise_id(raw(cols.item_id), src.normalize_numeric_ids)
+    ts = parse_timestamp(raw(cols.timestamp), src.timestamp_format, src.timezone, schema[cols.timestamp])
+
+    if cols.value is not None:
+        value = _as_number(raw(cols.value), schema[cols.value])
+        value_text = _as_text(raw(cols.value), schema[cols.value]).str.strip_chars()
+        # a value that is present but not a number (empty is fine: value is optional)
+        bad_value = value_text.is_not_null() & (value_text.str.len_chars() > 0) & value.is_null()
+    else:
+        value = pl.lit(None, pl.Float64)
+        bad_value = pl.lit(False)
+
+    flags: dict[str, pl.Expr] = {"__bad_value": bad_value}
+    rule_c = src.cancellations
+    cancelled = pl.lit(False)
+    if rule_c is not None:
+        if rule_c.column and rule_c.prefix:
+            marker = _as_text(raw(rule_c.column), schema[rule_c.column]).str.strip_chars()
+            cancelled = cancelled | marker.str.starts_with(rule_c.prefix).fill_null(False)
+        if rule_c.negative_value and cols.value is not None:
+            cancelled = cancelled | (value < 0).fill_null(False)
+    flags["__cancelled"] = cancelled
+    ops = {">": "gt", ">=": "ge", "<": "lt", "<=": "le", "==": "eq", "!=": "ne"}
+    for k, check in enumerate(src.require):
+        number = _as_number(raw(check.column), schema[check.column])
+        flags[f"__check{k}"] = ~getattr(number, f"__{ops[check.op]}__")(check.value).fill_null(False)
+
+    if src.value_rule is None and cols.event is not None:
+        raw_event = _as_text(raw(cols.event), schema[cols.event]).str.strip_chars()
+        if src.event_map is not None:
+            event = raw_event.replace_strict(src.event_map, default=None, return_dtype=pl.String)
+        else:
+            event = pl.when(raw_event.str.len_chars() > 0).then(raw_event).otherwise(None)
+    elif src.value_rule is None:
+        event = pl.lit(src.default_event)
+    else:
+        event = pl.lit(None, pl.String)  # derived from the parsed value in step 2
+
+    shown_columns = [c for c in dict.fromkeys(
+        [cols.user_id, cols.item_id, cols.timestamp, cols.event, cols.value,
+         rule_c.column if rule_c else None, *[c.column for c in src.require]]
+    ) if c is not None]
+    display = {c: f"__raw{k}" for k, c in enumerate(shown_columns)}
+    step1 = lf.select(
+        pl.col(ROW).cast(pl.Int64),
+        user.alias(Columns.User),
+        item.alias(Columns.Item),
+        event.cast(pl.String).alias(Columns.Event),
+        ts.alias(Columns.Timestamp),
+        value.alias(Columns.Value),
+        *[expr.alias(name) for name, expr in flags.items()],
+        *[_as_text(raw(c), schema[c]).alias(alias) for c, alias in display.items()],
+    )
+
+    v = pl.col(Columns.Value)
+    if src.value_rule is not None:
+        rule = src.value_rule
+        below = None if rule.below == "drop" else rule.below
+        step1 = step1.with_columns(
+            pl.when(v >= rule.min_value).then(pl.lit(rule.event)).otherwise(pl.lit(below, pl.String)).alias(Columns.Event)
+        )
+        unknown_event = v.is_null() & ~pl.col("__bad_value")
+        below_threshold = (v < rule.min_value).fill_null(False) & pl.lit(rule.below == "drop")
+    else:
+        unknown_event = pl.col(Columns.Event).is_null()
+        below_threshold = pl.lit(False)
+
+    # (flag, reason, raw column) in priority order: a row gets the first that applies
+    rules: list[tuple[pl.Expr, str, str | None]] = [
+        (pl.col(Columns.User).is_null(), "missing_user_id", cols.user_id),
+        (pl.col(Columns.Item).is_null(), "missing_item_id", cols.item_id),
+        (pl.col(Columns.Timestamp).is_null(), "bad_timestamp", cols.timestamp),
+        (unknown_event, "unknown_event", cols.event if src.value_rule is None else cols.value),
+        (pl.col("__bad_value"), "non_numeric_value", cols.value),
+        (pl.col("__cancelled"), "cancelled", rule_c.column if rule_c and rule_c.column and rule_c.prefix else cols.value),
+        *[(pl.col(f"__check{k}"), c.reason, c.column) for k, c in enumerate(src.require)],
+        (below_threshold, "below_threshold", cols.value),
+    ]
+    step2 = step1.with_columns(pl.coalesce(
+        [pl.when(cond).then(pl.lit(k, pl.Int8)) for k, (cond, _, _) in enumerate(rules)]
+    ).alias("__rule"))
+    rule_idx = pl.col("__rule")
+    reason = rule_idx.replace_strict({k: r for k, (_, r, _) in enumerate(rules)}, default=None, return_dtype=pl.String)
+    column = rule_idx.replace_strict({k: c for k, (_, _, c) in enumerate(rules)}, default=None, return_dtype=pl.String)
+    shown = pl.lit(None, pl.String)
+    for k, (_, _, col) in enumerate(rules):
+        if col is not None:
+            shown = pl.when(rule_idx == k).then(pl.col(display[col])).otherwise(shown)
+    return step2.select(
+        pl.lit(file_idx, pl.Int32).alias(FILE_IDX),
+        ROW,
+        *Columns.Interactions,
+        reason.alias(REASON),
+        column.alias(BAD_COLUMN),
+        shown.alias(BAD_VALUE),
+    )
+
+
+def sink_annotated(lf: pl.LazyFrame, target: Path, path: Path, fmt: str, encoding: str, delimiter: str | None) -> None:
+    """Stream an annotated frame to ``target`` (one pass over the raw file), wrapping read errors."""
+    from recctl.data.readers import diagnose
+
+    try:
+        lf.sink_parquet(target, compression="lz4", statistics=False)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise diagnose(path, fmt, encoding, exc, delimiter=delimiter) from exc
+
+
+def file_stats(annotated: Path, stats: FileStats) -> FileStats:
+    """Fill ``read``, ``accepted`` and ``rejected`` of ``stats`` from an annotated Parquet file."""
+    counts = pl.scan_parquet(annotated).group_by(REASON).agg(pl.len().alias("n")).collect()
+    for reason, n in counts.iter_rows():
+        stats.read += n
+        if reason is None:
+            stats.accepted += n
+        else:
+            stats.rejected[reason] = stats.rejected.get(reason, 0) + n
+    return stats
+
+
+def check_policy(annotated: Path, stats: FileStats, src: InteractionSource, key: str) -> None:
+    """Apply a file's ``on_error`` policy and refuse files whose mapping is clearly wrong.
+
+    Raises
+    ------
+    DataError
+        Under ``fail``, naming the first offending row, column, value and reason; under any
+        policy, when the file has no data rows or every row fails the same parse (wrong
+        column mapping, wrong ``timestamp_format``, wrong ``event_map``).
+    """
+    path = stats.path
+    if stats.read == 0:
+        raise DataError(f"{path}: the file has a header but no data rows; export it again or remove it from {key}.path.")
+    for reason, n in stats.rejected.items():
+        if n == stats.read and reason in PARSE_REASONS:
+            raise DataError(_whole_column_message(annotated, path, reason, n, key, src))
+    if src.on_error == "fail" and stats.n_rejected:
+        first = (
+            pl.scan_parquet(annotated)
+            .filter(pl.col(REASON).is_not_null())
+            .sort(ROW)
+            .select(ROW, REASON, BAD_COLUMN, BAD_VALUE)
+            .head(1)
+            .collect()
+            .row(0)
+        )
+        row, reason, column, value = first
+        raise DataError(
+            f"{path}: row {row}: column '{column}' = {value!r}: {reason.replace('_', ' ')} "
+            f"({stats.n_rejected:,} of {stats.read:,} rows have problems). {key}.on_error is 'fail'; "
+            "fix the file, or set on_error to 'quarantine' (keep them in rejected.parquet) or 'skip'."
+        )
+
+
+def _whole_column_message(annotated: Path, path: str, reason: str, n: int, key: str, src: InteractionSource) -> str:
+    examples = (
+        pl.scan_parquet(annotated)
+        .filter(pl.col(REASON) == reason)
+        .select(BAD_COLUMN, BAD_VALUE)
+        .unique(BAD_VALUE, maintain_order=True)
+        .head(5)
+        .collect()
+    )
+    column = examples[BAD_COLUMN][0] if examples.height else "?"
+    shown = ", ".join(repr(v) for v in examples[BAD_VALUE].to_list())
+    hints = {
+        "missing_user_id": f"check {key}.columns.user_id",
+        "missing_item_id": f"check {key}.columns.item_id",
+        "bad_timestamp": f"check {key}.columns.timestamp and {key}.timestamp_format (now '{src.timestamp_format}')",
+        "unknown_event": f"check {key}.event_map (knows: {', '.join(src.event_map or {}) or 'nothing'}) "
+        f"or {key}.columns.event",
+        "non_numeric_value": f"check {key}.columns.value: it must map a numeric column",
+    }
+    return (
+        f"{path}: column '{column}': none of the {n:,} rows is usable ({reason.replace('_', ' ')}; "
+        f"e.g. {shown}); the column has the wrong type or the mapping is wrong: {hints[reason]}."
+    )
+
+
+def write_interactions(annotated: Iterable[Path], target: Path, previous: Path | None = None) -> dict[int, int]:
+    """Write the accepted rows of every annotated file, exact duplicates dropped, to ``target``.
+
+    Parameters
+    ----------
+    annotated
+        Annotated Parquet files, in file order (earlier files win duplicates).
+    target
+        ``interactions.parquet``.
+    previous
+        An earlier ``interactions.parquet`` (for ``--append``); its rows come first.
+
+    Returns
+    -------
+    dict
+        Rows written per file index (``-1`` for ``previous``); a file's duplicates are its
+        accepted rows minus this.
+    """
+    parts = []
+    if previous is not None:
+        parts.append(pl.scan_parquet(previous).select(pl.lit(-1, pl.Int32).alias(FILE_IDX), *Columns.Interactions))
+    for path in annotated:
+        parts.append(pl.scan_parquet(path).filter(pl.col(REASON).is_null()).select(FILE_IDX, *Columns.Interactions))
+    frame = pl.concat(parts, how="vertical") if parts else pl.LazyFrame(schema={FILE_IDX: pl.Int32, **_INTERACTION_SCHEMA})
+    frame = frame.cast({**_INTERACTION_SCHEMA, FILE_IDX: pl.Int32})
+    staged = target.with_name(f".{target.name}.with-file.parquet")
+    frame.unique(subset=Columns.Interactions, keep="first", maintain_order=True).sink_parquet(
+        staged, compression="lz4", statistics=False
+    )
+    counts = dict(pl.scan_parquet(staged).group_by(FILE_IDX).agg(pl.len()).collect().iter_rows())
+    pl.scan_parquet(staged).select(Columns.Interactions).sink_parquet(target, compression="zstd", statistics=True)
+    staged.unlink()
+    return {int(k): int(v) for k, v in counts.items()}
+
+
+def write_rejected(annotated: dict[int, Path], file_names: dict[int, str], target: Path, previous: Path | None = None) -> int:
+    """Write the rejected rows of the quarantined files (and ``previous`` rejects) to ``target``.
+
+    Returns
+    -------
+    int
+        Rows written.
+    """
+    parts = []
+    if previous is not None:
+        parts.append(pl.scan_parquet(previous).cast(REJECTED_SCHEMA))
+    for idx, path in annotated.items():
+        parts.append(
+            pl.scan_parquet(path)
+            .filter(pl.col(REASON).is_not_null())
+            .select(
+                pl.lit(file_names[idx]).alias(Columns.Source),
+                pl.col(ROW).alias("row"),
+                pl.col(BAD_COLUMN).alias("column"),
+                pl.col(BAD_VALUE).alias("value"),
+                pl.col(REASON).alias("reason"),
+            )
+        )
+    frame = pl.concat(parts, how="vertical") if parts else pl.LazyFrame(schema=REJECTED_SCHEMA)
+    frame.cast(REJECTED_SCHEMA).sink_parquet(target, compression="zstd", statistics=True)
+    return pl.scan_parquet(target).select(pl.len()).collect().item()
+
+
+def infer_text_types(frame: pl.DataFrame, exclude: Iterable[str] = ()) -> pl.DataFrame:
+    """Give text columns the narrowest type every non-empty value fits: Int64, Float64, Boolean or text.
+
+    Decided over the whole column (not the first rows), and much faster than letting the CSV
+    reader infer types, which parses the file twice.
+    """
+    skip = set(exclude)
+    casts = []
+    for name, dtype in frame.schema.items():
+        if name in skip or dtype != pl.String:
+            continue
+        col = frame[name]
+        present = col.is_not_null().sum()
+        if present == 0:
+            continue
+        for target in (pl.Int64, pl.Float64):
+            converted = col.cast(target, strict=False)
+            if converted.is_not_null().sum() == present:
+                casts.append(converted.alias(name))
+                break
+        else:
+            lowered = col.str.to_lowercase()
+            if lowered.drop_nulls().is_in(["true", "false"]).all():
+                casts.append((lowered == "true").alias(name))
+    return frame.with_columns(casts) if casts else frame
+
+
+@dataclass
+class TableResult:
+    """A catalogue or user table after ingest, with its accounting."""
+
+    frame: pl.DataFrame
+    stats: list[FileStats]
+    rejected: pl.DataFrame
+    duplicate_ids: int
+
+
+def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Path) -> TableResult:  # noqa: ANN001
+    """Read a catalogue (items) or user-attribute table into ``<id_name>`` + attribute columns.
+
+    Attribute columns keep the types polars infers from the whole file (prices as floats,
+    ``true``/``false`` as booleans); text attributes are stripped of surrounding spaces. Rows
+    without an id are rejected (``missing_item_id`` / ``missing_user_id``); several rows with
+    the same id are collapsed by ``src.dedupe`` and counted.
+
+    Parameters
+    ----------
+    src
+        The table source config.
+    resolve
+        ``cfg.resolve``.
+    key
+        YAML key (``data.items``), for messages.
+    id_name
+        Canonical id column (``item_id`` or ``user_id``).
+    tmp_dir
+        Scratch directory for decompressed copies.
+
+    Raises
+    ------
+    DataError
+        On unreadable files, missing columns, and under ``on_error: fail`` on rows without an id.
+    """
+    from recctl.data.readers import diagnose, expand_paths
+
+    missing_reason = "missing_item_id" if id_name == Columns.Item else "missing_user_id"
+    frames, stats, rejects = [], [], []
+    for path in expand_paths(src.path, resolve, f"{key}.path"):
+        fmt = detect_format(path, src.format)
+        prepared = prepare_file(path, fmt, src.encoding, tmp_dir)
+        try:
+            lf = scan_file(prepared, fmt=fmt, delimiter=src.delimiter, encoding=src.encoding,
+                           null_values=src.null_values)
+            wanted = {f"{key}.id_column": src.id_column}
+            wanted.update({f"{key}.columns.{name}": raw for name, raw in src.columns.items()})
+            schema = require_columns(lf, path, wanted, fmt=fmt, delimiter=src.delimiter)
+            _check_types(path, schema, {f"{key}.id_column": src.id_column})
+            mapping = src.columns or {c: c for c in schema if c not in (ROW, src.id_column)}
+            selected = lf.select(
+                pl.col(ROW).cast(pl.Int64),
+                normalise_id(pl.col(src.id_column), src.normalize_numeric_ids).alias(id_name),
+                pl.col(src.id_column).cast(pl.String).alias(BAD_VALUE),
+                *[
+                    (pl.col(raw).str.strip_chars() if schema[raw] == pl.String else pl.col(raw)).alias(name)
+                    for name, raw in mapping.items()
+                ],
+            ).collect()
+            if fmt in ("csv", "tsv"):
+                selected = infer_text_types(selected, exclude=(ROW, id_name, BAD_VALUE))
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise diagnose(path, fmt, src.encoding, exc, delimiter=src.delimiter) from exc
+        stat = FileStats(path=str(path), source=key, policy=src.on_error, read=selected.height, sha256=sha256_file(path))
+        if selected.height == 0:
+            raise DataError(f"{path}: the file has a header but no data rows; export it again or remove it from {key}.path.")
+        bad = selected.filter(pl.col(id_name).is_null())
+        if bad.height == selected.height:
+            raise DataError(
+                f"{path}: column '{src.id_column}' ({key}.id_column) is empty on every row; check the mapping."
+            )
+        if bad.height and src.on_error == "fail":
+            raise DataError(
+                f"{path}: row {bad[ROW][0]}: column '{src.id_column}' = {bad[BAD_VALUE][0]!r}: "
+                f"{missing_reason.replace('_', ' ')}. {key}.on_error is 'fail'; fix the file or set it to 'quarantine' or 'skip'."
+            )
+        if bad.height:
+            stat.rejected[missing_reason] = bad.height
+            if src.on_error == "quarantine":
+                rejects.append(bad.select(
+                    pl.lit(str(path)).alias(Columns.Source),
+                    pl.col(ROW).alias("row"),
+                    pl.lit(src.id_column).alias("column"),
+                    pl.col(BAD_VALUE).alias("value"),
+                    pl.lit(missing_reason).alias("reason"),
+                ))
+        stat.accepted = selected.height - bad.height
+        stats.append(stat)
+        frames.append(selected.filter(pl.col(id_name).is_not_null()).drop(BAD_VALUE))
+    table = pl.concat(frames, how="diagonal_relaxed")
+    n_rows = table.height
+    attrs = [c for c in table.columns if c not in (ROW, id_name)]
+    if src.dedupe == "mode":
+        # per attribute, the most frequent non-empty value; ties broken by sorting for stability
+        table = table.group_by(id_name).agg(
+            [pl.col(c).drop_nulls().mode().sort().first().alias(c) for c in attrs]
+        )
+    else:
+        table = table.unique(subset=[id_name], keep=src.dedupe, maintain_order=True).drop(ROW)
+    table = table.select(id_name, *attrs).sort(id_name)
+    rejected = pl.concat(rejects) if rejects else pl.DataFrame(schema=REJECTED_SCHEMA)
+    return TableResult(frame=table, stats=stats, rejected=rejected.cast(REJECTED_SCHEMA), duplicate_ids=n_rows - table.height)

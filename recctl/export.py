@@ -1,0 +1,502 @@
+"""The nightly file a shop imports: formats, validation, atomic publishing, the latest pointer.
+
+The contract (documented for integrators in ``docs/architecture.md``, "Serving and export"):
+
+* **Formats.** ``csv`` (long: one row per user and rank), ``csv_wide`` (one row per user),
+  ``jsonl`` (one JSON object per user) and ``parquet`` (long, typed).
+* **Long columns, in this order:** ``user_id, rank, item_id, score, model, generated_at``,
+  then ``source`` (unless ``export.include_source: false``) and ``variant`` (only under an
+  A/B ``experiment``). Rows are sorted by ``user_id`` (byte order), then ``rank``.
+* **Names.** ``<basename>_<YYYY-MM-DD>.<ext>`` (UTC date of the export) in
+  ``export.directory``; ``<basename>_latest.json`` names the current file with its sha256,
+  row and user counts; ``<basename>_latest.<ext>`` is a relative symlink to it (for
+  consumers that follow symlinks; ``export.latest`` picks json, symlink or both).
+* **Atomic and validated.** The file is written under a temporary name in the same
+  directory, read back and validated (schema, exactly K unique items per user with ranks
+  1..K, every expected user present and no other, no excluded or rule-denied item, every
+  item in the catalogue), and only then renamed into place. On failure
+  :class:`~recctl.errors.ExportValidationError` (exit 7) is raised and the files already
+  published (yesterday's, and the latest pointer) are untouched.
+* **Spreadsheet safety.** In CSV formats a text cell starting with ``= + - @``, a tab or a
+  carriage return is prefixed with ``'`` so a spreadsheet shows it as text instead of
+  running it as a formula (OWASP "CSV injection"). JSON Lines and Parquet carry values
+  unchanged. Numeric columns are written by recctl and are never formulas.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recctl.artifacts import atomic_path, sha256_file, write_json_atomic
+from recctl.columns import Columns
+from recctl.config.recommend import ExportConfig
+from recctl.errors import ExportValidationError
+
+__all__ = [
+    "EXTENSIONS",
+    "FORMULA_PREFIXES",
+    "ExportExpectations",
+    "PublishedFile",
+    "ValidationReport",
+    "dated_name",
+    "export_columns",
+    "neutralise_formulas",
+    "prune_old",
+    "publish",
+    "read_export",
+    "validate_export",
+    "write_export",
+]
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = {"csv": "csv", "csv_wide": "csv", "jsonl": "jsonl", "parquet": "parquet"}
+#: first characters that make a spreadsheet treat a cell as a formula
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_RE = r"^[=+\-@\t\r]"
+_TEXT_COLUMNS = (Columns.User, Columns.Item, Columns.Model, Columns.Source, Columns.Variant)
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def export_columns(with_source: bool, with_variant: bool) -> list[str]:
+    """The long-format columns, in file order."""
+    cols = [Columns.User, Columns.Rank, Columns.Item, Columns.Score, Columns.Model, Columns.GeneratedAt]
+    if with_source:
+        cols.append(Columns.Source)
+    if with_variant:
+        cols.append(Columns.Variant)
+    return cols
+
+
+def dated_name(cfg: ExportConfig, date: str, kind: str = "") -> str:
+    """``<basename>[_<kind>]_<date>.<ext>`` for the configured format."""
+    ext = "parquet" if kind == "assignments" else EXTENSIONS[cfg.format]
+    middle = f"_{kind}" if kind else ""
+    return f"{cfg.basename}{middle}_{date}.{ext}"
+
+
+def neutralise_formulas(frame: pl.DataFrame, columns: list[str] | None = None) -> pl.DataFrame:
+    """Prefix text cells a spreadsheet would run as a formula with ``'``.
+
+    Parameters
+    ----------
+    frame
+        The rows to write.
+    columns
+        Text columns to treat (default: the id and name columns present).
+
+    Returns
+    -------
+    polars.DataFrame
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> neutralise_formulas(pl.DataFrame({"item_id": ["=1+1", "ok", "-x"]}))["item_id"].to_list()
+    ["'=1+1", 'ok', "'-x"]
+    """
+    cols = [c for c in (columns or _TEXT_COLUMNS) if c in frame.columns and frame.schema[c] == pl.String]
+    return frame.with_columns(
+        pl.when(pl.col(c).str.contains(_FORMULA_RE)).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
+        for c in cols
+    )
+
+
+def _unneutralise(frame: pl.DataFrame) -> pl.DataFrame:
+    cols = [c for c in _TEXT_COLUMNS if c in frame.columns and frame.schema[c] == pl.String]
+    return frame.with_columns(
+        pl.when(pl.col(c).str.contains(r"^'[=+\-@\t\r]")).then(pl.col(c).str.slice(1)).otherwise(pl.col(c)).alias(c)
+        for c in cols
+    )
+
+
+def _long_frame(recs: pl.DataFrame, generated_at: str, with_source: bool, with_variant: bool) -> pl.DataFrame:
+    frame = recs.with_columns(pl.lit(generated_at).alias(Columns.GeneratedAt))
+    return frame.select(export_columns(with_source, with_variant)).sort([Columns.User, Columns.Rank])
+
+
+def write_export(recs: pl.DataFrame, path: Path, cfg: ExportConfig, *, k: int, generated_at: str) -> int:
+    """Write recommendations in the configured format; returns the number of rows (users for wide/jsonl).
+
+    Parameters
+    ----------
+    recs
+        Long recommendations (``recommendations.parquet`` of the recommend stage).
+    path
+        Destination (normally a temporary path from :func:`~recctl.artifacts.atomic_path`).
+    cfg
+        The ``export`` section.
+    k
+        List length (columns of the wide format).
+    generated_at
+        ISO 8601 UTC time the lists were generated.
+    """
+    with_variant = Columns.Variant in recs.columns
+    long = _long_frame(recs, generated_at, cfg.include_source, with_variant)
+    if cfg.format == "parquet":
+        typed = long.with_columns(
+            pl.col(Columns.Rank).cast(pl.Int32), pl.col(Columns.Score).cast(pl.Float64),
+            pl.col(Columns.GeneratedAt).str.to_datetime(time_zone="UTC", time_unit="us"),
+        )
+        typed.write_parquet(path, compression="zstd", statistics=True)
+        return typed.height
+    if cfg.format == "csv":
+        neutralise_formulas(long).write_csv(path, float_precision=cfg.float_precision)
+        return long.height
+    keys = [Columns.User, Columns.Model, Columns.GeneratedAt] + ([Columns.Variant] if with_variant else [])
+    if cfg.format == "csv_wide":
+        grouped = long.group_by(keys, maintain_order=True).agg(pl.col(Columns.Item), pl.col(Columns.Score))
+        wide = grouped.select(
+            Columns.User,
+            *[pl.col(Columns.Item).list.get(i, null_on_oob=True).alias(f"item_{i + 1}") for i in range(k)],
+            *[pl.col(Columns.Score).list.get(i, null_on_oob=True).alias(f"score_{i + 1}") for i in range(k)],
+            *keys[1:],
+        )
+        item_cols = [f"item_{i + 1}" for i in range(k)]
+        neutralise_formulas(wide, [Columns.User, Columns.Model, Columns.Variant, *item_cols]).write_csv(
+            path, float_precision=cfg.float_precision)
+        return wide.height
+    # jsonl: one object per user, items best first
+    fields = [Columns.Rank, Columns.Item, Columns.Score] + ([Columns.Source] if cfg.include_source else [])
+    grouped = long.group_by(keys, maintain_order=True).agg(pl.struct(fields).alias("items"))
+    grouped.select(Columns.User, *keys[1:], "items").write_ndjson(path)
+    return grouped.height
+
+
+def read_export(path: Path, fmt: str) -> pl.DataFrame:
+    """Read an export file back into long rows (text cells un-neutralised), as a consumer would.
+
+    Raises
+    ------
+    ExportValidationError
+        If the file cannot be parsed in its format.
+    """
+    try:
+        if fmt == "parquet":
+            return pl.read_parquet(path)
+        if fmt == "csv":
+            frame = pl.read_csv(path, infer_schema=False)
+            return _unneutralise(frame)
+        if fmt == "csv_wide":
+            frame = pl.read_csv(path, infer_schema=False)
+            item_cols = sorted((c for c in frame.columns if re.fullmatch(r"item_\d+", c)), key=lambda c: int(c[5:]))
+            keys = [c for c in frame.columns if not re.fullmatch(r"(item|score)_\d+", c)]
+            parts = []
+            for c in item_cols:
+                r = int(c[5:])
+                parts.append(frame.select(*keys, pl.lit(str(r)).alias(Columns.Rank), pl.col(c).alias(Columns.Item),
+                                          pl.col(f"score_{r}").alias(Columns.Score)))
+            long = pl.concat(parts) if parts else pl.DataFrame()
+            return _unneutralise(long.filter(pl.col(Columns.Item).is_not_null())) if parts else long
+        frame = pl.read_ndjson(path)
+        return frame.explode("items").unnest("items")
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        raise ExportValidationError(f"{path}: the written {fmt} file cannot be read back: {exc}") from exc
+
+
+@dataclass
+class ExportExpectations:
+    """What a valid export must satisfy (computed independently of the recommend stage)."""
+
+    k: int
+    users: np.ndarray  # user ids that must each have exactly k rows
+    user_ids: np.ndarray  # id map: index -> user id (all known users)
+    item_ids: np.ndarray  # id map: index -> item id (catalogue)
+    exclusions: sp.csr_matrix | None = None  # (n_users x n_items) items a user must not get
+    item_mask: np.ndarray | None = None  # items anyone may get
+    with_source: bool = True
+    with_variant: bool = False
+
+
+@dataclass
+class ValidationReport:
+    """Result of :func:`validate_export`; ``problems`` is empty when the file is valid."""
+
+    rows: int = 0
+    users: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether no problem was found."""
+        return not self.problems
+
+
+def _expected_schema(fmt: str, exp: ExportExpectations) -> list[str]:
+    long = export_columns(exp.with_source, exp.with_variant)
+    if fmt in ("csv", "parquet"):
+        return long
+    keys = [Columns.Model, Columns.GeneratedAt] + ([Columns.Variant] if exp.with_variant else [])
+    if fmt == "csv_wide":
+        return [Columns.User, *[f"item_{i + 1}" for i in range(exp.k)], *[f"score_{i + 1}" for i in range(exp.k)], *keys]
+    return [Columns.User, *keys, "items"]
+
+
+def _header(path: Path, fmt: str) -> list[str]:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_schema(path).names
+    if fmt in ("csv", "csv_wide"):
+        with open(path, encoding="utf-8") as handle:
+            return handle.readline().rstrip("\r\n").split(",")
+    with open(path, encoding="utf-8") as handle:
+        first = handle.readline()
+    return list(json.loads(first)) if first.strip() else []
+
+
+def validate_export(path: Path, fmt: str, exp: ExportExpectations, *, max_examples: int = 5) -> ValidationReport:
+    """Check a written export file against the contract before it is published.
+
+    Parameters
+    ----------
+    path
+        The file as written.
+    fmt
+        Its format (``export.format``).
+    exp
+        Expectations: K, the users who must be present, id maps, exclusions, item mask.
+    max_examples
+        How many offending users / items to quote per problem.
+
+    Returns
+    -------
+    ValidationReport
+        With one line per problem found (empty when valid).
+    """
+    report = ValidationReport()
+    header = _header(path, fmt)
+    wanted = _expected_schema(fmt, exp)
+    if header != wanted:
+        report.problems.append(f"columns are {header}, the contract says {wanted}")
+        return report
+    frame = read_export(path, fmt)
+    report.rows = frame.height
+    if frame.height == 0:
+        report.problems.append("the file has no rows")
+        return report
+    frame = frame.with_columns(
+        pl.col(Columns.User).cast(pl.String), pl.col(Columns.Item).cast(pl.String),
+        pl.col(Columns.Rank).cast(pl.Int64, strict=False).alias("_rank"),
+        pl.col(Columns.Score).cast(pl.Float64, strict=False).alias("_score"),
+    )
+
+    def examples(values: list[Any]) -> str:
+        shown = ", ".join(map(str, values[:max_examples]))
+        return shown + (", ..." if len(values) > max_examples else "")
+
+    for col in (Columns.User, Columns.Item):
+        n_null = frame[col].null_count() + int((frame[col].fill_null("") == "").sum())
+        if n_null:
+            report.problems.append(f"{n_null} row(s) have an empty {col}")
+    bad_rank = frame.filter(pl.col("_rank").is_null() | (pl.col("_rank") < 1) | (pl.col("_rank") > exp.k))
+    if bad_rank.height:
+        report.problems.append(f"{bad_rank.height} row(s) have a rank outside 1..{exp.k} (e.g. users "
+                               f"{examples(bad_rank[Columns.User].unique(maintain_order=True).to_list())})")
+    bad_score = frame.filter(pl.col("_score").is_null() | ~pl.col("_score").is_finite())
+    if bad_score.height:
+        report.problems.append(f"{bad_score.height} row(s) have a missing or non-finite score")
+    per_user = frame.group_by(Columns.User).agg(
+        pl.len().alias("n"), pl.col(Columns.Item).n_unique().alias("n_items"), pl.col("_rank").n_unique().alias("n_ranks"),
+    )
+    report.users = per_user.height
+    wrong = per_user.filter((pl.col("n") != exp.k) | (pl.col("n_items") != exp.k) | (pl.col("n_ranks") != exp.k))
+    if wrong.height:
+        report.problems.append(
+            f"{wrong.height} user(s) do not have exactly {exp.k} unique items with ranks 1..{exp.k} "
+            f"(e.g. {examples([f'{u} ({n} rows)' for u, n in zip(wrong[Columns.User].to_list(), wrong['n'].to_list())])})"
+        )
+    expected = pl.DataFrame({Columns.User: np.asarray(exp.users, dtype=object).astype(str)})
+    missing = expected.join(per_user, on=Columns.User, how="anti")[Columns.User].to_list()
+    if missing:
+        report.problems.append(f"{len(missing)} expected user(s) are missing (e.g. {examples(missing)})")
+    extra = per_user.join(expected, on=Columns.User, how="anti")[Columns.User].to_list()
+    if extra:
+        report.problems.append(f"{len(extra)} user(s) should not be in the file (unknown or held out; e.g. {examples(extra)})")
+    items_map = pl.DataFrame({Columns.Item: np.asarray(exp.item_ids, dtype=object).astype(str),
+                              "_item_idx": np.arange(len(exp.item_ids), dtype=np.int64)})
+    users_map = pl.DataFrame({Columns.User: np.asarray(exp.user_ids, dtype=object).astype(str),
+                              "_user_idx": np.arange(len(exp.user_ids), dtype=np.int64)})
+    joined = frame.join(items_map, on=Columns.Item, how="left").join(users_map, on=Columns.User, how="left")
+    unknown_items = joined.filter(pl.col("_item_idx").is_null())[Columns.Item].unique(maintain_order=True).to_list()
+    if unknown_items:
+        report.problems.append(f"{len(unknown_items)} item id(s) are not in the catalogue (e.g. {examples(unknown_items)})")
+    known = joined.filter(pl.col("_item_idx").is_not_null())
+    item_idx = known["_item_idx"].to_numpy()
+    if exp.item_mask is not None and len(item_idx):
+        denied = known.filter(pl.Series(~exp.item_mask[item_idx]))
+        if denied.height:
+            report.problems.append(
+                f"{denied.height} row(s) recommend an item the rules exclude (deny/allow list, stock, price; e.g. "
+                f"{examples(denied[Columns.Item].unique(maintain_order=True).to_list())})"
+            )
+    if exp.exclusions is not None and exp.exclusions.nnz:
+        pairs = known.filter(pl.col("_user_idx").is_not_null())
+        u = pairs["_user_idx"].to_numpy()
+        i = pairs["_item_idx"].to_numpy()
+        hit = np.asarray(exp.exclusions[u, i]).ravel() != 0
+        if hit.any():
+            bad = pairs.filter(pl.Series(hit))
+            report.problems.append(
+                f"{int(hit.sum())} row(s) recommend an item the user already had (excluded events; e.g. "
+                f"{examples([f'{a}->{b}' for a, b in zip(bad[Columns.User].to_list(), bad[Columns.Item].to_list())])})"
+            )
+    return report
+
+
+@dataclass
+class PublishedFile:
+    """A file published into the export directory."""
+
+    path: str
+    sha256: str
+    bytes: int
+    rows: int
+    users: int | None = None
+
+
+def _make_readable(path: Path) -> Path:
+    # temporary files are created 0600; a published file is read by the shop's import job,
+    # often another account, so give it the usual 0644 (minus the process umask)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o644 & ~umask)
+    return path
+
+
+def _replace_symlink(link: Path, target_name: str) -> None:
+    tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(target_name, tmp)
+    os.replace(tmp, link)  # atomic: readers see the old or the new target, never none
+
+
+def publish(
+    recs: pl.DataFrame,
+    cfg: ExportConfig,
+    directory: Path,
+    exp: ExportExpectations,
+    *,
+    date: str,
+    generated_at: str,
+    extra: dict[str, pl.DataFrame] | None = None,
+) -> tuple[PublishedFile, ValidationReport, list[PublishedFile]]:
+    """Write, validate and atomically publish the export; then move the latest pointer.
+
+    Parameters
+    ----------
+    recs
+        Long recommendations from the recommend stage.
+    cfg
+        The ``export`` section.
+    directory
+        Where published files live.
+    exp
+        Validation expectations.
+    date
+        ``YYYY-MM-DD`` stamped into the file name.
+    generated_at
+        ISO time the lists were generated (the ``generated_at`` column).
+    extra
+        Side files to publish with the main one, by kind (``{"assignments": frame}``), each
+        as ``<basename>_<kind>_<date>.parquet``.
+
+    Returns
+    -------
+    (main, report, side_files)
+
+    Raises
+    ------
+    ExportValidationError
+        The file broke the contract; nothing was published or changed in ``directory``.
+    """
+    if not _DATE_RE.match(date):
+        raise ExportValidationError(f"export date '{date}' is not YYYY-MM-DD.")
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / dated_name(cfg, date)
+    with atomic_path(final) as tmp:
+        rows = write_export(recs, tmp, cfg, k=exp.k, generated_at=generated_at)
+        report = validate_export(tmp, cfg.format, exp)
+        if not report.ok:
+            current = _current(directory, cfg)
+            raise ExportValidationError(
+                f"{final.name}: the export failed validation, nothing was published"
+                f"{f' ({current} is still the latest file)' if current else ''}:\n  - "
+                + "\n  - ".join(report.problems)
+            )
+        digest = sha256_file(tmp)
+        size = tmp.stat().st_size
+        _make_readable(tmp)
+    main = PublishedFile(str(final), digest, size, rows, report.users)
+    side: list[PublishedFile] = []
+    for kind, frame in (extra or {}).items():
+        side_path = directory / dated_name(cfg, date, kind)
+        with atomic_path(side_path) as tmp:
+            frame.write_parquet(tmp, compression="zstd")
+            _make_readable(tmp)
+        side.append(PublishedFile(str(side_path), sha256_file(side_path), side_path.stat().st_size, frame.height))
+    pointer = {
+        "file": final.name, "sha256": digest, "bytes": size, "rows": rows, "users": report.users, "k": exp.k,
+        "format": cfg.format, "date": date, "generated_at": generated_at,
+        "columns": _expected_schema(cfg.format, exp), "side_files": {Path(s.path).name: s.sha256 for s in side},
+    }
+    # the pointer moves last: a reader following it always finds a complete, validated file
+    if cfg.latest in ("json", "both"):
+        _make_readable(write_json_atomic(directory / f"{cfg.basename}_latest.json", pointer))
+    if cfg.latest in ("symlink", "both"):
+        _replace_symlink(directory / f"{cfg.basename}_latest.{EXTENSIONS[cfg.format]}", final.name)
+    for ext in set(EXTENSIONS.values()) - {EXTENSIONS[cfg.format]}:
+        # a pointer of a previously configured format would name a stale file: drop it
+        stale = directory / f"{cfg.basename}_latest.{ext}"
+        if stale.is_symlink():
+            stale.unlink()
+    return main, report, side
+
+
+def _current(directory: Path, cfg: ExportConfig) -> str | None:
+    pointer = directory / f"{cfg.basename}_latest.json"
+    try:
+        return json.loads(pointer.read_text(encoding="utf-8")).get("file")
+    except (OSError, ValueError):
+        link = directory / f"{cfg.basename}_latest.{EXTENSIONS[cfg.format]}"
+        return os.readlink(link) if link.is_symlink() else None
+
+
+def prune_old(directory: Path, cfg: ExportConfig, keep: int) -> list[str]:
+    """Delete dated export files beyond the newest ``keep`` (the latest file is never deleted)."""
+    pattern = re.compile(rf"^{re.escape(cfg.basename)}(_assignments|_delta)?_(\d{{4}}-\d{{2}}-\d{{2}})\.[a-z]+$")
+    by_date: dict[str, list[Path]] = {}
+    for p in directory.iterdir():
+        m = pattern.match(p.name)
+        if m and not p.is_symlink():
+            by_date.setdefault(m.group(2), []).append(p)
+    current = _current(directory, cfg)
+    removed = []
+    for date in sorted(by_date, reverse=True)[keep:]:
+        for p in by_date[date]:
+            if p.name != current:
+                p.unlink()
+                removed.append(p.name)
+    return removed
+
+
+def today_utc() -> str:
+    """Today's date in UTC as ``YYYY-MM-DD``."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+def published_dict(files: list[PublishedFile]) -> list[dict[str, Any]]:
+    """Plain data for a manifest summary."""
+    return [asdict(f) for f in files]

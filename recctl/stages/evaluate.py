@@ -1,0 +1,353 @@
+"""The ``evaluate`` stage: every trained model and the baseline, on the same users and items.
+
+Reads the train split (for exclusion of seen items, popularity and history length) and the
+test split from ``preprocess``, the models from ``train``; writes into
+``<workdir>/evaluate/``:
+
+* ``metrics.json``: the protocol, each model's mean metrics, the comparison table (paired
+  bootstrap CI, paired test, Holm, verdict), segment and popularity-band breakdowns;
+* ``per_user.parquet``: one row per (model, evaluated user) with every per-user metric;
+* ``report.html`` (optional): a self-contained report of the above.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from recctl.artifacts import Manifest, write_json_atomic, write_parquet_atomic, write_text_atomic
+from recctl.columns import Columns
+from recctl.config import Config
+from recctl.data.dataset import Dataset, load_dataset, load_split_matrix
+from recctl.errors import ConfigError
+from recctl.evaluation.comparison import NO_DIFFERENCE, compare_models
+from recctl.evaluation.metrics import auc_from_scores, evaluate_rankings
+from recctl.evaluation.protocol import EvalProtocol, build_protocol
+from recctl.evaluation.segments import band_breakdown, recommendation_popularity, segment_breakdown
+from recctl.progress import Progress, report
+from recctl.stages._common import StageRun, require_stage
+
+__all__ = [
+    "BUILTIN_BASELINE",
+    "METRICS_FILE",
+    "PER_USER_FILE",
+    "REPORT_FILE",
+    "evaluate_models",
+    "run_evaluate",
+]
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+PER_USER_FILE = "per_user.parquet"
+REPORT_FILE = "report.html"
+#: name of the popularity model fitted on the fly when ``evaluate.baseline`` is unset
+BUILTIN_BASELINE = "popularity_baseline"
+
+
+def _builtin_baseline(dataset: Dataset) -> Any:
+    from recctl.models.popularity import PopularityModel
+
+    return PopularityModel().fit(dataset)
+
+
+def evaluate_models(
+    models: dict[str, Any],
+    protocol: EvalProtocol,
+    *,
+    baseline: str,
+    primary: str,
+    seed: int,
+    n_bootstrap: int = 1000,
+    alpha: float = 0.05,
+    test: str = "wilcoxon",
+    batch_size: int = 4096,
+    item_features: Any = None,
+    user_ids: np.ndarray | None = None,
+    progress: Progress | None = None,
+) -> tuple[dict[str, Any], pl.DataFrame, dict[str, float]]:
+    """Evaluate fitted models under one protocol and compare them.
+
+    Parameters
+    ----------
+    models
+        Name -> fitted model (the baseline among them).
+    protocol
+        Users, candidate items, exclusions, K and metrics shared by every model.
+    baseline
+        Name of the baseline model.
+    primary
+        ``metric@k`` that names the best model.
+    seed, n_bootstrap, alpha, test
+        Comparison settings (see :func:`recctl.evaluation.comparison.compare_models`).
+    batch_size
+        Users scored per block.
+    item_features
+        Item feature matrix, for intra-list diversity.
+    user_ids
+        Shop ids of all users (for the per-user table).
+    progress
+        Optional progress callback.
+
+    Returns
+    -------
+    (metrics, per_user, seconds)
+        The ``metrics.json`` content, the long per-user table, and the seconds each model took
+        (kept out of ``metrics.json`` so that file is identical across runs).
+    """
+    ks, metrics = protocol.ks, protocol.metrics
+    users = protocol.users
+    target_rows = protocol.target[users]
+    results = {}
+    model_info: dict[str, Any] = {}
+    # timings go to the manifest, not metrics.json, so that file is identical across runs
+    timings: dict[str, float] = {}
+    for i, (name, model) in enumerate(models.items()):
+        report(progress, "evaluate", i, len(models))
+        t0 = time.perf_counter()
+        top = model.recommend(users, max(ks), exclude=protocol.exclude, batch_size=batch_size)
+        auc = None
+        if "auc" in metrics:
+            auc = auc_from_scores(
+                model.score,
+                users,
+                protocol.target,
+                protocol.exclude,
+                batch_size=min(batch_size, 1024),
+            )
+        res = evaluate_rankings(
+            top.items,
+            target_rows,
+            ks,
+            metrics,
+            users=users,
+            item_popularity=protocol.popularity,
+            n_popularity_users=protocol.n_popularity_users,
+            item_features=item_features,
+            head_items=protocol.bands == "head",
+            auc=auc,
+        )
+        results[name] = res
+        timings[name] = round(time.perf_counter() - t0, 3)
+        model_info[name] = {
+            "kind": getattr(model, "kind", type(model).__name__),
+            "n_users": res.n_users,
+            "mean": {k: _clean(v) for k, v in res.mean.items()},
+            "recommendation_popularity": recommendation_popularity(
+                top.items, protocol.popularity, protocol.bands
+            ),
+        }
+        log.info("evaluated %s on %d users in %.2fs", name, res.n_users, time.perf_counter() - t0)
+    report(progress, "evaluate", len(models), len(models))
+
+    per_user_cols = [c for c in results[baseline].per_user.columns if c != Columns.UserIdx]
+    means = {name: res.mean.get(primary, float("nan")) for name, res in results.items()}
+    finite = {n: v for n, v in means.items() if np.isfinite(v)}
+    best = max(finite, key=lambda n: (finite[n], n == baseline)) if finite else None
+    comparisons = compare_models(
+        {name: res.per_user.select(per_user_cols).to_numpy() for name, res in results.items()},
+        per_user_cols,
+        baseline=baseline,
+        best=best,
+        n_bootstrap=n_bootstrap,
+        alpha=alpha,
+        test=test,
+        seed=seed,  # type: ignore[arg-type]
+    )
+    kmax = max(ks)
+    segments = {
+        "users": {
+            name: segment_breakdown(res.per_user, protocol.user_segments, per_user_cols)
+            for name, res in results.items()
+        },
+        "item_bands": {
+            name: band_breakdown(res.items, target_rows, protocol.bands, kmax)
+            for name, res in results.items()
+        },
+    }
+    verdicts = {
+        name: {c.metric: c.verdict for c in comparisons if c.model == name and c.role == "baseline"}
+        for name in results
+        if name != baseline
+    }
+    metrics_json = {
+        "protocol": protocol.describe(),
+        "baseline": baseline,
+        # metrics.json is written with sorted keys: this list keeps the display order
+        "model_order": list(models),
+        "best": best,
+        "primary_metric": primary,
+        "statistics": {
+            "test": "Wilcoxon signed-rank (paired)" if test == "wilcoxon" else "paired t-test",
+            "interval": f"paired bootstrap percentile {1 - alpha:.0%} CI of the mean difference "
+            "(not adjusted for multiplicity)",
+            "correction": "Holm over the comparisons on the same metric@k "
+            "(every model vs baseline and vs best)",
+            "n_bootstrap": n_bootstrap,
+            "alpha": alpha,
+            "seed": seed,
+            "verdicts": ["better", "worse", NO_DIFFERENCE, "higher", "lower"],
+        },
+        "models": model_info,
+        "comparisons": [c.to_dict() for c in comparisons],
+        "verdicts_vs_baseline": verdicts,
+        "segments": segments,
+    }
+    per_user = _long_per_user(results, protocol, user_ids)
+    return metrics_json, per_user, timings
+
+
+def _clean(value: float) -> float | None:
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def _long_per_user(
+    results: dict[str, Any], protocol: EvalProtocol, user_ids: np.ndarray | None
+) -> pl.DataFrame:
+    frames = []
+    users = protocol.users
+    n_test = np.diff(protocol.target.indptr)[users]
+    n_train = (
+        np.diff(protocol.exclude.indptr)[users]
+        if protocol.exclude is not None
+        else np.zeros(len(users), int)
+    )
+    for name, res in results.items():
+        head = {
+            Columns.Model: [name] * res.n_users,
+            Columns.UserIdx: users,
+            Columns.User: (
+                user_ids[users].astype(str) if user_ids is not None else users.astype(str)
+            ),
+            "segment": protocol.user_segments[users].astype(str),
+            "n_train_items": n_train.astype(np.int64),
+            "n_test_items": n_test.astype(np.int64),
+        }
+        frames.append(pl.DataFrame(head).hstack(res.per_user.drop(Columns.UserIdx)))
+    return pl.concat(frames, how="vertical")
+
+
+def run_evaluate(
+    cfg: Config, *, report: bool | None = None, progress: Progress | None = None
+) -> Manifest:
+    """Evaluate every configured model and the baseline on the test split.
+
+    Parameters
+    ----------
+    cfg
+        The experiment config (section ``evaluate``).
+    report
+        Write ``report.html`` too; ``None`` follows ``evaluate.report``.
+    progress
+        Optional progress callback.
+
+    Returns
+    -------
+    Manifest
+        The evaluate stage's manifest; ``summary`` holds the mean metrics, the best model and
+        the verdicts against the baseline.
+
+    Raises
+    ------
+    ArtifactError
+        When preprocess or train outputs are missing or changed (naming the command to run).
+    ConfigError
+        When a metric needs data that was not prepared (diversity without item features).
+    """
+    ecfg = cfg.evaluate
+    pre_dir, _ = require_stage(
+        cfg, "preprocess", ["users.parquet", "items.parquet", "train.parquet", "test.parquet"]
+    )
+    train_dir, train_manifest = require_stage(cfg, "train")
+    from recctl.stages.train import load_trained_model
+
+    names = list(ecfg.models or cfg.models)
+    if ecfg.baseline is not None and ecfg.baseline not in names:
+        names.insert(0, ecfg.baseline)
+    dataset = load_dataset(pre_dir, "train")
+    if "diversity" in ecfg.metrics and dataset.item_features is None:
+        raise ConfigError(
+            f"{cfg.source_path or 'config'}: evaluate.metrics: 'diversity' needs item features; "
+            "declare them under preprocess.features (e.g. item_categorical: [category]) and "
+            "re-run `recctl preprocess`, "
+            "or drop 'diversity'."
+        )
+    test = load_split_matrix(pre_dir, "test", dataset.n_users, dataset.n_items)
+    protocol = build_protocol(
+        test, dataset.interactions, ecfg.k, list(ecfg.metrics), exclude_seen=ecfg.exclude_seen
+    )
+    if len(protocol.users) == 0:
+        from recctl.errors import DataError
+
+        raise DataError(
+            f"{pre_dir / 'test.parquet'}: no user has a test item outside their training items, "
+            "so there is "
+            "nothing to evaluate; check preprocess.split (test_fraction / strategy)."
+        )
+
+    models: dict[str, Any] = {}
+    baseline = ecfg.baseline or BUILTIN_BASELINE
+    if ecfg.baseline is None:
+        models[BUILTIN_BASELINE] = _builtin_baseline(dataset)
+    for name in names:
+        models[name] = load_trained_model(cfg, name)
+    # the baseline is always the first row of every table
+    models = {baseline: models[baseline], **{n: m for n, m in models.items() if n != baseline}}
+
+    inputs = [
+        pre_dir / n for n in ("users.parquet", "items.parquet", "train.parquet", "test.parquet")
+    ]
+    inputs += [train_dir / train_manifest.summary["models"][n]["file"] for n in names]
+    if "diversity" in ecfg.metrics:
+        inputs.append(pre_dir / "item_features.npz")
+    with StageRun(cfg, "evaluate", sections=["evaluate"], inputs=inputs) as run:
+        metrics_json, per_user, timings = evaluate_models(
+            models,
+            protocol,
+            baseline=baseline,
+            primary=ecfg.primary(),
+            seed=cfg.seed,
+            n_bootstrap=ecfg.n_bootstrap,
+            alpha=ecfg.alpha,
+            test=ecfg.test,
+            batch_size=ecfg.batch_size,
+            item_features=dataset.item_features,
+            user_ids=dataset.user_ids,
+            progress=progress,
+        )
+        metrics_json["experiment"] = cfg.name
+        write_json_atomic(run.dir / METRICS_FILE, metrics_json)
+        run.add_output(run.dir / METRICS_FILE)
+        write_parquet_atomic(per_user, run.dir / PER_USER_FILE)
+        run.add_output(run.dir / PER_USER_FILE, rows=per_user.height)
+        if ecfg.report if report is None else report:
+            from recctl.evaluation.report import render_report
+
+            write_text_atomic(run.dir / REPORT_FILE, render_report(metrics_json))
+            run.add_output(run.dir / REPORT_FILE)
+        run.summary.update(
+            baseline=baseline,
+            best=metrics_json["best"],
+            primary_metric=metrics_json["primary_metric"],
+            n_users=int(len(protocol.users)),
+            seconds=timings,
+            models={n: m["mean"] for n, m in metrics_json["models"].items()},
+            verdicts_vs_baseline={
+                n: v.get(metrics_json["primary_metric"])
+                for n, v in metrics_json["verdicts_vs_baseline"].items()
+            },
+        )
+    return run.manifest
+
+
+def read_metrics(cfg: Config) -> dict[str, Any]:
+    """Load ``metrics.json`` of the finished evaluate stage (hash checked)."""
+    import json
+
+    stage_dir, manifest = require_stage(cfg, "evaluate", [METRICS_FILE])
+    return json.loads(Path(stage_dir / METRICS_FILE).read_text(encoding="utf-8"))

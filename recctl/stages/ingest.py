@@ -1,0 +1,373 @@
+"""The ``ingest`` stage: raw exports -> canonical Parquet in ``<workdir>/ingest/``.
+
+Outputs:
+
+* ``interactions.parquet``  ``user_id, item_id, event, timestamp (UTC), value`` — accepted rows,
+  exact duplicates dropped (first occurrence kept);
+* ``items.parquet``         ``item_id`` + catalogue attributes (or just the interacted item ids
+  when no catalogue is configured);
+* ``users.parquet``         ``user_id`` + attributes, when ``data.users`` is configured;
+* ``rejected.parquet``      ``source, row, column, value, reason`` of every quarantined row;
+* ``manifest.json``         whose ``summary`` accounts for every raw row, per file
+  (``read = accepted + rejected``; ``duplicates`` among the accepted), lists catalogue gaps,
+  and keeps the ``batches`` appended with ``recctl ingest --append``.
+
+Appended batches are remembered: a later full ingest (``recctl ingest`` or ``recctl run``)
+re-reads the configured sources *and* every recorded batch file that still exists with the
+same content, so re-running the pipeline never silently loses an appended day. Pass
+``reset_batches=True`` (``--reset-batches``) to forget them.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from recctl.artifacts import Manifest, read_manifest, sha256_file, utc_now
+from recctl.columns import Columns
+from recctl.config import Config, InteractionSource
+from recctl.data.ingest import (
+    REJECTED_SCHEMA,
+    FileStats,
+    annotate_file,
+    check_policy,
+    file_stats,
+    read_table,
+    sink_annotated,
+    write_interactions,
+    write_rejected,
+)
+from recctl.data.readers import detect_format, expand_paths
+from recctl.errors import DataError
+from recctl.progress import Progress, report
+from recctl.stages._common import StageRun, require_stage
+
+__all__ = ["INGEST_OUTPUTS", "ingest_inputs", "run_ingest"]
+
+log = logging.getLogger(__name__)
+
+#: files every ingest run writes (users.parquet only with ``data.users``)
+INGEST_OUTPUTS = ("interactions.parquet", "items.parquet", "rejected.parquet")
+_SAMPLE_IDS = 10
+
+
+def _source_key(cfg: Config, i: int) -> str:
+    return "data.interactions" if not isinstance(cfg.data.interactions, list) else f"data.interactions.{i}"
+
+
+def _configured_files(cfg: Config) -> list[tuple[InteractionSource, str, Path]]:
+    files = []
+    for i, src in enumerate(cfg.data.interaction_sources()):
+        key = _source_key(cfg, i)
+        for path in expand_paths(src.path, cfg.resolve, f"{key}.path"):
+            files.append((src, key, path))
+    return files
+
+
+def _table_files(cfg: Config) -> list[Path]:
+    paths = []
+    for key, src in (("data.items", cfg.data.items), ("data.users", cfg.data.users)):
+        if src is not None:
+            paths.extend(expand_paths(src.path, cfg.resolve, f"{key}.path"))
+    return paths
+
+
+def _previous_batches(cfg: Config) -> list[dict[str, Any]]:
+    try:
+        manifest = read_manifest(cfg.workdir_path / "ingest", stage="ingest")
+    except Exception:  # no previous run, or an unreadable one: nothing to carry over
+        return []
+    return [b for b in manifest.summary.get("batches", []) if b.get("kind") == "append"]
+
+
+def _live_batches(cfg: Config) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split recorded append batches into those still readable unchanged and those gone."""
+    live, gone = [], []
+    for batch in _previous_batches(cfg):
+        path = Path(batch["path"])
+        if path.is_file() and sha256_file(path) == batch["sha256"]:
+            live.append(batch)
+        else:
+            gone.append(batch)
+    return live, gone
+
+
+def ingest_inputs(cfg: Config) -> list[Path]:
+    """Every raw file a full ingest of ``cfg`` reads: configured sources, tables and live appended batches.
+
+    The pipeline compares these with the ingest manifest's inputs to decide whether ingest
+    must run again.
+    """
+    paths = [p for _, _, p in _configured_files(cfg)] + _table_files(cfg)
+    live, _ = _live_batches(cfg)
+    paths += [Path(b["path"]) for b in live]
+    return list(dict.fromkeys(paths))
+
+
+def run_ingest(
+    cfg: Config,
+    *,
+    append: list[Path] | None = None,
+    reset_batches: bool = False,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Read the raw sources of ``cfg`` into canonical Parquet, accounting for every row.
+
+    Parameters
+    ----------
+    cfg
+        The experiment config (``data`` section).
+    append
+        New interaction files to add to the previous ingest output (``--append``). They are
+        read with the first interaction source's mapping. A file whose content hash is already
+        among the recorded batches is skipped; when every file is skipped nothing is written
+        and the previous manifest is returned.
+    reset_batches
+        On a full ingest, forget previously appended batches instead of re-reading them.
+    progress
+        Optional progress callback.
+
+    Returns
+    -------
+    Manifest
+        With ``summary``: ``files`` (per-file accounting), ``totals``, ``rejected_by_reason``,
+        ``catalogue`` gaps, ``batches``.
+
+    Raises
+    ------
+    DataError
+        Unreadable or empty files, missing columns, bad rows under ``on_error: fail``.
+    ArtifactError
+        ``append`` without a previous ingest run.
+    """
+    with tempfile.TemporaryDirectory(prefix="recctl-ingest-", dir=_scratch_parent(cfg)) as tmp:
+        if append:
+            return _run_append(cfg, [Path(p) for p in append], Path(tmp), progress)
+        return _run_full(cfg, Path(tmp), reset_batches, progress)
+
+
+def _scratch_parent(cfg: Config) -> Path:
+    # decompressed copies can be large: keep them on the workdir's disk, not /tmp
+    cfg.workdir_path.mkdir(parents=True, exist_ok=True)
+    return cfg.workdir_path
+
+
+def _read_interactions(
+    files: list[tuple[InteractionSource, str, Path]], tmp: Path, progress: Progress | None
+) -> tuple[list[FileStats], dict[int, Path]]:
+    stats, annotated = [], {}
+    for idx, (src, key, path) in enumerate(files):
+        report(progress, "ingest: read files", idx, len(files))
+        target = tmp / f"annotated-{idx}.parquet"
+        lf = annotate_file(path, src, key=key, file_idx=idx, tmp_dir=tmp / "raw")
+        fmt = detect_format(path, src.format)
+        sink_annotated(lf, target, path, fmt, src.encoding, src.delimiter)
+        stat = file_stats(target, FileStats(path=str(path), source=key, policy=src.on_error))
+        stat.sha256 = sha256_file(path)
+        check_policy(target, stat, src, key)
+        stats.append(stat)
+        annotated[idx] = target
+        log.info("%s: %d read, %d accepted, %d rejected", path, stat.read, stat.accepted, stat.n_rejected)
+    report(progress, "ingest: read files", len(files), len(files))
+    return stats, annotated
+
+
+def _run_full(cfg: Config, tmp: Path, reset_batches: bool, progress: Progress | None) -> Manifest:
+    files = _configured_files(cfg)
+    live, gone = ([], []) if reset_batches else _live_batches(cfg)
+    first_src, first_key = cfg.data.interaction_sources()[0], _source_key(cfg, 0)
+    files += [(first_src, first_key, Path(b["path"])) for b in live]
+    inputs = list(dict.fromkeys([p for _, _, p in files] + _table_files(cfg)))
+    with StageRun(cfg, "ingest", sections=["data"], inputs=inputs) as run:
+        stats, annotated = _read_interactions(files, tmp, progress)
+        for stat in stats[len(files) - len(live):]:
+            stat.source = "append"
+        kept = write_interactions([annotated[i] for i in range(len(files))], run.dir / "interactions.parquet")
+        for idx, stat in enumerate(stats):
+            stat.duplicates = stat.accepted - kept.get(idx, 0)
+        tables, table_rejects = _write_tables(cfg, run, tmp)
+        quarantined = {i: annotated[i] for i, (src, _, _) in enumerate(files) if src.on_error == "quarantine"}
+        n_rejected = write_rejected(quarantined, {i: str(p) for i, (_, _, p) in enumerate(files)}, run.dir / "rejected.parquet")
+        if table_rejects.height:
+            _append_rejects(run.dir / "rejected.parquet", table_rejects)
+            n_rejected += table_rejects.height
+        batches = [_batch("source", s) for s in stats[: len(files) - len(live)]]
+        batches += [_batch("append", s, recorded=b) for s, b in zip(stats[len(files) - len(live):], live)]
+        _finish(cfg, run, stats, tables, n_rejected, batches)
+        if gone:
+            run.summary["dropped_batches"] = [b["path"] for b in gone]
+            log.warning("appended batches no longer readable unchanged, not re-read: %s", ", ".join(b["path"] for b in gone))
+    return run.manifest
+
+
+def _run_append(cfg: Config, paths: list[Path], tmp: Path, progress: Progress | None) -> Manifest:
+    prev_dir, prev = require_stage(cfg, "ingest", ["interactions.parquet", "rejected.parquet"])
+    seen = {b["sha256"] for b in prev.summary.get("batches", [])}
+    src, key = cfg.data.interaction_sources()[0], _source_key(cfg, 0)
+    new: list[tuple[InteractionSource, str, Path]] = []
+    for path in paths:
+        if not path.is_file():
+            raise DataError(f"{path}: file not found (--append); check the path.")
+        digest = sha256_file(path)
+        if digest in seen:
+            log.info("%s: already ingested (same content hash); skipped", path)
+            continue
+        seen.add(digest)
+        new.append((src, key, path.resolve()))
+    if not new:
+        return prev
+    inputs = [Path(r.path) for r in prev.inputs] + [p for _, _, p in new]
+    with StageRun(cfg, "ingest", sections=["data"], inputs=list(dict.fromkeys(inputs))) as run:
+        stats, annotated = _read_interactions(new, tmp, progress)
+        for stat in stats:
+            stat.source = "append"
+        kept = write_interactions(
+            [annotated[i] for i in range(len(new))], run.dir / "interactions.parquet", previous=prev_dir / "interactions.parquet"
+        )
+        for idx, stat in enumerate(stats):
+            stat.duplicates = stat.accepted - kept.get(idx, 0)
+        quarantined = {i: annotated[i] for i in range(len(new)) if src.on_error == "quarantine"}
+        n_rejected = write_rejected(
+            quarantined, {i: str(p) for i, (_, _, p) in enumerate(new)}, run.dir / "rejected.parquet",
+            previous=prev_dir / "rejected.parquet",
+        )
+        tables: dict[str, pl.DataFrame] = {}
+        for name in ("items.parquet", "users.parquet"):
+            if (prev_dir / name).exists():
+                shutil.copy2(prev_dir / name, run.dir / name)
+                tables[name] = pl.read_parquet(run.dir / name)
+        prev_files = [FileStats(**_stats_args(f)) for f in prev.summary.get("files", [])]
+        batches = prev.summary.get("batches", []) + [_batch("append", s) for s in stats]
+        _finish(cfg, run, prev_files + stats, tables, n_rejected, batches, table_stats=prev.summary.get("tables", []))
+        run.summary["appended"] = [s.to_dict() for s in stats]
+    return run.manifest
+
+
+def _stats_args(d: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "path": d["path"], "source": d["source"], "policy": d["on_error"], "read": d["read"],
+        "accepted": d["accepted"], "rejected": dict(d["rejected_by_reason"]), "duplicates": d["duplicates"],
+        "sha256": d.get("sha256", ""),
+    }
+
+
+def _batch(kind: str, stat: FileStats, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "path": stat.path,
+        "sha256": stat.sha256,
+        "read": stat.read,
+        "accepted": stat.accepted,
+        "rejected": stat.n_rejected,
+        "duplicates": stat.duplicates,
+        "added": stat.added,
+        "ingested_at": (recorded or {}).get("ingested_at", utc_now()),
+    }
+
+
+def _append_rejects(path: Path, extra: pl.DataFrame) -> None:
+    merged = pl.concat([pl.read_parquet(path).cast(REJECTED_SCHEMA), extra.cast(REJECTED_SCHEMA)])
+    merged.write_parquet(path, compression="zstd")
+
+
+def _write_tables(cfg: Config, run: StageRun, tmp: Path) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    tables: dict[str, pl.DataFrame] = {}
+    rejects = []
+    run.summary["tables"] = []
+    for name, key, src, id_name in (
+        ("items.parquet", "data.items", cfg.data.items, Columns.Item),
+        ("users.parquet", "data.users", cfg.data.users, Columns.User),
+    ):
+        if src is None:
+            continue
+        result = read_table(src, cfg.resolve, key=key, id_name=id_name, tmp_dir=tmp / "tables")
+        result.frame.write_parquet(run.dir / name, compression="zstd")
+        tables[name] = result.frame
+        rejects.append(result.rejected)
+        run.summary["tables"].append(
+            {"table": key, "rows": result.frame.height, "duplicate_ids": result.duplicate_ids, "dedupe": src.dedupe,
+             "files": [s.to_dict() for s in result.stats]}
+        )
+    if "items.parquet" not in tables:
+        # no catalogue: the items are the interacted ids, so downstream always finds items.parquet
+        items = (
+            pl.scan_parquet(run.dir / "interactions.parquet").select(Columns.Item).unique().sort(Columns.Item).collect()
+        )
+        items.write_parquet(run.dir / "items.parquet", compression="zstd")
+        tables["items.parquet"] = items
+    rejected = pl.concat(rejects) if rejects else pl.DataFrame(schema=REJECTED_SCHEMA)
+    return tables, rejected
+
+
+def _finish(
+    cfg: Config,
+    run: StageRun,
+    stats: list[FileStats],
+    tables: dict[str, pl.DataFrame],
+    n_rejected: int,
+    batches: list[dict[str, Any]],
+    table_stats: list[dict[str, Any]] | None = None,
+) -> None:
+    """Record outputs and the accounting summary of an ingest run."""
+    interactions = pl.scan_parquet(run.dir / "interactions.parquet")
+    n_interactions = interactions.select(pl.len()).collect().item()
+    run.add_output(run.dir / "interactions.parquet", n_interactions)
+    for name, frame in tables.items():
+        run.add_output(run.dir / name, frame.height)
+    run.add_output(run.dir / "rejected.parquet", n_rejected)
+    by_reason: dict[str, int] = {}
+    for s in stats:
+        for reason, n in s.rejected.items():
+            by_reason[reason] = by_reason.get(reason, 0) + n
+    totals = {
+        "read": sum(s.read for s in stats),
+        "accepted": sum(s.accepted for s in stats),
+        "rejected": sum(s.n_rejected for s in stats),
+        "duplicates": sum(s.duplicates for s in stats),
+        "interactions": n_interactions,
+        "quarantined": n_rejected,
+    }
+    run.summary.update(
+        files=[s.to_dict() for s in stats],
+        totals=totals,
+        rejected_by_reason=dict(sorted(by_reason.items())),
+        batches=batches,
+        n_users=interactions.select(pl.col(Columns.User).n_unique()).collect().item(),
+        n_items=interactions.select(pl.col(Columns.Item).n_unique()).collect().item(),
+        events=dict(
+            interactions.group_by(Columns.Event).agg(pl.len()).sort(Columns.Event).collect().iter_rows()
+        ),
+    )
+    if table_stats is not None:
+        run.summary["tables"] = table_stats
+    run.summary["catalogue"] = _catalogue_report(interactions, tables, cfg)
+
+
+def _catalogue_report(interactions: pl.LazyFrame, tables: dict[str, pl.DataFrame], cfg: Config) -> dict[str, Any]:
+    """Items (users) missing from the catalogue (user table), and catalogue rows never interacted with."""
+    report_: dict[str, Any] = {}
+    for name, id_col, configured in (
+        ("items", Columns.Item, cfg.data.items is not None),
+        ("users", Columns.User, cfg.data.users is not None),
+    ):
+        table = tables.get(f"{name}.parquet")
+        if not configured or table is None:
+            continue
+        known = table.select(id_col).lazy()
+        counts = interactions.group_by(id_col).agg(pl.len().alias("n"))
+        missing = counts.join(known, on=id_col, how="anti").sort(id_col).collect()
+        unused = known.join(counts.select(id_col), on=id_col, how="anti").sort(id_col).collect()
+        report_[name] = {
+            "in_table": table.height,
+            "missing_from_table": missing.height,
+            "interactions_with_missing": int(missing["n"].sum()) if missing.height else 0,
+            "missing_examples": missing[id_col].head(_SAMPLE_IDS).to_list(),
+            "without_interactions": unused.height,
+            "without_interactions_examples": unused[id_col].head(_SAMPLE_IDS).to_list(),
+        }
+    return report_

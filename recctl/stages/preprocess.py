@@ -1,0 +1,174 @@
+"""The ``preprocess`` stage: canonical interactions -> weights, id maps, splits and features.
+
+Reads ``<workdir>/ingest/`` (hash-checked against its manifest) and writes
+``<workdir>/preprocess/`` in the layout documented in :mod:`recctl.data.dataset`:
+
+1. weight every event (:func:`recctl.data.preprocess.weight_events`);
+2. drop users / items under the minimum counts, iteratively with ``kcore``;
+3. index ids in sorted order (stable: same input, same indices), keeping catalogue items
+   without interactions;
+4. label every event ``tune_train`` / ``valid`` / ``test`` (:mod:`recctl.data.split`);
+5. aggregate each split to one row per (user, item) (``train`` = ``tune_train`` + ``valid``);
+6. build item (and user) features when configured (:mod:`recctl.data.features`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from recctl.artifacts import Manifest, write_parquet_atomic
+from recctl.columns import Columns
+from recctl.config import Config
+from recctl.data.features import build_features, item_feature_spec, save_features
+from recctl.data.preprocess import aggregate, filter_min_counts, index_events, weight_events
+from recctl.data.split import SPLIT, assign_splits
+from recctl.progress import Progress, report
+from recctl.stages._common import StageRun, require_stage
+
+__all__ = ["run_preprocess"]
+
+log = logging.getLogger(__name__)
+
+_STEPS = 6
+
+
+def run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifest:
+    """Turn the ingested interactions into the dataset models train and are evaluated on.
+
+    Parameters
+    ----------
+    cfg
+        The experiment config (``preprocess`` section and ``seed``).
+    progress
+        Optional progress callback.
+
+    Returns
+    -------
+    Manifest
+        ``summary`` holds counts at every step (events weighted / filtered / per split,
+        users, items, cold items, cold test users dropped), the split cut times and the
+        feature matrix shapes.
+
+    Raises
+    ------
+    ArtifactError
+        When ingest has not run or its outputs changed since.
+    ConfigError
+        An event type without a weight, a feature column not in the catalogue, an empty split.
+    DataError
+        Nothing left after filtering.
+    """
+    ingest_dir, _ = require_stage(cfg, "ingest", ["interactions.parquet", "items.parquet"])
+    pc = cfg.preprocess
+    inputs = [ingest_dir / "interactions.parquet", ingest_dir / "items.parquet"]
+    users_path = ingest_dir / "users.parquet"
+    if users_path.exists():
+        inputs.append(users_path)
+    summary: dict[str, Any] = {}
+
+    report(progress, "preprocess", 0, _STEPS)
+    raw = pl.read_parquet(ingest_dir / "interactions.parquet")
+    weighted, info = weight_events(raw, pc)
+    summary["weights"] = info
+
+    report(progress, "preprocess", 1, _STEPS)
+    kept, info = filter_min_counts(weighted, pc.min_user_interactions, pc.min_item_interactions, pc.kcore)
+    summary["filter"] = info
+
+    report(progress, "preprocess", 2, _STEPS)
+    catalogue = pl.read_parquet(ingest_dir / "items.parquet")
+    indexed, user_map, item_map = index_events(kept, catalogue[Columns.Item])
+
+    report(progress, "preprocess", 3, _STEPS)
+    labelled, info = assign_splits(indexed, pc.split, cfg.seed)
+    summary["split"] = info
+    # cold test users dropped by the split leave no trace in the id maps
+    if labelled[Columns.UserIdx].n_unique() != user_map.height:
+        labelled, user_map = _reindex_users(labelled, user_map)
+
+    with StageRun(cfg, "preprocess", sections=["preprocess"], inputs=inputs) as run:
+        d = run.dir
+        users_out = user_map
+        if users_path.exists():
+            users_out = user_map.join(pl.read_parquet(users_path), on=Columns.User, how="left")
+        items_out = item_map.join(catalogue, on=Columns.Item, how="left").sort(Columns.ItemIdx)
+        users_out = users_out.sort(Columns.UserIdx)
+        _write(run, users_out, d / "users.parquet")
+        _write(run, items_out, d / "items.parquet")
+        events = labelled.select(
+            Columns.UserIdx, Columns.ItemIdx, Columns.Event, Columns.Timestamp, Columns.Weight, SPLIT
+        ).sort(Columns.UserIdx, Columns.Timestamp, Columns.ItemIdx, Columns.Event)
+        _write(run, events, d / "events.parquet")
+
+        report(progress, "preprocess", 4, _STEPS)
+        split_rows = {}
+        for name, labels in (
+            ("train", ["tune_train", "valid"]),
+            ("test", ["test"]),
+            ("tune_train", ["tune_train"]),
+            ("valid", ["valid"]),
+        ):
+            agg = aggregate(events.filter(pl.col(SPLIT).is_in(labels)), pc.aggregate)
+            _write(run, agg, d / f"{name}.parquet")
+            split_rows[name] = agg.height
+
+        report(progress, "preprocess", 5, _STEPS)
+        features = _write_features(cfg, run, items_out, users_out)
+
+        interacted = events[Columns.ItemIdx].unique()
+        summary.update(
+            n_users=users_out.height,
+            n_items=items_out.height,
+            n_items_with_interactions=interacted.len(),
+            n_cold_items=items_out.height - interacted.len(),
+            n_events=events.height,
+            split_rows=split_rows,
+            features=features,
+        )
+        run.summary.update(summary)
+    report(progress, "preprocess", _STEPS, _STEPS)
+    log.info("preprocess: %d users, %d items, %d events", users_out.height, items_out.height, events.height)
+    return run.manifest
+
+
+def _write(run: StageRun, frame: pl.DataFrame, path: Path) -> None:
+    write_parquet_atomic(frame, path)
+    run.add_output(path, frame.height)
+
+
+def _reindex_users(labelled: pl.DataFrame, user_map: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    present = labelled.select(Columns.UserIdx).unique()
+    kept = user_map.join(present, on=Columns.UserIdx, how="semi").sort(Columns.User)
+    remap = kept.with_row_index("__new").with_columns(pl.col("__new").cast(pl.Int32))
+    labelled = (
+        labelled.join(remap.select(Columns.UserIdx, "__new"), on=Columns.UserIdx)
+        .drop(Columns.UserIdx)
+        .rename({"__new": Columns.UserIdx})
+    )
+    user_map = remap.select(Columns.User, pl.col("__new").alias(Columns.UserIdx))
+    return labelled, user_map
+
+
+def _write_features(cfg: Config, run: StageRun, items: pl.DataFrame, users: pl.DataFrame) -> dict[str, Any]:
+    fc = cfg.preprocess.features
+    out: dict[str, Any] = {}
+    spec = item_feature_spec(fc)
+    if spec:
+        matrix, names = build_features(
+            items, spec, key="preprocess.features", max_vocab=fc.text_max_vocab, min_df=fc.text_min_df
+        )
+        for path in save_features(run.dir, "item", matrix, names):
+            run.add_output(path, matrix.shape[0] if path.suffix == ".npz" else names.height)
+        out["item"] = {"shape": list(matrix.shape), "nnz": int(matrix.nnz),
+                       "groups": dict(names.group_by("group").agg(pl.len()).sort("group").iter_rows())}
+    if fc.user_categorical:
+        user_spec = [("categorical", c, None) for c in fc.user_categorical]
+        matrix, names = build_features(users, user_spec, key="preprocess.features.user_categorical")
+        for path in save_features(run.dir, "user", matrix, names):
+            run.add_output(path, matrix.shape[0] if path.suffix == ".npz" else names.height)
+        out["user"] = {"shape": list(matrix.shape), "nnz": int(matrix.nnz)}
+    return out

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from recctl.columns import Columns
+from recctl.errors import DataError
+from recctl.stages.ingest import ingest_inputs, run_ingest
+from tests.data.conftest import EVENTS_HEADER, make_config, shop_source
+
+
+def _ingest(tmp_path: Path, **kw):  # noqa: ANN202
+    cfg = make_config(tmp_path, shop_source(**kw.pop("source", {})), **kw)
+    return cfg, run_ingest(cfg)
+
+
+def test_every_row_accounted_for(tmp_path: Path, events_csv: Path, products_csv: Path) -> None:
+    cfg, manifest = _ingest(tmp_path, items={"path": "products.csv", "id_column": "product_id"})
+    s = manifest.summary
+    (f,) = s["files"]
+    assert f["read"] == 12
+    assert f["accepted"] + f["rejected"] == f["read"]
+    assert f["rejected_by_reason"] == {
+        "bad_timestamp": 1, "missing_user_id": 1, "non_numeric_value": 1, "unknown_event": 1,
+    }
+    assert f["duplicates"] == 1
+    out = cfg.stage_dir("ingest")
+    interactions = pl.read_parquet(out / "interactions.parquet")
+    assert interactions.columns == Columns.Interactions
+    assert interactions.height == f["accepted"] - f["duplicates"] == s["totals"]["interactions"]
+    assert interactions.schema[Columns.Timestamp] == pl.Datetime("us", "UTC")
+    rejected = pl.read_parquet(out / "rejected.parquet")
+    assert sorted(rejected["row"].to_list()) == [4, 7, 8, 9]
+    assert set(rejected["reason"]) == set(f["rejected_by_reason"])
+    assert rejected.filter(pl.col("reason") == "bad_timestamp")["value"].to_list() == ["not a time"]
+    gaps = s["catalogue"]["items"]
+    assert gaps["missing_examples"] == ["i9"] and gaps["interactions_with_missing"] == 1
+    assert gaps["without_interactions_examples"] == ["i4", "i5"]  # i4 only had a rejected row
+    items = pl.read_parquet(out / "items.parquet")
+    assert items.schema["price"] == pl.Float64 and items[Columns.Item].to_list() == ["i1", "i2", "i3", "i4", "i5"]
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk["summary"]["totals"]["read"] == 12
+
+
+def test_skip_counts_but_does_not_quarantine(tmp_path: Path, events_csv: Path) -> None:
+    cfg, manifest = _ingest(tmp_path, source={"on_error": "skip"})
+    assert manifest.summary["totals"]["rejected"] == 4
+    assert pl.read_parquet(cfg.stage_dir("ingest") / "rejected.parquet").height == 0
+
+
+def test_fail_names_file_row_column_value(tmp_path: Path, events_csv: Path) -> None:
+    cfg = make_config(tmp_path, shop_source(on_error="fail"))
+    with pytest.raises(DataError, match=r"events.csv: row 4: column 'customer_id' = None: missing user id"):
+        run_ingest(cfg)
+    assert not cfg.stage_dir("ingest").exists()  # nothing half-written
+
+
+def test_cancellations_checks_and_value_rule(tmp_path: Path) -> None:
+    (tmp_path / "inv.csv").write_text(
+        "inv,user,item,ts,qty,price\n"
+        "1,u1,a,2026-01-01 00:00:00,2,1.5\n"
+        "C2,u1,a,2026-01-02 00:00:00,-2,1.5\n"
+        "3,u2,b,2026-01-03 00:00:00,-1,1.5\n"
+        "4,u2,b,2026-01-04 00:00:00,1,0\n"
+        "5,17850.0,b,2026-01-05 00:00:00,1,2\n"
+    )
+    src = {
+        "path": "inv.csv",
+        "columns": {"user_id": "user", "item_id": "item", "timestamp": "ts", "value": "qty"},
+        "default_event": "purchase",
+        "cancellations": {"column": "inv", "prefix": "C", "negative_value": True},
+        "require": [{"column": "price", "op": ">", "value": 0, "reason": "non_positive_price"}],
+    }
+    cfg = make_config(tmp_path, src)
+    s = run_ingest(cfg).summary
+    assert s["rejected_by_reason"] == {"cancelled": 2, "non_positive_price": 1}
+    users = pl.read_parquet(cfg.stage_dir("ingest") / "interactions.parquet")[Columns.User].to_list()
+    assert users == ["u1", "17850"]  # float-exported id normalised
+
+
+def test_value_rule_threshold(tmp_path: Path) -> None:
+    (tmp_path / "r.csv").write_text("u,i,r,t\n1,10,4.5,964982703\n1,11,2.0,964982704\n2,10,3.0,964982705\n")
+    src = {
+        "path": "r.csv",
+        "columns": {"user_id": "u", "item_id": "i", "timestamp": "t", "value": "r"},
+        "timestamp_format": "epoch_s",
+        "value_rule": {"min_value": 4.0, "event": "liked"},
+    }
+    cfg = make_config(tmp_path, src)
+    s = run_ingest(cfg).summary
+    assert s["events"] == {"liked": 1} and s["rejected_by_reason"] == {"below_threshold": 2}
+    src["value_rule"]["below"] = "rated"
+    cfg = make_config(tmp_path, src)
+    assert run_ingest(cfg).summary["events"] == {"liked": 1, "rated": 2}
+
+
+def test_parquet_and_jsonl_sources_glob(tmp_path: Path) -> None:
+    pl.DataFrame({"u": ["a", "b"], "i": [1, 2], "t": ["2026-01-01", "2026-01-02"]}).write_parquet(tmp_path / "p1.parquet")
+    (tmp_path / "p2.jsonl").write_text('{"u": "c", "i": 3, "t": 1767225600}\n{"u": "", "i": 4, "t": 1767225600}\n')
+    src = {"path": ["*.parquet", "p2.jsonl"], "columns": {"user_id": "u", "item_id": "i", "timestamp": "t"}}
+    cfg = make_config(tmp_path, src)
+    s = run_ingest(cfg).summary
+    assert [f["read"] for f in s["files"]] == [2, 2]
+    assert s["totals"] == {**s["totals"], "accepted": 3, "rejected": 1}
+    frame = pl.read_parquet(cfg.stage_dir("ingest") / "interactions.parquet")
+    assert frame[Columns.Item].to_list() == ["1", "2", "3"] and set(frame[Columns.Event]) == {"interaction"}
+
+
+def test_append_adds_batch_and_is_idempotent(tmp_path: Path, events_csv: Path) -> None:
+    cfg, first = _ingest(tmp_path)
+    base = first.summary["totals"]["interactions"]
+    day2 = tmp_path / "day2.csv"
+    day2.write_text(EVENTS_HEADER + "u1,i1,view,2026-01-01 10:00:00,1\nu5,i2,view,2026-01-08 10:00:00,1\n,i2,view,2026-01-08 10:00:00,1\n")
+    second = run_ingest(cfg, append=[day2])
+    s = second.summary
+    assert s["totals"]["interactions"] == base + 1  # one new row, one overlap de-duplicated
+    assert s["appended"][0] == {**s["appended"][0], "read": 3, "rejected": 1, "duplicates": 1, "added": 1}
+    assert [b["kind"] for b in s["batches"]] == ["source", "append"]
+    assert pl.read_parquet(cfg.stage_dir("ingest") / "rejected.parquet").height == 4 + 1
+    again = run_ingest(cfg, append=[day2])
+    assert again.started_at == second.started_at  # no-op: nothing rewritten
+    # a full re-ingest keeps the appended batch
+    assert day2.resolve() in ingest_inputs(cfg)
+    full = run_ingest(cfg)
+    assert full.summary["totals"]["interactions"] == base + 1
+    assert run_ingest(cfg, reset_batches=True).summary["totals"]["interactions"] == base
+
+
+def test_append_needs_previous_ingest(tmp_path: Path, events_csv: Path) -> None:
+    from recctl.errors import ArtifactError
+
+    cfg = make_config(tmp_path, shop_source())
+    with pytest.raises(ArtifactError, match="recctl ingest"):
+        run_ingest(cfg, append=[events_csv])
+
+
+def test_catalogue_dedupe_mode(tmp_path: Path, events_csv: Path) -> None:
+    (tmp_path / "cat.csv").write_text(
+        "product_id,title,price\ni1,Mug ,5\ni1,Mug,5\ni1,MUG typo,7\ni2,Plate,3\n,Orphan,1\n"
+    )
+    cfg, manifest = _ingest(tmp_path, items={"path": "cat.csv", "id_column": "product_id", "dedupe": "mode"})
+    items = pl.read_parquet(cfg.stage_dir("ingest") / "items.parquet")
+    assert items.rows() == [("i1", "Mug", 5), ("i2", "Plate", 3)]
+    (table,) = manifest.summary["tables"]
+    assert table["duplicate_ids"] == 2 and table["files"][0]["rejected"] == 1

@@ -1,0 +1,96 @@
+"""EASE against its closed form; content-based model on item features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recctl.data.dataset import Dataset
+from recctl.errors import ConfigError, RecctlError
+from recctl.models.content import ContentModel
+from recctl.models.ease import EASEModel
+from recctl.models.popularity import PopularityModel
+
+
+def _precision(model, train, test, k=5):
+    users = np.nonzero(np.diff(test.indptr))[0]
+    top = model.recommend(users, k, exclude=train.interactions)
+    hits = np.asarray(test[users[:, None], np.maximum(top.items, 0)].todense()) > 0
+    return float((hits & (top.items >= 0)).sum(axis=1).mean() / k)
+
+
+def test_ease_matches_the_closed_form(planted):
+    model = EASEModel(l2=50.0).fit(planted)
+    x = (planted.interactions.toarray() > 0).astype(np.float64)
+    p = np.linalg.inv(x.T @ x + 50.0 * np.eye(planted.n_items))
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    np.testing.assert_allclose(model.weights_, b, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(model.score(np.arange(8)), x[:8] @ b, rtol=1e-4, atol=1e-5)
+
+
+def test_ease_beats_popularity(planted_split):
+    train, test = planted_split
+    assert _precision(EASEModel(l2=20.0).fit(train), train, test) > _precision(
+        PopularityModel().fit(train), train, test
+    )
+
+
+def test_ease_refuses_large_catalogues_with_advice(planted):
+    with pytest.raises(ConfigError) as info:
+        EASEModel(max_items=10).fit(planted)
+    message = str(info.value)
+    assert "60 items" in message and "max_items=10" in message
+    assert "item_knn" in message and "lightfm" in message
+    assert info.value.exit_code == 3
+
+
+def test_content_recommends_new_items_of_the_users_taste(planted, groups):
+    model = ContentModel().fit(planted)
+    scores = model.score(np.arange(planted.n_users))
+    user_group = np.arange(planted.n_users) // 30
+    cold_scores = scores[:, groups.cold]
+    best_cold = groups.cold[np.argmax(cold_scores, axis=1)]
+    # (a user's one off-taste purchase can outweigh their taste when it was a big one)
+    assert (groups.of(best_cold) == user_group).mean() >= 0.95
+    # cold items are in the top-K of some users: new items are recommendable from day one
+    top = model.recommend(np.arange(planted.n_users), 10, exclude=planted.interactions)
+    assert np.isin(top.items, groups.cold).any()
+
+
+def test_content_similar_items_share_features(planted, groups):
+    model = ContentModel().fit(planted)
+    top = model.similar_items(groups.cold, 3)
+    assert (groups.of(top.items) == groups.of(groups.cold)[:, None]).all()
+
+
+def test_content_popularity_breaks_ties_only(planted):
+    model = ContentModel().fit(planted)
+    no_tie = ContentModel(popularity_tiebreak=0.0).fit(planted)
+    diff = model.score(np.arange(10)) - no_tie.score(np.arange(10))
+    assert diff.max() <= 1e-4 + 1e-7 and diff.min() >= 0
+
+
+def test_content_idf_weighting_and_from_items(planted, groups):
+    model = ContentModel(feature_weighting="idf").fit(planted)
+    scores = model.score_from_items(np.array([15, 16]))
+    scores[[15, 16]] = -np.inf
+    assert (groups.of(np.argsort(-scores)[:8]) == 1).all()
+
+
+def test_content_needs_item_features(planted):
+    bare = Dataset(planted.user_ids, planted.item_ids, planted.interactions)
+    with pytest.raises(RecctlError, match="item features"):
+        ContentModel().fit(bare)
+
+
+def test_content_partial_fit_sees_new_interactions(planted):
+    model = ContentModel().fit(planted)
+    x = planted.interactions.tolil(copy=True)
+    x[0, 50] = 5.0  # user 0 (group 0) buys a group-3 item
+    grown = Dataset(
+        planted.user_ids, planted.item_ids, x.tocsr(), item_features=planted.item_features
+    )
+    before = model.score(np.array([0]))[0, 55]
+    model.partial_fit(grown)
+    assert model.score(np.array([0]))[0, 55] > before

@@ -1,0 +1,97 @@
+"""The shared numerics against brute-force dense computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from recctl.models._similarity import (
+    fit_term_weights,
+    l2_normalize_rows,
+    normalize_scores,
+    topn_similarity,
+)
+
+
+def _random_sparse(seed: int, shape=(40, 25), density=0.2) -> sp.csr_matrix:
+    return sp.random(*shape, density=density, random_state=seed, format="csr", dtype=np.float32) * 3
+
+
+def _dense_topn(vectors: np.ndarray, n: int, shrink: float, normalize: bool) -> np.ndarray:
+    dots = vectors @ vectors.T
+    if normalize:
+        norms = np.linalg.norm(vectors, axis=1)
+        denom = norms[:, None] * norms[None, :] + shrink
+        sims = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+    else:
+        sims = dots
+    np.fill_diagonal(sims, 0)
+    out = np.zeros_like(sims)
+    for i, row in enumerate(sims):
+        order = np.argsort(-row, kind="stable")[:n]
+        keep = order[row[order] > 0]
+        out[i, keep] = row[keep]
+    return out
+
+
+def test_topn_similarity_matches_brute_force():
+    x = _random_sparse(0)
+    for normalize, shrink in [(True, 0.0), (True, 5.0), (False, 0.0)]:
+        got = topn_similarity(x, 6, shrink=shrink, normalize=normalize).toarray()
+        want = _dense_topn(x.toarray().astype(np.float64), 6, shrink, normalize)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        assert (np.diff(sp.csr_matrix(got).indptr) <= 6).all()
+
+
+def test_topn_similarity_blocks_and_row_subsets_agree():
+    x = _random_sparse(1, (50, 30))
+    whole = topn_similarity(x, 5).toarray()
+    tiny_blocks = topn_similarity(x, 5, block_entries=60).toarray()  # one row per block
+    np.testing.assert_allclose(whole, tiny_blocks, rtol=1e-6)
+    rows = np.array([3, 17, 40])
+    part = topn_similarity(x, 5, rows=rows).toarray()
+    np.testing.assert_allclose(part[rows], whole[rows], rtol=1e-6)
+    others = np.setdiff1d(np.arange(50), rows)
+    assert not part[others].any()
+
+
+def test_shrinkage_pulls_low_support_pairs_down():
+    # items 0 and 1 share one user; items 2 and 3 share ten
+    rows = [0, 0] + [u for u in range(1, 11) for _ in (0, 1)]
+    cols = [0, 1] + [c for _ in range(1, 11) for c in (2, 3)]
+    x = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(11, 4))
+    plain = topn_similarity(x.T.tocsr(), 3).toarray()
+    shrunk = topn_similarity(x.T.tocsr(), 3, shrink=5).toarray()
+    assert plain[0, 1] == plain[2, 3] == 1.0
+    assert shrunk[0, 1] < shrunk[2, 3]
+
+
+def test_bm25_and_tfidf_weights_by_hand():
+    docs = sp.csr_matrix(np.array([[1, 0, 2], [1, 1, 0], [0, 0, 1]], np.float32))
+    tw = fit_term_weights(docs, "tfidf")
+    idf = np.log(3) - np.log1p(np.array([2, 1, 2]))
+    np.testing.assert_allclose(tw.idf, idf)
+    np.testing.assert_allclose(
+        tw.transform(docs).toarray(), np.sqrt(docs.toarray()) * idf, rtol=1e-6
+    )
+    bm = fit_term_weights(docs, "bm25", k1=1.2, b=0.75)
+    lengths = docs.toarray().sum(1)
+    norm = 0.25 + 0.75 * lengths / lengths.mean()
+    tf = docs.toarray()
+    want = np.where(tf > 0, tf * 2.2 / (1.2 * norm[:, None] + tf) * idf, 0)
+    np.testing.assert_allclose(bm.transform(docs).toarray(), want, rtol=1e-5)
+
+
+def test_normalize_scores_minmax_and_zscore():
+    s = np.array([[1.0, 3.0, 2.0], [5.0, 5.0, 5.0], [0.0, -np.inf, 4.0]], np.float32)
+    mm = normalize_scores(s, "minmax")
+    np.testing.assert_allclose(mm[0], [0, 1, 0.5])
+    np.testing.assert_allclose(mm[1], [0, 0, 0])  # no opinion -> zeros
+    assert mm[2, 1] == -np.inf and mm[2, 2] == 1.0
+    z = normalize_scores(s[:1], "zscore")
+    np.testing.assert_allclose(z[0], (s[0] - 2) / np.std(s[0]), rtol=1e-6)
+
+
+def test_l2_normalize_rows_keeps_empty_rows():
+    x = sp.csr_matrix(np.array([[3, 4], [0, 0]], np.float32))
+    np.testing.assert_allclose(l2_normalize_rows(x).toarray(), [[0.6, 0.8], [0, 0]])

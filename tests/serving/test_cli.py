@@ -1,0 +1,130 @@
+"""`recctl recommend` and `recctl serve-export` through the CLI: output, exit codes, safety."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from recctl.cli.main import app
+from tests.serving.conftest import build_workdir, make_config
+
+runner = CliRunner()
+
+
+def invoke(*args: str):  # noqa: ANN201
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_recommend_all_then_export(shop_config: Path) -> None:
+    res = invoke("recommend", shop_config, "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["summary"]["n_users"] == 40 and summary["summary"]["n_rows"] == 200
+    res = invoke("serve-export", shop_config, "--date", "2026-03-01")
+    assert res.exit_code == 0, res.output
+    assert "recommendations_2026-03-01.csv" in res.stdout
+    exports = shop_config.parent / "work" / "exports"
+    assert json.loads((exports / "recommendations_latest.json").read_text())["users"] == 40
+
+
+def test_recommend_users_items_similar(shop_config: Path) -> None:
+    res = invoke("recommend", shop_config, "--users", "U001,BRANDNEW", "-k", "2", "--json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)["rows"]
+    assert [(r["user_id"], r["rank"]) for r in rows] == [("U001", 1), ("U001", 2), ("BRANDNEW", 1), ("BRANDNEW", 2)]
+    assert rows[-1]["source"] == "popular"
+    res = invoke("recommend", shop_config, "--items", "P001,P002", "-k", "3", "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["mode"] == "items" and data["query"] == ["P001", "P002"] and len(data["items"]) == 3
+    res = invoke("recommend", shop_config, "--similar-to", "P001", "-k", "3")
+    assert res.exit_code == 0, res.output
+    assert "Similar to P001" in res.stdout and "knn" in res.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--similar-to", "NOPE"], 4, "--similar-to: unknown item id(s): NOPE"),
+        (["--items", "P001,NOPE"], 4, "--items: unknown item id(s): NOPE"),
+        (["--items", "P001", "--similar-to", "P002"], 2, "use only one of"),
+        (["-k", "3"], 2, "-k applies to --users"),
+    ],
+)
+def test_recommend_errors(shop_config: Path, args: list[str], code: int, message: str) -> None:
+    res = invoke("recommend", shop_config, *args)
+    assert res.exit_code == code, res.output
+    assert message in " ".join(res.stderr.split()) or message in " ".join(res.output.split())
+
+
+def test_export_before_recommend_says_what_to_run(shop_config: Path) -> None:
+    res = invoke("serve-export", shop_config)
+    assert res.exit_code == 5
+    assert "recctl recommend" in res.stderr
+
+
+def test_failed_validation_exits_7_and_keeps_yesterday(tmp_path: Path) -> None:
+    deny = tmp_path / "deny.txt"
+    deny.write_text("NONE\n")
+    config = make_config(tmp_path, recommend={"rules": {"deny_list": "deny.txt"}})
+    build_workdir(config)
+    assert invoke("recommend", config).exit_code == 0
+    assert invoke("serve-export", config, "--date", "2026-03-01").exit_code == 0
+    exports = tmp_path / "work" / "exports"
+    yesterday = (exports / "recommendations_2026-03-01.csv").read_bytes()
+    pointer = (exports / "recommendations_latest.json").read_text()
+    # the shop updates its deny list after the lists were computed: the export must refuse
+    top_item = yesterday.decode().splitlines()[1].split(",")[2]
+    deny.write_text(f"{top_item}\n")
+    res = invoke("serve-export", config, "--date", "2026-03-02")
+    assert res.exit_code == 7, res.output
+    err = " ".join(res.stderr.split())
+    assert "failed validation, nothing was published" in err and "rules exclude" in err
+    assert "recommendations_2026-03-01.csv is still the latest file" in err
+    assert not (exports / "recommendations_2026-03-02.csv").exists()
+    assert (exports / "recommendations_2026-03-01.csv").read_bytes() == yesterday
+    assert (exports / "recommendations_latest.json").read_text() == pointer
+    assert os.readlink(exports / "recommendations_latest.csv") == "recommendations_2026-03-01.csv"
+    assert not [p for p in exports.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_short_lists_fail_export_with_exit_7(tmp_path: Path) -> None:
+    (tmp_path / "allow.txt").write_text("P010\nP011\nP012\n")  # 3 allowed items, k = 5
+    config = make_config(tmp_path, recommend={"rules": {"allow_list": "allow.txt"}})
+    build_workdir(config)
+    res = invoke("recommend", config, "--json")
+    assert res.exit_code == 0
+    assert json.loads(res.stdout)["summary"]["n_short_lists"] == 40
+    res = invoke("serve-export", config)
+    assert res.exit_code == 7
+    assert "40 user(s) do not have exactly 5 unique items" in " ".join(res.stderr.split())
+
+
+def test_bad_date_is_a_usage_error(shop_config: Path) -> None:
+    res = invoke("serve-export", shop_config, "--date", "01/02/2026")
+    assert res.exit_code == 2
+
+
+@pytest.mark.slow
+def test_sample_data_pipeline_through_cli(tmp_path: Path, repo_root: Path) -> None:
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path, models={"popular": {"kind": "popularity"},
+                                            "knn": {"kind": "item_knn", "neighbors": 50}},
+                          recommend={"model": "knn", "k": 10, "fallback": ["popular"],
+                                     "rules": {"exclude_events": ["purchase"], "in_stock_column": "in_stock",
+                                               "category_cap": {"column": "category", "max_per_list": 4}}},
+                          export={"format": "csv_wide"}, evaluate=None, tune=None)
+    for cmd in ("ingest", "preprocess", "train", "recommend"):
+        res = invoke(cmd, config, "-q")
+        assert res.exit_code == 0, (cmd, res.output)
+    res = invoke("serve-export", config, "--json")
+    assert res.exit_code == 0, res.output
+    published = json.loads(res.stdout)["summary"]["published"][0]
+    header = Path(published["path"]).read_text().splitlines()[0].split(",")
+    assert header[:3] == ["user_id", "item_1", "item_2"] and header[-2:] == ["model", "generated_at"]
+    assert published["rows"] == published["users"] > 1000

@@ -1,0 +1,147 @@
+"""The shared top-K kernel against a naive full-sort reference."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from recctl.ranking import TopK, block_rows_for, iter_top_k, mask_scores, select_top_k, top_k
+
+
+def naive_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stable sort by descending score; -inf and NaN never selected; -1 / -inf padding."""
+    n, m = scores.shape
+    items = np.full((n, k), -1, np.int64)
+    top = np.full((n, k), -np.inf, np.float32)
+    for r in range(n):
+        row = np.where(np.isnan(scores[r]), -np.inf, scores[r])
+        order = np.argsort(-row, kind="stable")
+        order = order[row[order] > -np.inf][:k]
+        items[r, : len(order)] = order
+        top[r, : len(order)] = row[order]
+    return items, top
+
+
+score_values = st.one_of(
+    st.integers(-3, 3).map(float),  # many ties
+    st.floats(-1e3, 1e3, width=32, allow_nan=False),
+    st.just(-np.inf),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(1, 5).flatmap(
+        lambda n: st.sampled_from([1, 7, 40, 2100, 2500]).flatmap(
+            lambda m: arrays(np.float32, (n, m), elements=score_values)
+        )
+    ),
+    st.integers(1, 25),
+)
+def test_select_top_k_matches_naive_reference(scores: np.ndarray, k: int) -> None:
+    items, top = select_top_k(scores, k)
+    ref_items, ref_top = naive_top_k(scores, k)
+    np.testing.assert_array_equal(items, ref_items)
+    np.testing.assert_array_equal(top, ref_top)
+
+
+@pytest.mark.parametrize("n_items", [3000, 5003, 50_000])
+def test_grouped_path_is_exact_on_wide_random_blocks(n_items: int) -> None:
+    rng = np.random.default_rng(n_items)
+    scores = rng.standard_normal((6, n_items)).astype(np.float32)
+    scores[:, rng.choice(n_items, 50, replace=False)] = 5.0  # a tie group straddling the cut
+    for k in (1, 10, 64):
+        items, top = select_top_k(scores, k)
+        ref_items, ref_top = naive_top_k(scores, k)
+        np.testing.assert_array_equal(items, ref_items)
+        np.testing.assert_array_equal(top, ref_top)
+
+
+def test_ties_break_by_lower_item_index() -> None:
+    scores = np.zeros((1, 4000), np.float32)
+    items, _ = select_top_k(scores, 3)
+    assert items.tolist() == [[0, 1, 2]]
+
+
+def test_padding_when_fewer_eligible_items_than_k() -> None:
+    scores = np.full((2, 5), -np.inf, np.float32)
+    scores[0, 3] = 1.0
+    items, top = select_top_k(scores, 3)
+    assert items.tolist() == [[3, -1, -1], [-1, -1, -1]]
+    assert top[0, 0] == 1.0 and np.isneginf(top[0, 1:]).all() and np.isneginf(top[1]).all()
+
+
+def test_nan_scores_are_never_selected() -> None:
+    scores = np.arange(3000, dtype=np.float32)[None, :].repeat(2, axis=0)
+    scores[0, -1] = np.nan
+    items, _ = select_top_k(scores, 2)
+    assert items.tolist() == [[2998, 2997], [2999, 2998]]
+
+
+def test_mask_scores_excludes_rows_and_items_in_place() -> None:
+    scores = np.ones((2, 4), np.float32)
+    exclude = sp.csr_matrix(np.array([[1, 0, 0, 0], [0, 0, 1, 0]]))
+    out = mask_scores(scores, exclude, np.array([True, True, True, False]))
+    assert out is scores
+    assert np.isneginf(scores).tolist() == [[True, False, False, True], [False, False, True, True]]
+
+
+def _factor_model(n_users: int = 300, n_items: int = 2500, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    u = rng.standard_normal((n_users, 8)).astype(np.float32)
+    v = rng.standard_normal((n_items, 8)).astype(np.float32)
+    seen = sp.random(n_users, n_items, density=0.01, format="csr", random_state=seed)
+    return u, v, seen
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_iter_top_k_blocks_in_order_excluding_seen(n_jobs: int) -> None:
+    u, v, seen = _factor_model()
+    mask = np.ones(v.shape[0], bool)
+    mask[:100] = False
+    users = np.arange(len(u))[::-1].copy()
+    blocks = list(iter_top_k(lambda r: u[r] @ v.T, users, 10, exclude=seen, item_mask=mask,
+                             batch_size=64, n_jobs=n_jobs, max_block_bytes=40 * 2500 * 4))
+    assert len(blocks) == 8  # 300 users in blocks of min(64, 40) rows
+    result = TopK.concat(blocks)
+    np.testing.assert_array_equal(result.users, users)
+    full = u[users] @ v.T
+    full[:, ~mask] = -np.inf
+    full[seen[users].nonzero()] = -np.inf
+    ref_items, _ = naive_top_k(full, 10)
+    np.testing.assert_array_equal(result.items, ref_items)
+
+
+def test_iter_top_k_reports_progress_and_bounds_block_size() -> None:
+    u, v, _ = _factor_model(n_users=100)
+    seen_sizes: list[int] = []
+    lock = threading.Lock()
+
+    def score(rows: np.ndarray) -> np.ndarray:
+        with lock:
+            seen_sizes.append(len(rows))
+        return u[rows] @ v.T
+
+    done: list[int] = []
+    top_k(score, np.arange(100), 5, n_items=2500, batch_size=1000, max_block_bytes=25 * 2500 * 4,
+          n_jobs=2, progress=done.append)
+    assert max(seen_sizes) == 25
+    assert done == [25, 50, 75, 100]
+    assert block_rows_for(2500, 1000, 25 * 2500 * 4) == 25
+    assert block_rows_for(10**9, 10, 1) == 1
+
+
+def test_top_k_with_no_users_has_k_columns() -> None:
+    result = top_k(lambda r: np.zeros((len(r), 5), np.float32), np.array([], np.int64), 3)
+    assert result.items.shape == (0, 3)
+
+
+def test_bad_score_function_shape_is_reported() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        top_k(lambda r: np.zeros(5, np.float32), np.arange(3), 2)
