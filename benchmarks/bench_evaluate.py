@@ -32,9 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 
-def make_data(
-    n_users: int, n_items: int, n_train: int, n_test: int, seed: int
-) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+def make_data(n_users: int, n_items: int, n_train: int, n_test: int, seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Disjoint train / test matrices with a Zipf-like item popularity."""
     rng = np.random.default_rng(seed)
     p = 1.0 / (1.0 + np.arange(n_items)) ** 0.9
@@ -85,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         np.arange(args.items).astype(str).astype(object),
         train,
     )
-    model = LightFMModel(loss="bpr", no_components=16, epochs=1, random_state=args.seed).fit(
-        dataset
-    )
+    model = LightFMModel(loss="bpr", no_components=16, epochs=1, random_state=args.seed).fit(dataset)
     setup_s = time.perf_counter() - t0
     k = args.k
     metrics = ["precision", "recall", "ndcg", "map"]
@@ -129,10 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  lightfm precision_at_k (1 metric)        : {lightfm_s:8.2f} s")
     print(f"  ratio lightfm / recctl end to end        : {lightfm_s / ours_s:8.2f}x")
     print(f"  ratio lightfm / recctl metrics only      : {lightfm_s / metrics_only_s:8.2f}x")
-    print(
-        f"  mean precision@{k}: recctl {r['precision_recctl']:.6f}"
-        f"  lightfm {r['precision_lightfm']:.6f}"
-    )
+    print(f"  mean precision@{k}: recctl {r['precision_recctl']:.6f}  lightfm {r['precision_lightfm']:.6f}")
     return 0
 
 

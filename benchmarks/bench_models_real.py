@@ -55,7 +55,11 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "lightfm_logistic": {"kind": "lightfm", "loss": "logistic", "epochs": 30, "no_components": 64},
     "lightfm_warp_kos": {"kind": "lightfm", "loss": "warp-kos", "epochs": 30, "no_components": 64},
     "lightfm_hybrid": {
-        "kind": "lightfm", "loss": "warp", "epochs": 30, "no_components": 64, "item_features": True,
+        "kind": "lightfm",
+        "loss": "warp",
+        "epochs": 30,
+        "no_components": 64,
+        "item_features": True,
     },
     "blend": {
         "kind": "blend",
@@ -97,7 +101,9 @@ def load_movielens() -> tuple[pl.DataFrame, dict[str, str]]:
         pl.col("timestamp").alias("ts"),
     )
     movies = pl.read_csv(root / "movies.csv")
-    genres = {str(m): g.replace("|", " ").replace("-", "") for m, g in zip(movies["movieId"], movies["genres"], strict=True)}
+    genres = {
+        str(m): g.replace("|", " ").replace("-", "") for m, g in zip(movies["movieId"], movies["genres"], strict=True)
+    }
     return frame, genres
 
 
@@ -110,14 +116,18 @@ def load_retail() -> tuple[pl.DataFrame, dict[str, str]]:
         & (pl.col("Quantity") > 0)
         & (pl.col("UnitPrice") > 0)
     )
-    frame = clean.group_by(["CustomerID", "StockCode"]).agg(
-        pl.len().cast(pl.Float64).alias(Columns.Weight), pl.col("InvoiceDate").min().dt.epoch("s").alias("ts")
-    ).select(
-        pl.col("CustomerID").cast(pl.Int64).cast(pl.String).alias(Columns.User),
-        pl.col("StockCode").alias(Columns.Item),
-        Columns.Weight,
-        "ts",
+    frame = (
+        clean.group_by(["CustomerID", "StockCode"])
+        .agg(pl.len().cast(pl.Float64).alias(Columns.Weight), pl.col("InvoiceDate").min().dt.epoch("s").alias("ts"))
+        .select(
+            pl.col("CustomerID").cast(pl.Int64).cast(pl.String).alias(Columns.User),
+            pl.col("StockCode").alias(Columns.Item),
+            Columns.Weight,
+            "ts",
+        )
     )
+    # group_by does not keep row order: sort, so the seeded holdout draws the same pairs
+    frame = frame.sort([Columns.User, Columns.Item])
     desc = clean.group_by("StockCode").agg(pl.col("Description").drop_nulls().first())
     return frame, dict(zip(desc["StockCode"], desc["Description"].fill_null(""), strict=True))
 
@@ -153,11 +163,19 @@ def holdout(name: str, frame: pl.DataFrame, texts: dict[str, str], only: list[st
         model.fit(train)
         fit_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        res = evaluate_model(model, target, exclude=train.interactions, ks=[K],
-                             metrics=["precision", "recall", "map", "ndcg"])
-        rows.append({"dataset": name, "model": label, "fit_s": round(fit_s, 2),
-                     "eval_s": round(time.perf_counter() - t0, 2), "users": res.n_users,
-                     **{k: round(v, 4) for k, v in res.mean.items()}})
+        res = evaluate_model(
+            model, target, exclude=train.interactions, ks=[K], metrics=["precision", "recall", "map", "ndcg"]
+        )
+        rows.append(
+            {
+                "dataset": name,
+                "model": label,
+                "fit_s": round(fit_s, 2),
+                "eval_s": round(time.perf_counter() - t0, 2),
+                "users": res.n_users,
+                **{k: round(v, 4) for k, v in res.mean.items()},
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     base = next((r for r in rows if r["model"] == "popularity"), None)
     for r in rows:
@@ -180,12 +198,23 @@ def new_items(name: str, frame: pl.DataFrame, texts: dict[str, str]) -> list[dic
     new_only.eliminate_zeros()
     rows = []
     base = {"kind": "lightfm", "loss": "warp", "epochs": 30, "no_components": 64, "random_state": SEED}
-    for label, params in [("lightfm_pure", base), ("lightfm_hybrid", {**base, "item_features": True}),
-                          ("content", {"kind": "content"})]:
+    for label, params in [
+        ("lightfm_pure", base),
+        ("lightfm_hybrid", {**base, "item_features": True}),
+        ("content", {"kind": "content"}),
+    ]:
         model = get_model_class(params["kind"]).from_config(params).fit(train)
         res = evaluate_model(model, new_only, exclude=train.interactions, ks=[K], metrics=["recall", "ndcg"])
-        rows.append({"dataset": name, "protocol": "new items", "model": label, "users": res.n_users,
-                     "new_items": int((~warm).sum()), **{k: round(v, 4) for k, v in res.mean.items()}})
+        rows.append(
+            {
+                "dataset": name,
+                "protocol": "new items",
+                "model": label,
+                "users": res.n_users,
+                "new_items": int((~warm).sum()),
+                **{k: round(v, 4) for k, v in res.mean.items()},
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     return rows
 

@@ -94,7 +94,8 @@ def bench_config(path: Path, trials: int, max_epochs: int, workdir: Path) -> lis
         t0 = time.perf_counter()
         summary = run_tune(_config({**raw, "tune": tune}, path)).summary
         tuned_models[f"{name}_tuned"] = summary["tuned_params"]
-        rows.append({"dataset": original.name, "model": name, "kind": kind, "tune_s": round(time.perf_counter() - t0, 1),
+        rows.append({"dataset": original.name, "model": name, "kind": kind,
+                     "tune_s": round(time.perf_counter() - t0, 1),
                      "n_trials": summary["n_trials"], "n_pruned": summary["n_pruned"], "n_failed": summary["n_failed"],
                      "valid_default": summary.get("default_value"), "valid_tuned": summary["best_value"],
                      "tuned_params": summary["tuned_params"]})
@@ -142,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['test_ndcg_default']:>11.4f} -> {r['test_ndcg_tuned']:.4f} {ratio:>6.2f} "
               f"{r['test_recall_default']:>13.4f} -> {r['test_recall_tuned']:.4f} {r['test_ndcg_popular']:>8.4f}")
     for r in rows:
-        print(f"{r['dataset']} {r['model']} tuned: {r['tuned_params']} ({r['n_trials']} trials, {r['n_pruned']} pruned, "
-              f"{r['n_failed']} failed, {r['tune_s']}s)")
+        print(f"{r['dataset']} {r['model']} tuned: {r['tuned_params']} ({r['n_trials']} trials, "
+              f"{r['n_pruned']} pruned, {r['n_failed']} failed, {r['tune_s']}s)")
     return 0
 
 

@@ -40,8 +40,15 @@ import polars as pl
 import yaml
 
 
-def generate(root: Path, n_users: int, n_items: int, seed: int, day_share: float = 0.01,
-             new_item_share: float = 0.005, events_per_user: float = 8.0) -> dict[str, Any]:
+def generate(
+    root: Path,
+    n_users: int,
+    n_items: int,
+    seed: int,
+    day_share: float = 0.01,
+    new_item_share: float = 0.005,
+    events_per_user: float = 8.0,
+) -> dict[str, Any]:
     """Write ``base.csv``, ``day.csv`` and ``products.csv`` of a shop with clustered tastes."""
     rng = np.random.default_rng(seed)
     n_cats = 50
@@ -74,8 +81,12 @@ def generate(root: Path, n_users: int, n_items: int, seed: int, day_share: float
     seconds = rng.integers(0, 30 * 86400, len(users))
     base = _frame(users, items, seconds, start, rng)
 
-    day_users = np.concatenate([rng.choice(n_old_users, n_day_users - n_new_users, replace=False),
-                                np.arange(n_old_users, n_users)])
+    day_users = np.concatenate(
+        [
+            rng.choice(n_old_users, n_day_users - n_new_users, replace=False),
+            np.arange(n_old_users, n_users),
+        ]
+    )
     d_counts = rng.poisson(3, len(day_users)) + 1
     d_users = np.repeat(day_users, d_counts)
     d_own = rng.random(len(d_users)) < 0.8
@@ -90,48 +101,82 @@ def generate(root: Path, n_users: int, n_items: int, seed: int, day_share: float
     day = _frame(d_users, d_items, d_seconds, start, rng)
     base.write_csv(root / "base.csv")
     day.write_csv(root / "day.csv")
-    products = pl.DataFrame({
-        "product_id": [f"P{i:06d}" for i in range(n_old_items)],
-        "category": [f"cat{c}" for c in item_cat[:n_old_items]],
-        "brand": [f"brand{b}" for b in rng.integers(0, 300, n_old_items)],
-    })
+    products = pl.DataFrame(
+        {
+            "product_id": [f"P{i:06d}" for i in range(n_old_items)],
+            "category": [f"cat{c}" for c in item_cat[:n_old_items]],
+            "brand": [f"brand{b}" for b in rng.integers(0, 300, n_old_items)],
+        }
+    )
     products.write_csv(root / "products.csv")
-    return {"base_events": base.height, "day_events": day.height, "day_users": int(len(day_users)),
-            "new_users": n_new_users, "new_items": n_new_items}
+    return {
+        "base_events": base.height,
+        "day_events": day.height,
+        "day_users": int(len(day_users)),
+        "new_users": n_new_users,
+        "new_items": n_new_items,
+    }
 
 
-def _frame(users: np.ndarray, items: np.ndarray, seconds: np.ndarray, start: dt.datetime,
-           rng: np.random.Generator) -> pl.DataFrame:
-    events = rng.choice(np.array(["view", "add_to_cart", "purchase"]), len(users), p=[0.7, 0.2, 0.1])
-    return pl.DataFrame({
-        "customer_id": [f"C{u:07d}" for u in users],
-        "product_id": [f"P{i:06d}" for i in items],
-        "event_type": events,
-        "event_time": pl.Series([start + dt.timedelta(seconds=int(s)) for s in seconds]).dt.strftime("%Y-%m-%d %H:%M:%S"),
-    })
+def _frame(
+    users: np.ndarray,
+    items: np.ndarray,
+    seconds: np.ndarray,
+    start: dt.datetime,
+    rng: np.random.Generator,
+) -> pl.DataFrame:
+    events = rng.choice(
+        np.array(["view", "add_to_cart", "purchase"]), len(users), p=[0.7, 0.2, 0.1]
+    )
+    return pl.DataFrame(
+        {
+            "customer_id": [f"C{u:07d}" for u in users],
+            "product_id": [f"P{i:06d}" for i in items],
+            "event_type": events,
+            "event_time": pl.Series(
+                [start + dt.timedelta(seconds=int(s)) for s in seconds]
+            ).dt.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+    )
 
 
 def write_config(root: Path, components: int, epochs: int) -> Path:
     """The benchmark's experiment config (popularity, item-kNN, LightFM WARP)."""
     cfg = {
-        "name": "bench-update", "workdir": str(root / "work"), "seed": 7,
+        "name": "bench-update",
+        "workdir": str(root / "work"),
+        "seed": 7,
         "data": {
             "interactions": {
                 "path": str(root / "base.csv"),
-                "columns": {"user_id": "customer_id", "item_id": "product_id", "event": "event_type",
-                            "timestamp": "event_time"},
+                "columns": {
+                    "user_id": "customer_id",
+                    "item_id": "product_id",
+                    "event": "event_type",
+                    "timestamp": "event_time",
+                },
                 "timestamp_format": "%Y-%m-%d %H:%M:%S",
             },
-            "items": {"path": str(root / "products.csv"), "id_column": "product_id",
-                      "columns": {"category": "category", "brand": "brand"}},
+            "items": {
+                "path": str(root / "products.csv"),
+                "id_column": "product_id",
+                "columns": {"category": "category", "brand": "brand"},
+            },
         },
-        "preprocess": {"event_weights": {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0},
-                       "split": {"strategy": "time", "test_fraction": 0.1, "valid_fraction": 0.05}},
+        "preprocess": {
+            "event_weights": {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0},
+            "split": {"strategy": "time", "test_fraction": 0.1, "valid_fraction": 0.05},
+        },
         "models": {
             "popular": {"kind": "popularity"},
             "knn": {"kind": "item_knn", "neighbors": 50},
-            "lfm": {"kind": "lightfm", "loss": "warp", "no_components": components, "epochs": epochs,
-                    "num_threads": 2},
+            "lfm": {
+                "kind": "lightfm",
+                "loss": "warp",
+                "no_components": components,
+                "epochs": epochs,
+                "num_threads": 2,
+            },
         },
         "recommend": {"model": "lfm", "k": 10, "fallback": ["popular"], "n_jobs": 2},
         "export": {"format": "csv", "delta": True},
@@ -165,8 +210,17 @@ def quality(cfg: Any) -> dict[str, Any]:
     changes = __import__("polars").read_parquet(upd_dir / "changes.parquet")["user_idx"].to_numpy()
     rng = np.random.default_rng(0)
     users = np.union1d(changes, rng.choice(ds.n_users, min(20000, ds.n_users), replace=False))
-    rep = compare_models("lfm", updated, retrained, exclude=ds.interactions, target=target, rule=DriftRule(),
-                         users=users, reference=reference, n_jobs=2)
+    rep = compare_models(
+        "lfm",
+        updated,
+        retrained,
+        exclude=ds.interactions,
+        target=target,
+        rule=DriftRule(),
+        users=users,
+        reference=reference,
+        n_jobs=2,
+    )
     return {**rep.to_dict(), "retrain_same_data_s": round(retrain_s, 2)}
 
 
@@ -194,14 +248,21 @@ def main(argv: list[str] | None = None) -> int:
         sizes, gen_s = _timed(generate, root, args.users, n_items, args.seed)
         cfg = load_config(write_config(root, args.components, args.epochs))
         setup = {}
-        for name, fn, kw in (("ingest", run_ingest, {}), ("preprocess", run_preprocess, {}), ("train", run_train, {}),
-                             ("recommend", run_recommend, {}), ("serve-export", run_serve_export, {"date": "2026-05-01"})):
+        for name, fn, kw in (
+            ("ingest", run_ingest, {}),
+            ("preprocess", run_preprocess, {}),
+            ("train", run_train, {}),
+            ("recommend", run_recommend, {}),
+            ("serve-export", run_serve_export, {"date": "2026-05-01"}),
+        ):
             _, setup[name] = _timed(fn, cfg, **kw)
         _, append_s = _timed(run_ingest, cfg, append=[root / "day.csv"])
 
         inc: dict[str, float] = {}
         upd, inc["update"] = _timed(run_update, cfg)
-        rec, inc["recommend --changed-since"] = _timed(run_recommend, cfg, changed_since="last-update")
+        rec, inc["recommend --changed-since"] = _timed(
+            run_recommend, cfg, changed_since="last-update"
+        )
         exp, inc["serve-export (+delta)"] = _timed(run_serve_export, cfg, date="2026-05-02")
         q = quality(cfg)
 
@@ -213,33 +274,57 @@ def main(argv: list[str] | None = None) -> int:
 
     t_inc, t_full = sum(inc.values()), sum(full.values())
     report = {
-        "sizes": {"users": args.users, "items": n_items, **sizes, "components": args.components, "epochs": args.epochs},
-        "generate_s": round(gen_s, 2), "initial_pipeline_s": {k: round(v, 2) for k, v in setup.items()},
+        "sizes": {
+            "users": args.users,
+            "items": n_items,
+            **sizes,
+            "components": args.components,
+            "epochs": args.epochs,
+        },
+        "generate_s": round(gen_s, 2),
+        "initial_pipeline_s": {k: round(v, 2) for k, v in setup.items()},
         "ingest_append_s": round(append_s, 2),
-        "incremental_s": {k: round(v, 2) for k, v in inc.items()}, "incremental_total_s": round(t_inc, 2),
-        "full_s": {k: round(v, 2) for k, v in full.items()}, "full_total_s": round(t_full, 2),
+        "incremental_s": {k: round(v, 2) for k, v in inc.items()},
+        "incremental_total_s": round(t_inc, 2),
+        "full_s": {k: round(v, 2) for k, v in full.items()},
+        "full_total_s": round(t_full, 2),
         "speedup_full_over_incremental": round(t_full / t_inc, 2) if t_inc else None,
-        "update_models": {n: {"how": m["how"], "exact": m["exact"], "seconds": m["seconds"]}
-                          for n, m in upd.summary["models"].items()},
-        "rescored_users": rec.summary.get("n_rescored"), "delta": exp.summary.get("delta"),
+        "update_models": {
+            n: {"how": m["how"], "exact": m["exact"], "seconds": m["seconds"]}
+            for n, m in upd.summary["models"].items()
+        },
+        "rescored_users": rec.summary.get("n_rescored"),
+        "delta": exp.summary.get("delta"),
         "quality_lightfm": q,
     }
     if args.json:
         json.dump(report, sys.stdout, indent=2, default=str)
         print()
         return 0
-    print(f"shop: {args.users:,} users, {n_items:,} items; day: {sizes['day_events']:,} events from "
-          f"{sizes['day_users']:,} users ({sizes['new_users']:,} new), {sizes['new_items']:,} new items")
+    print(
+        f"shop: {args.users:,} users, {n_items:,} items; day: {sizes['day_events']:,} events from "
+        f"{sizes['day_users']:,} users ({sizes['new_users']:,} new), {sizes['new_items']:,} new items"
+    )
     print(f"ingest --append (both paths): {append_s:.1f}s")
-    print("incremental: " + ", ".join(f"{k} {v:.1f}s" for k, v in inc.items()) + f"  = {t_inc:.1f}s")
-    print("full:        " + ", ".join(f"{k} {v:.1f}s" for k, v in full.items()) + f"  = {t_full:.1f}s")
-    print(f"full / incremental: {t_full / t_inc:.1f}x; re-scored users: {rec.summary.get('n_rescored'):,}; "
-          f"delta file: {exp.summary['delta']['users']:,} users")
-    print(f"LightFM quality on the test split, {q['metric']}: updated {q['updated']:.4f}, retrained on the same "
-          f"data {q['retrained']:.4f} (relative drop {q['relative_drop']:+.1%}); top-10 Jaccard {q['jaccard']:.3f}, "
-          f"seed-to-seed {q['reference_jaccard']:.3f} (ratio {q['overlap_ratio']:.2f})")
+    print(
+        "incremental: " + ", ".join(f"{k} {v:.1f}s" for k, v in inc.items()) + f"  = {t_inc:.1f}s"
+    )
+    print(
+        "full:        " + ", ".join(f"{k} {v:.1f}s" for k, v in full.items()) + f"  = {t_full:.1f}s"
+    )
+    print(
+        f"full / incremental: {t_full / t_inc:.1f}x; re-scored users: {rec.summary.get('n_rescored'):,}; "
+        f"delta file: {exp.summary['delta']['users']:,} users"
+    )
+    print(
+        f"LightFM quality on the test split, {q['metric']}: updated {q['updated']:.4f}, retrained on the same "
+        f"data {q['retrained']:.4f} (relative drop {q['relative_drop']:+.1%}); top-10 Jaccard {q['jaccard']:.3f}, "
+        f"seed-to-seed {q['reference_jaccard']:.3f} (ratio {q['overlap_ratio']:.2f})"
+    )
     for name, m in report["update_models"].items():
-        print(f"  {name}: {m['how']} ({'exact' if m['exact'] else 'approximate'}) in {m['seconds']:.2f}s")
+        print(
+            f"  {name}: {m['how']} ({'exact' if m['exact'] else 'approximate'}) in {m['seconds']:.2f}s"
+        )
     return 0
 
 

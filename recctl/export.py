@@ -146,7 +146,8 @@ def write_export(recs: pl.DataFrame, path: Path, cfg: ExportConfig, *, k: int, g
     long = _long_frame(recs, generated_at, cfg.include_source, with_variant)
     if cfg.format == "parquet":
         typed = long.with_columns(
-            pl.col(Columns.Rank).cast(pl.Int32), pl.col(Columns.Score).cast(pl.Float64),
+            pl.col(Columns.Rank).cast(pl.Int32),
+            pl.col(Columns.Score).cast(pl.Float64),
             pl.col(Columns.GeneratedAt).str.to_datetime(time_zone="UTC", time_unit="us"),
         )
         typed.write_parquet(path, compression="zstd", statistics=True)
@@ -165,7 +166,8 @@ def write_export(recs: pl.DataFrame, path: Path, cfg: ExportConfig, *, k: int, g
         )
         item_cols = [f"item_{i + 1}" for i in range(k)]
         neutralise_formulas(wide, [Columns.User, Columns.Model, Columns.Variant, *item_cols]).write_csv(
-            path, float_precision=cfg.float_precision)
+            path, float_precision=cfg.float_precision
+        )
         return wide.height
     # jsonl: one object per user, items best first
     fields = [Columns.Rank, Columns.Item, Columns.Score] + ([Columns.Source] if cfg.include_source else [])
@@ -195,8 +197,14 @@ def read_export(path: Path, fmt: str) -> pl.DataFrame:
             parts = []
             for c in item_cols:
                 r = int(c[5:])
-                parts.append(frame.select(*keys, pl.lit(str(r)).alias(Columns.Rank), pl.col(c).alias(Columns.Item),
-                                          pl.col(f"score_{r}").alias(Columns.Score)))
+                parts.append(
+                    frame.select(
+                        *keys,
+                        pl.lit(str(r)).alias(Columns.Rank),
+                        pl.col(c).alias(Columns.Item),
+                        pl.col(f"score_{r}").alias(Columns.Score),
+                    )
+                )
             long = pl.concat(parts) if parts else pl.DataFrame()
             return _unneutralise(long.filter(pl.col(Columns.Item).is_not_null())) if parts else long
         frame = pl.read_ndjson(path)
@@ -239,7 +247,12 @@ def _expected_schema(fmt: str, exp: ExportExpectations) -> list[str]:
         return long
     keys = [Columns.Model, Columns.GeneratedAt] + ([Columns.Variant] if exp.with_variant else [])
     if fmt == "csv_wide":
-        return [Columns.User, *[f"item_{i + 1}" for i in range(exp.k)], *[f"score_{i + 1}" for i in range(exp.k)], *keys]
+        return [
+            Columns.User,
+            *[f"item_{i + 1}" for i in range(exp.k)],
+            *[f"score_{i + 1}" for i in range(exp.k)],
+            *keys,
+        ]
     return [Columns.User, *keys, "items"]
 
 
@@ -287,7 +300,8 @@ def validate_export(path: Path, fmt: str, exp: ExportExpectations, *, max_exampl
         report.problems.append("the file has no rows")
         return report
     frame = frame.with_columns(
-        pl.col(Columns.User).cast(pl.String), pl.col(Columns.Item).cast(pl.String),
+        pl.col(Columns.User).cast(pl.String),
+        pl.col(Columns.Item).cast(pl.String),
         pl.col(Columns.Rank).cast(pl.Int64, strict=False).alias("_rank"),
         pl.col(Columns.Score).cast(pl.Float64, strict=False).alias("_score"),
     )
@@ -302,20 +316,24 @@ def validate_export(path: Path, fmt: str, exp: ExportExpectations, *, max_exampl
             report.problems.append(f"{n_null} row(s) have an empty {col}")
     bad_rank = frame.filter(pl.col("_rank").is_null() | (pl.col("_rank") < 1) | (pl.col("_rank") > exp.k))
     if bad_rank.height:
-        report.problems.append(f"{bad_rank.height} row(s) have a rank outside 1..{exp.k} (e.g. users "
-                               f"{examples(bad_rank[Columns.User].unique(maintain_order=True).to_list())})")
+        report.problems.append(
+            f"{bad_rank.height} row(s) have a rank outside 1..{exp.k} (e.g. users "
+            f"{examples(bad_rank[Columns.User].unique(maintain_order=True).to_list())})"
+        )
     bad_score = frame.filter(pl.col("_score").is_null() | ~pl.col("_score").is_finite())
     if bad_score.height:
         report.problems.append(f"{bad_score.height} row(s) have a missing or non-finite score")
     per_user = frame.group_by(Columns.User).agg(
-        pl.len().alias("n"), pl.col(Columns.Item).n_unique().alias("n_items"), pl.col("_rank").n_unique().alias("n_ranks"),
+        pl.len().alias("n"),
+        pl.col(Columns.Item).n_unique().alias("n_items"),
+        pl.col("_rank").n_unique().alias("n_ranks"),
     )
     report.users = per_user.height
     wrong = per_user.filter((pl.col("n") != exp.k) | (pl.col("n_items") != exp.k) | (pl.col("n_ranks") != exp.k))
     if wrong.height:
         report.problems.append(
             f"{wrong.height} user(s) do not have exactly {exp.k} unique items with ranks 1..{exp.k} "
-            f"(e.g. {examples([f'{u} ({n} rows)' for u, n in zip(wrong[Columns.User].to_list(), wrong['n'].to_list())])})"
+            f"(e.g. {examples([f'{u} ({n} rows)' for u, n in wrong.select(Columns.User, 'n').iter_rows()])})"
         )
     expected = pl.DataFrame({Columns.User: np.asarray(exp.users, dtype=object).astype(str)})
     missing = expected.join(per_user, on=Columns.User, how="anti")[Columns.User].to_list()
@@ -323,15 +341,27 @@ def validate_export(path: Path, fmt: str, exp: ExportExpectations, *, max_exampl
         report.problems.append(f"{len(missing)} expected user(s) are missing (e.g. {examples(missing)})")
     extra = per_user.join(expected, on=Columns.User, how="anti")[Columns.User].to_list()
     if extra:
-        report.problems.append(f"{len(extra)} user(s) should not be in the file (unknown or held out; e.g. {examples(extra)})")
-    items_map = pl.DataFrame({Columns.Item: np.asarray(exp.item_ids, dtype=object).astype(str),
-                              "_item_idx": np.arange(len(exp.item_ids), dtype=np.int64)})
-    users_map = pl.DataFrame({Columns.User: np.asarray(exp.user_ids, dtype=object).astype(str),
-                              "_user_idx": np.arange(len(exp.user_ids), dtype=np.int64)})
+        report.problems.append(
+            f"{len(extra)} user(s) should not be in the file (unknown or held out; e.g. {examples(extra)})"
+        )
+    items_map = pl.DataFrame(
+        {
+            Columns.Item: np.asarray(exp.item_ids, dtype=object).astype(str),
+            "_item_idx": np.arange(len(exp.item_ids), dtype=np.int64),
+        }
+    )
+    users_map = pl.DataFrame(
+        {
+            Columns.User: np.asarray(exp.user_ids, dtype=object).astype(str),
+            "_user_idx": np.arange(len(exp.user_ids), dtype=np.int64),
+        }
+    )
     joined = frame.join(items_map, on=Columns.Item, how="left").join(users_map, on=Columns.User, how="left")
     unknown_items = joined.filter(pl.col("_item_idx").is_null())[Columns.Item].unique(maintain_order=True).to_list()
     if unknown_items:
-        report.problems.append(f"{len(unknown_items)} item id(s) are not in the catalogue (e.g. {examples(unknown_items)})")
+        report.problems.append(
+            f"{len(unknown_items)} item id(s) are not in the catalogue (e.g. {examples(unknown_items)})"
+        )
     known = joined.filter(pl.col("_item_idx").is_not_null())
     item_idx = known["_item_idx"].to_numpy()
     if exp.item_mask is not None and len(item_idx):
@@ -350,7 +380,7 @@ def validate_export(path: Path, fmt: str, exp: ExportExpectations, *, max_exampl
             bad = pairs.filter(pl.Series(hit))
             report.problems.append(
                 f"{int(hit.sum())} row(s) recommend an item the user already had (excluded events; e.g. "
-                f"{examples([f'{a}->{b}' for a, b in zip(bad[Columns.User].to_list(), bad[Columns.Item].to_list())])})"
+                f"{examples([f'{a}->{b}' for a, b in bad.select(Columns.User, Columns.Item).iter_rows()])})"
             )
     return report
 
@@ -433,8 +463,7 @@ def publish(
             current = _current(directory, cfg)
             raise ExportValidationError(
                 f"{final.name}: the export failed validation, nothing was published"
-                f"{f' ({current} is still the latest file)' if current else ''}:\n  - "
-                + "\n  - ".join(report.problems)
+                f"{f' ({current} is still the latest file)' if current else ''}:\n  - " + "\n  - ".join(report.problems)
             )
         digest = sha256_file(tmp)
         size = tmp.stat().st_size
@@ -448,9 +477,17 @@ def publish(
             _make_readable(tmp)
         side.append(PublishedFile(str(side_path), sha256_file(side_path), side_path.stat().st_size, frame.height))
     pointer = {
-        "file": final.name, "sha256": digest, "bytes": size, "rows": rows, "users": report.users, "k": exp.k,
-        "format": cfg.format, "date": date, "generated_at": generated_at,
-        "columns": _expected_schema(cfg.format, exp), "side_files": {Path(s.path).name: s.sha256 for s in side},
+        "file": final.name,
+        "sha256": digest,
+        "bytes": size,
+        "rows": rows,
+        "users": report.users,
+        "k": exp.k,
+        "format": cfg.format,
+        "date": date,
+        "generated_at": generated_at,
+        "columns": _expected_schema(cfg.format, exp),
+        "side_files": {Path(s.path).name: s.sha256 for s in side},
     }
     # the pointer moves last: a reader following it always finds a complete, validated file
     if cfg.latest in ("json", "both"):

@@ -270,7 +270,8 @@ def build_exclusions(
         path = d / "events.parquet"
         if not path.exists():
             raise ArtifactError(
-                f"{path}: missing; recommend.rules.exclude_events needs the per-event file; re-run `recctl preprocess CONFIG`."
+                f"{path}: missing; recommend.rules.exclude_events needs the per-event file; "
+                "re-run `recctl preprocess CONFIG`."
             )
         events = pl.read_parquet(path, columns=[Columns.UserIdx, Columns.ItemIdx, Columns.Event])
         present = set(events[Columns.Event].unique().cast(pl.String).to_list())
@@ -280,13 +281,17 @@ def build_exclusions(
                 f"recommend.rules.exclude_events: event(s) {unknown} never occur in the data; events present: "
                 f"{', '.join(sorted(present)) or 'none'}."
             )
-        frame = events.filter(pl.col(Columns.Event).is_in(rules.exclude_events)).select(Columns.UserIdx, Columns.ItemIdx)
+        frame = events.filter(pl.col(Columns.Event).is_in(rules.exclude_events)).select(
+            Columns.UserIdx, Columns.ItemIdx
+        )
     if frame.height == 0:
         return sp.csr_matrix((n_users, n_items), dtype=np.int8)
     rows = frame[Columns.UserIdx].to_numpy().astype(np.int64)
     cols = frame[Columns.ItemIdx].to_numpy().astype(np.int64)
     if rows.max() >= n_users or cols.max() >= n_items or rows.min() < 0 or cols.min() < 0:
-        raise DataError(f"{d}: interaction indices out of range of users.parquet / items.parquet; re-run `recctl preprocess`.")
+        raise DataError(
+            f"{d}: interaction indices out of range of users.parquet / items.parquet; re-run `recctl preprocess`."
+        )
     mat = sp.csr_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(n_users, n_items))
     mat.sum_duplicates()
     mat.sort_indices()
@@ -434,7 +439,7 @@ def backfill(
             for it in items[r, :have]:
                 c = int(rules.cap_codes[it])
                 counts[c] = counts.get(c, 0) + 1
-        for it, sc in zip(cand_items[j].tolist(), cand_scores[j].tolist()):
+        for it, sc in zip(cand_items[j].tolist(), cand_scores[j].tolist(), strict=True):
             if it < 0 or it in present:
                 continue
             if rules.cap is not None:

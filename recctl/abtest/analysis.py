@@ -80,7 +80,10 @@ class ArmSummary:
 
 @dataclass
 class Comparison:
-    """Difference ``arm - control`` for one metric."""
+    """Difference ``arm - control`` for one metric.
+
+    ``relative_lift = diff / control_value``; ``relative_ci`` is ``ci / control_value``.
+    """
 
     metric: str
     variant: str
@@ -91,6 +94,7 @@ class Comparison:
     diff: float
     ci: tuple[float, float]
     relative_lift: float | None
+    relative_ci: tuple[float, float] | None
     statistic: float
     p_value: float
     p_adjusted: float
@@ -121,12 +125,9 @@ class SRMResult:
             key=lambda k: abs(self.observed[k] - self.expected[k]) / max(self.expected[k], 1),
         )
         return (
-            "SAMPLE RATIO MISMATCH: arm sizes do not match the configured weights (chi-square = "
-            f"{self.chi2:.1f}, "
-            f"df = {self.df}, p = {self.p_value:.2g} < {self.threshold}); '{worst}' has "
-            f"{self.observed[worst]:,} "
-            f"users, expected {self.expected[worst]:,.0f}. Assignment, logging or filtering is "
-            "broken: "
+            f"SAMPLE RATIO MISMATCH: arm sizes do not match the configured weights (chi-square = {self.chi2:.1f}, "
+            f"df = {self.df}, p = {self.p_value:.2g} < {self.threshold}); '{worst}' has {self.observed[worst]:,} "
+            f"users, expected {self.expected[worst]:,.0f}. Assignment, logging or filtering is broken: "
             "do not trust the differences below until the cause is found."
         )
 
@@ -220,8 +221,7 @@ def analyze(
     unknown = sorted(present - set(shares))
     if unknown:
         raise DataError(
-            f"assignments contain variant(s) {unknown} that experiment '{experiment.name}' does "
-            "not define "
+            f"assignments contain variant(s) {unknown} that experiment '{experiment.name}' does not define "
             f"(configured: {sorted(shares)}). Use the config the assignments were made with, or "
             "re-run `recctl ab assign`."
         )
@@ -230,8 +230,7 @@ def analyze(
     n_total = frame.height
     if by_arm.get(experiment.control, {}).get("n", 0) == 0:
         raise DataError(
-            f"the control variant '{experiment.control}' has no users in the assignments; "
-            "nothing to compare to"
+            f"the control variant '{experiment.control}' has no users in the assignments; nothing to compare to"
         )
 
     arms: list[ArmSummary] = []
@@ -297,10 +296,8 @@ def analyze(
                 f"ids like {examples}. Check experiment.outcomes.columns.user_id and the files."
             )
     for w in warnings:
-        log.warning(w)
-    return ABReport(
-        experiment.name, experiment.control, alpha, arms, comparisons, srm, data, warnings
-    )
+        log.info(w)  # the caller renders report.warnings; logging them too would print twice
+    return ABReport(experiment.name, experiment.control, alpha, arms, comparisons, srm, data, warnings)
 
 
 def _nz(x: Any) -> float:
@@ -316,10 +313,7 @@ def _compare(frame, arms, by_arm, experiment: ABTestConfig, seed: int) -> list[C
     if not others:
         return comparisons
     revenue_by_arm = (
-        {
-            v: frame.filter(pl.col(Columns.Variant) == v)[Revenue].to_numpy()
-            for v in [control, *others]
-        }
+        {v: frame.filter(pl.col(Columns.Variant) == v)[Revenue].to_numpy() for v in [control, *others]}
         if experiment.n_bootstrap > 0
         else {}
     )
@@ -369,6 +363,10 @@ def _compare(frame, arms, by_arm, experiment: ABTestConfig, seed: int) -> list[C
                     diff=_f(r.diff),
                     ci=(_f(r.ci_low), _f(r.ci_high)),
                     relative_lift=(_f(r.diff) / base) if base else None,
+                    # the absolute interval in units of the control value: it agrees with the test
+                    # (excludes 0 exactly when the difference's interval does), unlike a
+                    # delta-method ratio interval, at the price of treating the control as fixed
+                    relative_ci=(_f(r.ci_low) / base, _f(r.ci_high) / base) if base else None,
                     statistic=_f(r.statistic),
                     p_value=_f(r.p_value),
                     p_adjusted=float(p_adj),
@@ -389,16 +387,13 @@ def _warnings(arms: list[ArmSummary], srm: SRMResult, experiment: ABTestConfig) 
             warnings.append(f"arm '{a.variant}' has no users in the assignments")
         elif a.converters < 10 and a.variant != HOLDOUT:
             warnings.append(
-                f"arm '{a.variant}' has only {a.converters} converting users; the normal "
-                "approximation behind "
+                f"arm '{a.variant}' has only {a.converters} converting users; the normal approximation behind "
                 "the conversion-rate test is rough below about 10"
             )
     return warnings
 
 
-def _check_assignment_consistency(
-    assignments: pl.DataFrame, experiment: ABTestConfig, path: Path
-) -> list[str]:
+def _check_assignment_consistency(assignments: pl.DataFrame, experiment: ABTestConfig, path: Path) -> list[str]:
     """Compare the file with the config: same experiment/salt, same variants as recomputed."""
     for col, expected in (("experiment", experiment.name), ("salt", experiment.salt)):
         if col in assignments.columns:
@@ -413,10 +408,8 @@ def _check_assignment_consistency(
     differ = int(np.sum(recomputed != assignments[Columns.Variant].to_numpy()))
     if differ:
         return [
-            f"{differ:,} of {assignments.height:,} users in {path.name} are in a different "
-            "variant than the config's "
-            "salt and weights give today (were the weights or holdout changed after "
-            "assignment?). The report uses "
+            f"{differ:,} of {assignments.height:,} users in {path.name} are in a different variant than the config's "
+            "salt and weights give today (were the weights or holdout changed after assignment?). The report uses "
             "the file's variants."
         ]
     return []
@@ -457,9 +450,7 @@ def analyze_files(
     consistency = _check_assignment_consistency(assignments, experiment, Path(assignments_path))
     start = parse_instant(experiment.start) if experiment.start else None
     end = parse_instant(experiment.end) if experiment.end else None
-    outcome_log = read_outcomes(
-        Path(outcomes_path), experiment.outcomes, start, end, numeric_ids=numeric_ids
-    )
+    outcome_log = read_outcomes(Path(outcomes_path), experiment.outcomes, start, end, numeric_ids=numeric_ids)
     notes = {
         "assignments_file": str(assignments_path),
         "outcomes_file": str(outcomes_path),

@@ -4,14 +4,14 @@ Algorithm (documented in ``docs/architecture.md``, section "A/B testing")
 -------------------------------------------------------------------------
 For a user id ``u`` (as text, UTF-8) and the experiment's ``salt``:
 
-1. ``hv = sha256(salt + "\\x1f" + "variant" + "\\x1f" + u)``; its first 8 bytes, read as a
-   big-endian unsigned integer, are the user's **bucket** in ``[0, 2**64)``. ``bucket / 2**64``
-   is a uniform number in ``[0, 1)`` with 64 bits of resolution, so any weights (1/3, 0.001, ...)
-   are honoured to within sampling error; there is no coarse bucket grid to round them to.
-2. Holdout uses a *separate* hash, ``sha256(salt + "\\x1f" + "holdout" + "\\x1f" + u)``: a user
-   is held out when that number falls below ``holdout``. Because the two hashes are independent,
+1. ``d = sha256(salt + "\\x1f" + u)``. Bytes 0-7 of ``d``, read as a big-endian unsigned
+   integer, are the user's **bucket** in ``[0, 2**64)``; ``bucket / 2**64`` is a uniform number
+   in ``[0, 1)`` with 64 bits of resolution, so any weights (1/3, 0.001, ...) are honoured to
+   within sampling error; there is no coarse bucket grid to round them to.
+2. Bytes 8-15 of ``d``, divided by ``2**64``, decide the **holdout**: a user is held out when
+   that number falls below ``holdout``. The two halves of a sha256 digest are independent, so
    changing the holdout share moves users only in or out of the holdout and never reshuffles the
-   variants of the others.
+   variants of the others (one digest per user serves both).
 3. Non-held-out users take the first variant (variants sorted by **name**, so reordering the YAML
    does not reassign anyone) whose cumulative normalised weight exceeds ``bucket / 2**64``.
 
@@ -59,24 +59,21 @@ def _as_text(user_ids: Iterable[object] | np.ndarray | pl.Series) -> list[str]:
     out: list[str] = []
     for i, v in enumerate(values):
         if v is None or (isinstance(v, float) and np.isnan(v)):
-            raise DataError(
-                f"user id at position {i} is missing (null); every user needs an id to be assigned"
-            )
+            raise DataError(f"user id at position {i} is missing (null); every user needs an id to be assigned")
         out.append(v if isinstance(v, str) else str(v))
     return out
 
 
-def _buckets(ids: Sequence[str], salt: str, purpose: str) -> np.ndarray:
-    prefix = f"{salt}{_SEP}{purpose}{_SEP}".encode()
+def _buckets(ids: Sequence[str], salt: str) -> np.ndarray:
+    """``(n, 2)`` uint64: the variant bucket and the holdout number of each id."""
+    prefix = f"{salt}{_SEP}".encode()
     sha = hashlib.sha256
-    # one digest per user; ~1 µs each, so a million users take about a second
-    raw = b"".join(sha(prefix + uid.encode("utf-8")).digest()[:8] for uid in ids)
-    return np.frombuffer(raw, dtype=">u8").astype(np.uint64)
+    # one digest per user; about a microsecond each, so a million users take about a second
+    raw = b"".join(sha(prefix + uid.encode("utf-8")).digest()[:16] for uid in ids)
+    return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(-1, 2)
 
 
-def hash_unit(
-    user_ids: Iterable[object] | np.ndarray, salt: str, purpose: str = "variant"
-) -> np.ndarray:
+def hash_unit(user_ids: Iterable[object] | np.ndarray, salt: str, purpose: str = "variant") -> np.ndarray:
     """Map user ids to uniform numbers in ``[0, 1)`` by a salted sha256.
 
     Parameters
@@ -86,14 +83,17 @@ def hash_unit(
     salt
         The experiment salt.
     purpose
-        ``"variant"`` or ``"holdout"``: each purpose is an independent hash.
+        ``"variant"`` (bytes 0-7 of the digest) or ``"holdout"`` (bytes 8-15): independent.
 
     Returns
     -------
     np.ndarray
-        float64 array, ``first 64 bits of sha256(salt, purpose, id) / 2**64``.
+        float64 array, ``64-bit slice of sha256(salt + "\\x1f" + id) / 2**64``.
     """
-    return _buckets(_as_text(user_ids), salt, purpose) / _SCALE
+    if purpose not in ("variant", "holdout"):
+        raise ValueError(f"purpose must be 'variant' or 'holdout', got {purpose!r}")
+    column = 0 if purpose == "variant" else 1
+    return _buckets(_as_text(user_ids), salt)[:, column] / _SCALE
 
 
 def variant_shares(experiment: ABTestConfig) -> dict[str, float]:
@@ -121,8 +121,7 @@ def variant_shares(experiment: ABTestConfig) -> dict[str, float]:
 def _check_experiment(experiment: ABTestConfig) -> None:
     if HOLDOUT in experiment.variants:
         raise ConfigError(
-            f"experiment.variants.{HOLDOUT}: '{HOLDOUT}' is reserved for held-out users; rename "
-            "the variant"
+            f"experiment.variants.{HOLDOUT}: '{HOLDOUT}' is reserved for held-out users; rename the variant"
         )
 
 
@@ -132,19 +131,18 @@ def _assign(ids: list[str], experiment: ABTestConfig) -> tuple[np.ndarray, np.nd
     weights = np.array([experiment.variants[n].weight for n in names], dtype=np.float64)
     cum = np.cumsum(weights / weights.sum())
     cum[-1] = 1.0  # guard against 0.9999999 rounding leaving the top sliver unassigned
-    buckets = _buckets(ids, experiment.salt, "variant")
+    both = _buckets(ids, experiment.salt)
+    buckets = both[:, 0]
     u = buckets / _SCALE
     idx = np.minimum(np.searchsorted(cum, u, side="right"), len(names) - 1)
     variants = np.array(names, dtype=object)[idx]
     if experiment.holdout > 0:
-        held = hash_unit(ids, experiment.salt, "holdout") < experiment.holdout
+        held = both[:, 1] / _SCALE < experiment.holdout
         variants[held] = HOLDOUT
     return variants, buckets
 
 
-def assign_variants(
-    user_ids: Sequence[str] | np.ndarray | pl.Series, experiment: ABTestConfig
-) -> np.ndarray:
+def assign_variants(user_ids: Sequence[str] | np.ndarray | pl.Series, experiment: ABTestConfig) -> np.ndarray:
     """Assign each user to a variant of the experiment (or to ``"holdout"``).
 
     Parameters
@@ -180,9 +178,7 @@ def assign_variants(
     return variants
 
 
-def assignment_frame(
-    user_ids: Sequence[str] | np.ndarray | pl.Series, experiment: ABTestConfig
-) -> pl.DataFrame:
+def assignment_frame(user_ids: Sequence[str] | np.ndarray | pl.Series, experiment: ABTestConfig) -> pl.DataFrame:
     """Assignment table: one row per distinct user id.
 
     Parameters
@@ -195,8 +191,8 @@ def assignment_frame(
     Returns
     -------
     pl.DataFrame
-        Columns ``user_id`` (String), ``variant`` (String), ``bucket`` (UInt64, the first 64 bits
-        of the variant hash), ``experiment`` (String) and ``salt`` (String).
+        Columns ``user_id`` (String), ``variant`` (String), ``bucket`` (UInt64, bytes 0-7 of
+        the salted sha256), ``experiment`` (String) and ``salt`` (String).
     """
     ids = list(dict.fromkeys(_as_text(user_ids)))
     variants, buckets = _assign(ids, experiment)

@@ -135,27 +135,19 @@ def read_assignments(path: Path, *, numeric_ids: bool = True) -> pl.DataFrame:
             f"assignments file {path}: missing column(s) {missing}; found {frame.columns}. "
             "Write it with `recctl ab assign CONFIG --users FILE`."
         )
-    frame = frame.with_columns(
-        _user_ids(pl.col(Columns.User), numeric_ids), pl.col(Columns.Variant).cast(pl.String)
-    )
+    frame = frame.with_columns(_user_ids(pl.col(Columns.User), numeric_ids), pl.col(Columns.Variant).cast(pl.String))
     for col in ASSIGNMENT_COLUMNS:
         nulls = frame[col].is_null()
         if nulls.any():
             row = int(nulls.arg_true()[0])
             raise DataError(
-                f"assignments file {path}: row {row + 1}: column '{col}' is empty; every user "
-                f"needs a {col}"
+                f"assignments file {path}: row {row + 1}: column '{col}' is empty; every user needs a {col}"
             )
-    conflicts = (
-        frame.group_by(Columns.User)
-        .agg(pl.col(Columns.Variant).n_unique().alias("n"))
-        .filter(pl.col("n") > 1)
-    )
+    conflicts = frame.group_by(Columns.User).agg(pl.col(Columns.Variant).n_unique().alias("n")).filter(pl.col("n") > 1)
     if conflicts.height:
         user = conflicts[Columns.User][0]
         raise DataError(
-            f"assignments file {path}: user '{user}' (and {conflicts.height - 1} more) is "
-            "assigned to "
+            f"assignments file {path}: user '{user}' (and {conflicts.height - 1} more) is assigned to "
             "more than one variant; a user must see exactly one variant"
         )
     return frame.unique(subset=[Columns.User], keep="first", maintain_order=True)
@@ -271,26 +263,19 @@ def read_outcomes(
         # an orders file: every row is a conversion
         exprs += [pl.lit("order").alias(Columns.Event), pl.lit("conversion").alias("kind")]
     if cols.item_id is not None:
-        exprs.append(
-            pl.col(_column(raw, path, "item_id", cols.item_id)).cast(pl.String).alias(Columns.Item)
-        )
+        exprs.append(pl.col(_column(raw, path, "item_id", cols.item_id)).cast(pl.String).alias(Columns.Item))
     frame = raw.select(exprs)
 
     if cols.revenue is not None:
         rev_name = _column(raw, path, "revenue", cols.revenue)
         rev_raw = raw[rev_name]
         revenue = rev_raw.cast(pl.Float64, strict=False) if rev_raw.dtype != pl.Float64 else rev_raw
-        bad = (
-            revenue.is_null()
-            & rev_raw.is_not_null()
-            & (rev_raw.cast(pl.String).str.strip_chars() != "")
-        )
+        bad = revenue.is_null() & rev_raw.is_not_null() & (rev_raw.cast(pl.String).str.strip_chars() != "")
         if bad.any():
             row = int(bad.arg_true()[0])
             raise DataError(
                 f"outcomes file {path}: column '{rev_name}' ({_KEY}.revenue): row {row + 1} "
-                f"('{rev_raw[row]}') is not a number; {int(bad.sum())} such rows. Fix them or "
-                "map another column."
+                f"('{rev_raw[row]}') is not a number; {int(bad.sum())} such rows. Fix them or map another column."
             )
         frame = frame.with_columns(revenue.fill_null(0.0).fill_nan(0.0).alias(Revenue))
     else:
@@ -327,21 +312,17 @@ def read_outcomes(
         unknown = sorted(str(e) for e in event_counts if e not in known)
         if unknown:
             notes.append(
-                f"event values {unknown[:10]} are neither click_events nor conversion_events and "
-                "were not counted"
+                f"event values {unknown[:10]} are neither click_events nor conversion_events and were not counted"
             )
         if not any(e in event_counts for e in spec.conversion_events) and frame.height:
             notes.append(
                 f"no row has a conversion event {spec.conversion_events}; values seen: "
-                f"{sorted(map(str, event_counts))[:10]}. "
-                "Check experiment.outcomes.conversion_events."
+                f"{sorted(map(str, event_counts))[:10]}. Check experiment.outcomes.conversion_events."
             )
     return OutcomeLog(frame, n_rows, n_outside, n_null, event_counts, notes)
 
 
-def per_user_outcomes(
-    assignments: pl.DataFrame, outcomes: pl.DataFrame
-) -> tuple[pl.DataFrame, dict[str, int]]:
+def per_user_outcomes(assignments: pl.DataFrame, outcomes: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
     """One row per assigned user with clicks, conversions and revenue.
 
     Users with no outcome rows count as zero clicks, not converted and zero revenue; outcome

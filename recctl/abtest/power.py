@@ -72,9 +72,7 @@ def sample_size_proportions(
     za, zb = _z(alpha, power)
     k = ratio
     pbar = (p0 + k * p1) / (1 + k)
-    num = za * math.sqrt(pbar * (1 - pbar) * (1 + 1 / k)) + zb * math.sqrt(
-        p0 * (1 - p0) + p1 * (1 - p1) / k
-    )
+    num = za * math.sqrt(pbar * (1 - pbar) * (1 + 1 / k)) + zb * math.sqrt(p0 * (1 - p0) + p1 * (1 - p1) / k)
     n0 = (num / (p1 - p0)) ** 2
     return math.ceil(n0), math.ceil(n0 * k)
 
@@ -105,9 +103,7 @@ def power_proportions(p0: float, p1: float, n0: float, n1: float, alpha: float =
     return float(stats.norm.cdf((abs(p1 - p0) - za * se0) / se1))
 
 
-def mde_proportions(
-    p0: float, n0: int, n1: int, *, alpha: float = 0.05, power: float = 0.8
-) -> float:
+def mde_proportions(p0: float, n0: int, n1: int, *, alpha: float = 0.05, power: float = 0.8) -> float:
     """Smallest absolute increase of a rate ``p0`` detectable with ``n0``/``n1`` users.
 
     Solves ``power_proportions(p0, p0 + Δ, n0, n1) = power`` for ``Δ`` (Brent's method).
@@ -206,9 +202,7 @@ class PowerPlan:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
         d = asdict(self)
-        return {
-            k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()
-        }
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
 def plan_experiment(
@@ -258,13 +252,9 @@ def plan_experiment(
         Inconsistent inputs (both or neither of ``mde``/``users``, bad weights, rates out of range).
     """
     if len(weights) < 2 or any(w <= 0 for w in weights):
-        raise ValueError(
-            f"weights must be at least two positive numbers, control first; got {weights}"
-        )
+        raise ValueError(f"weights must be at least two positive numbers, control first; got {weights}")
     if (mde is None) == (users is None):
-        raise ValueError(
-            "give either the effect to detect (mde) or the number of users, not both or neither"
-        )
+        raise ValueError("give either the effect to detect (mde) or the number of users, not both or neither")
     if not 0 <= holdout < 1:
         raise ValueError(f"holdout must be in [0, 1), got {holdout}")
     names = names or ["control"] + [f"treatment_{i}" for i in range(1, len(weights))]
@@ -284,9 +274,7 @@ def plan_experiment(
         for n in names[1:]:
             k = shares[n] / shares[control]
             if metric == "rate":
-                n0, n1 = sample_size_proportions(
-                    baseline, baseline + delta, alpha=a, power=power, ratio=k
-                )
+                n0, n1 = sample_size_proportions(baseline, baseline + delta, alpha=a, power=power, ratio=k)
             else:
                 n0, n1 = sample_size_means(delta, sd, alpha=a, power=power, ratio=k)  # type: ignore[arg-type]
             need[control] = max(need.get(control, 0), n0)
@@ -312,9 +300,7 @@ def plan_experiment(
     deltas = []
     for n in names[1:]:
         if metric == "rate":
-            deltas.append(
-                mde_proportions(baseline, per_arm[control], per_arm[n], alpha=a, power=power)
-            )
+            deltas.append(mde_proportions(baseline, per_arm[control], per_arm[n], alpha=a, power=power))
         else:
             deltas.append(mde_means(sd, per_arm[control], per_arm[n], alpha=a, power=power))  # type: ignore[arg-type]
     delta = max(deltas)

@@ -103,19 +103,12 @@ def run_preview(
 
     experiment = experiment_of(cfg)
     ecfg = cfg.evaluate
-    chosen = (
-        list(metrics) if metrics else [m for m in ecfg.metrics if m in ACCURACY_METRICS] or ["ndcg"]
-    )
+    chosen = list(metrics) if metrics else [m for m in ecfg.metrics if m in ACCURACY_METRICS] or ["ndcg"]
     bad = [m for m in chosen if m not in ACCURACY_METRICS]
     if bad:
-        raise ConfigError(
-            f"--metric: {bad} cannot be compared user by user; choose from "
-            f"{', '.join(ACCURACY_METRICS)}"
-        )
+        raise ConfigError(f"--metric: {bad} cannot be compared user by user; choose from {', '.join(ACCURACY_METRICS)}")
     cutoff = k if k is not None else max(ecfg.k)
-    pre_dir, _ = require_stage(
-        cfg, "preprocess", ["users.parquet", "items.parquet", "train.parquet", "test.parquet"]
-    )
+    pre_dir, _ = require_stage(cfg, "preprocess", ["users.parquet", "items.parquet", "train.parquet", "test.parquet"])
     dataset = load_dataset(pre_dir, "train")
     test = load_split_matrix(pre_dir, "test", dataset.n_users, dataset.n_items)
     exclude = dataset.interactions if ecfg.exclude_seen else None
@@ -134,16 +127,13 @@ def run_preview(
             if progress is not None:
                 progress(task, done, None)
 
-        results[variant] = evaluate_model(
-            loaded[model_name], test, exclude, [cutoff], chosen, progress=tick
-        )
+        results[variant] = evaluate_model(loaded[model_name], test, exclude, [cutoff], chosen, progress=tick)
         if progress is not None:
             progress("variants", i + 1, len(names))
     control_result = results[experiment.control]
     if control_result.n_users == 0:
         raise DataError(
-            f"{pre_dir / 'test.parquet'}: no test user has a held-out item outside their "
-            "training items; "
+            f"{pre_dir / 'test.parquet'}: no test user has a held-out item outside their training items; "
             "nothing to preview. Check preprocess.split."
         )
     cols = [c for c in control_result.per_user.columns if c != Columns.UserIdx]

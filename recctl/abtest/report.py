@@ -38,8 +38,12 @@ def _pct(x: float | None) -> str:
     return "–" if x is None or not math.isfinite(x) else f"{100 * x:+.1f}%"
 
 
+def _rel_ci(ci: tuple[float, float] | None) -> str:
+    return "" if ci is None else f" [{_pct(ci[0])}, {_pct(ci[1])}]"
+
+
 def _p(x: float) -> str:
-    return "–" if not math.isfinite(x) else ("<0.0001" if x < 1e-4 else f"{x:.4f}")
+    return "–" if not math.isfinite(x) else ("&lt;0.0001" if x < 1e-4 else f"{x:.4f}")
 
 
 def _forest(comparisons: list[Comparison], label: str) -> str:
@@ -55,26 +59,21 @@ def _forest(comparisons: list[Comparison], label: str) -> str:
     height = row_h * len(rows) + 40
     x = lambda v: left + (v - lo) / (hi - lo) * (width - left - right)  # noqa: E731
     parts = [
-        f'<svg width="{width}" height="{height}" role="img" '
-        f'aria-label="{html.escape(label)} difference to control">'
+        f'<svg width="{width}" height="{height}" role="img" aria-label="{html.escape(label)} difference to control">'
     ]
     parts.append(
-        f'<line x1="{x(0):.1f}" y1="10" x2="{x(0):.1f}" y2="{height - 25}" '
-        'stroke="#999" stroke-dasharray="4 3"/>'
+        f'<line x1="{x(0):.1f}" y1="10" x2="{x(0):.1f}" y2="{height - 25}" stroke="#999" stroke-dasharray="4 3"/>'
     )
     for i, c in enumerate(rows):
         y = 22 + i * row_h
         color = "#0a6b2d" if c.significant and c.diff > 0 else "#a11" if c.significant else "#555"
         parts.append(f'<text x="4" y="{y + 4}">{html.escape(c.variant)}</text>')
         parts.append(
-            f'<line x1="{x(c.ci[0]):.1f}" y1="{y}" x2="{x(c.ci[1]):.1f}" y2="{y}" '
-            f'stroke="{color}" stroke-width="3"/>'
+            f'<line x1="{x(c.ci[0]):.1f}" y1="{y}" x2="{x(c.ci[1]):.1f}" y2="{y}" stroke="{color}" stroke-width="3"/>'
         )
         parts.append(f'<circle cx="{x(c.diff):.1f}" cy="{y}" r="5" fill="{color}"/>')
     for v in (lo, 0.0, hi):
-        parts.append(
-            f'<text x="{x(v):.1f}" y="{height - 8}" text-anchor="middle">{_num(v, 3)}</text>'
-        )
+        parts.append(f'<text x="{x(v):.1f}" y="{height - 8}" text-anchor="middle">{_num(v, 3)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -100,7 +99,7 @@ def render_html(report: ABReport) -> str:
         f"<h1>A/B report: {e(report.experiment)}</h1>",
         f"<p class='muted'>Control: <b>{e(report.control)}</b> · "
         f"{report.data.get('n_assigned_users', 0):,} assigned users · "
-        f"{conf} confidence intervals · alpha = {report.alpha} (Holm-adjusted over arms)</p>",
+        f"{conf} confidence intervals · alpha = {report.alpha} (p-values Holm-adjusted over the treatments)</p>",
     ]
     srm = report.srm
     if srm.mismatch:
@@ -110,9 +109,7 @@ def render_html(report: ABReport) -> str:
     other = [w for w in report.warnings if w != srm.message]
     if other:
         out.append(
-            "<div class='banner warn'><b>Warnings</b><ul>"
-            + "".join(f"<li>{e(w)}</li>" for w in other)
-            + "</ul></div>"
+            "<div class='banner warn'><b>Warnings</b><ul>" + "".join(f"<li>{e(w)}</li>" for w in other) + "</ul></div>"
         )
 
     out.append(
@@ -124,10 +121,8 @@ def render_html(report: ABReport) -> str:
         out.append(
             f"<tr><td>{e(a.variant)}</td><td>{e(a.model or '–')}</td><td>{a.users:,}</td>"
             f"<td>{_num(a.observed_share, 3)} ({_num(a.expected_share, 3)})</td>"
-            f"<td>{_num(a.conversion_rate)} [{_num(a.conversion_rate_ci[0])}, "
-            f"{_num(a.conversion_rate_ci[1])}]</td>"
-            f"<td>{_num(a.clicks_per_user)} [{_num(a.clicks_per_user_ci[0])}, "
-            f"{_num(a.clicks_per_user_ci[1])}]</td>"
+            f"<td>{_num(a.conversion_rate)} [{_num(a.conversion_rate_ci[0])}, {_num(a.conversion_rate_ci[1])}]</td>"
+            f"<td>{_num(a.clicks_per_user)} [{_num(a.clicks_per_user_ci[0])}, {_num(a.clicks_per_user_ci[1])}]</td>"
             f"<td>{_num(a.revenue_per_user)} [{_num(a.revenue_per_user_ci[0])}, "
             f"{_num(a.revenue_per_user_ci[1])}]</td></tr>"
         )
@@ -139,9 +134,8 @@ def render_html(report: ABReport) -> str:
             continue
         out.append(f"<h2>{e(label.capitalize())}: difference to {e(report.control)}</h2>")
         out.append(
-            "<table><tr><th>arm</th><th>test</th><th>control</th><th>arm</th><th>difference "
-            f"[{conf} CI]</th>"
-            "<th>relative</th><th>p</th><th>p (Holm)</th>"
+            f"<table><tr><th>arm</th><th>test</th><th>control</th><th>arm</th><th>difference [{conf} CI]</th>"
+            f"<th>relative [{conf} CI]</th><th>p</th><th>p (Holm)</th>"
             + ("<th>bootstrap CI</th>" if metric == "revenue_per_user" else "")
             + "<th>verdict</th></tr>"
         )
@@ -162,22 +156,17 @@ def render_html(report: ABReport) -> str:
             out.append(
                 f"<tr><td>{e(c.variant)}</td><td>{e(c.test)}</td><td>{_num(c.control_value)}</td><td>{_num(c.variant_value)}</td>"
                 f"<td>{_num(c.diff)} [{_num(c.ci[0])}, "
-                f"{_num(c.ci[1])}]</td><td>{_pct(c.relative_lift)}</td>"
-                f"<td>{_p(c.p_value)}</td><td>{_p(c.p_adjusted)}</td>{boot}<td "
-                f"class='{cls}'>{verdict}</td></tr>"
+                f"{_num(c.ci[1])}]</td><td>{_pct(c.relative_lift)}{_rel_ci(c.relative_ci)}</td>"
+                f"<td>{_p(c.p_value)}</td><td>{_p(c.p_adjusted)}</td>{boot}<td class='{cls}'>{verdict}</td></tr>"
             )
         out.append("</table>")
         out.append(_forest(rows, label))
 
-    out.append(
-        "<h2>Sample ratio check</h2><table><tr><th>arm</th><th>observed users</th><th>expected "
-        "users</th></tr>"
-    )
+    out.append("<h2>Sample ratio check</h2><table><tr><th>arm</th><th>observed users</th><th>expected users</th></tr>")
     for name, n in srm.observed.items():
         out.append(f"<tr><td>{e(name)}</td><td>{n:,}</td><td>{srm.expected[name]:,.1f}</td></tr>")
     out.append(
-        f"</table><p class='muted'>Pearson chi-square = {srm.chi2:.2f}, df = {srm.df}, p = "
-        f"{_p(srm.p_value)}; "
+        f"</table><p class='muted'>Pearson chi-square = {srm.chi2:.2f}, df = {srm.df}, p = {_p(srm.p_value)}; "
         f"a mismatch is flagged below p = {srm.threshold}.</p>"
     )
 
@@ -185,12 +174,9 @@ def render_html(report: ABReport) -> str:
     for key, value in report.data.items():
         out.append(f"<tr><td>{e(str(key))}</td><td>{e(str(value))}</td></tr>")
     out.append(
-        "</table><p class='muted'>Conversion rate: share of users with at least one conversion "
-        "event (Wilson interval; "
-        "two-proportion z-test). Clicks and revenue per user: means over all assigned users, "
-        "zeros included "
-        "(Student-t intervals; Welch t-test; revenue also by percentile bootstrap). Users are "
-        "the unit of "
+        "</table><p class='muted'>Conversion rate: share of users with at least one conversion event (Wilson interval; "
+        "two-proportion z-test). Clicks and revenue per user: means over all assigned users, zeros included "
+        "(Student-t intervals; Welch t-test; revenue also by percentile bootstrap). Users are the unit of "
         "randomisation and of analysis.</p></body></html>"
     )
     return "\n".join(out)

@@ -49,8 +49,7 @@ def experiment_of(cfg: Any) -> ABTestConfig:
     """
     if cfg.experiment is None:
         raise ConfigError(
-            f"{cfg.source_path or 'config'}: experiment: the config has no `experiment:` "
-            "section; add one with "
+            f"{cfg.source_path or 'config'}: experiment: the config has no `experiment:` section; add one with "
             "name, salt, control and variants (see configs/ab_example.yaml)"
         )
     return cfg.experiment
@@ -79,8 +78,7 @@ def find_assignments(cfg: Any) -> Path:
             return path
     raise DataError(
         f"no assignments file found (looked for {candidates[0]} and {candidates[1]}); pass "
-        "--assignments FILE, or run `recctl ab assign CONFIG --users FILE` or `recctl recommend "
-        "CONFIG`"
+        "--assignments FILE, or run `recctl ab assign CONFIG --users FILE` or `recctl recommend CONFIG`"
     )
 
 
@@ -110,9 +108,7 @@ def read_user_ids(path: Path, column: str | None = None, *, numeric_ids: bool = 
     if path.suffix.lower() == ".txt":
         if not path.exists():
             raise DataError(f"users file not found: {path}; check the path")
-        ids = [
-            line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-        ]
+        ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         frame = pl.DataFrame({Columns.User: pl.Series(ids, dtype=pl.String)})
         column = Columns.User
     else:
@@ -125,14 +121,10 @@ def read_user_ids(path: Path, column: str | None = None, *, numeric_ids: bool = 
             else:
                 raise DataError(
                     f"users file {path}: no '{Columns.User}' column and more than one column "
-                    f"({', '.join(frame.columns)}); "
-                    "name the user column with --user-column"
+                    f"({', '.join(frame.columns)}); name the user column with --user-column"
                 )
         if column not in frame.columns:
-            raise DataError(
-                f"users file {path}: column '{column}' not found; columns are: "
-                f"{', '.join(frame.columns)}"
-            )
+            raise DataError(f"users file {path}: column '{column}' not found; columns are: {', '.join(frame.columns)}")
     from recctl.data.ingest import normalise_id
 
     series = frame.select(normalise_id(pl.col(column), numeric_ids).alias(Columns.User)).to_series()
@@ -188,9 +180,7 @@ def run_assign(
     }
 
 
-def run_report(
-    cfg: Any, assignments: Path | None, outcomes: Path | None, html: Path | None = None
-) -> ABReport:
+def run_report(cfg: Any, assignments: Path | None, outcomes: Path | None, html: Path | None = None) -> ABReport:
     """Analyse a finished experiment (and write the HTML page when ``html`` is given).
 
     Parameters
@@ -217,8 +207,7 @@ def run_report(
     if outcomes is None:
         if experiment.outcomes.path is None:
             raise ConfigError(
-                f"{cfg.source_path or 'config'}: experiment.outcomes.path: no outcome log given; "
-                "pass --outcomes FILE "
+                f"{cfg.source_path or 'config'}: experiment.outcomes.path: no outcome log given; pass --outcomes FILE "
                 "or set experiment.outcomes.path"
             )
         outcomes = cfg.resolve(experiment.outcomes.path)
@@ -273,9 +262,7 @@ def run_simulate(
     arms = list(variant_shares(experiment))
     unknown = sorted(set(conversion_rates) - set(arms))
     if unknown:
-        raise ConfigError(
-            f"--rates: unknown variant(s) {unknown}; the experiment's arms are {arms}"
-        )
+        raise ConfigError(f"--rates: unknown variant(s) {unknown}; the experiment's arms are {arms}")
     bad = {k: v for k, v in conversion_rates.items() if not 0 <= v <= 1}
     if bad:
         raise ConfigError(f"--rates: rates must be in [0, 1]; got {bad}")
@@ -287,8 +274,7 @@ def run_simulate(
     strays = sorted(set(frame[Columns.Variant].unique().to_list()) - set(arms))
     if strays:
         raise DataError(
-            f"assignments file {path}: variant(s) {strays} are not arms of experiment "
-            f"'{experiment.name}' ({arms})"
+            f"assignments file {path}: variant(s) {strays} are not arms of experiment '{experiment.name}' ({arms})"
         )
     start = parse_instant(experiment.start) if experiment.start else None
     log = simulate_outcomes(

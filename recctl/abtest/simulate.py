@@ -87,19 +87,13 @@ def simulate_outcomes(
     start_us = int((start - datetime(1970, 1, 1, tzinfo=timezone.utc)) / timedelta(microseconds=1))
     frame = pl.DataFrame(
         {
-            "user_id": pl.Series(
-                np.concatenate([click_users, buy_users]).tolist(), dtype=pl.String
-            ),
-            "event": pl.Series(["click", "purchase"]).gather(
-                np.repeat([0, 1], [click_users.size, buy_users.size])
-            ),
+            "user_id": pl.Series(np.concatenate([click_users, buy_users]).tolist(), dtype=pl.String),
+            "event": pl.Series(["click", "purchase"]).gather(np.repeat([0, 1], [click_users.size, buy_users.size])),
             "item_id": pl.Series(rng.integers(0, n_items, size=n_rows)),
             "revenue": np.concatenate([np.zeros(click_users.size), revenue]),
             "timestamp": pl.Series(start_us + offsets_us).cast(pl.Datetime("us", "UTC")),
         }
-    ).with_columns(
-        pl.format("I{}", pl.col("item_id").cast(pl.String).str.zfill(4)).alias("item_id")
-    )
+    ).with_columns(pl.format("I{}", pl.col("item_id").cast(pl.String).str.zfill(4)).alias("item_id"))
     return frame.sort("timestamp", maintain_order=True)
 
 

@@ -226,8 +226,11 @@ def bootstrap_mean_diff(
         for start in range(0, n_boot, chunk):
             mm = m[start : start + chunk]
             draws = nonzero[rng.integers(0, k, size=int(mm.sum()))]
-            owner = np.repeat(np.arange(mm.size), mm)
-            sums[start : start + chunk] = np.bincount(owner, weights=draws, minlength=mm.size)
+            # resample j owns draws[ends[j] - mm[j] : ends[j]]; a running sum gives every
+            # resample's total in one pass (empty resamples come out as 0)
+            running = np.concatenate(([0.0], np.cumsum(draws)))
+            ends = np.cumsum(mm)
+            sums[start : start + chunk] = running[ends] - running[ends - mm]
         means.append(sums / n)
     d = means[0] - means[1]
     lo, hi = np.quantile(d, [alpha / 2.0, 1.0 - alpha / 2.0])

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from recctl.cli._common import (
     ConfigArg,
@@ -42,9 +43,7 @@ def _floats(text: str | None, option: str) -> list[float] | None:
             f"'{text}' is not a comma-separated list of numbers, e.g. 50,50", param_hint=option
         ) from None
     if len(values) < 2 or any(v <= 0 for v in values):
-        raise typer.BadParameter(
-            f"need at least two positive weights, control first; got '{text}'", param_hint=option
-        )
+        raise typer.BadParameter(f"need at least two positive weights, control first; got '{text}'", param_hint=option)
     return values
 
 
@@ -64,13 +63,19 @@ def _rates(text: str) -> dict[str, float]:
     return rates
 
 
+def _p(value: float | None) -> str:
+    if value is None or value != value:
+        return "–"
+    return "<0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
 def _srm_banner(report: Any) -> None:
     from rich.panel import Panel
 
     if report.srm.mismatch:
         err.print(
             Panel(
-                report.srm.message,
+                escape(report.srm.message),
                 title="SAMPLE RATIO MISMATCH",
                 style="bold red",
                 border_style="red",
@@ -84,27 +89,25 @@ def assign_command(
     config: ConfigArg,
     users: Annotated[
         Path,
-        typer.Option(
-            "--users", help="User ids: .txt (one per line), or CSV/Parquet with a user_id column."
-        ),
+        typer.Option("--users", help="User ids: .txt (one per line), or CSV/Parquet with a user_id column."),
     ],
     output: Annotated[
         Path | None,
         typer.Option(
             "--output",
             "-o",
-            help="Output .parquet or .csv [default: <workdir>/abtest/assignments.parquet].",
+            help="Output .parquet or .csv (default: <workdir>/abtest/assignments.parquet).",
         ),
     ] = None,
-    user_column: Annotated[
-        str | None, typer.Option("--user-column", help="User id column of the users file.")
-    ] = None,
+    user_column: Annotated[str | None, typer.Option("--user-column", help="User id column of the users file.")] = None,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Assign users to the experiment's variants by a salted hash and write the assignments file.
 
-    The same user always gets the same variant for the same salt, on any machine; new users are assigned by the same rule. Columns: user_id, variant, bucket, experiment, salt.
+    The same user always gets the same variant for the same salt, on any machine; new users follow the same rule.
+
+    Columns: user_id, variant, bucket, experiment, salt. Rows with an empty user id are skipped.
 
     \b
     Example:
@@ -116,9 +119,7 @@ def assign_command(
     from recctl.abtest.run import run_assign
 
     result = run_assign(cfg, users, output, user_column)
-    rows = [
-        [name, a["users"], a["share"], a["expected_share"]] for name, a in result["arms"].items()
-    ]
+    rows = [[name, a["users"], a["share"], a["expected_share"]] for name, a in result["arms"].items()]
     emit(
         result,
         as_json,
@@ -143,7 +144,7 @@ def report_command(
         typer.Option(
             "--assignments",
             "-a",
-            help="Assignments file [default: from ab assign, else from recommend, in the workdir].",
+            help="Assignments file (default: from ab assign, else from recommend, in the workdir).",
         ),
     ] = None,
     outcomes: Annotated[
@@ -153,9 +154,7 @@ def report_command(
             help="The shop's outcome log (CSV/Parquet); default experiment.outcomes.path.",
         ),
     ] = None,
-    html: Annotated[
-        Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.")
-    ] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.")] = None,
     fail_on_srm: Annotated[
         bool,
         typer.Option(
@@ -168,7 +167,13 @@ def report_command(
 ) -> None:
     """Analyse a finished experiment: per-variant metrics, differences to control, sample ratio check.
 
-    Reads the assignments and the outcome log (columns mapped by experiment.outcomes in the config). Reports per arm users, conversion rate, clicks and revenue per user with confidence intervals; per treatment the difference to control with p-values (two-proportion z-test; Welch t-test and bootstrap for revenue; Holm-adjusted over arms); and a chi-square sample ratio mismatch check against the configured weights.
+    Reads the assignments and the outcome log; experiment.outcomes in the config maps its columns.
+
+    Per arm: users, conversion rate, clicks and revenue per user, with confidence intervals.
+
+    Per treatment: the difference to control, p-values (two-proportion z-test; Welch t-test and bootstrap for revenue).
+
+    p-values are Holm-adjusted over the treatments; a chi-square test checks the arm sizes against the weights (SRM).
 
     \b
     Example:
@@ -184,7 +189,7 @@ def report_command(
     emit(report.to_dict(), as_json, lambda: _render_report(report))
     for warning in report.warnings:
         if warning != report.srm.message:
-            err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+            err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     if html is not None and not as_json:
         err.print(f"HTML report written to {html}")
     if fail_on_srm and report.srm.mismatch:
@@ -198,12 +203,9 @@ def _render_report(report: Any) -> None:
         [
             a.variant,
             a.users,
-            f"{a.conversion_rate:.4f} [{a.conversion_rate_ci[0]:.4f}, "
-            f"{a.conversion_rate_ci[1]:.4f}]",
-            f"{a.clicks_per_user:.3f} [{a.clicks_per_user_ci[0]:.3f}, "
-            f"{a.clicks_per_user_ci[1]:.3f}]",
-            f"{a.revenue_per_user:.2f} [{a.revenue_per_user_ci[0]:.2f}, "
-            f"{a.revenue_per_user_ci[1]:.2f}]",
+            f"{a.conversion_rate:.4f} [{a.conversion_rate_ci[0]:.4f}, {a.conversion_rate_ci[1]:.4f}]",
+            f"{a.clicks_per_user:.3f} [{a.clicks_per_user_ci[0]:.3f}, {a.clicks_per_user_ci[1]:.3f}]",
+            f"{a.revenue_per_user:.2f} [{a.revenue_per_user_ci[0]:.2f}, {a.revenue_per_user_ci[1]:.2f}]",
         ]
         for a in report.arms
     ]
@@ -222,30 +224,30 @@ def _render_report(report: Any) -> None:
     )
     rows = []
     for c in report.comparisons:
-        verdict = (
-            ("higher" if c.diff > 0 else "lower") if c.significant else "no detectable difference"
-        )
+        verdict = ("higher" if c.diff > 0 else "lower") if c.significant else "no detectable difference"
         rel = "" if c.relative_lift is None else f"{100 * c.relative_lift:+.1f}%"
+        if c.relative_ci is not None and all(x == x for x in c.relative_ci):
+            rel += f" [{100 * c.relative_ci[0]:+.1f}%, {100 * c.relative_ci[1]:+.1f}%]"
         rows.append(
             [
                 c.metric,
                 c.variant,
                 f"{c.diff:+.4f} [{c.ci[0]:+.4f}, {c.ci[1]:+.4f}]",
                 rel,
-                f"{c.p_value:.4f}",
-                f"{c.p_adjusted:.4f}",
+                _p(c.p_value),
+                _p(c.p_adjusted),
                 verdict,
             ]
         )
     out.print(
         table(
             f"Difference to control '{report.control}'",
-            ["metric", "arm", f"diff [{conf}]", "relative", "p", "p (Holm)", "verdict"],
+            ["metric", "arm", f"diff [{conf}]", f"relative [{conf}]", "p", "p (Holm)", "verdict"],
             rows,
         )
     )
     style = "bold red" if report.srm.mismatch else "green"
-    out.print(f"[{style}]{report.srm.message}[/]", highlight=False, soft_wrap=True)
+    out.print(f"[{style}]{escape(report.srm.message)}[/]", highlight=False, soft_wrap=True)
 
 
 @ab_app.command("plan")
@@ -260,9 +262,7 @@ def plan_command(
             help="Control mean of a per-user metric (with --sd), e.g. revenue per user.",
         ),
     ] = None,
-    sd: Annotated[
-        float | None, typer.Option("--sd", help="Per-user standard deviation of that metric.")
-    ] = None,
+    sd: Annotated[float | None, typer.Option("--sd", help="Per-user standard deviation of that metric.")] = None,
     mde: Annotated[
         float | None,
         typer.Option("--mde", help="Effect to detect, relative (0.1 = +10%) unless --absolute."),
@@ -271,37 +271,31 @@ def plan_command(
         int | None,
         typer.Option("--users", help="Users available in total: report the MDE instead."),
     ] = None,
-    absolute: Annotated[
-        bool, typer.Option("--absolute", help="--mde is an absolute difference.")
-    ] = False,
+    absolute: Annotated[bool, typer.Option("--absolute", help="--mde is an absolute difference.")] = False,
     alpha: Annotated[
         float | None,
         typer.Option(
             "--alpha",
-            help="Two-sided level, split over treatments [default: experiment.alpha or 0.05].",
+            help="Two-sided level, split over treatments (default: experiment.alpha or 0.05).",
         ),
     ] = None,
-    power: Annotated[
-        float, typer.Option("--power", help="Probability of detecting the effect if it is real.")
-    ] = 0.8,
+    power: Annotated[float, typer.Option("--power", help="Probability of detecting the effect if it is real.")] = 0.8,
     weights: Annotated[
         str | None,
         typer.Option("--weights", help="Traffic weights, control first, e.g. 50,50 or 2,1,1."),
     ] = None,
-    holdout: Annotated[
-        float | None, typer.Option("--holdout", help="Share of users held out.")
-    ] = None,
+    holdout: Annotated[float | None, typer.Option("--holdout", help="Share of users held out.")] = None,
     config: Annotated[
         Path | None,
-        typer.Option(
-            "--config", "-c", help="Take weights, holdout and alpha from this config's experiment."
-        ),
+        typer.Option("--config", "-c", help="Take weights, holdout and alpha from this config's experiment."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Sample size calculator: users needed to detect an effect, or the minimum detectable effect.
 
-    Rates use the two-proportion z-test formula, means the z/Welch formula with the given --sd. With several treatments alpha is split by Bonferroni.
+    Rates use the two-proportion z-test formula, means the z/Welch formula with the given --sd.
+
+    With several treatments alpha is split by Bonferroni; --users counts the holdout too.
 
     \b
     Example:
@@ -310,13 +304,9 @@ def plan_command(
         recctl ab plan --baseline-mean 2.4 --sd 18 --mde 0.05 --config configs/ab_example.yaml --json
     """
     if (baseline_rate is None) == (baseline_mean is None):
-        raise typer.BadParameter(
-            "give exactly one of --baseline-rate or --baseline-mean", param_hint="--baseline-rate"
-        )
+        raise typer.BadParameter("give exactly one of --baseline-rate or --baseline-mean", param_hint="--baseline-rate")
     if baseline_mean is not None and sd is None:
-        raise typer.BadParameter(
-            "--baseline-mean needs --sd (the per-user standard deviation)", param_hint="--sd"
-        )
+        raise typer.BadParameter("--baseline-mean needs --sd (the per-user standard deviation)", param_hint="--sd")
     if (mde is None) == (users is None):
         raise typer.BadParameter(
             "give exactly one of --mde (to get the sample size) or --users (to get the MDE)",
@@ -331,10 +321,8 @@ def plan_command(
         config_weights = [experiment.variants[n].weight for n in names]
         if w is not None and len(w) != len(names):
             raise typer.BadParameter(
-                f"{len(w)} weights given but experiment '{experiment.name}' in {config} has "
-                f"{len(names)} variants "
-                f"({', '.join(names)}); give one weight per variant, control first, or drop "
-                "--weights",
+                f"{len(w)} weights given but experiment '{experiment.name}' in {config} has {len(names)} variants "
+                f"({', '.join(names)}); give one weight per variant, control first, or drop --weights",
                 param_hint="--weights",
             )
         w = w or config_weights
@@ -375,14 +363,12 @@ def _render_plan(plan: Any, solved_for_n: bool) -> None:
     if solved_for_n:
         out.print(
             f"To detect a change of the {what} {plan.baseline:g} by {plan.mde_absolute:.4g}{rel} "
-            f"with power {plan.power:g} "
-            f"at alpha {plan.alpha_per_comparison:.3g} per comparison: "
+            f"with power {plan.power:g} at alpha {plan.alpha_per_comparison:.3g} per comparison: "
             f"[bold]{plan.total_users:,} users in total[/]."
         )
     else:
         out.print(
-            f"With {plan.total_users:,} users the minimum detectable effect on the {what} "
-            f"{plan.baseline:g} is "
+            f"With {plan.total_users:,} users the minimum detectable effect on the {what} {plan.baseline:g} is "
             f"[bold]{plan.mde_absolute:.4g}{rel}[/] (power {plan.power:g}, alpha "
             f"{plan.alpha_per_comparison:.3g} per comparison)."
         )
@@ -393,28 +379,20 @@ def simulate_command(
     config: ConfigArg,
     rates: Annotated[
         str,
-        typer.Option(
-            "--rates", help="True conversion rate per arm, e.g. control=0.05,treatment=0.06."
-        ),
+        typer.Option("--rates", help="True conversion rate per arm, e.g. control=0.05,treatment=0.06."),
     ],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Outcome log to write (.csv or .parquet).")
-    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Outcome log to write (.csv or .parquet).")],
     assignments: Annotated[
         Path | None,
         typer.Option(
             "--assignments",
             "-a",
-            help="Assignments file [default: from ab assign, else from recommend, in the workdir].",
+            help="Assignments file (default: from ab assign, else from recommend, in the workdir).",
         ),
     ] = None,
     clicks: Annotated[float, typer.Option("--clicks", help="True mean clicks per user.")] = 0.5,
-    order_value: Annotated[
-        float, typer.Option("--order-value", help="True mean revenue per purchase.")
-    ] = 40.0,
-    seed: Annotated[
-        int | None, typer.Option("--seed", help="Random seed; default the config's seed.")
-    ] = None,
+    order_value: Annotated[float, typer.Option("--order-value", help="True mean revenue per purchase.")] = 40.0,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed; default the config's seed.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write a simulated outcome log with known true rates, to rehearse `ab report` before a real experiment.
@@ -441,15 +419,11 @@ def _simulate(
     cfg = load(config)
     from recctl.abtest.run import run_simulate
 
-    result = run_simulate(
-        cfg, assignments, output, rates, clicks_per_user=clicks, order_value=order_value, seed=seed
-    )
+    result = run_simulate(cfg, assignments, output, rates, clicks_per_user=clicks, order_value=order_value, seed=seed)
     emit(
         result,
         as_json,
-        lambda: out.print(
-            f"{result['rows']:,} simulated outcome rows written to {result['output']}"
-        ),
+        lambda: out.print(f"{result['rows']:,} simulated outcome rows written to {result['output']}"),
     )
 
 
@@ -457,14 +431,10 @@ def _simulate(
 @handle_errors
 def preview_command(
     config: ConfigArg,
-    k: Annotated[
-        int | None, typer.Option("--k", help="Cut-off; default the first of evaluate.k.")
-    ] = None,
+    k: Annotated[int | None, typer.Option("--k", help="Cut-off; default the first of evaluate.k.")] = None,
     metric: Annotated[
         list[str] | None,
-        typer.Option(
-            "--metric", "-m", help="Metric to compare (repeatable); default evaluate.metrics."
-        ),
+        typer.Option("--metric", "-m", help="Metric to compare (repeatable); default evaluate.metrics."),
     ] = None,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -472,7 +442,9 @@ def preview_command(
 ) -> None:
     """Offline preview: evaluate each variant's model on the test split and show the expected difference to control.
 
-    Uses the trained models (run `recctl train` first) and the evaluation's paired comparison: per-user metric differences, a paired bootstrap confidence interval and a paired test, Holm-adjusted.
+    Needs the trained models (run `recctl train` first).
+
+    Uses the evaluation's paired comparison: per-user differences, paired bootstrap interval, paired test, Holm.
 
     \b
     Example:
@@ -507,16 +479,15 @@ def _render_preview(result: Any) -> None:
             c["control_mean"],
             c["variant_mean"],
             f"{c['diff']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]",
-            c["p_value"],
-            c["p_holm"],
+            _p(c["p_value"]),
+            _p(c["p_holm"]),
             c["verdict"],
         ]
         for c in result.comparisons
     ]
     out.print(
         table(
-            f"Expected difference to control '{result.control}' ({100 * (1 - result.alpha):.0f}% "
-            "paired bootstrap CI)",
+            f"Expected difference to control '{result.control}' ({100 * (1 - result.alpha):.0f}% paired bootstrap CI)",
             ["variant", "metric", "control", "variant", "diff [CI]", "p", "p (Holm)", "verdict"],
             rows,
         )

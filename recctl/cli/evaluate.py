@@ -24,6 +24,8 @@ from recctl.cli._common import (
 
 #: metrics without a K, shown once
 _NO_K = ("auc",)
+#: metrics about the lists rather than their accuracy (shown in their own table)
+_BEYOND = ("coverage", "novelty", "diversity", "popularity_bias", "user_coverage")
 
 
 @handle_errors
@@ -76,32 +78,32 @@ def _render(metrics: dict[str, Any]) -> None:
         f"K = {', '.join(map(str, proto['ks']))}.",
         highlight=False,
     )
-    baseline = metrics["baseline"]
     names = list(metrics.get("model_order") or metrics["models"])
     ks = proto["ks"]
+    n_users = proto["n_users_evaluated"]
     for pos, k in enumerate(ks):
-        cols = [m for m in proto["metrics"] if m not in _NO_K]
-        keys = [f"{m}@{k}" for m in cols]
-        if pos == 0:
-            keys = [m for m in proto["metrics"] if m in _NO_K] + keys
-        rows = []
-        for name in names:
-            label = f"{name} (baseline)" if name == baseline else name
-            if name == metrics.get("best"):
-                label += " *"
-            rows.append([label] + [metrics["models"][name]["mean"].get(key) for key in keys])
-        out.print(
-            table(
-                f"Mean metrics @{k} over {proto['n_users_evaluated']:,} users",
-                ["model", *keys],
-                rows,
-            )
-        )
+        keys = [m for m in proto["metrics"] if m in _NO_K] if pos == 0 else []
+        keys += [f"{m}@{k}" for m in proto["metrics"] if m not in _NO_K]
+        # accuracy and beyond-accuracy metrics in two tables keeps each narrow enough to read
+        groups = [
+            [key for key in keys if key.split("@")[0] not in _BEYOND],
+            [key for key in keys if key.split("@")[0] in _BEYOND],
+        ]
+        for group, title in zip(groups, ("Mean metrics", "Beyond accuracy"), strict=True):
+            if not group:
+                continue
+            rows = [
+                [_label(name, metrics)] + [metrics["models"][name]["mean"].get(key) for key in group] for name in names
+            ]
+            out.print(table(f"{title} @{k} over {n_users:,} users", ["model", *group], rows))
     if metrics.get("best"):
-        out.print(
-            f"* best by {metrics['primary_metric']}: [bold]{metrics['best']}[/]", highlight=False
-        )
+        out.print(f"* best by {metrics['primary_metric']}: [bold]{metrics['best']}[/]", highlight=False)
     _render_verdicts(metrics)
+
+
+def _label(name: str, metrics: dict[str, Any]) -> str:
+    label = f"{name} (baseline)" if name == metrics["baseline"] else name
+    return label + " *" if name == metrics.get("best") else label
 
 
 def _render_verdicts(metrics: dict[str, Any]) -> None:

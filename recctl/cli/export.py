@@ -43,7 +43,7 @@ def serve_export_command(
     Example:
         recctl serve-export configs/quickstart.yaml
         recctl serve-export configs/quickstart.yaml --date 2026-12-01 --json
-    """
+    """  # noqa: E501
     setup_logging(verbose, quiet)
     if date is not None:
         import re

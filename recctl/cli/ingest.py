@@ -29,8 +29,12 @@ def ingest_command(
     config: ConfigArg,
     append: Annotated[
         list[Path] | None,
-        typer.Option("--append", "-a", help="Add this file as a new batch to the previous ingest (repeatable).",
-                     show_default=False),
+        typer.Option(
+            "--append",
+            "-a",
+            help="Add this file as a new batch to the previous ingest (repeatable).",
+            show_default=False,
+        ),
     ] = None,
     reset_batches: Annotated[
         bool, typer.Option("--reset-batches", help="Forget batches added earlier with --append.")
@@ -41,11 +45,13 @@ def ingest_command(
 ) -> None:
     """Read the raw interaction, catalogue and user files into canonical Parquet.
 
-    Writes <workdir>/ingest/: interactions.parquet, items.parquet, users.parquet (if configured), rejected.parquet (quarantined rows with file, row, column, value, reason) and manifest.json.
+    Writes <workdir>/ingest/: interactions, items, users (if configured) and rejected rows as Parquet; manifest.json.
 
-    Every raw row is accounted for: read = accepted + rejected, per file; exact duplicates are counted and dropped. Each source's on_error decides what happens to bad rows: fail (stop at the first), skip (count them) or quarantine (count and keep them in rejected.parquet).
+    Every raw row is accounted for: read = accepted + rejected, per file; exact duplicates are counted and dropped.
 
-    --append adds new files (e.g. today's events) to the previous ingest; a file already ingested (same content hash) is skipped, so re-running is safe.
+    A source's on_error decides about bad rows: fail (stop at the first), skip (count) or quarantine (rejected.parquet).
+
+    --append adds new files (e.g. today's events); a file already ingested (same content hash) is skipped.
 
     \b
     Example:
@@ -57,8 +63,9 @@ def ingest_command(
     from recctl.stages.ingest import run_ingest
 
     with progress_bar(not as_json) as progress:
-        manifest = run_ingest(cfg, append=list(append) if append else None, reset_batches=reset_batches,
-                              progress=progress)
+        manifest = run_ingest(
+            cfg, append=list(append) if append else None, reset_batches=reset_batches, progress=progress
+        )
     emit(manifest_summary(manifest), as_json, lambda: _render(manifest.summary))
     if not as_json:
         err.print(f"canonical data written to {cfg.stage_dir('ingest')}")
@@ -70,16 +77,22 @@ def _render(summary: dict[str, Any]) -> None:
         for f in summary.get("files", [])
     ]
     t = summary.get("totals", {})
-    rows.append(["total", "", t.get("read"), t.get("accepted"), t.get("rejected"), t.get("duplicates"),
-                 t.get("interactions")])
+    rows.append(
+        ["total", "", t.get("read"), t.get("accepted"), t.get("rejected"), t.get("duplicates"), t.get("interactions")]
+    )
     out.print(table("Interactions", ["file", "on_error", "read", "accepted", "rejected", "duplicates", "kept"], rows))
     reasons = summary.get("rejected_by_reason", {})
     if reasons:
         out.print(table("Rejected rows by reason", ["reason", "rows"], [[r, n] for r, n in reasons.items()]))
     tables = summary.get("tables", [])
     if tables:
-        out.print(table("Tables", ["table", "rows", "duplicate ids", "dedupe"],
-                        [[x["table"], x["rows"], x["duplicate_ids"], x["dedupe"]] for x in tables]))
+        out.print(
+            table(
+                "Tables",
+                ["table", "rows", "duplicate ids", "dedupe"],
+                [[x["table"], x["rows"], x["duplicate_ids"], x["dedupe"]] for x in tables],
+            )
+        )
     for name, gap in summary.get("catalogue", {}).items():
         out.print(
             f"{name}: {gap['missing_from_table']:,} interacted ids missing from the {name} table "

@@ -30,9 +30,11 @@ def preprocess_command(
 ) -> None:
     """Turn ingested interactions into weighted, indexed train / valid / test splits and features.
 
-    Writes <workdir>/preprocess/: users.parquet and items.parquet (id maps; catalogue items without interactions are kept), events.parquet, train / test / tune_train / valid.parquet, item_features.npz and user_features.npz (when configured) and manifest.json.
+    Writes <workdir>/preprocess/: id maps (users, items; catalogue items without interactions are kept), events.
 
-    Tuning fits on tune_train and scores on valid; final models fit on train (tune_train + valid); only evaluate reads test.
+    It also writes the splits train / test / tune_train / valid, item and user features (if configured), manifest.json.
+
+    Tuning fits on tune_train and scores on valid; final models fit on train (tune_train + valid); evaluate reads test.
 
     \b
     Example:
@@ -64,10 +66,15 @@ def _render(s: dict[str, Any]) -> None:
     ]
     out.print(table("Preprocess", ["step", "count"], rows))
     events = split.get("events", {})
-    split_rows = [[name, events.get(name, events.get("tune_train", 0) + events.get("valid", 0) if name == "train" else 0),
-                   n] for name, n in s["split_rows"].items()]
+    split_rows = [
+        [name, events.get(name, events.get("tune_train", 0) + events.get("valid", 0) if name == "train" else 0), n]
+        for name, n in s["split_rows"].items()
+    ]
     out.print(table(f"Splits ({split.get('strategy')})", ["split", "events", "user-item pairs"], split_rows))
     if "test_start" in split:
-        out.print(f"test from {split['test_start']}" + (f", validation from {split['valid_start']}" if "valid_start" in split else ""))
+        out.print(
+            f"test from {split['test_start']}"
+            + (f", validation from {split['valid_start']}" if "valid_start" in split else "")
+        )
     for kind, info in s.get("features", {}).items():
         out.print(f"{kind} features: {info['shape'][0]:,} x {info['shape'][1]:,} ({info['nnz']:,} non-zeros)")

@@ -23,7 +23,8 @@ from recctl.cli._common import (
 )
 
 UsersOpt = Annotated[
-    str | None, typer.Option("--users", help="Comma-separated user ids: recommend only for them (new ids get the fallback).")
+    str | None,
+    typer.Option("--users", help="Comma-separated user ids: recommend only for them (new ids get the fallback)."),
 ]
 ItemsOpt = Annotated[
     str | None, typer.Option("--items", help="Comma-separated item ids of an anonymous visitor (session, basket).")
@@ -31,9 +32,13 @@ ItemsOpt = Annotated[
 SimilarOpt = Annotated[str | None, typer.Option("--similar-to", help="An item id: list the most similar items.")]
 ChangedOpt = Annotated[
     str | None,
-    typer.Option("--changed-since", help="`last-update` or an ISO time: re-score only users whose lists can have changed."),
+    typer.Option(
+        "--changed-since", help="`last-update` or an ISO time: re-score only users whose lists can have changed."
+    ),
 ]
-KOpt = Annotated[int | None, typer.Option("-k", min=1, help="List length for --users/--items/--similar-to (default recommend.k).")]
+KOpt = Annotated[
+    int | None, typer.Option("-k", min=1, help="List length for --users/--items/--similar-to (default recommend.k).")
+]
 
 
 def _usage_error(message: str) -> None:
@@ -47,7 +52,9 @@ def _split(value: str) -> list[str]:
 
 
 def _list_table(title: str, rows: list[dict[str, Any]]) -> Any:
-    columns = [c for c in ("user_id", "rank", "item_id", "score", "source", "title", "category") if rows and c in rows[0]]
+    columns = [
+        c for c in ("user_id", "rank", "item_id", "score", "source", "title", "category") if rows and c in rows[0]
+    ]
     return table(title, columns, [[r.get(c) for c in columns] for r in rows])
 
 
@@ -76,17 +83,25 @@ def recommend_command(
     \b
     Example:
         recctl recommend configs/quickstart.yaml
-        recctl recommend configs/quickstart.yaml --users C00042,C00077 -k 5
-        recctl recommend configs/quickstart.yaml --items P0001,P0002 --json
-        recctl recommend configs/quickstart.yaml --similar-to P0001
+        recctl recommend configs/quickstart.yaml --users C10001,C10002 -k 5
+        recctl recommend configs/quickstart.yaml --items P0210,P0861 --json
+        recctl recommend configs/quickstart.yaml --similar-to P0210
         recctl recommend configs/quickstart.yaml --changed-since last-update
-    """
+    """  # noqa: E501
     setup_logging(verbose, quiet)
-    modes = [name for name, value in (("--users", users), ("--items", items), ("--similar-to", similar_to)) if value is not None]
+    modes = [
+        name
+        for name, value in (("--users", users), ("--items", items), ("--similar-to", similar_to))
+        if value is not None
+    ]
     if len(modes) > 1:
         _usage_error(f"use only one of --users, --items, --similar-to (got {', '.join(modes)})")
+    if changed_since is not None and modes:
+        _usage_error(f"--changed-since rewrites the nightly lists; it cannot be combined with {modes[0]}")
     if k is not None and not modes:
-        _usage_error("-k applies to --users, --items and --similar-to; for the nightly lists set recommend.k in the config")
+        _usage_error(
+            "-k applies to --users, --items and --similar-to; for the nightly lists set recommend.k in the config"
+        )
     cfg = load(config)
     from recctl.stages import recommend as stage
 
@@ -100,8 +115,16 @@ def recommend_command(
             frame = stage.similar_items(cfg, similar_to or "", k)
             title = f"Similar to {similar_to}"
         rows = stage.as_records(frame)
-        emit({"mode": "items" if items is not None else "similar_to", "query": query, "k": k or cfg.recommend.k,
-              "items": rows}, as_json, lambda: out.print(_list_table(title, rows)))
+        emit(
+            {
+                "mode": "items" if items is not None else "similar_to",
+                "query": query,
+                "k": k or cfg.recommend.k,
+                "items": rows,
+            },
+            as_json,
+            lambda: out.print(_list_table(title, rows)),
+        )
         return
     if users is not None:
         if k is not None:
@@ -109,18 +132,25 @@ def recommend_command(
         with progress_bar(not as_json) as progress:
             manifest = stage.run_recommend(cfg, users=_split(users), progress=progress)
         rows = stage.as_records(stage.read_user_lists(cfg))
-        emit({**manifest_summary(manifest), "rows": rows}, as_json,
-             lambda: out.print(_list_table("Recommendations", rows)))
+        emit(
+            {**manifest_summary(manifest), "rows": rows},
+            as_json,
+            lambda: out.print(_list_table("Recommendations", rows)),
+        )
         return
-    if changed_since is not None and modes:
-        raise typer.BadParameter(f"--changed-since rewrites the nightly lists; it cannot be combined with {modes[0]}")
     with progress_bar(not as_json) as progress:
         manifest = stage.run_recommend(cfg, changed_since=changed_since, progress=progress)
     s = manifest.summary
 
     def render() -> None:
-        body = [["users", s["n_users"]], ["rows", s["n_rows"]], ["k", s["k"]], ["short lists", s["n_short_lists"]],
-                ["eligible items", s["n_eligible_items"]], ["excluded", s["exclusions"]]]
+        body = [
+            ["users", s["n_users"]],
+            ["rows", s["n_rows"]],
+            ["k", s["k"]],
+            ["short lists", s["n_short_lists"]],
+            ["eligible items", s["n_eligible_items"]],
+            ["excluded", s["exclusions"]],
+        ]
         body += [[f"items from {name}", n] for name, n in s["rows_by_source"].items()]
         if "changed_since" in s:  # --changed-since: only some users were re-scored
             body += [["re-scored users", s["n_rescored"]], ["kept users", s["n_kept"]]]

@@ -110,6 +110,8 @@ def _render(summary: dict[str, Any], stage_dir: Any) -> None:
     out.print(line, highlight=False)
     for failure in summary["failures"][:3]:
         out.print(f"[yellow]trial {failure['trial']} failed[/]: {escape(str(failure['error']))}", highlight=False)
+    for hint in summary.get("hints", []):
+        out.print(f"[yellow]hint[/]: {escape(hint)}", highlight=False)
     out.print(f"[bold]{summary['note']}[/]")
     # soft_wrap: a path must stay on one line to be copied
     out.print(f"best config: {stage_dir / 'best.yaml'}  (use it with `recctl train` / `recctl run`)",
@@ -128,9 +130,13 @@ def tune_command(
 ) -> None:
     """Search the tuned model's parameters, scored on the validation split (the test split is never read).
 
-    Runs the config's tune.method (random, grid, or tpe with `pip install 'recctl\\[tune]'`) over tune.space for tune.model, stopping epoch-wise models early and pruning hopeless trials.
+    Searches tune.space of tune.model by tune.method: random, grid, or tpe (`pip install 'recctl\\[tune]'`).
 
-    Writes <workdir>/tune/trials.parquet (every trial) and best.yaml (a complete config with the tuned parameters, for `recctl train` / `recctl run`). Interrupted? Run it again: finished trials are resumed.
+    Epoch-wise models (LightFM) stop early when the validation metric stops improving; hopeless trials are pruned.
+
+    Writes <workdir>/tune/trials.parquet (every trial) and best.yaml (a config for `recctl train` / `recctl run`).
+
+    Interrupted? Run the same command again: finished trials are resumed, not re-run.
 
     \b
     Example:

@@ -80,21 +80,15 @@ class OutcomeColumns(BaseConfig):
     )
     item_id: str | None = Field(default=None, description="Item column (optional; only counted).")
     revenue: str | None = Field(default=None, description="Revenue per row (optional).")
-    timestamp: str | None = Field(
-        default=None, description="Event time; needed to keep only rows in [start, end)."
-    )
+    timestamp: str | None = Field(default=None, description="Event time; needed to keep only rows in [start, end).")
 
 
 class OutcomesConfig(BaseConfig):
     """How to read the outcome log the shop returns after the experiment."""
 
-    path: str | None = Field(
-        default=None, description="Outcome file (CSV/Parquet); `--outcomes` overrides it."
-    )
+    path: str | None = Field(default=None, description="Outcome file (CSV/Parquet); `--outcomes` overrides it.")
     columns: OutcomeColumns = Field(default_factory=OutcomeColumns)
-    click_events: list[str] = Field(
-        default_factory=lambda: ["click"], description="Event values counted as clicks."
-    )
+    click_events: list[str] = Field(default_factory=lambda: ["click"], description="Event values counted as clicks.")
     conversion_events: list[str] = Field(
         default_factory=lambda: ["purchase"],
         description="Event values counted as conversions (and carrying revenue).",
@@ -107,14 +101,9 @@ class OutcomesConfig(BaseConfig):
     def _events_make_sense(self) -> OutcomesConfig:
         overlap = sorted(set(self.click_events) & set(self.conversion_events))
         if overlap:
-            raise ValueError(
-                f"event(s) {overlap} are listed both in click_events and conversion_events; pick "
-                "one"
-            )
+            raise ValueError(f"event(s) {overlap} are listed both in click_events and conversion_events; pick one")
         if self.columns.event is not None and not self.conversion_events:
-            raise ValueError(
-                "conversion_events is empty: list the event values that count as a conversion"
-            )
+            raise ValueError("conversion_events is empty: list the event values that count as a conversion")
         return self
 
 
@@ -125,15 +114,9 @@ class ABTestConfig(BaseConfig):
     salt: str = Field(description="Changing the salt re-randomises assignment.")
     variants: dict[str, VariantConfig] = Field(min_length=2)
     control: str = Field(description="Name of the control variant.")
-    holdout: float = Field(
-        default=0.0, ge=0, lt=1, description="Share of users who get no recommendations."
-    )
-    start: str | None = Field(
-        default=None, description="ISO date the experiment started (for analysis)."
-    )
-    end: str | None = Field(
-        default=None, description="ISO date the experiment ended (exclusive; optional)."
-    )
+    holdout: float = Field(default=0.0, ge=0, lt=1, description="Share of users who get no recommendations.")
+    start: str | None = Field(default=None, description="ISO date the experiment started (for analysis).")
+    end: str | None = Field(default=None, description="ISO date the experiment ended (exclusive; optional).")
     alpha: float = Field(default=0.05, gt=0, lt=0.5, description="Significance level of the tests.")
     srm_threshold: float = Field(
         default=0.001,
@@ -141,9 +124,7 @@ class ABTestConfig(BaseConfig):
         lt=0.5,
         description="Sample-ratio-mismatch chi-square p-value below which to warn.",
     )
-    n_bootstrap: int = Field(
-        default=2000, ge=0, description="Bootstrap resamples for revenue (0 = off)."
-    )
+    n_bootstrap: int = Field(default=2000, ge=0, description="Bootstrap resamples for revenue (0 = off).")
     outcomes: OutcomesConfig = Field(default_factory=OutcomesConfig)
     normalize_numeric_ids: bool = Field(
         default=True,
@@ -164,18 +145,13 @@ class ABTestConfig(BaseConfig):
     @classmethod
     def _no_reserved(cls, value: dict[str, VariantConfig]) -> dict[str, VariantConfig]:
         if "holdout" in value:
-            raise ValueError(
-                "'holdout' is reserved for held-out users (set `holdout:` to a share); rename "
-                "the variant"
-            )
+            raise ValueError("'holdout' is reserved for held-out users (set `holdout:` to a share); rename the variant")
         return value
 
     @model_validator(mode="after")
     def _control_exists(self) -> ABTestConfig:
         if self.control not in self.variants:
-            raise ValueError(
-                f"control '{self.control}' is not one of the variants {sorted(self.variants)}"
-            )
+            raise ValueError(f"control '{self.control}' is not one of the variants {sorted(self.variants)}")
         if self.start and self.end and parse_instant(self.end) <= parse_instant(self.start):
             raise ValueError(f"end ({self.end}) must be after start ({self.start})")
         return self

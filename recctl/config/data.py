@@ -82,7 +82,8 @@ class InteractionSource(BaseConfig):
     cancellations: CancellationRule | None = None
     require: list[RowCheck] = Field(default_factory=list, description="Extra row checks, e.g. a positive price.")
     null_values: list[str] = Field(
-        default_factory=list, description="Raw strings read as missing (empty strings always are), e.g. ['NULL', 'nan']."
+        default_factory=list,
+        description="Raw strings read as missing (empty strings always are), e.g. ['NULL', 'nan'].",
     )
     normalize_numeric_ids: bool = Field(
         default=True, description="Read ids such as `17850.0` (a float export of an integer id) as `17850`."

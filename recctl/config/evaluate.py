@@ -32,12 +32,8 @@ class EvaluateConfig(BaseConfig):
     """Offline evaluation protocol (definitions of every metric in docs/metrics.md)."""
 
     k: list[int] = Field(default_factory=lambda: [10], description="Cut-offs, e.g. [5, 10, 20].")
-    metrics: list[MetricName] = Field(
-        default_factory=lambda: ["precision", "recall", "f1", "map", "ndcg"]
-    )
-    models: list[str] | None = Field(
-        default=None, description="Models to evaluate; default all in `models`."
-    )
+    metrics: list[MetricName] = Field(default_factory=lambda: ["precision", "recall", "f1", "map", "ndcg"])
+    models: list[str] | None = Field(default=None, description="Models to evaluate; default all in `models`.")
     baseline: str | None = Field(
         default=None, description="Model name of the baseline; default a built-in popularity model."
     )
@@ -46,18 +42,10 @@ class EvaluateConfig(BaseConfig):
         description="metric@k that picks the best model, e.g. ndcg@10; "
         "default ndcg at the largest K (or the first metric).",
     )
-    exclude_seen: bool = Field(
-        default=True, description="Leave each user's training items out of their ranking."
-    )
-    n_bootstrap: int = Field(
-        default=1000, ge=0, description="Paired bootstrap resamples for the intervals."
-    )
-    alpha: float = Field(
-        default=0.05, gt=0, lt=1, description="Significance level (Holm-corrected)."
-    )
-    test: Literal["wilcoxon", "t"] = Field(
-        default="wilcoxon", description="Paired test: Wilcoxon signed-rank or t."
-    )
+    exclude_seen: bool = Field(default=True, description="Leave each user's training items out of their ranking.")
+    n_bootstrap: int = Field(default=1000, ge=0, description="Paired bootstrap resamples for the intervals.")
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="Significance level (Holm-corrected).")
+    test: Literal["wilcoxon", "t"] = Field(default="wilcoxon", description="Paired test: Wilcoxon signed-rank or t.")
     batch_size: int = Field(default=4096, ge=1, description="Users scored per block.")
     report: bool = Field(default=False, description="Also write report.html.")
 
@@ -79,17 +67,11 @@ class EvaluateConfig(BaseConfig):
     def _primary_is_computed(self) -> EvaluateConfig:
         if self.primary_metric is None:
             return self
-        allowed = [
-            f"{m}@{kk}"
-            for m in self.metrics
-            if m not in _NOT_PRIMARY and m != "auc"
-            for kk in self.k
-        ]
+        allowed = [f"{m}@{kk}" for m in self.metrics if m not in _NOT_PRIMARY and m != "auc" for kk in self.k]
         allowed += ["auc"] if "auc" in self.metrics else []
         if self.primary_metric not in allowed:
             raise ValueError(
-                f"primary_metric '{self.primary_metric}' is not computed; "
-                f"choose one of: {', '.join(allowed)}"
+                f"primary_metric '{self.primary_metric}' is not computed; choose one of: {', '.join(allowed)}"
             )
         return self
 

@@ -27,8 +27,12 @@ class FeaturesConfig(BaseConfig):
     """Item (and user) features for hybrid and content models, built from catalogue columns."""
 
     item_categorical: list[str] = Field(default_factory=list)
-    item_multi_valued: dict[str, str] = Field(default_factory=dict, description="column -> separator, e.g. genres: '|'.")
-    item_numeric_buckets: dict[str, int] = Field(default_factory=dict, description="column -> number of quantile buckets.")
+    item_multi_valued: dict[str, str] = Field(
+        default_factory=dict, description="column -> separator, e.g. genres: '|'."
+    )
+    item_numeric_buckets: dict[str, int] = Field(
+        default_factory=dict, description="column -> number of quantile buckets."
+    )
     item_text: list[str] = Field(default_factory=list, description="Text columns tokenised with TF-IDF.")
     text_max_vocab: int = Field(default=2000, ge=1)
     text_min_df: int = Field(default=2, ge=1)

@@ -46,8 +46,12 @@ class RulesConfig(BaseConfig):
     )
     allow_list: str | None = Field(default=None, description="File of item ids; only these may be recommended.")
     deny_list: str | None = Field(default=None, description="File of item ids never recommended.")
-    in_stock_column: str | None = Field(default=None, description="Catalogue column; items where it is false/0 are excluded.")
-    require_price: bool = Field(default=False, description="Exclude items with no (or a non-positive) price in the catalogue.")
+    in_stock_column: str | None = Field(
+        default=None, description="Catalogue column; items where it is false/0 are excluded."
+    )
+    require_price: bool = Field(
+        default=False, description="Exclude items with no (or a non-positive) price in the catalogue."
+    )
     price_column: str = "price"
     category_cap: CategoryCap | None = None
     diversity_lambda: float = Field(default=0.0, ge=0, le=1, description="MMR re-ranking weight; 0 disables.")
@@ -95,7 +99,8 @@ class ExportConfig(BaseConfig):
     format: Literal["csv", "csv_wide", "jsonl", "parquet"] = "csv"
     directory: str = Field(default="exports", description="Relative to the workdir unless absolute.")
     basename: str = Field(
-        default="recommendations", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        default="recommendations",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
         description="Files are <basename>_<YYYY-MM-DD>.<ext>.",
     )
     latest: Literal["json", "symlink", "both"] = Field(

@@ -105,7 +105,9 @@ class TuneConfig(BaseConfig):
         default=True,
         description="Trial 0 scores the model's configured parameters, so the search reports what it gained.",
     )
-    grid_points: int = Field(default=3, ge=2, description="`grid`: points per float/int range (choices use all values).")
+    grid_points: int = Field(
+        default=3, ge=2, description="`grid`: points per float/int range (choices use all values)."
+    )
     max_epochs: int | None = Field(
         default=None, ge=1,
         description=(
@@ -114,7 +116,9 @@ class TuneConfig(BaseConfig):
         ),
     )
     patience: int = Field(default=3, ge=1, description="Epochs without improvement before early stopping.")
-    min_delta: float = Field(default=0.0, ge=0, description="Smallest gain in the objective that counts as an improvement.")
+    min_delta: float = Field(
+        default=0.0, ge=0, description="Smallest gain in the objective that counts as an improvement."
+    )
     prune: bool = Field(default=True, description="Stop a trial whose curve falls below the median of finished ones.")
     prune_warmup_epochs: int = Field(default=3, ge=1, description="Epochs a trial runs before it may be pruned.")
     prune_min_trials: int = Field(default=4, ge=1, description="Finished trials needed before pruning starts.")

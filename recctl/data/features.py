@@ -29,16 +29,16 @@ from recctl.errors import ConfigError
 
 __all__ = ["STOP_WORDS", "build_features", "item_feature_spec", "save_features"]
 
-STOP_WORDS = frozenset(
-    "a an and are as at be by for from has in is it its of on or our the to with this that".split()
-)
+STOP_WORDS = frozenset("a an and are as at be by for from has in is it its of on or our the to with this that".split())
 _ROW = "__idx"
 
 
 def _blocks_categorical(frame: pl.DataFrame, column: str) -> tuple[pl.DataFrame, str]:
     values = pl.col(column).cast(pl.String).str.strip_chars()
     pairs = frame.select(_ROW, values.alias("__v")).filter(pl.col("__v").is_not_null() & (pl.col("__v") != ""))
-    return pairs.select(_ROW, (pl.lit(f"{column}=") + pl.col("__v")).alias("__f"), pl.lit(1.0).alias("__w")), "categorical"
+    return pairs.select(
+        _ROW, (pl.lit(f"{column}=") + pl.col("__v")).alias("__f"), pl.lit(1.0).alias("__w")
+    ), "categorical"
 
 
 def _blocks_multi(frame: pl.DataFrame, column: str, sep: str) -> tuple[pl.DataFrame, str]:
@@ -50,7 +50,9 @@ def _blocks_multi(frame: pl.DataFrame, column: str, sep: str) -> tuple[pl.DataFr
         .filter(pl.col("__v").is_not_null() & (pl.col("__v") != ""))
         .unique()
     )
-    return pairs.select(_ROW, (pl.lit(f"{column}=") + pl.col("__v")).alias("__f"), pl.lit(1.0).alias("__w")), "multi_valued"
+    return pairs.select(
+        _ROW, (pl.lit(f"{column}=") + pl.col("__v")).alias("__f"), pl.lit(1.0).alias("__w")
+    ), "multi_valued"
 
 
 def _blocks_numeric(frame: pl.DataFrame, column: str, n_buckets: int) -> tuple[pl.DataFrame, str]:
@@ -71,7 +73,9 @@ def _blocks_text(frame: pl.DataFrame, column: str, max_vocab: int, min_df: int) 
     tokens = (
         frame.select(_ROW, pl.col(column).cast(pl.String).str.to_lowercase().str.extract_all(r"[a-z0-9]+").alias("__t"))
         .explode("__t")
-        .filter(pl.col("__t").is_not_null() & (pl.col("__t").str.len_chars() > 1) & ~pl.col("__t").is_in(list(STOP_WORDS)))
+        .filter(
+            pl.col("__t").is_not_null() & (pl.col("__t").str.len_chars() > 1) & ~pl.col("__t").is_in(list(STOP_WORDS))
+        )
     )
     tf = tokens.group_by(_ROW, "__t").agg(pl.len().cast(pl.Float64).alias("__tf"))
     df = tf.group_by("__t").agg(pl.len().alias("__df")).filter(pl.col("__df") >= min_df)
@@ -142,7 +146,7 @@ def build_features(
     names: list[pl.DataFrame] = []
     offset = 0
     rows, cols, vals = [], [], []
-    for block, group in zip(blocks, groups):
+    for block, group in zip(blocks, groups, strict=True):
         # numeric bucket names sort by bucket number, not as text (q10of10 after q9of10)
         feats = block.select("__f").unique()
         feats = feats.sort(pl.col("__f").str.extract(r"q(\d+)of").cast(pl.Int32, strict=False), "__f")
@@ -155,9 +159,14 @@ def build_features(
         offset += feats.height
     n_rows = table.height
     if offset == 0:
-        return sp.csr_matrix((n_rows, 0), dtype=np.float32), pl.DataFrame(schema={"feature": pl.String, "group": pl.String})
+        return sp.csr_matrix((n_rows, 0), dtype=np.float32), pl.DataFrame(
+            schema={"feature": pl.String, "group": pl.String}
+        )
     matrix = sp.csr_matrix(
-        (np.concatenate(vals).astype(np.float32), (np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64))),
+        (
+            np.concatenate(vals).astype(np.float32),
+            (np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)),
+        ),
         shape=(n_rows, offset),
         dtype=np.float32,
     )

@@ -2,15 +2,19 @@
 
 The work is split so memory stays bounded however large the event files are:
 
-1. :func:`annotate_file` turns one raw file into a lazy frame of canonical columns plus a
-   reject ``reason`` (and the offending raw column and value), all as polars expressions;
-   :func:`sink_annotated` streams it to a temporary Parquet file in one pass over the raw file.
-2. :func:`check_policy` applies the source's ``on_error`` policy (``fail`` stops on the first
+1. :func:`annotate_file` turns one raw file into two lazy views of a single scan: the
+   canonical columns of the rows that pass every check, and ``row, reason, column, value`` of
+   the rows that do not. All parsing and checking are polars expressions.
+2. :func:`sink_file` writes both views in one pass over the raw file (``collect_all`` shares
+   the scan); when one file makes the whole output, exact duplicates are dropped in that same
+   pass.
+3. :func:`check_policy` applies the source's ``on_error`` policy (``fail`` stops on the first
    offending row) and refuses a file where *every* row fails the same parse (a wrong column
    mapping or timestamp format, not dirty data).
-3. :func:`write_interactions` streams the accepted rows of every file, drops exact duplicates
-   (keeping the first occurrence, in file and row order) and writes ``interactions.parquet``;
-   :func:`write_rejected` writes the quarantined rows to ``rejected.parquet``.
+4. With several files (or ``--append``), :func:`write_interactions` streams the accepted rows of
+   every file, drops exact duplicates (keeping the first occurrence, in file and row order) and
+   writes ``interactions.parquet``; :func:`write_rejected` gathers the quarantined rows into
+   ``rejected.parquet``.
 
 Catalogue and user-attribute tables are small by comparison and are read into memory by
 :func:`read_table`.
@@ -39,22 +43,23 @@ from recctl.errors import DataError
 __all__ = [
     "FILE_IDX",
     "PARSE_REASONS",
-    "REASON",
     "REJECTED_SCHEMA",
     "FileStats",
+    "AnnotatedFile",
     "annotate_file",
     "check_policy",
     "file_stats",
+    "float_ids",
     "infer_text_types",
     "normalise_id",
     "read_table",
-    "sink_annotated",
+    "sink_file",
     "write_interactions",
     "write_rejected",
 ]
 
-#: helper columns of the annotated frames (never in outputs)
-REASON, BAD_COLUMN, BAD_VALUE, FILE_IDX = "__reason", "__column", "__value", "__file"
+#: helper columns (never in outputs)
+BAD_VALUE, FILE_IDX = "__value", "__file"
 #: reasons that mean "could not be parsed"; a file where every row fails one of them is refused
 PARSE_REASONS = ("missing_user_id", "missing_item_id", "bad_timestamp", "unknown_event", "non_numeric_value")
 #: schema of ``rejected.parquet``
@@ -120,7 +125,7 @@ class FileStats:
 
 
 def normalise_id(expr: pl.Expr, numeric_ids: bool = True) -> pl.Expr:
-    """Canonical id text: stripped, empty -> null, and (optionally) ``17850.0`` -> ``17850``.
+    """Canonical id text: stripped, empty -> null, and (with ``numeric_ids``) ``17850.0`` -> ``17850``.
 
     Float-typed id columns (an integer id exported through a float column) are printed
     without the fractional ``.0``, so ``17850.0`` in one file and ``17850`` in another match;
@@ -134,6 +139,23 @@ def normalise_id(expr: pl.Expr, numeric_ids: bool = True) -> pl.Expr:
         is_float_int = text.str.ends_with(".0") & stripped.cast(pl.Int64, strict=False).is_not_null()
         text = pl.when(is_float_int).then(stripped).otherwise(text)
     return text
+
+
+def float_ids(lf: pl.LazyFrame, column: str, dtype: pl.DataType, enabled: bool = True) -> bool:
+    """Whether an id column holds float-printed integers (``17850.0``) and needs :func:`normalise_id`'s fix.
+
+    Float columns always do; text columns are judged on their first 1,000 values (a float
+    export prints *every* value that way), so the per-row fix, which costs about as much as
+    parsing the column, only runs on files that need it.
+    """
+    if not enabled:
+        return False
+    if dtype.is_float():
+        return True
+    if dtype != pl.String:
+        return False
+    head = lf.select(pl.col(column)).drop_nulls().head(1_000).collect()[column]
+    return bool(head.str.strip_chars().str.contains(r"^-?\d+\.0+$").any())
 
 
 def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -168,8 +190,8 @@ def annotate_file(
     key: str,
     file_idx: int,
     tmp_dir: Path,
-) -> pl.LazyFrame:
-    """Scan one raw interaction file into canonical columns plus reject bookkeeping.
+) -> AnnotatedFile:
+    """Scan one raw interaction file into lazy accepted rows and rejected rows (one shared scan).
 
     Parameters
     ----------
@@ -180,15 +202,16 @@ def annotate_file(
     key
         YAML key of the source (``data.interactions``), for error messages.
     file_idx
-        Index of the file in this ingest run, stored in :data:`FILE_IDX`.
+        Index of the file in this ingest run (kept on the result).
     tmp_dir
         Where decompressed / transcoded copies may be written.
 
     Returns
     -------
-    polars.LazyFrame
-        ``__file, __row, user_id, item_id, event, timestamp, value, __reason, __column, __value``;
-        ``__reason`` is null for accepted rows.
+    AnnotatedFile
+        ``accepted``: the canonical columns of rows that pass every check; ``rejected``:
+        ``row, reason, column, value`` of the others. Both are views of one lazy scan, written
+        together by :func:`sink_file`.
 
     Raises
     ------
@@ -207,10 +230,18 @@ def annotate_file(
     schema = require_columns(lf, path, wanted, fmt=fmt, delimiter=src.delimiter)
     _check_types(path, schema, wanted)
 
-    return _annotate(lf, schema, src, file_idx)
+    try:
+        accepted, rejected = _annotate(lf, schema, src)
+    except (pl.exceptions.PolarsError, OSError) as exc:  # the id peek reads the first rows
+        from recctl.data.readers import diagnose
+
+        raise diagnose(path, fmt, src.encoding, exc, delimiter=src.delimiter) from exc
+    return AnnotatedFile(path=path, fmt=fmt, src=src, file_idx=file_idx, scan=lf, accepted=accepted, rejected=rejected)
 
 
-def _annotate(lf: pl.LazyFrame, schema: dict[str, pl.DataType], src: InteractionSource, file_idx: int) -> pl.LazyFrame:
+def _annotate(
+    lf: pl.LazyFrame, schema: dict[str, pl.DataType], src: InteractionSource
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Build the annotation in three steps, so each parse runs once per row.
 
     Step 1 parses the canonical columns and evaluates the rule flags that need raw columns;
@@ -220,8 +251,9 @@ def _annotate(lf: pl.LazyFrame, schema: dict[str, pl.DataType], src: Interaction
     """
     cols = src.columns
     raw = pl.col
-    user = normalise_id(raw(cols.user_id), src.normalize_numeric_ids)
-    item = normalise_id(raw(cols.item_id), src.normalize_numeric_ids)
+    fix = src.normalize_numeric_ids
+    user = normalise_id(raw(cols.user_id), float_ids(lf, cols.user_id, schema[cols.user_id], fix))
+    item = normalise_id(raw(cols.item_id), float_ids(lf, cols.item_id, schema[cols.item_id], fix))
     ts = parse_timestamp(raw(cols.timestamp), src.timestamp_format, src.timezone, schema[cols.timestamp])
 
     if cols.value is not None:
@@ -259,10 +291,21 @@ def _annotate(lf: pl.LazyFrame, schema: dict[str, pl.DataType], src: Interaction
     else:
         event = pl.lit(None, pl.String)  # derived from the parsed value in step 2
 
-    shown_columns = [c for c in dict.fromkeys(
-        [cols.user_id, cols.item_id, cols.timestamp, cols.event, cols.value,
-         rule_c.column if rule_c else None, *[c.column for c in src.require]]
-    ) if c is not None]
+    shown_columns = [
+        c
+        for c in dict.fromkeys(
+            [
+                cols.user_id,
+                cols.item_id,
+                cols.timestamp,
+                cols.event,
+                cols.value,
+                rule_c.column if rule_c else None,
+                *[c.column for c in src.require],
+            ]
+        )
+        if c is not None
+    ]
     display = {c: f"__raw{k}" for k, c in enumerate(shown_columns)}
     step1 = lf.select(
         pl.col(ROW).cast(pl.Int64),
@@ -280,7 +323,10 @@ def _annotate(lf: pl.LazyFrame, schema: dict[str, pl.DataType], src: Interaction
         rule = src.value_rule
         below = None if rule.below == "drop" else rule.below
         step1 = step1.with_columns(
-            pl.when(v >= rule.min_value).then(pl.lit(rule.event)).otherwise(pl.lit(below, pl.String)).alias(Columns.Event)
+            pl.when(v >= rule.min_value)
+            .then(pl.lit(rule.event))
+            .otherwise(pl.lit(below, pl.String))
+            .alias(Columns.Event)
         )
         unknown_event = v.is_null() & ~pl.col("__bad_value")
         below_threshold = (v < rule.min_value).fill_null(False) & pl.lit(rule.below == "drop")
@@ -295,13 +341,19 @@ def _annotate(lf: pl.LazyFrame, schema: dict[str, pl.DataType], src: Interaction
         (pl.col(Columns.Timestamp).is_null(), "bad_timestamp", cols.timestamp),
         (unknown_event, "unknown_event", cols.event if src.value_rule is None else cols.value),
         (pl.col("__bad_value"), "non_numeric_value", cols.value),
-        (pl.col("__cancelled"), "cancelled", rule_c.column if rule_c and rule_c.column and rule_c.prefix else cols.value),
+        (
+            pl.col("__cancelled"),
+            "cancelled",
+            rule_c.column if rule_c and rule_c.column and rule_c.prefix else cols.value,
+        ),
         *[(pl.col(f"__check{k}"), c.reason, c.column) for k, c in enumerate(src.require)],
         (below_threshold, "below_threshold", cols.value),
     ]
-    step2 = step1.with_columns(pl.coalesce(
-        [pl.when(cond).then(pl.lit(k, pl.Int8)) for k, (cond, _, _) in enumerate(rules)]
-    ).alias("__rule"))
+    # one chained when/then: evaluated as a single expression, first true condition wins
+    chain = pl.when(rules[0][0]).then(pl.lit(0, pl.Int8))
+    for k, (cond, _, _) in enumerate(rules[1:], start=1):
+        chain = chain.when(cond).then(pl.lit(k, pl.Int8))
+    step2 = step1.with_columns(chain.otherwise(pl.lit(None, pl.Int8)).alias("__rule"))
     rule_idx = pl.col("__rule")
     reason = rule_idx.replace_strict({k: r for k, (_, r, _) in enumerate(rules)}, default=None, return_dtype=pl.String)
     column = rule_idx.replace_strict({k: c for k, (_, _, c) in enumerate(rules)}, default=None, return_dtype=pl.String)
@@ -309,39 +361,82 @@ def _annotate(lf: pl.LazyFrame, schema: dict[str, pl.DataType], src: Interaction
     for k, (_, _, col) in enumerate(rules):
         if col is not None:
             shown = pl.when(rule_idx == k).then(pl.col(display[col])).otherwise(shown)
-    return step2.select(
-        pl.lit(file_idx, pl.Int32).alias(FILE_IDX),
-        ROW,
-        *Columns.Interactions,
-        reason.alias(REASON),
-        column.alias(BAD_COLUMN),
-        shown.alias(BAD_VALUE),
+    accepted = step2.filter(rule_idx.is_null()).select(Columns.Interactions).cast(_INTERACTION_SCHEMA)
+    # the reason and raw-value expressions run on the (few) rejected rows only
+    rejected = step2.filter(rule_idx.is_not_null()).select(
+        pl.col(ROW).alias("row"),
+        reason.alias("reason"),
+        column.alias("column"),
+        shown.alias("value"),
     )
+    return accepted, rejected
 
 
-def sink_annotated(lf: pl.LazyFrame, target: Path, path: Path, fmt: str, encoding: str, delimiter: str | None) -> None:
-    """Stream an annotated frame to ``target`` (one pass over the raw file), wrapping read errors."""
+@dataclass
+class AnnotatedFile:
+    """One raw file as two lazy views of a single scan: accepted rows and rejected rows."""
+
+    path: Path
+    fmt: str
+    src: InteractionSource
+    file_idx: int
+    scan: pl.LazyFrame
+    accepted: pl.LazyFrame
+    rejected: pl.LazyFrame
+
+
+def sink_file(ann: AnnotatedFile, accepted_target: Path, rejected_target: Path, *, deduplicate: bool) -> int:
+    """Write a file's accepted and rejected rows in one pass over the raw file.
+
+    Parameters
+    ----------
+    ann
+        From :func:`annotate_file`.
+    accepted_target, rejected_target
+        Parquet files to write.
+    deduplicate
+        Drop exact duplicates (first occurrence kept) while writing the accepted rows: used
+        when this file alone makes ``interactions.parquet``, saving a second pass.
+
+    Returns
+    -------
+    int
+        Accepted rows, duplicates included.
+
+    Raises
+    ------
+    DataError
+        When polars cannot read the file (with the line and the fix, see ``readers.diagnose``).
+    """
     from recctl.data.readers import diagnose
 
+    if deduplicate:
+        accepted = ann.accepted.unique(keep="first", maintain_order=True)
+        sink = accepted.sink_parquet(accepted_target, compression="zstd", statistics=True, lazy=True)
+    else:  # an intermediate file, read once more by write_interactions: fast compression
+        sink = ann.accepted.sink_parquet(accepted_target, compression="lz4", statistics=False, lazy=True)
     try:
-        lf.sink_parquet(target, compression="lz4", statistics=False)
+        # collect_all shares the scan between both outputs, so the raw file is parsed once.
+        # (An aggregate such as a row count in the same collect_all is *not* shared and would
+        # parse the file again; the reader's own row count below is nearly free.)
+        pl.collect_all([sink, ann.rejected.sink_parquet(rejected_target, compression="zstd", lazy=True)])
+        read = ann.scan.select(pl.len()).collect().item()
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise diagnose(path, fmt, encoding, exc, delimiter=delimiter) from exc
+        raise diagnose(ann.path, ann.fmt, ann.src.encoding, exc, delimiter=ann.src.delimiter) from exc
+    n_rejected = pl.scan_parquet(rejected_target).select(pl.len()).collect().item()
+    return int(read) - int(n_rejected)
 
 
-def file_stats(annotated: Path, stats: FileStats) -> FileStats:
-    """Fill ``read``, ``accepted`` and ``rejected`` of ``stats`` from an annotated Parquet file."""
-    counts = pl.scan_parquet(annotated).group_by(REASON).agg(pl.len().alias("n")).collect()
-    for reason, n in counts.iter_rows():
-        stats.read += n
-        if reason is None:
-            stats.accepted += n
-        else:
-            stats.rejected[reason] = stats.rejected.get(reason, 0) + n
+def file_stats(rejected: Path, accepted_rows: int, stats: FileStats) -> FileStats:
+    """Fill ``read``, ``accepted`` and ``rejected`` of ``stats`` from a file's sink outputs."""
+    counts = pl.scan_parquet(rejected).group_by("reason").agg(pl.len().alias("n")).collect()
+    stats.accepted = accepted_rows
+    stats.rejected = {reason: int(n) for reason, n in counts.iter_rows()}
+    stats.read = accepted_rows + sum(stats.rejected.values())
     return stats
 
 
-def check_policy(annotated: Path, stats: FileStats, src: InteractionSource, key: str) -> None:
+def check_policy(rejected: Path, stats: FileStats, src: InteractionSource, key: str) -> None:
     """Apply a file's ``on_error`` policy and refuse files whose mapping is clearly wrong.
 
     Raises
@@ -353,39 +448,33 @@ def check_policy(annotated: Path, stats: FileStats, src: InteractionSource, key:
     """
     path = stats.path
     if stats.read == 0:
-        raise DataError(f"{path}: the file has a header but no data rows; export it again or remove it from {key}.path.")
+        raise DataError(
+            f"{path}: the file has a header but no data rows; export it again or remove it from {key}.path."
+        )
     for reason, n in stats.rejected.items():
         if n == stats.read and reason in PARSE_REASONS:
-            raise DataError(_whole_column_message(annotated, path, reason, n, key, src))
+            raise DataError(_whole_column_message(rejected, path, reason, n, key, src))
     if src.on_error == "fail" and stats.n_rejected:
-        first = (
-            pl.scan_parquet(annotated)
-            .filter(pl.col(REASON).is_not_null())
-            .sort(ROW)
-            .select(ROW, REASON, BAD_COLUMN, BAD_VALUE)
-            .head(1)
-            .collect()
-            .row(0)
-        )
-        row, reason, column, value = first
+        first = pl.scan_parquet(rejected).sort("row").head(1).collect().row(0, named=True)
         raise DataError(
-            f"{path}: row {row}: column '{column}' = {value!r}: {reason.replace('_', ' ')} "
-            f"({stats.n_rejected:,} of {stats.read:,} rows have problems). {key}.on_error is 'fail'; "
-            "fix the file, or set on_error to 'quarantine' (keep them in rejected.parquet) or 'skip'."
+            f"{path}: row {first['row']}: column '{first['column']}' = {first['value']!r}: "
+            f"{first['reason'].replace('_', ' ')} ({stats.n_rejected:,} of {stats.read:,} rows have problems). "
+            f"{key}.on_error is 'fail'; fix the file, or set on_error to 'quarantine' "
+            "(keep them in rejected.parquet) or 'skip'."
         )
 
 
-def _whole_column_message(annotated: Path, path: str, reason: str, n: int, key: str, src: InteractionSource) -> str:
+def _whole_column_message(rejected: Path, path: str, reason: str, n: int, key: str, src: InteractionSource) -> str:
     examples = (
-        pl.scan_parquet(annotated)
-        .filter(pl.col(REASON) == reason)
-        .select(BAD_COLUMN, BAD_VALUE)
-        .unique(BAD_VALUE, maintain_order=True)
+        pl.scan_parquet(rejected)
+        .filter(pl.col("reason") == reason)
+        .select("column", "value")
+        .unique("value", maintain_order=True)
         .head(5)
         .collect()
     )
-    column = examples[BAD_COLUMN][0] if examples.height else "?"
-    shown = ", ".join(repr(v) for v in examples[BAD_VALUE].to_list())
+    column = examples["column"][0] if examples.height else "?"
+    shown = ", ".join(repr(v) for v in examples["value"].to_list())
     hints = {
         "missing_user_id": f"check {key}.columns.user_id",
         "missing_item_id": f"check {key}.columns.item_id",
@@ -400,13 +489,14 @@ def _whole_column_message(annotated: Path, path: str, reason: str, n: int, key: 
     )
 
 
-def write_interactions(annotated: Iterable[Path], target: Path, previous: Path | None = None) -> dict[int, int]:
-    """Write the accepted rows of every annotated file, exact duplicates dropped, to ``target``.
+def write_interactions(accepted: list[Path], target: Path, previous: Path | None = None) -> dict[int, int]:
+    """Write the accepted rows of several files, exact duplicates dropped, to ``target``.
 
     Parameters
     ----------
-    annotated
-        Annotated Parquet files, in file order (earlier files win duplicates).
+    accepted
+        Accepted-row Parquet files from :func:`sink_file`, in file order (earlier files win
+        duplicates).
     target
         ``interactions.parquet``.
     previous
@@ -415,16 +505,32 @@ def write_interactions(annotated: Iterable[Path], target: Path, previous: Path |
     Returns
     -------
     dict
-        Rows written per file index (``-1`` for ``previous``); a file's duplicates are its
-        accepted rows minus this.
+        Rows written per position in ``accepted`` (``-1`` for ``previous``); a file's
+        duplicates are its accepted rows minus this.
     """
+    n_previous = 0
+    if previous is not None:
+        n_previous = pl.scan_parquet(previous).select(pl.len()).collect().item()
+    if len(accepted) == 1:
+        # fast path (one new file): the previous rows are already unique and come first, so the
+        # new file keeps exactly the rows written beyond them; no per-file bookkeeping pass
+        parts = [pl.scan_parquet(previous).select(Columns.Interactions)] if previous is not None else []
+        parts.append(pl.scan_parquet(accepted[0]).select(Columns.Interactions))
+        frame = pl.concat(parts, how="vertical").cast(_INTERACTION_SCHEMA)
+        frame.unique(keep="first", maintain_order=True).sink_parquet(target, compression="zstd", statistics=True)
+        written = pl.scan_parquet(target).select(pl.len()).collect().item()
+        return {-1: n_previous, 0: written - n_previous}
     parts = []
     if previous is not None:
         parts.append(pl.scan_parquet(previous).select(pl.lit(-1, pl.Int32).alias(FILE_IDX), *Columns.Interactions))
-    for path in annotated:
-        parts.append(pl.scan_parquet(path).filter(pl.col(REASON).is_null()).select(FILE_IDX, *Columns.Interactions))
-    frame = pl.concat(parts, how="vertical") if parts else pl.LazyFrame(schema={FILE_IDX: pl.Int32, **_INTERACTION_SCHEMA})
+    for idx, path in enumerate(accepted):
+        parts.append(pl.scan_parquet(path).select(pl.lit(idx, pl.Int32).alias(FILE_IDX), *Columns.Interactions))
+    frame = (
+        pl.concat(parts, how="vertical") if parts else pl.LazyFrame(schema={FILE_IDX: pl.Int32, **_INTERACTION_SCHEMA})
+    )
     frame = frame.cast({**_INTERACTION_SCHEMA, FILE_IDX: pl.Int32})
+    # several files: keep the file index through the de-duplication to charge each duplicate
+    # to the later file, then drop it
     staged = target.with_name(f".{target.name}.with-file.parquet")
     frame.unique(subset=Columns.Interactions, keep="first", maintain_order=True).sink_parquet(
         staged, compression="lz4", statistics=False
@@ -435,8 +541,17 @@ def write_interactions(annotated: Iterable[Path], target: Path, previous: Path |
     return {int(k): int(v) for k, v in counts.items()}
 
 
-def write_rejected(annotated: dict[int, Path], file_names: dict[int, str], target: Path, previous: Path | None = None) -> int:
+def write_rejected(rejected: list[tuple[str, Path]], target: Path, previous: Path | None = None) -> int:
     """Write the rejected rows of the quarantined files (and ``previous`` rejects) to ``target``.
+
+    Parameters
+    ----------
+    rejected
+        ``(source file name, its rejected-row Parquet file from`` :func:`sink_file` ``)`` pairs.
+    target
+        ``rejected.parquet``.
+    previous
+        An earlier ``rejected.parquet`` (for ``--append``), kept first.
 
     Returns
     -------
@@ -446,17 +561,9 @@ def write_rejected(annotated: dict[int, Path], file_names: dict[int, str], targe
     parts = []
     if previous is not None:
         parts.append(pl.scan_parquet(previous).cast(REJECTED_SCHEMA))
-    for idx, path in annotated.items():
+    for name, path in rejected:
         parts.append(
-            pl.scan_parquet(path)
-            .filter(pl.col(REASON).is_not_null())
-            .select(
-                pl.lit(file_names[idx]).alias(Columns.Source),
-                pl.col(ROW).alias("row"),
-                pl.col(BAD_COLUMN).alias("column"),
-                pl.col(BAD_VALUE).alias("value"),
-                pl.col(REASON).alias("reason"),
-            )
+            pl.scan_parquet(path).select(pl.lit(name).alias(Columns.Source), "row", "column", "value", "reason")
         )
     frame = pl.concat(parts, how="vertical") if parts else pl.LazyFrame(schema=REJECTED_SCHEMA)
     frame.cast(REJECTED_SCHEMA).sink_parquet(target, compression="zstd", statistics=True)
@@ -534,8 +641,9 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
         fmt = detect_format(path, src.format)
         prepared = prepare_file(path, fmt, src.encoding, tmp_dir)
         try:
-            lf = scan_file(prepared, fmt=fmt, delimiter=src.delimiter, encoding=src.encoding,
-                           null_values=src.null_values)
+            lf = scan_file(
+                prepared, fmt=fmt, delimiter=src.delimiter, encoding=src.encoding, null_values=src.null_values
+            )
             wanted = {f"{key}.id_column": src.id_column}
             wanted.update({f"{key}.columns.{name}": raw for name, raw in src.columns.items()})
             schema = require_columns(lf, path, wanted, fmt=fmt, delimiter=src.delimiter)
@@ -543,7 +651,10 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
             mapping = src.columns or {c: c for c in schema if c not in (ROW, src.id_column)}
             selected = lf.select(
                 pl.col(ROW).cast(pl.Int64),
-                normalise_id(pl.col(src.id_column), src.normalize_numeric_ids).alias(id_name),
+                normalise_id(
+                    pl.col(src.id_column),
+                    float_ids(lf, src.id_column, schema[src.id_column], src.normalize_numeric_ids),
+                ).alias(id_name),
                 pl.col(src.id_column).cast(pl.String).alias(BAD_VALUE),
                 *[
                     (pl.col(raw).str.strip_chars() if schema[raw] == pl.String else pl.col(raw)).alias(name)
@@ -554,9 +665,13 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
                 selected = infer_text_types(selected, exclude=(ROW, id_name, BAD_VALUE))
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise diagnose(path, fmt, src.encoding, exc, delimiter=src.delimiter) from exc
-        stat = FileStats(path=str(path), source=key, policy=src.on_error, read=selected.height, sha256=sha256_file(path))
+        stat = FileStats(
+            path=str(path), source=key, policy=src.on_error, read=selected.height, sha256=sha256_file(path)
+        )
         if selected.height == 0:
-            raise DataError(f"{path}: the file has a header but no data rows; export it again or remove it from {key}.path.")
+            raise DataError(
+                f"{path}: the file has a header but no data rows; export it again or remove it from {key}.path."
+            )
         bad = selected.filter(pl.col(id_name).is_null())
         if bad.height == selected.height:
             raise DataError(
@@ -565,18 +680,21 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
         if bad.height and src.on_error == "fail":
             raise DataError(
                 f"{path}: row {bad[ROW][0]}: column '{src.id_column}' = {bad[BAD_VALUE][0]!r}: "
-                f"{missing_reason.replace('_', ' ')}. {key}.on_error is 'fail'; fix the file or set it to 'quarantine' or 'skip'."
+                f"{missing_reason.replace('_', ' ')}. {key}.on_error is 'fail'; "
+                "fix the file or set it to 'quarantine' or 'skip'."
             )
         if bad.height:
             stat.rejected[missing_reason] = bad.height
             if src.on_error == "quarantine":
-                rejects.append(bad.select(
-                    pl.lit(str(path)).alias(Columns.Source),
-                    pl.col(ROW).alias("row"),
-                    pl.lit(src.id_column).alias("column"),
-                    pl.col(BAD_VALUE).alias("value"),
-                    pl.lit(missing_reason).alias("reason"),
-                ))
+                rejects.append(
+                    bad.select(
+                        pl.lit(str(path)).alias(Columns.Source),
+                        pl.col(ROW).alias("row"),
+                        pl.lit(src.id_column).alias("column"),
+                        pl.col(BAD_VALUE).alias("value"),
+                        pl.lit(missing_reason).alias("reason"),
+                    )
+                )
         stat.accepted = selected.height - bad.height
         stats.append(stat)
         frames.append(selected.filter(pl.col(id_name).is_not_null()).drop(BAD_VALUE))
@@ -585,11 +703,11 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
     attrs = [c for c in table.columns if c not in (ROW, id_name)]
     if src.dedupe == "mode":
         # per attribute, the most frequent non-empty value; ties broken by sorting for stability
-        table = table.group_by(id_name).agg(
-            [pl.col(c).drop_nulls().mode().sort().first().alias(c) for c in attrs]
-        )
+        table = table.group_by(id_name).agg([pl.col(c).drop_nulls().mode().sort().first().alias(c) for c in attrs])
     else:
         table = table.unique(subset=[id_name], keep=src.dedupe, maintain_order=True).drop(ROW)
     table = table.select(id_name, *attrs).sort(id_name)
     rejected = pl.concat(rejects) if rejects else pl.DataFrame(schema=REJECTED_SCHEMA)
-    return TableResult(frame=table, stats=stats, rejected=rejected.cast(REJECTED_SCHEMA), duplicate_ids=n_rows - table.height)
+    return TableResult(
+        frame=table, stats=stats, rejected=rejected.cast(REJECTED_SCHEMA), duplicate_ids=n_rows - table.height
+    )

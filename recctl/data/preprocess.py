@@ -58,7 +58,9 @@ def weight_events(events: pl.DataFrame, cfg: PreprocessConfig) -> tuple[pl.DataF
     return kept, {"events_in": events.height, "zero_weight_events_dropped": events.height - kept.height}
 
 
-def filter_min_counts(events: pl.DataFrame, min_user: int, min_item: int, kcore: bool) -> tuple[pl.DataFrame, dict[str, Any]]:
+def filter_min_counts(
+    events: pl.DataFrame, min_user: int, min_item: int, kcore: bool
+) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Drop users / items with fewer distinct partners than the minimums.
 
     Counts are distinct (user, item) pairs, so repeated views of one item count once. With

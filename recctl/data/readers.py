@@ -148,8 +148,9 @@ def prepare_file(path: Path, fmt: str, encoding: str, tmp_dir: Path) -> Path:
     return target
 
 
-def scan_file(path: Path, *, fmt: str, delimiter: str | None = None, encoding: str = "utf8",
-              null_values: Iterable[str] = ()) -> pl.LazyFrame:
+def scan_file(
+    path: Path, *, fmt: str, delimiter: str | None = None, encoding: str = "utf8", null_values: Iterable[str] = ()
+) -> pl.LazyFrame:
     """Scan one (prepared) file lazily with a 1-based :data:`ROW` column.
 
     Parameters
@@ -218,7 +219,9 @@ def scan_file(path: Path, *, fmt: str, delimiter: str | None = None, encoding: s
     raise DataError(f"{path}: unknown format '{fmt}'; use csv, tsv, parquet or jsonl.")
 
 
-def require_columns(lf: pl.LazyFrame, path: Path, wanted: dict[str, str], *, fmt: str, delimiter: str | None) -> dict[str, pl.DataType]:
+def require_columns(
+    lf: pl.LazyFrame, path: Path, wanted: dict[str, str], *, fmt: str, delimiter: str | None
+) -> dict[str, pl.DataType]:
     """Check that every mapped raw column exists; return the file's schema.
 
     Parameters
@@ -239,7 +242,10 @@ def require_columns(lf: pl.LazyFrame, path: Path, wanted: dict[str, str], *, fmt
             continue
         close = difflib.get_close_matches(column, have, n=1, cutoff=0.5)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        msg = f"{path}: column '{column}' (mapped by {key}) is not in the file{hint}; the file has: {', '.join(have[:30])}."
+        msg = (
+            f"{path}: column '{column}' (mapped by {key}) is not in the file{hint}; "
+            f"the file has: {', '.join(have[:30])}."
+        )
         if fmt in ("csv", "tsv") and len(have) == 1:
             guess = next((d for d in (";", "\t", "|", ",") if d in have[0] and d != (delimiter or ",")), None)
             if guess is not None:

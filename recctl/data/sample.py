@@ -45,15 +45,63 @@ CATEGORIES = {
     "stationery": ["fountain pen", "sketchbook", "washi tape", "desk organiser", "pencil set", "planner"],
     "outdoor": ["tent", "camping stove", "head torch", "sleeping bag", "hiking poles", "cool box"],
 }
-ADJECTIVES = ["classic", "deluxe", "compact", "vintage", "eco", "premium", "mini", "rustic", "modern", "handmade",
-              "soft", "bright", "large", "travel", "essential", "nordic"]
+ADJECTIVES = [
+    "classic",
+    "deluxe",
+    "compact",
+    "vintage",
+    "eco",
+    "premium",
+    "mini",
+    "rustic",
+    "modern",
+    "handmade",
+    "soft",
+    "bright",
+    "large",
+    "travel",
+    "essential",
+    "nordic",
+]
 COLOURS = ["red", "blue", "green", "black", "white", "grey", "yellow", "pink", "natural", "navy"]
-BRAND_STEMS = ["Acorn", "Bramble", "Cobalt", "Dune", "Ember", "Fjord", "Granite", "Harbor", "Iris", "Juniper",
-               "Kestrel", "Lumen", "Maple", "Nimbus", "Onyx", "Pebble", "Quill", "Rowan", "Saffron", "Tundra"]
-COUNTRIES = (["United Kingdom"] * 6 + ["Germany", "France", "Netherlands", "Spain", "Ireland", "Belgium"])
+BRAND_STEMS = [
+    "Acorn",
+    "Bramble",
+    "Cobalt",
+    "Dune",
+    "Ember",
+    "Fjord",
+    "Granite",
+    "Harbor",
+    "Iris",
+    "Juniper",
+    "Kestrel",
+    "Lumen",
+    "Maple",
+    "Nimbus",
+    "Onyx",
+    "Pebble",
+    "Quill",
+    "Rowan",
+    "Saffron",
+    "Tundra",
+]
+COUNTRIES = ["United Kingdom"] * 6 + ["Germany", "France", "Netherlands", "Spain", "Ireland", "Belgium"]
 SEGMENTS = ["new", "regular", "loyal", "bargain_hunter"]
-CATEGORY_PRICE = {"kitchen": 25, "garden": 20, "toys": 18, "books": 14, "electronics": 45, "fashion": 30,
-                  "beauty": 15, "sports": 22, "home": 24, "pets": 16, "stationery": 9, "outdoor": 55}
+CATEGORY_PRICE = {
+    "kitchen": 25,
+    "garden": 20,
+    "toys": 18,
+    "books": 14,
+    "electronics": 45,
+    "fashion": 30,
+    "beauty": 15,
+    "sports": 22,
+    "home": 24,
+    "pets": 16,
+    "stationery": 9,
+    "outdoor": 55,
+}
 
 
 class SampleSizes:
@@ -69,8 +117,15 @@ class SampleSizes:
         Average number of sessions per customer.
     """
 
-    def __init__(self, n_users: int = 3000, n_items: int = 1000, n_brands: int = 40, n_days: int = 120,
-                 mean_sessions: float = 4.0, end: dt.date = dt.date(2026, 5, 1)) -> None:
+    def __init__(
+        self,
+        n_users: int = 3000,
+        n_items: int = 1000,
+        n_brands: int = 40,
+        n_days: int = 120,
+        mean_sessions: float = 4.0,
+        end: dt.date = dt.date(2026, 5, 1),
+    ) -> None:
         self.n_users = n_users
         self.n_items = n_items
         self.n_brands = n_brands
@@ -105,13 +160,21 @@ def _products(rng: np.random.Generator, sizes: SampleSizes) -> dict[str, np.ndar
         noun = rng.choice(CATEGORIES[cats[category[i]]])
         adj, colour = rng.choice(ADJECTIVES), rng.choice(COLOURS)
         titles.append(f"{brands[brand[i]]} {adj} {colour} {noun}")
+        tag = rng.choice(["gift ready", "best seller", "new season", "limited run", "customer favourite"])
         descriptions.append(
-            f"A {adj} {noun} in {colour} from {brands[brand[i]]}. "
-            f"Part of our {cats[category[i]]} range; {rng.choice(['gift ready', 'best seller', 'new season', 'limited run', 'customer favourite'])}."
+            f"A {adj} {noun} in {colour} from {brands[brand[i]]}. Part of our {cats[category[i]]} range; {tag}."
         )
     in_stock = rng.random(n) > 0.08
-    return {"category": category, "brand": brand, "price": price, "title": titles, "description": descriptions,
-            "in_stock": in_stock, "cats": cats, "brands": brands}
+    return {
+        "category": category,
+        "brand": brand,
+        "price": price,
+        "title": titles,
+        "description": descriptions,
+        "in_stock": in_stock,
+        "cats": cats,
+        "brands": brands,
+    }
 
 
 def _format_ts(seconds: np.ndarray, start: dt.datetime) -> list[str]:
@@ -161,16 +224,11 @@ def generate_sample(out: str | Path, seed: int = 7, sizes: SampleSizes | None = 
     dim = 6
     user_f = rng.normal(0, 0.6, size=(n_users, dim))
     item_f = rng.normal(0, 0.6, size=(n_items, dim))
-    logits = (
-        log_pop[None, :]
-        + cat_pref[:, prod["category"]]
-        + brand_pref[:, prod["brand"]]
-        + user_f @ item_f.T
-    )
+    logits = log_pop[None, :] + cat_pref[:, prod["category"]] + brand_pref[:, prod["brand"]] + user_f @ item_f.T
     # The newest products (the last ones in the catalogue) arrive after the history ends:
     # catalogue rows without any event, for cold-start and content models.
     n_new = max(1, n_items // 40)
-    logits[:, n_items - n_new:] = -np.inf
+    logits[:, n_items - n_new :] = -np.inf
     logits -= logits.max(axis=1, keepdims=True)
     probs = np.exp(logits)
     probs /= probs.sum(axis=1, keepdims=True)
@@ -207,18 +265,30 @@ def generate_sample(out: str | Path, seed: int = 7, sizes: SampleSizes | None = 
     u_arr, i_arr = np.asarray(rows_u)[order], np.asarray(rows_i)[order]
     e_arr, q_arr = np.asarray(rows_e)[order], np.asarray(rows_q)[order]
     ts = _format_ts(np.asarray(rows_t)[order], start)
-    lines = [[users[u], items[i], events[e], t, str(q)] for u, i, e, t, q in zip(u_arr, i_arr, e_arr, ts, q_arr)]
+    lines = [
+        [users[u], items[i], events[e], t, str(q)] for u, i, e, t, q in zip(u_arr, i_arr, e_arr, ts, q_arr, strict=True)
+    ]
 
     # Dirty rows a real export has: inserted at seeded positions, counted in the return value.
     dirty = []
-    for k in range(4):
-        row = list(lines[rng.integers(len(lines))]); row[0] = ""; dirty.append(row)  # guest checkout
+    for _ in range(4):
+        row = list(lines[rng.integers(len(lines))])
+        row[0] = ""
+        dirty.append(row)  # guest checkout
     for k in range(3):
-        row = list(lines[rng.integers(len(lines))]); row[1] = f"P9{k:03d}X"; dirty.append(row)  # delisted product
+        row = list(lines[rng.integers(len(lines))])
+        row[1] = f"P9{k:03d}X"
+        dirty.append(row)  # delisted product
     for _ in range(2):
-        row = list(lines[rng.integers(len(lines))]); row[3] = "31/02/2026 25:61"; dirty.append(row)  # broken clock
-    row = list(lines[rng.integers(len(lines))]); row[2] = "wishlist"; dirty.append(row)  # untracked event type
-    row = list(lines[rng.integers(len(lines))]); row[4] = "two"; dirty.append(row)  # free-text quantity
+        row = list(lines[rng.integers(len(lines))])
+        row[3] = "31/02/2026 25:61"
+        dirty.append(row)  # broken clock
+    row = list(lines[rng.integers(len(lines))])
+    row[2] = "wishlist"
+    dirty.append(row)  # untracked event type
+    row = list(lines[rng.integers(len(lines))])
+    row[4] = "two"
+    dirty.append(row)  # free-text quantity
     n_dupes = 5
     for _ in range(n_dupes):
         dirty.append(list(lines[rng.integers(len(lines))]))  # double-logged event
@@ -233,16 +303,29 @@ def generate_sample(out: str | Path, seed: int = 7, sizes: SampleSizes | None = 
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["product_id", "title", "description", "category", "brand", "price", "in_stock"])
         for i in range(n_items):
-            writer.writerow([items[i], prod["title"][i], prod["description"][i], prod["cats"][prod["category"][i]],
-                             prod["brands"][prod["brand"][i]], f"{prod['price'][i]:.2f}",
-                             "true" if prod["in_stock"][i] else "false"])
+            writer.writerow(
+                [
+                    items[i],
+                    prod["title"][i],
+                    prod["description"][i],
+                    prod["cats"][prod["category"][i]],
+                    prod["brands"][prod["brand"][i]],
+                    f"{prod['price'][i]:.2f}",
+                    "true" if prod["in_stock"][i] else "false",
+                ]
+            )
     with open(out / "customers.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["customer_id", "country", "segment"])
         for u in range(n_users):
             writer.writerow([users[u], COUNTRIES[rng.integers(len(COUNTRIES))], SEGMENTS[rng.integers(len(SEGMENTS))]])
-    return {"events": len(lines), "products": n_items, "customers": n_users, "dirty_events": len(dirty) - n_dupes,
-            "duplicate_events": n_dupes}
+    return {
+        "events": len(lines),
+        "products": n_items,
+        "customers": n_users,
+        "dirty_events": len(dirty) - n_dupes,
+        "duplicate_events": n_dupes,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

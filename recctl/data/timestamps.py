@@ -47,7 +47,13 @@ def _epoch(number: pl.Expr, unit: str) -> pl.Expr:
     scale = 1_000_000 if unit == "s" else 1_000
     micros = (number * scale).round(0)
     in_range = micros.abs() < 8.0e18  # beyond that the int64 cast overflows
-    return pl.when(in_range).then(micros.cast(pl.Int64, strict=False)).otherwise(None).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    return (
+        pl.when(in_range)
+        .then(micros.cast(pl.Int64, strict=False))
+        .otherwise(None)
+        .cast(pl.Datetime("us"))
+        .dt.replace_time_zone("UTC")
+    )
 
 
 def _iso(text: pl.Expr, timezone: str) -> pl.Expr:
@@ -57,7 +63,9 @@ def _iso(text: pl.Expr, timezone: str) -> pl.Expr:
     return pl.coalesce(parts)
 
 
-def parse_timestamp(expr: pl.Expr, fmt: str = "auto", timezone: str = "UTC", dtype: pl.DataType | None = None) -> pl.Expr:
+def parse_timestamp(
+    expr: pl.Expr, fmt: str = "auto", timezone: str = "UTC", dtype: pl.DataType | None = None
+) -> pl.Expr:
     """Return an expression parsing ``expr`` into ``Datetime[us, UTC]``; unparseable values are null.
 
     Parameters
@@ -90,7 +98,9 @@ def parse_timestamp(expr: pl.Expr, fmt: str = "auto", timezone: str = "UTC", dty
                 return _epoch(number, "ms")
             if fmt == "epoch_s":
                 return _epoch(number, "s")
-            return pl.when(number.abs() >= _EPOCH_MS_THRESHOLD).then(_epoch(number, "ms")).otherwise(_epoch(number, "s"))
+            return (
+                pl.when(number.abs() >= _EPOCH_MS_THRESHOLD).then(_epoch(number, "ms")).otherwise(_epoch(number, "s"))
+            )
         expr = expr.cast(pl.String, strict=False)
     text = expr.str.strip_chars()
     if fmt == "epoch_s":

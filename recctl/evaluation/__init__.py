@@ -11,6 +11,14 @@ Definitions of every metric are in ``docs/metrics.md``.
 
 from __future__ import annotations
 
+from recctl.evaluation.comparison import (
+    NO_DIFFERENCE,
+    Comparison,
+    bootstrap_mean_ci,
+    compare_models,
+    holm,
+    paired_pvalue,
+)
 from recctl.evaluation.metrics import (
     ACCURACY_METRICS,
     ALL_METRICS,
@@ -29,8 +37,16 @@ from recctl.evaluation.protocol import (
     history_segments,
     popularity_bands,
 )
+from recctl.evaluation.report import render_report
 
 __all__ = [
+    "NO_DIFFERENCE",
+    "Comparison",
+    "bootstrap_mean_ci",
+    "compare_models",
+    "holm",
+    "paired_pvalue",
+    "render_report",
     "ACCURACY_METRICS",
     "ALL_METRICS",
     "BEYOND_ACCURACY_METRICS",

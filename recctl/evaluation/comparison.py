@@ -58,10 +58,7 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON (NaN becomes ``None``)."""
-        return {
-            k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-            for k, v in asdict(self).items()
-        }
+        return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in asdict(self).items()}
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
@@ -145,27 +142,21 @@ def bootstrap_mean_ci(
         return np.full(m, np.nan), np.full(m, np.nan)
     valid = ~np.isnan(d)
     filled = np.where(valid, d, 0.0)
+    # float operands keep both products on BLAS; without NaN the denominator is just n
+    valid_f = None if valid.all() else valid.astype(np.float64)
     rng = np.random.default_rng(seed)
     chunk = max(1, min(n_bootstrap, _CHUNK_CELLS // max(n, 1)))
     means = np.empty((n_bootstrap, m))
     for start in range(0, n_bootstrap, chunk):
         b = min(chunk, n_bootstrap - start)
-        idx = rng.integers(0, n, size=(b, n))
+        idx = rng.integers(0, n, size=(b, n), dtype=np.int64)
         # counts[j, u] = how often user u is drawn in resample j; one matmul per chunk
-        counts = np.bincount((idx + (np.arange(b) * n)[:, None]).ravel(), minlength=b * n).reshape(
-            b, n
-        )
+        counts = np.bincount((idx + (np.arange(b) * n)[:, None]).ravel(), minlength=b * n).reshape(b, n)
         counts = counts.astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            means[start : start + b] = (counts @ filled) / (counts @ valid)
-    low = (
-        np.nanquantile(means, alpha / 2, axis=0) if np.isfinite(means).any() else np.full(m, np.nan)
-    )
-    high = (
-        np.nanquantile(means, 1 - alpha / 2, axis=0)
-        if np.isfinite(means).any()
-        else np.full(m, np.nan)
-    )
+            means[start : start + b] = (counts @ filled) / (n if valid_f is None else counts @ valid_f)
+    low = np.nanquantile(means, alpha / 2, axis=0) if np.isfinite(means).any() else np.full(m, np.nan)
+    high = np.nanquantile(means, 1 - alpha / 2, axis=0) if np.isfinite(means).any() else np.full(m, np.nan)
     return np.asarray(low), np.asarray(high)
 
 
@@ -223,9 +214,7 @@ def compare_models(
     shapes = {name: np.shape(v) for name, v in per_user.items()}
     if len(set(shapes.values())) > 1:
         raise ValueError(f"per-user matrices differ in shape (not the same users?): {shapes}")
-    pairs: list[tuple[str, str, str]] = [
-        (name, baseline, "baseline") for name in per_user if name != baseline
-    ]
+    pairs: list[tuple[str, str, str]] = [(name, baseline, "baseline") for name in per_user if name != baseline]
     if best is not None and best in per_user:
         pairs += [(name, best, "best") for name in per_user if name not in (best, baseline)]
     rows: list[Comparison] = []

@@ -174,9 +174,7 @@ def _validate_items(items: np.ndarray, n_items: int) -> np.ndarray:
     if items.shape[1] > 1:
         srt = np.sort(items, axis=1)
         if np.any((srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)):
-            raise ValueError(
-                "a ranking lists the same item twice; each list must hold distinct items"
-            )
+            raise ValueError("a ranking lists the same item twice; each list must hold distinct items")
     return items
 
 
@@ -243,15 +241,11 @@ def evaluate_rankings(
     items = _validate_items(items, n_items)
     if items.shape[0] != n_rows:
         raise ValueError(f"items has {items.shape[0]} rows but target has {n_rows}")
-    users = (
-        np.arange(n_rows, dtype=np.int64) if users is None else np.asarray(users, dtype=np.int64)
-    )
+    users = np.arange(n_rows, dtype=np.int64) if users is None else np.asarray(users, dtype=np.int64)
     if len(users) != n_rows:
         raise ValueError(f"users has {len(users)} entries, expected {n_rows}")
     if "auc" in metrics and auc is None:
-        raise ValueError(
-            "metric 'auc' needs per-row AUC from full scores; use evaluate_model or auc_from_scores"
-        )
+        raise ValueError("metric 'auc' needs per-row AUC from full scores; use evaluate_model or auc_from_scores")
 
     target = relevant_target(target)
     n_rel_all = np.diff(target.indptr)
@@ -284,9 +278,7 @@ def evaluate_rankings(
         raise ValueError(f"{sorted(needs_pop)} need item_popularity (training users per item)")
     if "diversity" in metrics and item_features is None:
         raise ValueError("'diversity' needs item_features (an n_items x n_features matrix)")
-    info = (
-        _item_info(item_popularity, n_popularity_users, head_items, n_items) if needs_pop else None
-    )
+    info = _item_info(item_popularity, n_popularity_users, head_items, n_items) if needs_pop else None
     unit_features = _unit_rows(item_features) if "diversity" in metrics else None
 
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -302,9 +294,7 @@ def evaluate_rankings(
                     columns[key] = recall
                 elif m == "f1":
                     denom = precision + recall
-                    columns[key] = np.where(
-                        denom > 0, 2 * precision * recall / np.where(denom > 0, denom, 1), 0.0
-                    )
+                    columns[key] = np.where(denom > 0, 2 * precision * recall / np.where(denom > 0, denom, 1), 0.0)
                 elif m == "map":
                     prec_at_r = cum_hits[:, :k] / ranks[:k]
                     columns[key] = (prec_at_r * hits[:, :k]).sum(axis=1) / np.minimum(n_rel, k)
@@ -324,13 +314,9 @@ def evaluate_rankings(
                     columns[key] = (list_len[:, k - 1] >= k).astype(np.float64)
                 elif m == "coverage":
                     shown = items[:, :k][real[:, :k]]
-                    mean_extra[key] = (
-                        float(np.unique(shown).size / n_items) if n_items else float("nan")
-                    )
+                    mean_extra[key] = float(np.unique(shown).size / n_items) if n_items else float("nan")
                 elif m == "novelty":
-                    info_k = np.where(
-                        real[:, :k], info["self_information"][np.maximum(items[:, :k], 0)], 0.0
-                    )
+                    info_k = np.where(real[:, :k], info["self_information"][np.maximum(items[:, :k], 0)], 0.0)
                     columns[key] = info_k.sum(axis=1) / list_len[:, k - 1]
                 elif m == "popularity_bias":
                     head_k = real[:, :k] & info["head"][np.maximum(items[:, :k], 0)]
@@ -441,7 +427,8 @@ def auc_from_scores(
     exclude
         Items that are not candidates for each user (their training items).
     batch_size
-        Users scored per block (memory ``batch_size x n_items`` doubles).
+        Users scored per block at most (memory ``batch_size x n_items`` doubles; lowered so
+        a block stays near 4 million cells on large catalogues).
     """
     from scipy.stats import rankdata
 
@@ -451,11 +438,11 @@ def auc_from_scores(
     ex = sp.csr_matrix(exclude) if exclude is not None else None
     out = np.empty(len(users), np.float64)
     lowest, highest = np.finfo(np.float64).min / 4, np.finfo(np.float64).max / 4
+    # ranking a block holds a few float64 copies of it: keep a block near 4M cells (~32 MB)
+    batch_size = max(1, min(batch_size, 4_000_000 // max(n_items, 1)))
     for start in range(0, len(users), batch_size):
         block = users[start : start + batch_size]
-        scores = np.nan_to_num(
-            np.asarray(score_fn(block), dtype=np.float64), nan=lowest, neginf=lowest, posinf=highest
-        )
+        scores = np.nan_to_num(np.asarray(score_fn(block), dtype=np.float64), nan=lowest, neginf=lowest, posinf=highest)
         n_ex = np.zeros(len(block))
         if ex is not None:
             ex_rows = ex[block]
@@ -471,9 +458,7 @@ def auc_from_scores(
         n_neg = n_items - n_ex - n_pos
         u_stat = rank_sum - n_pos * (n_pos + 1) / 2
         with np.errstate(divide="ignore", invalid="ignore"):
-            out[start : start + len(block)] = np.where(
-                (n_pos > 0) & (n_neg > 0), u_stat / (n_pos * n_neg), np.nan
-            )
+            out[start : start + len(block)] = np.where((n_pos > 0) & (n_neg > 0), u_stat / (n_pos * n_neg), np.nan)
     return out
 
 
@@ -535,17 +520,11 @@ def evaluate_model(
         users = np.asarray(users, dtype=np.int64)
         users = users[n_rel[users] > 0]
     n_pop_users = None
-    if (
-        item_popularity is None
-        and exclude is not None
-        and {"novelty", "popularity_bias"} & set(metrics)
-    ):
+    if item_popularity is None and exclude is not None and {"novelty", "popularity_bias"} & set(metrics):
         train = sp.csr_matrix(exclude)
         item_popularity = np.asarray((train > 0).sum(axis=0)).ravel()
         n_pop_users = int((np.diff(train.indptr) > 0).sum())
-    top = model.recommend(
-        users, max(ks), exclude=exclude, batch_size=batch_size, n_jobs=n_jobs, progress=progress
-    )
+    top = model.recommend(users, max(ks), exclude=exclude, batch_size=batch_size, n_jobs=n_jobs, progress=progress)
     auc = None
     if "auc" in metrics:
         auc = auc_from_scores(model.score, users, clean, exclude, batch_size=min(batch_size, 1024))

@@ -56,9 +56,7 @@ def popularity_bands(counts: np.ndarray, shares: tuple[float, float] = BAND_SHAR
         return labels
     order = np.lexsort((np.arange(len(counts)), -counts))
     before = (np.cumsum(counts[order]) - counts[order]) / total  # share held by more popular items
-    sorted_labels = np.where(
-        before < shares[0], "head", np.where(before < shares[1], "torso", "tail")
-    )
+    sorted_labels = np.where(before < shares[0], "head", np.where(before < shares[1], "torso", "tail"))
     sorted_labels[counts[order] <= 0] = "tail"
     labels[order] = sorted_labels
     return labels
@@ -125,9 +123,7 @@ class EvalProtocol:
 
     def describe(self) -> dict[str, Any]:
         """Plain-data statement of the protocol (for ``metrics.json`` and the CLI)."""
-        exclusion = (
-            "items the user interacted with in train" if self.exclude is not None else "none"
-        )
+        exclusion = "items the user interacted with in train" if self.exclude is not None else "none"
         band_counts = {b: int((self.bands == b).sum()) for b in ("head", "torso", "tail")}
         return {
             "split": self.split,
@@ -135,7 +131,7 @@ class EvalProtocol:
             "n_users_evaluated": int(len(self.users)),
             "n_users_total": self.n_users_total,
             "n_users_with_test_items": self.n_test_users,
-            "candidate_items": f"all {self.n_items} catalogue items minus the excluded ones",
+            "candidate_items": f"all {self.n_items:,} catalogue items minus the excluded ones",
             "n_items": self.n_items,
             "excluded": exclusion,
             "n_test_pairs": self.n_test_pairs,

@@ -63,14 +63,20 @@ def _num(value: Any, digits: int = 4) -> str:
     return _e(value)
 
 
+def _p(value: Any) -> str:
+    """A p-value: 4 decimals, or scientific notation when tiny (never a misleading 0.0000)."""
+    if isinstance(value, float) and math.isfinite(value) and 0 < value < 1e-4:
+        return f"{value:.1e}"
+    return _num(value, 4)
+
+
 def _color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
 def _legend(names: Sequence[str]) -> str:
     items = "".join(
-        f'<span><i class="swatch" style="background:{_color(i)}"></i>{_e(n)}</span>'
-        for i, n in enumerate(names)
+        f'<span><i class="swatch" style="background:{_color(i)}"></i>{_e(n)}</span>' for i, n in enumerate(names)
     )
     return f'<div class="legend">{items}</div>'
 
@@ -96,9 +102,7 @@ def _frame(title: str, body: str, y_max: float, y_label: str = "") -> str:
     )
 
 
-def line_chart(
-    title: str, xs: Sequence[float], series: dict[str, Sequence[float | None]], y_label: str = ""
-) -> str:
+def line_chart(title: str, xs: Sequence[float], series: dict[str, Sequence[float | None]], y_label: str = "") -> str:
     """An SVG line chart: one line (with dots) per series over the shared ``xs``."""
     values = [v for s in series.values() for v in s if v is not None and math.isfinite(v)]
     y_max = _nice_max(max(values, default=1.0))
@@ -112,30 +116,19 @@ def line_chart(
         return _M["t"] + plot_h * (1 - y / y_max)
 
     parts = [
-        f'<text x="{px(x):.1f}" y="{_H - _M["b"] + 16}" font-size="10" text-anchor="middle">{_e(x)}</text>'
-        for x in xs
+        f'<text x="{px(x):.1f}" y="{_H - _M["b"] + 16}" font-size="10" text-anchor="middle">{_e(x)}</text>' for x in xs
     ]
-    parts.append(
-        f'<text x="{_M["l"] + plot_w / 2}" y="{_H - 8}" font-size="10" text-anchor="middle">K</text>'
-    )
+    parts.append(f'<text x="{_M["l"] + plot_w / 2}" y="{_H - 8}" font-size="10" text-anchor="middle">K</text>')
     for i, (_name, ys) in enumerate(series.items()):
-        pts = [
-            (px(x), py(y))
-            for x, y in zip(xs, ys, strict=True)
-            if y is not None and math.isfinite(y)
-        ]
+        pts = [(px(x), py(y)) for x, y in zip(xs, ys, strict=True) if y is not None and math.isfinite(y)]
         if len(pts) > 1:
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
-            parts.append(
-                f'<polyline points="{path}" fill="none" stroke="{_color(i)}" stroke-width="2"/>'
-            )
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{_color(i)}" stroke-width="2"/>')
         parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{_color(i)}"/>' for x, y in pts]
     return _frame(title, "".join(parts), y_max, y_label)
 
 
-def bar_chart(
-    title: str, groups: Sequence[str], series: dict[str, Sequence[float | None]], y_label: str = ""
-) -> str:
+def bar_chart(title: str, groups: Sequence[str], series: dict[str, Sequence[float | None]], y_label: str = "") -> str:
     """An SVG grouped bar chart: one group per label, one bar per series in each group."""
     values = [v for s in series.values() for v in s if v is not None and math.isfinite(v)]
     y_max = _nice_max(max(values, default=1.0))
@@ -217,9 +210,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def _verdict_cell(verdict: str) -> str:
-    cls = {"better": "better", "worse": "worse", "higher": "higher", "lower": "lower"}.get(
-        verdict, "nodiff"
-    )
+    cls = {"better": "better", "worse": "worse", "higher": "higher", "lower": "lower"}.get(verdict, "nodiff")
     return f'<span class="{cls}">{_e(verdict)}</span>'
 
 
@@ -272,11 +263,7 @@ def render_report(metrics: dict[str, Any]) -> str:
         ("Popularity bands", proto["popularity_bands"]["definition"]),
         ("User segments", proto["user_segments"]["definition"]),
     ]
-    sections.append(
-        "<h2>Protocol</h2><dl>"
-        + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items)
-        + "</dl>"
-    )
+    sections.append("<h2>Protocol</h2><dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items) + "</dl>")
 
     # comparison
     comps = [
@@ -294,8 +281,8 @@ def render_report(metrics: dict[str, Any]) -> str:
                 _num(c["reference_mean"]),
                 f"{c['diff']:+.4f}" if c["diff"] is not None else "–",
                 f"[{_num(c['ci_low'])}, {_num(c['ci_high'])}]",
-                _num(c["p_value"], 4),
-                _num(c["p_holm"], 4),
+                _p(c["p_value"]),
+                _p(c["p_holm"]),
                 _verdict_cell(c["verdict"]),
             ]
             for c in comps
@@ -307,8 +294,8 @@ def render_report(metrics: dict[str, Any]) -> str:
                     "model",
                     "vs",
                     "metric",
-                    "model",
-                    "reference",
+                    "model mean",
+                    "reference mean",
                     "diff",
                     f"{1 - stats['alpha']:.0%} CI",
                     "p",
@@ -329,12 +316,7 @@ def render_report(metrics: dict[str, Any]) -> str:
     keys = list(next(iter(models.values()))["mean"]) if models else []
     rows = [[_e(k)] + [_num(models[n]["mean"].get(k)) for n in names] for k in keys]
     headers = [n + (" (baseline)" if n == metrics["baseline"] else "") for n in names]
-    sections.append(
-        "<h2>Mean metrics</h2>"
-        + '<div class="scroll">'
-        + _table(["metric", *headers], rows)
-        + "</div>"
-    )
+    sections.append("<h2>Mean metrics</h2>" + '<div class="scroll">' + _table(["metric", *headers], rows) + "</div>")
 
     # metric vs K
     curve_metrics = [m for m in proto["metrics"] if m != "auc"]
@@ -349,11 +331,7 @@ def render_report(metrics: dict[str, Any]) -> str:
             for m in curve_metrics
         ]
         sections.append(
-            "<h2>Metrics against K</h2>"
-            + _legend(names)
-            + '<div class="charts">'
-            + "".join(charts)
-            + "</div>"
+            "<h2>Metrics against K</h2>" + _legend(names) + '<div class="charts">' + "".join(charts) + "</div>"
         )
 
     # segments
@@ -365,10 +343,7 @@ def render_report(metrics: dict[str, Any]) -> str:
             f"{primary} by user history",
             segments,
             {
-                n: [
-                    next((r.get(primary) for r in user_rows[n] if r["segment"] == s), None)
-                    for s in segments
-                ]
+                n: [next((r.get(primary) for r in user_rows[n] if r["segment"] == s), None) for s in segments]
                 for n in names
             },
             primary,
@@ -380,18 +355,11 @@ def render_report(metrics: dict[str, Any]) -> str:
         )
         table_rows = [
             [_e(s), str(next(r["n_users"] for r in user_rows[names[0]] if r["segment"] == s))]
-            + [
-                _num(next((r.get(primary) for r in user_rows[n] if r["segment"] == s), None))
-                for n in names
-            ]
+            + [_num(next((r.get(primary) for r in user_rows[n] if r["segment"] == s), None)) for n in names]
             for s in segments
         ]
         sections.append(
-            "<h2>User segments</h2>"
-            + note
-            + _legend(names)
-            + chart
-            + _table(["segment", "users", *names], table_rows)
+            "<h2>User segments</h2>" + note + _legend(names) + chart + _table(["segment", "users", *names], table_rows)
         )
     band_rows = seg.get("item_bands", {})
     if band_rows:
@@ -404,8 +372,7 @@ def render_report(metrics: dict[str, Any]) -> str:
             key,
         )
         table_rows = [
-            [_e(b), str(band_rows[names[0]][j]["n_users"])]
-            + [_num(band_rows[n][j].get(key)) for n in names]
+            [_e(b), str(band_rows[names[0]][j]["n_users"])] + [_num(band_rows[n][j].get(key)) for n in names]
             for j, b in enumerate(bands)
         ]
         sections.append(
@@ -418,11 +385,7 @@ def render_report(metrics: dict[str, Any]) -> str:
         )
 
     # popularity distribution of recommendations
-    pops = {
-        n: models[n].get("recommendation_popularity")
-        for n in names
-        if models[n].get("recommendation_popularity")
-    }
+    pops = {n: models[n].get("recommendation_popularity") for n in names if models[n].get("recommendation_popularity")}
     if pops:
         deciles = [f"{10 * (i + 1)}%" for i in range(len(next(iter(pops.values()))["deciles"]))]
         chart1 = bar_chart(

@@ -28,9 +28,7 @@ SEGMENTS = ("new", "short", "medium", "long")
 BANDS = ("head", "torso", "tail")
 
 
-def segment_breakdown(
-    per_user: pl.DataFrame, labels: np.ndarray, metric_columns: list[str]
-) -> list[dict[str, Any]]:
+def segment_breakdown(per_user: pl.DataFrame, labels: np.ndarray, metric_columns: list[str]) -> list[dict[str, Any]]:
     """Mean of each metric per user segment, for one model.
 
     Parameters
@@ -48,9 +46,7 @@ def segment_breakdown(
         ``{"segment", "n_users", <metric>: mean}`` for each non-empty segment, in
         :data:`SEGMENTS` order.
     """
-    frame = per_user.with_columns(
-        pl.Series("segment", labels[per_user[Columns.UserIdx].to_numpy()].astype(str))
-    )
+    frame = per_user.with_columns(pl.Series("segment", labels[per_user[Columns.UserIdx].to_numpy()].astype(str)))
     out = []
     for segment in SEGMENTS:
         part = frame.filter(pl.col("segment") == segment)
@@ -65,9 +61,7 @@ def segment_breakdown(
     return out
 
 
-def band_breakdown(
-    items: np.ndarray, target_rows: sp.csr_matrix, bands: np.ndarray, k: int
-) -> list[dict[str, Any]]:
+def band_breakdown(items: np.ndarray, target_rows: sp.csr_matrix, bands: np.ndarray, k: int) -> list[dict[str, Any]]:
     """Recall@k and hit rate@k on the relevant items of each popularity band.
 
     Parameters

@@ -45,6 +45,7 @@ __all__ = [
     "CHANGED_USERS_FILE",
     "ChangedUsers",
     "changed_users",
+    "new_item_scorer",
     "new_item_scores",
     "read_previous_export",
     "recommend_changed",
@@ -93,15 +94,35 @@ def _parse_since(since: str) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
 
 
-def new_item_scores(model: Any, users: np.ndarray, new_items: np.ndarray) -> np.ndarray:
-    """Scores of ``new_items`` for ``users`` without scoring the whole catalogue when possible."""
-    users = np.asarray(users, np.int64)
+def new_item_scorer(model: Any, new_items: np.ndarray) -> Any:
+    """A function ``users -> scores of new_items`` that avoids scoring the whole catalogue.
+
+    Embedding models (LightFM) multiply by the new items' vectors only; item-kNN multiplies
+    the users' rows by the new items' similarity columns (sliced once); other models fall
+    back to full scoring and slice.
+    """
+    new_items = np.asarray(new_items, np.int64)
     if hasattr(model, "user_repr_") and hasattr(model, "item_repr_"):
-        s = model.user_repr_[users] @ model.item_repr_[new_items].T
-        return s + model.item_bias_[new_items][None, :] + model.user_bias_[users][:, None]
+        vectors_t = np.ascontiguousarray(model.item_repr_[new_items].T)
+        biases = model.item_bias_[new_items][None, :]
+
+        def embedding(users: np.ndarray) -> np.ndarray:
+            return model.user_repr_[users] @ vectors_t + biases + model.user_bias_[users][:, None]
+
+        return embedding
     if hasattr(model, "similarity_") and hasattr(model, "user_items_"):
-        return (model.user_items_[users] @ sp.csc_matrix(model.similarity_)[:, new_items]).toarray()
-    return np.asarray(model.score(users))[:, new_items]
+        columns = sp.csc_matrix(model.similarity_)[:, new_items].tocsr()
+
+        def neighbours(users: np.ndarray) -> np.ndarray:
+            return (model.user_items_[users] @ columns).toarray()
+
+        return neighbours
+    return lambda users: np.asarray(model.score(users))[:, new_items]
+
+
+def new_item_scores(model: Any, users: np.ndarray, new_items: np.ndarray) -> np.ndarray:
+    """Scores of ``new_items`` for ``users`` (see :func:`new_item_scorer`)."""
+    return new_item_scorer(model, new_items)(np.asarray(users, np.int64))
 
 
 def _users_with_events(
@@ -206,9 +227,10 @@ def _new_item_effect(
     ok = (per_user["n"].to_numpy() >= ctx.rc.k) & ~per_user["mixed"].to_numpy()
     floor[u[ok]] = per_user["floor"].to_numpy()[ok]
     hit = []
+    scorer = new_item_scorer(model, new_items)
     for start in range(0, n_users, _BLOCK):
         users = np.arange(start, min(start + _BLOCK, n_users))
-        scores = new_item_scores(model, users, new_items)
+        scores = scorer(users)
         if ctx.exclusions is not None:
             seen = ctx.exclusions[users][:, new_items].toarray() > 0
             scores = np.where(seen, -np.inf, scores)

@@ -32,7 +32,9 @@ def _linear(x: np.ndarray, weights: dict[str, np.ndarray], name: str) -> np.ndar
     return x @ weights[f"{name}.weight"].T + weights[f"{name}.bias"]
 
 
-def _attention(h: np.ndarray, weights: dict[str, np.ndarray], prefix: str, n_heads: int, allowed: np.ndarray) -> np.ndarray:
+def _attention(
+    h: np.ndarray, weights: dict[str, np.ndarray], prefix: str, n_heads: int, allowed: np.ndarray
+) -> np.ndarray:
     b, length, d = h.shape
     dh = d // n_heads
     qkv = _linear(h, weights, f"{prefix}.qkv")
@@ -68,7 +70,8 @@ def encode(seq: np.ndarray, weights: dict[str, np.ndarray], n_heads: int) -> np.
     allowed = (causal & (seq > 0)[:, None, None, :]) | np.eye(length, dtype=bool)
     for i in range(n_blocks(weights)):
         p = f"blocks.{i}"
-        x = x + _attention(_layer_norm(x, weights[f"{p}.norm1.weight"], weights[f"{p}.norm1.bias"]), weights, p, n_heads, allowed)
+        h = _layer_norm(x, weights[f"{p}.norm1.weight"], weights[f"{p}.norm1.bias"])
+        x = x + _attention(h, weights, p, n_heads, allowed)
         h = _layer_norm(x, weights[f"{p}.norm2.weight"], weights[f"{p}.norm2.bias"])
         x = (x + _linear(np.maximum(_linear(h, weights, f"{p}.ff1"), 0.0), weights, f"{p}.ff2")) * keep
     return _layer_norm(x, weights["final_norm.weight"], weights["final_norm.bias"]).astype(np.float32)

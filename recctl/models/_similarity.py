@@ -20,6 +20,7 @@ __all__ = [
     "l2_normalize_rows",
     "normalize_scores",
     "row_norms",
+    "sparse_row_topn",
     "topn_similarity",
 ]
 
@@ -69,9 +70,7 @@ class TermWeights:
         BM25 parameters.
     """
 
-    def __init__(
-        self, scheme: Weighting, idf: np.ndarray, avg_length: float, k1: float, b: float
-    ) -> None:
+    def __init__(self, scheme: Weighting, idf: np.ndarray, avg_length: float, k1: float, b: float) -> None:
         self.scheme = scheme
         self.idf = idf
         self.avg_length = avg_length
@@ -97,9 +96,7 @@ class TermWeights:
         return out
 
 
-def fit_term_weights(
-    docs: sp.csr_matrix, scheme: Weighting, k1: float = 100.0, b: float = 0.8
-) -> TermWeights:
+def fit_term_weights(docs: sp.csr_matrix, scheme: Weighting, k1: float = 100.0, b: float = 0.8) -> TermWeights:
     """Learn TF-IDF / BM25 statistics from a (documents x terms) matrix.
 
     For item-item similarity the documents are items and the terms are users (an item is
@@ -151,40 +148,80 @@ def topn_similarity(
     vectors = sp.csr_matrix(vectors, dtype=np.float32)
     n = vectors.shape[0]
     rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
-    norms = row_norms(vectors).astype(np.float32)
+    norms = row_norms(vectors).astype(np.float32) if normalize else None
     vt = vectors.T.tocsr()
     block = max(1, block_entries // max(n, 1))
     keep = min(n_neighbors, max(n - 1, 0))
-    indptr_parts, indices_parts, data_parts, counts = [], [], [], np.zeros(n, np.int64)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for start in range(0, len(rows), block):
         r = rows[start : start + block]
-        sims = (vectors[r] @ vt).toarray()
-        if normalize:
-            denom = norms[r][:, None] * norms[None, :] + np.float32(shrink)
-            np.divide(sims, denom, out=sims, where=denom > 0)
-        sims[np.arange(len(r)), r] = 0.0  # never one's own neighbour
-        if keep == 0:
-            continue
-        if keep < n:
-            cols = np.argpartition(-sims, keep - 1, axis=1)[:, :keep]
-        else:
-            cols = np.broadcast_to(np.arange(n), sims.shape)
-        vals = np.take_along_axis(sims, cols, axis=1)
-        ok = vals > 0
-        counts[r] = ok.sum(axis=1)
-        indices_parts.append(cols[ok])
-        data_parts.append(vals[ok])
-        indptr_parts.append(r)
-    if not data_parts:
+        top = sparse_row_topn(
+            vectors[r] @ vt,
+            keep,
+            row_norms=None if norms is None else norms[r],
+            col_norms=norms,
+            shrink=shrink,
+            self_cols=r,
+        ).tocoo()
+        parts.append((top.data, r[top.row], top.col))
+    if not parts:
         return sp.csr_matrix((n, n), dtype=np.float32)
-    # rows were emitted block by block in `rows` order; build COO then CSR (sorted by row)
-    row_ids = np.repeat(np.concatenate(indptr_parts), counts[np.concatenate(indptr_parts)])
-    out = sp.csr_matrix(
-        (np.concatenate(data_parts).astype(np.float32), (row_ids, np.concatenate(indices_parts))),
-        shape=(n, n),
-    )
+    # blocks hold disjoint rows: concatenating their entries is the whole matrix
+    data, row_ids, col_ids = (np.concatenate(x) for x in zip(*parts, strict=True))
+    out = sp.csr_matrix((data, (row_ids, col_ids)), shape=(n, n), dtype=np.float32)
     out.sort_indices()
     return out
+
+
+def sparse_row_topn(
+    dots: sp.csr_matrix,
+    keep: int,
+    *,
+    row_norms: np.ndarray | None = None,
+    col_norms: np.ndarray | None = None,
+    shrink: float = 0.0,
+    self_cols: np.ndarray | None = None,
+) -> sp.csr_matrix:
+    """Keep the ``keep`` largest positive entries of every row of a sparse product.
+
+    Works on the stored entries only (no dense ``rows x n`` block, no ``argpartition`` over
+    zeros), which is what makes kNN fast when similarities are sparse. Ties are broken by
+    the lower column index, so the result is deterministic.
+
+    Parameters
+    ----------
+    dots
+        (r x n) sparse dot products.
+    keep
+        Entries kept per row.
+    row_norms, col_norms
+        When given, entries become cosines ``dot / (row_norm * col_norm + shrink)``.
+    shrink
+        Cosine shrinkage (see :func:`topn_similarity`).
+    self_cols
+        Per row, a column to drop (the entity itself).
+    """
+    dots = sp.csr_matrix(dots, dtype=np.float32)
+    dots.sum_duplicates()
+    n_rows = dots.shape[0]
+    r = np.repeat(np.arange(n_rows), np.diff(dots.indptr))
+    c = dots.indices.astype(np.int64)
+    v = dots.data
+    if row_norms is not None and col_norms is not None:
+        denom = row_norms[r] * col_norms[c] + np.float32(shrink)
+        v = np.divide(v, denom, out=np.zeros_like(v), where=denom > 0)
+    ok = v > 0
+    if self_cols is not None:
+        ok &= c != np.asarray(self_cols)[r]
+    r, c, v = r[ok], c[ok], v[ok]
+    # one stable sort on a composite key (row first, then -value); columns are ascending
+    # within a row (CSR with sorted indices), so stability breaks ties by the lower column
+    scale = 2.0 * (float(v.max()) + 1.0) if len(v) else 1.0
+    order = np.argsort(r * scale - v.astype(np.float64), kind="stable")
+    r, c, v = r[order], c[order], v[order]
+    rank = np.arange(len(r)) - np.searchsorted(r, np.arange(n_rows))[r]
+    sel = rank < keep
+    return sp.csr_matrix((v[sel], (r[sel], c[sel])), shape=dots.shape, dtype=np.float32)
 
 
 def normalize_scores(scores: np.ndarray, method: Literal["minmax", "zscore", "none"]) -> np.ndarray:

@@ -53,9 +53,7 @@ class BlendComponent(BaseConfig):
     """One member of a blend: a model config, its weight and who it serves."""
 
     weight: float = Field(default=1.0, ge=0, description="Weight in `combine: weighted`.")
-    min_history: int = Field(
-        default=0, ge=0, description="Skip users with fewer training interactions."
-    )
+    min_history: int = Field(default=0, ge=0, description="Skip users with fewer training interactions.")
     model: dict[str, Any] = Field(description="The component's model config (with `kind`).")
 
     @field_validator("model")
@@ -72,8 +70,7 @@ class BlendComponent(BaseConfig):
             config = model_cls.config_class.model_validate(value)
         except ValidationError as exc:
             problems = "; ".join(
-                f"model.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                for e in exc.errors(include_url=False)
+                f"model.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
             )
             raise ValueError(problems) from None
         return config.model_dump(mode="json")
@@ -83,17 +80,13 @@ class BlendConfig(ModelConfig):
     """Parameters of :class:`BlendModel`."""
 
     kind: Literal["blend"] = "blend"
-    components: list[BlendComponent] = Field(
-        min_length=1, description="The blended models, in chain order."
-    )
+    components: list[BlendComponent] = Field(min_length=1, description="The blended models, in chain order.")
     combine: Literal["weighted", "fallback"] = Field(default="weighted")
     normalize: Literal["minmax", "zscore"] = Field(
         default="minmax",
         description="Per-user score normalisation (weighted mode; fallback uses minmax).",
     )
-    random_state: int | None = Field(
-        default=None, description="Seed handed to components that take one."
-    )
+    random_state: int | None = Field(default=None, description="Seed handed to components that take one.")
 
 
 @register("blend")
@@ -122,17 +115,10 @@ class BlendModel(Recommender):
     def _build(self) -> list[Recommender]:
         models = []
         for comp in self.config.components:
-            model_config = get_model_class(comp.model["kind"]).config_class.model_validate(
-                comp.model
-            )
+            model_config = get_model_class(comp.model["kind"]).config_class.model_validate(comp.model)
             # like the train stage: a component without its own seed takes the blend's
-            if (
-                "random_state" in type(model_config).model_fields
-                and model_config.random_state is None
-            ):
-                model_config = model_config.model_copy(
-                    update={"random_state": self.config.random_state}
-                )
+            if "random_state" in type(model_config).model_fields and model_config.random_state is None:
+                model_config = model_config.model_copy(update={"random_state": self.config.random_state})
             models.append(create_model(model_config))
         return models
 
@@ -144,9 +130,7 @@ class BlendModel(Recommender):
             model.fit(dataset, progress=sub)
         self.history_ = np.diff(sp.csr_matrix(dataset.interactions).indptr).astype(np.int64)
 
-    def _combine(
-        self, parts: list[tuple[int, np.ndarray, np.ndarray]], shape: tuple[int, int]
-    ) -> np.ndarray:
+    def _combine(self, parts: list[tuple[int, np.ndarray, np.ndarray]], shape: tuple[int, int]) -> np.ndarray:
         """Combine (component index, score block, eligible-row mask) triples."""
         out = np.zeros(shape, np.float64)
         if self.config.combine == "weighted":
@@ -173,9 +157,7 @@ class BlendModel(Recommender):
         history = self.history_[user_idx]
         parts = [
             (i, model.score(user_idx), history >= comp.min_history)
-            for i, (model, comp) in enumerate(
-                zip(self.components_, self.config.components, strict=True)
-            )
+            for i, (model, comp) in enumerate(zip(self.components_, self.config.components, strict=True))
         ]
         return self._combine(parts, (len(user_idx), self.n_items))
 
@@ -186,9 +168,7 @@ class BlendModel(Recommender):
                 model.score_from_items(item_idx, weights)[None, :],
                 np.array([len(item_idx) >= comp.min_history]),
             )
-            for i, (model, comp) in enumerate(
-                zip(self.components_, self.config.components, strict=True)
-            )
+            for i, (model, comp) in enumerate(zip(self.components_, self.config.components, strict=True))
             if model.supports_item_history
         ]
         return self._combine(parts, (1, self.n_items)).ravel()

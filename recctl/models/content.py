@@ -34,14 +34,12 @@ class ContentConfig(ModelConfig):
     feature_weighting: Literal["none", "idf"] = Field(
         default="none", description="Weight features by inverse item frequency before normalising."
     )
-    use_weights: bool = Field(
-        default=True, description="Weight a user's items by interaction weight."
-    )
+    use_weights: bool = Field(default=True, description="Weight a user's items by interaction weight.")
     popularity_tiebreak: float = Field(
         default=1e-4,
         ge=0,
-        le=0.1,
-        description="Added popularity share (0..this) that orders content ties.",
+        le=1.0,
+        description="Popularity prior added (0..this); tiny values only break ties.",
     )
 
 
@@ -93,9 +91,7 @@ class ContentModel(Recommender):
 
     def _score_from_items(self, item_idx: np.ndarray, weights: np.ndarray) -> np.ndarray:
         w = weights if self.config.use_weights else np.ones_like(weights)
-        row = sp.csr_matrix(
-            (w, (np.zeros(len(item_idx), np.int64), item_idx)), shape=(1, self.n_items)
-        )
+        row = sp.csr_matrix((w, (np.zeros(len(item_idx), np.int64), item_idx)), shape=(1, self.n_items))
         return self._profile_scores(row).ravel()
 
     def _similar_items(self, item_idx: np.ndarray) -> np.ndarray:

@@ -34,13 +34,9 @@ class EASEConfig(ModelConfig):
     """Parameters of :class:`EASEModel`."""
 
     kind: Literal["ease"] = "ease"
-    l2: float = Field(
-        default=500.0, gt=0, description="L2 regularisation added to the Gram diagonal."
-    )
+    l2: float = Field(default=500.0, gt=0, description="L2 regularisation added to the Gram diagonal.")
     max_items: int = Field(default=20000, ge=1, description="Refuse catalogues larger than this.")
-    use_weights: bool = Field(
-        default=False, description="Interaction weights (true) or 0/1 (false)."
-    )
+    use_weights: bool = Field(default=False, description="Interaction weights (true) or 0/1 (false).")
 
 
 @register("ease")
@@ -80,9 +76,7 @@ class EASEModel(Recommender):
         # the Gram matrix plus a positive diagonal is symmetric positive definite: Cholesky
         # inversion is twice as fast as a general inverse and numerically stable
         factor = scipy.linalg.cho_factor(gram, overwrite_a=True, check_finite=False)
-        precision = scipy.linalg.cho_solve(
-            factor, np.eye(n, dtype=dtype), overwrite_b=True, check_finite=False
-        )
+        precision = scipy.linalg.cho_solve(factor, np.eye(n, dtype=dtype), overwrite_b=True, check_finite=False)
         weights = precision / (-np.diag(precision))[None, :]
         weights[np.diag_indices(n)] = 0.0
         self.weights_ = np.ascontiguousarray(weights, dtype=np.float32)
@@ -95,9 +89,7 @@ class EASEModel(Recommender):
 
     def _score_from_items(self, item_idx: np.ndarray, weights: np.ndarray) -> np.ndarray:
         w = weights if self.config.use_weights else np.ones_like(weights)
-        row = sp.csr_matrix(
-            (w, (np.zeros(len(item_idx), np.int64), item_idx)), shape=(1, self.n_items)
-        )
+        row = sp.csr_matrix((w, (np.zeros(len(item_idx), np.int64), item_idx)), shape=(1, self.n_items))
         return np.asarray(row @ self.weights_, dtype=np.float32).ravel()
 
     def _similar_items(self, item_idx: np.ndarray) -> np.ndarray:

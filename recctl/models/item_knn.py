@@ -8,6 +8,11 @@ weighted by the interaction weight. Everything is sparse matrix algebra.
 
 With ``weighting: bm25, normalize: false`` this is the classic BM25 item-kNN recommender;
 with ``weighting: none, normalize: true`` it is item cosine kNN.
+
+Defaults (50 neighbours, 0/1 interactions, no shrinkage) come from the real datasets: on
+MovieLens and Online Retail, 0/1 interactions beat raw weights (a customer's repeat-order
+counts swamp the signal: NDCG@10 0.149 vs 0.085 on Online Retail) and 20-50 neighbours beat
+100-200 (see ``benchmarks/bench_models_real.py``).
 """
 
 from __future__ import annotations
@@ -36,21 +41,15 @@ class ItemKNNConfig(ModelConfig):
     """Parameters of :class:`ItemKNNModel`."""
 
     kind: Literal["item_knn"] = "item_knn"
-    neighbors: int = Field(
-        default=100, ge=1, description="Neighbours kept per item (top-N pruning)."
-    )
-    shrink: float = Field(
-        default=10.0, ge=0, description="Cosine shrinkage: sim = dot / (|a||b| + shrink)."
-    )
+    neighbors: int = Field(default=50, ge=1, description="Neighbours kept per item (top-N pruning).")
+    shrink: float = Field(default=0.0, ge=0, description="Cosine shrinkage: sim = dot / (|a||b| + shrink).")
     weighting: Literal["none", "tfidf", "bm25"] = Field(
         default="none", description="Weighting of the item-by-user vectors before similarity."
     )
     bm25_k1: float = Field(default=1.2, gt=0, description="BM25 term saturation.")
     bm25_b: float = Field(default=0.75, ge=0, le=1, description="BM25 length normalisation.")
     normalize: bool = Field(default=True, description="Cosine (true) or plain dot product (false).")
-    use_weights: bool = Field(
-        default=True, description="Use interaction weights (true) or 0/1 (false)."
-    )
+    use_weights: bool = Field(default=False, description="Use interaction weights (true) or 0/1 (false).")
 
 
 @register("item_knn")
@@ -86,9 +85,7 @@ class ItemKNNModel(Recommender):
 
     def _similarity(self, vectors: sp.csr_matrix, rows: np.ndarray | None = None) -> sp.csr_matrix:
         cfg = self.config
-        return topn_similarity(
-            vectors, cfg.neighbors, shrink=cfg.shrink, normalize=cfg.normalize, rows=rows
-        )
+        return topn_similarity(vectors, cfg.neighbors, shrink=cfg.shrink, normalize=cfg.normalize, rows=rows)
 
     def _fit(self, dataset: Dataset, progress: ProgressFn | None) -> None:
         self.user_items_ = self._matrix(dataset)
@@ -101,9 +98,7 @@ class ItemKNNModel(Recommender):
         return (self.user_items_[user_idx] @ self.similarity_).toarray().astype(np.float32)
 
     def _score_from_items(self, item_idx: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        row = sp.csr_matrix(
-            (weights, (np.zeros(len(item_idx), np.int64), item_idx)), shape=(1, self.n_items)
-        )
+        row = sp.csr_matrix((weights, (np.zeros(len(item_idx), np.int64), item_idx)), shape=(1, self.n_items))
         return (row @ self.similarity_).toarray().ravel().astype(np.float32)
 
     def _similar_items(self, item_idx: np.ndarray) -> np.ndarray:
@@ -139,9 +134,7 @@ class ItemKNNModel(Recommender):
             self._rebuild(new, "weighting depends on global counts")
             return
         # users who hold any touched item; every item they hold may have a changed similarity
-        holders = (
-            np.unique(new.tocsc()[:, touched].indices) if len(touched) else np.empty(0, np.int64)
-        )
+        holders = np.unique(new.tocsc()[:, touched].indices) if len(touched) else np.empty(0, np.int64)
         rows = np.union1d(np.unique(new[holders].indices), touched).astype(np.int64)
         if len(rows) > _REBUILD_FRACTION * n_items:
             self._rebuild(new, f"{len(rows)} of {n_items} rows affected")
@@ -161,9 +154,7 @@ class ItemKNNModel(Recommender):
             "rows_recomputed": int(len(rows)),
             "n_items": int(n_items),
         }
-        log.info(
-            "item_knn: incremental update recomputed %d of %d similarity rows", len(rows), n_items
-        )
+        log.info("item_knn: incremental update recomputed %d of %d similarity rows", len(rows), n_items)
 
     def _rebuild(self, new: sp.csr_matrix, reason: str) -> None:
         self.user_items_ = new

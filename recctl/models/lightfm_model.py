@@ -51,9 +51,7 @@ class LightFMConfig(ModelConfig):
     """Parameters of :class:`LightFMModel` (names follow ``lightfm.LightFM``)."""
 
     kind: Literal["lightfm"] = "lightfm"
-    loss: Literal["warp", "bpr", "logistic", "warp-kos"] = Field(
-        default="warp", description="Training loss."
-    )
+    loss: Literal["warp", "bpr", "logistic", "warp-kos"] = Field(default="warp", description="Training loss.")
     no_components: int = Field(default=32, ge=1, description="Embedding size.")
     learning_rate: float = Field(default=0.05, gt=0)
     learning_schedule: Literal["adagrad", "adadelta"] = "adagrad"
@@ -63,33 +61,21 @@ class LightFMConfig(ModelConfig):
     max_sampled: int = Field(default=10, ge=1, description="WARP: negatives tried per positive.")
     k: int = Field(default=5, ge=1, description="WARP-kOS: k-th positive.")
     n: int = Field(default=10, ge=1, description="WARP-kOS: positives sampled.")
-    random_state: int | None = Field(
-        default=None, description="Seed; the train stage fills in the experiment seed."
-    )
+    random_state: int | None = Field(default=None, description="Seed; the train stage fills in the experiment seed.")
     num_threads: int = Field(
         default=1,
         ge=1,
         description="Threads; 1 is bit-repeatable, more is faster but not repeatable.",
     )
-    item_features: bool = Field(
-        default=False, description="Hybrid: represent items through their features."
-    )
-    user_features: bool = Field(
-        default=False, description="Hybrid: represent users through their features."
-    )
-    identity_features: bool = Field(
-        default=True, description="Hybrid: also give each user/item its own embedding."
-    )
+    item_features: bool = Field(default=False, description="Hybrid: represent items through their features.")
+    user_features: bool = Field(default=False, description="Hybrid: represent users through their features.")
+    identity_features: bool = Field(default=True, description="Hybrid: also give each user/item its own embedding.")
     normalize_features: bool = Field(default=True, description="Scale feature rows to sum to 1.")
-    use_weights: bool = Field(
-        default=True, description="Interaction weights as LightFM sample weights."
-    )
+    use_weights: bool = Field(default=True, description="Interaction weights as LightFM sample weights.")
     negatives: int = Field(default=1, ge=1, description="logistic: sampled negatives per positive.")
 
 
-def _feature_matrix(
-    n: int, features: sp.csr_matrix | None, identity: bool, normalize: bool
-) -> sp.csr_matrix:
+def _feature_matrix(n: int, features: sp.csr_matrix | None, identity: bool, normalize: bool) -> sp.csr_matrix:
     parts = []
     if identity or features is None:
         parts.append(sp.identity(n, dtype=np.float32, format="csr"))
@@ -114,9 +100,7 @@ def _drop_identity(mat: sp.csr_matrix, cold: np.ndarray, n: int, normalize: bool
         return mat
     coo = mat.tocoo()
     keep = ~(cold[coo.row] & (coo.col < n))
-    out = sp.csr_matrix(
-        (coo.data[keep], (coo.row[keep], coo.col[keep])), shape=mat.shape, dtype=np.float32
-    )
+    out = sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=mat.shape, dtype=np.float32)
     return _row_sum_normalize(out) if normalize else out
 
 
@@ -210,9 +194,7 @@ class LightFMModel(Recommender):
         if self.config.loss != "logistic":
             weights = None
             if self._weights is not None:
-                weights = sp.coo_matrix(
-                    (self._weights, (self._pos.row, self._pos.col)), shape=self._pos.shape
-                )
+                weights = sp.coo_matrix((self._weights, (self._pos.row, self._pos.col)), shape=self._pos.shape)
             return self._pos, weights
         return self._with_negatives()
 
@@ -253,13 +235,9 @@ class LightFMModel(Recommender):
         cfg = self.config
         item_feat, user_feat = self._item_feat, self._user_feat
         if item_feat is not None and cfg.identity_features:
-            item_feat = _drop_identity(
-                item_feat, self.item_counts_ == 0, self.n_items, cfg.normalize_features
-            )
+            item_feat = _drop_identity(item_feat, self.item_counts_ == 0, self.n_items, cfg.normalize_features)
         if user_feat is not None and cfg.identity_features:
-            user_feat = _drop_identity(
-                user_feat, self.user_counts_ == 0, self.n_users, cfg.normalize_features
-            )
+            user_feat = _drop_identity(user_feat, self.user_counts_ == 0, self.n_users, cfg.normalize_features)
         ib, iv = self.lightfm_.get_item_representations(item_feat)
         ub, uv = self.lightfm_.get_user_representations(user_feat)
         self.item_bias_, self.item_repr_ = (
@@ -329,9 +307,7 @@ class LightFMModel(Recommender):
         return np.divide(mean * self.user_norm_, norms, out=np.zeros_like(mean), where=norms > 0)
 
     def _score_from_items(self, item_idx: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        row = sp.csr_matrix(
-            (weights, (np.zeros(len(item_idx), np.int64), item_idx)), shape=(1, self.n_items)
-        )
+        row = sp.csr_matrix((weights, (np.zeros(len(item_idx), np.int64), item_idx)), shape=(1, self.n_items))
         user = self.fold_in(row)
         return (user @ self.item_repr_.T + self.item_bias_[None, :]).ravel().astype(np.float32)
 

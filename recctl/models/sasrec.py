@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 from pydantic import Field, model_validator
 
 from recctl.columns import Columns
@@ -35,6 +36,7 @@ from recctl.errors import MissingExtraError, RecctlError
 from recctl.models import _sasrec_numpy as npnet
 from recctl.models.base import ModelConfig, ProgressFn, Recommender
 from recctl.models.registry import register
+from recctl.ranking import mask_scores
 
 __all__ = ["SASRecConfig", "SASRecModel"]
 
@@ -68,10 +70,16 @@ class SASRecConfig(ModelConfig):
     weight_decay: float = Field(default=0.0, ge=0.0)
     epochs: int = Field(default=20, ge=1, le=10_000)
     batch_size: int = Field(default=128, ge=1, description="Training sequences per step.")
-    loss: Literal["softmax", "bce"] = Field(
-        default="softmax", description="Full softmax cross-entropy, or BCE with sampled negatives."
+    loss: Literal["softmax", "sampled_softmax", "bce"] = Field(
+        default="softmax",
+        description="Full softmax cross-entropy over all items; cross-entropy over the target and "
+        "n_negatives shared sampled items; or the paper's BCE with n_negatives per position.",
     )
-    n_negatives: int = Field(default=1, ge=1, le=1000, description="`bce`: negatives per position.")
+    n_negatives: int | None = Field(
+        default=None, ge=1, le=100_000,
+        description="`sampled_softmax`: negatives per step, shared by all positions (default 256); "
+        "`bce`: negatives per position (default 1, as in the paper).",
+    )
     use_item_features: bool = Field(default=False, description="Add item-feature embeddings to item embeddings.")
     dedupe_consecutive: bool = Field(
         default=True, description="Collapse repeats of the same item in a row (basket lines, page reloads)."
@@ -299,12 +307,17 @@ class SASRecModel(Recommender):
         rest_users, rest_items = users[~held], items[~held]
         ptr, flat = _ragged_tail(rest_users, rest_items, self.n_users, self.config.max_len)
         valid_inputs = _pad_rows(ptr, flat, users[candidates], self.config.max_len)
-        return rest_users, rest_items, (valid_inputs, items[candidates])
+        seen = sp.csr_matrix((np.ones(len(rest_users), np.float32), (rest_users, rest_items)),
+                             shape=(self.n_users, self.n_items))[users[candidates]]
+        # as in `recctl evaluate`: seen items are not recommended, so a held-out item the user
+        # already had cannot be hit and that user does not count
+        reachable = np.asarray(seen[np.arange(len(candidates)), items[candidates]]).ravel() == 0
+        return rest_users, rest_items, (valid_inputs[reachable], items[candidates][reachable], seen[reachable])
 
     def _train_epoch(self) -> float:
         cfg = self.config
         order = self._np_rng.permutation(len(self._inputs))
-        neg_all = None
+        n_neg = cfg.n_negatives or (256 if cfg.loss == "sampled_softmax" else 1)
         total, n_batches = 0.0, 0
         with self._torch_scope() as torch:
             import torch.nn.functional as F
@@ -321,9 +334,15 @@ class SASRecModel(Recommender):
                 y = tgt[valid]
                 if cfg.loss == "softmax":
                     loss = F.cross_entropy(h @ table[1:].T, y - 1)
+                elif cfg.loss == "sampled_softmax":
+                    # one shared set of uniform negatives per step; a negative that happens to
+                    # be a position's own target is masked so it is not pushed down
+                    neg = torch.from_numpy(self._np_rng.integers(1, self.n_items + 1, size=n_neg))
+                    neg_logit = (h @ table[neg].T).masked_fill(neg[None, :] == y[:, None], float("-inf"))
+                    logits = torch.cat([(h * table[y]).sum(-1, keepdim=True), neg_logit], dim=1)
+                    loss = F.cross_entropy(logits, torch.zeros(len(y), dtype=torch.long))
                 else:
-                    neg_all = self._np_rng.integers(1, self.n_items + 1, size=(len(y), cfg.n_negatives))
-                    neg = torch.from_numpy(neg_all)
+                    neg = torch.from_numpy(self._np_rng.integers(1, self.n_items + 1, size=(len(y), n_neg)))
                     pos_logit = (h * table[y]).sum(-1)
                     neg_logit = (h.unsqueeze(1) * table[neg]).sum(-1)
                     loss = F.binary_cross_entropy_with_logits(pos_logit, torch.ones_like(pos_logit)) + \
@@ -391,16 +410,17 @@ class SASRecModel(Recommender):
         with self._torch_scope() as torch:
             self._net.load_state_dict({k: torch.from_numpy(v) for k, v in best_weights.items() if k != "item_table"})
 
-    def _holdout_ndcg(self, inputs: np.ndarray, targets: np.ndarray, k: int = 10) -> float:
-        """NDCG@k of the held-out next item over all items (nothing excluded)."""
+    def _holdout_ndcg(self, inputs: np.ndarray, targets: np.ndarray, seen: sp.csr_matrix, k: int = 10) -> float:
+        """NDCG@k of the held-out next item, ranking all items the user has not seen."""
         gains = []
         for start in range(0, len(targets), _VALID_BATCH):
             scores = self._scores_for(inputs[start : start + _VALID_BATCH])
+            mask_scores(scores, seen[start : start + _VALID_BATCH], None)
             tgt = targets[start : start + _VALID_BATCH]
             target_score = scores[np.arange(len(tgt)), tgt]
             rank = (scores > target_score[:, None]).sum(axis=1)
             gains.append(np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0))
-        return float(np.concatenate(gains).mean())
+        return float(np.concatenate(gains).mean()) if gains else 0.0
 
     # -- scoring (numpy only) ---------------------------------------------------------------------
     def _scores_for(self, seq: np.ndarray) -> np.ndarray:
@@ -534,11 +554,9 @@ class SASRecModel(Recommender):
         self._item_lookup = None
 
 
-def _row_normalised(features: Any) -> Any:
+def _row_normalised(features: sp.spmatrix) -> sp.csr_matrix:
     """Scale each item's feature row to sum to one (a mean of feature embeddings)."""
-    import scipy.sparse as sp
-
     mat = sp.csr_matrix(features, dtype=np.float32)
     sums = np.asarray(np.abs(mat).sum(axis=1)).ravel()
     inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
-    return sp.diags(inv.astype(np.float32)) @ mat
+    return sp.csr_matrix(sp.diags(inv.astype(np.float32)) @ mat)

@@ -18,7 +18,13 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recctl.data.dataset import Dataset
-from recctl.models._similarity import binarize, fit_term_weights, row_norms
+from recctl.models._similarity import (
+    DEFAULT_BLOCK_ENTRIES,
+    binarize,
+    fit_term_weights,
+    row_norms,
+    sparse_row_topn,
+)
 from recctl.models.base import ModelConfig, ProgressFn, Recommender
 from recctl.models.registry import register
 
@@ -30,17 +36,11 @@ class UserKNNConfig(ModelConfig):
 
     kind: Literal["user_knn"] = "user_knn"
     neighbors: int = Field(default=50, ge=1, description="Neighbours per user.")
-    shrink: float = Field(
-        default=0.0, ge=0, description="Cosine shrinkage: sim = dot / (|a||b| + shrink)."
-    )
-    weighting: Literal["none", "tfidf", "bm25"] = Field(
-        default="none", description="Weighting of user vectors."
-    )
+    shrink: float = Field(default=0.0, ge=0, description="Cosine shrinkage: sim = dot / (|a||b| + shrink).")
+    weighting: Literal["none", "tfidf", "bm25"] = Field(default="none", description="Weighting of user vectors.")
     bm25_k1: float = Field(default=1.2, gt=0)
     bm25_b: float = Field(default=0.75, ge=0, le=1)
-    use_weights: bool = Field(
-        default=True, description="Interaction weights (true) or 0/1 (false)."
-    )
+    use_weights: bool = Field(default=True, description="Interaction weights (true) or 0/1 (false).")
 
 
 @register("user_knn")
@@ -64,9 +64,7 @@ class UserKNNModel(Recommender):
         cfg = self.config
         x = sp.csr_matrix(dataset.interactions, dtype=np.float32)
         self.user_items_ = x if cfg.use_weights else binarize(x)
-        self.term_weights_ = fit_term_weights(
-            self.user_items_, cfg.weighting, cfg.bm25_k1, cfg.bm25_b
-        )
+        self.term_weights_ = fit_term_weights(self.user_items_, cfg.weighting, cfg.bm25_k1, cfg.bm25_b)
         self.vectors_ = self.term_weights_.transform(self.user_items_)
         self.vectors_t_ = self.vectors_.T.tocsr()
         self.norms_ = row_norms(self.vectors_).astype(np.float32)
@@ -74,32 +72,31 @@ class UserKNNModel(Recommender):
             progress(1.0)
 
     def _neighbour_scores(self, query: sp.csr_matrix, self_idx: np.ndarray | None) -> np.ndarray:
-        sims = (query @ self.vectors_t_).toarray()
+        cfg = self.config
+        n_users = self.vectors_.shape[0]
         qn = row_norms(query).astype(np.float32)
-        denom = qn[:, None] * self.norms_[None, :] + np.float32(self.config.shrink)
-        np.divide(sims, denom, out=sims, where=denom > 0)
-        if self_idx is not None:
-            sims[np.arange(len(self_idx)), self_idx] = 0.0
-        n_users = sims.shape[1]
-        keep = min(self.config.neighbors, n_users)
-        if keep < n_users:
-            cols = np.argpartition(-sims, keep - 1, axis=1)[:, :keep]
-            vals = np.take_along_axis(sims, cols, axis=1)
-        else:
-            cols, vals = np.broadcast_to(np.arange(n_users), sims.shape), sims
-        vals = np.where(vals > 0, vals, 0.0).astype(np.float32)
-        rows = np.repeat(np.arange(len(sims)), cols.shape[1])
-        neigh = sp.csr_matrix((vals.ravel(), (rows, cols.ravel())), shape=sims.shape)
-        return (neigh @ self.user_items_).toarray().astype(np.float32)
+        out = np.empty((query.shape[0], self.n_items), np.float32)
+        # sub-blocks bound the sparse similarity block to about DEFAULT_BLOCK_ENTRIES entries
+        step = max(1, DEFAULT_BLOCK_ENTRIES // max(n_users, 1))
+        for start in range(0, query.shape[0], step):
+            sl = slice(start, start + step)
+            neigh = sparse_row_topn(
+                query[sl] @ self.vectors_t_,
+                cfg.neighbors,
+                row_norms=qn[sl],
+                col_norms=self.norms_,
+                shrink=cfg.shrink,
+                self_cols=None if self_idx is None else self_idx[sl],
+            )
+            out[sl] = (neigh @ self.user_items_).toarray()
+        return out
 
     def _score(self, user_idx: np.ndarray) -> np.ndarray:
         return self._neighbour_scores(self.vectors_[user_idx], user_idx)
 
     def _score_from_items(self, item_idx: np.ndarray, weights: np.ndarray) -> np.ndarray:
         w = weights if self.config.use_weights else np.ones_like(weights)
-        row = sp.csr_matrix(
-            (w, (np.zeros(len(item_idx), np.int64), item_idx)), shape=(1, self.n_items)
-        )
+        row = sp.csr_matrix((w, (np.zeros(len(item_idx), np.int64), item_idx)), shape=(1, self.n_items))
         return self._neighbour_scores(self.term_weights_.transform(row), None).ravel()
 
     def _partial_fit(self, dataset: Dataset, progress: ProgressFn | None) -> None:

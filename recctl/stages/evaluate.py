@@ -110,7 +110,13 @@ def evaluate_models(
     for i, (name, model) in enumerate(models.items()):
         report(progress, "evaluate", i, len(models))
         t0 = time.perf_counter()
-        top = model.recommend(users, max(ks), exclude=protocol.exclude, batch_size=batch_size)
+        top = model.recommend(
+            users,
+            max(ks),
+            exclude=protocol.exclude,
+            batch_size=batch_size,
+            progress=(lambda done, n=name: report(progress, f"rank {n}", done, len(users))) if progress else None,
+        )
         auc = None
         if "auc" in metrics:
             auc = auc_from_scores(
@@ -138,9 +144,7 @@ def evaluate_models(
             "kind": getattr(model, "kind", type(model).__name__),
             "n_users": res.n_users,
             "mean": {k: _clean(v) for k, v in res.mean.items()},
-            "recommendation_popularity": recommendation_popularity(
-                top.items, protocol.popularity, protocol.bands
-            ),
+            "recommendation_popularity": recommendation_popularity(top.items, protocol.popularity, protocol.bands),
         }
         log.info("evaluated %s on %d users in %.2fs", name, res.n_users, time.perf_counter() - t0)
     report(progress, "evaluate", len(models), len(models))
@@ -166,8 +170,7 @@ def evaluate_models(
             for name, res in results.items()
         },
         "item_bands": {
-            name: band_breakdown(res.items, target_rows, protocol.bands, kmax)
-            for name, res in results.items()
+            name: band_breakdown(res.items, target_rows, protocol.bands, kmax) for name, res in results.items()
         },
     }
     verdicts = {
@@ -186,8 +189,7 @@ def evaluate_models(
             "test": "Wilcoxon signed-rank (paired)" if test == "wilcoxon" else "paired t-test",
             "interval": f"paired bootstrap percentile {1 - alpha:.0%} CI of the mean difference "
             "(not adjusted for multiplicity)",
-            "correction": "Holm over the comparisons on the same metric@k "
-            "(every model vs baseline and vs best)",
+            "correction": "Holm over the comparisons on the same metric@k (every model vs baseline and vs best)",
             "n_bootstrap": n_bootstrap,
             "alpha": alpha,
             "seed": seed,
@@ -206,24 +208,16 @@ def _clean(value: float) -> float | None:
     return float(value) if value is not None and np.isfinite(value) else None
 
 
-def _long_per_user(
-    results: dict[str, Any], protocol: EvalProtocol, user_ids: np.ndarray | None
-) -> pl.DataFrame:
+def _long_per_user(results: dict[str, Any], protocol: EvalProtocol, user_ids: np.ndarray | None) -> pl.DataFrame:
     frames = []
     users = protocol.users
     n_test = np.diff(protocol.target.indptr)[users]
-    n_train = (
-        np.diff(protocol.exclude.indptr)[users]
-        if protocol.exclude is not None
-        else np.zeros(len(users), int)
-    )
+    n_train = np.diff(protocol.exclude.indptr)[users] if protocol.exclude is not None else np.zeros(len(users), int)
     for name, res in results.items():
         head = {
             Columns.Model: [name] * res.n_users,
             Columns.UserIdx: users,
-            Columns.User: (
-                user_ids[users].astype(str) if user_ids is not None else users.astype(str)
-            ),
+            Columns.User: (user_ids[users].astype(str) if user_ids is not None else users.astype(str)),
             "segment": protocol.user_segments[users].astype(str),
             "n_train_items": n_train.astype(np.int64),
             "n_test_items": n_test.astype(np.int64),
@@ -232,9 +226,7 @@ def _long_per_user(
     return pl.concat(frames, how="vertical")
 
 
-def run_evaluate(
-    cfg: Config, *, report: bool | None = None, progress: Progress | None = None
-) -> Manifest:
+def run_evaluate(cfg: Config, *, report: bool | None = None, progress: Progress | None = None) -> Manifest:
     """Evaluate every configured model and the baseline on the test split.
 
     Parameters
@@ -260,10 +252,9 @@ def run_evaluate(
         When a metric needs data that was not prepared (diversity without item features).
     """
     ecfg = cfg.evaluate
-    pre_dir, _ = require_stage(
-        cfg, "preprocess", ["users.parquet", "items.parquet", "train.parquet", "test.parquet"]
-    )
-    train_dir, train_manifest = require_stage(cfg, "train")
+    pre_dir, _ = require_stage(cfg, "preprocess", ["users.parquet", "items.parquet", "train.parquet", "test.parquet"])
+    # models trained under another `models:` section would be evaluated silently stale
+    train_dir, train_manifest = require_stage(cfg, "train", sections=["models"])
     from recctl.stages.train import load_trained_model
 
     names = list(ecfg.models or cfg.models)
@@ -278,9 +269,7 @@ def run_evaluate(
             "or drop 'diversity'."
         )
     test = load_split_matrix(pre_dir, "test", dataset.n_users, dataset.n_items)
-    protocol = build_protocol(
-        test, dataset.interactions, ecfg.k, list(ecfg.metrics), exclude_seen=ecfg.exclude_seen
-    )
+    protocol = build_protocol(test, dataset.interactions, ecfg.k, list(ecfg.metrics), exclude_seen=ecfg.exclude_seen)
     if len(protocol.users) == 0:
         from recctl.errors import DataError
 
@@ -293,15 +282,15 @@ def run_evaluate(
     models: dict[str, Any] = {}
     baseline = ecfg.baseline or BUILTIN_BASELINE
     if ecfg.baseline is None:
-        models[BUILTIN_BASELINE] = _builtin_baseline(dataset)
+        while baseline in names:  # never shadow a configured model of the same name
+            baseline = f"{baseline}_builtin"
+        models[baseline] = _builtin_baseline(dataset)
     for name in names:
         models[name] = load_trained_model(cfg, name)
     # the baseline is always the first row of every table
     models = {baseline: models[baseline], **{n: m for n, m in models.items() if n != baseline}}
 
-    inputs = [
-        pre_dir / n for n in ("users.parquet", "items.parquet", "train.parquet", "test.parquet")
-    ]
+    inputs = [pre_dir / n for n in ("users.parquet", "items.parquet", "train.parquet", "test.parquet")]
     inputs += [train_dir / train_manifest.summary["models"][n]["file"] for n in names]
     if "diversity" in ecfg.metrics:
         inputs.append(pre_dir / "item_features.npz")
@@ -338,8 +327,7 @@ def run_evaluate(
             seconds=timings,
             models={n: m["mean"] for n, m in metrics_json["models"].items()},
             verdicts_vs_baseline={
-                n: v.get(metrics_json["primary_metric"])
-                for n, v in metrics_json["verdicts_vs_baseline"].items()
+                n: v.get(metrics_json["primary_metric"]) for n, v in metrics_json["verdicts_vs_baseline"].items()
             },
         )
     return run.manifest

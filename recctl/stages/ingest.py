@@ -38,11 +38,11 @@ from recctl.data.ingest import (
     check_policy,
     file_stats,
     read_table,
-    sink_annotated,
+    sink_file,
     write_interactions,
     write_rejected,
 )
-from recctl.data.readers import detect_format, expand_paths
+from recctl.data.readers import expand_paths
 from recctl.errors import DataError
 from recctl.progress import Progress, report
 from recctl.stages._common import StageRun, require_stage
@@ -158,23 +158,39 @@ def _scratch_parent(cfg: Config) -> Path:
 
 
 def _read_interactions(
-    files: list[tuple[InteractionSource, str, Path]], tmp: Path, progress: Progress | None
-) -> tuple[list[FileStats], dict[int, Path]]:
-    stats, annotated = [], {}
+    files: list[tuple[InteractionSource, str, Path]],
+    tmp: Path,
+    progress: Progress | None,
+    run: StageRun,
+    direct: Path | None = None,
+) -> tuple[list[FileStats], list[Path], list[Path]]:
+    """Read every raw file once; return per-file stats and the accepted / rejected Parquet files.
+
+    With ``direct`` (only valid for a single file), the accepted rows are de-duplicated and
+    written straight to that path, so the raw file is the only thing read in full.
+    """
+    # the stage already hashed its inputs; hashing a multi-GB file twice would cost seconds
+    hashes = {r.path: r.sha256 for r in run.manifest.inputs}
+    stats, accepted, rejected = [], [], []
     for idx, (src, key, path) in enumerate(files):
         report(progress, "ingest: read files", idx, len(files))
-        target = tmp / f"annotated-{idx}.parquet"
-        lf = annotate_file(path, src, key=key, file_idx=idx, tmp_dir=tmp / "raw")
-        fmt = detect_format(path, src.format)
-        sink_annotated(lf, target, path, fmt, src.encoding, src.delimiter)
-        stat = file_stats(target, FileStats(path=str(path), source=key, policy=src.on_error))
-        stat.sha256 = sha256_file(path)
-        check_policy(target, stat, src, key)
+        acc_path = direct if direct is not None else tmp / f"accepted-{idx}.parquet"
+        rej_path = tmp / f"rejected-{idx}.parquet"
+        ann = annotate_file(path, src, key=key, file_idx=idx, tmp_dir=tmp / "raw")
+        n_accepted = sink_file(ann, acc_path, rej_path, deduplicate=direct is not None)
+        stat = file_stats(rej_path, n_accepted, FileStats(path=str(path), source=key, policy=src.on_error))
+        stat.sha256 = hashes.get(str(path)) or sha256_file(path)
+        check_policy(rej_path, stat, src, key)
         stats.append(stat)
-        annotated[idx] = target
+        accepted.append(acc_path)
+        rejected.append(rej_path)
         log.info("%s: %d read, %d accepted, %d rejected", path, stat.read, stat.accepted, stat.n_rejected)
     report(progress, "ingest: read files", len(files), len(files))
-    return stats, annotated
+    return stats, accepted, rejected
+
+
+def _count_rows(path: Path) -> int:
+    return pl.scan_parquet(path).select(pl.len()).collect().item()
 
 
 def _run_full(cfg: Config, tmp: Path, reset_batches: bool, progress: Progress | None) -> Manifest:
@@ -184,24 +200,31 @@ def _run_full(cfg: Config, tmp: Path, reset_batches: bool, progress: Progress | 
     files += [(first_src, first_key, Path(b["path"])) for b in live]
     inputs = list(dict.fromkeys([p for _, _, p in files] + _table_files(cfg)))
     with StageRun(cfg, "ingest", sections=["data"], inputs=inputs) as run:
-        stats, annotated = _read_interactions(files, tmp, progress)
-        for stat in stats[len(files) - len(live):]:
+        target = run.dir / "interactions.parquet"
+        direct = target if len(files) == 1 else None
+        stats, accepted, rejected = _read_interactions(files, tmp, progress, run, direct=direct)
+        for stat in stats[len(files) - len(live) :]:
             stat.source = "append"
-        kept = write_interactions([annotated[i] for i in range(len(files))], run.dir / "interactions.parquet")
+        if direct is not None:
+            kept = {0: _count_rows(target)}
+        else:
+            kept = write_interactions(accepted, target)
         for idx, stat in enumerate(stats):
             stat.duplicates = stat.accepted - kept.get(idx, 0)
         tables, table_rejects = _write_tables(cfg, run, tmp)
-        quarantined = {i: annotated[i] for i, (src, _, _) in enumerate(files) if src.on_error == "quarantine"}
-        n_rejected = write_rejected(quarantined, {i: str(p) for i, (_, _, p) in enumerate(files)}, run.dir / "rejected.parquet")
+        quarantined = [(str(p), rejected[i]) for i, (src, _, p) in enumerate(files) if src.on_error == "quarantine"]
+        n_rejected = write_rejected(quarantined, run.dir / "rejected.parquet")
         if table_rejects.height:
             _append_rejects(run.dir / "rejected.parquet", table_rejects)
             n_rejected += table_rejects.height
         batches = [_batch("source", s) for s in stats[: len(files) - len(live)]]
-        batches += [_batch("append", s, recorded=b) for s, b in zip(stats[len(files) - len(live):], live)]
+        batches += [_batch("append", s, recorded=b) for s, b in zip(stats[len(files) - len(live) :], live, strict=True)]
         _finish(cfg, run, stats, tables, n_rejected, batches)
         if gone:
             run.summary["dropped_batches"] = [b["path"] for b in gone]
-            log.warning("appended batches no longer readable unchanged, not re-read: %s", ", ".join(b["path"] for b in gone))
+            log.warning(
+                "appended batches no longer readable unchanged, not re-read: %s", ", ".join(b["path"] for b in gone)
+            )
     return run.manifest
 
 
@@ -223,18 +246,15 @@ def _run_append(cfg: Config, paths: list[Path], tmp: Path, progress: Progress | 
         return prev
     inputs = [Path(r.path) for r in prev.inputs] + [p for _, _, p in new]
     with StageRun(cfg, "ingest", sections=["data"], inputs=list(dict.fromkeys(inputs))) as run:
-        stats, annotated = _read_interactions(new, tmp, progress)
+        stats, accepted, rejected = _read_interactions(new, tmp, progress, run)
         for stat in stats:
             stat.source = "append"
-        kept = write_interactions(
-            [annotated[i] for i in range(len(new))], run.dir / "interactions.parquet", previous=prev_dir / "interactions.parquet"
-        )
+        kept = write_interactions(accepted, run.dir / "interactions.parquet", previous=prev_dir / "interactions.parquet")
         for idx, stat in enumerate(stats):
             stat.duplicates = stat.accepted - kept.get(idx, 0)
-        quarantined = {i: annotated[i] for i in range(len(new)) if src.on_error == "quarantine"}
+        quarantined = [(str(p), rejected[i]) for i, (_, _, p) in enumerate(new) if src.on_error == "quarantine"]
         n_rejected = write_rejected(
-            quarantined, {i: str(p) for i, (_, _, p) in enumerate(new)}, run.dir / "rejected.parquet",
-            previous=prev_dir / "rejected.parquet",
+            quarantined, run.dir / "rejected.parquet", previous=prev_dir / "rejected.parquet"
         )
         tables: dict[str, pl.DataFrame] = {}
         for name in ("items.parquet", "users.parquet"):
@@ -250,8 +270,13 @@ def _run_append(cfg: Config, paths: list[Path], tmp: Path, progress: Progress | 
 
 def _stats_args(d: dict[str, Any]) -> dict[str, Any]:
     return {
-        "path": d["path"], "source": d["source"], "policy": d["on_error"], "read": d["read"],
-        "accepted": d["accepted"], "rejected": dict(d["rejected_by_reason"]), "duplicates": d["duplicates"],
+        "path": d["path"],
+        "source": d["source"],
+        "policy": d["on_error"],
+        "read": d["read"],
+        "accepted": d["accepted"],
+        "rejected": dict(d["rejected_by_reason"]),
+        "duplicates": d["duplicates"],
         "sha256": d.get("sha256", ""),
     }
 
@@ -290,8 +315,13 @@ def _write_tables(cfg: Config, run: StageRun, tmp: Path) -> tuple[dict[str, pl.D
         tables[name] = result.frame
         rejects.append(result.rejected)
         run.summary["tables"].append(
-            {"table": key, "rows": result.frame.height, "duplicate_ids": result.duplicate_ids, "dedupe": src.dedupe,
-             "files": [s.to_dict() for s in result.stats]}
+            {
+                "table": key,
+                "rows": result.frame.height,
+                "duplicate_ids": result.duplicate_ids,
+                "dedupe": src.dedupe,
+                "files": [s.to_dict() for s in result.stats],
+            }
         )
     if "items.parquet" not in tables:
         # no catalogue: the items are the interacted ids, so downstream always finds items.parquet
@@ -339,9 +369,7 @@ def _finish(
         batches=batches,
         n_users=interactions.select(pl.col(Columns.User).n_unique()).collect().item(),
         n_items=interactions.select(pl.col(Columns.Item).n_unique()).collect().item(),
-        events=dict(
-            interactions.group_by(Columns.Event).agg(pl.len()).sort(Columns.Event).collect().iter_rows()
-        ),
+        events=dict(interactions.group_by(Columns.Event).agg(pl.len()).sort(Columns.Event).collect().iter_rows()),
     )
     if table_stats is not None:
         run.summary["tables"] = table_stats

@@ -163,8 +163,11 @@ def _write_features(cfg: Config, run: StageRun, items: pl.DataFrame, users: pl.D
         )
         for path in save_features(run.dir, "item", matrix, names):
             run.add_output(path, matrix.shape[0] if path.suffix == ".npz" else names.height)
-        out["item"] = {"shape": list(matrix.shape), "nnz": int(matrix.nnz),
-                       "groups": dict(names.group_by("group").agg(pl.len()).sort("group").iter_rows())}
+        out["item"] = {
+            "shape": list(matrix.shape),
+            "nnz": int(matrix.nnz),
+            "groups": dict(names.group_by("group").agg(pl.len()).sort("group").iter_rows()),
+        }
     if fc.user_categorical:
         user_spec = [("categorical", c, None) for c in fc.user_categorical]
         matrix, names = build_features(users, user_spec, key="preprocess.features.user_categorical")

@@ -196,7 +196,8 @@ def load_context(cfg: Config, *, with_exclusions: bool = True, model_names: list
     exclusions = None
     if with_exclusions and rc.exclude_seen:
         exclusions = build_exclusions(rc.rules, pre_dir, users.height, items.height, exclude_seen=rc.exclude_seen)
-        inputs += [pre_dir / "events.parquet"] if rc.rules.exclude_events else [pre_dir / "train.parquet", pre_dir / "test.parquet"]
+        history = ["events"] if rc.rules.exclude_events else ["train", "test"]
+        inputs += [pre_dir / f"{name}.parquet" for name in history]
     ctx = ServingContext(
         cfg=cfg, rc=rc, preprocess_dir=pre_dir,
         user_ids=users[Columns.User].cast(pl.String).to_numpy().astype(object),
@@ -232,13 +233,15 @@ class ListBlock:
     variants: np.ndarray | None = None
 
 
-def _finish_block(ctx: ServingContext, top: TopK, k: int, sources: list[str], fallback_codes: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _finish_block(
+    ctx: ServingContext, top: TopK, k: int, sources: list[str], fallback_codes: list[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """List rules then backfill from the fallback chain; returns (items, scores, source codes)."""
     items, scores = apply_list_rules(top.items, top.scores, k, ctx.rules)
     src = np.zeros(items.shape, np.int16)
     short = np.flatnonzero((items >= 0).sum(axis=1) < k)
     n_cand = candidate_count(ctx.rc.rules, k, ctx.n_items) + k
-    for name, code in zip(ctx.rc.fallback, fallback_codes):
+    for name, code in zip(ctx.rc.fallback, fallback_codes, strict=True):
         if not len(short):
             break
         fb = ctx.models[name]
@@ -249,13 +252,15 @@ def _finish_block(ctx: ServingContext, top: TopK, k: int, sources: list[str], fa
     return items, scores, src
 
 
-def _anonymous_list(ctx: ServingContext, k: int, fallback_codes: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _anonymous_list(
+    ctx: ServingContext, k: int, fallback_codes: list[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One list for users no model knows: the fallback chain's cold-user scores."""
     items = np.full((1, k), -1, np.int64)
     scores = np.full((1, k), -np.inf, np.float32)
     src = np.zeros((1, k), np.int16)
     n_cand = candidate_count(ctx.rc.rules, k, ctx.n_items)
-    for name, code in zip(ctx.rc.fallback, fallback_codes):
+    for name, code in zip(ctx.rc.fallback, fallback_codes, strict=True):
         model = ctx.models[name]
         if not (model.supports_cold_users and model.supports_item_history):
             continue
@@ -323,8 +328,8 @@ def iter_list_blocks(
     fallback_codes = [sources.index(name) for name in rc.fallback]
     n_cand = candidate_count(rc.rules, k, ctx.n_items)
     total = len(user_ids)
-    kwargs = dict(exclude=ctx.exclusions, item_mask=ctx.rules.item_mask, batch_size=rc.batch_size,
-                  n_jobs=rc.n_jobs, max_block_bytes=int(rc.max_block_mb * 2**20))
+    kwargs = {"exclude": ctx.exclusions, "item_mask": ctx.rules.item_mask, "batch_size": rc.batch_size,
+                  "n_jobs": rc.n_jobs, "max_block_bytes": int(rc.max_block_mb * 2**20)}
     done = 0
     if len(known):
         pos_of = known  # positions into user_ids, in order
@@ -334,7 +339,8 @@ def iter_list_blocks(
             code_of_model = {name: i for i, name in enumerate(primary)}
             variant_of_user = np.full(ctx.n_users, -1, np.int16)
             variant_of_user[kidx] = [code_of_model[m] for m in vmodel]
-            blocks = iter_top_k(_composite_score(ctx, variant_of_user, primary), kidx, n_cand, n_items=ctx.n_items, **kwargs)
+            score = _composite_score(ctx, variant_of_user, primary)
+            blocks = iter_top_k(score, kidx, n_cand, n_items=ctx.n_items, **kwargs)
         else:
             variant_of_user = None
             blocks = ctx.models[rc.model].iter_recommend(kidx, n_cand, **kwargs)
@@ -379,7 +385,9 @@ def block_to_table(block: ListBlock, ctx: ServingContext, sources: list[str], mo
         Columns.Item: pa.array(ctx.item_ids[item_idx].astype(str), pa.string()),
         Columns.Score: pa.array(block.scores[rows, ranks].astype(np.float32)),
         Columns.Model: pa.array(np.asarray(models, dtype=object)[block.models[rows]].astype(str), pa.string()),
-        Columns.Source: pa.array(np.asarray(sources, dtype=object)[block.sources[rows, ranks]].astype(str), pa.string()),
+        Columns.Source: pa.array(
+            np.asarray(sources, dtype=object)[block.sources[rows, ranks]].astype(str), pa.string()
+        ),
     }
     if block.variants is not None:
         data[Columns.Variant] = pa.array(np.asarray(block.variants, dtype=object)[rows].astype(str), pa.string())
@@ -477,7 +485,7 @@ def run_recommend(cfg: Config, *, users: list[str] | None = None, changed_since:
                 n_short += int((lengths < rc.k).sum())
                 valid = block.items >= 0
                 codes, counts = np.unique(block.sources[valid], return_counts=True)
-                for c, cnt in zip(codes, counts):
+                for c, cnt in zip(codes, counts, strict=True):
                     by_source[sources[c]] = by_source.get(sources[c], 0) + int(cnt)
                 writer.write(block_to_table(block, ctx, sources, models))
         finally:
@@ -510,17 +518,20 @@ def _lookup_items(ctx: ServingContext, item_ids: list[str], option: str) -> np.n
     if not ids:
         raise DataError(f"{option}: no item ids given.")
     idx = ctx.item_index(ids)
-    missing = [i for i, j in zip(ids, idx) if j < 0]
+    missing = [i for i, j in zip(ids, idx, strict=True) if j < 0]
     if missing:
         shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
         raise DataError(
             f"{option}: unknown item id(s): {shown}. They are not in the catalogue of this run "
-            f"({ctx.preprocess_dir / 'items.parquet'}); check the ids or re-run ingest/preprocess with the new catalogue."
+            f"({ctx.preprocess_dir / 'items.parquet'}); check the ids or re-run ingest/preprocess with the "
+            "new catalogue."
         )
     return idx
 
 
-def _answer_frame(ctx: ServingContext, items: np.ndarray, scores: np.ndarray, src: np.ndarray, sources: list[str]) -> pl.DataFrame:
+def _answer_frame(
+    ctx: ServingContext, items: np.ndarray, scores: np.ndarray, src: np.ndarray, sources: list[str]
+) -> pl.DataFrame:
     valid = items[0] >= 0
     it = items[0][valid]
     frame = pl.DataFrame({

@@ -220,6 +220,13 @@ def _summary(cfg: Config, results: list[TrialResult], best: TrialResult, tuned: 
         ],
         "failures": [{"trial": r.number, "error": r.error} for r in results if r.status == "failed"][:10],
     }
+    hints = []
+    if epoch_wise and best.best_epoch is not None and best.best_epoch == best.epochs_run and not best.stopped_early:
+        hints.append(f"the best trial was still improving at its last epoch ({best.epochs_run}); "
+                     "raise tune.max_epochs to let early stopping find the best length")
+    if best.number == 0 and tune.include_default:
+        hints.append("no trial beat the configured parameters; best.yaml keeps them (with the best epoch)")
+    summary["hints"] = hints
     if default is not None and default.status == "complete":
         summary["default_value"] = default.value
         summary["default_metrics"] = default.metrics
@@ -234,8 +241,9 @@ def _write_best_yaml(path: Path, raw: dict[str, Any], cfg: Config, summary: dict
     except ConfigError as exc:
         raise RecctlError(f"the tuned config does not validate (a bug in recctl tune):\n{exc}") from exc
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    source = Path(cfg.source_path).resolve() if cfg.source_path else "a config"
     header = (
-        f"# Written by `recctl tune` on {stamp} from {cfg.source_path or 'a config'}.\n"
+        f"# Written by `recctl tune` on {stamp} from {source}.\n"
         f"# Model '{summary['model']}' tuned by {summary['method']} search over {summary['n_trials']} trials:\n"
         f"# best {summary['objective']} = {summary['best_value']:.4f} (trial {summary['best_trial']}), "
         f"{LEAKAGE_NOTE}.\n"

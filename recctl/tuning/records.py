@@ -12,6 +12,7 @@ are not part of it, so raising ``n_trials`` extends the same search.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from recctl.artifacts import config_hash, write_parquet_atomic
 from recctl.tuning.trial import TrialResult
 
 __all__ = ["CHECKPOINT_DIR", "checkpoint_key", "checkpoint_path", "read_checkpoint", "trials_frame", "write_checkpoint"]
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = ".tune-checkpoint"
 
@@ -93,7 +96,8 @@ def read_checkpoint(path: Path) -> list[TrialResult]:
             )
             for row in frame.iter_rows(named=True)
         ]
-    except Exception:  # a damaged checkpoint only costs the trials it held: start over
+    except Exception as exc:  # a damaged checkpoint only costs the trials it held: start over
+        log.warning("%s: unreadable tuning checkpoint (%s); starting the search afresh", path, exc)
         return []
 
 

@@ -215,7 +215,7 @@ def run_search(
         Called after each new trial with it and the list of all trials so far (the stage
         checkpoints there; the CLI draws progress).
     timeout_s
-        No new batch starts after this many seconds.
+        No new batch starts after this many seconds (the first batch always runs).
 
     Returns
     -------
@@ -231,10 +231,13 @@ def run_search(
         log.info("the grid has %d points; running %d trials, not %d", sampler.size, budget, plan.n_trials)
     t0 = time.monotonic()
     todo = [n for n in range(budget) if n not in results]
+    first = True
     while todo:
-        if timeout_s is not None and time.monotonic() - t0 >= timeout_s:
+        # the first batch always runs, so a search always has a result to report
+        if timeout_s is not None and not first and time.monotonic() - t0 >= timeout_s:
             log.info("wall-time budget of %.0fs spent; %d trials not started", timeout_s, len(todo))
             break
+        first = False
         batch, todo = todo[: max(1, plan.n_jobs)], todo[max(1, plan.n_jobs):]
         finished = [results[n] for n in sorted(results)]
         specs = []

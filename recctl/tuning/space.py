@@ -82,7 +82,8 @@ def grid_values(spec: ChoiceSpace | IntSpace | FloatSpace, n_points: int) -> lis
         return sorted({int(round(v)) for v in raw})
     if spec.low == spec.high:
         return [float(spec.low)]
-    raw = np.geomspace(spec.low, spec.high, n_points) if spec.type == "loguniform" else np.linspace(spec.low, spec.high, n_points)
+    spacing = np.geomspace if spec.type == "loguniform" else np.linspace
+    raw = spacing(spec.low, spec.high, n_points)
     return [float(v) for v in raw]
 
 

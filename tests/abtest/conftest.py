@@ -154,12 +154,8 @@ def build_trained_workdir(tmp_path: Path) -> Path:
         )
 
     train = draw(6, set())
-    test = draw(
-        3, set(zip(train[Columns.UserIdx].to_list(), train[Columns.ItemIdx].to_list(), strict=True))
-    )
-    users = pl.DataFrame(
-        {Columns.User: [f"u{u}" for u in range(N_USERS)], Columns.UserIdx: np.arange(N_USERS)}
-    )
+    test = draw(3, set(zip(train[Columns.UserIdx].to_list(), train[Columns.ItemIdx].to_list(), strict=True)))
+    users = pl.DataFrame({Columns.User: [f"u{u}" for u in range(N_USERS)], Columns.UserIdx: np.arange(N_USERS)})
     items = pl.DataFrame(
         {
             Columns.Item: [f"i{i}" for i in range(N_ITEMS)],
@@ -178,9 +174,7 @@ def build_trained_workdir(tmp_path: Path) -> Path:
         ):
             write_parquet_atomic(frame, run.dir / f"{name}.parquet")
             run.add_output(run.dir / f"{name}.parquet", rows=frame.height)
-        features = sp.csr_matrix(
-            (np.ones(N_ITEMS), (np.arange(N_ITEMS), item_cat)), shape=(N_ITEMS, N_CATS)
-        )
+        features = sp.csr_matrix((np.ones(N_ITEMS), (np.arange(N_ITEMS), item_cat)), shape=(N_ITEMS, N_CATS))
         sp.save_npz(run.dir / "item_features.npz", features)
         pl.DataFrame({"feature": [f"category=c{c}" for c in range(N_CATS)]}).write_parquet(
             run.dir / "item_feature_names.parquet"

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recctl.abtest.analysis import analyze, analyze_files
 from recctl.abtest.assign import assignment_frame
@@ -43,6 +45,7 @@ def test_finds_a_real_effect(tmp_path: Path) -> None:
     assert conv.significant and conv.diff > 0
     assert conv.ci[0] < 0.015 < conv.ci[1]  # the interval covers the true difference
     assert conv.relative_lift == pytest.approx(0.3, abs=0.12)
+    assert conv.relative_ci == pytest.approx((conv.ci[0] / conv.control_value, conv.ci[1] / conv.control_value))
     rev = _comparison(report, "revenue_per_user")
     assert rev.ci[0] < 0.015 * 40 < rev.ci[1]
     assert rev.bootstrap_ci is not None and rev.bootstrap_ci[0] < 0.6 < rev.bootstrap_ci[1]
@@ -59,10 +62,7 @@ def test_no_effect_false_positive_rate_through_the_whole_pipeline() -> None:
         outcomes = simulate_outcomes(assignments, 0.1, clicks_per_user=0.3, seed=seed)
         canonical = outcomes.select(
             "user_id",
-            pl.when(pl.col("event") == "purchase")
-            .then(pl.lit("conversion"))
-            .otherwise(pl.lit("click"))
-            .alias("kind"),
+            pl.when(pl.col("event") == "purchase").then(pl.lit("conversion")).otherwise(pl.lit("click")).alias("kind"),
             "revenue",
         )
         hits += _comparison(analyze(assignments, canonical, exp), "conversion_rate").significant
@@ -123,9 +123,7 @@ def test_users_without_outcomes_do_not_convert_and_strangers_are_excluded() -> N
 
 def test_mismatched_id_formats_are_pointed_out(tmp_path: Path) -> None:
     exp = make_experiment(outcomes={"columns": {"user_id": "cust", "event": None}})
-    a = pl.DataFrame(
-        {"user_id": ["17850", "13047", "12583"], "variant": ["control", "treatment", "control"]}
-    )
+    a = pl.DataFrame({"user_id": ["17850", "13047", "12583"], "variant": ["control", "treatment", "control"]})
     a.write_csv(tmp_path / "a.csv")
     # a float-typed id column: normalised to the ingest's form, so it matches
     pl.DataFrame({"cust": [17850.0, 13047.0]}).write_parquet(tmp_path / "o.parquet")
@@ -150,9 +148,9 @@ def test_window_and_mapping_from_files(tmp_path: Path) -> None:
     a = assignment_frame([f"U{i}" for i in range(2000)], exp)
     o = simulate_outcomes(a, 0.2, start=datetime(2026, 12, 1, tzinfo=timezone.utc), days=14, seed=4)
     # a shop's own column names and CSV text timestamps
-    shop = o.rename(
-        {"user_id": "customer", "event": "type", "revenue": "amount", "timestamp": "ts"}
-    ).with_columns(pl.col("ts").dt.strftime("%Y-%m-%d %H:%M:%S"))
+    shop = o.rename({"user_id": "customer", "event": "type", "revenue": "amount", "timestamp": "ts"}).with_columns(
+        pl.col("ts").dt.strftime("%Y-%m-%d %H:%M:%S")
+    )
     shop.write_csv(tmp_path / "shop.csv")
     a.write_parquet(tmp_path / "a.parquet")
     exp = ABTestConfig.model_validate(
@@ -193,18 +191,12 @@ def test_reassigned_users_are_reported(tmp_path: Path) -> None:
     frame = assignment_frame([f"U{i}" for i in range(100)], exp)
     flipped = frame.with_columns(
         pl.when(pl.col("user_id") == "U1")
-        .then(
-            pl.when(pl.col("variant") == "control")
-            .then(pl.lit("treatment"))
-            .otherwise(pl.lit("control"))
-        )
+        .then(pl.when(pl.col("variant") == "control").then(pl.lit("treatment")).otherwise(pl.lit("control")))
         .otherwise(pl.col("variant"))
         .alias("variant")
     )
     flipped.write_parquet(tmp_path / "a.parquet")
-    pl.DataFrame({"user_id": ["U1", "U2"], "event": ["purchase", "purchase"]}).write_csv(
-        tmp_path / "o.csv"
-    )
+    pl.DataFrame({"user_id": ["U1", "U2"], "event": ["purchase", "purchase"]}).write_csv(tmp_path / "o.csv")
     report = analyze_files(exp, tmp_path / "a.parquet", tmp_path / "o.csv")
     assert any(w.startswith("1 of 100 users") for w in report.warnings)
 
@@ -213,9 +205,7 @@ def test_report_json_has_no_nan(tmp_path: Path) -> None:
     import json
 
     exp = make_experiment({"control": 1, "treatment": 1, "empty": 1})
-    a = pl.DataFrame(
-        {"user_id": [f"u{i}" for i in range(40)], "variant": ["control", "treatment"] * 20}
-    )
+    a = pl.DataFrame({"user_id": [f"u{i}" for i in range(40)], "variant": ["control", "treatment"] * 20})
     o = pl.DataFrame({"user_id": ["u0"], "kind": ["conversion"], "revenue": [5.0]})
     report = analyze(a, o, exp)
     text = json.dumps(report.to_dict(), allow_nan=False)
@@ -225,10 +215,40 @@ def test_report_json_has_no_nan(tmp_path: Path) -> None:
 
 def test_holdout_is_not_in_the_holm_family(tmp_path: Path) -> None:
     exp = make_experiment(holdout=0.2)
-    a, o = simulate_experiment(
-        8000, exp, {"control": 0.05, "treatment": 0.06, "holdout": 0.03}, seed=5
-    )
+    a, o = simulate_experiment(8000, exp, {"control": 0.05, "treatment": 0.06, "holdout": 0.03}, seed=5)
     report = analyze(a, _canonical(o, exp, tmp_path), exp)
     for c in report.comparisons:
         # one treatment: nothing to adjust for; the holdout keeps its raw p-value too
         assert c.p_adjusted == pytest.approx(c.p_value)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    arms=st.lists(st.sampled_from(["control", "treatment", "holdout"]), min_size=1, max_size=60),
+    events=st.lists(
+        st.tuples(st.integers(0, 80), st.sampled_from(["conversion", "click", "other"]), st.floats(0, 500)),
+        max_size=120,
+    ),
+)
+def test_any_small_experiment_gives_a_sane_report(arms: list[str], events: list[tuple[int, str, float]]) -> None:
+    import json
+
+    exp = make_experiment(holdout=0.1, n_bootstrap=50)
+    arms = ["control", *arms]  # the control arm must exist
+    a = pl.DataFrame({"user_id": [f"u{i}" for i in range(len(arms))], "variant": arms})
+    o = pl.DataFrame(
+        {
+            "user_id": [f"u{u}" for u, _, _ in events],
+            "kind": [k for _, k, _ in events],
+            "revenue": [r for *_, r in events],
+        },
+        schema={"user_id": pl.String, "kind": pl.String, "revenue": pl.Float64},
+    )
+    report = analyze(a, o, exp)
+    assert sum(arm.users for arm in report.arms) == len(arms)
+    for arm in report.arms:
+        assert 0 <= arm.converters <= arm.users
+    for c in report.comparisons:
+        assert np.isnan(c.p_value) or 0 <= c.p_value <= 1
+        assert np.isnan(c.p_adjusted) or c.p_adjusted >= c.p_value - 1e-12
+    json.dumps(report.to_dict(), allow_nan=False)

@@ -34,10 +34,18 @@ def test_bucket_is_the_documented_sha256_prefix() -> None:
     exp = make_experiment()
     frame = assignment_frame(["17850", "ü-unicode"], exp)
     for uid, bucket in zip(frame["user_id"], frame["bucket"], strict=True):
-        digest = hashlib.sha256(f"salt-1\x1fvariant\x1f{uid}".encode()).digest()
+        digest = hashlib.sha256(f"salt-1\x1f{uid}".encode()).digest()
         assert bucket == int.from_bytes(digest[:8], "big")
         expected = "control" if int.from_bytes(digest[:8], "big") / 2**64 < 0.5 else "treatment"
         assert frame.filter(frame["user_id"] == uid)["variant"][0] == expected
+    # the holdout is decided by bytes 8-15 of the same digest
+    held_exp = make_experiment(holdout=0.3)
+    ids = [f"id{i}" for i in range(300)]
+    held = assign_variants(ids, held_exp) == HOLDOUT
+    expected_held = [
+        int.from_bytes(hashlib.sha256(f"salt-1\x1f{u}".encode()).digest()[8:16], "big") / 2**64 < 0.3 for u in ids
+    ]
+    assert held.tolist() == expected_held
 
 
 def test_same_input_same_output_and_batch_independent() -> None:
@@ -52,9 +60,7 @@ def test_same_input_same_output_and_batch_independent() -> None:
 
 def test_ids_of_any_type_are_compared_as_text() -> None:
     exp = make_experiment()
-    assert list(assign_variants(np.arange(100), exp)) == list(
-        assign_variants([str(i) for i in range(100)], exp)
-    )
+    assert list(assign_variants(np.arange(100), exp)) == list(assign_variants([str(i) for i in range(100)], exp))
 
 
 def test_missing_user_id_is_refused() -> None:
@@ -95,9 +101,7 @@ def _check_shares(variants: np.ndarray, exp: ABTestConfig) -> None:
     holdout=st.one_of(st.just(0.0), st.floats(min_value=0.001, max_value=0.5)),
     salt=st.text(min_size=1, max_size=12),
 )
-def test_split_proportions_match_any_weights(
-    weights: list[float], holdout: float, salt: str
-) -> None:
+def test_split_proportions_match_any_weights(weights: list[float], holdout: float, salt: str) -> None:
     exp = make_experiment({f"arm{i}": w for i, w in enumerate(weights)}, holdout=holdout, salt=salt)
     _check_shares(assign_variants(IDS, exp), exp)
 

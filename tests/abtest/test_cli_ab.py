@@ -28,18 +28,14 @@ def flat(text: str) -> str:
 @pytest.fixture
 def users_csv(tmp_path: Path) -> Path:
     path = tmp_path / "users.csv"
-    pl.DataFrame(
-        {"customer_id": [f"C{i}" for i in range(6000)], "country": ["UK"] * 6000}
-    ).write_csv(path)
+    pl.DataFrame({"customer_id": [f"C{i}" for i in range(6000)], "country": ["UK"] * 6000}).write_csv(path)
     return path
 
 
 @pytest.fixture
 def assigned(ab_config: Path, users_csv: Path, tmp_path: Path) -> Path:
     out = tmp_path / "assignments.parquet"
-    result = invoke(
-        "ab", "assign", ab_config, "--users", users_csv, "--user-column", "customer_id", "-o", out
-    )
+    result = invoke("ab", "assign", ab_config, "--users", users_csv, "--user-column", "customer_id", "-o", out)
     assert result.exit_code == 0, result.output
     return out
 
@@ -69,12 +65,8 @@ def test_help_has_an_example(command: str) -> None:
     assert "Example" in result.stdout and f"recctl ab {command}" in result.stdout
 
 
-def test_assign_writes_the_file_and_reports_shares(
-    ab_config: Path, users_csv: Path, tmp_path: Path
-) -> None:
-    result = invoke(
-        "ab", "assign", ab_config, "--users", users_csv, "--user-column", "customer_id", "--json"
-    )
+def test_assign_writes_the_file_and_reports_shares(ab_config: Path, users_csv: Path, tmp_path: Path) -> None:
+    result = invoke("ab", "assign", ab_config, "--users", users_csv, "--user-column", "customer_id", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["n_users"] == 6000
@@ -85,9 +77,7 @@ def test_assign_writes_the_file_and_reports_shares(
     # a CSV output, from a plain id list, agrees with the parquet one
     ids = tmp_path / "ids.txt"
     ids.write_text("\n".join(f"C{i}" for i in range(100)) + "\n")
-    assert (
-        invoke("ab", "assign", ab_config, "--users", ids, "-o", tmp_path / "a.csv").exit_code == 0
-    )
+    assert invoke("ab", "assign", ab_config, "--users", ids, "-o", tmp_path / "a.csv").exit_code == 0
     csv = pl.read_csv(tmp_path / "a.csv", schema_overrides={"bucket": pl.UInt64})
     assert csv["variant"].to_list() == frame["variant"].head(100).to_list()
 
@@ -170,9 +160,7 @@ def test_config_with_unknown_control_or_reserved_name(tmp_path: Path, users_csv:
     assert "control 'ctrl' is not one of the variants" in result.stderr
 
 
-def test_report_table_json_and_html(
-    ab_config: Path, assigned: Path, outcomes_csv: Path, tmp_path: Path
-) -> None:
+def test_report_table_json_and_html(ab_config: Path, assigned: Path, outcomes_csv: Path, tmp_path: Path) -> None:
     html = tmp_path / "report.html"
     result = invoke(
         "ab",
@@ -195,11 +183,7 @@ def test_report_table_json_and_html(
     result = invoke("ab", "report", ab_config, "-a", assigned, "--outcomes", outcomes_csv, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    conv = next(
-        c
-        for c in data["comparisons"]
-        if c["metric"] == "conversion_rate" and c["variant"] == "treatment"
-    )
+    conv = next(c for c in data["comparisons"] if c["metric"] == "conversion_rate" and c["variant"] == "treatment")
     assert conv["significant"] and conv["diff"] > 0
     assert data["srm"]["mismatch"] is False
 
@@ -209,13 +193,9 @@ def test_report_warns_loudly_on_sample_ratio_mismatch(
 ) -> None:
     frame = pl.read_parquet(assigned)
     treated = frame.filter(pl.col("variant") == "treatment")
-    broken = pl.concat(
-        [frame.filter(pl.col("variant") != "treatment"), treated.head(int(treated.height * 0.8))]
-    )
+    broken = pl.concat([frame.filter(pl.col("variant") != "treatment"), treated.head(int(treated.height * 0.8))])
     broken.write_parquet(tmp_path / "broken.parquet")
-    result = invoke(
-        "ab", "report", ab_config, "-a", tmp_path / "broken.parquet", "--outcomes", outcomes_csv
-    )
+    result = invoke("ab", "report", ab_config, "-a", tmp_path / "broken.parquet", "--outcomes", outcomes_csv)
     assert result.exit_code == 0
     assert "SAMPLE RATIO MISMATCH" in result.stderr
     html = tmp_path / "r.html"
@@ -236,26 +216,18 @@ def test_report_warns_loudly_on_sample_ratio_mismatch(
 
 
 def test_report_missing_outcome_column(ab_config: Path, assigned: Path, tmp_path: Path) -> None:
-    pl.DataFrame(
-        {"user_id": ["C1"], "event": ["purchase"], "item_id": ["I1"], "timestamp": ["2026-12-02"]}
-    ).write_csv(tmp_path / "o.csv")
+    pl.DataFrame({"user_id": ["C1"], "event": ["purchase"], "item_id": ["I1"], "timestamp": ["2026-12-02"]}).write_csv(
+        tmp_path / "o.csv"
+    )
     result = invoke("ab", "report", ab_config, "-a", assigned, "--outcomes", tmp_path / "o.csv")
     assert result.exit_code == 4
-    assert (
-        "column 'revenue'" in result.stderr
-        and "experiment.outcomes.columns.revenue" in result.stderr
-    )
+    assert "column 'revenue'" in result.stderr and "experiment.outcomes.columns.revenue" in result.stderr
 
 
-def test_report_unknown_variant(
-    ab_config: Path, assigned: Path, outcomes_csv: Path, tmp_path: Path
-) -> None:
+def test_report_unknown_variant(ab_config: Path, assigned: Path, outcomes_csv: Path, tmp_path: Path) -> None:
     frame = pl.read_parquet(assigned).drop("salt", "experiment", "bucket")
     frame = frame.with_columns(
-        pl.when(pl.col("variant") == "holdout")
-        .then(pl.lit("shiny"))
-        .otherwise(pl.col("variant"))
-        .alias("variant")
+        pl.when(pl.col("variant") == "holdout").then(pl.lit("shiny")).otherwise(pl.col("variant")).alias("variant")
     )
     frame.write_csv(tmp_path / "a.csv")
     result = invoke("ab", "report", ab_config, "-a", tmp_path / "a.csv", "--outcomes", outcomes_csv)
@@ -266,9 +238,7 @@ def test_report_unknown_variant(
 def test_report_missing_files(ab_config: Path, assigned: Path, tmp_path: Path) -> None:
     result = invoke("ab", "report", ab_config, "-a", assigned)
     assert result.exit_code == 3 and "--outcomes" in result.stderr
-    result = invoke(
-        "ab", "report", ab_config, "-a", tmp_path / "none.parquet", "--outcomes", tmp_path / "x.csv"
-    )
+    result = invoke("ab", "report", ab_config, "-a", tmp_path / "none.parquet", "--outcomes", tmp_path / "x.csv")
     assert result.exit_code == 4 and "assignments file not found" in result.stderr
 
 
@@ -297,9 +267,7 @@ def test_plan_sample_size_and_mde() -> None:
 
 
 def test_plan_takes_the_experiment_from_a_config(ab_config: Path) -> None:
-    result = invoke(
-        "ab", "plan", "--baseline-rate", 0.05, "--mde", 0.1, "--config", ab_config, "--json"
-    )
+    result = invoke("ab", "plan", "--baseline-rate", 0.05, "--mde", 0.1, "--config", ab_config, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data["users_per_arm"]) == {"control", "treatment"}
@@ -360,9 +328,7 @@ def test_simulate_bad_input(ab_config: Path, assigned: Path, tmp_path: Path) -> 
         tmp_path / "o.csv",
     )
     assert result.exit_code == 3 and "unknown variant(s) ['shiny']" in result.stderr
-    result = invoke(
-        "ab", "simulate", ab_config, "-a", assigned, "--rates", "control", "-o", tmp_path / "o.csv"
-    )
+    result = invoke("ab", "simulate", ab_config, "-a", assigned, "--rates", "control", "-o", tmp_path / "o.csv")
     assert result.exit_code == 2
 
 
@@ -400,3 +366,20 @@ def test_report_finds_the_assignments_of_the_recommend_stage(
     result = invoke("ab", "report", ab_config, "--outcomes", outcomes_csv, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["data"]["assignments_file"] == str(target)
+
+
+def test_weights_changed_after_assignment_are_caught(
+    ab_config: Path, assigned: Path, outcomes_csv: Path, tmp_path: Path
+) -> None:
+    import yaml
+
+    raw = yaml.safe_load(ab_config.read_text())
+    raw["experiment"]["variants"]["treatment"]["weight"] = 3  # someone edits the config mid-experiment
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(raw))
+    result = invoke("ab", "report", changed, "-a", assigned, "--outcomes", outcomes_csv, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["srm"]["mismatch"] is True
+    assert "SAMPLE RATIO MISMATCH" in result.stderr
+    assert any("different variant than the config" in w for w in data["warnings"])

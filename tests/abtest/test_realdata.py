@@ -64,18 +64,13 @@ def test_aa_experiment_on_online_retail(shared_data: Path, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["n_users"] == 4372  # every customer id, guest rows skipped
 
-    result = runner.invoke(
-        app, ["ab", "report", str(config), "-a", str(assigned), "--outcomes", str(raw), "--json"]
-    )
+    result = runner.invoke(app, ["ab", "report", str(config), "-a", str(assigned), "--outcomes", str(raw), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["srm"]["mismatch"] is False  # hash assignment of real ids matches the weights
-    frame = pl.read_csv(raw, infer_schema=False).with_columns(
-        pl.col("InvoiceDate").str.to_datetime()
-    )
+    frame = pl.read_csv(raw, infer_schema=False).with_columns(pl.col("InvoiceDate").str.to_datetime())
     window = frame.filter(
-        (pl.col("InvoiceDate") >= datetime(2011, 9, 1))
-        & (pl.col("InvoiceDate") < datetime(2011, 12, 1))
+        (pl.col("InvoiceDate") >= datetime(2011, 9, 1)) & (pl.col("InvoiceDate") < datetime(2011, 12, 1))
     )
     buyers = window.filter(pl.col("CustomerID").is_not_null())["CustomerID"].n_unique()
     assert sum(arm["converters"] for arm in report["arms"]) == buyers

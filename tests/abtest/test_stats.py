@@ -75,9 +75,7 @@ def test_bootstrap_agrees_with_welch_on_sparse_revenue() -> None:
     assert lo == pytest.approx(float(w.ci_low), abs=0.1 * width)
     assert hi == pytest.approx(float(w.ci_high), abs=0.1 * width)
     assert p == pytest.approx(float(w.p_value), abs=0.05)
-    assert bootstrap_mean_diff(a, b, n_boot=500, seed=9) == bootstrap_mean_diff(
-        a, b, n_boot=500, seed=9
-    )
+    assert bootstrap_mean_diff(a, b, n_boot=500, seed=9) == bootstrap_mean_diff(a, b, n_boot=500, seed=9)
 
 
 # ---- simulated experiments (vectorised: one array row per experiment) -----------------------
@@ -143,3 +141,15 @@ def test_srm_rarely_fires_on_correct_allocations_and_flags_injected_mismatch() -
     broken[:, 1] = (broken[:, 1] * 0.90).astype(int)
     flagged = np.mean([srm_test(c, shares)[2] < 0.001 for c in broken])
     assert flagged > 0.95
+
+
+def test_aa_bootstrap_revenue_false_positive_rate() -> None:
+    rng = np.random.default_rng(15)
+    sims, n = 200, 1000
+    hits = 0
+    for s in range(sims):
+        a = rng.exponential(40, n) * (rng.random(n) < 0.1)
+        b = rng.exponential(40, n) * (rng.random(n) < 0.1)
+        hits += bootstrap_mean_diff(a, b, n_boot=400, seed=s)[2] < ALPHA
+    # binomial(200, 0.05): 10 expected, sd 3.1; beyond 4 sd means the bootstrap p-value is off
+    assert 1 <= hits <= 22, hits

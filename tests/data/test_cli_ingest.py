@@ -31,8 +31,11 @@ def test_summary_table_and_json(tmp_path: Path, events_csv: Path) -> None:
 
 
 def test_preprocess_command(tmp_path: Path, small_shop: Path) -> None:
-    config = write_yaml(tmp_path, shop_source(str(small_shop / "events.csv")),
-                        items={"path": str(small_shop / "products.csv"), "id_column": "product_id"})
+    config = write_yaml(
+        tmp_path,
+        shop_source(str(small_shop / "events.csv")),
+        items={"path": str(small_shop / "products.csv"), "id_column": "product_id"},
+    )
     assert runner.invoke(app, ["ingest", str(config), "-q"]).exit_code == 0
     result = runner.invoke(app, ["preprocess", str(config)])
     assert result.exit_code == 0, result.output
@@ -56,20 +59,45 @@ def test_missing_file_is_config_error(tmp_path: Path) -> None:
 BAD_FILES = [
     ("empty", "events.csv", b"", "the file is empty"),
     ("header only", "events.csv", EVENTS_HEADER.encode(), "header but no data rows"),
-    ("wrong delimiter", "events.csv", (EVENTS_HEADER + GOOD_ROW).replace(",", ";").encode(),
-     "looks ';'-delimited: set `delimiter: \";\"`"),
-    ("bad encoding", "events.csv", (EVENTS_HEADER + GOOD_ROW).encode() + b"u2,i\xe9,view,2026-01-01 10:00:00,1\n",
-     "not valid UTF-8 at line 3; set `encoding:` to latin1"),
-    ("missing column", "events.csv", (EVENTS_HEADER.replace("quantity", "qty") + GOOD_ROW).encode(),
-     "column 'quantity' (mapped by data.interactions.columns.value) is not in the file (did you mean 'qty'?)"),
-    ("wrong type", "events.csv", (EVENTS_HEADER + "u1,i1,view,monday,1\nu2,i2,view,tuesday,1\n").encode(),
-     "column 'event_time': none of the 2 rows is usable (bad timestamp; e.g. 'monday', 'tuesday')"),
-    ("ragged line", "events.csv", (EVENTS_HEADER + GOOD_ROW + "u2,i2,view,2026-01-01 10:00:00,1,extra\n").encode(),
-     "line 3 has 6 fields but the header has 5"),
+    (
+        "wrong delimiter",
+        "events.csv",
+        (EVENTS_HEADER + GOOD_ROW).replace(",", ";").encode(),
+        "looks ';'-delimited: set `delimiter: \";\"`",
+    ),
+    (
+        "bad encoding",
+        "events.csv",
+        (EVENTS_HEADER + GOOD_ROW).encode() + b"u2,i\xe9,view,2026-01-01 10:00:00,1\n",
+        "not valid UTF-8 at line 3; set `encoding:` to latin1",
+    ),
+    (
+        "missing column",
+        "events.csv",
+        (EVENTS_HEADER.replace("quantity", "qty") + GOOD_ROW).encode(),
+        "column 'quantity' (mapped by data.interactions.columns.value) is not in the file (did you mean 'qty'?)",
+    ),
+    (
+        "wrong type",
+        "events.csv",
+        (EVENTS_HEADER + "u1,i1,view,monday,1\nu2,i2,view,tuesday,1\n").encode(),
+        "column 'event_time': none of the 2 rows is usable (bad timestamp; e.g. 'monday', 'tuesday')",
+    ),
+    (
+        "ragged line",
+        "events.csv",
+        (EVENTS_HEADER + GOOD_ROW + "u2,i2,view,2026-01-01 10:00:00,1,extra\n").encode(),
+        "line 3 has 6 fields but the header has 5",
+    ),
     ("not parquet", "events.parquet", b"customer_id,product_id\n1,2\n", "not a Parquet file"),
-    ("broken jsonl", "events.jsonl",
-     b'{"customer_id": "u1", "product_id": "i1", "event_type": "view", "event_time": "2026-01-01 10:00:00", "quantity": 1}\n'
-     b'{"customer_id": "u2", "product_id": \n', "line 2 is not valid JSON"),
+    (
+        "broken jsonl",
+        "events.jsonl",
+        b'{"customer_id": "u1", "product_id": "i1", "event_type": "view", '
+        b'"event_time": "2026-01-01 10:00:00", "quantity": 1}\n'
+        b'{"customer_id": "u2", "product_id": \n',
+        "line 2 is not valid JSON",
+    ),
 ]
 
 
@@ -115,3 +143,13 @@ def test_preprocess_before_ingest_is_artifact_error(tmp_path: Path, events_csv: 
     result = runner.invoke(app, ["preprocess", str(config)])
     assert result.exit_code == 5
     assert "recctl ingest" in result.stderr
+
+
+def test_nested_parquet_column_is_refused(tmp_path: Path) -> None:
+    import polars as pl
+
+    pl.DataFrame({"u": ["a"], "i": [["x", "y"]], "t": ["2026-01-01"]}).write_parquet(tmp_path / "e.parquet")
+    source = {"path": "e.parquet", "columns": {"user_id": "u", "item_id": "i", "timestamp": "t"}}
+    result = _run(tmp_path, source)
+    assert result.exit_code == 4
+    assert "column 'i' (mapped by data.interactions.columns.item_id) holds List(String) values" in result.stderr

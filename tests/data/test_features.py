@@ -8,23 +8,41 @@ from recctl.config.preprocess import FeaturesConfig
 from recctl.data.features import build_features, item_feature_spec
 from recctl.errors import ConfigError
 
-ITEMS = pl.DataFrame({
-    "item_id": ["a", "b", "c", "d"],
-    "category": ["x", "y", "x", None],
-    "genres": ["Action|Comedy", "Comedy", None, "Drama|Action"],
-    "price": [1.0, 2.0, 3.0, 40.0],
-    "title": ["Red red mug", "Blue mug", "Red kite", "The tent"],
-})
+ITEMS = pl.DataFrame(
+    {
+        "item_id": ["a", "b", "c", "d"],
+        "category": ["x", "y", "x", None],
+        "genres": ["Action|Comedy", "Comedy", None, "Drama|Action"],
+        "price": [1.0, 2.0, 3.0, 40.0],
+        "title": ["Red red mug", "Blue mug", "Red kite", "The tent"],
+    }
+)
 
 
 def test_feature_blocks_shapes_and_names() -> None:
-    cfg = FeaturesConfig(item_categorical=["category"], item_multi_valued={"genres": "|"},
-                         item_numeric_buckets={"price": 2}, item_text=["title"], text_max_vocab=10, text_min_df=2)
-    matrix, names = build_features(ITEMS, item_feature_spec(cfg), key="preprocess.features",
-                                   max_vocab=cfg.text_max_vocab, min_df=cfg.text_min_df)
+    cfg = FeaturesConfig(
+        item_categorical=["category"],
+        item_multi_valued={"genres": "|"},
+        item_numeric_buckets={"price": 2},
+        item_text=["title"],
+        text_max_vocab=10,
+        text_min_df=2,
+    )
+    matrix, names = build_features(
+        ITEMS, item_feature_spec(cfg), key="preprocess.features", max_vocab=cfg.text_max_vocab, min_df=cfg.text_min_df
+    )
     feature = names["feature"].to_list()
-    assert feature == ["category=x", "category=y", "genres=Action", "genres=Comedy", "genres=Drama",
-                       "price:q1of2", "price:q2of2", "title:mug", "title:red"]
+    assert feature == [
+        "category=x",
+        "category=y",
+        "genres=Action",
+        "genres=Comedy",
+        "genres=Drama",
+        "price:q1of2",
+        "price:q2of2",
+        "title:mug",
+        "title:red",
+    ]
     assert names["group"].to_list()[:2] == ["categorical", "categorical"]
     assert matrix.shape == (4, len(feature)) and matrix.dtype == np.float32
     dense = matrix.toarray()

@@ -24,7 +24,10 @@ def test_every_row_accounted_for(tmp_path: Path, events_csv: Path, products_csv:
     assert f["read"] == 12
     assert f["accepted"] + f["rejected"] == f["read"]
     assert f["rejected_by_reason"] == {
-        "bad_timestamp": 1, "missing_user_id": 1, "non_numeric_value": 1, "unknown_event": 1,
+        "bad_timestamp": 1,
+        "missing_user_id": 1,
+        "non_numeric_value": 1,
+        "unknown_event": 1,
     }
     assert f["duplicates"] == 1
     out = cfg.stage_dir("ingest")
@@ -98,7 +101,9 @@ def test_value_rule_threshold(tmp_path: Path) -> None:
 
 
 def test_parquet_and_jsonl_sources_glob(tmp_path: Path) -> None:
-    pl.DataFrame({"u": ["a", "b"], "i": [1, 2], "t": ["2026-01-01", "2026-01-02"]}).write_parquet(tmp_path / "p1.parquet")
+    pl.DataFrame({"u": ["a", "b"], "i": [1, 2], "t": ["2026-01-01", "2026-01-02"]}).write_parquet(
+        tmp_path / "p1.parquet"
+    )
     (tmp_path / "p2.jsonl").write_text('{"u": "c", "i": 3, "t": 1767225600}\n{"u": "", "i": 4, "t": 1767225600}\n')
     src = {"path": ["*.parquet", "p2.jsonl"], "columns": {"user_id": "u", "item_id": "i", "timestamp": "t"}}
     cfg = make_config(tmp_path, src)
@@ -113,7 +118,10 @@ def test_append_adds_batch_and_is_idempotent(tmp_path: Path, events_csv: Path) -
     cfg, first = _ingest(tmp_path)
     base = first.summary["totals"]["interactions"]
     day2 = tmp_path / "day2.csv"
-    day2.write_text(EVENTS_HEADER + "u1,i1,view,2026-01-01 10:00:00,1\nu5,i2,view,2026-01-08 10:00:00,1\n,i2,view,2026-01-08 10:00:00,1\n")
+    day2.write_text(
+        EVENTS_HEADER
+        + "u1,i1,view,2026-01-01 10:00:00,1\nu5,i2,view,2026-01-08 10:00:00,1\n,i2,view,2026-01-08 10:00:00,1\n"
+    )
     second = run_ingest(cfg, append=[day2])
     s = second.summary
     assert s["totals"]["interactions"] == base + 1  # one new row, one overlap de-duplicated
@@ -146,3 +154,27 @@ def test_catalogue_dedupe_mode(tmp_path: Path, events_csv: Path) -> None:
     assert items.rows() == [("i1", "Mug", 5), ("i2", "Plate", 3)]
     (table,) = manifest.summary["tables"]
     assert table["duplicate_ids"] == 2 and table["files"][0]["rejected"] == 1
+
+
+def test_several_sources_duplicates_charged_to_later_file(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text(EVENTS_HEADER + "u1,i1,view,2026-01-01 10:00:00,1\nu1,i2,view,2026-01-01 11:00:00,1\n")
+    (tmp_path / "b.tsv").write_text(
+        "uid\tiid\tts\tn\nu1\ti1\t2026-01-01T10:00:00Z\t1\nu2\ti1\t2026-01-02T10:00:00Z\t1\n", encoding="utf-8"
+    )
+    columns = {"user_id": "uid", "item_id": "iid", "timestamp": "ts", "value": "n"}
+    tsv = {"path": "b.tsv", "columns": columns, "default_event": "view"}
+    cfg = make_config(tmp_path, [shop_source("a.csv"), tsv])
+    s = run_ingest(cfg).summary
+    assert [(f["read"], f["duplicates"], f["added"]) for f in s["files"]] == [(2, 0, 2), (2, 1, 1)]
+    assert s["files"][1]["source"] == "data.interactions.1"
+    assert pl.read_parquet(cfg.stage_dir("ingest") / "interactions.parquet").height == 3
+
+
+def test_failed_ingest_keeps_previous_output(tmp_path: Path, events_csv: Path) -> None:
+    cfg, first = _ingest(tmp_path)
+    before = (cfg.stage_dir("ingest") / "interactions.parquet").read_bytes()
+    events_csv.write_text(EVENTS_HEADER)  # header only: refused
+    with pytest.raises(DataError, match="no data rows"):
+        run_ingest(cfg)
+    assert (cfg.stage_dir("ingest") / "interactions.parquet").read_bytes() == before
+    assert not list(cfg.workdir_path.glob(".ingest.partial-*"))

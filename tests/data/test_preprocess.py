@@ -22,16 +22,25 @@ T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 def _raw(rows: list[tuple[str, str, str, int, float | None]]) -> pl.DataFrame:
     return pl.DataFrame(
         [(u, i, e, T0 + dt.timedelta(days=d), v) for u, i, e, d, v in rows],
-        schema={Columns.User: pl.String, Columns.Item: pl.String, Columns.Event: pl.String,
-                Columns.Timestamp: pl.Datetime("us", "UTC"), Columns.Value: pl.Float64},
+        schema={
+            Columns.User: pl.String,
+            Columns.Item: pl.String,
+            Columns.Event: pl.String,
+            Columns.Timestamp: pl.Datetime("us", "UTC"),
+            Columns.Value: pl.Float64,
+        },
         orient="row",
     )
 
 
 def test_weights_value_transform_and_half_life() -> None:
     raw = _raw([("u", "a", "view", 0, 3.0), ("u", "a", "purchase", 10, None), ("u", "b", "hide", 10, 1.0)])
-    cfg = PreprocessConfig(event_weights={"view": 1.0, "purchase": 4.0, "hide": 0.0}, use_value=True,
-                           value_transform="log1p", half_life_days=10)
+    cfg = PreprocessConfig(
+        event_weights={"view": 1.0, "purchase": 4.0, "hide": 0.0},
+        use_value=True,
+        value_transform="log1p",
+        half_life_days=10,
+    )
     out, info = weight_events(raw, cfg)
     assert info["zero_weight_events_dropped"] == 1
     assert out[Columns.Weight].to_list() == pytest.approx([np.log1p(3.0) * 0.5, 4.0 * np.log1p(1.0)])
@@ -41,9 +50,18 @@ def test_weights_value_transform_and_half_life() -> None:
 
 def test_kcore_is_iterative() -> None:
     # c is the only item of u3; dropping it leaves u1 with one item, then b with one user
-    raw = _raw([("u1", "a", "view", 0, 1), ("u1", "b", "view", 0, 1), ("u2", "a", "view", 0, 1),
-                ("u2", "c", "view", 0, 1), ("u3", "a", "view", 0, 1), ("u3", "c", "view", 0, 1),
-                ("u4", "b", "view", 0, 1), ("u4", "d", "view", 0, 1)])
+    raw = _raw(
+        [
+            ("u1", "a", "view", 0, 1),
+            ("u1", "b", "view", 0, 1),
+            ("u2", "a", "view", 0, 1),
+            ("u2", "c", "view", 0, 1),
+            ("u3", "a", "view", 0, 1),
+            ("u3", "c", "view", 0, 1),
+            ("u4", "b", "view", 0, 1),
+            ("u4", "d", "view", 0, 1),
+        ]
+    )
     one_pass, _ = filter_min_counts(raw, 2, 2, kcore=False)
     core, info = filter_min_counts(raw, 2, 2, kcore=True)
     assert core.height < one_pass.height
@@ -62,8 +80,14 @@ def test_index_is_sorted_and_keeps_catalogue() -> None:
 
 @pytest.mark.parametrize(("how", "expected"), [("sum", 5.0), ("max", 4.0), ("last", 1.0)])
 def test_aggregate(how: str, expected: float) -> None:
-    frame = pl.DataFrame({Columns.UserIdx: [0, 0], Columns.ItemIdx: [1, 1], Columns.Weight: [4.0, 1.0],
-                          Columns.Timestamp: [T0, T0 + dt.timedelta(days=1)]})
+    frame = pl.DataFrame(
+        {
+            Columns.UserIdx: [0, 0],
+            Columns.ItemIdx: [1, 1],
+            Columns.Weight: [4.0, 1.0],
+            Columns.Timestamp: [T0, T0 + dt.timedelta(days=1)],
+        }
+    )
     out = aggregate(frame, how)
     assert out[Columns.Weight].to_list() == [expected] and out["last_ts"][0] == T0 + dt.timedelta(days=1)
 
@@ -71,7 +95,8 @@ def test_aggregate(how: str, expected: float) -> None:
 def _shop_config(tmp_path: Path, shop: Path, **preprocess: object):  # noqa: ANN202
     pre = {"event_weights": {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}, **preprocess}
     return make_config(
-        tmp_path, shop_source(str(shop / "events.csv")),
+        tmp_path,
+        shop_source(str(shop / "events.csv")),
         items={"path": str(shop / "products.csv"), "id_column": "product_id"},
         users={"path": str(shop / "customers.csv"), "id_column": "customer_id"},
         preprocess=pre,
@@ -80,9 +105,16 @@ def _shop_config(tmp_path: Path, shop: Path, **preprocess: object):  # noqa: ANN
 
 def test_stage_layout_is_what_dataset_loads(tmp_path: Path, small_shop: Path) -> None:
     cfg = _shop_config(
-        tmp_path, small_shop, min_user_interactions=2,
-        features={"item_categorical": ["category"], "item_numeric_buckets": {"price": 4},
-                  "item_text": ["title"], "text_max_vocab": 20, "user_categorical": ["segment"]},
+        tmp_path,
+        small_shop,
+        min_user_interactions=2,
+        features={
+            "item_categorical": ["category"],
+            "item_numeric_buckets": {"price": 4},
+            "item_text": ["title"],
+            "text_max_vocab": 20,
+            "user_categorical": ["segment"],
+        },
     )
     with pytest.raises(ArtifactError, match="recctl ingest"):
         run_preprocess(cfg)
@@ -95,12 +127,20 @@ def test_stage_layout_is_what_dataset_loads(tmp_path: Path, small_shop: Path) ->
     assert items[Columns.ItemIdx].to_list() == list(range(items.height)) and "category" in items.columns
     assert "segment" in users.columns
     events = pl.read_parquet(d / "events.parquet")
-    assert events.columns == [Columns.UserIdx, Columns.ItemIdx, Columns.Event, Columns.Timestamp, Columns.Weight, "split"]
+    assert events.columns == [
+        Columns.UserIdx,
+        Columns.ItemIdx,
+        Columns.Event,
+        Columns.Timestamp,
+        Columns.Weight,
+        "split",
+    ]
     splits = {s: pl.read_parquet(d / f"{s}.parquet") for s in ("train", "test", "tune_train", "valid")}
     for frame in splits.values():
         assert frame.columns == [Columns.UserIdx, Columns.ItemIdx, Columns.Weight, "last_ts"]
     assert splits["train"][Columns.Weight].sum() == pytest.approx(
-        events.filter(pl.col("split") != "test")[Columns.Weight].sum())
+        events.filter(pl.col("split") != "test")[Columns.Weight].sum()
+    )
     ds = load_dataset(d, "train")
     assert ds.interactions.shape == (users.height, items.height)
     assert ds.item_features.shape[0] == items.height and len(ds.item_feature_names) == ds.item_features.shape[1]
@@ -115,6 +155,8 @@ def test_same_input_same_indices(tmp_path: Path, small_shop: Path) -> None:
         run_ingest(cfg)
         run_preprocess(cfg)
     for name in ("users.parquet", "items.parquet", "events.parquet", "train.parquet", "test.parquet"):
-        assert pl.read_parquet(a.stage_dir("preprocess") / name).equals(pl.read_parquet(b.stage_dir("preprocess") / name))
+        assert pl.read_parquet(a.stage_dir("preprocess") / name).equals(
+            pl.read_parquet(b.stage_dir("preprocess") / name)
+        )
     ma = (a.stage_dir("preprocess") / "train.parquet").read_bytes()
     assert ma == (b.stage_dir("preprocess") / "train.parquet").read_bytes()

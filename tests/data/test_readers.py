@@ -12,8 +12,14 @@ from recctl.errors import DataError
 
 @pytest.mark.parametrize(
     ("name", "fmt"),
-    [("a.csv", "csv"), ("a.CSV.gz", "csv"), ("a.tsv", "tsv"), ("a.parquet", "parquet"), ("a.jsonl", "jsonl"),
-     ("a.ndjson.gz", "jsonl")],
+    [
+        ("a.csv", "csv"),
+        ("a.CSV.gz", "csv"),
+        ("a.tsv", "tsv"),
+        ("a.parquet", "parquet"),
+        ("a.jsonl", "jsonl"),
+        ("a.ndjson.gz", "jsonl"),
+    ],
 )
 def test_detect_format_by_extension(name: str, fmt: str) -> None:
     assert detect_format(Path(name)) == fmt

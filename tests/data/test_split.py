@@ -13,7 +13,7 @@ from recctl.config.preprocess import SplitConfig
 from recctl.data.split import SPLIT, assign_splits
 from recctl.errors import ConfigError
 
-U, I, T = Columns.UserIdx, Columns.ItemIdx, Columns.Timestamp
+U, IT, T = Columns.UserIdx, Columns.ItemIdx, Columns.Timestamp
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
 
@@ -23,7 +23,7 @@ def _events(n_users: int = 20, per_user: int = 10, seed: int = 0) -> pl.DataFram
     for u in range(n_users):
         for k in range(per_user):
             rows.append((u, int(rng.integers(50)), T0 + dt.timedelta(hours=int(rng.integers(1000)), minutes=k)))
-    return pl.DataFrame(rows, schema={U: pl.Int32, I: pl.Int32, T: pl.Datetime("us", "UTC")}, orient="row")
+    return pl.DataFrame(rows, schema={U: pl.Int32, IT: pl.Int32, T: pl.Datetime("us", "UTC")}, orient="row")
 
 
 def test_time_split_is_a_clean_cut() -> None:
@@ -51,15 +51,15 @@ def test_time_split_by_date() -> None:
 def test_leave_last_takes_each_users_latest_pairs() -> None:
     events = _events()
     labelled, _ = assign_splits(events, SplitConfig(strategy="leave_last", n_last=2, valid_n_last=1), 1)
-    pairs = labelled.group_by(U, I, SPLIT).agg(pl.col(T).max())
-    for (user,), group in pairs.group_by(U):
+    pairs = labelled.group_by(U, IT, SPLIT).agg(pl.col(T).max())
+    for _user, group in pairs.group_by(U):
         test = group.filter(pl.col(SPLIT) == "test")
         rest = group.filter(pl.col(SPLIT) != "test")
         assert test.height == 2
         assert test[T].min() >= rest[T].max()
         assert group.filter(pl.col(SPLIT) == "valid").height == 1
     # every event of a pair shares its label
-    assert labelled.group_by(U, I).agg(pl.col(SPLIT).n_unique())[SPLIT].max() == 1
+    assert labelled.group_by(U, IT).agg(pl.col(SPLIT).n_unique())[SPLIT].max() == 1
 
 
 def test_random_split_is_seeded_and_per_user() -> None:

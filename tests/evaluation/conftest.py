@@ -31,11 +31,7 @@ def _interactions(
     exclude: set[tuple[int, int]],
 ) -> pl.DataFrame:
     rows = []
-    sizes = (
-        rng.integers(max(1, n_per_user // 3), 2 * n_per_user, N_USERS)
-        if n_per_user > 3
-        else [n_per_user] * N_USERS
-    )
+    sizes = rng.integers(max(1, n_per_user // 3), 2 * n_per_user, N_USERS) if n_per_user > 3 else [n_per_user] * N_USERS
     for u in range(N_USERS):
         p = popularity * np.where(item_cat == taste[u], 6.0, 1.0)
         p = p / p.sum()
@@ -57,6 +53,7 @@ def build_workdir(
     n_test: int = 3,
     features: bool = True,
     train: bool = True,
+    cold_users: int = 0,
 ) -> Path:
     """Write a config, preprocess outputs and trained models; return the config path."""
     rng = np.random.default_rng(7)
@@ -92,6 +89,8 @@ def build_workdir(
     cfg = load_config(path)
 
     train_rows = _interactions(rng, taste, item_cat, popularity, n_train, set())
+    if cold_users:  # the last users only appear in test: "new" users
+        train_rows = train_rows.filter(pl.col(Columns.UserIdx) < N_USERS - cold_users)
     seen = set(
         zip(
             train_rows[Columns.UserIdx].to_list(),
@@ -100,9 +99,7 @@ def build_workdir(
         )
     )
     test = _interactions(rng, taste, item_cat, popularity, n_test, seen)
-    users = pl.DataFrame(
-        {Columns.User: [f"u{u}" for u in range(N_USERS)], Columns.UserIdx: np.arange(N_USERS)}
-    )
+    users = pl.DataFrame({Columns.User: [f"u{u}" for u in range(N_USERS)], Columns.UserIdx: np.arange(N_USERS)})
     items = pl.DataFrame(
         {
             Columns.Item: [f"i{i}" for i in range(N_ITEMS)],
@@ -122,9 +119,7 @@ def build_workdir(
             write_parquet_atomic(frame, run.dir / f"{name}.parquet")
             run.add_output(run.dir / f"{name}.parquet", rows=frame.height)
         if features:
-            matrix = sp.csr_matrix(
-                (np.ones(N_ITEMS), (np.arange(N_ITEMS), item_cat)), shape=(N_ITEMS, N_CATS)
-            )
+            matrix = sp.csr_matrix((np.ones(N_ITEMS), (np.arange(N_ITEMS), item_cat)), shape=(N_ITEMS, N_CATS))
             sp.save_npz(run.dir / "item_features.npz", matrix)
             pl.DataFrame({"feature": [f"category=c{c}" for c in range(N_CATS)]}).write_parquet(
                 run.dir / "item_feature_names.parquet"

@@ -75,11 +75,7 @@ def diversity(ranked: list[int], k: int, features: list[list[float]]) -> float:
             fa, fb = features[items[a]], features[items[b]]
             na = math.sqrt(sum(x * x for x in fa))
             nb = math.sqrt(sum(x * x for x in fb))
-            cos = (
-                0.0
-                if na == 0 or nb == 0
-                else sum(x * y for x, y in zip(fa, fb, strict=True)) / (na * nb)
-            )
+            cos = 0.0 if na == 0 or nb == 0 else sum(x * y for x, y in zip(fa, fb, strict=True)) / (na * nb)
             total += 1 - cos
             pairs += 1
     return total / pairs

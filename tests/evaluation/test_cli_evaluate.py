@@ -55,10 +55,7 @@ def test_bad_evaluate_config_exits_3_naming_the_key(tmp_path):
     _rewrite(path, k=[10], metrics=["ndcg"], primary_metric="recall@10")
     result = runner.invoke(app, ["evaluate", str(path)])
     assert result.exit_code == 3
-    assert (
-        "evaluate" in result.stderr
-        and "primary_metric 'recall@10' is not computed" in result.stderr
-    )
+    assert "evaluate" in result.stderr and "primary_metric 'recall@10' is not computed" in result.stderr
     _rewrite(path, k=[10], metrics=["ndgc"])
     result = runner.invoke(app, ["evaluate", str(path)])
     assert result.exit_code == 3 and "evaluate.metrics.0" in result.stderr
@@ -68,9 +65,7 @@ def test_bad_evaluate_config_exits_3_naming_the_key(tmp_path):
 
 
 def test_diversity_without_features_exits_3(tmp_path):
-    path = build_workdir(
-        tmp_path, features=False, evaluate={"k": [10], "metrics": ["ndcg", "diversity"]}
-    )
+    path = build_workdir(tmp_path, features=False, evaluate={"k": [10], "metrics": ["ndcg", "diversity"]})
     result = runner.invoke(app, ["evaluate", str(path)])
     assert result.exit_code == 3
     assert "evaluate.metrics" in result.stderr and "preprocess.features" in result.stderr
@@ -80,3 +75,24 @@ def test_help_has_an_example():
     result = runner.invoke(app, ["evaluate", "--help"])
     assert result.exit_code == 0
     assert "Example" in result.stdout and "--report" in result.stdout
+
+
+def test_models_changed_since_training_exits_5(tmp_path):
+    path = build_workdir(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["models"]["popular"]["measure"] = "weight"
+    path.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["evaluate", str(path)])
+    assert result.exit_code == 5
+    assert "different config (changed: models)" in result.stderr and "recctl train" in result.stderr
+
+
+def test_only_the_baseline_says_there_is_nothing_to_compare(tmp_path):
+    path = build_workdir(
+        tmp_path,
+        models={"popular": {"kind": "popularity"}},
+        evaluate={"k": [10], "metrics": ["ndcg"], "baseline": "popular"},
+    )
+    result = runner.invoke(app, ["evaluate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "No comparison" in result.stdout

@@ -138,3 +138,14 @@ def test_holm_family_is_per_metric():
 def test_mismatched_users_are_refused():
     with pytest.raises(ValueError, match="same users"):
         compare_models({"a": np.zeros((3, 1)), "b": np.zeros((4, 1))}, ["m@1"], baseline="a")
+
+
+def test_significant_test_with_interval_straddling_zero_is_not_a_verdict():
+    # most users gain a little, a few lose a lot: the signed-rank test sees a shift, the mean
+    # difference is ~0 and its interval straddles 0 -> the two disagree -> no verdict
+    base = np.zeros((300, 1))
+    model = np.concatenate([np.full(250, 0.01), np.full(50, -0.0495)])[:, None]
+    (row,) = compare_models({"b": base, "m": model}, ["ndcg@10"], baseline="b", n_bootstrap=400, seed=0)
+    assert row.p_holm < 0.05
+    assert row.ci_low < 0 < row.ci_high
+    assert row.verdict == NO_DIFFERENCE

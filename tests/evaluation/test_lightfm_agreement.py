@@ -70,3 +70,38 @@ def test_auc_matches_lightfm(fitted):
     ours = evaluate_model(adapter, test, train, ks=[5], metrics=["auc"])
     theirs = auc_score(model, test, train_interactions=train)
     np.testing.assert_allclose(ours.per_user["auc"].to_numpy(), theirs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.realdata
+def test_agreement_on_movielens_time_split():
+    """Same comparison on real data: MovieLens ratings >= 4, last 20% of time held out."""
+    from pathlib import Path
+
+    import polars as pl
+
+    data = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "ml-latest-small"
+    if not (data / "ratings.csv").exists():
+        pytest.skip(f"MovieLens not found at {data} (only on the team's machines)")
+    ratings = pl.read_csv(data / "ratings.csv").filter(pl.col("rating") >= 4.0)
+    users = {u: i for i, u in enumerate(sorted(ratings["userId"].unique().to_list()))}
+    items = {m: i for i, m in enumerate(sorted(ratings["movieId"].unique().to_list()))}
+    cut = ratings["timestamp"].quantile(0.8)
+    rows = ratings["userId"].replace_strict(users).to_numpy()
+    cols = ratings["movieId"].replace_strict(items).to_numpy()
+    in_test = (ratings["timestamp"] > cut).to_numpy()
+    shape = (len(users), len(items))
+    train = sp.csr_matrix((np.ones(int((~in_test).sum()), np.float32), (rows[~in_test], cols[~in_test])), shape)
+    test = sp.csr_matrix((np.ones(int(in_test.sum()), np.float32), (rows[in_test], cols[in_test])), shape)
+    test = sp.csr_matrix(test - test.multiply(train > 0))  # LightFM refuses overlapping matrices
+    test.eliminate_zeros()
+    model = lightfm.LightFM(no_components=16, loss="warp", random_state=0)
+    model.fit(train, epochs=3)
+    adapter = _LightFMAdapter(model, *shape)
+    ours = evaluate_model(adapter, test, train, ks=[10], metrics=["precision", "recall", "auc"])
+    np.testing.assert_allclose(
+        ours.per_user["precision@10"].to_numpy(),
+        precision_at_k(model, test, train, k=10),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(ours.per_user["recall@10"].to_numpy(), recall_at_k(model, test, train, k=10), rtol=1e-6)
+    np.testing.assert_allclose(ours.per_user["auc"].to_numpy(), auc_score(model, test, train), rtol=1e-4, atol=1e-5)

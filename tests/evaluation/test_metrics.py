@@ -79,9 +79,7 @@ def test_map_normalised_by_min_relevant_and_k():
 
 
 def test_map_of_perfect_list_is_one_when_more_relevant_than_k():
-    res = evaluate_rankings(
-        np.array([[0, 1]]), _target([{0: 1, 1: 1, 2: 1}], 3), [2], ["map", "ndcg"]
-    )
+    res = evaluate_rankings(np.array([[0, 1]]), _target([{0: 1, 1: 1, 2: 1}], 3), [2], ["map", "ndcg"])
     assert res.mean["map@2"] == pytest.approx(1.0)
     assert res.mean["ndcg@2"] == pytest.approx(1.0)
 
@@ -138,9 +136,7 @@ def test_popularity_bias_is_share_of_head_items():
 
 
 def test_diversity_is_mean_pairwise_cosine_distance():
-    features = sp.csr_matrix(
-        np.array([[1, 0], [1, 0], [0, 1], [1, 1], [0, 0], [0, 1]], dtype=float)
-    )
+    features = sp.csr_matrix(np.array([[1, 0], [1, 0], [0, 1], [1, 1], [0, 0], [0, 1]], dtype=float))
     res = _eval([1, 2, 4], ["diversity"], item_features=features)
     # A: items 1,2,3,0 -> pairs (1,2)=1, (1,3)=1-1/sqrt2, (1,0)=0,
     #    (2,3)=1-1/sqrt2, (2,0)=1, (3,0)=1-1/sqrt2
@@ -229,11 +225,7 @@ def ranking_problems(draw):
         rels.append({i: float(draw(st.integers(1, 5))) for i in sorted(chosen)})
     ks = sorted(draw(st.sets(st.integers(1, 8), min_size=1, max_size=3)))
     counts = draw(st.lists(st.integers(0, 20), min_size=n_items, max_size=n_items))
-    features = draw(
-        st.lists(
-            st.lists(st.integers(0, 2), min_size=3, max_size=3), min_size=n_items, max_size=n_items
-        )
-    )
+    features = draw(st.lists(st.lists(st.integers(0, 2), min_size=3, max_size=3), min_size=n_items, max_size=n_items))
     return n_items, np.array(items, dtype=np.int64), rels, ks, counts, features
 
 
@@ -316,3 +308,33 @@ def test_auc_matches_reference(data):
             assert math.isnan(got[u])
         else:
             assert got[u] == pytest.approx(expected)
+
+
+class _ConstantModel:
+    """Scores every item the same: the ranking is decided by the tie rule alone."""
+
+    n_items = 6
+
+    def score(self, users):
+        return np.zeros((len(users), self.n_items), np.float32)
+
+    def recommend(self, users, k, *, exclude=None, batch_size=4096, n_jobs=1, progress=None):
+        from recctl.ranking import top_k
+
+        return top_k(self.score, users, k, exclude=exclude, batch_size=batch_size)
+
+
+def test_evaluate_model_excludes_seen_items_and_breaks_ties_by_index():
+    from recctl.evaluation import evaluate_model
+
+    train = _target([{0: 1.0, 2: 1.0}, {1: 1.0}, {}], 6)
+    test = _target([{2: 1.0, 3: 1.0}, {1: 1.0}, {5: 1.0}], 6)
+    res = evaluate_model(_ConstantModel(), test, train, ks=[3], metrics=["precision", "recall", "auc"])
+    # user 1's only test item was seen in training: not evaluated
+    assert res.per_user["user_idx"].to_list() == [0, 2]
+    # all scores tie -> lowest item indices first, seen items skipped
+    assert res.items.tolist() == [[1, 3, 4], [0, 1, 2]]
+    assert res.per_user["recall@3"].to_list() == [1.0, 0.0]  # item 2 was seen, so only item 3 counts
+    assert res.per_user["auc"].to_list() == [0.5, 0.5]  # every pair is a tie
+    only = evaluate_model(_ConstantModel(), test, train, ks=[3], metrics=["precision"], users=np.array([1, 2]))
+    assert only.per_user["user_idx"].to_list() == [2]

@@ -36,22 +36,16 @@ def _metrics(cfg) -> dict:
 
 
 def test_every_model_on_the_same_users_with_comparisons(tmp_path):
-    path = build_workdir(
-        tmp_path, evaluate={"k": [5, 10], "metrics": ALL, "baseline": "popular", "n_bootstrap": 200}
-    )
+    path = build_workdir(tmp_path, evaluate={"k": [5, 10], "metrics": ALL, "baseline": "popular", "n_bootstrap": 200})
     cfg = load_config(path)
     manifest = run_evaluate(cfg)
     m = _metrics(cfg)
     assert m["model_order"] == ["popular", "by_category"]  # baseline first
     per_user = pl.read_parquet(cfg.stage_dir("evaluate") / "per_user.parquet")
-    users = {
-        name: per_user.filter(pl.col("model") == name)["user_idx"].to_list() for name in m["models"]
-    }
+    users = {name: per_user.filter(pl.col("model") == name)["user_idx"].to_list() for name in m["models"]}
     assert users["popular"] == users["by_category"]
     assert len(users["popular"]) == m["protocol"]["n_users_evaluated"]
-    assert {"user_id", "segment", "n_train_items", "n_test_items", "ndcg@10", "auc"} <= set(
-        per_user.columns
-    )
+    assert {"user_id", "segment", "n_train_items", "n_test_items", "ndcg@10", "auc"} <= set(per_user.columns)
     # the category-aware model really is better than plain popularity on this data
     assert m["best"] == "by_category"
     assert m["verdicts_vs_baseline"]["by_category"]["ndcg@10"] == "better"
@@ -138,3 +132,16 @@ def test_failed_run_keeps_previous_outputs(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         run_evaluate(cfg)
     assert (cfg.stage_dir("evaluate") / "metrics.json").read_bytes() == before
+
+
+def test_new_users_form_their_own_segment(tmp_path):
+    path = build_workdir(tmp_path, cold_users=20)
+    cfg = load_config(path)
+    run_evaluate(cfg)
+    m = _metrics(cfg)
+    segments = {r["segment"]: r["n_users"] for r in m["segments"]["users"]["popular"]}
+    assert 0 < segments["new"] <= 20
+    assert sum(segments.values()) == m["protocol"]["n_users_evaluated"]
+    per_user = pl.read_parquet(cfg.stage_dir("evaluate") / "per_user.parquet")
+    new = per_user.filter(pl.col("segment") == "new")
+    assert (new["n_train_items"] == 0).all() and new.height == 2 * segments["new"]

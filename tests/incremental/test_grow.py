@@ -116,3 +116,25 @@ def test_grow_refuses_a_plan_for_another_table(shop, make_dataset) -> None:
     model = _fit(shop, make_dataset)
     with pytest.raises(ValueError, match="grow plan describes"):
         grow_lightfm_side(model.lightfm_, "item", identity_plan(N_OLD_ITEMS + 1, 2, 0))
+
+
+def test_hybrid_with_user_features_folds_new_users_into_their_identity_rows(
+    shop, make_dataset
+) -> None:
+    n = shop["x"].shape[0]
+    user_f = sp.csr_matrix((np.ones(n, np.float32), (np.arange(n), shop["user_cat"])), shape=(n, 6))
+
+    def with_users(ds, n_users):
+        ds.user_features, ds.user_feature_names = user_f[:n_users], [f"seg={i}" for i in range(6)]
+        return ds
+
+    old = shop["x"][:N_OLD_USERS, :N_OLD_ITEMS]
+    model = LightFMModel(
+        no_components=16, epochs=8, random_state=1, item_features=True, user_features=True
+    ).fit(with_users(make_dataset(old, shop["item_features"][:N_OLD_ITEMS]), N_OLD_USERS))
+    grown = with_users(make_dataset(shop["x"], shop["item_features"]), n)
+    new_users = np.arange(N_OLD_USERS, n)
+    info = update_lightfm(model, grown, new_users, LightFMUpdateSettings(epochs=2))
+    assert info["n_folded_in"] == len(new_users) and info["n_new_users"] == len(new_users)
+    top = model.recommend(new_users, 5, exclude=shop["x"]).items
+    assert (shop["item_cat"][top] == shop["user_cat"][new_users, None]).mean() > 0.9

@@ -48,12 +48,8 @@ def make_planted(seed: int = 0, *, holdout: float = 0.0) -> tuple[Dataset, sp.cs
             vals.append(float(rng.choice([1.0, 2.0, 5.0])))
     rows, cols, vals = np.array(rows), np.array(cols), np.array(vals, np.float32)
     test_mask = rng.random(len(rows)) < holdout
-    train = sp.csr_matrix(
-        (vals[~test_mask], (rows[~test_mask], cols[~test_mask])), shape=(n_users, n_items)
-    )
-    test = sp.csr_matrix(
-        (vals[test_mask], (rows[test_mask], cols[test_mask])), shape=(n_users, n_items)
-    )
+    train = sp.csr_matrix((vals[~test_mask], (rows[~test_mask], cols[~test_mask])), shape=(n_users, n_items))
+    test = sp.csr_matrix((vals[test_mask], (rows[test_mask], cols[test_mask])), shape=(n_users, n_items))
     # features: group one-hot + 3 noise tags; users: group one-hot
     feat_rows = np.concatenate([np.arange(n_items), np.arange(n_items)])
     feat_cols = np.concatenate([item_group, N_GROUPS + rng.integers(0, 3, n_items)])
@@ -72,9 +68,7 @@ def make_planted(seed: int = 0, *, holdout: float = 0.0) -> tuple[Dataset, sp.cs
                 Columns.UserIdx: tr.row[order].astype(np.int64),
                 Columns.ItemIdx: tr.col[order].astype(np.int64),
                 Columns.Event: ["purchase"] * tr.nnz,
-                Columns.Timestamp: [
-                    start + timedelta(hours=int(h)) for h in rng.integers(0, 24 * 60, tr.nnz)
-                ],
+                Columns.Timestamp: [start + timedelta(hours=int(h)) for h in rng.integers(0, 24 * 60, tr.nnz)],
                 Columns.Weight: tr.data[order].astype(np.float64),
             }
         )
@@ -122,10 +116,7 @@ def item_group(item_idx: np.ndarray) -> np.ndarray:
 def cold_items() -> np.ndarray:
     """Indices of the items without training interactions."""
     return np.concatenate(
-        [
-            np.arange((g + 1) * ITEMS_PER_GROUP - N_COLD, (g + 1) * ITEMS_PER_GROUP)
-            for g in range(N_GROUPS)
-        ]
+        [np.arange((g + 1) * ITEMS_PER_GROUP - N_COLD, (g + 1) * ITEMS_PER_GROUP) for g in range(N_GROUPS)]
     )
 
 

@@ -18,9 +18,7 @@ POP = {"kind": "popularity"}
 
 
 def test_weighted_blend_is_the_weighted_sum_of_normalised_scores(planted):
-    blend = BlendModel(
-        components=[{"weight": 0.7, "model": KNN}, {"weight": 0.3, "model": POP}]
-    ).fit(planted)
+    blend = BlendModel(components=[{"weight": 0.7, "model": KNN}, {"weight": 0.3, "model": POP}]).fit(planted)
     users = np.arange(20)
     knn = ItemKNNModel(neighbors=5).fit(planted).score(users)
     pop = PopularityModel().fit(planted).score(users)
@@ -53,9 +51,7 @@ def test_fallback_chain_orders_by_first_opinion_then_fills(planted):
 
 
 def test_min_history_skips_a_component_for_short_histories(planted):
-    blend = BlendModel(
-        combine="fallback", components=[{"model": KNN, "min_history": 100}, {"model": POP}]
-    ).fit(planted)
+    blend = BlendModel(combine="fallback", components=[{"model": KNN, "min_history": 100}, {"model": POP}]).fit(planted)
     pop = PopularityModel().fit(planted)
     users = np.arange(10)
     np.testing.assert_array_equal(
@@ -73,20 +69,14 @@ def test_capabilities_follow_the_components():
 
 
 def test_component_config_is_validated_and_filled():
-    cfg = BlendConfig.model_validate(
-        {"kind": "blend", "components": [{"model": {"kind": "lightfm", "epochs": 3}}]}
-    )
+    cfg = BlendConfig.model_validate({"kind": "blend", "components": [{"model": {"kind": "lightfm", "epochs": 3}}]})
     assert cfg.components[0].model["no_components"] == 32  # defaults filled for the manifest
     with pytest.raises(ValidationError, match="no_components"):
         BlendConfig.model_validate(
             {"kind": "blend", "components": [{"model": {"kind": "lightfm", "no_components": 0}}]}
         )
-    with pytest.raises(
-        ValidationError, match="unknown model kind 'lightfn'.*did you mean 'lightfm'"
-    ):
-        BlendConfig.model_validate(
-            {"kind": "blend", "components": [{"model": {"kind": "lightfn"}}]}
-        )
+    with pytest.raises(ValidationError, match="unknown model kind 'lightfn'.*did you mean 'lightfm'"):
+        BlendConfig.model_validate({"kind": "blend", "components": [{"model": {"kind": "lightfn"}}]})
     with pytest.raises(ValidationError, match="at least 1"):
         BlendConfig.model_validate({"kind": "blend", "components": []})
 
@@ -121,7 +111,5 @@ def test_blend_errors_name_the_yaml_key():
 def test_blend_seed_reaches_components(planted):
     blend = BlendModel(random_state=11, components=[{"model": {"kind": "lightfm", "epochs": 1}}])
     assert blend.components_[0].config.random_state == 11
-    own = BlendModel(
-        random_state=11, components=[{"model": {"kind": "lightfm", "epochs": 1, "random_state": 2}}]
-    )
+    own = BlendModel(random_state=11, components=[{"model": {"kind": "lightfm", "epochs": 1, "random_state": 2}}])
     assert own.components_[0].config.random_state == 2

@@ -47,18 +47,14 @@ def _kinds() -> list[Any]:
     for kind in model_kinds():
         extra = EXTRAS.get(kind)
         missing = extra is not None and importlib.util.find_spec(extra) is None
-        marks = (
-            [pytest.mark.skip(reason=f"optional extra '{extra}' not installed")] if missing else []
-        )
+        marks = [pytest.mark.skip(reason=f"optional extra '{extra}' not installed")] if missing else []
         params.append(pytest.param(kind, marks=marks, id=kind))
     return params
 
 
 def build(kind: str, seed: int = 7) -> Recommender:
     cls = get_model_class(kind)
-    params = {
-        k: v for k, v in FAST_PARAMS.get(kind, {}).items() if k in cls.config_class.model_fields
-    }
+    params = {k: v for k, v in FAST_PARAMS.get(kind, {}).items() if k in cls.config_class.model_fields}
     if "random_state" in cls.config_class.model_fields:
         params["random_state"] = seed
     return cls.from_config({"kind": kind, **params})

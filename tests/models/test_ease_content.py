@@ -88,9 +88,7 @@ def test_content_partial_fit_sees_new_interactions(planted):
     model = ContentModel().fit(planted)
     x = planted.interactions.tolil(copy=True)
     x[0, 50] = 5.0  # user 0 (group 0) buys a group-3 item
-    grown = Dataset(
-        planted.user_ids, planted.item_ids, x.tocsr(), item_features=planted.item_features
-    )
+    grown = Dataset(planted.user_ids, planted.item_ids, x.tocsr(), item_features=planted.item_features)
     before = model.score(np.array([0]))[0, 55]
     model.partial_fit(grown)
     assert model.score(np.array([0]))[0, 55] > before

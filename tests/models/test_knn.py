@@ -37,7 +37,7 @@ def precision_at(model, train: Dataset, test: sp.csr_matrix, k: int = 5) -> floa
 
 
 def test_item_knn_scores_match_brute_force(planted):
-    model = ItemKNNModel(neighbors=8, shrink=2.0).fit(planted)
+    model = ItemKNNModel(neighbors=8, shrink=2.0, use_weights=True).fit(planted)
     x = planted.interactions.toarray().astype(np.float64)
     sim = _keep_top(_cosine(x.T, 2.0), 8)
     np.testing.assert_allclose(model.similarity_.toarray(), sim, rtol=1e-5, atol=1e-7)
@@ -49,18 +49,14 @@ def test_item_knn_binary_ignores_weights(planted):
     binary = ItemKNNModel(use_weights=False).fit(planted)
     assert not np.allclose(weighted.score(np.arange(5)), binary.score(np.arange(5)))
     x = (planted.interactions.toarray() > 0).astype(np.float64)
-    np.testing.assert_allclose(
-        binary.score(np.arange(5)), x[:5] @ binary.similarity_.toarray(), rtol=1e-5
-    )
+    np.testing.assert_allclose(binary.score(np.arange(5)), x[:5] @ binary.similarity_.toarray(), rtol=1e-5)
 
 
 @pytest.mark.parametrize("weighting", ["tfidf", "bm25"])
 def test_item_knn_weightings_are_personalised(planted_split, weighting):
     train, test = planted_split
     model = ItemKNNModel(weighting=weighting, normalize=weighting == "tfidf").fit(train)
-    assert precision_at(model, train, test) > precision_at(
-        PopularityModel().fit(train), train, test
-    )
+    assert precision_at(model, train, test) > precision_at(PopularityModel().fit(train), train, test)
 
 
 def test_item_knn_beats_popularity_on_planted_data(planted_split):
@@ -84,12 +80,8 @@ def _grow(dataset: Dataset, extra_rows, extra_cols, n_new_items: int = 0) -> Dat
     x = dataset.interactions.copy()
     n_items = dataset.n_items + n_new_items
     x.resize((dataset.n_users, n_items))
-    add = sp.csr_matrix(
-        (np.ones(len(extra_rows), np.float32), (extra_rows, extra_cols)), shape=x.shape
-    )
-    item_ids = np.concatenate(
-        [dataset.item_ids, np.array([f"new{i}" for i in range(n_new_items)], dtype=object)]
-    )
+    add = sp.csr_matrix((np.ones(len(extra_rows), np.float32), (extra_rows, extra_cols)), shape=x.shape)
+    item_ids = np.concatenate([dataset.item_ids, np.array([f"new{i}" for i in range(n_new_items)], dtype=object)])
     return Dataset(dataset.user_ids, item_ids, sp.csr_matrix(x + add))
 
 
@@ -100,9 +92,9 @@ def test_item_knn_incremental_update_is_exact(planted_factory, monkeypatch, norm
     monkeypatch.setattr(item_knn, "_REBUILD_FRACTION", 1.0)  # force the incremental path
     base, _ = planted_factory(seed=3)
     grown = _grow(base, [0, 0, 1, 2], [3, 60, 60, 5], n_new_items=1)
-    updated = ItemKNNModel(neighbors=6, shrink=1.0, normalize=normalize).fit(base)
+    updated = ItemKNNModel(neighbors=6, shrink=1.0, normalize=normalize, use_weights=True).fit(base)
     updated.partial_fit(grown)
-    full = ItemKNNModel(neighbors=6, shrink=1.0, normalize=normalize).fit(grown)
+    full = ItemKNNModel(neighbors=6, shrink=1.0, normalize=normalize, use_weights=True).fit(grown)
     assert updated.update_info_["mode"] == "incremental"
     np.testing.assert_allclose(updated.similarity_.toarray(), full.similarity_.toarray(), rtol=1e-6)
     np.testing.assert_allclose(updated.score(np.arange(10)), full.score(np.arange(10)), rtol=1e-5)

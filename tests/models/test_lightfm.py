@@ -85,11 +85,7 @@ def test_hybrid_scores_cold_items_by_their_features(planted, groups):
 
 def test_pure_factorisation_does_not_claim_cold_items(planted):
     model = LightFMModel(epochs=1)
-    assert (
-        not model.supports_cold_items
-        and not model.needs_item_features
-        and not model.supports_cold_users
-    )
+    assert not model.supports_cold_items and not model.needs_item_features and not model.supports_cold_users
 
 
 def test_user_features_flag_and_missing_features_error(planted):
@@ -128,9 +124,7 @@ def test_logistic_negatives_never_hit_positives(planted):
             strict=True,
         )
     )
-    assert (
-        neg.sum() > 0.7 * planted.interactions.nnz
-    )  # a few samples collide with positives and are dropped
+    assert neg.sum() > 0.7 * planted.interactions.nnz  # a few samples collide with positives and are dropped
     assert not pos_keys & set(zip(inter.row[neg].tolist(), inter.col[neg].tolist(), strict=True))
     np.testing.assert_array_equal(inter.row, weights.row)
     np.testing.assert_array_equal(inter.col, weights.col)

@@ -19,8 +19,8 @@ from recctl.models.registry import get_model_class, model_kinds
 from recctl.models.sasrec import SASRecConfig, SASRecModel, _pad_rows, _ragged_tail, _training_chunks
 
 N_USERS, N_ITEMS, STEP = 120, 30, 7
-TINY = dict(max_len=8, hidden_size=16, n_heads=2, n_blocks=1, dropout=0.0, lr=0.01,
-            epochs=12, batch_size=32, random_state=3, num_threads=1)
+TINY = {"max_len": 8, "hidden_size": 16, "n_heads": 2, "n_blocks": 1, "dropout": 0.0, "lr": 0.01,
+        "epochs": 12, "batch_size": 32, "random_state": 3, "num_threads": 1}
 
 
 def planted_dataset(with_events: bool = True, with_features: bool = False) -> Dataset:

@@ -71,9 +71,7 @@ def test_bm25_and_tfidf_weights_by_hand():
     tw = fit_term_weights(docs, "tfidf")
     idf = np.log(3) - np.log1p(np.array([2, 1, 2]))
     np.testing.assert_allclose(tw.idf, idf)
-    np.testing.assert_allclose(
-        tw.transform(docs).toarray(), np.sqrt(docs.toarray()) * idf, rtol=1e-6
-    )
+    np.testing.assert_allclose(tw.transform(docs).toarray(), np.sqrt(docs.toarray()) * idf, rtol=1e-6)
     bm = fit_term_weights(docs, "bm25", k1=1.2, b=0.75)
     lengths = docs.toarray().sum(1)
     norm = 0.25 + 0.75 * lengths / lengths.mean()

@@ -53,6 +53,7 @@ def test_recommend_users_items_similar(shop_config: Path) -> None:
         (["--items", "P001,NOPE"], 4, "--items: unknown item id(s): NOPE"),
         (["--items", "P001", "--similar-to", "P002"], 2, "use only one of"),
         (["-k", "3"], 2, "-k applies to --users"),
+        (["--users", "U001", "--changed-since", "last-update"], 2, "cannot be combined with --users"),
     ],
 )
 def test_recommend_errors(shop_config: Path, args: list[str], code: int, message: str) -> None:
@@ -113,12 +114,23 @@ def test_bad_date_is_a_usage_error(shop_config: Path) -> None:
 def test_sample_data_pipeline_through_cli(tmp_path: Path, repo_root: Path) -> None:
     from tests.conftest import write_config
 
-    config = write_config(tmp_path, models={"popular": {"kind": "popularity"},
-                                            "knn": {"kind": "item_knn", "neighbors": 50}},
-                          recommend={"model": "knn", "k": 10, "fallback": ["popular"],
-                                     "rules": {"exclude_events": ["purchase"], "in_stock_column": "in_stock",
-                                               "category_cap": {"column": "category", "max_per_list": 4}}},
-                          export={"format": "csv_wide"}, evaluate=None, tune=None)
+    config = write_config(
+        tmp_path,
+        models={"popular": {"kind": "popularity"}, "knn": {"kind": "item_knn", "neighbors": 50}},
+        recommend={
+            "model": "knn",
+            "k": 10,
+            "fallback": ["popular"],
+            "rules": {
+                "exclude_events": ["purchase"],
+                "in_stock_column": "in_stock",
+                "category_cap": {"column": "category", "max_per_list": 4},
+            },
+        },
+        export={"format": "csv_wide"},
+        evaluate=None,
+        tune=None,
+    )
     for cmd in ("ingest", "preprocess", "train", "recommend"):
         res = invoke(cmd, config, "-q")
         assert res.exit_code == 0, (cmd, res.output)
@@ -128,3 +140,11 @@ def test_sample_data_pipeline_through_cli(tmp_path: Path, repo_root: Path) -> No
     header = Path(published["path"]).read_text().splitlines()[0].split(",")
     assert header[:3] == ["user_id", "item_1", "item_2"] and header[-2:] == ["model", "generated_at"]
     assert published["rows"] == published["users"] > 1000
+
+
+def test_export_refuses_lists_made_with_another_config(shop_config: Path) -> None:
+    assert invoke("recommend", shop_config).exit_code == 0
+    shop_config.write_text(shop_config.read_text().replace("k: 5", "k: 4"))
+    res = invoke("serve-export", shop_config)
+    assert res.exit_code == 5
+    assert "ran with a different config (changed: recommend)" in " ".join(res.stderr.split())

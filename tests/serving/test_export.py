@@ -33,8 +33,16 @@ def recs(users: list[str] = USERS, *, variant: bool = False) -> pl.DataFrame:
     rows = []
     for ui, u in enumerate(users):
         for r in range(K):
-            rows.append({Columns.User: u, Columns.Rank: r + 1, Columns.Item: ITEMS[(ui + r) % len(ITEMS)],
-                         Columns.Score: np.float32(1.0 - r * 0.25 - ui / 10), Columns.Model: "m", Columns.Source: "m"})
+            rows.append(
+                {
+                    Columns.User: u,
+                    Columns.Rank: r + 1,
+                    Columns.Item: ITEMS[(ui + r) % len(ITEMS)],
+                    Columns.Score: np.float32(1.0 - r * 0.25 - ui / 10),
+                    Columns.Model: "m",
+                    Columns.Source: "m",
+                }
+            )
     frame = pl.DataFrame(rows).with_columns(pl.col(Columns.Rank).cast(pl.Int32), pl.col(Columns.Score).cast(pl.Float32))
     if variant:
         frame = frame.with_columns(pl.lit("a").alias(Columns.Variant))
@@ -42,8 +50,12 @@ def recs(users: list[str] = USERS, *, variant: bool = False) -> pl.DataFrame:
 
 
 def expect(**kw: object) -> ExportExpectations:
-    base = dict(k=K, users=np.array(USERS, dtype=object), user_ids=np.array(USERS + ["\tu4"], dtype=object),
-                item_ids=np.array(ITEMS, dtype=object))
+    base = {
+        "k": K,
+        "users": np.array(USERS, dtype=object),
+        "user_ids": np.array(USERS + ["\tu4"], dtype=object),
+        "item_ids": np.array(ITEMS, dtype=object),
+    }
     base.update(kw)
     return ExportExpectations(**base)  # type: ignore[arg-type]
 
@@ -57,12 +69,17 @@ def test_formats_round_trip_and_validate(tmp_path: Path, fmt: str, variant: bool
     assert n == (9 if fmt in ("csv", "parquet") else 3)
     report = validate_export(path, fmt, expect(with_variant=variant))
     assert report.ok, report.problems
-    back = read_export(path, fmt).with_columns(pl.col(Columns.Rank).cast(pl.Int32), pl.col(Columns.Score).cast(pl.Float64))
+    back = read_export(path, fmt).with_columns(
+        pl.col(Columns.Rank).cast(pl.Int32), pl.col(Columns.Score).cast(pl.Float64)
+    )
     got = back.sort(Columns.User, Columns.Rank).select(Columns.User, Columns.Rank, Columns.Item).rows()
     want = recs().sort(Columns.User, Columns.Rank).select(Columns.User, Columns.Rank, Columns.Item).rows()
     assert got == want  # ids come back unchanged, including the formula-looking ones
-    assert np.allclose(back.sort(Columns.User, Columns.Rank)[Columns.Score].to_numpy(),
-                       recs().sort(Columns.User, Columns.Rank)[Columns.Score].to_numpy(), atol=1e-6)
+    assert np.allclose(
+        back.sort(Columns.User, Columns.Rank)[Columns.Score].to_numpy(),
+        recs().sort(Columns.User, Columns.Rank)[Columns.Score].to_numpy(),
+        atol=1e-6,
+    )
 
 
 def test_long_csv_contract_header_order_and_neutralised_cells(tmp_path: Path) -> None:
@@ -76,8 +93,12 @@ def test_long_csv_contract_header_order_and_neutralised_cells(tmp_path: Path) ->
         for cell in row[:3] + row[4:]:
             assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), row
     # sorted by user id (byte order of the real ids), then rank
-    assert [(c[0], c[1]) for c in cells][:4] == [("'\tu4", "1"), ("'\tu4", "2"), ("'\tu4", "3"),
-                                                 ("'=cmd|' /C calc'!A0", "1")]
+    assert [(c[0], c[1]) for c in cells][:4] == [
+        ("'\tu4", "1"),
+        ("'\tu4", "2"),
+        ("'\tu4", "3"),
+        ("'=cmd|' /C calc'!A0", "1"),
+    ]
     assert {c[2] for c in cells} >= {"'+p2", "'@p3", "'-p4"}
     assert cells[0][3] == "0.700000" and cells[0][5] == "2026-01-02T03:04:05Z"
 
@@ -131,7 +152,10 @@ def test_publish_is_atomic_and_keeps_yesterday_on_failure(tmp_path: Path) -> Non
     with pytest.raises(ExportValidationError, match=r"nothing was published \(recommendations_2026-01-01.csv is still"):
         publish(recs()[:-1], cfg, out, expect(), date="2026-01-02", generated_at="2026-01-02T00:00:00Z")
     assert sorted(p.name for p in out.iterdir()) == [
-        "recommendations_2026-01-01.csv", "recommendations_latest.csv", "recommendations_latest.json"]
+        "recommendations_2026-01-01.csv",
+        "recommendations_latest.csv",
+        "recommendations_latest.json",
+    ]
     assert yesterday.read_bytes() == before
     assert json.loads((out / "recommendations_latest.json").read_text()) == pointer
 
@@ -142,8 +166,14 @@ def test_same_day_failure_keeps_the_earlier_file_of_that_day(tmp_path: Path) -> 
     publish(recs(), cfg, out, expect(), date="2026-01-01", generated_at="2026-01-01T00:00:00Z")
     before = (out / "recommendations_2026-01-01.parquet").read_bytes()
     with pytest.raises(ExportValidationError):
-        publish(recs([u for u in USERS if u != "u1"]), cfg, out, expect(), date="2026-01-01",
-                generated_at="2026-01-01T01:00:00Z")
+        publish(
+            recs([u for u in USERS if u != "u1"]),
+            cfg,
+            out,
+            expect(),
+            date="2026-01-01",
+            generated_at="2026-01-01T01:00:00Z",
+        )
     assert (out / "recommendations_2026-01-01.parquet").read_bytes() == before
 
 

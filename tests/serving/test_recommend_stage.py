@@ -23,7 +23,7 @@ def _lists(cfg, name: str = "recommend") -> pl.DataFrame:  # noqa: ANN001
 
 
 def _pairs(frame: pl.DataFrame) -> set[tuple[str, str]]:
-    return set(zip(frame[Columns.User].to_list(), frame[Columns.Item].to_list()))
+    return set(zip(frame[Columns.User].to_list(), frame[Columns.Item].to_list(), strict=True))
 
 
 def test_every_user_gets_exactly_k_unseen_items(tmp_path: Path, shop: dict[str, pl.DataFrame], monkeypatch) -> None:
@@ -34,8 +34,13 @@ def test_every_user_gets_exactly_k_unseen_items(tmp_path: Path, shop: dict[str, 
     manifest = run_recommend(cfg)
     out = _lists(cfg)
     assert out.columns == [*Columns.Recommendations, Columns.Source]
-    assert out.group_by(Columns.User).agg(pl.len(), pl.col(Columns.Item).n_unique().alias("u")).filter(
-        (pl.col("len") != 5) | (pl.col("u") != 5)).height == 0
+    assert (
+        out.group_by(Columns.User)
+        .agg(pl.len(), pl.col(Columns.Item).n_unique().alias("u"))
+        .filter((pl.col("len") != 5) | (pl.col("u") != 5))
+        .height
+        == 0
+    )
     assert out[Columns.User].unique(maintain_order=True).to_list() == shop["users"][Columns.User].to_list()
     assert out[Columns.Rank].to_list()[:5] == [1, 2, 3, 4, 5]
     ev = shop["events"].join(shop["users"], on=Columns.UserIdx).join(shop["items"], on=Columns.ItemIdx)
@@ -47,9 +52,19 @@ def test_every_user_gets_exactly_k_unseen_items(tmp_path: Path, shop: dict[str, 
 
 def test_rules_and_purchase_only_exclusion(tmp_path: Path, shop: dict[str, pl.DataFrame]) -> None:
     (tmp_path / "deny.txt").write_text("P000\nP003\n")
-    config = make_config(tmp_path, recommend={"rules": {
-        "exclude_events": ["purchase"], "deny_list": "deny.txt", "in_stock_column": "in_stock", "require_price": True,
-        "category_cap": {"column": "category", "max_per_list": 2}, "diversity_lambda": 0.3}})
+    config = make_config(
+        tmp_path,
+        recommend={
+            "rules": {
+                "exclude_events": ["purchase"],
+                "deny_list": "deny.txt",
+                "in_stock_column": "in_stock",
+                "require_price": True,
+                "category_cap": {"column": "category", "max_per_list": 2},
+                "diversity_lambda": 0.3,
+            }
+        },
+    )
     build_workdir(config)
     cfg = load_config(config)
     run_recommend(cfg)
@@ -78,7 +93,9 @@ def test_short_main_lists_are_backfilled_with_source(shop_config: Path, monkeypa
     out = _lists(cfg)
     assert out.group_by(Columns.User).len()["len"].to_list() == [5] * 40
     assert set(out[Columns.Source].unique().to_list()) == {"knn", "popular"}
-    first_fallback = out.filter(pl.col(Columns.Source) == "popular").group_by(Columns.User).agg(pl.col(Columns.Rank).min())
+    first_fallback = (
+        out.filter(pl.col(Columns.Source) == "popular").group_by(Columns.User).agg(pl.col(Columns.Rank).min())
+    )
     knn_last = out.filter(pl.col(Columns.Source) == "knn").group_by(Columns.User).agg(pl.col(Columns.Rank).max())
     both = first_fallback.join(knn_last, on=Columns.User, suffix="_knn")
     assert (both[Columns.Rank] > both[f"{Columns.Rank}_knn"]).all()  # fallback items come after
@@ -118,9 +135,16 @@ def test_scores_are_computed_in_bounded_blocks(tmp_path: Path, monkeypatch) -> N
 
 
 def test_ab_experiment_scores_each_user_with_their_variant(tmp_path: Path) -> None:
-    config = make_config(tmp_path, experiment={
-        "name": "e", "salt": "s", "control": "a", "holdout": 0.2,
-        "variants": {"a": {"model": "popular", "weight": 1}, "b": {"model": "knn", "weight": 1}}})
+    config = make_config(
+        tmp_path,
+        experiment={
+            "name": "e",
+            "salt": "s",
+            "control": "a",
+            "holdout": 0.2,
+            "variants": {"a": {"model": "popular", "weight": 1}, "b": {"model": "knn", "weight": 1}},
+        },
+    )
     build_workdir(config)
     cfg = load_config(config)
     manifest = run_recommend(cfg)
@@ -133,7 +157,7 @@ def test_ab_experiment_scores_each_user_with_their_variant(tmp_path: Path) -> No
     joined = out.join(assign, on=Columns.User, suffix="_assigned")
     assert (joined[Columns.Variant] == joined[f"{Columns.Variant}_assigned"]).all()
     model_of = {"a": "popular", "b": "knn"}
-    assert all(model_of[v] == m for v, m in zip(out[Columns.Variant], out[Columns.Model]))
+    assert all(model_of[v] == m for v, m in zip(out[Columns.Variant], out[Columns.Model], strict=True))
     published = run_serve_export(cfg, date="2026-02-01")
     names = {Path(p["path"]).name for p in published.summary["published"]}
     assert names == {"recommendations_2026-02-01.csv", "recommendations_assignments_2026-02-01.parquet"}
@@ -152,8 +176,9 @@ def test_items_and_similar_answers(shop_config: Path) -> None:
 
 
 def test_similar_needs_a_capable_model(tmp_path: Path) -> None:
-    config = make_config(tmp_path, models={"popular": {"kind": "popularity"}},
-                         recommend={"model": "popular", "fallback": []})
+    config = make_config(
+        tmp_path, models={"popular": {"kind": "popularity"}}, recommend={"model": "popular", "fallback": []}
+    )
     build_workdir(config)
     with pytest.raises(ConfigError, match="has item similarity"):
         similar_items(load_config(config), "P001")

@@ -12,7 +12,6 @@ from recctl.columns import Columns
 from recctl.config.recommend import RulesConfig
 from recctl.errors import ConfigError
 from recctl.rules import ItemRules, apply_list_rules, backfill, build_exclusions, build_item_rules, read_id_list
-from tests.serving.conftest import _shop
 
 
 def rules(**kw: object) -> RulesConfig:
@@ -24,7 +23,8 @@ def test_item_mask_from_lists_stock_and_price(tmp_path: Path, shop: dict[str, pl
     (tmp_path / "allow.csv").write_text("item_id,note\n" + "\n".join(f"P{i:03d},x" for i in range(20)) + "\nGHOST,x\n")
     out = build_item_rules(
         rules(deny_list="deny.txt", allow_list="allow.csv", in_stock_column="in_stock", require_price=True),
-        shop["items"], resolve=lambda p: tmp_path / p,
+        shop["items"],
+        resolve=lambda p: tmp_path / p,
     )
     allowed = set(np.flatnonzero(out.item_mask).tolist())
     assert allowed == set(range(20)) - {1, 2, 5, 6, 7, 8}
@@ -32,15 +32,15 @@ def test_item_mask_from_lists_stock_and_price(tmp_path: Path, shop: dict[str, pl
 
 
 def test_in_stock_text_values(shop: dict[str, pl.DataFrame]) -> None:
-    items = shop["items"].with_columns(
-        pl.Series("stock", ["yes", "no", "0", None, "FALSE", "true"] * 5)
-    )
+    items = shop["items"].with_columns(pl.Series("stock", ["yes", "no", "0", None, "FALSE", "true"] * 5))
     mask = build_item_rules(rules(in_stock_column="stock"), items).item_mask
     assert mask[:6].tolist() == [True, False, False, True, False, True]
 
 
 def test_missing_catalogue_column_names_key(shop: dict[str, pl.DataFrame]) -> None:
-    with pytest.raises(ConfigError, match=r"recommend.rules.in_stock_column: the catalogue has no column 'stock'.*category"):
+    with pytest.raises(
+        ConfigError, match=r"recommend.rules.in_stock_column: the catalogue has no column 'stock'.*category"
+    ):
         build_item_rules(rules(in_stock_column="stock"), shop["items"])
 
 
@@ -95,7 +95,16 @@ def test_backfill_fills_to_k_skipping_duplicates_and_caps() -> None:
     items = np.array([[0, -1, -1], [2, 4, 0]])
     scores = np.array([[1.0, -np.inf, -np.inf], [3, 2, 1]], np.float32)
     sources = np.zeros((2, 3), np.int16)
-    backfill(items, scores, sources, np.array([0]), np.array([[0, 1, 2, 3, 4]]), np.array([[9, 8, 7, 6, 5]], np.float32), 1, r)
+    backfill(
+        items,
+        scores,
+        sources,
+        np.array([0]),
+        np.array([[0, 1, 2, 3, 4]]),
+        np.array([[9, 8, 7, 6, 5]], np.float32),
+        1,
+        r,
+    )
     assert items[0].tolist() == [0, 2, 4]  # 0 duplicate, 1 and 3 over the cap
     assert sources[0].tolist() == [0, 1, 1]
     assert items[1].tolist() == [2, 4, 0]  # full lists untouched

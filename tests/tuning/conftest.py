@@ -107,7 +107,8 @@ def _split_frames(seed: int = 7) -> dict[str, pl.DataFrame]:
         frames[split] = pl.DataFrame(
             {Columns.UserIdx: [r[0] for r in data], Columns.ItemIdx: [r[1] for r in data],
              Columns.Weight: [r[2] for r in data], "last_ts": [r[3] for r in data]},
-            schema={Columns.UserIdx: pl.Int64, Columns.ItemIdx: pl.Int64, Columns.Weight: pl.Float64, "last_ts": pl.Int64},
+            schema={Columns.UserIdx: pl.Int64, Columns.ItemIdx: pl.Int64, Columns.Weight: pl.Float64,
+                    "last_ts": pl.Int64},
         )
     frames["train"] = pl.concat([frames["tune_train"], frames["valid"]])
     return frames
@@ -117,7 +118,8 @@ def write_preprocess(workdir: Path) -> Path:
     """Write a finished ``preprocess`` stage (with manifest) into ``workdir``."""
     pre = workdir / "preprocess"
     pre.mkdir(parents=True, exist_ok=True)
-    pl.DataFrame({Columns.User: [f"u{i}" for i in range(N_USERS)], Columns.UserIdx: list(range(N_USERS))}).write_parquet(pre / "users.parquet")
+    users = pl.DataFrame({Columns.User: [f"u{i}" for i in range(N_USERS)], Columns.UserIdx: list(range(N_USERS))})
+    users.write_parquet(pre / "users.parquet")
     pl.DataFrame({Columns.Item: [f"i{i}" for i in range(N_ITEMS)], Columns.ItemIdx: list(range(N_ITEMS)),
                   "category": [f"c{i % N_GROUPS}" for i in range(N_ITEMS)]}).write_parquet(pre / "items.parquet")
     outputs = [pre / "users.parquet", pre / "items.parquet"]

@@ -165,7 +165,8 @@ def test_max_epochs_lets_early_stopping_find_a_longer_run(tmp_path: Path, fake_e
 def test_tpe_resume_gives_the_same_trials(tmp_path: Path, fake_epoch_model: type, make_config) -> None:  # noqa: ANN001
     pytest.importorskip("optuna", reason="TPE needs the optional extra recctl[tune]")
     tune = {"model": "fake", "method": "tpe", "n_trials": 9, "objective": "ndcg@5", "prune": False,
-            "space": {"taste": {"type": "float", "low": 0.0, "high": 3.0}, "peak": {"type": "int", "low": 1, "high": 6}}}
+            "space": {"taste": {"type": "float", "low": 0.0, "high": 3.0},
+                      "peak": {"type": "int", "low": 1, "high": 6}}}
     models = {"fake": {"kind": "fake_epochs", "taste": 0.0}}
     reference = make_config(tmp_path / "ref", models=models, tune=tune)
     run_tune(load_config(reference))
@@ -189,3 +190,32 @@ def test_run_skips_an_unchanged_tune_and_reruns_a_changed_one(fake_config: Path)
     assert why_stale(cfg, "tune") is None
     changed = cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"patience": 4})})
     assert why_stale(changed, "tune") == "config changed (tune)"
+
+
+def test_a_damaged_checkpoint_starts_the_search_afresh(fake_config: Path, caplog) -> None:  # noqa: ANN001
+    cfg = load_config(fake_config)
+    run_tune(cfg)
+    (ckpt,) = (fake_config.parent.parent / "work" / CHECKPOINT_DIR).glob("*.parquet")
+    ckpt.write_bytes(b"garbage")
+    with caplog.at_level("WARNING", logger="recctl.tuning.records"):
+        assert run_tune(cfg).summary["n_resumed"] == 0
+    assert "unreadable tuning checkpoint" in caplog.text
+
+
+def test_a_best_trial_stopped_by_the_epoch_cap_gets_a_hint(tmp_path: Path, fake_epoch_model: type, make_config) -> None:  # noqa: ANN001
+    path = make_config(tmp_path, models={"fake": {"kind": "fake_epochs", "epochs": 3, "peak": 8, "taste": 1.0}},
+                       tune={"model": "fake", "n_trials": 2, "objective": "ndcg@5",
+                             "space": {"taste": {"type": "float", "low": 1.0, "high": 2.0}}})
+    summary = run_tune(load_config(path)).summary
+    assert summary["best_epoch"] == 3
+    assert any("raise tune.max_epochs" in h for h in summary["hints"])
+
+
+def test_grid_budget_smaller_than_the_grid_and_wall_time_budget(pop_config: Path) -> None:
+    cfg = load_config(pop_config)
+    small = cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"n_trials": 3})})
+    assert run_tune(small).summary["n_trials"] == 3
+    # a wall-time budget already spent after the first batch: no further trial starts
+    timed = cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"timeout_s": 1e-9})})
+    shutil.rmtree(pop_config.parent.parent / "work" / CHECKPOINT_DIR)
+    assert run_tune(timed).summary["n_trials"] == 1
