@@ -132,7 +132,7 @@ def main() -> None:
     results["analyze"] = {"recctl_s": t_ours, "groupby_floor_s": t_floor, "ratio_to_floor": t_ours / t_floor}
 
     if args.json:
-        print(json.dumps({"users": args.users, "bootstrap": args.bootstrap, **results}, indent=2))
+        print(json.dumps({"users": args.users, "n_bootstrap": args.bootstrap, **results}, indent=2))
         return
     print(f"{args.users:,} users, {args.bootstrap} bootstrap resamples")
     for name, row in results.items():

@@ -46,6 +46,11 @@ MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
 PICKLE_PROTOCOL = 5
 _CHUNK = 1 << 20
+# mkstemp creates files readable by their owner only; published files should get the
+# usual permissions (0666 less the umask), like any file the user's shell would create.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
 
 
 def utc_now() -> str:
@@ -83,6 +88,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

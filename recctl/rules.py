@@ -19,6 +19,7 @@ caps, skipping duplicates, and recording which model (``source``) gave each item
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,7 +153,7 @@ def build_item_rules(
     rules: RulesConfig,
     items: pl.DataFrame,
     *,
-    resolve: callable = Path,  # type: ignore[valid-type]
+    resolve: Callable[[str], Path] = Path,
     item_features: sp.csr_matrix | None = None,
 ) -> ItemRules:
     """Resolve the item rules against the catalogue (``items.parquet`` of preprocess).

@@ -67,6 +67,8 @@ class ArmSummary:
     expected_share: float
     users: int
     observed_share: float
+    #: users with at least one outcome row (any event): a logging gap shows up here
+    active_users: int
     converters: int
     conversion_rate: float
     conversion_rate_ci: tuple[float, float]
@@ -171,6 +173,7 @@ def _f(x: Any) -> float:
 def _arm_stats(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.group_by(Columns.Variant).agg(
         pl.len().alias("n"),
+        (pl.col("rows") > 0).sum().alias("active"),
         pl.col("converted").sum().alias("converters"),
         pl.col("clicks").sum().alias("clicks_sum"),
         pl.col("clicks").cast(pl.Float64).mean().alias("clicks_mean"),
@@ -220,9 +223,14 @@ def analyze(
     present = set(assignments[Columns.Variant].unique().to_list())
     unknown = sorted(present - set(shares))
     if unknown:
+        hint = (
+            " (the config has no holdout: set experiment.holdout to the share that was used)"
+            if HOLDOUT in unknown
+            else ""
+        )
         raise DataError(
             f"assignments contain variant(s) {unknown} that experiment '{experiment.name}' does not define "
-            f"(configured: {sorted(shares)}). Use the config the assignments were made with, or "
+            f"(configured: {sorted(shares)}){hint}. Use the config the assignments were made with, or "
             "re-run `recctl ab assign`."
         )
     frame, extra = per_user_outcomes(assignments, outcomes)
@@ -237,6 +245,7 @@ def analyze(
     for name, share in shares.items():
         s = by_arm.get(name) or {
             "n": 0,
+            "active": 0,
             "converters": 0,
             "clicks_sum": 0,
             "clicks_mean": np.nan,
@@ -256,6 +265,7 @@ def analyze(
                 expected_share=share,
                 users=n,
                 observed_share=n / n_total if n_total else float("nan"),
+                active_users=int(s["active"]),
                 converters=int(s["converters"]),
                 conversion_rate=s["converters"] / n if n else float("nan"),
                 conversion_rate_ci=(_f(cr_lo), _f(cr_hi)),
@@ -304,7 +314,9 @@ def _nz(x: Any) -> float:
     return float("nan") if x is None else float(x)
 
 
-def _compare(frame, arms, by_arm, experiment: ABTestConfig, seed: int) -> list[Comparison]:
+def _compare(
+    frame: pl.DataFrame, arms: list[ArmSummary], by_arm: dict[str, dict[str, Any]], experiment: ABTestConfig, seed: int
+) -> list[Comparison]:
     alpha = experiment.alpha
     control = experiment.control
     c = by_arm[control]
@@ -382,9 +394,17 @@ def _warnings(arms: list[ArmSummary], srm: SRMResult, experiment: ABTestConfig) 
     warnings = []
     if srm.mismatch:
         warnings.append(srm.message)
+    logged = [a for a in arms if a.active_users > 0]
     for a in arms:
         if a.users == 0:
             warnings.append(f"arm '{a.variant}' has no users in the assignments")
+        elif a.active_users == 0 and logged:
+            # every other arm has outcome rows: this one was not logged, its zeros are not real
+            warnings.append(
+                f"arm '{a.variant}' has {a.users:,} users but not one outcome row while "
+                f"{', '.join(repr(b.variant) for b in logged)} have some: is the outcome log missing this arm? "
+                "Its zero rates are not a result."
+            )
         elif a.converters < 10 and a.variant != HOLDOUT:
             warnings.append(
                 f"arm '{a.variant}' has only {a.converters} converting users; the normal approximation behind "

@@ -338,7 +338,8 @@ def per_user_outcomes(assignments: pl.DataFrame, outcomes: pl.DataFrame) -> tupl
     Returns
     -------
     tuple
-        The per-user frame ``user_id, variant, clicks, conversions, converted, revenue`` and
+        The per-user frame ``user_id, variant, clicks, conversions, revenue, rows, converted``
+        (``rows``: the user's outcome rows of any event) and
         ``{"unassigned_rows", "unassigned_users", "matched_users", "unassigned_examples"}``.
     """
     per_user = outcomes.group_by(Columns.User).agg(
@@ -350,8 +351,9 @@ def per_user_outcomes(assignments: pl.DataFrame, outcomes: pl.DataFrame) -> tupl
     assigned = assignments.select(Columns.User, Columns.Variant)
     unassigned = per_user.join(assigned, on=Columns.User, how="anti")
     frame = (
-        assigned.join(per_user.drop("rows"), on=Columns.User, how="left")
+        assigned.join(per_user, on=Columns.User, how="left")
         .with_columns(
+            pl.col("rows").fill_null(0).cast(pl.Int64),
             pl.col("clicks").fill_null(0),
             pl.col("conversions").fill_null(0),
             pl.col(Revenue).fill_null(0.0),

@@ -123,11 +123,11 @@ def run_preview(
             loaded[model_name] = load_trained_model(cfg, model_name)
         task = f"preview {variant}"
 
-        def tick(done: int, task: str = task) -> None:
+        def _tick(done: int, task: str = task) -> None:
             if progress is not None:
                 progress(task, done, None)
 
-        results[variant] = evaluate_model(loaded[model_name], test, exclude, [cutoff], chosen, progress=tick)
+        results[variant] = evaluate_model(loaded[model_name], test, exclude, [cutoff], chosen, progress=_tick)
         if progress is not None:
             progress("variants", i + 1, len(names))
     control_result = results[experiment.control]

@@ -113,13 +113,14 @@ def render_html(report: ABReport) -> str:
         )
 
     out.append(
-        "<h2>Arms</h2><table><tr><th>arm</th><th>model</th><th>users</th><th>share (expected)</th>"
+        "<h2>Arms</h2><table><tr><th>arm</th><th>model</th><th>users</th><th>with outcomes</th>"
+        "<th>share (expected)</th>"
         f"<th>conversion rate [{conf} CI]</th><th>clicks / user [{conf} CI]</th><th>revenue / "
         f"user [{conf} CI]</th></tr>"
     )
     for a in report.arms:
         out.append(
-            f"<tr><td>{e(a.variant)}</td><td>{e(a.model or '–')}</td><td>{a.users:,}</td>"
+            f"<tr><td>{e(a.variant)}</td><td>{e(a.model or '–')}</td><td>{a.users:,}</td><td>{a.active_users:,}</td>"
             f"<td>{_num(a.observed_share, 3)} ({_num(a.expected_share, 3)})</td>"
             f"<td>{_num(a.conversion_rate)} [{_num(a.conversion_rate_ci[0])}, {_num(a.conversion_rate_ci[1])}]</td>"
             f"<td>{_num(a.clicks_per_user)} [{_num(a.clicks_per_user_ci[0])}, {_num(a.clicks_per_user_ci[1])}]</td>"

@@ -203,6 +203,7 @@ def _render_report(report: Any) -> None:
         [
             a.variant,
             a.users,
+            a.active_users,
             f"{a.conversion_rate:.4f} [{a.conversion_rate_ci[0]:.4f}, {a.conversion_rate_ci[1]:.4f}]",
             f"{a.clicks_per_user:.3f} [{a.clicks_per_user_ci[0]:.3f}, {a.clicks_per_user_ci[1]:.3f}]",
             f"{a.revenue_per_user:.2f} [{a.revenue_per_user_ci[0]:.2f}, {a.revenue_per_user_ci[1]:.2f}]",
@@ -215,7 +216,8 @@ def _render_report(report: Any) -> None:
             [
                 "arm",
                 "users",
-                f"conversion rate [{conf}]",
+                "active",
+                f"conversion [{conf}]",
                 f"clicks/user [{conf}]",
                 f"revenue/user [{conf}]",
             ],

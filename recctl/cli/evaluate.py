@@ -63,12 +63,13 @@ def evaluate_command(
     with progress_bar(not as_json) as progress:
         manifest = run_evaluate(cfg, report=report, progress=progress)
     metrics = read_metrics(cfg)
-    emit({**manifest_summary(manifest), "metrics": metrics}, as_json, lambda: _render(metrics))
+    emit({**manifest_summary(manifest), "metrics": metrics}, as_json, lambda: render_metrics(metrics))
     if not as_json:
         err.print(f"metrics written to {cfg.stage_dir('evaluate')}")
 
 
-def _render(metrics: dict[str, Any]) -> None:
+def render_metrics(metrics: dict[str, Any]) -> None:
+    """Print the protocol, the metric tables and the verdicts of a metrics.json on stdout."""
     proto = metrics["protocol"]
     out.print(
         f"[bold]Protocol[/]: split [cyan]{proto['split']}[/]; "
@@ -118,23 +119,20 @@ def _render_verdicts(metrics: dict[str, Any]) -> None:
         out.print("No comparison: only the baseline was evaluated.")
         return
     stats = metrics["statistics"]
-    rows = []
-    for c in shown:
-        ci = "" if c["ci_low"] is None else f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]"
-        p_holm = "" if c["p_holm"] is None else f"{c['p_holm']:.3g}"
-        rows.append(
-            [
-                c["model"],
-                f"{c['reference']} ({c['role']})",
-                c["metric"],
-                f"{c['diff']:+.4f}" if c["diff"] is not None else "",
-                ci,
-                p_holm,
-                c["verdict"],
-            ]
-        )
-    title = (
-        f"Verdicts ({stats['test']}, Holm-corrected p < {stats['alpha']}; "
-        f"{1 - stats['alpha']:.0%} paired bootstrap CI, {stats['n_bootstrap']} resamples)"
+    out.print(
+        f"[bold]Verdicts[/]: {stats['test']}, Holm-corrected p < {stats['alpha']}; "
+        f"{1 - stats['alpha']:.0%} paired bootstrap CI, {stats['n_bootstrap']} resamples.",
+        highlight=False,
     )
-    out.print(table(title, ["model", "vs", "metric", "diff", "CI", "p (Holm)", "verdict"], rows))
+    # one narrow table per pair of models, so it stays readable in an 80-column terminal
+    pairs: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for c in shown:
+        pairs.setdefault((c["model"], c["reference"], c["role"]), []).append(c)
+    for (model, reference, role), comparisons in pairs.items():
+        rows = []
+        for c in comparisons:
+            ci = "" if c["ci_low"] is None else f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]"
+            p_holm = "" if c["p_holm"] is None else f"{c['p_holm']:.3g}"
+            diff = f"{c['diff']:+.4f}" if c["diff"] is not None else ""
+            rows.append([c["metric"], diff, ci, p_holm, c["verdict"]])
+        out.print(table(f"{model} vs {reference} ({role})", ["metric", "diff", "CI", "p (Holm)", "verdict"], rows))

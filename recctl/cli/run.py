@@ -46,7 +46,7 @@ def run_command(
         report = run_all(cfg, force=force, skip=tuple(skip or ()), on_stage=announce, progress=progress)
 
     def render() -> None:
-        rows = [[s.stage, s.status, s.reason, s.duration_s] for s in report.stages]
+        rows = [[s.stage, s.status, s.reason, f"{s.duration_s:.1f}" if s.status == "ran" else ""] for s in report.stages]
         out.print(table(f"recctl run {config}", ["stage", "status", "why", "seconds"], rows))
         _print_metrics(cfg)
 
@@ -57,16 +57,8 @@ def _print_metrics(cfg) -> None:  # noqa: ANN001
     """Show the evaluation headline after a run (the table analysts look for)."""
     import json
 
+    from recctl.cli.evaluate import render_metrics
+
     path = cfg.stage_dir("evaluate") / "metrics.json"
-    if not path.exists():
-        return
-    data = json.loads(path.read_text())
-    models = data.get("models", {})
-    k = max(cfg.evaluate.k)
-    keys = [f"{m}@{k}" for m in ("precision", "recall", "ndcg", "map") if m in cfg.evaluate.metrics]
-    rows = []
-    for name, entry in models.items():
-        means = entry.get("mean", entry) if isinstance(entry, dict) else {}
-        rows.append([name, *[means.get(key) for key in keys]])
-    if rows:
-        out.print(table(f"Test metrics (see {path})", ["model", *keys], rows))
+    if path.exists():
+        render_metrics(json.loads(path.read_text()))

@@ -85,6 +85,7 @@ class InteractionSource(BaseConfig):
         default_factory=list,
         description="Raw strings read as missing (empty strings always are), e.g. ['NULL', 'nan'].",
     )
+    decimal_comma: bool = Field(default=False, description="Numbers are written `1.234,5` (a European export).")
     normalize_numeric_ids: bool = Field(
         default=True, description="Read ids such as `17850.0` (a float export of an integer id) as `17850`."
     )
@@ -123,6 +124,7 @@ class TableSource(BaseConfig):
         ),
     )
     null_values: list[str] = Field(default_factory=list, description="Raw strings read as missing.")
+    decimal_comma: bool = Field(default=False, description="Numbers are written `1.234,5` (a European export).")
     normalize_numeric_ids: bool = Field(default=True, description="Read ids such as `17850.0` as `17850`.")
     on_error: ErrorPolicy = "quarantine"
 

@@ -110,3 +110,6 @@ class ExportConfig(BaseConfig):
     float_precision: int = Field(default=6, ge=1, le=12, description="Decimals of `score` in text formats.")
     keep: int | None = Field(default=None, ge=1, description="Keep only the newest N dated files (default: keep all).")
     delta: bool = Field(default=False, description="Also write a delta file of changed users.")
+    bundle: bool = Field(
+        default=True, description="Also write the serving bundle (<workdir>/export/bundle/, see recctl.serving)."
+    )

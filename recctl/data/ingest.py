@@ -162,13 +162,16 @@ def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return expr if dtype == pl.String else expr.cast(pl.String)
 
 
-def _as_number(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+def _as_number(expr: pl.Expr, dtype: pl.DataType, decimal_comma: bool = False) -> pl.Expr:
     if dtype.is_numeric():
         number = expr.cast(pl.Float64)
     elif dtype == pl.Boolean:
         number = expr.cast(pl.Float64)
     else:
-        number = expr.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+        text = expr.cast(pl.String).str.strip_chars()
+        if decimal_comma:  # 1.234,5 -> 1234.5
+            text = text.str.replace_all(".", "", literal=True).str.replace(",", ".", literal=True)
+        number = text.cast(pl.Float64, strict=False)
     # NaN and infinities are not usable values: treat them like text that does not parse
     return pl.when(number.is_finite()).then(number).otherwise(None)
 
@@ -257,7 +260,7 @@ def _annotate(
     ts = parse_timestamp(raw(cols.timestamp), src.timestamp_format, src.timezone, schema[cols.timestamp])
 
     if cols.value is not None:
-        value = _as_number(raw(cols.value), schema[cols.value])
+        value = _as_number(raw(cols.value), schema[cols.value], src.decimal_comma)
         value_text = _as_text(raw(cols.value), schema[cols.value]).str.strip_chars()
         # a value that is present but not a number (empty is fine: value is optional)
         bad_value = value_text.is_not_null() & (value_text.str.len_chars() > 0) & value.is_null()
@@ -277,7 +280,7 @@ def _annotate(
     flags["__cancelled"] = cancelled
     ops = {">": "gt", ">=": "ge", "<": "lt", "<=": "le", "==": "eq", "!=": "ne"}
     for k, check in enumerate(src.require):
-        number = _as_number(raw(check.column), schema[check.column])
+        number = _as_number(raw(check.column), schema[check.column], src.decimal_comma)
         flags[f"__check{k}"] = ~getattr(number, f"__{ops[check.op]}__")(check.value).fill_null(False)
 
     if src.value_rule is None and cols.event is not None:
@@ -570,7 +573,7 @@ def write_rejected(rejected: list[tuple[str, Path]], target: Path, previous: Pat
     return pl.scan_parquet(target).select(pl.len()).collect().item()
 
 
-def infer_text_types(frame: pl.DataFrame, exclude: Iterable[str] = ()) -> pl.DataFrame:
+def infer_text_types(frame: pl.DataFrame, exclude: Iterable[str] = (), decimal_comma: bool = False) -> pl.DataFrame:
     """Give text columns the narrowest type every non-empty value fits: Int64, Float64, Boolean or text.
 
     Decided over the whole column (not the first rows), and much faster than letting the CSV
@@ -582,11 +585,14 @@ def infer_text_types(frame: pl.DataFrame, exclude: Iterable[str] = ()) -> pl.Dat
         if name in skip or dtype != pl.String:
             continue
         col = frame[name]
+        numeric = (
+            col.str.replace_all(".", "", literal=True).str.replace(",", ".", literal=True) if decimal_comma else col
+        )
         present = col.is_not_null().sum()
         if present == 0:
             continue
         for target in (pl.Int64, pl.Float64):
-            converted = col.cast(target, strict=False)
+            converted = numeric.cast(target, strict=False)
             if converted.is_not_null().sum() == present:
                 casts.append(converted.alias(name))
                 break
@@ -662,7 +668,9 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
                 ],
             ).collect()
             if fmt in ("csv", "tsv"):
-                selected = infer_text_types(selected, exclude=(ROW, id_name, BAD_VALUE))
+                selected = infer_text_types(
+                    selected, exclude=(ROW, id_name, BAD_VALUE), decimal_comma=src.decimal_comma
+                )
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise diagnose(path, fmt, src.encoding, exc, delimiter=src.delimiter) from exc
         stat = FileStats(

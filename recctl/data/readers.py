@@ -102,6 +102,10 @@ def detect_format(path: Path, declared: str = "auto") -> str:
         suffixes = suffixes[:-1]
     if suffixes and suffixes[-1] in _EXTENSIONS:
         return _EXTENSIONS[suffixes[-1]]
+    if suffixes and suffixes[-1] in (".xlsx", ".xls", ".xlsm", ".ods"):
+        raise DataError(
+            f"{path}: spreadsheet files are not read; save the sheet as CSV (UTF-8) and point the config at that."
+        )
     raise DataError(
         f"{path}: cannot tell the file format from its extension; set `format:` to one of csv, tsv, parquet, jsonl."
     )
@@ -269,6 +273,11 @@ def diagnose(path: Path, fmt: str, encoding: str, exc: BaseException, *, delimit
             "(or utf8-lossy to replace the bad bytes)."
         )
     if fmt == "jsonl":
+        if _starts_with(path, b"["):
+            return DataError(
+                f"{path}: this is a JSON array, not JSON Lines; write one JSON object per line "
+                "(e.g. `jq -c '.[]' file.json > file.jsonl`)."
+            )
         line, problem = _first_bad_json_line(path)
         if line:
             return DataError(f"{path}: line {line} is not valid JSON ({problem}); fix or remove that line.")
@@ -284,6 +293,11 @@ def diagnose(path: Path, fmt: str, encoding: str, exc: BaseException, *, delimit
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _starts_with(path: Path, prefix: bytes) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4096).lstrip().lstrip(b"\xef\xbb\xbf").startswith(prefix)
 
 
 def _first_bad_utf8_line(path: Path) -> int | None:

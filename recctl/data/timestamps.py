@@ -58,7 +58,7 @@ def _epoch(number: pl.Expr, unit: str) -> pl.Expr:
 
 def _iso(text: pl.Expr, timezone: str) -> pl.Expr:
     # normalise the ISO "T" separator and the "Z" suffix so one pattern list covers both
-    norm = text.str.replace(r"^(\d{4}-\d{2}-\d{2})T", "$1 ").str.replace(r"Z$", "+00:00")
+    norm = text.str.replace(r"^(\d{4}-\d{2}-\d{2})T", "$1 ").str.replace(r"(Z| UTC| GMT)$", "+00:00")
     parts = [_aware(norm, f) for f in _AWARE_ISO] + [_naive(norm, f, timezone) for f in _NAIVE_ISO]
     return pl.coalesce(parts)
 

@@ -215,6 +215,7 @@ class SASRecModel(Recommender):
 
     config_class = SASRecConfig
     supports_item_history = True
+    supports_similar_items = True
     supports_epochs = True
     config: SASRecConfig
 
@@ -293,6 +294,7 @@ class SASRecModel(Recommender):
             self._opt = torch.optim.Adam(self._net.parameters(), lr=cfg.lr, betas=(0.9, 0.98),
                                          weight_decay=cfg.weight_decay)
         self.epoch_losses_: list[float] = []
+        self._neg_p = None
         return valid
 
     def _holdout(self, users: np.ndarray, items: np.ndarray, seed: int):  # noqa: ANN202
@@ -322,6 +324,13 @@ class SASRecModel(Recommender):
         with self._torch_scope() as torch:
             import torch.nn.functional as F
 
+            if cfg.loss == "sampled_softmax" and getattr(self, "_neg_p", None) is None:
+                counts = np.bincount(self._targets[self._targets > 0], minlength=self.n_items + 1)[1:] + 1.0
+                self._neg_items = np.arange(1, self.n_items + 1)
+                self._neg_p = counts / counts.sum()
+                log_q = np.r_[0.0, np.log(n_neg * self._neg_p)].astype(np.float32)
+                self._log_q = torch.from_numpy(log_q)
+
             self._net.train()
             for start in range(0, len(order), cfg.batch_size):
                 rows = order[start : start + cfg.batch_size]
@@ -337,9 +346,15 @@ class SASRecModel(Recommender):
                 elif cfg.loss == "sampled_softmax":
                     # one shared set of uniform negatives per step; a negative that happens to
                     # be a position's own target is masked so it is not pushed down
-                    neg = torch.from_numpy(self._np_rng.integers(1, self.n_items + 1, size=n_neg))
-                    neg_logit = (h @ table[neg].T).masked_fill(neg[None, :] == y[:, None], float("-inf"))
-                    logits = torch.cat([(h * table[y]).sum(-1, keepdim=True), neg_logit], dim=1)
+                    # negatives follow item popularity; subtracting log(expected count) from
+                    # every logit (the "logQ" correction) makes this an estimate of the full
+                    # softmax: without it, popular items are too rarely pushed down and the
+                    # top of the ranking is not learnt
+                    neg = torch.from_numpy(self._np_rng.choice(self._neg_items, size=n_neg, p=self._neg_p))
+                    neg_logit = (h @ table[neg].T - self._log_q[neg]).masked_fill(neg[None, :] == y[:, None],
+                                                                                   float("-inf"))
+                    pos_logit = (h * table[y]).sum(-1, keepdim=True) - self._log_q[y].unsqueeze(1)
+                    logits = torch.cat([pos_logit, neg_logit], dim=1)
                     loss = F.cross_entropy(logits, torch.zeros(len(y), dtype=torch.long))
                 else:
                     neg = torch.from_numpy(self._np_rng.integers(1, self.n_items + 1, size=(len(y), n_neg)))
@@ -443,6 +458,12 @@ class SASRecModel(Recommender):
             seq[0, -len(item_idx) :] = item_idx + 1
         return self._scores_for(seq)[0]
 
+    def _similar_items(self, item_idx: np.ndarray) -> np.ndarray:
+        # cosine between item vectors: items the network treats as interchangeable context
+        table = self.weights_["item_table"][1:]
+        unit = table / np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-12)
+        return (unit[item_idx] @ unit.T).astype(np.float32)
+
     def score_from_item_ids(self, item_ids: list[str]) -> np.ndarray:
         """Score all items for a visitor known by their recent item ids (oldest first).
 
@@ -542,7 +563,8 @@ class SASRecModel(Recommender):
     def __getstate__(self) -> dict[str, Any]:
         """Keep numpy state only: the network lives on as ``weights_`` (its state dict in numpy)."""
         state = self.__dict__.copy()
-        for key in ("_net", "_opt", "_inputs", "_targets", "_np_rng", "_torch_rng", "_item_lookup"):
+        for key in ("_net", "_opt", "_inputs", "_targets", "_np_rng", "_torch_rng", "_item_lookup",
+                    "_neg_items", "_neg_p", "_log_q"):
             state.pop(key, None)
         return state
 

@@ -252,3 +252,21 @@ def test_any_small_experiment_gives_a_sane_report(arms: list[str], events: list[
         assert np.isnan(c.p_value) or 0 <= c.p_value <= 1
         assert np.isnan(c.p_adjusted) or c.p_adjusted >= c.p_value - 1e-12
     json.dumps(report.to_dict(), allow_nan=False)
+
+
+def test_an_arm_missing_from_the_outcome_log_is_pointed_out(tmp_path: Path) -> None:
+    exp = make_experiment()
+    a, o = simulate_experiment(4000, exp, 0.1, seed=6)
+    treated = set(a.filter(pl.col("variant") == "treatment")["user_id"].to_list())
+    o = o.filter(~pl.col("user_id").is_in(list(treated)))  # the treatment's page never logged
+    report = analyze(a, _canonical(o, exp, tmp_path), exp)
+    arms = {arm.variant: arm for arm in report.arms}
+    assert arms["treatment"].active_users == 0 and arms["control"].active_users > 0
+    assert any("'treatment'" in w and "not one outcome row" in w for w in report.warnings)
+
+
+def test_holdout_users_with_a_config_without_holdout() -> None:
+    a = pl.DataFrame({"user_id": ["u1", "u2"], "variant": ["control", "holdout"]})
+    o = pl.DataFrame({"user_id": ["u1"], "kind": ["conversion"], "revenue": [1.0]})
+    with pytest.raises(DataError, match="set experiment.holdout"):
+        analyze(a, o, make_experiment())

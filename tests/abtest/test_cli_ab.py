@@ -174,7 +174,7 @@ def test_report_table_json_and_html(ab_config: Path, assigned: Path, outcomes_cs
         html,
     )
     assert result.exit_code == 0, result.output
-    assert "conversion rate" in result.stdout and "treatment" in result.stdout
+    assert "conversion" in result.stdout and "treatment" in result.stdout and "active" in result.stdout
     assert "match the configured weights" in result.stdout
     page = html.read_text()
     assert page.startswith("<!DOCTYPE html>") and "<svg" in page

@@ -157,7 +157,9 @@ def test_catalogue_dedupe_mode(tmp_path: Path, events_csv: Path) -> None:
 
 
 def test_several_sources_duplicates_charged_to_later_file(tmp_path: Path) -> None:
-    (tmp_path / "a.csv").write_text(EVENTS_HEADER + "u1,i1,view,2026-01-01 10:00:00,1\nu1,i2,view,2026-01-01 11:00:00,1\n")
+    (tmp_path / "a.csv").write_text(
+        EVENTS_HEADER + "u1,i1,view,2026-01-01 10:00:00,1\nu1,i2,view,2026-01-01 11:00:00,1\n"
+    )
     (tmp_path / "b.tsv").write_text(
         "uid\tiid\tts\tn\nu1\ti1\t2026-01-01T10:00:00Z\t1\nu2\ti1\t2026-01-02T10:00:00Z\t1\n", encoding="utf-8"
     )
@@ -178,3 +180,26 @@ def test_failed_ingest_keeps_previous_output(tmp_path: Path, events_csv: Path) -
         run_ingest(cfg)
     assert (cfg.stage_dir("ingest") / "interactions.parquet").read_bytes() == before
     assert not list(cfg.workdir_path.glob(".ingest.partial-*"))
+
+
+def test_european_export_semicolon_decimal_comma_latin1(tmp_path: Path) -> None:
+    (tmp_path / "e.csv").write_bytes(
+        "Kunde;Artikel;Zeit;Betrag\nM\u00fcller;A1;01.03.2026 10:00;1.234,50\nB;A2;01.03.2026 11:00;2,5\n".encode(
+            "cp1252"
+        )
+    )
+    src = {
+        "path": "e.csv",
+        "delimiter": ";",
+        "encoding": "cp1252",
+        "decimal_comma": True,
+        "columns": {"user_id": "Kunde", "item_id": "Artikel", "timestamp": "Zeit", "value": "Betrag"},
+        "timestamp_format": "%d.%m.%Y %H:%M",
+        "timezone": "Europe/Berlin",
+    }
+    cfg = make_config(tmp_path, src)
+    assert run_ingest(cfg).summary["totals"]["rejected"] == 0
+    frame = pl.read_parquet(cfg.stage_dir("ingest") / "interactions.parquet")
+    assert frame[Columns.User].to_list() == ["M\u00fcller", "B"]
+    assert frame[Columns.Value].to_list() == [1234.5, 2.5]
+    assert frame[Columns.Timestamp][0].hour == 9  # 10:00 CET is 09:00 UTC

@@ -69,3 +69,12 @@ def test_parquet_row_index(tmp_path: Path) -> None:
     path = tmp_path / "e.parquet"
     pl.DataFrame({"a": [5, 6, 7]}).write_parquet(path)
     assert scan_file(path, fmt="parquet").collect()[ROW].to_list() == [1, 2, 3]
+
+
+def test_spreadsheet_and_json_array_get_a_fix(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="save the sheet as CSV"):
+        detect_format(Path("export.xlsx"))
+    path = tmp_path / "e.jsonl"
+    path.write_text('[{"a": 1},\n {"a": 2}]\n')
+    with pytest.raises(DataError, match="JSON array, not JSON Lines"):
+        scan_file(path, fmt="jsonl").collect()

@@ -49,3 +49,7 @@ def test_native_datetime_column_is_localised() -> None:
     out = frame.select(parse_timestamp(pl.col("t"), "auto", "Europe/Berlin", frame.schema["t"]))
     assert out.schema["t"] == UTC_DATETIME
     assert out["t"][0] == dt.datetime(2026, 7, 1, 10, tzinfo=UTC)
+
+
+def test_utc_suffix() -> None:
+    assert _parse(["2026-03-01 12:00:00 UTC"]) == [dt.datetime(2026, 3, 1, 12, tzinfo=UTC)]

@@ -145,3 +145,12 @@ def test_new_users_form_their_own_segment(tmp_path):
     per_user = pl.read_parquet(cfg.stage_dir("evaluate") / "per_user.parquet")
     new = per_user.filter(pl.col("segment") == "new")
     assert (new["n_train_items"] == 0).all() and new.height == 2 * segments["new"]
+
+
+def test_progress_is_reported_through_the_callback(tmp_path):
+    path = build_workdir(tmp_path)
+    calls = []
+    run_evaluate(load_config(path), progress=lambda task, done, total=None: calls.append((task, done, total)))
+    tasks = {c[0] for c in calls}
+    assert {"evaluate", "rank popular", "rank by_category"} <= tasks
+    assert ("evaluate", 2, 2) in calls

@@ -190,3 +190,10 @@ def test_without_events_falls_back_and_says_so(torch, caplog: pytest.LogCaptureF
     with caplog.at_level(logging.WARNING, logger="recctl.models.sasrec"):
         SASRecModel(**{**TINY, "epochs": 1}).fit(planted_dataset(with_events=False))
     assert "no per-event timestamps" in caplog.text
+
+
+def test_similar_items_come_from_item_vectors(fitted: SASRecModel) -> None:
+    top = fitted.similar_items(np.array([0, 5]), 3)
+    assert top.items.shape == (2, 3)
+    assert 0 not in top.items[0] and 5 not in top.items[1]
+    assert np.all(np.diff(top.scores, axis=1) <= 0)

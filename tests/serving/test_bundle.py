@@ -1,0 +1,84 @@
+"""The serving bundle: plain arrays + JSON, answers equal to the nightly lists."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recctl.columns import Columns
+from recctl.config import load_config
+from recctl.errors import ArtifactError, DataError
+from recctl.serving import load
+from recctl.stages.export import run_serve_export
+from recctl.stages.recommend import run_recommend
+from tests.serving.conftest import build_workdir, make_config
+
+
+@pytest.fixture
+def bundle_config(shop_config: Path) -> Path:
+    cfg = load_config(shop_config)
+    run_recommend(cfg)
+    run_serve_export(cfg, date="2026-04-01")
+    return shop_config
+
+
+def test_bundle_is_plain_files_and_matches_the_export(bundle_config: Path, shop: dict[str, pl.DataFrame]) -> None:
+    cfg = load_config(bundle_config)
+    directory = cfg.stage_dir("export") / "bundle"
+    assert not [p for p in directory.iterdir() if p.suffix not in (".json", ".npy")]
+    for npy in directory.glob("*.npy"):
+        np.load(npy, allow_pickle=False)  # no object arrays anywhere
+    bundle = load(directory)
+    recs = pl.read_parquet(cfg.stage_dir("recommend") / "recommendations.parquet")
+    for user, group in recs.group_by(Columns.User, maintain_order=True):
+        got = bundle.recommend(user[0])
+        assert [r["item_id"] for r in got] == group[Columns.Item].to_list()
+        assert [r["source"] for r in got] == group[Columns.Source].to_list()
+    meta = json.loads((directory / "bundle.json").read_text())
+    assert meta["model"] == "knn" and meta["k"] == 5 and meta["fallback_from"] == "popular"
+    assert meta["neighbors_from"] == "knn"
+
+
+def test_bundle_answers_exclusions_unknown_users_and_items(bundle_config: Path, shop: dict[str, pl.DataFrame]) -> None:
+    cfg = load_config(bundle_config)
+    bundle = load(cfg.stage_dir("export") / "bundle")
+    first = [r["item_id"] for r in bundle.recommend("U001")]
+    again = bundle.recommend("U001", 5, exclude=first[:2])
+    assert len(again) == 5 and not set(first[:2]) & {r["item_id"] for r in again}
+    history = shop["events"].filter(pl.col(Columns.UserIdx) == 1).join(shop["items"], on=Columns.ItemIdx)
+    assert not set(history[Columns.Item].to_list()) & {r["item_id"] for r in again}  # backfill skips history
+    new = bundle.recommend("NOBODY", 4)
+    assert [r["source"] for r in new] == ["popular"] * 4
+    visitor = bundle.recommend(None, 4, items=["P001", "P002"])
+    assert len(visitor) == 4 and not {"P001", "P002"} & {r["item_id"] for r in visitor}
+    sim = bundle.similar("P001", 3)
+    assert len(sim) == 3 and "P001" not in [r["item_id"] for r in sim]
+    with pytest.raises(DataError, match="unknown item id 'NOPE'"):
+        bundle.similar("NOPE")
+
+
+def test_tampered_bundle_is_refused(bundle_config: Path) -> None:
+    directory = load_config(bundle_config).stage_dir("export") / "bundle"
+    np.save(directory / "user_items.npy", np.zeros((1, 1), np.int32))
+    with pytest.raises(ArtifactError, match="sha256 does not match"):
+        load(directory)
+    with pytest.raises(ArtifactError, match="no serving bundle here"):
+        load(directory.parent / "nothing")
+
+
+def test_holdout_users_get_nothing(tmp_path: Path) -> None:
+    config = make_config(tmp_path, experiment={
+        "name": "e", "salt": "s", "control": "a", "holdout": 0.3,
+        "variants": {"a": {"model": "popular", "weight": 1}, "b": {"model": "knn", "weight": 1}}})
+    build_workdir(config)
+    cfg = load_config(config)
+    run_recommend(cfg)
+    run_serve_export(cfg, date="2026-04-01")
+    bundle = load(cfg.stage_dir("export") / "bundle")
+    assign = pl.read_parquet(cfg.stage_dir("recommend") / "assignments.parquet")
+    held = assign.filter(pl.col(Columns.Variant) == "holdout")[Columns.User].to_list()
+    assert held and all(bundle.recommend(u) == [] for u in held)
