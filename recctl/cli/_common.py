@@ -21,6 +21,9 @@ out = Console()  # results
 err = Console(stderr=True)  # progress, logs, errors
 
 F = TypeVar("F", bound=Callable[..., Any])
+# usage errors (typer.BadParameter and friends) must reach Typer, which prints them and exits 2;
+# Typer >= 0.26 vendors Click, so find the base class through BadParameter rather than importing click
+_CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 ConfigArg = Annotated[
     Path,
@@ -67,7 +70,7 @@ def handle_errors(func: F) -> F:
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]: nothing half-written was published; earlier outputs are intact.")
             raise typer.Exit(code=130) from None
-        except (typer.Exit, typer.Abort, SystemExit):
+        except (typer.Exit, typer.Abort, SystemExit, _CLICK_EXCEPTION):
             raise
         except Exception as exc:  # a bug: keep the traceback behind --verbose
             if _state["verbose"]:

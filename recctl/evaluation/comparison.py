@@ -215,7 +215,9 @@ def compare_models(
     if len(set(shapes.values())) > 1:
         raise ValueError(f"per-user matrices differ in shape (not the same users?): {shapes}")
     pairs: list[tuple[str, str, str]] = [(name, baseline, "baseline") for name in per_user if name != baseline]
-    if best is not None and best in per_user:
+    # when the baseline is itself the best model, the "vs best" pairs would repeat the
+    # "vs baseline" ones and double their weight in the Holm correction
+    if best is not None and best in per_user and best != baseline:
         pairs += [(name, best, "best") for name in per_user if name not in (best, baseline)]
     rows: list[Comparison] = []
     for i, (name, ref, role) in enumerate(pairs):

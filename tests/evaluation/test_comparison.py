@@ -149,3 +149,17 @@ def test_significant_test_with_interval_straddling_zero_is_not_a_verdict():
     assert row.p_holm < 0.05
     assert row.ci_low < 0 < row.ci_high
     assert row.verdict == NO_DIFFERENCE
+
+
+def test_best_equal_to_baseline_does_not_duplicate_comparisons() -> None:
+    """Regression: with best == baseline every pair was compared twice, doubling Holm p-values."""
+    import numpy as np
+
+    from recctl.evaluation.comparison import compare_models
+
+    rng = np.random.default_rng(0)
+    per_user = {name: rng.random((200, 1)) for name in ("pop", "a", "b")}
+    with_best = compare_models(per_user, ["ndcg@10"], baseline="pop", best="pop", n_bootstrap=50, seed=1)
+    without = compare_models(per_user, ["ndcg@10"], baseline="pop", best=None, n_bootstrap=50, seed=1)
+    assert len(with_best) == len(without) == 2
+    assert [c.p_holm for c in with_best] == [c.p_holm for c in without]
