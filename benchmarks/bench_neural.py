@@ -1,6 +1,7 @@
 """SASRec next to popularity, item-item kNN and LightFM on a per-user leave-last-out split.
 
-Run: ``python -m benchmarks.bench_neural [--datasets movielens retail] [--out FILE]``
+Run: ``python -m benchmarks.bench_neural [--datasets movielens retail] [--out FILE]``, or
+``python -m benchmarks.bench_neural --step-times`` for the cost of one step of each loss
 (needs ``pip install 'recctl[neural]'`` and the real data in ``../shared/data``).
 
 The split is built here directly from the raw files with polars (the protocol of
@@ -226,6 +227,32 @@ def run_dataset(name: str, threads: int, quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def step_times(threads: int, n_steps: int = 5) -> list[dict[str, Any]]:
+    """Seconds per training step of each SASRec loss on MovieLens-sized data (one epoch each).
+
+    Runs the real training loop on the MovieLens training split cut to ``n_steps`` batches of
+    32 windows, so the numbers are per step with the catalogue size (9,724 items) that decides
+    the cost of a full softmax. Ratios are against ``sampled_softmax`` measured in the same run.
+    """
+    events, _ = load_movielens(DATA)
+    train, _, user_ids, item_ids = leave_last_out(events)
+    ds = make_dataset(train, user_ids, item_ids, None)
+    rows = []
+    for loss in ("sampled_softmax", "bce", "softmax"):
+        model = get_model_class("sasrec").from_config(
+            {"kind": "sasrec", "batch_size": 32, "epochs": 1, "loss": loss, "num_threads": threads, "random_state": 0})
+        model._setup(ds, holdout=False)
+        keep = np.random.default_rng(0).choice(len(model._inputs), 32 * n_steps, replace=False)
+        model._inputs, model._targets = model._inputs[keep], model._targets[keep]
+        t0 = time.perf_counter()
+        model._train_epoch()
+        rows.append({"loss": loss, "s_per_step": round((time.perf_counter() - t0) / n_steps, 3)})
+    base = rows[0]["s_per_step"]
+    for r in rows:
+        r["vs_sampled_softmax"] = round(r["s_per_step"] / base, 1)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison and print a table (and JSON with ``--out``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -233,12 +260,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for SASRec (1: on a shared, oversubscribed machine more is slower)")
     parser.add_argument("--quick", action="store_true", help="skip the item-feature SASRec variant")
+    parser.add_argument("--step-times", action="store_true", help="only time one step of each SASRec loss")
     parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     if not DATA.exists():
         print(f"real datasets not found at {DATA.resolve()}; nothing to benchmark", file=sys.stderr)
         return 1
+    if args.step_times:
+        for row in step_times(args.threads):
+            print(row)
+        return 0
     rows = [row for name in args.datasets for row in run_dataset(name, args.threads, args.quick)]
     cols = ["dataset", "model", f"ndcg@{K}", f"recall@{K}", f"mrr@{K}", f"ndcg@{K}_vs_popularity",
             "n_eval_users", "epochs", "fit_s", "select_s"]

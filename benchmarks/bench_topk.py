@@ -9,7 +9,12 @@ recommend stage streams them), and, measured in the same run on the same embeddi
     ``argsort``), timed on a sample of users and extrapolated to all users;
 (b) the floor: the bare blocked matrix multiplication ``U[block] @ V.T`` with no masking and
     no selection, the best of two ways of running it (a thread pool with one BLAS thread per
-    worker, and one caller with multi-threaded BLAS).
+    worker, and one caller with multi-threaded BLAS);
+(c) for information, recctl's LightFM model path (``iter_recommend`` -> ``_score``), which
+    adds the user and item biases to each block (``--no-model`` skips it).
+
+Kernel, floor and model path alternate over ``--rounds`` slices of users, and CPU seconds are
+reported next to wall time, so load from other processes hits all of them alike.
 
 The machine may be shared and noisy: compare the ratios, not the absolute seconds.
 

@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         "full_total_s": round(t_full, 2),
         "speedup_full_over_incremental": round(t_full / t_inc, 2) if t_inc else None,
         "update_models": {
-            n: {"how": m["how"], "exact": m["exact"], "seconds": m["seconds"]}
+            n: {"how": m["how"], "exact": m["exact"], "seconds": m["seconds"], "info": m["info"]}
             for n, m in upd.summary["models"].items()
         },
         "rescored_users": rec.summary.get("n_rescored"),

@@ -9,6 +9,7 @@ re-runs exactly the stages after it whose inputs really changed.
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import logging
 import time
@@ -91,6 +92,18 @@ def why_stale(cfg: Config, stage: str) -> str | None:
         now = {str(p) for p in raw_input_files(cfg)}
         if not now <= recorded:
             return "new raw files"
+    if stage == "train":
+        trained = set(manifest.summary.get("models", {}))
+        missing = sorted(set(cfg.models) - trained)
+        if missing:
+            return f"models not trained: {', '.join(missing)}"
+    if stage == "serve-export":
+        # the nightly file is named by its date: a new day publishes a new file even when
+        # nothing else changed, so the shop never reads yesterday's date as today's
+        generated = str(manifest.summary.get("generated_at", ""))[:10]
+        today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+        if generated != today:
+            return f"last export is from {generated or 'an unknown date'}, today is {today}"
     for rec in manifest.outputs:
         try:
             verify_output(stage_dir, manifest, Path(rec.path).name)

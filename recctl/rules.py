@@ -43,6 +43,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: dimensions of the item vectors MMR compares (wider feature matrices are projected)
+_MMR_DIMS = 128
 _FALSE = {"false", "0", "no", "n", "f", "out", "out_of_stock", ""}
 
 
@@ -214,7 +216,15 @@ def build_item_rules(
         if rules.diversity_column:
             out.mmr_codes = _codes(_column(ordered, rules.diversity_column, "recommend.rules.diversity_column"))
         elif item_features is not None and item_features.shape[0] == n_items:
-            dense = np.asarray(item_features.todense(), dtype=np.float32)
+            feats = sp.csr_matrix(item_features, dtype=np.float32)
+            if feats.shape[1] > _MMR_DIMS:
+                # wide (TF-IDF) features: a seeded Gaussian projection keeps cosines close
+                # (Johnson-Lindenstrauss) and memory at n_items x 128 floats
+                rng = np.random.default_rng(0)
+                proj = rng.standard_normal((feats.shape[1], _MMR_DIMS)).astype(np.float32) / np.sqrt(_MMR_DIMS)
+                dense = np.asarray(feats @ proj, dtype=np.float32)
+            else:
+                dense = feats.toarray()
             norms = np.linalg.norm(dense, axis=1, keepdims=True)
             out.mmr_vectors = np.divide(dense, norms, out=np.zeros_like(dense), where=norms > 0)
         elif out.cap_codes is not None:

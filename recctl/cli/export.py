@@ -39,6 +39,8 @@ def serve_export_command(
 
     If validation fails nothing is published, the previous file and pointer stay as they were, and the exit code is 7.
 
+    Also writes the serving bundle <workdir>/export/bundle/ (JSON + .npy, no pickle) that a web application loads with recctl.serving.load (export.bundle: false turns it off).
+
     \b
     Example:
         recctl serve-export configs/quickstart.yaml

@@ -55,22 +55,10 @@ _COMMANDS = [
 _GROUPS = [("recctl.cli.ab", "ab_app", "ab")]
 
 for _module, _func, _name in _COMMANDS:
-    try:
-        _mod = importlib.import_module(_module)
-    except ModuleNotFoundError as _exc:  # pragma: no cover - only while a command is being written
-        if _exc.name != _module:
-            raise
-        continue
-    app.command(_name)(getattr(_mod, _func))
+    app.command(_name)(getattr(importlib.import_module(_module), _func))
 
 for _module, _attr, _name in _GROUPS:
-    try:
-        _mod = importlib.import_module(_module)
-    except ModuleNotFoundError as _exc:  # pragma: no cover
-        if _exc.name != _module:
-            raise
-        continue
-    app.add_typer(getattr(_mod, _attr), name=_name)
+    app.add_typer(getattr(importlib.import_module(_module), _attr), name=_name)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -6,6 +6,7 @@ Example::
       model: lightfm_warp
       k: 10
       fallback: [popular]            # backfills short lists and serves unknown users
+      min_score: 0.0                 # optional: main-model scores <= 0 count as "no evidence"
       rules:
         exclude_events: [purchase]   # never re-recommend a purchase, but keep viewed items
         deny_list: deny.txt          # one item id per line (or a CSV with an item_id column)
@@ -16,7 +17,8 @@ Example::
     export:
       format: csv                    # csv | csv_wide | jsonl | parquet
       directory: exports             # relative to the workdir
-      latest: both                   # latest.json and a `latest` symlink
+      latest: both                   # <basename>_latest.json and a <basename>_latest.<ext> symlink
+      bundle: true                   # also <workdir>/export/bundle/ for recctl.serving.load
 """
 
 from __future__ import annotations
@@ -82,6 +84,11 @@ class RecommendConfig(BaseConfig):
     batch_size: int = Field(default=4096, ge=1, description="Users per block written to Parquet.")
     n_jobs: int = Field(default=-1, description="Worker threads for scoring blocks; -1 for all cores.")
     max_block_mb: float = Field(default=16.0, gt=0, description="Memory budget of one score block per worker.")
+    min_score: float | None = Field(
+        default=None,
+        description="Main-model items scoring <= this are dropped and their slots backfilled from the fallback "
+        "chain (e.g. 0 for item_knn, whose 0 means no evidence).",
+    )
     rules: RulesConfig = Field(default_factory=RulesConfig)
 
     @model_validator(mode="after")

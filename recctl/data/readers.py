@@ -153,7 +153,14 @@ def prepare_file(path: Path, fmt: str, encoding: str, tmp_dir: Path) -> Path:
 
 
 def scan_file(
-    path: Path, *, fmt: str, delimiter: str | None = None, encoding: str = "utf8", null_values: Iterable[str] = ()
+    path: Path,
+    *,
+    fmt: str,
+    delimiter: str | None = None,
+    encoding: str = "utf8",
+    null_values: Iterable[str] = (),
+    skip_rows: int = 0,
+    n_rows: int | None = None,
 ) -> pl.LazyFrame:
     """Scan one (prepared) file lazily with a 1-based :data:`ROW` column.
 
@@ -169,6 +176,9 @@ def scan_file(
         ``utf8-lossy`` replaces invalid bytes; anything else has been transcoded already.
     null_values
         Extra strings read as missing in CSV files (empty strings always are).
+    skip_rows, n_rows
+        CSV only: read data rows ``skip_rows + 1 .. skip_rows + n_rows`` (row numbers stay those
+        of the whole file), for reading a large file in bounded chunks.
 
     Raises
     ------
@@ -187,7 +197,9 @@ def scan_file(
                 null_values=list(null_values) or None,
                 encoding="utf8-lossy" if encoding == "utf8-lossy" else "utf8",
                 row_index_name=ROW,
-                row_index_offset=1,
+                row_index_offset=1 + skip_rows,
+                skip_rows_after_header=skip_rows,
+                n_rows=n_rows,
                 glob=False,
                 raise_if_empty=True,
             )

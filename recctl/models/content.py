@@ -81,8 +81,10 @@ class ContentModel(Recommender):
             progress(1.0)
 
     def _profile_scores(self, rows: sp.csr_matrix) -> np.ndarray:
-        profile = l2_normalize_rows(rows @ self.item_vectors_)
-        scores = (profile @ self.item_vectors_t_).toarray().astype(np.float32)
+        profile = l2_normalize_rows(rows @ self.item_vectors_).toarray()
+        # sparse item vectors times a dense profile block costs nnz(items) x users; a
+        # sparse x sparse product here would build an almost dense sparse result (5x slower)
+        scores = np.ascontiguousarray((self.item_vectors_ @ profile.T).T, dtype=np.float32)
         scores += self.config.popularity_tiebreak * self.popularity_[None, :]
         return scores
 

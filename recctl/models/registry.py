@@ -15,7 +15,8 @@ MODELS: dict[str, type] = {}
 C = TypeVar("C", bound=type)
 
 # Modules that define registered models; imported on first look-up so that importing the
-# registry stays cheap. A model module that needs an optional extra imports it lazily.
+# registry stays cheap. A model module that needs an optional extra (torch) imports it lazily, so
+# every kind is registered and a missing extra is reported only when the model is used.
 _MODEL_MODULES = (
     "recctl.models.popularity",
     "recctl.models.lightfm_model",
@@ -47,13 +48,7 @@ def _load_all() -> None:
     if _loaded:
         return
     for module in _MODEL_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            # a model module that is not written yet is simply absent; a missing third-party
-            # package inside an existing module is a real error
-            if exc.name != module:
-                raise
+        importlib.import_module(module)
     _loaded = True
 
 

@@ -102,6 +102,12 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
 
         previous = read_previous_export(directory, cfg.export)
     with StageRun(cfg, "serve-export", sections=["export", "recommend", "experiment"], inputs=inputs) as run:
+        # the bundle first: if it cannot be built (e.g. a model file is gone) nothing is published
+        if cfg.export.bundle:  # arrays + JSON a web application loads with recctl.serving.load
+            from recctl.stages.bundle import build_bundle
+
+            bundle = build_bundle(cfg, recs, run.dir / "bundle", assignments=assignments, generated_at=generated_at)
+            run.summary["bundle"] = {"directory": str(cfg.stage_dir("export") / "bundle"), **bundle}
         main, validation, side = publish(
             recs, cfg.export, directory, exp, date=date or today_utc(), generated_at=generated_at,
             extra={"assignments": assignments} if assignments is not None else None,
@@ -122,11 +128,6 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
                 recs, previous, directory / dated_name(cfg.export, date or today_utc(), "delta"),
                 lambda frame, tmp: write_export(frame, tmp, cfg.export, k=rc.k, generated_at=generated_at),
             )
-        if cfg.export.bundle:  # arrays + JSON a web application loads with recctl.serving.load
-            from recctl.stages.bundle import build_bundle
-
-            bundle = build_bundle(cfg, recs, run.dir / "bundle", assignments=assignments, generated_at=generated_at)
-            run.summary["bundle"] = {"directory": str(cfg.stage_dir("export") / "bundle"), **bundle}
         removed = prune_old(directory, cfg.export, cfg.export.keep) if cfg.export.keep else []
         run.summary.update(
             format=cfg.export.format, directory=str(directory), file=Path(main.path).name,

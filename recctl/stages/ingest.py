@@ -158,39 +158,32 @@ def _scratch_parent(cfg: Config) -> Path:
 
 
 def _read_interactions(
-    files: list[tuple[InteractionSource, str, Path]],
-    tmp: Path,
-    progress: Progress | None,
-    run: StageRun,
-    direct: Path | None = None,
-) -> tuple[list[FileStats], list[Path], list[Path]]:
-    """Read every raw file once; return per-file stats and the accepted / rejected Parquet files.
+    files: list[tuple[InteractionSource, str, Path]], tmp: Path, progress: Progress | None, run: StageRun
+) -> tuple[list[FileStats], list[tuple[int, Path]], list[list[Path]]]:
+    """Read every raw file once, in bounded chunks; return per-file stats and the chunk files.
 
-    With ``direct`` (only valid for a single file), the accepted rows are de-duplicated and
-    written straight to that path, so the raw file is the only thing read in full.
+    Returns ``(stats, accepted, rejected)``: ``accepted`` pairs each accepted chunk file with
+    its file index (for :func:`write_interactions`), ``rejected`` lists each file's rejected
+    chunk files.
     """
     # the stage already hashed its inputs; hashing a multi-GB file twice would cost seconds
     hashes = {r.path: r.sha256 for r in run.manifest.inputs}
-    stats, accepted, rejected = [], [], []
+    stats: list[FileStats] = []
+    accepted: list[tuple[int, Path]] = []
+    rejected: list[list[Path]] = []
     for idx, (src, key, path) in enumerate(files):
         report(progress, "ingest: read files", idx, len(files))
-        acc_path = direct if direct is not None else tmp / f"accepted-{idx}.parquet"
-        rej_path = tmp / f"rejected-{idx}.parquet"
         ann = annotate_file(path, src, key=key, file_idx=idx, tmp_dir=tmp / "raw")
-        n_accepted = sink_file(ann, acc_path, rej_path, deduplicate=direct is not None)
-        stat = file_stats(rej_path, n_accepted, FileStats(path=str(path), source=key, policy=src.on_error))
+        acc_files, rej_files = sink_file(ann, tmp)
+        stat = file_stats(acc_files, rej_files, FileStats(path=str(path), source=key, policy=src.on_error))
         stat.sha256 = hashes.get(str(path)) or sha256_file(path)
-        check_policy(rej_path, stat, src, key)
+        check_policy(rej_files, stat, src, key)
         stats.append(stat)
-        accepted.append(acc_path)
-        rejected.append(rej_path)
+        accepted.extend((idx, f) for f in acc_files)
+        rejected.append(rej_files)
         log.info("%s: %d read, %d accepted, %d rejected", path, stat.read, stat.accepted, stat.n_rejected)
     report(progress, "ingest: read files", len(files), len(files))
     return stats, accepted, rejected
-
-
-def _count_rows(path: Path) -> int:
-    return pl.scan_parquet(path).select(pl.len()).collect().item()
 
 
 def _run_full(cfg: Config, tmp: Path, reset_batches: bool, progress: Progress | None) -> Manifest:
@@ -200,17 +193,12 @@ def _run_full(cfg: Config, tmp: Path, reset_batches: bool, progress: Progress | 
     files += [(first_src, first_key, Path(b["path"])) for b in live]
     inputs = list(dict.fromkeys([p for _, _, p in files] + _table_files(cfg)))
     with StageRun(cfg, "ingest", sections=["data"], inputs=inputs) as run:
-        target = run.dir / "interactions.parquet"
-        direct = target if len(files) == 1 else None
-        stats, accepted, rejected = _read_interactions(files, tmp, progress, run, direct=direct)
+        stats, accepted, rejected = _read_interactions(files, tmp, progress, run)
         for stat in stats[len(files) - len(live) :]:
             stat.source = "append"
-        if direct is not None:
-            kept = {0: _count_rows(target)}
-        else:
-            kept = write_interactions(accepted, target)
+        duplicates = write_interactions(accepted, run.dir / "interactions.parquet")
         for idx, stat in enumerate(stats):
-            stat.duplicates = stat.accepted - kept.get(idx, 0)
+            stat.duplicates = duplicates.get(idx, 0)
         tables, table_rejects = _write_tables(cfg, run, tmp)
         quarantined = [(str(p), rejected[i]) for i, (src, _, p) in enumerate(files) if src.on_error == "quarantine"]
         n_rejected = write_rejected(quarantined, run.dir / "rejected.parquet")
@@ -249,13 +237,13 @@ def _run_append(cfg: Config, paths: list[Path], tmp: Path, progress: Progress | 
         stats, accepted, rejected = _read_interactions(new, tmp, progress, run)
         for stat in stats:
             stat.source = "append"
-        kept = write_interactions(accepted, run.dir / "interactions.parquet", previous=prev_dir / "interactions.parquet")
-        for idx, stat in enumerate(stats):
-            stat.duplicates = stat.accepted - kept.get(idx, 0)
-        quarantined = [(str(p), rejected[i]) for i, (_, _, p) in enumerate(new) if src.on_error == "quarantine"]
-        n_rejected = write_rejected(
-            quarantined, run.dir / "rejected.parquet", previous=prev_dir / "rejected.parquet"
+        duplicates = write_interactions(
+            accepted, run.dir / "interactions.parquet", previous=prev_dir / "interactions.parquet"
         )
+        for idx, stat in enumerate(stats):
+            stat.duplicates = duplicates.get(idx, 0)
+        quarantined = [(str(p), rejected[i]) for i, (_, _, p) in enumerate(new) if src.on_error == "quarantine"]
+        n_rejected = write_rejected(quarantined, run.dir / "rejected.parquet", previous=prev_dir / "rejected.parquet")
         tables: dict[str, pl.DataFrame] = {}
         for name in ("items.parquet", "users.parquet"):
             if (prev_dir / name).exists():

@@ -237,7 +237,12 @@ def _finish_block(
     ctx: ServingContext, top: TopK, k: int, sources: list[str], fallback_codes: list[int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """List rules then backfill from the fallback chain; returns (items, scores, source codes)."""
-    items, scores = apply_list_rules(top.items, top.scores, k, ctx.rules)
+    cand_items, cand_scores = top.items, top.scores
+    if ctx.rc.min_score is not None:
+        # "no evidence" scores (e.g. 0 from item-kNN) leave the slot to the fallback chain
+        weak = cand_scores <= ctx.rc.min_score
+        cand_items, cand_scores = np.where(weak, -1, cand_items), np.where(weak, -np.inf, cand_scores)
+    items, scores = apply_list_rules(cand_items, cand_scores, k, ctx.rules)
     src = np.zeros(items.shape, np.int16)
     short = np.flatnonzero((items >= 0).sum(axis=1) < k)
     n_cand = candidate_count(ctx.rc.rules, k, ctx.n_items) + k

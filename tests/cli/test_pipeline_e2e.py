@@ -157,3 +157,36 @@ def test_changed_model_section_reruns_from_train(pipeline: tuple[Path, Path], tm
     status = {s["stage"]: s["status"] for s in json.loads(result.stdout)["stages"]}
     assert status["ingest"] == "skipped" and status["preprocess"] == "skipped"
     assert status["train"] == "ran" and status["evaluate"] == "ran"
+
+
+def test_export_is_stale_on_a_new_day(pipeline: tuple[Path, Path]) -> None:
+    from recctl.config import load_config
+    from recctl.pipeline import why_stale
+
+    config, work = pipeline
+    cfg = load_config(config)
+    assert why_stale(cfg, "serve-export") is None
+    path = work / "export" / "manifest.json"
+    original = path.read_text()
+    manifest = json.loads(original)
+    manifest["summary"]["generated_at"] = "2001-01-01T00:00:00Z"
+    path.write_text(json.dumps(manifest))
+    try:
+        assert "last export is from 2001-01-01" in (why_stale(cfg, "serve-export") or "")
+    finally:
+        path.write_text(original)
+
+
+def test_training_a_subset_leaves_run_to_train_the_rest(pipeline: tuple[Path, Path], tmp_path: Path) -> None:
+    from recctl.config import load_config
+    from recctl.pipeline import why_stale
+
+    config, work = pipeline
+    raw = yaml.safe_load(config.read_text())
+    raw["workdir"] = str(tmp_path / "work")
+    subset = tmp_path / "subset.yaml"
+    subset.write_text(yaml.safe_dump(raw, sort_keys=False))
+    for command in ("ingest", "preprocess"):
+        invoke(command, str(subset))
+    invoke("train", str(subset), "--model", "popular")
+    assert why_stale(load_config(subset), "train") == "models not trained: lightfm_bpr, lightfm_warp"

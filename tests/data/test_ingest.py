@@ -203,3 +203,34 @@ def test_european_export_semicolon_decimal_comma_latin1(tmp_path: Path) -> None:
     assert frame[Columns.User].to_list() == ["M\u00fcller", "B"]
     assert frame[Columns.Value].to_list() == [1234.5, 2.5]
     assert frame[Columns.Timestamp][0].hour == 9  # 10:00 CET is 09:00 UTC
+
+
+def test_chunked_read_matches_one_pass(tmp_path: Path, events_csv: Path) -> None:
+    from recctl.data.ingest import FileStats, annotate_file, file_stats, sink_file, write_interactions
+
+    cfg = make_config(tmp_path, shop_source())
+    src = cfg.data.interaction_sources()[0]
+    results = []
+    for chunk in (1000, 5):  # one chunk, then 3 chunks of <= 5 rows
+        out = tmp_path / f"chunks-{chunk}"
+        out.mkdir()
+        ann = annotate_file(events_csv, src, key="k", file_idx=0, tmp_dir=out)
+        acc, rej = sink_file(ann, out, chunk_rows=chunk)
+        stats = file_stats(acc, rej, FileStats(path="p", source="k", policy="quarantine"))
+        dups = write_interactions([(0, f) for f in acc], out / "interactions.parquet")
+        rows = sorted(pl.read_parquet(rej)["row"].to_list())
+        results.append(
+            (
+                len(acc),
+                stats.read,
+                stats.accepted,
+                stats.rejected,
+                dups,
+                rows,
+                pl.read_parquet(out / "interactions.parquet"),
+            )
+        )
+    (n1, *one), (n3, *three) = results
+    assert (n1, n3) == (1, 3)
+    assert one[:5] == three[:5] and one[5].equals(three[5])
+    assert one[4] == [4, 7, 8, 9]  # row numbers are the file's, whatever the chunk

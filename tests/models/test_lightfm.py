@@ -137,3 +137,16 @@ def test_weights_are_rescaled_to_mean_one(planted):
     _, weights = model._epoch_data()
     assert isinstance(weights, sp.coo_matrix)
     assert weights.data.mean() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_feature_matrix_keeps_identity_weight_and_normalises_features():
+    from recctl.models.lightfm_model import _drop_identity, _feature_matrix
+
+    feats = sp.csr_matrix(np.array([[1, 1, 0], [0, 0, 2], [0, 0, 0]], np.float32))
+    mat = _feature_matrix(3, feats, identity=True, normalize=True).toarray()
+    np.testing.assert_allclose(mat[:, :3], np.eye(3))
+    np.testing.assert_allclose(mat[:, 3:], [[0.5, 0.5, 0], [0, 0, 1], [0, 0, 0]])
+    cold = _drop_identity(sp.csr_matrix(mat), np.array([False, True, False]), 3).toarray()
+    # a cold row is its features only, scaled to the weight a warm row has (identity + features)
+    np.testing.assert_allclose(cold[1], [0, 0, 0, 0, 0, 2])
+    np.testing.assert_allclose(cold[0], mat[0])

@@ -164,7 +164,7 @@ def test_score_from_items_follows_the_latest_item(fitted: SASRecModel) -> None:
 
 
 def test_iter_fit_yields_a_usable_model_each_epoch(torch) -> None:  # noqa: ANN001
-    model = SASRecModel(**{**TINY, "epochs": 3})
+    model = SASRecModel(**{**TINY, "epochs": 3, "loss": "softmax"})
     seen = []
     for epoch in model.iter_fit(planted_dataset(), progress=seen.append):
         assert model.score(np.arange(2)).shape == (2, N_ITEMS)
@@ -197,3 +197,54 @@ def test_similar_items_come_from_item_vectors(fitted: SASRecModel) -> None:
     assert top.items.shape == (2, 3)
     assert 0 not in top.items[0] and 5 not in top.items[1]
     assert np.all(np.diff(top.scores, axis=1) <= 0)
+
+
+# -- through the CLI, on the shipped sample shop -----------------------------------------------------
+SEQ_MODEL = {"kind": "sasrec", "max_len": 10, "hidden_size": 16, "n_heads": 2, "n_blocks": 1,
+             "epochs": 2, "batch_size": 64, "num_threads": 1}
+
+
+@pytest.fixture(scope="module")
+def sample_config(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """The quickstart shop ingested and preprocessed, with a sasrec model as the recommend model."""
+    from typer.testing import CliRunner
+
+    from recctl.cli.main import app
+    from tests.conftest import REPO_ROOT, write_config
+
+    raw = __import__("yaml").safe_load((REPO_ROOT / "configs" / "quickstart.yaml").read_text())
+    recommend = {**raw["recommend"], "model": "seq", "fallback": ["popular"]}
+    config = write_config(tmp_path_factory.mktemp("sasrec_cli"), tune=None, recommend=recommend,
+                          models={"popular": {"kind": "popularity"}, "seq": SEQ_MODEL})
+    runner = CliRunner()
+    for command in ("ingest", "preprocess"):
+        result = runner.invoke(app, [command, str(config)])
+        assert result.exit_code == 0, result.stderr
+    return config
+
+
+def test_cli_train_without_torch_exits_6_naming_the_command(sample_config, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from typer.testing import CliRunner
+
+    from recctl.cli.main import app
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    result = CliRunner().invoke(app, ["train", str(sample_config)])
+    assert result.exit_code == 6
+    assert "pip install 'recctl[neural]'" in result.stderr
+
+
+def test_cli_trains_with_torch_and_recommends_without_it(torch, sample_config,  # noqa: ANN001
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from recctl.cli.main import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", str(sample_config)])
+    assert result.exit_code == 0, result.stderr
+    monkeypatch.setitem(sys.modules, "torch", None)  # serving needs numpy only
+    result = runner.invoke(app, ["recommend", str(sample_config), "--json"])
+    assert result.exit_code == 0, result.stderr
+    recs = pl.read_parquet(sample_config.parent / "work" / "recommend" / "recommendations.parquet")
+    assert recs.height > 0 and "seq" in recs[Columns.Model].unique().to_list()

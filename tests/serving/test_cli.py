@@ -148,3 +148,12 @@ def test_export_refuses_lists_made_with_another_config(shop_config: Path) -> Non
     res = invoke("serve-export", shop_config)
     assert res.exit_code == 5
     assert "ran with a different config (changed: recommend)" in " ".join(res.stderr.split())
+
+
+def test_missing_model_for_the_bundle_publishes_nothing(shop_config: Path) -> None:
+    assert invoke("recommend", shop_config).exit_code == 0
+    (shop_config.parent / "work" / "train" / "knn.pkl").unlink()
+    res = invoke("serve-export", shop_config)
+    assert res.exit_code == 5, res.output
+    assert "knn.pkl" in " ".join(res.stderr.split())
+    assert not (shop_config.parent / "work" / "exports").exists()

@@ -195,3 +195,15 @@ def test_fallback_must_not_repeat_the_main_model(tmp_path: Path) -> None:
     config = make_config(tmp_path, recommend={"fallback": ["knn"]})
     with pytest.raises(ConfigError, match="recommend: fallback lists the main model 'knn'"):
         load_config(config)
+
+
+def test_min_score_hands_no_evidence_slots_to_the_fallback(tmp_path: Path) -> None:
+    config = make_config(tmp_path, recommend={"min_score": 0.0})
+    build_workdir(config)
+    cfg = load_config(config)
+    run_recommend(cfg)
+    out = _lists(cfg)
+    knn = out.filter(pl.col(Columns.Source) == "knn")
+    assert (knn[Columns.Score] > 0).all()
+    assert out.filter(pl.col(Columns.Source) == "popular").height > 0  # some users lack kNN evidence
+    assert out.group_by(Columns.User).len()["len"].to_list() == [5] * 40

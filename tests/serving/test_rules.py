@@ -108,3 +108,15 @@ def test_backfill_fills_to_k_skipping_duplicates_and_caps() -> None:
     assert items[0].tolist() == [0, 2, 4]  # 0 duplicate, 1 and 3 over the cap
     assert sources[0].tolist() == [0, 1, 1]
     assert items[1].tolist() == [2, 4, 0]  # full lists untouched
+
+
+def test_mmr_similarity_from_wide_features_is_projected(shop: dict[str, pl.DataFrame]) -> None:
+    import scipy.sparse as sp
+
+    feats = sp.random(30, 1000, density=0.05, format="csr", random_state=0, dtype=np.float32)
+    out = build_item_rules(rules(diversity_lambda=0.5), shop["items"], item_features=feats)
+    assert out.mmr_vectors.shape == (30, 128)
+    norms = np.linalg.norm(out.mmr_vectors, axis=1)
+    assert np.allclose(norms[norms > 0], 1.0, atol=1e-5)
+    with pytest.raises(ConfigError, match="MMR needs a notion of item similarity"):
+        build_item_rules(rules(diversity_lambda=0.5), shop["items"])
