@@ -37,6 +37,7 @@ import scipy.sparse as sp
 
 from recctl.columns import Columns
 from recctl.data.dataset import Dataset, interactions_matrix
+from recctl.evaluation.comparison import paired_pvalue
 from recctl.evaluation.metrics import evaluate_model
 from recctl.models.registry import get_model_class
 
@@ -194,6 +195,7 @@ def run_dataset(name: str, threads: int, quick: bool) -> list[dict[str, Any]]:
     target = interactions_matrix(test, n_users, n_items)
     logging.info("%s: %d users, %d items, %d train events", name, n_users, n_items, train.height)
     rows = []
+    per_user: dict[str, np.ndarray] = {}
     for label, spec in model_specs(name, threads, quick).items():
         cls = get_model_class(spec["kind"])
         use_features = spec.get("use_item_features", False)
@@ -220,10 +222,13 @@ def run_dataset(name: str, threads: int, quick: bool) -> list[dict[str, Any]]:
                "n_eval_users": result.n_users, "epochs": epochs, "fit_s": round(fit_s, 1),
                "select_s": round(select_s, 1), "valid_curve": [round(c, 4) for c in curve]}
         logging.info("%s %s: %s", name, label, row)
+        per_user[label] = result.per_user.sort(Columns.UserIdx)[f"ndcg@{K}"].to_numpy()
         rows.append(row)
     base = next(r for r in rows if r["model"] == "popularity")
     for r in rows:
         r[f"ndcg@{K}_vs_popularity"] = round(r[f"ndcg@{K}"] / base[f"ndcg@{K}"], 2) if base[f"ndcg@{K}"] else None
+        # paired Wilcoxon test of per-user NDCG@10 against LightFM (same users for every model)
+        r["p_vs_lightfm"] = round(paired_pvalue(per_user[r["model"]] - per_user["lightfm_warp"]), 4)
     return rows
 
 
@@ -273,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = [row for name in args.datasets for row in run_dataset(name, args.threads, args.quick)]
     cols = ["dataset", "model", f"ndcg@{K}", f"recall@{K}", f"mrr@{K}", f"ndcg@{K}_vs_popularity",
-            "n_eval_users", "epochs", "fit_s", "select_s"]
+            "p_vs_lightfm", "n_eval_users", "epochs", "fit_s", "select_s"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:

@@ -10,7 +10,6 @@ re-runs exactly the stages after it whose inputs really changed.
 from __future__ import annotations
 
 import datetime as dt
-import glob
 import logging
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from recctl.errors import ArtifactError
 from recctl.progress import Progress
 from recctl.stages._common import STAGE_DIRS
 
-__all__ = ["PIPELINE_STAGES", "RunReport", "StageOutcome", "raw_input_files", "run_all", "why_stale"]
+__all__ = ["PIPELINE_STAGES", "RunReport", "StageOutcome", "run_all", "why_stale"]
 
 log = logging.getLogger(__name__)
 
@@ -54,21 +53,6 @@ class RunReport:
         return {"stages": [s.__dict__ for s in self.stages]}
 
 
-def raw_input_files(cfg: Config) -> list[Path]:
-    """Every raw file the config's data sources match, sorted (what ``ingest`` reads)."""
-    files: set[Path] = set()
-    specs: list[str | list[str]] = [src.path for src in cfg.data.interaction_sources()]
-    specs += [t.path for t in (cfg.data.items, cfg.data.users) if t is not None]
-    for spec in specs:
-        for pattern in [spec] if isinstance(spec, str) else spec:
-            full = cfg.resolve(pattern)
-            if glob.has_magic(str(full)):
-                files.update(Path(p) for p in glob.glob(str(full)))
-            else:
-                files.add(full)
-    return sorted(files)
-
-
 def why_stale(cfg: Config, stage: str) -> str | None:
     """Why ``stage`` must run again, or ``None`` when its last run is still valid."""
     stage_dir = cfg.workdir_path / STAGE_DIRS[stage]
@@ -87,10 +71,11 @@ def why_stale(cfg: Config, stage: str) -> str | None:
             return f"input missing: {p.name}"
         if sha256_file(p) != rec.sha256:
             return f"input changed: {p.name}"
-    if stage == "ingest" and not manifest.summary.get("batches_appended"):
+    if stage == "ingest":
+        from recctl.stages.ingest import ingest_inputs
+
         recorded = {str(Path(r.path)) for r in manifest.inputs}
-        now = {str(p) for p in raw_input_files(cfg)}
-        if not now <= recorded:
+        if not {str(p) for p in ingest_inputs(cfg)} <= recorded:
             return "new raw files"
     if stage == "train":
         trained = set(manifest.summary.get("models", {}))
@@ -173,7 +158,10 @@ def run_all(
     upstream_ran = False
     for stage in PIPELINE_STAGES:
         if stage in skip or not _configured(cfg, stage):
-            outcome = StageOutcome(stage, "not configured" if stage not in skip else "skipped", "skipped on request" if stage in skip else "no section in the config")
+            if stage in skip:
+                outcome = StageOutcome(stage, "skipped", "skipped on request")
+            else:
+                outcome = StageOutcome(stage, "not configured", "no section in the config")
         else:
             reason = "forced" if force else why_stale(cfg, stage)
             if reason is None:

@@ -593,9 +593,8 @@ def write_interactions(accepted: list[tuple[int, Path]], target: Path, previous:
         candidates = frame.filter(pl.col(HASH).is_in(repeated[HASH].implode())).collect()
         firsts = candidates.unique(subset=Columns.Interactions, keep="first", maintain_order=True)
         drop = candidates.filter(~pl.col("__i").is_in(firsts["__i"].implode())).select("__i", FILE_IDX)
-    frame.filter(~pl.col("__i").is_in(drop["__i"].implode())).select(Columns.Interactions).sink_parquet(
-        target, compression="zstd", statistics=True
-    )
+    keep = frame.filter(~pl.col("__i").is_in(drop["__i"].implode())) if drop.height else frame
+    keep.select(Columns.Interactions).sink_parquet(target, compression="zstd", statistics=True)
     return {int(k): int(v) for k, v in drop.group_by(FILE_IDX).agg(pl.len()).iter_rows()}
 
 

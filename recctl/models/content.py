@@ -26,6 +26,9 @@ from recctl.models.registry import register
 
 __all__ = ["ContentConfig", "ContentModel"]
 
+#: item vectors are scored through a dense copy up to this many entries (64M = 256 MB)
+_DENSE_MAX_ENTRIES = 1 << 26
+
 
 class ContentConfig(ModelConfig):
     """Parameters of :class:`ContentModel`."""
@@ -73,6 +76,7 @@ class ContentModel(Recommender):
             feats = sp.csr_matrix(feats @ sp.diags(idf), dtype=np.float32)
         self.item_vectors_ = l2_normalize_rows(feats)
         self.item_vectors_t_ = self.item_vectors_.T.tocsr()
+        self.__dict__.pop("_dense_t", None)
         x = sp.csr_matrix(dataset.interactions, dtype=np.float32)
         self.user_items_ = x if cfg.use_weights else binarize(x)
         counts = np.asarray((x > 0).sum(axis=0)).ravel().astype(np.float64)
@@ -81,12 +85,32 @@ class ContentModel(Recommender):
             progress(1.0)
 
     def _profile_scores(self, rows: sp.csr_matrix) -> np.ndarray:
-        profile = l2_normalize_rows(rows @ self.item_vectors_).toarray()
-        # sparse item vectors times a dense profile block costs nnz(items) x users; a
-        # sparse x sparse product here would build an almost dense sparse result (5x slower)
-        scores = np.ascontiguousarray((self.item_vectors_ @ profile.T).T, dtype=np.float32)
+        profile = l2_normalize_rows(rows @ self.item_vectors_)
+        dense_items = self._dense_item_vectors_t()
+        if dense_items is not None:
+            # BLAS on a dense (features x items) copy: ~20x faster than the sparse x sparse
+            # product, whose output is nearly dense anyway
+            scores = profile.toarray() @ dense_items
+        else:
+            scores = (profile @ self.item_vectors_t_).toarray().astype(np.float32)
         scores += self.config.popularity_tiebreak * self.popularity_[None, :]
         return scores
+
+    def _dense_item_vectors_t(self) -> np.ndarray | None:
+        """A dense copy of the item vectors (features x items) when it fits the budget."""
+        n_features, n_items = self.item_vectors_t_.shape
+        if n_features * n_items > _DENSE_MAX_ENTRIES:
+            return None
+        cached = self.__dict__.get("_dense_t")
+        if cached is None:
+            cached = np.ascontiguousarray(self.item_vectors_t_.toarray(), dtype=np.float32)
+            self._dense_t = cached
+        return cached
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_dense_t", None)  # a cache: rebuilt on first use, not worth storing
+        return state
 
     def _score(self, user_idx: np.ndarray) -> np.ndarray:
         return self._profile_scores(self.user_items_[user_idx])

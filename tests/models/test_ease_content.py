@@ -92,3 +92,12 @@ def test_content_partial_fit_sees_new_interactions(planted):
     before = model.score(np.array([0]))[0, 55]
     model.partial_fit(grown)
     assert model.score(np.array([0]))[0, 55] > before
+
+
+def test_content_dense_and_sparse_scoring_paths_agree(planted, monkeypatch):
+    import recctl.models.content as content
+
+    dense = ContentModel().fit(planted).score(np.arange(20))
+    monkeypatch.setattr(content, "_DENSE_MAX_ENTRIES", 0)
+    sparse = ContentModel().fit(planted).score(np.arange(20))
+    np.testing.assert_allclose(dense, sparse, rtol=1e-5, atol=1e-6)
