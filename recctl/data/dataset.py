@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from recctl.columns import Columns
 from recctl.errors import ArtifactError
 
-__all__ = ["SPLITS", "Dataset", "interactions_matrix", "load_dataset", "load_split_matrix"]
+__all__ = ["SPLITS", "Dataset", "IdIndex", "interactions_matrix", "load_dataset", "load_split_matrix"]
 
 #: splits written by preprocess; ``train`` is what final models fit on, ``tune_train`` what
 #: tuning fits on (``valid`` scores it); ``test`` is read only by ``evaluate``.
@@ -48,8 +48,43 @@ def interactions_matrix(frame: pl.DataFrame, n_users: int, n_items: int, value: 
     return mat
 
 
+class IdIndex:
+    """Id <-> index look-ups for anything holding ``user_ids`` and ``item_ids`` arrays.
+
+    Subclasses (dataclasses) declare ``user_ids``, ``item_ids`` and the two private lookup
+    caches ``_user_lookup`` / ``_item_lookup`` (``None`` until first used).
+    """
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    _user_lookup: dict[str, int] | None
+    _item_lookup: dict[str, int] | None
+
+    @property
+    def n_users(self) -> int:
+        """Number of users (rows)."""
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        """Number of items (columns), including items without interactions."""
+        return len(self.item_ids)
+
+    def user_index(self, ids: list[str] | np.ndarray) -> np.ndarray:
+        """Map user ids to row indices; unknown ids map to ``-1``."""
+        if self._user_lookup is None:
+            self._user_lookup = {str(u): i for i, u in enumerate(self.user_ids)}
+        return np.array([self._user_lookup.get(str(u), -1) for u in ids], dtype=np.int64)
+
+    def item_index(self, ids: list[str] | np.ndarray) -> np.ndarray:
+        """Map item ids to column indices; unknown ids map to ``-1``."""
+        if self._item_lookup is None:
+            self._item_lookup = {str(u): i for i, u in enumerate(self.item_ids)}
+        return np.array([self._item_lookup.get(str(u), -1) for u in ids], dtype=np.int64)
+
+
 @dataclass
-class Dataset:
+class Dataset(IdIndex):
     """Everything a model can learn from, in index space.
 
     Attributes
@@ -80,28 +115,6 @@ class Dataset:
     _user_lookup: dict[str, int] | None = field(default=None, repr=False)
     _item_lookup: dict[str, int] | None = field(default=None, repr=False)
 
-    @property
-    def n_users(self) -> int:
-        """Number of users (rows)."""
-        return len(self.user_ids)
-
-    @property
-    def n_items(self) -> int:
-        """Number of items (columns), including items without interactions."""
-        return len(self.item_ids)
-
-    def user_index(self, ids: list[str] | np.ndarray) -> np.ndarray:
-        """Map user ids to row indices; unknown ids map to ``-1``."""
-        if self._user_lookup is None:
-            self._user_lookup = {str(u): i for i, u in enumerate(self.user_ids)}
-        return np.array([self._user_lookup.get(str(u), -1) for u in ids], dtype=np.int64)
-
-    def item_index(self, ids: list[str] | np.ndarray) -> np.ndarray:
-        """Map item ids to column indices; unknown ids map to ``-1``."""
-        if self._item_lookup is None:
-            self._item_lookup = {str(u): i for i, u in enumerate(self.item_ids)}
-        return np.array([self._item_lookup.get(str(u), -1) for u in ids], dtype=np.int64)
-
     @classmethod
     def from_frames(
         cls,
@@ -114,8 +127,12 @@ class Dataset:
 
         Ids are indexed in sorted order unless ``user_ids`` / ``item_ids`` fix the order.
         """
-        users = np.asarray(user_ids if user_ids is not None else sorted(interactions[Columns.User].unique().to_list()), dtype=object)
-        items = np.asarray(item_ids if item_ids is not None else sorted(interactions[Columns.Item].unique().to_list()), dtype=object)
+        if user_ids is None:
+            user_ids = sorted(interactions[Columns.User].unique().to_list())
+        if item_ids is None:
+            item_ids = sorted(interactions[Columns.Item].unique().to_list())
+        users = np.asarray(user_ids, dtype=object)
+        items = np.asarray(item_ids, dtype=object)
         umap = pl.DataFrame({Columns.User: users.astype(str), Columns.UserIdx: np.arange(len(users))})
         imap = pl.DataFrame({Columns.Item: items.astype(str), Columns.ItemIdx: np.arange(len(items))})
         frame = interactions.with_columns(pl.col(Columns.User).cast(pl.String), pl.col(Columns.Item).cast(pl.String))

@@ -40,6 +40,7 @@ from recctl.artifacts import Manifest, utc_now
 from recctl.columns import Columns
 from recctl.config import Config
 from recctl.config.recommend import RecommendConfig
+from recctl.data.dataset import IdIndex
 from recctl.errors import ConfigError, DataError
 from recctl.progress import Progress, report
 from recctl.ranking import TopK, iter_top_k, select_top_k
@@ -95,7 +96,7 @@ def recommend_section(cfg: Config) -> RecommendConfig:
 
 
 @dataclass
-class ServingContext:
+class ServingContext(IdIndex):
     """Everything the recommend paths load once: ids, catalogue, rules, models.
 
     Attributes
@@ -126,28 +127,6 @@ class ServingContext:
     inputs: list[Path] = field(default_factory=list)
     _user_lookup: dict[str, int] | None = None
     _item_lookup: dict[str, int] | None = None
-
-    @property
-    def n_users(self) -> int:
-        """Number of known users."""
-        return len(self.user_ids)
-
-    @property
-    def n_items(self) -> int:
-        """Number of catalogue items."""
-        return len(self.item_ids)
-
-    def user_index(self, ids: list[str] | np.ndarray) -> np.ndarray:
-        """Map user ids to indices; unknown ids map to ``-1``."""
-        if self._user_lookup is None:
-            self._user_lookup = {str(u): i for i, u in enumerate(self.user_ids)}
-        return np.array([self._user_lookup.get(str(u), -1) for u in ids], dtype=np.int64)
-
-    def item_index(self, ids: list[str] | np.ndarray) -> np.ndarray:
-        """Map item ids to indices; unknown ids map to ``-1``."""
-        if self._item_lookup is None:
-            self._item_lookup = {str(u): i for i, u in enumerate(self.item_ids)}
-        return np.array([self._item_lookup.get(str(u), -1) for u in ids], dtype=np.int64)
 
     def model_names(self) -> list[str]:
         """Main model, then the A/B variants' models, then the fallback chain (no repeats)."""
