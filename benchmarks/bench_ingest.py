@@ -4,7 +4,9 @@ Generates an events CSV in the sample shop's layout (default 20 million rows, ab
 0.01% dirty rows and 0.1% exact duplicates so the accounting has work to do) in a temporary
 directory, then, each in a fresh subprocess so peak memory is measured per run:
 
-* **baseline**: ``pl.scan_csv(path).sink_parquet(out)`` — the least any ingest must do;
+* **baseline**: ``pl.scan_csv(path).sink_parquet(out, **PARQUET_WRITE)`` — the least any ingest
+  must do, written with the same Parquet compression as ``interactions.parquet`` (zstd level 1,
+  :data:`recctl.data.ingest.PARQUET_WRITE`) so the comparison is like for like;
 * **recctl**: :func:`recctl.stages.ingest.run_ingest` — parse and validate every row, write
   interactions, rejected rows and the manifest.
 
@@ -16,6 +18,7 @@ Run::
 
     python -m benchmarks.bench_ingest                 # 20M rows
     python -m benchmarks.bench_ingest --rows 2000000  # smaller, on a busy machine
+    python -m benchmarks.bench_ingest --csv events.csv --repeat 2  # reuse a generated file
 """
 
 from __future__ import annotations
@@ -76,8 +79,10 @@ def _cpu_seconds() -> float:
 def _child_baseline(csv: Path, out: Path) -> dict[str, float]:
     import polars as pl
 
+    from recctl.data.ingest import PARQUET_WRITE
+
     t0, c0 = time.perf_counter(), _cpu_seconds()
-    pl.scan_csv(csv).sink_parquet(out / "events.parquet")
+    pl.scan_csv(csv).sink_parquet(out / "events.parquet", **PARQUET_WRITE)
     return {"seconds": time.perf_counter() - t0, "cpu_seconds": _cpu_seconds() - c0}
 
 
@@ -142,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000_000, help="rows to generate (default 20M)")
     parser.add_argument("--dir", type=Path, default=None, help="scratch directory (default: a temp dir)")
+    parser.add_argument("--csv", type=Path, default=None, help="use this events CSV instead of generating one")
+    parser.add_argument("--repeat", type=int, default=1, help="measure each run this many times (alternating)")
     parser.add_argument("--child", nargs=3, metavar=("KIND", "CSV", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -149,31 +156,41 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="recctl-bench-ingest-", dir=args.dir) as tmp:
         root = Path(tmp)
-        csv = root / "events.csv"
-        t0 = time.perf_counter()
-        # generate in a subprocess too: Linux keeps ru_maxrss across exec, so a parent that
-        # had grown while generating would inflate the children's peak memory
-        subprocess.run(
-            [sys.executable, "-m", "benchmarks.bench_ingest", "--child", "generate", str(csv), str(args.rows)],
-            check=True,
-        )
-        size_mb = csv.stat().st_size / 1e6
-        print(f"generated {args.rows:,} rows ({size_mb:,.0f} MB) in {time.perf_counter() - t0:.1f}s")
-        base = _measure("baseline", csv, root / "baseline")
-        ours = _measure("recctl", csv, root / "recctl")
-    rows = args.rows
-    print(f"{'run':<10}{'wall s':>10}{'cpu s':>10}{'rows/s':>14}{'peak MB':>10}")
-    for name, r in (("polars", base), ("recctl", ours)):
+        csv = args.csv
+        if csv is None:
+            csv = root / "events.csv"
+            t0 = time.perf_counter()
+            # generate in a subprocess too: Linux keeps ru_maxrss across exec, so a parent that
+            # had grown while generating would inflate the children's peak memory
+            subprocess.run(
+                [sys.executable, "-m", "benchmarks.bench_ingest", "--child", "generate", str(csv), str(args.rows)],
+                check=True,
+            )
+            print(
+                f"generated {args.rows:,} rows ({csv.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - t0:.1f}s"
+            )
+        runs: list[tuple[dict[str, float], dict[str, float]]] = []
+        for k in range(max(1, args.repeat)):
+            # alternate the two, so a change in the machine's load hits both alike
+            runs.append(
+                (_measure("baseline", csv, root / f"baseline-{k}"), _measure("recctl", csv, root / f"recctl-{k}"))
+            )
+    rows = int(runs[0][1]["read"])
+    print(f"{rows:,} rows; Parquet written as zstd level 1 by both runs")
+    print(f"{'run':<12}{'wall s':>10}{'cpu s':>10}{'rows/s':>14}{'peak MB':>10}")
+    for k, (base, ours) in enumerate(runs, start=1):
+        for name, r in ((f"polars #{k}", base), (f"recctl #{k}", ours)):
+            print(
+                f"{name:<12}{r['seconds']:>10.2f}{r['cpu_seconds']:>10.2f}"
+                f"{rows / r['seconds']:>14,.0f}{r['peak_mb']:>10,.0f}"
+            )
+        # on a shared machine wall time includes waiting for a core; CPU time is the steadier figure
         print(
-            f"{name:<10}{r['seconds']:>10.2f}{r['cpu_seconds']:>10.2f}"
-            f"{rows / r['seconds']:>14,.0f}{r['peak_mb']:>10,.0f}"
+            f"run {k}: time ratio recctl / bare polars: wall {ours['seconds'] / base['seconds']:.2f}x, "
+            f"cpu {ours['cpu_seconds'] / base['cpu_seconds']:.2f}x (aim <= 1.5x); "
+            f"recctl peak {ours['peak_mb'] / 1024:.2f} GB (aim < 4 GB)"
         )
-    # on a shared machine wall time includes waiting for a core; CPU time is the steadier figure
-    print(
-        f"time ratio recctl / bare polars: wall {ours['seconds'] / base['seconds']:.2f}x, "
-        f"cpu {ours['cpu_seconds'] / base['cpu_seconds']:.2f}x (aim <= 1.5x); "
-        f"recctl peak {ours['peak_mb'] / 1024:.2f} GB (aim < 4 GB)"
-    )
+    ours = runs[-1][1]
     print(
         f"accounting: read {ours['read']:,.0f} = accepted {ours['accepted']:,.0f} + rejected "
         f"{ours['rejected']:,.0f}; duplicates dropped {ours['duplicates']:,.0f}"

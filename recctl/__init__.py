@@ -24,6 +24,7 @@ _EXPORTS = {
     "run_preprocess": "recctl.stages.preprocess",
     "run_train": "recctl.stages.train",
     "load_trained_model": "recctl.stages.train",
+    "run_update": "recctl.stages.update",
     "run_evaluate": "recctl.stages.evaluate",
     "run_tune": "recctl.stages.tune",
     "run_recommend": "recctl.stages.recommend",

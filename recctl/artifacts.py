@@ -138,7 +138,9 @@ class FileRecord:
     rows: int | None = None
 
 
-def file_record(path: str | os.PathLike[str], rows: int | None = None, *, relative_to: Path | None = None) -> FileRecord:
+def file_record(
+    path: str | os.PathLike[str], rows: int | None = None, *, relative_to: Path | None = None
+) -> FileRecord:
     """Hash ``path`` and describe it for a manifest.
 
     Parameters
@@ -223,8 +225,7 @@ def read_manifest(stage_dir: str | os.PathLike[str], *, stage: str | None = None
         raise ArtifactError(f"{path}: unreadable manifest ({exc}); {todo}.") from exc
     if manifest.schema_version != SCHEMA_VERSION:
         raise ArtifactError(
-            f"{path}: manifest schema_version {manifest.schema_version}, this recctl reads "
-            f"{SCHEMA_VERSION}; {todo}."
+            f"{path}: manifest schema_version {manifest.schema_version}, this recctl reads {SCHEMA_VERSION}; {todo}."
         )
     return manifest
 
@@ -240,7 +241,9 @@ def verify_output(stage_dir: str | os.PathLike[str], manifest: Manifest, name: s
     record = manifest.output(name)
     path = Path(stage_dir) / Path(record.path).name
     if not path.exists():
-        raise ArtifactError(f"{path}: listed in the '{manifest.stage}' manifest but missing; re-run `recctl {manifest.stage}`.")
+        raise ArtifactError(
+            f"{path}: listed in the '{manifest.stage}' manifest but missing; re-run `recctl {manifest.stage}`."
+        )
     actual = sha256_file(path)
     if actual != record.sha256:
         raise ArtifactError(

@@ -61,8 +61,13 @@ def test_config_hash_ignores_key_order(section: dict) -> None:
 def test_manifest_round_trip_and_output_check(tmp_path: Path) -> None:
     out = tmp_path / "data.parquet"
     write_parquet_atomic(pl.DataFrame({"x": [1, 2, 3]}), out)
-    manifest = Manifest(stage="demo", config_section={"a": 1}, config_hash=config_hash({"a": 1}), seed=7,
-                        outputs=[file_record(out, 3, relative_to=tmp_path)])
+    manifest = Manifest(
+        stage="demo",
+        config_section={"a": 1},
+        config_hash=config_hash({"a": 1}),
+        seed=7,
+        outputs=[file_record(out, 3, relative_to=tmp_path)],
+    )
     manifest.write(tmp_path)
     again = read_manifest(tmp_path, stage="demo")
     assert again.to_dict() == manifest.to_dict()
@@ -73,7 +78,9 @@ def test_manifest_round_trip_and_output_check(tmp_path: Path) -> None:
 
 
 def test_missing_manifest_says_what_to_run(tmp_path: Path) -> None:
-    with pytest.raises(ArtifactError, match=r"no finished 'preprocess' stage here; run `recctl preprocess CONFIG` first"):
+    with pytest.raises(
+        ArtifactError, match=r"no finished 'preprocess' stage here; run `recctl preprocess CONFIG` first"
+    ):
         read_manifest(tmp_path / "preprocess")
 
 

@@ -73,7 +73,9 @@ def test_bad_choice_lists_allowed_values(tmp_path: Path) -> None:
 def test_unknown_model_kind_lists_registered(tmp_path: Path) -> None:
     raw = minimal(tmp_path)
     raw["models"]["pop"]["kind"] = "popularty"
-    with pytest.raises(ConfigError, match=r"models\.pop\.kind: unknown model kind 'popularty' \(did you mean 'popularity'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"models\.pop\.kind: unknown model kind 'popularty' \(did you mean 'popularity'\?\)"
+    ):
         load_dict(tmp_path, raw)
 
 

@@ -95,7 +95,14 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, float, float |
     if not enabled or _state["quiet"]:
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     bars = Progress(
         TextColumn("[progress.description]{task.description}"),

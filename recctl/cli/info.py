@@ -29,16 +29,23 @@ def info_command(config: ConfigArg, as_json: JsonOpt = False, verbose: VerboseOp
             rows.append({"stage": stage, "finished_at": None, "duration_s": None, "outputs": 0, "status": "not run"})
             continue
         reason = why_stale(cfg, stage)
-        rows.append({
-            "stage": stage,
-            "finished_at": manifest.finished_at,
-            "duration_s": manifest.duration_s,
-            "outputs": len(manifest.outputs),
-            "status": "up to date" if reason is None else f"stale: {reason}",
-        })
+        rows.append(
+            {
+                "stage": stage,
+                "finished_at": manifest.finished_at,
+                "duration_s": manifest.duration_s,
+                "outputs": len(manifest.outputs),
+                "status": "up to date" if reason is None else f"stale: {reason}",
+            }
+        )
 
     def render() -> None:
-        out.print(table(f"{cfg.name} in {cfg.workdir_path}", ["stage", "finished at", "seconds", "outputs", "status"],
-                        [[r["stage"], r["finished_at"], r["duration_s"], r["outputs"], r["status"]] for r in rows]))
+        out.print(
+            table(
+                f"{cfg.name} in {cfg.workdir_path}",
+                ["stage", "finished at", "seconds", "outputs", "status"],
+                [[r["stage"], r["finished_at"], r["duration_s"], r["outputs"], r["status"]] for r in rows],
+            )
+        )
 
     emit({"workdir": str(cfg.workdir_path), "stages": rows}, as_json, render)

@@ -6,14 +6,29 @@ from typing import Annotated
 
 import typer
 
-from recctl.cli._common import ConfigArg, JsonOpt, QuietOpt, VerboseOpt, emit, err, handle_errors, load, out, progress_bar, setup_logging, table
+from recctl.cli._common import (
+    ConfigArg,
+    JsonOpt,
+    QuietOpt,
+    VerboseOpt,
+    emit,
+    err,
+    handle_errors,
+    load,
+    out,
+    progress_bar,
+    setup_logging,
+    table,
+)
 
 
 @handle_errors
 def run_command(
     config: ConfigArg,
     force: Annotated[bool, typer.Option("--force", help="Run every stage even if nothing changed.")] = False,
-    skip: Annotated[list[str] | None, typer.Option("--skip", help="Stage to leave out, e.g. --skip tune (repeatable).")] = None,
+    skip: Annotated[
+        list[str] | None, typer.Option("--skip", help="Stage to leave out, e.g. --skip tune (repeatable).")
+    ] = None,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
@@ -34,7 +49,9 @@ def run_command(
 
     unknown = [s for s in (skip or []) if s not in PIPELINE_STAGES]
     if unknown:
-        raise typer.BadParameter(f"unknown stage {unknown[0]!r}; stages: {', '.join(PIPELINE_STAGES)}", param_hint="--skip")
+        raise typer.BadParameter(
+            f"unknown stage {unknown[0]!r}; stages: {', '.join(PIPELINE_STAGES)}", param_hint="--skip"
+        )
 
     def announce(outcome) -> None:  # noqa: ANN001
         if not as_json:
@@ -46,7 +63,9 @@ def run_command(
         report = run_all(cfg, force=force, skip=tuple(skip or ()), on_stage=announce, progress=progress)
 
     def render() -> None:
-        rows = [[s.stage, s.status, s.reason, f"{s.duration_s:.1f}" if s.status == "ran" else ""] for s in report.stages]
+        rows = [
+            [s.stage, s.status, s.reason, f"{s.duration_s:.1f}" if s.status == "ran" else ""] for s in report.stages
+        ]
         out.print(table(f"recctl run {config}", ["stage", "status", "why", "seconds"], rows))
         _print_metrics(cfg)
 

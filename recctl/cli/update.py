@@ -39,11 +39,17 @@ def update_command(
 ) -> None:
     """Update the trained models with the batches ingested since (recctl ingest --append), instead of retraining.
 
-    New users and items are appended to the id maps (old indices stay put); LightFM models grow, fold in the users with new events and continue training on them plus a replay sample (approximate); popularity, item_knn, content and user_knn are refreshed exactly; other models are rebuilt.
+    New users and items are appended to the id maps; every old index stays put.
 
-    Writes <workdir>/update/ (grown dataset, updated models, changes.parquet, manifest.json); recommend and serve-export use it until the next full `recctl train`.
+    LightFM grows, folds in the users with new events and trains on them plus a replay sample (approximate).
 
-    With --check-drift every updated model is compared with a full retrain on the same data (metric on the test split, top-K overlap); when update.drift's rule fires and update.drift.on_drift is `retrain`, the retrained model is published instead.
+    popularity, item_knn, content and user_knn are refreshed exactly; other models are rebuilt.
+
+    Writes <workdir>/update/; recommend and serve-export use it until the next full `recctl train`.
+
+    --check-drift compares each update with a full retrain on the same data (test metric, top-K overlap).
+
+    When the update.drift rule fires and update.drift.on_drift is `retrain`, the retrain is published instead.
 
     \b
     Example:

@@ -112,11 +112,20 @@ class Config(BaseConfig):
         """All validated model configs, by name."""
         return dict(self._model_configs)
 
-    def section(self, name: str) -> dict[str, Any]:
-        """Return a config section as plain data (what a stage records in its manifest)."""
-        value = getattr(self, name)
+    def section(self, name: str) -> Any:
+        """Return a config section as plain data (what a stage records in its manifest).
+
+        ``name`` may be dotted (``recommend.refit_on_all_data``) when a stage depends on one
+        key of a section only; a missing section gives ``{}`` (or ``None`` for a dotted key).
+        """
+        head, _, rest = name.partition(".")
+        value: Any = getattr(self, head)
+        for part in rest.split(".") if rest else []:
+            if value is None:
+                return None
+            value = value.get(part) if isinstance(value, dict) else getattr(value, part)
         if value is None:
-            return {}
+            return None if rest else {}
         if isinstance(value, BaseConfig):
             return value.model_dump(mode="json")
         return value
@@ -130,7 +139,7 @@ def format_validation_error(exc: ValidationError, source: str, prefix: tuple[Any
         key = ".".join(loc) or "(top level)"
         msg = err["msg"]
         if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+            msg = msg[len("Value error, ") :]
         if err["type"] == "missing":
             msg = "required key is missing"
         elif err["type"] == "literal_error":
@@ -216,11 +225,17 @@ def _check_files(cfg: Config, source: str) -> list[str]:
                 if not glob.glob(str(full)):
                     problems.append(f"{source}: {where}: no file matches '{pattern}' (looked in {full.parent})")
             elif not full.exists():
-                problems.append(f"{source}: {where}: file not found: {full}; check the path (relative to the config file)")
+                problems.append(
+                    f"{source}: {where}: file not found: {full}; check the path (relative to the config file)"
+                )
 
     sources = cfg.data.interaction_sources()
     for i, src in enumerate(sources):
-        key = "data.interactions.path" if len(sources) == 1 and not isinstance(cfg.data.interactions, list) else f"data.interactions.{i}.path"
+        key = (
+            "data.interactions.path"
+            if len(sources) == 1 and not isinstance(cfg.data.interactions, list)
+            else f"data.interactions.{i}.path"
+        )
         check(key, src.path)
     if cfg.data.items is not None:
         check("data.items.path", cfg.data.items.path)
@@ -271,7 +286,9 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> Co
     return config_from_dict(raw, base_dir=p.resolve().parent, source=source, check_files=check_files)
 
 
-def config_from_dict(raw: dict[str, Any], *, base_dir: Path | None = None, source: str = "config", check_files: bool = True) -> Config:
+def config_from_dict(
+    raw: dict[str, Any], *, base_dir: Path | None = None, source: str = "config", check_files: bool = True
+) -> Config:
     """Validate a config given as a dict (see :func:`load_config`)."""
     try:
         cfg = Config.model_validate(raw)

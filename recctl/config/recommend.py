@@ -90,6 +90,14 @@ class RecommendConfig(BaseConfig):
         "chain (e.g. 0 for item_knn, whose 0 means no evidence).",
     )
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    refit_on_all_data: bool = Field(
+        default=False,
+        description=(
+            "Train also fits every model on all events (train + test) and recommend serves those, so the "
+            "nightly lists learn from the most recent period; evaluate keeps the train-split models. "
+            "Not combinable with `recctl update`, which grows the train-split models."
+        ),
+    )
 
     @model_validator(mode="after")
     def _fallback_differs(self) -> RecommendConfig:

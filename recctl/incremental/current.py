@@ -112,7 +112,7 @@ def load_serving_model(cfg: Config, name: str, source: ServingSource | None = No
 
     src = source or serving_source(cfg)
     if src.stage == "train":
-        return load_trained_model(cfg, name)
+        return load_trained_model(cfg, name, for_serving=True)
     if not src.has_model(name):
         raise ArtifactError(
             f"{src.models_dir}: the current update has no model '{name}' (updated: "

@@ -172,8 +172,16 @@ class Recommender(ABC):
             See :func:`recctl.ranking.iter_top_k`.
         """
         self._check_fitted()
-        return top_k(self._score, user_idx, k, exclude=exclude, item_mask=item_mask,
-                     batch_size=batch_size, n_jobs=n_jobs, progress=progress)
+        return top_k(
+            self._score,
+            user_idx,
+            k,
+            exclude=exclude,
+            item_mask=item_mask,
+            batch_size=batch_size,
+            n_jobs=n_jobs,
+            progress=progress,
+        )
 
     def iter_recommend(self, user_idx: np.ndarray, k: int, **kwargs: Any):  # noqa: ANN201
         """Like :meth:`recommend` but yields blocks, for streaming to disk."""
@@ -198,7 +206,9 @@ class Recommender(ABC):
         if not self.supports_similar_items:
             raise UnsupportedError(f"model kind '{self.kind}' has no item similarity.")
         item_idx = np.asarray(item_idx, np.int64)
-        own = sp.csr_matrix((np.ones(len(item_idx)), (np.arange(len(item_idx)), item_idx)), shape=(len(item_idx), self.n_items))
+        own = sp.csr_matrix(
+            (np.ones(len(item_idx)), (np.arange(len(item_idx)), item_idx)), shape=(len(item_idx), self.n_items)
+        )
         rows = np.arange(len(item_idx))
         return top_k(lambda r: self._similar_items(item_idx[r]), rows, k, exclude=own)
 

@@ -12,7 +12,7 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +61,15 @@ class StageRun:
         manifest = run.manifest      # written and swapped in on success
     """
 
-    def __init__(self, cfg: Config, stage: str, *, sections: Iterable[str], inputs: Iterable[Path] = (),
-                 input_rows: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        stage: str,
+        *,
+        sections: Iterable[str],
+        inputs: Iterable[Path] = (),
+        input_rows: dict[str, int] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.stage = stage
         self.final_dir = cfg.workdir_path / STAGE_DIRS.get(stage, stage)
@@ -104,7 +111,9 @@ class StageRun:
         self.dir = self.final_dir
 
 
-def require_stage(cfg: Config, stage: str, outputs: Iterable[str] = (), *, sections: Iterable[str] | None = None) -> tuple[Path, Manifest]:
+def require_stage(
+    cfg: Config, stage: str, outputs: Iterable[str] = (), *, sections: Iterable[str] | None = None
+) -> tuple[Path, Manifest]:
     """Return ``(dir, manifest)`` of a finished upstream stage after checking it.
 
     Checks that the stage finished, that each named output still has the sha256 its

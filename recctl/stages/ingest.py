@@ -338,6 +338,8 @@ def _finish(
     for name, frame in tables.items():
         run.add_output(run.dir / name, frame.height)
     run.add_output(run.dir / "rejected.parquet", n_rejected)
+    # one scan for both counts (the two columns are counted in parallel)
+    distinct = interactions.select(pl.col(Columns.User).n_unique(), pl.col(Columns.Item).n_unique()).collect()
     by_reason: dict[str, int] = {}
     for s in stats:
         for reason, n in s.rejected.items():
@@ -355,8 +357,8 @@ def _finish(
         totals=totals,
         rejected_by_reason=dict(sorted(by_reason.items())),
         batches=batches,
-        n_users=interactions.select(pl.col(Columns.User).n_unique()).collect().item(),
-        n_items=interactions.select(pl.col(Columns.Item).n_unique()).collect().item(),
+        n_users=distinct[Columns.User].item(),
+        n_items=distinct[Columns.Item].item(),
         events=dict(interactions.group_by(Columns.Event).agg(pl.len()).sort(Columns.Event).collect().iter_rows()),
     )
     if table_stats is not None:

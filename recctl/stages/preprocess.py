@@ -111,6 +111,9 @@ def run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifest
             ("test", ["test"]),
             ("tune_train", ["tune_train"]),
             ("valid", ["valid"]),
+            # every event: what models serving the nightly file learn from when
+            # recommend.refit_on_all_data is set (never read by evaluate or tune)
+            ("all", ["tune_train", "valid", "test"]),
         ):
             agg = aggregate(events.filter(pl.col(SPLIT).is_in(labels)), pc.aggregate)
             _write(run, agg, d / f"{name}.parquet")

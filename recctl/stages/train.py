@@ -54,22 +54,49 @@ def run_train(cfg: Config, *, models: list[str] | None = None, progress: Progres
     for name in names:
         cfg.model_config_for(name)  # raises on an unknown name
     np.random.seed(cfg.seed)
-    dataset = load_dataset(pre_dir, "train")
-    with StageRun(cfg, "train", sections=["models"], inputs=preprocess_inputs(pre_dir, pre_manifest)) as run:
-        summary = {}
-        for i, name in enumerate(names):
-            report(progress, f"train {name}", i, len(names))
-            model = create_model(_with_seed(cfg.model_config_for(name), cfg.seed))
-            t0 = time.perf_counter()
-            model.fit(dataset, progress=(lambda f, n=name, i=i: report(progress, f"train {n}", i + f, len(names))))
-            fit_s = time.perf_counter() - t0
-            record = model.save(run.dir / f"{name}.pkl")
-            run.add_output(run.dir / f"{name}.pkl")
-            summary[name] = {"kind": model.kind, "fit_seconds": round(fit_s, 3), "file": f"{name}.pkl", "sha256": record.sha256}
-            log.info("trained %s (%s) in %.2fs", name, model.kind, fit_s)
-        report(progress, "train", len(names), len(names))
-        run.summary.update(models=summary, n_users=dataset.n_users, n_items=dataset.n_items,
-                           n_interactions=int(dataset.interactions.nnz))
+    refit = bool(cfg.recommend and cfg.recommend.refit_on_all_data)
+    datasets = {"train": load_dataset(pre_dir, "train")}
+    inputs = preprocess_inputs(pre_dir, pre_manifest)
+    if refit:
+        datasets["all"] = load_dataset(pre_dir, "all")
+        inputs.append(pre_dir / "all.parquet")
+    sections = ["models", "recommend.refit_on_all_data"]
+    dataset = datasets["train"]
+    steps = len(names) * len(datasets)
+    with StageRun(cfg, "train", sections=sections, inputs=inputs) as run:
+        summary: dict[str, dict] = {}
+        step = 0
+        for split, data in datasets.items():
+            for name in names:
+                task = f"train {name}" + (" (all data)" if split == "all" else "")
+                report(progress, task, step, steps)
+                model = create_model(_with_seed(cfg.model_config_for(name), cfg.seed))
+                t0 = time.perf_counter()
+                model.fit(data, progress=(lambda f, t=task, i=step: report(progress, t, i + f, steps)))
+                fit_s = time.perf_counter() - t0
+                # evaluated models keep the plain name; models refitted on every event only serve
+                file = f"{name}.pkl" if split == "train" else f"{name}.all.pkl"
+                record = model.save(run.dir / file)
+                run.add_output(run.dir / file)
+                if split == "train":
+                    summary[name] = {
+                        "kind": model.kind,
+                        "fit_seconds": round(fit_s, 3),
+                        "file": file,
+                        "sha256": record.sha256,
+                    }
+                else:
+                    summary[name].update(serve_file=file, serve_fit_seconds=round(fit_s, 3))
+                log.info("trained %s (%s) on %s in %.2fs", name, model.kind, split, fit_s)
+                step += 1
+        report(progress, "train", steps, steps)
+        run.summary.update(
+            models=summary,
+            n_users=dataset.n_users,
+            n_items=dataset.n_items,
+            n_interactions=int(dataset.interactions.nnz),
+            refit_on_all_data=refit,
+        )
     return run.manifest
 
 
@@ -80,18 +107,28 @@ def _with_seed(model_config, seed: int):  # noqa: ANN001, ANN202
     return model_config
 
 
-def load_trained_model(cfg: Config, name: str):  # noqa: ANN201
-    """Load model ``name`` from the train stage, checking its sha256 before unpickling."""
+def load_trained_model(cfg: Config, name: str, *, for_serving: bool = False):  # noqa: ANN201
+    """Load model ``name`` from the train stage, checking its sha256 before unpickling.
+
+    With ``for_serving`` and ``recommend.refit_on_all_data``, the copy refitted on every
+    event is loaded; otherwise (and always for evaluation) the one fitted on the train split.
+    """
+    from recctl.errors import ArtifactError
     from recctl.models.base import Recommender
 
     train_dir, manifest = require_stage(cfg, "train")
     entry = manifest.summary.get("models", {}).get(name)
     if entry is None:
-        from recctl.errors import ArtifactError
-
-        raise ArtifactError(
-            f"{train_dir}: no trained model '{name}' (trained: {', '.join(manifest.summary.get('models', {})) or 'none'}); "
-            f"run `recctl train {cfg.source_path or 'CONFIG'}`."
-        )
-    record = manifest.output(entry["file"])
-    return Recommender.load(train_dir / entry["file"], record.sha256)
+        trained = ", ".join(manifest.summary.get("models", {})) or "none"
+        rerun = f"recctl train {cfg.source_path or 'CONFIG'}"
+        raise ArtifactError(f"{train_dir}: no trained model '{name}' (trained: {trained}); run `{rerun}`.")
+    file = entry["file"]
+    if for_serving and cfg.recommend is not None and cfg.recommend.refit_on_all_data:
+        if "serve_file" not in entry:
+            raise ArtifactError(
+                f"{train_dir}: '{name}' was not refitted on all data, but recommend.refit_on_all_data is set; "
+                f"run `recctl train {cfg.source_path or 'CONFIG'}` again."
+            )
+        file = entry["serve_file"]
+    record = manifest.output(file)
+    return Recommender.load(train_dir / file, record.sha256)

@@ -202,6 +202,13 @@ def run_update(
         ``update.models`` naming a model that was not trained.
     """
     t_start = time.perf_counter()
+    if cfg.recommend is not None and cfg.recommend.refit_on_all_data:
+        # the update grows the train-split models; serving those would silently drop the
+        # refit on recent events, so the two modes are kept apart
+        raise ConfigError(
+            f"{cfg.source_path or 'config'}: recommend.refit_on_all_data: `recctl update` grows the models fitted on "
+            "the train split; set it to false to update incrementally, or retrain with `recctl train` instead."
+        )
     ingest_dir, ingest_manifest = require_stage(
         cfg, "ingest", ["interactions.parquet", "items.parquet"]
     )

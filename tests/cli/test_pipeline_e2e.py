@@ -28,7 +28,9 @@ SMALL_TUNE = {
 
 def invoke(*args: str) -> object:
     result = runner.invoke(app, list(args))
-    assert result.exit_code == 0, f"recctl {' '.join(args)} failed ({result.exit_code}):\n{result.stderr}\n{result.stdout}"
+    assert result.exit_code == 0, (
+        f"recctl {' '.join(args)} failed ({result.exit_code}):\n{result.stderr}\n{result.stdout}"
+    )
     return result
 
 
@@ -107,8 +109,13 @@ def test_second_run_skips_every_stage(pipeline: tuple[Path, Path]) -> None:
     result = invoke("run", str(config), "--json")
     report = json.loads(result.stdout)
     assert {s["stage"]: s["status"] for s in report["stages"]} == {
-        "ingest": "skipped", "preprocess": "skipped", "train": "skipped", "evaluate": "skipped",
-        "tune": "skipped", "recommend": "skipped", "serve-export": "skipped",
+        "ingest": "skipped",
+        "preprocess": "skipped",
+        "train": "skipped",
+        "evaluate": "skipped",
+        "tune": "skipped",
+        "recommend": "skipped",
+        "serve-export": "skipped",
     }
 
 
@@ -119,7 +126,9 @@ def test_info_reports_up_to_date(pipeline: tuple[Path, Path]) -> None:
     assert all(s["status"] == "up to date" for s in stages)
 
 
-def test_failed_train_leaves_previous_models_intact(pipeline: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_train_leaves_previous_models_intact(
+    pipeline: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     config, work = pipeline
     before = (work / "train" / "manifest.json").read_text()
     hashes = {p.name: p.read_bytes() for p in (work / "train").iterdir()}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recctl.models._similarity import (
     fit_term_weights,
@@ -93,3 +95,24 @@ def test_normalize_scores_minmax_and_zscore():
 def test_l2_normalize_rows_keeps_empty_rows():
     x = sp.csr_matrix(np.array([[3, 4], [0, 0]], np.float32))
     np.testing.assert_allclose(l2_normalize_rows(x).toarray(), [[0.6, 0.8], [0, 0]])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(2, 30),
+    d=st.integers(1, 12),
+    keep=st.integers(1, 8),
+    shrink=st.sampled_from([0.0, 1.0, 10.0]),
+)
+def test_topn_similarity_property(seed, n, d, keep, shrink):
+    x = _random_sparse(seed, (n, d), density=0.4)
+    got = topn_similarity(x, keep, shrink=shrink, block_entries=max(n, 7)).toarray()
+    full = _dense_topn(x.toarray().astype(np.float64), n, shrink, True)  # every positive pair
+    assert (np.diag(got) == 0).all() and ((got > 0).sum(axis=1) <= keep).all()
+    kept = got > 0
+    # every kept entry is the true similarity, and each row keeps the `keep` best values
+    # (which of several tied neighbours is kept is a tie-break, not checked here)
+    np.testing.assert_allclose(got[kept], full[kept], rtol=1e-4, atol=1e-6)
+    best = -np.sort(-full, axis=1)[:, :keep]
+    np.testing.assert_allclose(-np.sort(-got, axis=1)[:, :keep], best, rtol=1e-4, atol=1e-6)
