@@ -386,15 +386,7 @@ def _annotate(
     for k, (_, _, col) in enumerate(rules):
         if col is not None:
             shown = pl.when(rule_idx == k).then(pl.col(display[col])).otherwise(shown)
-    import os
-    if os.environ.get("XV"):
-        accepted = (
-            step2.select(*[pl.col(c).cast(t) for c, t in _INTERACTION_SCHEMA.items()], rule_idx)
-            .filter(rule_idx.is_null())
-            .drop("__rule")
-        )
-    else:
-        accepted = step2.filter(rule_idx.is_null()).select(Columns.Interactions).cast(_INTERACTION_SCHEMA)
+    accepted = step2.filter(rule_idx.is_null()).select(Columns.Interactions).cast(_INTERACTION_SCHEMA)
     # the reason and raw-value expressions run on the (few) rejected rows only
     rejected = step2.filter(rule_idx.is_not_null()).select(
         pl.col(ROW).alias("row"),

@@ -348,12 +348,11 @@ class SASRecModel(Recommender):
                 if cfg.loss == "softmax":
                     loss = F.cross_entropy(h @ table[1:].T, y - 1)
                 elif cfg.loss == "sampled_softmax":
-                    # one shared set of uniform negatives per step; a negative that happens to
-                    # be a position's own target is masked so it is not pushed down
-                    # negatives follow item popularity; subtracting log(expected count) from
-                    # every logit (the "logQ" correction) makes this an estimate of the full
-                    # softmax: without it, popular items are too rarely pushed down and the
-                    # top of the ranking is not learnt
+                    # one set of negatives per step, shared by all positions, drawn by item
+                    # popularity; subtracting log(expected count) from every logit (the "logQ"
+                    # correction) makes this an estimate of the full softmax. Uniform negatives
+                    # rarely include popular items, so the top of the ranking was not learnt.
+                    # A negative equal to a position's own target is masked out.
                     neg = torch.from_numpy(self._np_rng.choice(self._neg_items, size=n_neg, p=self._neg_p))
                     neg_logit = (h @ table[neg].T - self._log_q[neg]).masked_fill(neg[None, :] == y[:, None],
                                                                                    float("-inf"))
