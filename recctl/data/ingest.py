@@ -473,7 +473,7 @@ def sink_file(ann: AnnotatedFile, out_dir: Path, *, chunk_rows: int = CHUNK_ROWS
                 [
                     # scratch format: uncompressed Arrow IPC is written and read back at
                     # close to memory speed; Parquet (even uncompressed) costs ~3x in encoding
-                    accepted.sink_ipc(acc_path, compression=None, lazy=True),
+                    accepted.sink_ipc(acc_path, compression="uncompressed", lazy=True),
                     rejected.sink_parquet(rej_path, compression="zstd", lazy=True),
                 ]
             )
