@@ -11,7 +11,6 @@ import pytest
 import scipy.sparse as sp
 import yaml
 
-from recctl.artifacts import write_parquet_atomic
 from recctl.columns import Columns
 from recctl.config.abtest import ABTestConfig
 
@@ -110,8 +109,8 @@ def build_trained_workdir(tmp_path: Path) -> Path:
     treatment has a real offline advantage to find.
     """
     from recctl.config import load_config
-    from recctl.stages._common import StageRun
     from recctl.stages.train import run_train
+    from tests.fake_stages import write_preprocess_stage
 
     path = write_ab_config(
         tmp_path,
@@ -163,23 +162,11 @@ def build_trained_workdir(tmp_path: Path) -> Path:
             "category": [f"c{c}" for c in item_cat],
         }
     )
-    with StageRun(cfg, "preprocess", sections=["preprocess"]) as run:
-        for name, frame in (
-            ("users", users),
-            ("items", items),
-            ("train", train),
-            ("test", test),
-            ("tune_train", train),
-            ("valid", test),
-        ):
-            write_parquet_atomic(frame, run.dir / f"{name}.parquet")
-            run.add_output(run.dir / f"{name}.parquet", rows=frame.height)
-        features = sp.csr_matrix((np.ones(N_ITEMS), (np.arange(N_ITEMS), item_cat)), shape=(N_ITEMS, N_CATS))
-        sp.save_npz(run.dir / "item_features.npz", features)
-        pl.DataFrame({"feature": [f"category=c{c}" for c in range(N_CATS)]}).write_parquet(
-            run.dir / "item_feature_names.parquet"
-        )
-        run.add_output(run.dir / "item_features.npz")
-        run.add_output(run.dir / "item_feature_names.parquet")
+    features = sp.csr_matrix((np.ones(N_ITEMS), (np.arange(N_ITEMS), item_cat)), shape=(N_ITEMS, N_CATS))
+    write_preprocess_stage(
+        cfg,
+        {"users": users, "items": items, "train": train, "test": test, "tune_train": train, "valid": test},
+        (features, [f"category=c{c}" for c in range(N_CATS)]),
+    )
     run_train(cfg)
     return path

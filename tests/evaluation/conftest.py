@@ -14,10 +14,9 @@ import pytest
 import scipy.sparse as sp
 import yaml
 
-from recctl.artifacts import write_parquet_atomic
 from recctl.columns import Columns
 from recctl.config import load_config
-from recctl.stages._common import StageRun
+from tests.fake_stages import write_preprocess_stage
 
 N_USERS, N_ITEMS, N_CATS = 240, 60, 4
 
@@ -107,25 +106,13 @@ def build_workdir(
             "category": [f"c{c}" for c in item_cat],
         }
     )
-    with StageRun(cfg, "preprocess", sections=["preprocess"]) as run:
-        for name, frame in (
-            ("users", users),
-            ("items", items),
-            ("train", train_rows),
-            ("test", test),
-            ("tune_train", train_rows),
-            ("valid", test),
-        ):
-            write_parquet_atomic(frame, run.dir / f"{name}.parquet")
-            run.add_output(run.dir / f"{name}.parquet", rows=frame.height)
-        if features:
-            matrix = sp.csr_matrix((np.ones(N_ITEMS), (np.arange(N_ITEMS), item_cat)), shape=(N_ITEMS, N_CATS))
-            sp.save_npz(run.dir / "item_features.npz", matrix)
-            pl.DataFrame({"feature": [f"category=c{c}" for c in range(N_CATS)]}).write_parquet(
-                run.dir / "item_feature_names.parquet"
-            )
-            run.add_output(run.dir / "item_features.npz")
-            run.add_output(run.dir / "item_feature_names.parquet")
+    splits = {"train": train_rows, "test": test, "tune_train": train_rows, "valid": test}
+    frames = {"users": users, "items": items, **splits}
+    item_features = None
+    if features:
+        matrix = sp.csr_matrix((np.ones(N_ITEMS), (np.arange(N_ITEMS), item_cat)), shape=(N_ITEMS, N_CATS))
+        item_features = (matrix, [f"category=c{c}" for c in range(N_CATS)])
+    write_preprocess_stage(cfg, frames, item_features)
     if train:
         from recctl.stages.train import run_train
 

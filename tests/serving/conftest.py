@@ -101,16 +101,11 @@ def make_config(
 def build_workdir(config: Path, train: bool = True) -> None:
     """Write the preprocess stage for the synthetic shop and train the configured models."""
     from recctl.config import load_config
-    from recctl.stages._common import StageRun
     from recctl.stages.train import run_train
+    from tests.fake_stages import write_preprocess_stage
 
     cfg = load_config(config)
-    frames = _shop()
-    with StageRun(cfg, "preprocess", sections=["preprocess"]) as run:
-        for name, frame in frames.items():
-            path = run.dir / f"{name}.parquet"
-            frame.write_parquet(path)
-            run.add_output(path, frame.height)
+    write_preprocess_stage(cfg, _shop())
     if train:
         run_train(cfg)
 
