@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 import polars as pl
 import pytest
 
 from recctl.config import load_config
+from recctl.config.evaluate import MetricName
 from recctl.errors import ArtifactError, ConfigError
 from recctl.stages.evaluate import BUILTIN_BASELINE, run_evaluate
 
 from .conftest import build_workdir
 
-ALL = [
-    "precision",
-    "recall",
-    "f1",
-    "map",
-    "ndcg",
-    "ndcg_graded",
-    "mrr",
-    "hit_rate",
-    "auc",
-    "coverage",
-    "novelty",
-    "diversity",
-    "popularity_bias",
-    "user_coverage",
-]
+ALL = list(get_args(MetricName))  # every metric the config accepts
 
 
 def _metrics(cfg) -> dict:
