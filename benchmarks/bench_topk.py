@@ -11,7 +11,7 @@ recommend stage streams them), and, measured in the same run on the same embeddi
     no selection, the best of two ways of running it (a thread pool with one BLAS thread per
     worker, and one caller with multi-threaded BLAS);
 (c) for information, recctl's LightFM model path (``iter_recommend`` -> ``_score``), which
-    adds the user and item biases to each block (``--no-model`` skips it).
+    folds the user and item biases into the one product per block (``--no-model`` skips it).
 
 Kernel, floor and model path alternate over ``--rounds`` slices of users, and CPU seconds are
 reported next to wall time, so load from other processes hits all of them alike.
