@@ -29,6 +29,7 @@ import scipy.sparse as sp
 
 from recctl.columns import Columns
 from recctl.config.recommend import RulesConfig
+from recctl.data.dataset import interactions_matrix
 from recctl.errors import ArtifactError, ConfigError, DataError
 
 __all__ = [
@@ -296,17 +297,14 @@ def build_exclusions(
             Columns.UserIdx, Columns.ItemIdx
         )
     if frame.height == 0:
-        return sp.csr_matrix((n_users, n_items), dtype=np.int8)
-    rows = frame[Columns.UserIdx].to_numpy().astype(np.int64)
-    cols = frame[Columns.ItemIdx].to_numpy().astype(np.int64)
+        return interactions_matrix(frame, n_users, n_items)
+    rows, cols = frame[Columns.UserIdx], frame[Columns.ItemIdx]
     if rows.max() >= n_users or cols.max() >= n_items or rows.min() < 0 or cols.min() < 0:
         raise DataError(
             f"{d}: interaction indices out of range of users.parquet / items.parquet; re-run `recctl preprocess`."
         )
-    mat = sp.csr_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(n_users, n_items))
-    mat.sum_duplicates()
-    mat.sort_indices()
-    return mat
+    # only the pattern matters (masked items); weights are dropped so every entry is 1
+    return interactions_matrix(frame.select(Columns.UserIdx, Columns.ItemIdx), n_users, n_items)
 
 
 def _similarity(rules: ItemRules, a: np.ndarray, b: np.ndarray) -> np.ndarray:

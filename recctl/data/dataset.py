@@ -25,7 +25,15 @@ import scipy.sparse as sp
 from recctl.columns import Columns
 from recctl.errors import ArtifactError
 
-__all__ = ["SPLITS", "Dataset", "IdIndex", "interactions_matrix", "load_dataset", "load_split_matrix"]
+__all__ = [
+    "SPLITS",
+    "Dataset",
+    "IdIndex",
+    "category_matrix",
+    "interactions_matrix",
+    "load_dataset",
+    "load_split_matrix",
+]
 
 #: splits written by preprocess; ``train`` is what final models fit on, ``tune_train`` what
 #: tuning fits on (``valid`` scores it); ``test`` is read only by ``evaluate``; ``all``
@@ -47,6 +55,17 @@ def interactions_matrix(frame: pl.DataFrame, n_users: int, n_items: int, value: 
     mat.sum_duplicates()
     mat.sort_indices()
     return mat
+
+
+def category_matrix(values: pl.Series) -> sp.csr_matrix:
+    """One-hot (n_rows x n_distinct) float32 CSR of a column's values (nulls form one category).
+
+    Columns are the distinct values in sorted order, so the same column gives the same matrix.
+    """
+    codes = values.cast(pl.String).fill_null("").to_numpy()
+    distinct, inverse = np.unique(codes, return_inverse=True)
+    ones = np.ones(len(inverse), np.float32)
+    return sp.csr_matrix((ones, (np.arange(len(inverse)), inverse)), shape=(len(inverse), len(distinct)))
 
 
 class IdIndex:

@@ -14,7 +14,7 @@ import polars as pl
 from pydantic import Field
 
 from recctl.columns import Columns
-from recctl.data.dataset import Dataset
+from recctl.data.dataset import Dataset, category_matrix
 from recctl.models.base import ModelConfig, ProgressFn, Recommender
 from recctl.models.registry import register
 
@@ -73,12 +73,7 @@ class PopularityModel(Recommender):
             from recctl.errors import RecctlError
 
             raise RecctlError(f"popularity mode 'category' needs catalogue column '{col}' (models.*.category_column).")
-        cats = dataset.items.sort(Columns.ItemIdx)[col].cast(pl.String).fill_null("").to_numpy()
-        codes, inverse = np.unique(cats, return_inverse=True)
-        import scipy.sparse as sp
-
-        item_cat = sp.csr_matrix((np.ones(len(inverse), np.float32), (np.arange(len(inverse)), inverse)),
-                                 shape=(dataset.n_items, len(codes)))
+        item_cat = category_matrix(dataset.items.sort(Columns.ItemIdx)[col])
         self.item_cat_ = item_cat
         self.user_cat_ = (dataset.interactions @ item_cat).tocsr()  # weight per user and category
 
