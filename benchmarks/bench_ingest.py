@@ -88,24 +88,14 @@ def _child_baseline(csv: Path, out: Path) -> dict[str, float]:
 
 def _child_recctl(csv: Path, out: Path) -> dict[str, float]:
     from recctl.config import config_from_dict
+    from recctl.data.sample import interactions_source
     from recctl.stages.ingest import run_ingest
 
     cfg = config_from_dict(
         {
             "workdir": str(out),
             "data": {
-                "interactions": {
-                    "path": str(csv),
-                    "columns": {
-                        "user_id": "customer_id",
-                        "item_id": "product_id",
-                        "event": "event_type",
-                        "timestamp": "event_time",
-                        "value": "quantity",
-                    },
-                    "timestamp_format": "%Y-%m-%d %H:%M:%S",
-                    "event_map": {"view": "view", "add_to_cart": "add_to_cart", "purchase": "purchase"},
-                }
+                "interactions": interactions_source(str(csv)),
             },
             "models": {"popular": {"kind": "popularity"}},
         }

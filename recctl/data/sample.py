@@ -29,7 +29,35 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SampleSizes", "generate_sample", "main"]
+__all__ = ["EVENT_COLUMNS", "SampleSizes", "generate_sample", "interactions_source", "main"]
+
+#: canonical name -> column of ``events.csv`` as the generator writes it
+EVENT_COLUMNS = {
+    "user_id": "customer_id",
+    "item_id": "product_id",
+    "event": "event_type",
+    "timestamp": "event_time",
+    "value": "quantity",
+}
+#: how ``events.csv`` writes its timestamps
+EVENT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def interactions_source(path: str, **extra: object) -> dict[str, object]:
+    """The ``data.interactions`` config section that reads an ``events.csv`` of this layout.
+
+    ``extra`` adds or overrides keys (``on_error``, ``format``...). ``configs/quickstart.yaml``
+    spells out the same mapping for users to copy.
+    """
+    source: dict[str, object] = {
+        "path": path,
+        "columns": dict(EVENT_COLUMNS),
+        "timestamp_format": EVENT_TIME_FORMAT,
+        "event_map": {"view": "view", "add_to_cart": "add_to_cart", "purchase": "purchase"},
+    }
+    source.update(extra)
+    return source
+
 
 CATEGORIES = {
     "kitchen": ["mug", "teapot", "pan", "knife set", "chopping board", "coffee grinder"],
@@ -297,7 +325,7 @@ def generate_sample(out: str | Path, seed: int = 7, sizes: SampleSizes | None = 
 
     with open(out / "events.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["customer_id", "product_id", "event_type", "event_time", "quantity"])
+        writer.writerow(list(EVENT_COLUMNS.values()))
         writer.writerows(lines)
     with open(out / "products.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from recctl.config import Config, config_from_dict
+from recctl.data.sample import interactions_source
 
 EVENTS_HEADER = "customer_id,product_id,event_type,event_time,quantity\n"
 
@@ -49,20 +50,7 @@ def write_yaml(tmp_path: Path, interactions: dict[str, Any], **sections: Any) ->
 
 def shop_source(path: str = "events.csv", **extra: Any) -> dict[str, Any]:
     """The interaction source of the sample shop's column layout."""
-    src = {
-        "path": path,
-        "columns": {
-            "user_id": "customer_id",
-            "item_id": "product_id",
-            "event": "event_type",
-            "timestamp": "event_time",
-            "value": "quantity",
-        },
-        "timestamp_format": "%Y-%m-%d %H:%M:%S",
-        "event_map": {"view": "view", "add_to_cart": "add_to_cart", "purchase": "purchase"},
-    }
-    src.update(extra)
-    return src
+    return interactions_source(path, **extra)
 
 
 @pytest.fixture

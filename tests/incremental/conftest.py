@@ -10,6 +10,7 @@ import scipy.sparse as sp
 import yaml
 
 from recctl.data.dataset import Dataset
+from recctl.data.sample import interactions_source
 
 
 def make_shop(n_users: int = 400, n_items: int = 120, n_cats: int = 6, seed: int = 0) -> dict:
@@ -101,19 +102,7 @@ def _write_tiny_shop(root: Path) -> dict:
         "workdir": str(root / "work"),
         "seed": 11,
         "data": {
-            "interactions": {
-                "path": str(root / "base.csv"),
-                "columns": {
-                    "user_id": "customer_id",
-                    "item_id": "product_id",
-                    "event": "event_type",
-                    "timestamp": "event_time",
-                    "value": "quantity",
-                },
-                "timestamp_format": "%Y-%m-%d %H:%M:%S",
-                "event_map": {"view": "view", "add_to_cart": "add_to_cart", "purchase": "purchase"},
-                "on_error": "quarantine",
-            },
+            "interactions": interactions_source(str(root / "base.csv"), on_error="quarantine"),
             "items": {
                 "path": str(root / "products.csv"),
                 "id_column": "product_id",
