@@ -111,53 +111,32 @@ def test_assign_without_experiment_section(tmp_path: Path, users_csv: Path) -> N
     assert "experiment:" in result.stderr and "ab_example.yaml" in result.stderr
 
 
-def test_config_with_unknown_control_or_reserved_name(tmp_path: Path, users_csv: Path) -> None:
-    config = write_ab_config(
-        tmp_path,
-        experiment={
-            "name": "e",
-            "salt": "s",
-            "control": "ctrl",
-            "variants": {
-                "control": {"model": "popular", "weight": 1},
-                "holdout": {"model": "other", "weight": 1},
-            },
-        },
-    )
+_TWO_ARMS = {"control": {"model": "popular", "weight": 1}, "b": {"model": "nope", "weight": 1}}
+
+
+@pytest.mark.parametrize(
+    ("experiment", "message"),
+    [
+        (
+            {"control": "ctrl", "variants": {"control": {"model": "popular", "weight": 1},
+                                             "holdout": {"model": "other", "weight": 1}}},
+            "experiment.variants: 'holdout' is reserved",
+        ),
+        (
+            {"control": "ctrl", "start": "2026-12-40", "variants": _TWO_ARMS},
+            "experiment.start: '2026-12-40' is not an ISO date",
+        ),
+        ({"control": "ctrl", "variants": _TWO_ARMS}, "control 'ctrl' is not one of the variants"),
+    ],
+    ids=["reserved-holdout-name", "bad-start-date", "unknown-control"],
+)
+def test_config_with_unknown_control_or_reserved_name(
+    tmp_path: Path, users_csv: Path, experiment: dict, message: str
+) -> None:
+    config = write_ab_config(tmp_path, experiment={"name": "e", "salt": "s", **experiment})
     result = invoke("ab", "assign", config, "--users", users_csv)
     assert result.exit_code == 3
-    assert "experiment.variants: 'holdout' is reserved" in result.stderr
-    config = write_ab_config(
-        tmp_path,
-        experiment={
-            "name": "e",
-            "salt": "s",
-            "control": "ctrl",
-            "start": "2026-12-40",
-            "variants": {
-                "control": {"model": "popular", "weight": 1},
-                "b": {"model": "nope", "weight": 1},
-            },
-        },
-    )
-    result = invoke("ab", "assign", config, "--users", users_csv)
-    assert result.exit_code == 3
-    assert "experiment.start: '2026-12-40' is not an ISO date" in result.stderr
-    config = write_ab_config(
-        tmp_path,
-        experiment={
-            "name": "e",
-            "salt": "s",
-            "control": "ctrl",
-            "variants": {
-                "control": {"model": "popular", "weight": 1},
-                "b": {"model": "nope", "weight": 1},
-            },
-        },
-    )
-    result = invoke("ab", "assign", config, "--users", users_csv)
-    assert result.exit_code == 3
-    assert "control 'ctrl' is not one of the variants" in result.stderr
+    assert message in result.stderr
 
 
 def test_report_table_json_and_html(ab_config: Path, assigned: Path, outcomes_csv: Path, tmp_path: Path) -> None:
