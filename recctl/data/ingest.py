@@ -1,19 +1,19 @@
 """Raw interaction and catalogue files -> canonical frames, with every raw row accounted for.
 
-The work is split so memory stays bounded however large the event files are:
+The interaction files are read in one streaming pass, so memory does not grow with their size:
 
 1. :func:`annotate_file` checks one raw file (format, mapped columns, types); its
-   :meth:`AnnotatedFile.views` are two lazy views of a frame of its rows: the canonical columns
-   of the rows that pass every check, and ``row, reason, column, value`` of the rows that do
-   not. All parsing and checking are polars expressions.
-2. :func:`sink_file` reads the raw file once, in bounded chunks, and writes both views of each
-   chunk (``collect_all`` shares the parsing) to scratch files.
-3. :func:`check_policy` applies the source's ``on_error`` policy (``fail`` stops on the first
+   :meth:`AnnotatedFile.views` are two lazy views of its rows: the canonical columns of the
+   rows that pass every check, and ``row, reason, column, value`` of the rows that do not.
+   All parsing and checking are elementwise polars expressions (no ``replace``, which the
+   streaming engine runs by collecting the whole column).
+2. :func:`ingest_interactions` runs one polars streaming query over every file: it writes the
+   accepted rows, exact duplicates dropped, to ``interactions.parquet``, each file's rejected
+   rows to a scratch file, and two 64-bit hashes of every accepted row, which prove the
+   de-duplication exact afterwards and charge each duplicate to its file.
+3. :func:`check_policy` applies each source's ``on_error`` policy (``fail`` stops on the first
    offending row) and refuses a file where *every* row fails the same parse (a wrong column
-   mapping or timestamp format, not dirty data).
-4. :func:`write_interactions` streams the accepted rows of every file (after the previous
-   output with ``--append``), drops exact duplicates (keeping the first occurrence, in file and
-   row order) and writes ``interactions.parquet``; :func:`write_rejected` gathers the
+   mapping or timestamp format, not dirty data); :func:`write_rejected` gathers the
    quarantined rows into ``rejected.parquet``.
 
 Catalogue and user-attribute tables are small by comparison and are read into memory by
@@ -27,11 +27,13 @@ Reject reasons, checked in this order (a row gets the first that applies):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from recctl.artifacts import sha256_file
@@ -41,33 +43,34 @@ from recctl.data.readers import ROW, detect_format, prepare_file, require_column
 from recctl.data.timestamps import UTC_DATETIME, parse_timestamp
 from recctl.errors import DataError
 
+log = logging.getLogger(__name__)
+
 __all__ = [
-    "CHUNK_ROWS",
     "FILE_IDX",
     "HASH",
+    "HASH2",
     "PARQUET_WRITE",
     "PARSE_REASONS",
     "REJECTED_SCHEMA",
     "FileStats",
     "AnnotatedFile",
+    "InteractionsResult",
     "annotate_file",
     "check_policy",
-    "count_rows",
-    "file_stats",
     "float_ids",
     "infer_text_types",
+    "ingest_interactions",
+    "map_values",
     "normalise_id",
     "read_table",
-    "sink_file",
-    "write_interactions",
+    "rejected_counts",
     "write_rejected",
 ]
 
 #: helper columns (never in outputs)
-BAD_VALUE, FILE_IDX, HASH = "__value", "__file", "__hash"
-#: rows per chunk when reading an interaction file (bounds memory to about one chunk)
-CHUNK_ROWS = 2_000_000
-_HASH_SEED = 20260301
+BAD_VALUE, FILE_IDX, HASH, HASH2 = "__value", "__file", "__hash", "__hash2"
+#: seeds of the two independent 64-bit row hashes
+_HASH_SEEDS = (20260301, 20261129)
 #: reasons that mean "could not be parsed"; a file where every row fails one of them is refused
 PARSE_REASONS = ("missing_user_id", "missing_item_id", "bad_timestamp", "unknown_event", "non_numeric_value")
 #: Parquet settings of ``interactions.parquet``: zstd level 1 writes in two thirds of the CPU
@@ -135,15 +138,18 @@ class FileStats:
         }
 
 
-def normalise_id(expr: pl.Expr, numeric_ids: bool = True) -> pl.Expr:
+def normalise_id(expr: pl.Expr, numeric_ids: bool = True, *, stripped: bool = False) -> pl.Expr:
     """Canonical id text: stripped, empty -> null, and (with ``numeric_ids``) ``17850.0`` -> ``17850``.
 
     Float-typed id columns (an integer id exported through a float column) are printed
     without the fractional ``.0``, so ``17850.0`` in one file and ``17850`` in another match;
-    ids such as ``A1.0`` or ``1.5`` are left alone.
+    ids such as ``A1.0`` or ``1.5`` are left alone. With ``stripped``, ``expr`` is a text column
+    already stripped of surrounding whitespace.
     """
-    # ``replace("", None)`` is about half the cost of a ``when(len > 0)`` on every row
-    text = expr.cast(pl.String).str.strip_chars().replace("", None)
+    # when/then, not ``replace("", None)``: the streaming engine runs ``replace`` by collecting
+    # the whole column, so memory grew with the file (3 GB for 20M rows)
+    stripped_text = expr if stripped else expr.cast(pl.String).str.strip_chars()
+    text = pl.when(stripped_text.str.len_bytes() > 0).then(stripped_text)
     if numeric_ids:
         # cheaper than a regex replace on every row: strip ".0" only where the rest is an integer
         stripped = text.str.strip_suffix(".0")
@@ -173,18 +179,43 @@ def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return expr if dtype == pl.String else expr.cast(pl.String)
 
 
-def _as_number(expr: pl.Expr, dtype: pl.DataType, decimal_comma: bool = False) -> pl.Expr:
-    if dtype.is_numeric():
-        number = expr.cast(pl.Float64)
-    elif dtype == pl.Boolean:
-        number = expr.cast(pl.Float64)
-    else:
-        text = expr.cast(pl.String).str.strip_chars()
-        if decimal_comma:  # 1.234,5 -> 1234.5
-            text = text.str.replace_all(".", "", literal=True).str.replace(",", ".", literal=True)
-        number = text.cast(pl.Float64, strict=False)
+def _parse_number(text: pl.Expr, dtype: pl.DataType, decimal_comma: bool = False) -> pl.Expr:
+    """A number from ``text`` (stripped text, or a numeric/boolean column); null when it does not parse.
+
+    NaN and infinities come through: :func:`_finite` drops them in a later step, so the
+    parse is not evaluated twice.
+    """
+    if dtype.is_numeric() or dtype == pl.Boolean:
+        return text.cast(pl.Float64)
+    if decimal_comma:  # 1.234,5 -> 1234.5
+        text = text.str.replace_all(".", "", literal=True).str.replace(",", ".", literal=True)
+    return text.cast(pl.Float64, strict=False)
+
+
+def _finite(number: pl.Expr) -> pl.Expr:
     # NaN and infinities are not usable values: treat them like text that does not parse
-    return pl.when(number.is_finite()).then(number).otherwise(None)
+    return pl.when(number.is_finite()).then(number)
+
+
+def map_values(raw: pl.Expr, mapping: dict[Any, str]) -> pl.Expr:
+    """Map raw values to text through ``mapping``; values not in it become null.
+
+    An elementwise ``when``/``is_in`` chain, one branch per distinct target, instead of
+    ``replace_strict``, which the streaming engine runs by collecting the whole column. Raw
+    values that map to themselves pass through without building a new string per row.
+    """
+    by_target: dict[str, list[Any]] = {}
+    for key, target in mapping.items():
+        by_target.setdefault(target, []).append(key)
+    identity = [k for k, t in mapping.items() if k == t]
+    chain: Any = pl
+    if identity:
+        chain = chain.when(raw.is_in(identity)).then(raw.cast(pl.String))
+    for target, keys in by_target.items():
+        keys = [k for k in keys if k != target]
+        if keys:
+            chain = chain.when(raw.is_in(keys) if len(keys) > 1 else raw == keys[0]).then(pl.lit(target, pl.String))
+    return pl.lit(None, pl.String) if chain is pl else chain.otherwise(pl.lit(None, pl.String))
 
 
 def _check_types(path: Path, schema: dict[str, pl.DataType], columns: dict[str, str]) -> None:
@@ -266,133 +297,146 @@ def annotate_file(
 def _annotate(
     lf: pl.LazyFrame, schema: dict[str, pl.DataType], src: InteractionSource, float_ids: tuple[bool, bool]
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """Build the annotation in three steps, so each parse runs once per row.
+    """Build the annotation in steps, each a plain projection, so every parse runs once per row.
 
-    Step 1 parses the canonical columns and evaluates the rule flags that need raw columns;
-    step 2 derives the remaining flags from the parsed columns; step 3 turns the flags into
-    the first applicable reason, column and raw value. (One big expression would re-evaluate
-    every parse inside each ``when`` branch.)
+    Polars does not share a sub-expression used twice inside one streaming projection (a
+    ``when(x).then(x)`` strips or parses ``x`` twice), so each intermediate gets its own column:
+
+    0. the stripped text of every mapped column (raw columns kept for rejected rows' messages);
+    1. the parsed canonical columns and the flags that need text;
+    2. the finite value and the flags that need it.
+
+    A row is accepted when no flag fires; only for the others (few) is the first applicable
+    reason, column and raw value worked out.
     """
     cols = src.columns
-    raw = pl.col
-    user = normalise_id(raw(cols.user_id), float_ids[0])
-    item = normalise_id(raw(cols.item_id), float_ids[1])
-    ts = parse_timestamp(raw(cols.timestamp), src.timestamp_format, src.timezone, schema[cols.timestamp])
-
-    if cols.value is not None:
-        value = _as_number(raw(cols.value), schema[cols.value], src.decimal_comma)
-        value_text = _as_text(raw(cols.value), schema[cols.value]).str.strip_chars()
-        # a value that is present but not a number (empty is fine: value is optional)
-        bad_value = value_text.is_not_null() & (value_text.str.len_chars() > 0) & value.is_null()
-    else:
-        value = pl.lit(None, pl.Float64)
-        bad_value = pl.lit(False)
-
-    flags: dict[str, pl.Expr] = {"__bad_value": bad_value}
     rule_c = src.cancellations
-    cancelled = pl.lit(False)
-    if rule_c is not None:
-        if rule_c.column and rule_c.prefix:
-            marker = _as_text(raw(rule_c.column), schema[rule_c.column]).str.strip_chars()
-            cancelled = cancelled | marker.str.starts_with(rule_c.prefix).fill_null(False)
-        if rule_c.negative_value and cols.value is not None:
-            cancelled = cancelled | (value < 0).fill_null(False)
-    flags["__cancelled"] = cancelled
-    ops = {">": "gt", ">=": "ge", "<": "lt", "<=": "le", "==": "eq", "!=": "ne"}
-    for k, check in enumerate(src.require):
-        number = _as_number(raw(check.column), schema[check.column], src.decimal_comma)
-        flags[f"__check{k}"] = ~getattr(number, f"__{ops[check.op]}__")(check.value).fill_null(False)
-
-    if src.value_rule is None and cols.event is not None:
-        raw_event = _as_text(raw(cols.event), schema[cols.event]).str.strip_chars()
-        if src.event_map is not None:
-            event = raw_event.replace_strict(src.event_map, default=None, return_dtype=pl.String)
-        else:
-            event = pl.when(raw_event.str.len_chars() > 0).then(raw_event).otherwise(None)
-    elif src.value_rule is None:
-        event = pl.lit(src.default_event)
-    else:
-        event = pl.lit(None, pl.String)  # derived from the parsed value in step 2
-
-    shown_columns = [
+    marker_col = rule_c.column if rule_c is not None and rule_c.column and rule_c.prefix else None
+    used = [
         c
         for c in dict.fromkeys(
-            [
-                cols.user_id,
-                cols.item_id,
-                cols.timestamp,
-                cols.event,
-                cols.value,
-                rule_c.column if rule_c else None,
-                *[c.column for c in src.require],
-            ]
+            [cols.user_id, cols.item_id, cols.timestamp, cols.event, cols.value, marker_col]
+            + [check.column for check in src.require]
         )
         if c is not None
     ]
-    display = {c: f"__raw{k}" for k, c in enumerate(shown_columns)}
-    step1 = lf.select(
+    # step 0: stripped text (non-text columns pass through), and the raw columns for messages
+    text_of = {c: f"__text{k}" for k, c in enumerate(used)}
+    raw_of = {c: f"__raw{k}" for k, c in enumerate(used)}
+    step0 = lf.select(
         pl.col(ROW).cast(pl.Int64),
-        user.alias(Columns.User),
-        item.alias(Columns.Item),
-        event.cast(pl.String).alias(Columns.Event),
-        ts.alias(Columns.Timestamp),
-        value.alias(Columns.Value),
-        *[expr.alias(name) for name, expr in flags.items()],
-        *[_as_text(raw(c), schema[c]).alias(alias) for c, alias in display.items()],
+        *[(pl.col(c).str.strip_chars() if schema[c] == pl.String else pl.col(c)).alias(text_of[c]) for c in used],
+        *[pl.col(c).alias(raw_of[c]) for c in used],
     )
 
+    def text(c: str) -> pl.Expr:
+        return pl.col(text_of[c])
+
+    # step 1: parse
+    parsed: dict[str, pl.Expr] = {
+        Columns.User: _id(text(cols.user_id), schema[cols.user_id], float_ids[0]),
+        Columns.Item: _id(text(cols.item_id), schema[cols.item_id], float_ids[1]),
+        Columns.Timestamp: parse_timestamp(
+            text(cols.timestamp), src.timestamp_format, src.timezone, schema[cols.timestamp], stripped=True
+        ),
+    }
+    if src.value_rule is None and cols.event is not None:
+        event_text = _as_text(text(cols.event), schema[cols.event])
+        if src.event_map is not None:
+            parsed[Columns.Event] = map_values(event_text, src.event_map)
+        else:
+            parsed[Columns.Event] = pl.when(event_text.str.len_bytes() > 0).then(event_text)
+    elif src.value_rule is None:
+        parsed[Columns.Event] = pl.lit(src.default_event, pl.String)
+    if cols.value is not None:
+        dtype = schema[cols.value]
+        parsed["__number"] = _parse_number(text(cols.value), dtype, src.decimal_comma)
+        # a value that is present but not a number (empty is fine: value is optional)
+        present = (text(cols.value).str.len_bytes() > 0) if dtype == pl.String else text(cols.value).is_not_null()
+        parsed["__present"] = present.fill_null(False)
+    else:
+        parsed["__number"] = pl.lit(None, pl.Float64)
+    if marker_col is not None:
+        marker = _as_text(text(marker_col), schema[marker_col])
+        parsed["__marked"] = marker.str.starts_with(rule_c.prefix).fill_null(False)
+    ops = {">": "gt", ">=": "ge", "<": "lt", "<=": "le", "==": "eq", "!=": "ne"}
+    for k, check in enumerate(src.require):
+        number = _parse_number(text(check.column), schema[check.column], src.decimal_comma)
+        parsed[f"__check{k}"] = ~getattr(_finite(number), f"__{ops[check.op]}__")(check.value).fill_null(False)
+    step1 = step0.select(pl.col(ROW), *[e.alias(n) for n, e in parsed.items()], *[pl.col(a) for a in raw_of.values()])
+
+    # step 2: the finite value and what depends on it
     v = pl.col(Columns.Value)
+    derived: dict[str, pl.Expr] = {Columns.Value: _finite(pl.col("__number"))}
+    step2 = step1.with_columns(**derived)
+    flags: dict[str, pl.Expr] = {}
+    if cols.value is not None:
+        flags["__bad_value"] = pl.col("__present") & v.is_null()
+    cancelled = []
+    if marker_col is not None:
+        cancelled.append(pl.col("__marked"))
+    if rule_c is not None and rule_c.negative_value and cols.value is not None:
+        cancelled.append((v < 0).fill_null(False))
+    if cancelled:
+        flags["__cancelled"] = pl.any_horizontal(cancelled)
     if src.value_rule is not None:
         rule = src.value_rule
         below = None if rule.below == "drop" else rule.below
-        step1 = step1.with_columns(
-            pl.when(v >= rule.min_value)
-            .then(pl.lit(rule.event))
-            .otherwise(pl.lit(below, pl.String))
-            .alias(Columns.Event)
-        )
+        flags[Columns.Event] = pl.when(v >= rule.min_value).then(pl.lit(rule.event)).otherwise(pl.lit(below, pl.String))
+    step2 = (step2.with_columns(**flags) if flags else step2).cache()
+
+    if src.value_rule is not None:
+        rule = src.value_rule
         unknown_event = v.is_null() & ~pl.col("__bad_value")
-        below_threshold = (v < rule.min_value).fill_null(False) & pl.lit(rule.below == "drop")
+        below_threshold = (v < rule.min_value).fill_null(False) if rule.below == "drop" else None
     else:
         unknown_event = pl.col(Columns.Event).is_null()
-        below_threshold = pl.lit(False)
-
-    # (flag, reason, raw column) in priority order: a row gets the first that applies
-    rules: list[tuple[pl.Expr, str, str | None]] = [
+        below_threshold = None
+    # (flag, reason, raw column) in priority order: a row gets the first that applies; flags
+    # that cannot fire for this source (no cancellation rule, no value rule) are left out
+    candidates: list[tuple[pl.Expr | None, str, str | None]] = [
         (pl.col(Columns.User).is_null(), "missing_user_id", cols.user_id),
         (pl.col(Columns.Item).is_null(), "missing_item_id", cols.item_id),
         (pl.col(Columns.Timestamp).is_null(), "bad_timestamp", cols.timestamp),
         (unknown_event, "unknown_event", cols.event if src.value_rule is None else cols.value),
-        (pl.col("__bad_value"), "non_numeric_value", cols.value),
-        (
-            pl.col("__cancelled"),
-            "cancelled",
-            rule_c.column if rule_c and rule_c.column and rule_c.prefix else cols.value,
-        ),
+        (pl.col("__bad_value") if "__bad_value" in flags else None, "non_numeric_value", cols.value),
+        (pl.col("__cancelled") if "__cancelled" in flags else None, "cancelled", marker_col or cols.value),
         *[(pl.col(f"__check{k}"), c.reason, c.column) for k, c in enumerate(src.require)],
         (below_threshold, "below_threshold", cols.value),
     ]
-    # one chained when/then: evaluated as a single expression, first true condition wins
+    rules = [(cond, reason, col) for cond, reason, col in candidates if cond is not None]
+    # accepted rows need one boolean per row; which rule fired is only worked out for the others
+    ok = ~pl.any_horizontal([cond for cond, _, _ in rules])
+    accepted = step2.filter(ok).select(Columns.Interactions).cast(_INTERACTION_SCHEMA)
     chain = pl.when(rules[0][0]).then(pl.lit(0, pl.Int8))
     for k, (cond, _, _) in enumerate(rules[1:], start=1):
         chain = chain.when(cond).then(pl.lit(k, pl.Int8))
-    step2 = step1.with_columns(chain.otherwise(pl.lit(None, pl.Int8)).alias("__rule"))
     rule_idx = pl.col("__rule")
-    reason = rule_idx.replace_strict({k: r for k, (_, r, _) in enumerate(rules)}, default=None, return_dtype=pl.String)
-    column = rule_idx.replace_strict({k: c for k, (_, _, c) in enumerate(rules)}, default=None, return_dtype=pl.String)
+    reason = map_values(rule_idx, {k: r for k, (_, r, _) in enumerate(rules)})
+    column = map_values(rule_idx, {k: c for k, (_, _, c) in enumerate(rules) if c is not None})
     shown = pl.lit(None, pl.String)
     for k, (_, _, col) in enumerate(rules):
         if col is not None:
-            shown = pl.when(rule_idx == k).then(pl.col(display[col])).otherwise(shown)
-    accepted = step2.filter(rule_idx.is_null()).select(Columns.Interactions).cast(_INTERACTION_SCHEMA)
-    # the reason and raw-value expressions run on the (few) rejected rows only
-    rejected = step2.filter(rule_idx.is_not_null()).select(
-        pl.col(ROW).alias("row"),
-        reason.alias("reason"),
-        column.alias("column"),
-        shown.alias("value"),
+            raw_text = _as_text(pl.col(raw_of[col]), schema[col])
+            shown = pl.when(rule_idx == k).then(raw_text).otherwise(shown)
+    rejected = (
+        step2.filter(~ok)
+        .with_columns(chain.otherwise(pl.lit(None, pl.Int8)).alias("__rule"))
+        .select(
+            pl.col(ROW).alias("row"),
+            reason.alias("reason"),
+            column.alias("column"),
+            shown.alias("value"),
+        )
     )
     return accepted, rejected
+
+
+def _id(text: pl.Expr, dtype: pl.DataType, numeric_ids: bool) -> pl.Expr:
+    """Canonical id from step 0's column: stripped text, or a number / other type printed as text."""
+    if dtype == pl.String:
+        return normalise_id(text, numeric_ids, stripped=True)
+    return normalise_id(text, numeric_ids)
 
 
 @dataclass
@@ -419,110 +463,178 @@ class AnnotatedFile:
         return _annotate(self.scan() if frame is None else frame, self.schema, self.src, self.float_ids)
 
 
-def _row_chunks(lf: pl.LazyFrame, chunk_rows: int) -> Iterator[pl.DataFrame]:
-    """Stream ``lf`` once as in-memory frames of exactly ``chunk_rows`` rows (the last may be shorter).
+@dataclass
+class InteractionsResult:
+    """What :func:`ingest_interactions` wrote and how each input file's rows were counted.
 
-    ``collect_batches`` pulls small batches from one streaming scan: the reader only runs as
-    fast as they are consumed, so memory stays at about one chunk, and no chunk has to skip
-    over the rows before it (re-scanning with ``skip_rows`` made the whole read quadratic:
-    ~2 s of CPU at 20M rows in 2M-row chunks). Always yields at least one (possibly empty) frame.
+    Keys of the dicts are file indices (``AnnotatedFile.file_idx``).
     """
-    pending: list[pl.DataFrame] = []
-    size, emitted = 0, False
-    for batch in lf.collect_batches():
-        pending.append(batch)
-        size += batch.height
-        while size >= chunk_rows:
-            frame = pl.concat(pending, rechunk=False)
-            yield frame.slice(0, chunk_rows)
-            emitted = True
-            rest = frame.slice(chunk_rows)
-            pending, size = ([rest] if rest.height else []), rest.height
-    if pending or not emitted:
-        yield pl.concat(pending, rechunk=False) if pending else pl.DataFrame(schema=lf.collect_schema())
+
+    written: int
+    accepted: dict[int, int]
+    duplicates: dict[int, int]
+    rejected_files: dict[int, Path]
+    #: true when a 64-bit row-hash collision was found and the exact fallback pass ran
+    exact_fallback: bool = False
 
 
-def sink_file(ann: AnnotatedFile, out_dir: Path, *, chunk_rows: int = CHUNK_ROWS) -> tuple[list[Path], list[Path]]:
-    """Write a file's accepted and rejected rows, reading the raw file once, in bounded chunks.
+def _row_hash(seed: int) -> pl.Expr:
+    return pl.struct(Columns.Interactions).hash(seed)
 
-    The file is scanned once and consumed ``chunk_rows`` rows at a time (:func:`_row_chunks`);
-    each chunk is annotated and written with one ``pl.collect_all`` of two lazy sinks, so the
-    rows are parsed once. Accepted rows carry a 64-bit row hash (:data:`HASH`) for
-    :func:`write_interactions`' de-duplication.
 
-    Chunking bounds memory: a single streaming query over the whole file grew with the file
-    when the per-row work is heavier than the reader (measured: 0.9 GB for 5M rows, 1.8 GB for
-    10M in one go).
+def _previous_rows(previous: Path) -> pl.LazyFrame:
+    return pl.scan_parquet(previous).select(Columns.Interactions).cast(_INTERACTION_SCHEMA)
+
+
+def _accepted_stream(files: list[AnnotatedFile], previous: Path | None) -> tuple[pl.LazyFrame, list[pl.LazyFrame]]:
+    """Every accepted row (``previous`` first, then the files in order) with its file index and two row hashes."""
+    parts, rejected = [], []
+    if previous is not None:
+        parts.append(_previous_rows(previous).with_columns(pl.lit(-1, pl.Int32).alias(FILE_IDX)))
+    for ann in files:
+        accepted, rejects = ann.views()
+        parts.append(accepted.with_columns(pl.lit(ann.file_idx, pl.Int32).alias(FILE_IDX)))
+        rejected.append(rejects)
+    stream = pl.concat(parts, how="vertical").with_columns(
+        _row_hash(_HASH_SEEDS[0]).alias(HASH), _row_hash(_HASH_SEEDS[1]).alias(HASH2)
+    )
+    return stream, rejected
+
+
+def ingest_interactions(
+    files: list[AnnotatedFile], target: Path, scratch: Path, previous: Path | None = None
+) -> InteractionsResult:
+    """Parse, check, de-duplicate and write every interaction file in one streaming pass.
+
+    One polars streaming query reads each raw file once (both cores, memory bounded by the
+    engine's morsels rather than by the file) and feeds three kinds of sink at once:
+
+    * ``target`` (``interactions.parquet``): the accepted rows of ``previous`` and then of every
+      file, in file and row order, where a row whose 64-bit row hash (:data:`HASH`) was seen
+      before is dropped (``unique(keep="first")``, a hash table of 8-byte keys);
+    * ``hashes.arrow`` in ``scratch``: ``HASH``, a second independent 64-bit hash (:data:`HASH2`)
+      and the file index of every accepted row;
+    * ``rejected-<file>.parquet`` in ``scratch``: ``row, reason, column, value`` per file.
+
+    De-duplication stays exact: afterwards the rows whose ``HASH`` repeats are looked up in
+    ``hashes.arrow``; if any two of them differ in ``HASH2`` they are different rows that share
+    a 64-bit hash (odds about 1e-5 for 20M distinct rows), and :func:`_exact_rewrite` writes
+    ``target`` again comparing candidate rows column by column. Otherwise every dropped row has
+    the same 128 bits of hash as the row kept (odds of a false match below 1e-24).
 
     Parameters
     ----------
-    ann
-        From :func:`annotate_file`.
-    out_dir
-        Where the chunk files go: ``accepted-<file>-<chunk>.arrow`` (Arrow IPC, uncompressed:
-        scratch read once more by :func:`write_interactions`) and ``rejected-<file>-<chunk>.parquet``.
-    chunk_rows
-        Rows per chunk.
+    files
+        From :func:`annotate_file`, in ingest order (earlier files win duplicates).
+    target
+        ``interactions.parquet``.
+    scratch
+        A private scratch directory.
+    previous
+        An earlier ``interactions.parquet`` (``--append``): its rows come first and stay.
 
     Returns
     -------
-    (list of Path, list of Path)
-        Accepted and rejected chunk files, in row order.
+    InteractionsResult
+        Rows written, accepted and duplicate rows per file, and each file's rejected-rows file.
 
     Raises
     ------
     DataError
-        When polars cannot read the file (with the line and the fix, see ``readers.diagnose``).
+        When polars cannot read a file (naming the file, the line and the fix).
     """
+    stream, rejected = _accepted_stream(files, previous)
+    hashes = scratch / "hashes.arrow"
+    rejected_files = {ann.file_idx: scratch / f"rejected-{ann.file_idx}.parquet" for ann in files}
+    sinks = [
+        stream.unique(subset=[HASH], keep="first", maintain_order=True)
+        .select(Columns.Interactions)
+        .sink_parquet(target, statistics=True, lazy=True, **PARQUET_WRITE),
+        stream.select(HASH, HASH2, FILE_IDX).sink_ipc(hashes, compression="uncompressed", lazy=True),
+        *[
+            rejects.sink_parquet(rejected_files[ann.file_idx], compression="zstd", lazy=True)
+            for ann, rejects in zip(files, rejected, strict=True)
+        ],
+    ]
+    try:
+        pl.collect_all(sinks)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise _read_failure(files, exc) from exc
+
+    side = pl.read_ipc(hashes)
+    per_file = np.bincount(side[FILE_IDX].to_numpy() + 1, minlength=len(files) + 1)
+    accepted = {ann.file_idx: int(per_file[ann.file_idx + 1]) for ann in files}
+    written = pl.scan_parquet(target).select(pl.len()).collect().item()
+    result = InteractionsResult(written=written, accepted=accepted, duplicates={}, rejected_files=rejected_files)
+    if written == side.height:
+        return result
+    candidates = _repeated_hash_rows(side)
+    if candidates.group_by(HASH).agg(pl.col(HASH2).n_unique().alias("k")).filter(pl.col("k") > 1).height:
+        log.warning("two different rows share a 64-bit row hash; de-duplicating again row by row")
+        result.duplicates = _exact_rewrite(files, previous, target, candidates["__pos"])
+        result.written = pl.scan_parquet(target).select(pl.len()).collect().item()
+        result.exact_fallback = True
+        return result
+    later = candidates.filter(~pl.col(HASH).is_first_distinct())
+    result.duplicates = {int(k): int(n) for k, n in later.group_by(FILE_IDX).agg(pl.len()).iter_rows()}
+    if later.height != side.height - written:  # the in-stream unique and this count must agree
+        raise RuntimeError(f"duplicate accounting mismatch: {later.height} vs {side.height - written}")
+    return result
+
+
+def _repeated_hash_rows(side: pl.DataFrame) -> pl.DataFrame:
+    """Rows of ``hashes.arrow`` (with their position ``__pos``) whose :data:`HASH` occurs more than once.
+
+    Sorting the 8-byte hashes (polars sorts on every core) finds the repeated values at a
+    tenth of the cost of a hash-based ``is_duplicated`` over all rows (20M rows: 0.5 s vs 3.5 s);
+    only the (few) repeated rows are kept.
+    """
+    ordered = side[HASH].sort()
+    repeated = ordered.filter(ordered == ordered.shift(1)).unique()
+    return side.with_row_index("__pos").filter(pl.col(HASH).is_in(repeated.implode()))
+
+
+def _exact_rewrite(
+    files: list[AnnotatedFile], previous: Path | None, target: Path, candidates: pl.Series
+) -> dict[int, int]:
+    """Write ``target`` again, comparing the candidate rows column by column (after a hash collision).
+
+    Returns the duplicates dropped per file index.
+    """
+    stream, _ = _accepted_stream(files, previous)
+    indexed = stream.with_row_index("__pos")
+    rows = indexed.filter(pl.col("__pos").is_in(candidates.implode())).collect()
+    firsts = rows.unique(subset=Columns.Interactions, keep="first", maintain_order=True)
+    drop = rows.filter(~pl.col("__pos").is_in(firsts["__pos"].implode()))
+    indexed.filter(~pl.col("__pos").is_in(drop["__pos"].implode())).select(Columns.Interactions).sink_parquet(
+        target, statistics=True, **PARQUET_WRITE
+    )
+    return {int(k): int(v) for k, v in drop.group_by(FILE_IDX).agg(pl.len()).iter_rows()}
+
+
+def _read_failure(files: list[AnnotatedFile], exc: BaseException) -> DataError:
+    """Name the file polars failed on: re-read each alone (error path only) and diagnose the first that fails."""
     from recctl.data.readers import diagnose
 
-    accepted_files, rejected_files = [], []
-    try:
-        for k, chunk in enumerate(_row_chunks(ann.scan(), chunk_rows)):
-            acc_path = out_dir / f"accepted-{ann.file_idx}-{k}.arrow"
-            rej_path = out_dir / f"rejected-{ann.file_idx}-{k}.parquet"
-            accepted, rejected = ann.views(chunk.lazy())
-            accepted = accepted.with_columns(pl.struct(Columns.Interactions).hash(_HASH_SEED).alias(HASH))
-            pl.collect_all(
-                [
-                    # scratch format: uncompressed Arrow IPC is written and read back at
-                    # close to memory speed; Parquet (even uncompressed) costs ~3x in encoding
-                    accepted.sink_ipc(acc_path, compression="uncompressed", lazy=True),
-                    rejected.sink_parquet(rej_path, compression="zstd", lazy=True),
-                ]
-            )
-            accepted_files.append(acc_path)
-            rejected_files.append(rej_path)
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise diagnose(ann.path, ann.fmt, ann.src.encoding, exc, delimiter=ann.src.delimiter) from exc
-    return accepted_files, rejected_files
+    culprit = files[0] if files else None
+    for ann in files:
+        try:
+            ann.scan().select(pl.len()).collect()
+        except (pl.exceptions.PolarsError, OSError):
+            culprit = ann
+            break
+    if culprit is None:
+        return DataError(f"cannot read the interaction files: {exc}")
+    return diagnose(culprit.path, culprit.fmt, culprit.src.encoding, exc, delimiter=culprit.src.delimiter)
 
 
-def _scan_chunks(paths: Path | list[Path]) -> pl.LazyFrame:
-    """Scan chunk files written by :func:`sink_file` (Arrow IPC, or Parquet by extension)."""
-    paths = [paths] if isinstance(paths, Path) else paths
-    if all(p.suffix == ".parquet" for p in paths):
-        return pl.scan_parquet(paths)
-    return pl.scan_ipc(paths)
+def rejected_counts(path: Path) -> dict[str, int]:
+    """Rejected rows per reason in one file's rejected-rows file."""
+    counts = pl.scan_parquet(path).group_by("reason").agg(pl.len().alias("n")).collect()
+    return {reason: int(n) for reason, n in counts.iter_rows()}
 
 
-def count_rows(paths: Iterable[Path]) -> int:
-    """Total rows of chunk files (from their metadata)."""
-    paths = list(paths)
-    return _scan_chunks(paths).select(pl.len()).collect().item() if paths else 0
-
-
-def file_stats(accepted: list[Path], rejected: list[Path], stats: FileStats) -> FileStats:
-    """Fill ``read``, ``accepted`` and ``rejected`` of ``stats`` from a file's chunk files."""
-    accepted_rows = count_rows(accepted)
-    counts = pl.scan_parquet(rejected).group_by("reason").agg(pl.len().alias("n")).collect()
-    stats.accepted = accepted_rows
-    stats.rejected = {reason: int(n) for reason, n in counts.iter_rows()}
-    stats.read = accepted_rows + sum(stats.rejected.values())
-    return stats
-
-
-def check_policy(rejected: list[Path], stats: FileStats, src: InteractionSource, key: str) -> None:
+def check_policy(rejected: Path, stats: FileStats, src: InteractionSource, key: str) -> None:
     """Apply a file's ``on_error`` policy and refuse files whose mapping is clearly wrong.
 
     Raises
@@ -550,9 +662,7 @@ def check_policy(rejected: list[Path], stats: FileStats, src: InteractionSource,
         )
 
 
-def _whole_column_message(
-    rejected: list[Path], path: str, reason: str, n: int, key: str, src: InteractionSource
-) -> str:
+def _whole_column_message(rejected: Path, path: str, reason: str, n: int, key: str, src: InteractionSource) -> str:
     examples = (
         pl.scan_parquet(rejected)
         .filter(pl.col("reason") == reason)
@@ -577,68 +687,13 @@ def _whole_column_message(
     )
 
 
-def write_interactions(accepted: list[tuple[int, Path]], target: Path, previous: Path | None = None) -> dict[int, int]:
-    """Write every accepted row once, in file and row order, to ``target``; count the duplicates.
-
-    De-duplication is exact but goes through the 64-bit row hash written by :func:`sink_file`:
-    the hash column (8 bytes a row, where ``unique`` keeps whole rows) is read and sorted to find
-    the hashes seen more than once, the rows with those hashes (few) are compared
-    exactly in memory, and a second streaming pass writes everything except the later copies.
-    A hash collision between two different rows therefore never drops a row.
-
-    Parameters
-    ----------
-    accepted
-        ``(file index, accepted chunk file)`` pairs in file and row order; earlier rows win.
-    target
-        ``interactions.parquet``.
-    previous
-        An earlier ``interactions.parquet`` (for ``--append``); its rows come first and are
-        never dropped (they are unique already).
-
-    Returns
-    -------
-    dict
-        Duplicates dropped per file index.
-    """
-    parts = []
-    if previous is not None:
-        parts.append(
-            pl.scan_parquet(previous)
-            .select(Columns.Interactions)
-            .cast(_INTERACTION_SCHEMA)
-            .with_columns(
-                pl.struct(Columns.Interactions).hash(_HASH_SEED).alias(HASH), pl.lit(-1, pl.Int32).alias(FILE_IDX)
-            )
-        )
-    for idx, path in accepted:
-        parts.append(_scan_chunks(path).with_columns(pl.lit(idx, pl.Int32).alias(FILE_IDX)))
-    if not parts:
-        pl.DataFrame(schema=_INTERACTION_SCHEMA).write_parquet(target)
-        return {}
-    frame = pl.concat(parts, how="vertical").with_row_index("__i")
-    # the hash column alone (8 bytes a row) sorted in memory: equal neighbours are the repeated
-    # hashes. ~2x cheaper than a streaming group_by and ~4x cheaper than an in-memory one (5M rows).
-    hashes = frame.select(HASH).collect()[HASH].sort()
-    repeated = hashes.filter(hashes == hashes.shift(1)).unique()
-    del hashes
-    drop = pl.DataFrame(schema={"__i": pl.UInt32, FILE_IDX: pl.Int32})
-    if repeated.len():
-        candidates = frame.filter(pl.col(HASH).is_in(repeated.implode())).collect()
-        firsts = candidates.unique(subset=Columns.Interactions, keep="first", maintain_order=True)
-        drop = candidates.filter(~pl.col("__i").is_in(firsts["__i"].implode())).select("__i", FILE_IDX)
-    keep = frame.filter(~pl.col("__i").is_in(drop["__i"].implode())) if drop.height else frame
-    keep.select(Columns.Interactions).sink_parquet(target, statistics=True, **PARQUET_WRITE)
-    return {int(k): int(v) for k, v in drop.group_by(FILE_IDX).agg(pl.len()).iter_rows()}
-
-
-def write_rejected(rejected: list[tuple[str, list[Path]]], target: Path, previous: Path | None = None) -> int:
+def write_rejected(rejected: list[tuple[str, Path]], target: Path, previous: Path | None = None) -> int:
     """Write the rejected rows of the quarantined files (and ``previous`` rejects) to ``target``.
 
     Parameters
     ----------
     rejected
-        ``(source file name, its rejected chunk files from`` :func:`sink_file` ``)`` pairs.
+        ``(source file name, its rejected-rows file from`` :func:`ingest_interactions` ``)`` pairs.
     target
         ``rejected.parquet``.
     previous
@@ -652,9 +707,9 @@ def write_rejected(rejected: list[tuple[str, list[Path]]], target: Path, previou
     parts = []
     if previous is not None:
         parts.append(pl.scan_parquet(previous).cast(REJECTED_SCHEMA))
-    for name, paths in rejected:
+    for name, path in rejected:
         parts.append(
-            pl.scan_parquet(paths).select(pl.lit(name).alias(Columns.Source), "row", "column", "value", "reason")
+            pl.scan_parquet(path).select(pl.lit(name).alias(Columns.Source), "row", "column", "value", "reason")
         )
     frame = pl.concat(parts, how="vertical") if parts else pl.LazyFrame(schema=REJECTED_SCHEMA)
     frame.cast(REJECTED_SCHEMA).sink_parquet(target, compression="zstd", statistics=True)

@@ -36,10 +36,9 @@ from recctl.data.ingest import (
     FileStats,
     annotate_file,
     check_policy,
-    file_stats,
+    ingest_interactions,
     read_table,
-    sink_file,
-    write_interactions,
+    rejected_counts,
     write_rejected,
 )
 from recctl.data.readers import expand_paths
@@ -158,32 +157,41 @@ def _scratch_parent(cfg: Config) -> Path:
 
 
 def _read_interactions(
-    files: list[tuple[InteractionSource, str, Path]], tmp: Path, progress: Progress | None, run: StageRun
-) -> tuple[list[FileStats], list[tuple[int, Path]], list[list[Path]]]:
-    """Read every raw file once, in bounded chunks; return per-file stats and the chunk files.
+    files: list[tuple[InteractionSource, str, Path]],
+    tmp: Path,
+    progress: Progress | None,
+    run: StageRun,
+    previous: Path | None = None,
+) -> tuple[list[FileStats], list[Path]]:
+    """Read every raw file once, write ``interactions.parquet``; return per-file stats and rejected-rows files.
 
-    Returns ``(stats, accepted, rejected)``: ``accepted`` pairs each accepted chunk file with
-    its file index (for :func:`write_interactions`), ``rejected`` lists each file's rejected
-    chunk files.
+    Each file's ``on_error`` policy is applied after the single streaming pass; a refused file
+    fails the stage, whose staging directory is then discarded.
     """
     # the stage already hashed its inputs; hashing a multi-GB file twice would cost seconds
     hashes = {r.path: r.sha256 for r in run.manifest.inputs}
+    report(progress, "ingest: read files", 0, 1)
+    annotated = [
+        annotate_file(path, src, key=key, file_idx=idx, tmp_dir=tmp / "raw")
+        for idx, (src, key, path) in enumerate(files)
+    ]
+    result = ingest_interactions(annotated, run.dir / "interactions.parquet", tmp, previous=previous)
     stats: list[FileStats] = []
-    accepted: list[tuple[int, Path]] = []
-    rejected: list[list[Path]] = []
+    rejected: list[Path] = []
     for idx, (src, key, path) in enumerate(files):
-        report(progress, "ingest: read files", idx, len(files))
-        ann = annotate_file(path, src, key=key, file_idx=idx, tmp_dir=tmp / "raw")
-        acc_files, rej_files = sink_file(ann, tmp)
-        stat = file_stats(acc_files, rej_files, FileStats(path=str(path), source=key, policy=src.on_error))
+        rej = result.rejected_files[idx]
+        stat = FileStats(path=str(path), source=key, policy=src.on_error)
+        stat.accepted = result.accepted.get(idx, 0)
+        stat.rejected = rejected_counts(rej)
+        stat.read = stat.accepted + stat.n_rejected
+        stat.duplicates = result.duplicates.get(idx, 0)
         stat.sha256 = hashes.get(str(path)) or sha256_file(path)
-        check_policy(rej_files, stat, src, key)
+        check_policy(rej, stat, src, key)
         stats.append(stat)
-        accepted.extend((idx, f) for f in acc_files)
-        rejected.append(rej_files)
+        rejected.append(rej)
         log.info("%s: %d read, %d accepted, %d rejected", path, stat.read, stat.accepted, stat.n_rejected)
-    report(progress, "ingest: read files", len(files), len(files))
-    return stats, accepted, rejected
+    report(progress, "ingest: read files", 1, 1)
+    return stats, rejected
 
 
 def _run_full(cfg: Config, tmp: Path, reset_batches: bool, progress: Progress | None) -> Manifest:
@@ -193,12 +201,9 @@ def _run_full(cfg: Config, tmp: Path, reset_batches: bool, progress: Progress | 
     files += [(first_src, first_key, Path(b["path"])) for b in live]
     inputs = list(dict.fromkeys([p for _, _, p in files] + _table_files(cfg)))
     with StageRun(cfg, "ingest", sections=["data"], inputs=inputs) as run:
-        stats, accepted, rejected = _read_interactions(files, tmp, progress, run)
+        stats, rejected = _read_interactions(files, tmp, progress, run)
         for stat in stats[len(files) - len(live) :]:
             stat.source = "append"
-        duplicates = write_interactions(accepted, run.dir / "interactions.parquet")
-        for idx, stat in enumerate(stats):
-            stat.duplicates = duplicates.get(idx, 0)
         tables, table_rejects = _write_tables(cfg, run, tmp)
         quarantined = [(str(p), rejected[i]) for i, (src, _, p) in enumerate(files) if src.on_error == "quarantine"]
         n_rejected = write_rejected(quarantined, run.dir / "rejected.parquet")
@@ -234,14 +239,9 @@ def _run_append(cfg: Config, paths: list[Path], tmp: Path, progress: Progress | 
         return prev
     inputs = [Path(r.path) for r in prev.inputs] + [p for _, _, p in new]
     with StageRun(cfg, "ingest", sections=["data"], inputs=list(dict.fromkeys(inputs))) as run:
-        stats, accepted, rejected = _read_interactions(new, tmp, progress, run)
+        stats, rejected = _read_interactions(new, tmp, progress, run, previous=prev_dir / "interactions.parquet")
         for stat in stats:
             stat.source = "append"
-        duplicates = write_interactions(
-            accepted, run.dir / "interactions.parquet", previous=prev_dir / "interactions.parquet"
-        )
-        for idx, stat in enumerate(stats):
-            stat.duplicates = duplicates.get(idx, 0)
         quarantined = [(str(p), rejected[i]) for i, (_, _, p) in enumerate(new) if src.on_error == "quarantine"]
         n_rejected = write_rejected(quarantined, run.dir / "rejected.parquet", previous=prev_dir / "rejected.parquet")
         tables: dict[str, pl.DataFrame] = {}
@@ -338,8 +338,6 @@ def _finish(
     for name, frame in tables.items():
         run.add_output(run.dir / name, frame.height)
     run.add_output(run.dir / "rejected.parquet", n_rejected)
-    # one scan for both counts (the two columns are counted in parallel)
-    distinct = interactions.select(pl.col(Columns.User).n_unique(), pl.col(Columns.Item).n_unique()).collect()
     by_reason: dict[str, int] = {}
     for s in stats:
         for reason, n in s.rejected.items():
@@ -357,8 +355,6 @@ def _finish(
         totals=totals,
         rejected_by_reason=dict(sorted(by_reason.items())),
         batches=batches,
-        n_users=distinct[Columns.User].item(),
-        n_items=distinct[Columns.Item].item(),
         events=dict(interactions.group_by(Columns.Event).agg(pl.len()).sort(Columns.Event).collect().iter_rows()),
     )
     if table_stats is not None:

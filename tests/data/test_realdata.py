@@ -41,8 +41,8 @@ def test_online_retail_accounting(tmp_path: Path) -> None:
     assert s["rejected_by_reason"]["missing_user_id"] == 135_080
     assert totals["accepted"] == 397_884
     assert s["rejected_by_reason"] == {"cancelled": 8_905, "missing_user_id": 135_080, "non_positive_price": 40}
-    assert s["n_users"] == 4_338 and s["n_items"] == 3_665
     interactions = pl.read_parquet(cfg.stage_dir("ingest") / "interactions.parquet")
+    assert interactions[Columns.User].n_unique() == 4_338 and interactions[Columns.Item].n_unique() == 3_665
     assert interactions.height == totals["accepted"] - totals["duplicates"]
     assert interactions[Columns.User].str.contains(r"\.").sum() == 0  # 17850.0 -> 17850
     items = pl.read_parquet(cfg.stage_dir("ingest") / "items.parquet")
@@ -55,7 +55,8 @@ def test_movielens_ingest_and_preprocess(tmp_path: Path) -> None:
     cfg = _config("movielens", tmp_path, "ml-latest-small/ratings.csv")
     s = run_ingest(cfg).summary
     assert s["totals"]["read"] == 100_836 and s["totals"]["rejected"] == 0
-    assert s["n_users"] == 610 and s["n_items"] == 9_724
+    interactions = pl.read_parquet(cfg.stage_dir("ingest") / "interactions.parquet")
+    assert interactions[Columns.User].n_unique() == 610 and interactions[Columns.Item].n_unique() == 9_724
     liked = s["events"]["liked"]
     ratings = pl.read_csv(SHARED / "ml-latest-small" / "ratings.csv")
     assert liked == ratings.filter(pl.col("rating") >= 4).height
