@@ -7,6 +7,10 @@ directory, then, each in a fresh subprocess so peak memory is measured per run:
 * **baseline**: ``pl.scan_csv(path).sink_parquet(out, **PARQUET_WRITE)`` — the least any ingest
   must do, written with the same Parquet compression as ``interactions.parquet`` (zstd level 1,
   :data:`recctl.data.ingest.PARQUET_WRITE`) so the comparison is like for like;
+* **floor**: the same scan, with only the conversions any ingest into recctl's canonical types
+  must make (ids stripped, timestamps parsed to UTC, values to numbers), written the same way:
+  no checks, no row accounting, no de-duplication, no hashing. It shows how much of recctl's
+  time is the unavoidable type conversion;
 * **recctl**: :func:`recctl.stages.ingest.run_ingest` — parse and validate every row, write
   interactions, rejected rows and the manifest.
 
@@ -86,6 +90,26 @@ def _child_baseline(csv: Path, out: Path) -> dict[str, float]:
     return {"seconds": time.perf_counter() - t0, "cpu_seconds": _cpu_seconds() - c0}
 
 
+def _child_floor(csv: Path, out: Path) -> dict[str, float]:
+    import polars as pl
+
+    from recctl.data.ingest import PARQUET_WRITE
+
+    def text(name: str) -> pl.Expr:
+        stripped = pl.col(name).str.strip_chars()
+        return pl.when(stripped.str.len_bytes() > 0).then(stripped)
+
+    t0, c0 = time.perf_counter(), _cpu_seconds()
+    pl.scan_csv(csv, infer_schema=False).select(
+        text("customer_id"),
+        text("product_id"),
+        text("event_type"),
+        pl.col("event_time").str.strptime(pl.Datetime("us", "UTC"), "%Y-%m-%d %H:%M:%S", strict=False, cache=False),
+        pl.col("quantity").cast(pl.Float64, strict=False),
+    ).sink_parquet(out / "events.parquet", **PARQUET_WRITE)
+    return {"seconds": time.perf_counter() - t0, "cpu_seconds": _cpu_seconds() - c0}
+
+
 def _child_recctl(csv: Path, out: Path) -> dict[str, float]:
     from recctl.config import config_from_dict
     from recctl.data.sample import interactions_source
@@ -114,7 +138,8 @@ def _child(kind: str, csv: str, out: str) -> None:
     if kind == "generate":
         generate_events(Path(csv), int(out))
         return
-    result = (_child_baseline if kind == "baseline" else _child_recctl)(Path(csv), Path(out))
+    child = {"baseline": _child_baseline, "floor": _child_floor, "recctl": _child_recctl}[kind]
+    result = child(Path(csv), Path(out))
     # ru_maxrss is in KiB on Linux
     result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
@@ -159,17 +184,21 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"generated {args.rows:,} rows ({csv.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - t0:.1f}s"
             )
-        runs: list[tuple[dict[str, float], dict[str, float]]] = []
+        runs: list[tuple[dict[str, float], dict[str, float], dict[str, float]]] = []
         for k in range(max(1, args.repeat)):
-            # alternate the two, so a change in the machine's load hits both alike
+            # alternate the three, so a change in the machine's load hits all alike
             runs.append(
-                (_measure("baseline", csv, root / f"baseline-{k}"), _measure("recctl", csv, root / f"recctl-{k}"))
+                (
+                    _measure("baseline", csv, root / f"baseline-{k}"),
+                    _measure("floor", csv, root / f"floor-{k}"),
+                    _measure("recctl", csv, root / f"recctl-{k}"),
+                )
             )
-    rows = int(runs[0][1]["read"])
-    print(f"{rows:,} rows; Parquet written as zstd level 1 by both runs")
+    rows = int(runs[0][2]["read"])
+    print(f"{rows:,} rows; Parquet written as zstd level 1 by every run")
     print(f"{'run':<12}{'wall s':>10}{'cpu s':>10}{'rows/s':>14}{'peak MB':>10}")
-    for k, (base, ours) in enumerate(runs, start=1):
-        for name, r in ((f"polars #{k}", base), (f"recctl #{k}", ours)):
+    for k, (base, floor, ours) in enumerate(runs, start=1):
+        for name, r in ((f"polars #{k}", base), (f"floor #{k}", floor), (f"recctl #{k}", ours)):
             print(
                 f"{name:<12}{r['seconds']:>10.2f}{r['cpu_seconds']:>10.2f}"
                 f"{rows / r['seconds']:>14,.0f}{r['peak_mb']:>10,.0f}"
@@ -178,9 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"run {k}: time ratio recctl / bare polars: wall {ours['seconds'] / base['seconds']:.2f}x, "
             f"cpu {ours['cpu_seconds'] / base['cpu_seconds']:.2f}x (aim <= 1.5x); "
-            f"recctl peak {ours['peak_mb'] / 1024:.2f} GB (aim < 4 GB)"
+            f"recctl peak {ours['peak_mb'] / 1024:.2f} GB (aim < 4 GB); "
+            f"floor / bare polars: wall {floor['seconds'] / base['seconds']:.2f}x, "
+            f"cpu {floor['cpu_seconds'] / base['cpu_seconds']:.2f}x"
         )
-    ours = runs[-1][1]
+    ours = runs[-1][2]
     print(
         f"accounting: read {ours['read']:,.0f} = accepted {ours['accepted']:,.0f} + rejected "
         f"{ours['rejected']:,.0f}; duplicates dropped {ours['duplicates']:,.0f}"

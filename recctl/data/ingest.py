@@ -49,6 +49,7 @@ __all__ = [
     "FILE_IDX",
     "HASH",
     "HASH2",
+    "IN_STREAM_MAX_ROWS",
     "PARQUET_WRITE",
     "PARSE_REASONS",
     "REJECTED_SCHEMA",
@@ -57,6 +58,7 @@ __all__ = [
     "InteractionsResult",
     "annotate_file",
     "check_policy",
+    "estimate_rows",
     "float_ids",
     "infer_text_types",
     "ingest_interactions",
@@ -71,6 +73,9 @@ __all__ = [
 BAD_VALUE, FILE_IDX, HASH, HASH2 = "__value", "__file", "__hash", "__hash2"
 #: seeds of the two independent 64-bit row hashes
 _HASH_SEEDS = (20260301, 20261129)
+#: largest expected row count de-duplicated inside the streaming pass; its hash table takes
+#: about 50 bytes a row (1.4 GB peak at 20M rows), so beyond this the bounded two-pass path runs
+IN_STREAM_MAX_ROWS = 40_000_000
 #: reasons that mean "could not be parsed"; a file where every row fails one of them is refused
 PARSE_REASONS = ("missing_user_id", "missing_item_id", "bad_timestamp", "unknown_event", "non_numeric_value")
 #: Parquet settings of ``interactions.parquet``: zstd level 1 writes in two thirds of the CPU
@@ -254,9 +259,9 @@ def annotate_file(
     Returns
     -------
     AnnotatedFile
-        ``accepted``: the canonical columns of rows that pass every check; ``rejected``:
-        ``row, reason, column, value`` of the others. Both are views of one lazy scan, written
-        together by :func:`sink_file`.
+        A checked file whose :meth:`AnnotatedFile.views` are the lazy accepted rows (canonical
+        columns of rows that pass every check) and rejected rows (``row, reason, column,
+        value``), both from one scan; :func:`ingest_interactions` writes them in one pass.
 
     Raises
     ------
@@ -441,7 +446,7 @@ def _id(text: pl.Expr, dtype: pl.DataType, numeric_ids: bool) -> pl.Expr:
 
 @dataclass
 class AnnotatedFile:
-    """A checked raw file, ready to be read in bounded chunks by :func:`sink_file`."""
+    """A checked raw file, ready to be read in one streaming pass by :func:`ingest_interactions`."""
 
     path: Path
     prepared: Path
@@ -486,8 +491,10 @@ def _previous_rows(previous: Path) -> pl.LazyFrame:
     return pl.scan_parquet(previous).select(Columns.Interactions).cast(_INTERACTION_SCHEMA)
 
 
-def _accepted_stream(files: list[AnnotatedFile], previous: Path | None) -> tuple[pl.LazyFrame, list[pl.LazyFrame]]:
-    """Every accepted row (``previous`` first, then the files in order) with its file index and two row hashes."""
+def _accepted_stream(
+    files: list[AnnotatedFile], previous: Path | None, *, second_hash: bool
+) -> tuple[pl.LazyFrame, list[pl.LazyFrame]]:
+    """Every accepted row (``previous`` first, then the files in order) with its file index and row hash(es)."""
     parts, rejected = [], []
     if previous is not None:
         parts.append(_previous_rows(previous).with_columns(pl.lit(-1, pl.Int32).alias(FILE_IDX)))
@@ -495,32 +502,54 @@ def _accepted_stream(files: list[AnnotatedFile], previous: Path | None) -> tuple
         accepted, rejects = ann.views()
         parts.append(accepted.with_columns(pl.lit(ann.file_idx, pl.Int32).alias(FILE_IDX)))
         rejected.append(rejects)
-    stream = pl.concat(parts, how="vertical").with_columns(
-        _row_hash(_HASH_SEEDS[0]).alias(HASH), _row_hash(_HASH_SEEDS[1]).alias(HASH2)
-    )
-    return stream, rejected
+    hashes = [_row_hash(_HASH_SEEDS[0]).alias(HASH)]
+    if second_hash:
+        hashes.append(_row_hash(_HASH_SEEDS[1]).alias(HASH2))
+    return pl.concat(parts, how="vertical").with_columns(hashes), rejected
+
+
+def estimate_rows(files: list[AnnotatedFile], previous: Path | None = None) -> int:
+    """Rows the files (and ``previous``) probably hold: Parquet metadata, else bytes / bytes-per-line of the head."""
+    total = pl.scan_parquet(previous).select(pl.len()).collect().item() if previous is not None else 0
+    for ann in files:
+        if ann.fmt == "parquet":
+            total += ann.scan().select(pl.len()).collect().item()
+            continue
+        with open(ann.prepared, "rb") as fh:
+            head = fh.read(1 << 20)
+        lines = max(head.count(b"\n"), 1)
+        total += int(ann.prepared.stat().st_size / (len(head) / lines))
+    return total
 
 
 def ingest_interactions(
-    files: list[AnnotatedFile], target: Path, scratch: Path, previous: Path | None = None
+    files: list[AnnotatedFile],
+    target: Path,
+    scratch: Path,
+    previous: Path | None = None,
+    *,
+    in_stream_max_rows: int | None = None,
 ) -> InteractionsResult:
-    """Parse, check, de-duplicate and write every interaction file in one streaming pass.
+    """Parse, check, de-duplicate and write every interaction file, reading each raw file once.
 
-    One polars streaming query reads each raw file once (both cores, memory bounded by the
-    engine's morsels rather than by the file) and feeds three kinds of sink at once:
+    One polars streaming query reads every file (both cores; memory set by the engine's
+    morsels, not by the files) and writes each file's rejected rows
+    (``rejected-<file>.parquet`` in ``scratch``) while it de-duplicates the accepted rows,
+    ``previous`` first, then the files in order, keeping the first copy. How it de-duplicates
+    depends on the expected size (:func:`estimate_rows`):
 
-    * ``target`` (``interactions.parquet``): the accepted rows of ``previous`` and then of every
-      file, in file and row order, where a row whose 64-bit row hash (:data:`HASH`) was seen
-      before is dropped (``unique(keep="first")``, a hash table of 8-byte keys);
-    * ``hashes.arrow`` in ``scratch``: ``HASH``, a second independent 64-bit hash (:data:`HASH2`)
-      and the file index of every accepted row;
-    * ``rejected-<file>.parquet`` in ``scratch``: ``row, reason, column, value`` per file.
-
-    De-duplication stays exact: afterwards the rows whose ``HASH`` repeats are looked up in
-    ``hashes.arrow``; if any two of them differ in ``HASH2`` they are different rows that share
-    a 64-bit hash (odds about 1e-5 for 20M distinct rows), and :func:`_exact_rewrite` writes
-    ``target`` again comparing candidate rows column by column. Otherwise every dropped row has
-    the same 128 bits of hash as the row kept (odds of a false match below 1e-24).
+    * up to ``in_stream_max_rows`` rows, **in the stream**: a row whose 64-bit row hash
+      (:data:`HASH`) was seen before is dropped on the way to ``target``
+      (``unique(keep="first")``: a hash table of about 50 bytes per row), and a second,
+      independent hash (:data:`HASH2`) of every row goes to ``hashes.arrow``. Afterwards, rows
+      whose ``HASH`` repeats but whose ``HASH2`` differs are different rows that share a 64-bit
+      hash (odds about 1e-5 for 20M distinct rows): :func:`_exact_rewrite` then writes
+      ``target`` again comparing those rows column by column. Otherwise every dropped row
+      matched the kept one on 128 bits of hash (odds of a false match below 1e-24).
+    * above it, **in two passes** with memory of 8 bytes a row: the accepted rows go to an
+      lz4 Arrow scratch file, the sorted hashes name the candidate rows, which are compared
+      column by column, and a second streaming pass writes ``target`` without the later copies.
+      (20M rows: about 10% slower than in the stream, half the peak memory.)
 
     Parameters
     ----------
@@ -532,6 +561,8 @@ def ingest_interactions(
         A private scratch directory.
     previous
         An earlier ``interactions.parquet`` (``--append``): its rows come first and stay.
+    in_stream_max_rows
+        Largest expected row count de-duplicated in the stream (default :data:`IN_STREAM_MAX_ROWS`).
 
     Returns
     -------
@@ -543,32 +574,51 @@ def ingest_interactions(
     DataError
         When polars cannot read a file (naming the file, the line and the fix).
     """
-    stream, rejected = _accepted_stream(files, previous)
-    hashes = scratch / "hashes.arrow"
+    limit = IN_STREAM_MAX_ROWS if in_stream_max_rows is None else in_stream_max_rows
+    in_stream = estimate_rows(files, previous) <= limit
+    stream, rejected = _accepted_stream(files, previous, second_hash=in_stream)
+    side = scratch / ("hashes.arrow" if in_stream else "accepted.arrow")
     rejected_files = {ann.file_idx: scratch / f"rejected-{ann.file_idx}.parquet" for ann in files}
     sinks = [
-        stream.unique(subset=[HASH], keep="first", maintain_order=True)
-        .select(Columns.Interactions)
-        .sink_parquet(target, statistics=True, lazy=True, **PARQUET_WRITE),
-        stream.select(HASH, HASH2, FILE_IDX).sink_ipc(hashes, compression="uncompressed", lazy=True),
         *[
             rejects.sink_parquet(rejected_files[ann.file_idx], compression="zstd", lazy=True)
             for ann, rejects in zip(files, rejected, strict=True)
         ],
     ]
+    if in_stream:
+        sinks += [
+            stream.unique(subset=[HASH], keep="first", maintain_order=True)
+            .select(Columns.Interactions)
+            .sink_parquet(target, statistics=True, lazy=True, **PARQUET_WRITE),
+            stream.select(HASH, HASH2, FILE_IDX).sink_ipc(side, compression="uncompressed", lazy=True),
+        ]
+    else:
+        # lz4 scratch: half the size of uncompressed for about the same CPU, and it is read twice
+        sinks.append(stream.sink_ipc(side, compression="lz4", lazy=True))
     try:
         pl.collect_all(sinks)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise _read_failure(files, exc) from exc
 
-    side = pl.read_ipc(hashes)
-    per_file = np.bincount(side[FILE_IDX].to_numpy() + 1, minlength=len(files) + 1)
+    rows = pl.scan_ipc(side).with_row_index("__pos")
+    file_idx = rows.select(FILE_IDX).collect()[FILE_IDX].to_numpy()
+    per_file = np.bincount(file_idx + 1, minlength=len(files) + 1)
     accepted = {ann.file_idx: int(per_file[ann.file_idx + 1]) for ann in files}
-    written = pl.scan_parquet(target).select(pl.len()).collect().item()
-    result = InteractionsResult(written=written, accepted=accepted, duplicates={}, rejected_files=rejected_files)
-    if written == side.height:
+    n_accepted = len(file_idx)
+    del file_idx
+    result = InteractionsResult(written=0, accepted=accepted, duplicates={}, rejected_files=rejected_files)
+    candidates = _repeated_hash_rows(rows)
+    if not in_stream:
+        drop = _later_copies(candidates)
+        rows.filter(~pl.col("__pos").is_in(drop["__pos"].implode())).select(Columns.Interactions).sink_parquet(
+            target, statistics=True, **PARQUET_WRITE
+        )
+        result.duplicates = _per_file(drop)
+        result.written = n_accepted - drop.height
         return result
-    candidates = _repeated_hash_rows(side)
+    result.written = pl.scan_parquet(target).select(pl.len()).collect().item()
+    if result.written == n_accepted:
+        return result
     if candidates.group_by(HASH).agg(pl.col(HASH2).n_unique().alias("k")).filter(pl.col("k") > 1).height:
         log.warning("two different rows share a 64-bit row hash; de-duplicating again row by row")
         result.duplicates = _exact_rewrite(files, previous, target, candidates["__pos"])
@@ -576,22 +626,33 @@ def ingest_interactions(
         result.exact_fallback = True
         return result
     later = candidates.filter(~pl.col(HASH).is_first_distinct())
-    result.duplicates = {int(k): int(n) for k, n in later.group_by(FILE_IDX).agg(pl.len()).iter_rows()}
-    if later.height != side.height - written:  # the in-stream unique and this count must agree
-        raise RuntimeError(f"duplicate accounting mismatch: {later.height} vs {side.height - written}")
+    result.duplicates = _per_file(later)
+    if later.height != n_accepted - result.written:  # the in-stream unique and this count must agree
+        raise RuntimeError(f"duplicate accounting mismatch: {later.height} vs {n_accepted - result.written}")
     return result
 
 
-def _repeated_hash_rows(side: pl.DataFrame) -> pl.DataFrame:
-    """Rows of ``hashes.arrow`` (with their position ``__pos``) whose :data:`HASH` occurs more than once.
+def _per_file(dropped: pl.DataFrame) -> dict[int, int]:
+    return {int(k): int(n) for k, n in dropped.group_by(FILE_IDX).agg(pl.len()).iter_rows()}
 
-    Sorting the 8-byte hashes (polars sorts on every core) finds the repeated values at a
-    tenth of the cost of a hash-based ``is_duplicated`` over all rows (20M rows: 0.5 s vs 3.5 s);
-    only the (few) repeated rows are kept.
+
+def _repeated_hash_rows(rows: pl.LazyFrame) -> pl.DataFrame:
+    """The rows of ``rows`` (with their position ``__pos``) whose :data:`HASH` occurs more than once.
+
+    Only the hash column is held in memory (8 bytes a row). Sorting it (polars sorts on every
+    core) finds the repeated values at a tenth of the cost of a hash-based ``is_duplicated``
+    (20M rows: 0.5 s vs 3.5 s); then only the (few) rows with those values are collected.
     """
-    ordered = side[HASH].sort()
+    ordered = rows.select(HASH).collect()[HASH].sort()
     repeated = ordered.filter(ordered == ordered.shift(1)).unique()
-    return side.with_row_index("__pos").filter(pl.col(HASH).is_in(repeated.implode()))
+    del ordered
+    return rows.filter(pl.col(HASH).is_in(repeated.implode())).collect()
+
+
+def _later_copies(candidates: pl.DataFrame) -> pl.DataFrame:
+    """Candidate rows that repeat an earlier row exactly, compared column by column (not by hash)."""
+    firsts = candidates.unique(subset=Columns.Interactions, keep="first", maintain_order=True)
+    return candidates.filter(~pl.col("__pos").is_in(firsts["__pos"].implode()))
 
 
 def _exact_rewrite(
@@ -601,15 +662,13 @@ def _exact_rewrite(
 
     Returns the duplicates dropped per file index.
     """
-    stream, _ = _accepted_stream(files, previous)
+    stream, _ = _accepted_stream(files, previous, second_hash=False)
     indexed = stream.with_row_index("__pos")
-    rows = indexed.filter(pl.col("__pos").is_in(candidates.implode())).collect()
-    firsts = rows.unique(subset=Columns.Interactions, keep="first", maintain_order=True)
-    drop = rows.filter(~pl.col("__pos").is_in(firsts["__pos"].implode()))
+    drop = _later_copies(indexed.filter(pl.col("__pos").is_in(candidates.implode())).collect())
     indexed.filter(~pl.col("__pos").is_in(drop["__pos"].implode())).select(Columns.Interactions).sink_parquet(
         target, statistics=True, **PARQUET_WRITE
     )
-    return {int(k): int(v) for k, v in drop.group_by(FILE_IDX).agg(pl.len()).iter_rows()}
+    return _per_file(drop)
 
 
 def _read_failure(files: list[AnnotatedFile], exc: BaseException) -> DataError:

@@ -13,10 +13,20 @@ import os
 import shutil
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from recctl.artifacts import MANIFEST_NAME, Manifest, config_hash, file_record, read_manifest, utc_now, verify_output
+from recctl.artifacts import (
+    MANIFEST_NAME,
+    FileRecord,
+    Manifest,
+    config_hash,
+    file_record,
+    read_manifest,
+    utc_now,
+    verify_output,
+)
 from recctl.config import Config
 from recctl.errors import ArtifactError
 
@@ -69,6 +79,7 @@ class StageRun:
         sections: Iterable[str],
         inputs: Iterable[Path] = (),
         input_rows: dict[str, int] | None = None,
+        hash_inputs_in_background: bool = False,
     ) -> None:
         self.cfg = cfg
         self.stage = stage
@@ -77,12 +88,23 @@ class StageRun:
         section = {name: cfg.section(name) for name in sections}
         section["seed"] = cfg.seed
         rows = input_rows or {}
+        paths = list(inputs)
+        self._pending_inputs: Future[list[FileRecord]] | None = None
+        if hash_inputs_in_background:
+            # hashing a multi-GB export costs ~0.7 s/GB; hashlib releases the GIL, so a stage
+            # whose own work leaves a core idle at times (polars streaming) hides part of it
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash-inputs")
+            self._pending_inputs = pool.submit(lambda: [file_record(p, rows.get(str(p))) for p in paths])
+            pool.shutdown(wait=False)
+            records: list[FileRecord] = []
+        else:
+            records = [file_record(p, rows.get(str(p))) for p in paths]
         self.manifest = Manifest(
             stage=stage,
             config_section=section,
             config_hash=config_hash(section),
             seed=cfg.seed,
-            inputs=[file_record(p, rows.get(str(p))) for p in inputs],
+            inputs=records,
         )
         self.summary: dict[str, Any] = {}
         self._t0 = 0.0
@@ -95,6 +117,13 @@ class StageRun:
         self.manifest.started_at = utc_now()
         return self
 
+    def input_records(self) -> list[FileRecord]:
+        """The inputs' records (sha256, size), waiting for the background hashing if it runs."""
+        if self._pending_inputs is not None:
+            self.manifest.inputs = self._pending_inputs.result()
+            self._pending_inputs = None
+        return self.manifest.inputs
+
     def add_output(self, path: Path, rows: int | None = None) -> None:
         """Record an output file (already written inside ``self.dir``)."""
         self.manifest.outputs.append(file_record(path, rows, relative_to=self.dir))
@@ -103,6 +132,7 @@ class StageRun:
         if exc_type is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             return
+        self.input_records()
         self.manifest.finished_at = utc_now()
         self.manifest.duration_s = round(time.perf_counter() - self._t0, 3)
         self.manifest.summary = self.summary

@@ -168,14 +168,14 @@ def _read_interactions(
     Each file's ``on_error`` policy is applied after the single streaming pass; a refused file
     fails the stage, whose staging directory is then discarded.
     """
-    # the stage already hashed its inputs; hashing a multi-GB file twice would cost seconds
-    hashes = {r.path: r.sha256 for r in run.manifest.inputs}
     report(progress, "ingest: read files", 0, 1)
     annotated = [
         annotate_file(path, src, key=key, file_idx=idx, tmp_dir=tmp / "raw")
         for idx, (src, key, path) in enumerate(files)
     ]
     result = ingest_interactions(annotated, run.dir / "interactions.parquet", tmp, previous=previous)
+    # the stage hashes its inputs while the files are read; hashing a multi-GB file twice would cost seconds
+    hashes = {r.path: r.sha256 for r in run.input_records()}
     stats: list[FileStats] = []
     rejected: list[Path] = []
     for idx, (src, key, path) in enumerate(files):
@@ -200,7 +200,7 @@ def _run_full(cfg: Config, tmp: Path, reset_batches: bool, progress: Progress | 
     first_src, first_key = cfg.data.interaction_sources()[0], _source_key(cfg, 0)
     files += [(first_src, first_key, Path(b["path"])) for b in live]
     inputs = list(dict.fromkeys([p for _, _, p in files] + _table_files(cfg)))
-    with StageRun(cfg, "ingest", sections=["data"], inputs=inputs) as run:
+    with StageRun(cfg, "ingest", sections=["data"], inputs=inputs, hash_inputs_in_background=True) as run:
         stats, rejected = _read_interactions(files, tmp, progress, run)
         for stat in stats[len(files) - len(live) :]:
             stat.source = "append"

@@ -114,7 +114,7 @@ def test_parquet_and_jsonl_sources_glob(tmp_path: Path) -> None:
     assert frame[Columns.Item].to_list() == ["1", "2", "3"] and set(frame[Columns.Event]) == {"interaction"}
 
 
-def test_append_adds_batch_and_is_idempotent(tmp_path: Path, events_csv: Path) -> None:
+def test_append_adds_batch_and_is_idempotent(tmp_path: Path, events_csv: Path, dedup_path: str) -> None:
     cfg, first = _ingest(tmp_path)
     base = first.summary["totals"]["interactions"]
     day2 = tmp_path / "day2.csv"
@@ -253,7 +253,17 @@ def _two_overlapping_files(tmp_path: Path, events_csv: Path) -> Path:
     return path
 
 
-def test_matches_an_independent_in_memory_reading(tmp_path: Path, events_csv: Path) -> None:
+@pytest.fixture(params=["in_stream", "two_pass"])
+def dedup_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test through both de-duplication paths (the two-pass one is for files over a row budget)."""
+    import recctl.data.ingest as ingest_mod
+
+    if request.param == "two_pass":
+        monkeypatch.setattr(ingest_mod, "IN_STREAM_MAX_ROWS", 0)
+    return request.param
+
+
+def test_matches_an_independent_in_memory_reading(tmp_path: Path, events_csv: Path, dedup_path: str) -> None:
     second = _two_overlapping_files(tmp_path, events_csv)
     cfg = make_config(tmp_path, shop_source("events*.csv"))
     s = run_ingest(cfg).summary
@@ -265,7 +275,7 @@ def test_matches_an_independent_in_memory_reading(tmp_path: Path, events_csv: Pa
 
 
 def test_row_hash_collisions_fall_back_to_exact_comparison(
-    tmp_path: Path, events_csv: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, events_csv: Path, monkeypatch: pytest.MonkeyPatch, dedup_path: str
 ) -> None:
     """With a first hash that collides constantly, no distinct row may be lost."""
     import recctl.data.ingest as ingest_mod
