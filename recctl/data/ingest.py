@@ -479,6 +479,8 @@ class InteractionsResult:
     accepted: dict[int, int]
     duplicates: dict[int, int]
     rejected_files: dict[int, Path]
+    #: ``in_stream`` or ``two_pass`` (see :func:`ingest_interactions`)
+    method: str = "in_stream"
     #: true when a 64-bit row-hash collision was found and the exact fallback pass ran
     exact_fallback: bool = False
 
@@ -606,7 +608,13 @@ def ingest_interactions(
     accepted = {ann.file_idx: int(per_file[ann.file_idx + 1]) for ann in files}
     n_accepted = len(file_idx)
     del file_idx
-    result = InteractionsResult(written=0, accepted=accepted, duplicates={}, rejected_files=rejected_files)
+    result = InteractionsResult(
+        written=0,
+        accepted=accepted,
+        duplicates={},
+        rejected_files=rejected_files,
+        method="in_stream" if in_stream else "two_pass",
+    )
     if not in_stream:
         drop = _later_copies(_repeated_hash_rows(rows))
         rows.filter(~pl.col("__pos").is_in(drop["__pos"].implode())).select(Columns.Interactions).sink_parquet(

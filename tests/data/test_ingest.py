@@ -272,6 +272,7 @@ def test_matches_an_independent_in_memory_reading(tmp_path: Path, events_csv: Pa
     assert got.equals(expected)
     assert [f["duplicates"] for f in s["files"]] == per_file == [1, 4]
     assert s["totals"]["interactions"] == expected.height
+    assert s["deduplication"] == {"method": dedup_path, "hash_collision_recheck": False}
 
 
 def test_row_hash_collisions_fall_back_to_exact_comparison(
@@ -289,6 +290,8 @@ def test_row_hash_collisions_fall_back_to_exact_comparison(
     expected, per_file = _reference_interactions([events_csv, second])
     assert pl.read_parquet(cfg.stage_dir("ingest") / "interactions.parquet").equals(expected)
     assert [f["duplicates"] for f in s["files"]] == per_file
+    # the two-pass path compares candidate rows column by column anyway: no recheck needed
+    assert s["deduplication"]["hash_collision_recheck"] == (dedup_path == "in_stream")
 
 
 def test_parse_plan_streams(tmp_path: Path, events_csv: Path) -> None:
