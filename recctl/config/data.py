@@ -61,13 +61,61 @@ def _check_timezone(value: str) -> str:
     return value
 
 
-class InteractionSource(BaseConfig):
-    """One source of raw interaction events (views, clicks, carts, purchases, ratings)."""
+class FileSource(BaseConfig):
+    """How to open a source's raw files: location, format, compression, text layout."""
 
     path: str | list[str] = Field(description="File, list of files, or glob(s); relative to the config file.")
     format: FileFormat = "auto"
-    delimiter: str | None = Field(default=None, description="CSV delimiter; default by format (`,` or tab).")
+    delimiter: str | None = Field(
+        default=None,
+        description="CSV delimiter; default by format (`,` or tab). Several characters (MovieLens' `::`) work too.",
+    )
     encoding: Literal["utf8", "utf8-lossy", "latin1", "cp1252"] = "utf8"
+    has_header: bool = Field(
+        default=True, description="false: the first line is data; columns are `column_1`, ... or `column_names`."
+    )
+    column_names: list[str] | None = Field(
+        default=None, description="Names for the columns, in order (a headerless file, or to replace the header)."
+    )
+    skip_lines: int = Field(default=0, ge=0, description="Lines to skip before the header (a title or preamble).")
+    quote_char: str | None = Field(default='"', description="CSV quote character; null when the file has no quoting.")
+    null_values: list[str] = Field(
+        default_factory=list,
+        description="Raw strings read as missing (empty strings always are), e.g. ['NULL', 'nan'].",
+    )
+    decimal_comma: bool = Field(default=False, description="Numbers are written `1.234,5` (a European export).")
+    normalize_numeric_ids: bool = Field(
+        default=True, description="Read ids such as `17850.0` (a float export of an integer id) as `17850`."
+    )
+    on_error: ErrorPolicy = "quarantine"
+
+    @field_validator("path")
+    @classmethod
+    def _non_empty(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError("give at least one file or glob")
+        return value
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(c in value for c in '\r\n"')):
+            raise ValueError(
+                f"{value!r} cannot separate columns; give one or more characters other than a newline or quote"
+            )
+        return value
+
+    @field_validator("quote_char")
+    @classmethod
+    def _quote(cls, value: str | None) -> str | None:
+        if value is not None and len(value) != 1:
+            raise ValueError(f"quote_char must be one character or null, got {value!r}")
+        return value
+
+
+class InteractionSource(FileSource):
+    """One source of raw interaction events (views, clicks, carts, purchases, ratings)."""
+
     columns: InteractionColumns
     timestamp_format: str = Field(
         default="auto",
@@ -81,36 +129,16 @@ class InteractionSource(BaseConfig):
     value_rule: ValueRule | None = None
     cancellations: CancellationRule | None = None
     require: list[RowCheck] = Field(default_factory=list, description="Extra row checks, e.g. a positive price.")
-    null_values: list[str] = Field(
-        default_factory=list,
-        description="Raw strings read as missing (empty strings always are), e.g. ['NULL', 'nan'].",
-    )
-    decimal_comma: bool = Field(default=False, description="Numbers are written `1.234,5` (a European export).")
-    normalize_numeric_ids: bool = Field(
-        default=True, description="Read ids such as `17850.0` (a float export of an integer id) as `17850`."
-    )
-    on_error: ErrorPolicy = "quarantine"
 
     @field_validator("timezone")
     @classmethod
     def _tz(cls, value: str) -> str:
         return _check_timezone(value)
 
-    @field_validator("path")
-    @classmethod
-    def _non_empty(cls, value: str | list[str]) -> str | list[str]:
-        if isinstance(value, list) and not value:
-            raise ValueError("give at least one file or glob")
-        return value
 
-
-class TableSource(BaseConfig):
+class TableSource(FileSource):
     """A catalogue (items) or user-attribute file: an id column plus attribute columns."""
 
-    path: str | list[str]
-    format: FileFormat = "auto"
-    delimiter: str | None = None
-    encoding: Literal["utf8", "utf8-lossy", "latin1", "cp1252"] = "utf8"
     id_column: str = Field(description="Raw column holding the item (or user) id.")
     columns: dict[str, str] = Field(
         default_factory=dict,
@@ -123,10 +151,6 @@ class TableSource(BaseConfig):
             "or per attribute the most frequent non-empty value (`mode`)."
         ),
     )
-    null_values: list[str] = Field(default_factory=list, description="Raw strings read as missing.")
-    decimal_comma: bool = Field(default=False, description="Numbers are written `1.234,5` (a European export).")
-    normalize_numeric_ids: bool = Field(default=True, description="Read ids such as `17850.0` as `17850`.")
-    on_error: ErrorPolicy = "quarantine"
 
 
 class DataConfig(BaseConfig):

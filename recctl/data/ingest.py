@@ -38,8 +38,8 @@ import polars as pl
 
 from recctl.artifacts import sha256_file
 from recctl.columns import Columns
-from recctl.config.data import InteractionSource, TableSource
-from recctl.data.readers import ROW, detect_format, prepare_file, require_columns, scan_file
+from recctl.config.data import FileSource, InteractionSource, TableSource
+from recctl.data.readers import ROW, detect_format, prepare_file, require_columns, scan_delimiter, scan_file
 from recctl.data.timestamps import UTC_DATETIME, parse_timestamp
 from recctl.errors import DataError
 
@@ -223,6 +223,22 @@ def map_values(raw: pl.Expr, mapping: dict[Any, str]) -> pl.Expr:
     return pl.lit(None, pl.String) if chain is pl else chain.otherwise(pl.lit(None, pl.String))
 
 
+def scan_source(prepared: Path, fmt: str, src: FileSource, shown: Path | None = None) -> pl.LazyFrame:
+    """Scan a prepared copy (:func:`~recctl.data.readers.prepare_file`) of ``shown`` with its source's layout."""
+    return scan_file(
+        prepared,
+        shown=shown,
+        fmt=fmt,
+        delimiter=src.delimiter,
+        encoding=src.encoding,
+        null_values=src.null_values,
+        has_header=src.has_header,
+        column_names=src.column_names,
+        skip_lines=src.skip_lines,
+        quote_char=src.quote_char,
+    )
+
+
 def _check_types(path: Path, schema: dict[str, pl.DataType], columns: dict[str, str]) -> None:
     for key, column in columns.items():
         dtype = schema[column]
@@ -269,8 +285,8 @@ def annotate_file(
         If the file cannot be read or lacks a mapped column.
     """
     fmt = detect_format(path, src.format)
-    prepared = prepare_file(path, fmt, src.encoding, tmp_dir)
-    lf = scan_file(prepared, fmt=fmt, delimiter=src.delimiter, encoding=src.encoding, null_values=src.null_values)
+    prepared = prepare_file(path, fmt, src.encoding, tmp_dir, delimiter=src.delimiter)
+    lf = scan_source(prepared, fmt, src, shown=path)
     cols = src.columns
     wanted = {f"{key}.columns.{name}": raw for name, raw in cols.model_dump().items() if raw is not None}
     if src.cancellations is not None and src.cancellations.column:
@@ -287,7 +303,9 @@ def annotate_file(
     except (pl.exceptions.PolarsError, OSError) as exc:
         from recctl.data.readers import diagnose
 
-        raise diagnose(path, fmt, src.encoding, exc, delimiter=src.delimiter) from exc
+        raise diagnose(
+            path, fmt, src.encoding, exc, delimiter=scan_delimiter(src.delimiter, fmt), read_from=prepared
+        ) from exc
     return AnnotatedFile(
         path=path,
         prepared=prepared,
@@ -458,10 +476,7 @@ class AnnotatedFile:
 
     def scan(self) -> pl.LazyFrame:
         """A fresh lazy scan of the whole (prepared) file, with the 1-based :data:`ROW` column."""
-        src = self.src
-        return scan_file(
-            self.prepared, fmt=self.fmt, delimiter=src.delimiter, encoding=src.encoding, null_values=src.null_values
-        )
+        return scan_source(self.prepared, self.fmt, self.src, shown=self.path)
 
     def views(self, frame: pl.LazyFrame | None = None) -> tuple[pl.LazyFrame, pl.LazyFrame]:
         """Lazy ``(accepted, rejected)`` views of ``frame`` (rows of :meth:`scan`), or of the whole file."""
@@ -692,7 +707,14 @@ def _read_failure(files: list[AnnotatedFile], exc: BaseException) -> DataError:
             break
     if culprit is None:
         return DataError(f"cannot read the interaction files: {exc}")
-    return diagnose(culprit.path, culprit.fmt, culprit.src.encoding, exc, delimiter=culprit.src.delimiter)
+    return diagnose(
+        culprit.path,
+        culprit.fmt,
+        culprit.src.encoding,
+        exc,
+        delimiter=scan_delimiter(culprit.src.delimiter, culprit.fmt),
+        read_from=culprit.prepared,
+    )
 
 
 def rejected_counts(path: Path) -> dict[str, int]:
@@ -855,11 +877,9 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
     frames, stats, rejects = [], [], []
     for path in expand_paths(src.path, resolve, f"{key}.path"):
         fmt = detect_format(path, src.format)
-        prepared = prepare_file(path, fmt, src.encoding, tmp_dir)
+        prepared = prepare_file(path, fmt, src.encoding, tmp_dir, delimiter=src.delimiter)
         try:
-            lf = scan_file(
-                prepared, fmt=fmt, delimiter=src.delimiter, encoding=src.encoding, null_values=src.null_values
-            )
+            lf = scan_source(prepared, fmt, src, shown=path)
             wanted = {f"{key}.id_column": src.id_column}
             wanted.update({f"{key}.columns.{name}": raw for name, raw in src.columns.items()})
             schema = require_columns(lf, path, wanted, fmt=fmt, delimiter=src.delimiter)
@@ -882,7 +902,9 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
                     selected, exclude=(ROW, id_name, BAD_VALUE), decimal_comma=src.decimal_comma
                 )
         except (pl.exceptions.PolarsError, OSError) as exc:
-            raise diagnose(path, fmt, src.encoding, exc, delimiter=src.delimiter) from exc
+            raise diagnose(
+            path, fmt, src.encoding, exc, delimiter=scan_delimiter(src.delimiter, fmt), read_from=prepared
+        ) from exc
         stat = FileStats(
             path=str(path), source=key, policy=src.on_error, read=selected.height, sha256=sha256_file(path)
         )

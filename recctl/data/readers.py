@@ -1,4 +1,4 @@
-"""Open raw files lazily (CSV/TSV, optionally gzip, Parquet, JSON Lines) with clear errors.
+"""Open raw files lazily (CSV/TSV, Parquet, JSON Lines; gzip, bz2, xz or zip) with clear errors.
 
 Every reader returns a ``polars.LazyFrame`` with a 1-based row number column (:data:`ROW`), so
 rejected rows can be traced back to the file. CSV files are read with every column as text:
@@ -12,14 +12,16 @@ line and turn the failure into a :class:`~recctl.errors.DataError` that says wha
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import csv
 import difflib
 import glob
 import gzip
 import json
-import shutil
-from collections.abc import Callable, Iterable
+import lzma
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -33,15 +35,22 @@ __all__ = [
     "expand_paths",
     "prepare_file",
     "require_columns",
+    "scan_delimiter",
     "scan_file",
 ]
 
 #: name of the row-number column added to every scan (1-based data row, header excluded)
 ROW = "__row"
 _POLARS_ERRORS = (pl.exceptions.PolarsError, OSError)
+#: what a several-character delimiter (MovieLens' ``::``) becomes in the prepared copy: the
+#: ASCII unit separator, which no export uses as data
+_UNIT_SEPARATOR = "\x1f"
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zip")
+_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz", b"PK\x03\x04": "zip"}
 _EXTENSIONS = {
     ".csv": "csv",
     ".txt": "csv",
+    ".dat": "csv",
     ".tsv": "tsv",
     ".tab": "tsv",
     ".parquet": "parquet",
@@ -88,7 +97,7 @@ def expand_paths(spec: str | list[str], resolve: Callable[[str], Path], key: str
 def detect_format(path: Path, declared: str = "auto") -> str:
     """Return ``csv``, ``tsv``, ``parquet`` or ``jsonl`` from ``declared`` or the file extension.
 
-    A trailing ``.gz`` is ignored (``events.csv.gz`` is CSV).
+    A trailing compression suffix is ignored (``events.csv.gz`` and ``ratings.dat.zip`` are CSV).
 
     Raises
     ------
@@ -98,7 +107,7 @@ def detect_format(path: Path, declared: str = "auto") -> str:
     if declared != "auto":
         return declared
     suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
+    if suffixes and suffixes[-1] in _COMPRESSED:
         suffixes = suffixes[:-1]
     if suffixes and suffixes[-1] in _EXTENSIONS:
         return _EXTENSIONS[suffixes[-1]]
@@ -111,45 +120,103 @@ def detect_format(path: Path, declared: str = "auto") -> str:
     )
 
 
-def _is_gzip(path: Path) -> bool:
+def _compression(path: Path) -> str | None:
+    """``gzip``, ``bz2``, ``xz`` or ``zip`` from the file's first bytes (not its name), else None."""
     with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
+        head = fh.read(6)
+    return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
 
 
-def prepare_file(path: Path, fmt: str, encoding: str, tmp_dir: Path) -> Path:
-    """Return a path polars can scan with bounded memory: gzip decompressed, text transcoded to UTF-8.
+def scan_delimiter(delimiter: str | None, fmt: str) -> str:
+    """The one-character separator polars scans the prepared copy with (see :func:`prepare_file`)."""
+    sep = delimiter or ("\t" if fmt == "tsv" else ",")
+    return sep if len(sep) == 1 else _UNIT_SEPARATOR
 
-    Decompression and transcoding stream through a temporary file in ``tmp_dir`` (1 MiB at a
-    time), so a large ``.csv.gz`` never has to fit in memory.
+
+def _open_decompressed(path: Path, kind: str | None):  # noqa: ANN202
+    if kind == "gzip":
+        return gzip.open(path, "rb")
+    if kind == "bz2":
+        return bz2.open(path, "rb")
+    if kind == "xz":
+        return lzma.open(path, "rb")
+    if kind == "zip":
+        archive = zipfile.ZipFile(path)
+        members = [m for m in archive.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")]
+        if len(members) != 1:
+            names = ", ".join(m.filename for m in members[:10]) or "nothing"
+            raise DataError(
+                f"{path}: a zip archive must hold exactly one file to read, it holds {len(members)} ({names}); "
+                "unzip it and point the config at the file you mean."
+            )
+        return archive.open(members[0])
+    return open(path, "rb")
+
+
+def _replace_delimiter(chunks: Iterable[bytes], delimiter: bytes, replacement: bytes) -> Iterator[bytes]:
+    """Stream ``chunks`` with every ``delimiter`` replaced, including one split across two chunks."""
+    pending = b""
+    for chunk in chunks:
+        data = (pending + chunk).replace(delimiter, replacement)
+        # no whole delimiter is left; a tail that starts one waits for the next chunk
+        hold = next((k for k in range(len(delimiter) - 1, 0, -1) if data.endswith(delimiter[:k])), 0)
+        pending = data[len(data) - hold :]
+        yield data[: len(data) - hold]
+    if pending:
+        yield pending
+
+
+def prepare_file(path: Path, fmt: str, encoding: str, tmp_dir: Path, *, delimiter: str | None = None) -> Path:
+    """Return a path polars can scan with bounded memory: decompressed, UTF-8, one-character delimiter.
+
+    gzip, bz2, xz and single-file zip archives (recognised by their first bytes) are
+    decompressed, latin1/cp1252 text is transcoded, and a delimiter of several characters
+    (``::``) becomes :func:`scan_delimiter`'s one character. All of it streams through a
+    temporary file in ``tmp_dir`` (1 MiB at a time), so a large archive never has to fit in memory.
 
     Raises
     ------
     DataError
-        If the file is empty, or a gzip file is corrupt.
+        If the file is empty, an archive is corrupt, or a zip holds several files.
     """
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty (0 bytes); export it again or remove it from the config.")
-    gz = _is_gzip(path)
-    transcode = fmt in ("csv", "tsv", "jsonl") and encoding in ("latin1", "cp1252")
-    if not gz and not transcode:
+    kind = _compression(path)
+    text = fmt in ("csv", "tsv", "jsonl")
+    transcode = text and encoding in ("latin1", "cp1252")
+    multi = fmt in ("csv", "tsv") and delimiter is not None and len(delimiter) > 1
+    if kind is None and not transcode and not multi:
         return path
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    target = tmp_dir / f"{len(list(tmp_dir.iterdir()))}-{path.name.removesuffix('.gz')}"
-    opener = gzip.open if gz else open
+    name = path.name
+    for suffix in _COMPRESSED:
+        name = name.removesuffix(suffix)
+    target = tmp_dir / f"{len(list(tmp_dir.iterdir()))}-{name}"
     try:
-        with opener(path, "rb") as src, open(target, "wb") as dst:
+        with _open_decompressed(path, kind) as src, open(target, "wb") as dst:
+            chunks: Iterable[bytes] = iter(lambda: src.read(1 << 20), b"")
             if transcode:
                 decoder = codecs.getincrementaldecoder(encoding)()
-                for chunk in iter(lambda: src.read(1 << 20), b""):
-                    dst.write(decoder.decode(chunk).encode("utf-8"))
-                dst.write(decoder.decode(b"", final=True).encode("utf-8"))
-            else:
-                shutil.copyfileobj(src, dst, 1 << 20)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: not a readable gzip file ({exc}); check the download or export it again.") from exc
+                decoded = (decoder.decode(chunk).encode("utf-8") for chunk in chunks)
+                chunks = _chain(decoded, lambda: decoder.decode(b"", final=True).encode("utf-8"))
+            if multi:
+                chunks = _replace_delimiter(chunks, delimiter.encode("utf-8"), _UNIT_SEPARATOR.encode())
+            for chunk in chunks:
+                dst.write(chunk)
+    except (OSError, EOFError, gzip.BadGzipFile, lzma.LZMAError, zipfile.BadZipFile) as exc:
+        raise DataError(
+            f"{path}: not a readable {kind or 'text'} file ({exc}); check the download or export it again."
+        ) from exc
     if target.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty once decompressed; export it again or remove it from the config.")
     return target
+
+
+def _chain(chunks: Iterable[bytes], last: Callable[[], bytes]) -> Iterator[bytes]:
+    yield from chunks
+    tail = last()
+    if tail:
+        yield tail
 
 
 def scan_file(
@@ -159,8 +226,11 @@ def scan_file(
     delimiter: str | None = None,
     encoding: str = "utf8",
     null_values: Iterable[str] = (),
-    skip_rows: int = 0,
-    n_rows: int | None = None,
+    has_header: bool = True,
+    column_names: list[str] | None = None,
+    skip_lines: int = 0,
+    quote_char: str | None = '"',
+    shown: Path | None = None,
 ) -> pl.LazyFrame:
     """Scan one (prepared) file lazily with a 1-based :data:`ROW` column.
 
@@ -171,43 +241,54 @@ def scan_file(
     fmt
         ``csv``, ``tsv``, ``parquet`` or ``jsonl``.
     delimiter
-        CSV delimiter (default ``,`` for csv, tab for tsv).
+        CSV delimiter as configured (default ``,`` for csv, tab for tsv); one of several
+        characters was replaced in the prepared copy (:func:`scan_delimiter`).
     encoding
         ``utf8-lossy`` replaces invalid bytes; anything else has been transcoded already.
     null_values
         Extra strings read as missing in CSV files (empty strings always are).
-    skip_rows, n_rows
-        CSV only: read data rows ``skip_rows + 1 .. skip_rows + n_rows`` (row numbers stay those
-        of the whole file), for reading a large file in bounded chunks.
+    has_header, column_names, skip_lines, quote_char
+        CSV layout: a headerless file's columns are ``column_1``, ... unless ``column_names``
+        names them; ``skip_lines`` lines come before the header; ``quote_char`` None for files
+        without quoting (always so with a several-character delimiter).
+    shown
+        The user's file, named in messages when ``path`` is a prepared copy.
 
     Raises
     ------
     DataError
         If the file is not of the stated format (checked on the header / footer only).
     """
+    name = shown or path
     if fmt in ("csv", "tsv"):
-        sep = delimiter or ("\t" if fmt == "tsv" else ",")
-        if len(sep) != 1:
-            raise DataError(f"{path}: delimiter must be one character, got {sep!r}.")
+        sep = scan_delimiter(delimiter, fmt)
         try:
             lf = pl.scan_csv(
                 path,
                 separator=sep,
+                has_header=has_header,
+                skip_lines=skip_lines,
+                quote_char=None if sep == _UNIT_SEPARATOR else quote_char,
                 infer_schema=False,
                 null_values=list(null_values) or None,
                 encoding="utf8-lossy" if encoding == "utf8-lossy" else "utf8",
                 row_index_name=ROW,
-                row_index_offset=1 + skip_rows,
-                skip_rows_after_header=skip_rows,
-                n_rows=n_rows,
+                row_index_offset=1,
                 glob=False,
                 raise_if_empty=True,
             )
-            lf.collect_schema()
+            found = [c for c in lf.collect_schema() if c != ROW]
         except pl.exceptions.NoDataError as exc:
-            raise DataError(f"{path}: the file is empty (no header row); export it again with a header.") from exc
+            raise DataError(f"{name}: the file is empty (no header row); export it again with a header.") from exc
         except _POLARS_ERRORS as exc:
-            raise diagnose(path, fmt, encoding, exc, delimiter=sep) from exc
+            raise diagnose(name, fmt, encoding, exc, delimiter=sep, read_from=path) from exc
+        if column_names is not None:
+            if len(column_names) != len(found):
+                raise DataError(
+                    f"{name}: column_names gives {len(column_names)} names but the file has {len(found)} columns "
+                    f"(split on {delimiter or sep!r}); give one name per column, in order."
+                )
+            lf = lf.rename(dict(zip(found, column_names, strict=True)))
         return lf
     if fmt == "parquet":
         with open(path, "rb") as fh:
@@ -216,23 +297,23 @@ def scan_file(
             tail = fh.read(4)
         if head != b"PAR1" or tail != b"PAR1":
             raise DataError(
-                f"{path}: not a Parquet file (no 'PAR1' magic bytes at its start and end); "
+                f"{name}: not a Parquet file (no 'PAR1' magic bytes at its start and end); "
                 "check the file, or set `format:` if it is CSV or JSON Lines."
             )
         try:
             lf = pl.scan_parquet(path, row_index_name=ROW, row_index_offset=1, glob=False)
             lf.collect_schema()
         except _POLARS_ERRORS as exc:
-            raise DataError(f"{path}: unreadable Parquet file ({_first_line(exc)}); export it again.") from exc
+            raise DataError(f"{name}: unreadable Parquet file ({_first_line(exc)}); export it again.") from exc
         return lf
     if fmt == "jsonl":
         try:
             lf = pl.scan_ndjson(path, row_index_name=ROW, row_index_offset=1, infer_schema_length=10_000)
             lf.collect_schema()
         except _POLARS_ERRORS as exc:
-            raise diagnose(path, fmt, encoding, exc) from exc
+            raise diagnose(name, fmt, encoding, exc, read_from=path) from exc
         return lf
-    raise DataError(f"{path}: unknown format '{fmt}'; use csv, tsv, parquet or jsonl.")
+    raise DataError(f"{name}: unknown format '{fmt}'; use csv, tsv, parquet or jsonl.")
 
 
 def require_columns(
@@ -263,7 +344,7 @@ def require_columns(
             f"the file has: {', '.join(have[:30])}."
         )
         if fmt in ("csv", "tsv") and len(have) == 1:
-            guess = next((d for d in (";", "\t", "|", ",") if d in have[0] and d != (delimiter or ",")), None)
+            guess = next((d for d in ("::", ";", "\t", "|", ",") if d in have[0] and d != (delimiter or ",")), None)
             if guess is not None:
                 shown = "\\t" if guess == "\t" else guess
                 msg += f" The header looks '{shown}'-delimited: set `delimiter: \"{shown}\"` for this source."
@@ -271,31 +352,43 @@ def require_columns(
     return schema
 
 
-def diagnose(path: Path, fmt: str, encoding: str, exc: BaseException, *, delimiter: str | None = None) -> DataError:
+def diagnose(
+    path: Path,
+    fmt: str,
+    encoding: str,
+    exc: BaseException,
+    *,
+    delimiter: str | None = None,
+    read_from: Path | None = None,
+) -> DataError:
     """Turn a polars read failure into a :class:`DataError` that names the line and the fix.
 
     Only runs on the error path: it re-reads the file in Python to locate the first bad line.
+    Messages name ``path`` (the user's file); ``read_from`` is the copy polars actually read
+    (decompressed, transcoded, delimiter replaced; see :func:`prepare_file`) and ``delimiter``
+    the one-character separator of that copy.
     """
+    inspected = read_from or path
     text = _first_line(exc)
     if "utf-8" in text.lower() or "utf8" in text.lower():
-        line = _first_bad_utf8_line(path)
+        line = _first_bad_utf8_line(inspected)
         where = f" at line {line}" if line else ""
         return DataError(
             f"{path}: not valid UTF-8{where}; set `encoding:` to latin1 or cp1252 for this source "
             "(or utf8-lossy to replace the bad bytes)."
         )
     if fmt == "jsonl":
-        if _starts_with(path, b"["):
+        if _starts_with(inspected, b"["):
             return DataError(
                 f"{path}: this is a JSON array, not JSON Lines; write one JSON object per line "
                 "(e.g. `jq -c '.[]' file.json > file.jsonl`)."
             )
-        line, problem = _first_bad_json_line(path)
+        line, problem = _first_bad_json_line(inspected)
         if line:
             return DataError(f"{path}: line {line} is not valid JSON ({problem}); fix or remove that line.")
         return DataError(f"{path}: unreadable JSON Lines file ({text}); one JSON object per line is expected.")
     if fmt in ("csv", "tsv"):
-        line, problem = _first_ragged_line(path, delimiter or ",")
+        line, problem = _first_ragged_line(inspected, delimiter or ",")
         if line:
             return DataError(
                 f"{path}: line {line} {problem}; check `delimiter:` and quoting of this source, or fix that line."

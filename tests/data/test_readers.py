@@ -27,8 +27,9 @@ def test_detect_format_by_extension(name: str, fmt: str) -> None:
 
 def test_detect_format_unknown_extension_says_what_to_set() -> None:
     with pytest.raises(DataError, match="set `format:`"):
-        detect_format(Path("events.dat"))
-    assert detect_format(Path("events.dat"), "tsv") == "tsv"
+        detect_format(Path("events.bin"))
+    assert detect_format(Path("events.bin"), "tsv") == "tsv"
+    assert detect_format(Path("ratings.dat")) == "csv" and detect_format(Path("events.csv.bz2")) == "csv"
 
 
 def test_expand_paths_glob_sorted_and_deduplicated(tmp_path: Path) -> None:

@@ -1,0 +1,185 @@
+"""Raw file layouts read through a config alone: MovieLens-1M `.dat` files (no header, `::`,
+latin-1), archives (zip, bz2, xz), a preamble before the header, and the errors around them."""
+
+from __future__ import annotations
+
+import bz2
+import json
+import lzma
+import zipfile
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from recctl.cli.main import app
+from recctl.columns import Columns
+from recctl.data.readers import _replace_delimiter, prepare_file
+from recctl.errors import DataError
+from recctl.stages.ingest import run_ingest
+from tests.data.conftest import EVENTS_HEADER, make_config, shop_source
+
+runner = CliRunner()
+
+RATINGS_DAT = [
+    "1::1193::5::978300760",
+    "1::661::3::978302109",
+    "2::1193::4::978298413",
+    "2::3408::2::978300275",
+    "3::1193::5::978300760",
+    "3::xx::5::978300760",  # a broken movie id is still an id; the bad timestamp below is not
+    "4::661::4::not-a-time",
+]
+MOVIES_DAT = [
+    "1193::One Flew Over the Cuckoo's Nest (1975)::Drama",
+    "661::James and the Giant Peach (1996)::Animation|Children's|Musical",
+    "3408::Erin Brockovich (2000)::Drama",
+    "9999::Am\u00e9lie (2001)::Comedy|Romance",  # latin-1 on disk, like the real movies.dat
+]
+
+
+@pytest.fixture
+def movielens_1m(tmp_path: Path) -> Path:
+    (tmp_path / "ratings.dat").write_text("\n".join(RATINGS_DAT) + "\n", encoding="utf-8")
+    (tmp_path / "movies.dat").write_bytes(("\n".join(MOVIES_DAT) + "\n").encode("latin-1"))
+    return tmp_path
+
+
+def _ml1m_config(root: Path) -> dict:
+    return {
+        "workdir": str(root / "work"),
+        "data": {
+            "interactions": {
+                "path": "ratings.dat",
+                "delimiter": "::",
+                "has_header": False,
+                "column_names": ["UserID", "MovieID", "Rating", "Timestamp"],
+                "columns": {"user_id": "UserID", "item_id": "MovieID", "timestamp": "Timestamp", "value": "Rating"},
+                "timestamp_format": "epoch_s",
+                "value_rule": {"min_value": 4, "event": "liked", "below": "rated"},
+            },
+            "items": {
+                "path": "movies.dat",
+                "delimiter": "::",
+                "has_header": False,
+                "encoding": "latin1",
+                "column_names": ["MovieID", "Title", "Genres"],
+                "id_column": "MovieID",
+            },
+        },
+        "models": {"pop": {"kind": "popularity"}},
+    }
+
+
+def test_movielens_1m_dat_files_from_config_alone(movielens_1m: Path) -> None:
+    config = movielens_1m / "config.yaml"
+    config.write_text(yaml.safe_dump(_ml1m_config(movielens_1m)))
+    result = runner.invoke(app, ["ingest", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)["summary"]
+    assert summary["totals"] == {**summary["totals"], "read": 7, "accepted": 6, "rejected": 1}
+    assert summary["rejected_by_reason"] == {"bad_timestamp": 1}
+    out = movielens_1m / "work" / "ingest"
+    events = pl.read_parquet(out / "interactions.parquet")
+    assert events.row(0, named=True) == {
+        Columns.User: "1",
+        Columns.Item: "1193",
+        Columns.Event: "liked",
+        Columns.Timestamp: events[Columns.Timestamp][0],
+        Columns.Value: 5.0,
+    }
+    assert events[Columns.Timestamp][0].timestamp() == 978300760
+    assert events[Columns.Event].to_list() == ["liked", "rated", "liked", "rated", "liked", "liked"]
+    items = pl.read_parquet(out / "items.parquet")
+    amelie = items.filter(pl.col(Columns.Item) == "9999").row(0, named=True)
+    assert amelie["Title"] == "Am\u00e9lie (2001)" and amelie["Genres"] == "Comedy|Romance"
+    rejected = pl.read_parquet(out / "rejected.parquet")
+    assert rejected.select("row", "column", "value").row(0) == (7, "Timestamp", "not-a-time")
+
+
+def test_several_character_delimiter_split_across_chunks() -> None:
+    text = b"a::b:::c::::d::e:"
+    for cut in range(1, len(text)):
+        chunks = [text[:cut], text[cut:]]
+        assert b"".join(_replace_delimiter(chunks, b"::", b"|")) == text.replace(b"::", b"|"), cut
+    three = [text[i : i + 1] for i in range(len(text))]  # one byte at a time
+    assert b"".join(_replace_delimiter(three, b":::", b"|")) == text.replace(b":::", b"|")
+
+
+def test_wrong_number_of_column_names(movielens_1m: Path) -> None:
+    raw = _ml1m_config(movielens_1m)
+    raw["data"]["interactions"]["column_names"] = ["UserID", "MovieID", "Rating"]
+    raw["data"].pop("items")
+    cfg = make_config(movielens_1m, raw["data"]["interactions"])
+    with pytest.raises(DataError, match=r"ratings.dat: column_names gives 3 names but the file has 4 columns"):
+        run_ingest(cfg)
+
+
+def test_forgotten_double_colon_delimiter_is_named(movielens_1m: Path) -> None:
+    source = {"path": "ratings.dat", "columns": {"user_id": "a", "item_id": "b", "timestamp": "c"}}
+    with pytest.raises(DataError, match=r"set `delimiter: \"::\"`"):
+        run_ingest(make_config(movielens_1m, source))
+
+
+def _write_archive(kind: str, target: Path, name: str, data: bytes) -> Path:
+    if kind == "zip":
+        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(name, data)
+    else:
+        target.write_bytes((bz2.compress if kind == "bz2" else lzma.compress)(data))
+    return target
+
+
+@pytest.mark.parametrize("kind", ["zip", "bz2", "xz"])
+def test_archives_read_like_the_plain_file(tmp_path: Path, events_csv: Path, kind: str) -> None:
+    plain = run_ingest(make_config(tmp_path / "plain", shop_source(str(events_csv))))
+    archive = _write_archive(kind, tmp_path / f"events.csv.{kind}", "events.csv", events_csv.read_bytes())
+    packed = run_ingest(make_config(tmp_path / kind, shop_source(str(archive))))
+    assert packed.summary["totals"] == plain.summary["totals"]
+    read = [pl.read_parquet(tmp_path / d / "work" / "ingest" / "interactions.parquet") for d in ("plain", kind)]
+    assert read[0].equals(read[1])
+
+
+def test_zip_with_several_files_is_refused(tmp_path: Path) -> None:
+    with zipfile.ZipFile(tmp_path / "export.zip", "w") as archive:
+        archive.writestr("events.csv", EVENTS_HEADER)
+        archive.writestr("readme.txt", "hello")
+    with pytest.raises(
+        DataError, match=r"export.zip: a zip archive must hold exactly one file.*events.csv, readme.txt"
+    ):
+        prepare_file(tmp_path / "export.zip", "csv", "utf8", tmp_path / "scratch")
+
+
+def test_corrupt_archive_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "events.csv.bz2").write_bytes(b"BZh9 this is not bzip2 data at all")
+    config = tmp_path / "config.yaml"
+    raw = {
+        "workdir": "work",
+        "data": {"interactions": shop_source("events.csv.bz2")},
+        "models": {"p": {"kind": "popularity"}},
+    }
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["ingest", str(config)])
+    assert result.exit_code == 4
+    assert "events.csv.bz2: not a readable bz2 file" in result.stderr
+
+
+def test_preamble_lines_before_the_header(tmp_path: Path, events_csv: Path) -> None:
+    with_title = tmp_path / "report.csv"
+    with_title.write_text("Sales report, exported 2026-11-29\n\n" + events_csv.read_text())
+    plain = run_ingest(make_config(tmp_path / "plain", shop_source(str(events_csv))))
+    titled = run_ingest(make_config(tmp_path / "titled", shop_source(str(with_title), skip_lines=2)))
+    assert titled.summary["totals"] == plain.summary["totals"]
+    rows = [
+        pl.read_parquet(tmp_path / d / "work" / "ingest" / "rejected.parquet")["row"].sort().to_list()
+        for d in ("plain", "titled")
+    ]
+    assert rows[0] == rows[1]  # row numbers count data rows, whatever came before the header
+
+
+def test_bad_delimiter_and_quote_are_config_errors(tmp_path: Path) -> None:
+    for extra, message in (({"delimiter": "\n"}, "cannot separate columns"), ({"quote_char": "''"}, "quote_char")):
+        with pytest.raises(Exception, match=message):
+            make_config(tmp_path, shop_source(**extra))
