@@ -17,7 +17,13 @@ class InteractionColumns(BaseConfig):
 
     user_id: str
     item_id: str
-    timestamp: str
+    timestamp: str | None = Field(
+        default=None,
+        description=(
+            "Raw time column. Leave it out when the export has none (e.g. Book-Crossing): rows then "
+            "get file-order times, the first row of the first file the oldest."
+        ),
+    )
     event: str | None = Field(
         default=None, description="Raw event-type column; leave empty when every row is `default_event`."
     )

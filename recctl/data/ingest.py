@@ -59,6 +59,7 @@ __all__ = [
     "annotate_file",
     "check_policy",
     "estimate_rows",
+    "file_order_time",
     "float_ids",
     "infer_text_types",
     "ingest_interactions",
@@ -71,6 +72,8 @@ __all__ = [
 
 #: helper columns (never in outputs)
 BAD_VALUE, FILE_IDX, HASH, HASH2 = "__value", "__file", "__hash", "__hash2"
+#: microseconds between the file-order times of consecutive files (sources without a time column)
+_ORDER_STRIDE_US = 1 << 40
 #: seeds of the two independent 64-bit row hashes
 _HASH_SEEDS = (20260301, 20261129)
 #: largest expected row count de-duplicated inside the streaming pass; its hash table takes
@@ -256,6 +259,7 @@ def annotate_file(
     key: str,
     file_idx: int,
     tmp_dir: Path,
+    order: int | None = None,
 ) -> AnnotatedFile:
     """Scan one raw interaction file into lazy accepted rows and rejected rows (one shared scan).
 
@@ -271,6 +275,9 @@ def annotate_file(
         Index of the file in this ingest run (kept on the result).
     tmp_dir
         Where decompressed / transcoded copies may be written.
+    order
+        The file's place in the ingest history (default ``file_idx``); only used for the
+        file-order times of a source without a time column (:func:`file_order_time`).
 
     Returns
     -------
@@ -314,11 +321,27 @@ def annotate_file(
         file_idx=file_idx,
         schema=schema,
         float_ids=(float_user, float_item),
+        order=file_idx if order is None else order,
     )
 
 
+def file_order_time(order: int, row: pl.Expr) -> pl.Expr:
+    """The time given to a row of a source without a time column: its place in the ingest history.
+
+    ``1970-01-01 UTC + order * 2**40 + row`` microseconds: rows of one file are a microsecond
+    apart in file order, each later file (or appended batch) starts 2**40 us (12.7 days) later,
+    so "latest" and time-based splits follow the order the rows were exported and appended in.
+    """
+    return (pl.lit(order * _ORDER_STRIDE_US, pl.Int64) + row.cast(pl.Int64)).cast(UTC_DATETIME)
+
+
 def _annotate(
-    lf: pl.LazyFrame, schema: dict[str, pl.DataType], src: InteractionSource, float_ids: tuple[bool, bool]
+    lf: pl.LazyFrame,
+    schema: dict[str, pl.DataType],
+    src: InteractionSource,
+    float_ids: tuple[bool, bool],
+    *,
+    order: int = 0,
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Build the annotation in steps, each a plain projection, so every parse runs once per row.
 
@@ -359,8 +382,12 @@ def _annotate(
     parsed: dict[str, pl.Expr] = {
         Columns.User: _id(text(cols.user_id), schema[cols.user_id], float_ids[0]),
         Columns.Item: _id(text(cols.item_id), schema[cols.item_id], float_ids[1]),
-        Columns.Timestamp: parse_timestamp(
-            text(cols.timestamp), src.timestamp_format, src.timezone, schema[cols.timestamp], stripped=True
+        Columns.Timestamp: (
+            file_order_time(order, pl.col(ROW))
+            if cols.timestamp is None
+            else parse_timestamp(
+                text(cols.timestamp), src.timestamp_format, src.timezone, schema[cols.timestamp], stripped=True
+            )
         ),
     }
     if src.value_rule is None and cols.event is not None:
@@ -473,6 +500,8 @@ class AnnotatedFile:
     file_idx: int
     schema: dict[str, pl.DataType]
     float_ids: tuple[bool, bool]
+    #: position of the file in the whole ingest history (file-order times, see :func:`file_order_time`)
+    order: int = 0
 
     def scan(self) -> pl.LazyFrame:
         """A fresh lazy scan of the whole (prepared) file, with the 1-based :data:`ROW` column."""
@@ -480,7 +509,9 @@ class AnnotatedFile:
 
     def views(self, frame: pl.LazyFrame | None = None) -> tuple[pl.LazyFrame, pl.LazyFrame]:
         """Lazy ``(accepted, rejected)`` views of ``frame`` (rows of :meth:`scan`), or of the whole file."""
-        return _annotate(self.scan() if frame is None else frame, self.schema, self.src, self.float_ids)
+        return _annotate(
+            self.scan() if frame is None else frame, self.schema, self.src, self.float_ids, order=self.order
+        )
 
 
 @dataclass

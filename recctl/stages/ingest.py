@@ -162,6 +162,7 @@ def _read_interactions(
     progress: Progress | None,
     run: StageRun,
     previous: Path | None = None,
+    order_offset: int = 0,
 ) -> tuple[list[FileStats], list[Path]]:
     """Read every raw file once, write ``interactions.parquet``; return per-file stats and rejected-rows files.
 
@@ -170,7 +171,7 @@ def _read_interactions(
     """
     report(progress, "ingest: read files", 0, 1)
     annotated = [
-        annotate_file(path, src, key=key, file_idx=idx, tmp_dir=tmp / "raw")
+        annotate_file(path, src, key=key, file_idx=idx, tmp_dir=tmp / "raw", order=order_offset + idx)
         for idx, (src, key, path) in enumerate(files)
     ]
     result = ingest_interactions(annotated, run.dir / "interactions.parquet", tmp, previous=previous)
@@ -240,7 +241,15 @@ def _run_append(cfg: Config, paths: list[Path], tmp: Path, progress: Progress | 
         return prev
     inputs = [Path(r.path) for r in prev.inputs] + [p for _, _, p in new]
     with StageRun(cfg, "ingest", sections=["data"], inputs=list(dict.fromkeys(inputs))) as run:
-        stats, rejected = _read_interactions(new, tmp, progress, run, previous=prev_dir / "interactions.parquet")
+        # appended files come after every recorded batch (file-order times of sources without a time column)
+        stats, rejected = _read_interactions(
+            new,
+            tmp,
+            progress,
+            run,
+            previous=prev_dir / "interactions.parquet",
+            order_offset=len(prev.summary.get("batches", [])),
+        )
         for stat in stats:
             stat.source = "append"
         quarantined = [(str(p), rejected[i]) for i, (_, _, p) in enumerate(new) if src.on_error == "quarantine"]

@@ -183,3 +183,75 @@ def test_bad_delimiter_and_quote_are_config_errors(tmp_path: Path) -> None:
     for extra, message in (({"delimiter": "\n"}, "cannot separate columns"), ({"quote_char": "''"}, "quote_char")):
         with pytest.raises(Exception, match=message):
             make_config(tmp_path, shop_source(**extra))
+
+
+def _book_crossing(root: Path, n_users: int = 40, n_books: int = 25) -> Path:
+    """A Book-Crossing-style export: quoted, ';'-separated, latin-1, and no time column at all."""
+    lines = ['"User-ID";"ISBN";"Book-Rating"']
+    for u in range(n_users):
+        for b in range(n_books):
+            if (u * 7 + b * 3) % 5 < 2:
+                lines.append(f'"{u + 1}";"03{b:07d}";"{(u + b) % 11}"')
+    lines.append('"999";"";"5"')  # a row without a book
+    path = root / "BX-Book-Ratings.csv"
+    path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    return path
+
+
+def test_export_without_time_column_gets_file_order(tmp_path: Path) -> None:
+    path = _book_crossing(tmp_path)
+    source = {
+        "path": str(path),
+        "delimiter": ";",
+        "encoding": "latin1",
+        "columns": {"user_id": "User-ID", "item_id": "ISBN", "value": "Book-Rating"},
+        "value_rule": {"min_value": 6, "event": "liked", "below": "rated"},
+    }
+    manifest = run_ingest(make_config(tmp_path, source))
+    totals = manifest.summary["totals"]
+    assert totals["rejected"] == 1 and totals["read"] == totals["accepted"] + 1
+    events = pl.read_parquet(tmp_path / "work" / "ingest" / "interactions.parquet")
+    times = events[Columns.Timestamp]
+    # one microsecond apart in file order (row numbers start at 1)
+    assert times.is_sorted() and times.diff().drop_nulls().dt.total_microseconds().unique().to_list() == [1]
+    assert times[0].timestamp() == 1e-6
+    assert events[Columns.Item][0] == "030000000"  # leading zeros kept: ids are text
+
+
+def test_appended_batch_without_time_column_comes_later(tmp_path: Path) -> None:
+    path = _book_crossing(tmp_path)
+    source = {"path": str(path), "delimiter": ";", "columns": {"user_id": "User-ID", "item_id": "ISBN"}}
+    cfg = make_config(tmp_path, source)
+    run_ingest(cfg)
+    day2 = tmp_path / "day2.csv"
+    day2.write_text('"User-ID";"ISBN"\n"1";"0399999999"\n')
+    run_ingest(cfg, append=[day2])
+    events = pl.read_parquet(tmp_path / "work" / "ingest" / "interactions.parquet")
+    assert events.row(-1, named=True)[Columns.Item] == "0399999999"
+    assert events[Columns.Timestamp].is_sorted()  # the new batch is the latest
+
+
+def test_export_without_time_column_runs_the_pipeline(tmp_path: Path) -> None:
+    """Through the CLI: ingest, preprocess (time split on file order), train, evaluate, recommend, export."""
+    path = _book_crossing(tmp_path, n_users=60, n_books=30)
+    raw = {
+        "workdir": str(tmp_path / "work"),
+        "data": {
+            "interactions": {
+                "path": str(path),
+                "delimiter": ";",
+                "encoding": "latin1",
+                "columns": {"user_id": "User-ID", "item_id": "ISBN", "value": "Book-Rating"},
+            }
+        },
+        "preprocess": {"min_user_interactions": 1, "min_item_interactions": 1},
+        "models": {"pop": {"kind": "popularity"}},
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["run", str(config), "--skip", "tune", "--json"])
+    assert result.exit_code == 0, result.output
+    stages = {s["stage"]: s["status"] for s in json.loads(result.stdout)["stages"]}
+    assert {stages[name] for name in ("ingest", "preprocess", "train", "evaluate")} == {"ran"}
+    metrics = json.loads((tmp_path / "work" / "evaluate" / "metrics.json").read_text())
+    assert metrics  # evaluated on a split made from file order
