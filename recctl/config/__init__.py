@@ -231,12 +231,14 @@ def _check_files(cfg: Config, source: str) -> list[str]:
 
     sources = cfg.data.interaction_sources()
     for i, src in enumerate(sources):
-        key = (
-            "data.interactions.path"
+        base = (
+            "data.interactions"
             if len(sources) == 1 and not isinstance(cfg.data.interactions, list)
-            else f"data.interactions.{i}.path"
+            else f"data.interactions.{i}"
         )
-        check(key, src.path)
+        check(f"{base}.path", src.path)
+        for j, lookup in enumerate(src.lookups):
+            check(f"{base}.lookups.{j}.path", lookup.path)
     if cfg.data.items is not None:
         check("data.items.path", cfg.data.items.path)
     if cfg.data.users is not None:

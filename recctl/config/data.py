@@ -119,9 +119,27 @@ class FileSource(BaseConfig):
         return value
 
 
+class Lookup(FileSource):
+    """A table joined to each interaction row by a key, e.g. orders (order_id -> customer, time) for order lines."""
+
+    on: str = Field(description="Key column of the lookup table.")
+    left_on: str | None = Field(default=None, description="Key column of the interaction file (default: `on`).")
+    columns: list[str] | None = Field(
+        default=None, description="Lookup columns to bring in (default: all but the key)."
+    )
+
+
 class InteractionSource(FileSource):
     """One source of raw interaction events (views, clicks, carts, purchases, ratings)."""
 
+    lookups: list[Lookup] = Field(
+        default_factory=list,
+        description=(
+            "Tables joined in order by key before the columns are mapped (a normalised export: order lines, "
+            "orders, customers). Every interaction row is kept; a key without a match leaves the looked-up "
+            "columns empty."
+        ),
+    )
     columns: InteractionColumns
     timestamp_format: str = Field(
         default="auto",

@@ -28,7 +28,7 @@ Reject reasons, checked in this order (a row gets the first that applies):
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ import polars as pl
 from recctl.artifacts import sha256_file
 from recctl.columns import Columns
 from recctl.config.data import FileSource, InteractionSource, TableSource
+from recctl.data.lookups import JoinedLookup, apply_lookups, read_lookups
 from recctl.data.readers import ROW, detect_format, prepare_file, require_columns, scan_delimiter, scan_file
 from recctl.data.timestamps import UTC_DATETIME, parse_timestamp
 from recctl.errors import DataError
@@ -260,6 +261,7 @@ def annotate_file(
     file_idx: int,
     tmp_dir: Path,
     order: int | None = None,
+    resolve: Callable[[str], Path] | None = None,
 ) -> AnnotatedFile:
     """Scan one raw interaction file into lazy accepted rows and rejected rows (one shared scan).
 
@@ -278,6 +280,8 @@ def annotate_file(
     order
         The file's place in the ingest history (default ``file_idx``); only used for the
         file-order times of a source without a time column (:func:`file_order_time`).
+    resolve
+        ``cfg.resolve``, for the paths of the source's ``lookups`` (relative to the config).
 
     Returns
     -------
@@ -294,6 +298,12 @@ def annotate_file(
     fmt = detect_format(path, src.format)
     prepared = prepare_file(path, fmt, src.encoding, tmp_dir, delimiter=src.delimiter)
     lf = scan_source(prepared, fmt, src, shown=path)
+    joined: list[JoinedLookup] = []
+    if src.lookups:
+        joined = read_lookups(
+            src.lookups, lf, path, key=key, resolve=resolve or (lambda p: Path(p)), tmp_dir=tmp_dir
+        )
+        lf = apply_lookups(lf, joined)
     cols = src.columns
     wanted = {f"{key}.columns.{name}": raw for name, raw in cols.model_dump().items() if raw is not None}
     if src.cancellations is not None and src.cancellations.column:
@@ -322,6 +332,7 @@ def annotate_file(
         schema=schema,
         float_ids=(float_user, float_item),
         order=file_idx if order is None else order,
+        lookups=joined,
     )
 
 
@@ -502,10 +513,12 @@ class AnnotatedFile:
     float_ids: tuple[bool, bool]
     #: position of the file in the whole ingest history (file-order times, see :func:`file_order_time`)
     order: int = 0
+    #: the source's lookup tables, joined onto every scan
+    lookups: list[JoinedLookup] = field(default_factory=list)
 
     def scan(self) -> pl.LazyFrame:
-        """A fresh lazy scan of the whole (prepared) file, with the 1-based :data:`ROW` column."""
-        return scan_source(self.prepared, self.fmt, self.src, shown=self.path)
+        """A fresh lazy scan of the (prepared) file, lookups joined, with the 1-based :data:`ROW` column."""
+        return apply_lookups(scan_source(self.prepared, self.fmt, self.src, shown=self.path), self.lookups)
 
     def views(self, frame: pl.LazyFrame | None = None) -> tuple[pl.LazyFrame, pl.LazyFrame]:
         """Lazy ``(accepted, rejected)`` views of ``frame`` (rows of :meth:`scan`), or of the whole file."""

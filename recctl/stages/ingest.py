@@ -69,10 +69,14 @@ def _configured_files(cfg: Config) -> list[tuple[InteractionSource, str, Path]]:
 
 
 def _table_files(cfg: Config) -> list[Path]:
+    """Catalogue, user and lookup files: inputs whose change must re-run ingest."""
     paths = []
     for key, src in (("data.items", cfg.data.items), ("data.users", cfg.data.users)):
         if src is not None:
             paths.extend(expand_paths(src.path, cfg.resolve, f"{key}.path"))
+    for i, src in enumerate(cfg.data.interaction_sources()):
+        for j, lookup in enumerate(src.lookups):
+            paths.extend(expand_paths(lookup.path, cfg.resolve, f"{_source_key(cfg, i)}.lookups.{j}.path"))
     return paths
 
 
@@ -171,7 +175,9 @@ def _read_interactions(
     """
     report(progress, "ingest: read files", 0, 1)
     annotated = [
-        annotate_file(path, src, key=key, file_idx=idx, tmp_dir=tmp / "raw", order=order_offset + idx)
+        annotate_file(
+            path, src, key=key, file_idx=idx, tmp_dir=tmp / "raw", order=order_offset + idx, resolve=run.cfg.resolve
+        )
         for idx, (src, key, path) in enumerate(files)
     ]
     result = ingest_interactions(annotated, run.dir / "interactions.parquet", tmp, previous=previous)
