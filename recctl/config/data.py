@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 from recctl.config.base import BaseConfig
 
-FileFormat = Literal["auto", "csv", "tsv", "parquet", "jsonl"]
+FileFormat = Literal["auto", "csv", "tsv", "parquet", "jsonl", "excel"]
 ErrorPolicy = Literal["fail", "skip", "quarantine"]
 
 
@@ -84,6 +84,9 @@ class FileSource(BaseConfig):
         default=None, description="Names for the columns, in order (a headerless file, or to replace the header)."
     )
     skip_lines: int = Field(default=0, ge=0, description="Lines to skip before the header (a title or preamble).")
+    sheet: str | int | None = Field(
+        default=None, description="Spreadsheet files: the sheet's name or 1-based position (default: the first)."
+    )
     quote_char: str | None = Field(default='"', description="CSV quote character; null when the file has no quoting.")
     null_values: list[str] = Field(
         default_factory=list,

@@ -296,7 +296,7 @@ def annotate_file(
         If the file cannot be read or lacks a mapped column.
     """
     fmt = detect_format(path, src.format)
-    prepared = prepare_file(path, fmt, src.encoding, tmp_dir, delimiter=src.delimiter)
+    prepared = prepare_file(path, fmt, src.encoding, tmp_dir, delimiter=src.delimiter, sheet=src.sheet)
     lf = scan_source(prepared, fmt, src, shown=path)
     joined: list[JoinedLookup] = []
     if src.lookups:
@@ -573,8 +573,8 @@ def estimate_rows(files: list[AnnotatedFile], previous: Path | None = None) -> i
     """Rows the files (and ``previous``) probably hold: Parquet metadata, else bytes / bytes-per-line of the head."""
     total = pl.scan_parquet(previous).select(pl.len()).collect().item() if previous is not None else 0
     for ann in files:
-        if ann.fmt == "parquet":
-            total += ann.scan().select(pl.len()).collect().item()
+        if ann.fmt in ("parquet", "excel"):  # a spreadsheet's prepared copy is Parquet
+            total += pl.scan_parquet(ann.prepared).select(pl.len()).collect().item()
             continue
         with open(ann.prepared, "rb") as fh:
             head = fh.read(1 << 20)
@@ -921,7 +921,7 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
     frames, stats, rejects = [], [], []
     for path in expand_paths(src.path, resolve, f"{key}.path"):
         fmt = detect_format(path, src.format)
-        prepared = prepare_file(path, fmt, src.encoding, tmp_dir, delimiter=src.delimiter)
+        prepared = prepare_file(path, fmt, src.encoding, tmp_dir, delimiter=src.delimiter, sheet=src.sheet)
         try:
             lf = scan_source(prepared, fmt, src, shown=path)
             wanted = {f"{key}.id_column": src.id_column}
@@ -941,7 +941,7 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
                     for name, raw in mapping.items()
                 ],
             ).collect()
-            if fmt in ("csv", "tsv"):
+            if fmt in ("csv", "tsv", "excel"):  # read as text: give columns their types
                 selected = infer_text_types(
                     selected, exclude=(ROW, id_name, BAD_VALUE), decimal_comma=src.decimal_comma
                 )

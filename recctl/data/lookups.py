@@ -127,7 +127,7 @@ def _read_table(lookup: Lookup, lkey: str, resolve: Callable[[str], Path], tmp_d
     frames = []
     for lpath in expand_paths(lookup.path, resolve, f"{lkey}.path"):
         fmt = detect_format(lpath, lookup.format)
-        prepared = prepare_file(lpath, fmt, lookup.encoding, tmp_dir, delimiter=lookup.delimiter)
+        prepared = prepare_file(lpath, fmt, lookup.encoding, tmp_dir, delimiter=lookup.delimiter, sheet=lookup.sheet)
         scan = scan_source(prepared, fmt, lookup, shown=lpath)
         wanted = {f"{lkey}.on": lookup.on}
         wanted.update({f"{lkey}.columns.{j}": c for j, c in enumerate(lookup.columns or [])})

@@ -1,4 +1,4 @@
-"""Open raw files lazily (CSV/TSV, Parquet, JSON Lines; gzip, bz2, xz or zip) with clear errors.
+"""Open raw files lazily (CSV/TSV, Parquet, JSON Lines, spreadsheets; gzip, bz2, xz or zip) with clear errors.
 
 Every reader returns a ``polars.LazyFrame`` with a 1-based row number column (:data:`ROW`), so
 rejected rows can be traced back to the file. CSV files are read with every column as text:
@@ -58,6 +58,11 @@ _EXTENSIONS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".json": "jsonl",
+    ".xlsx": "excel",
+    ".xlsm": "excel",
+    ".xlsb": "excel",
+    ".xls": "excel",
+    ".ods": "excel",
 }
 
 
@@ -95,7 +100,7 @@ def expand_paths(spec: str | list[str], resolve: Callable[[str], Path], key: str
 
 
 def detect_format(path: Path, declared: str = "auto") -> str:
-    """Return ``csv``, ``tsv``, ``parquet`` or ``jsonl`` from ``declared`` or the file extension.
+    """Return ``csv``, ``tsv``, ``parquet``, ``jsonl`` or ``excel`` from ``declared`` or the file extension.
 
     A trailing compression suffix is ignored (``events.csv.gz`` and ``ratings.dat.zip`` are CSV).
 
@@ -111,12 +116,9 @@ def detect_format(path: Path, declared: str = "auto") -> str:
         suffixes = suffixes[:-1]
     if suffixes and suffixes[-1] in _EXTENSIONS:
         return _EXTENSIONS[suffixes[-1]]
-    if suffixes and suffixes[-1] in (".xlsx", ".xls", ".xlsm", ".ods"):
-        raise DataError(
-            f"{path}: spreadsheet files are not read; save the sheet as CSV (UTF-8) and point the config at that."
-        )
     raise DataError(
-        f"{path}: cannot tell the file format from its extension; set `format:` to one of csv, tsv, parquet, jsonl."
+        f"{path}: cannot tell the file format from its extension; "
+        "set `format:` to one of csv, tsv, parquet, jsonl, excel."
     )
 
 
@@ -166,12 +168,55 @@ def _replace_delimiter(chunks: Iterable[bytes], delimiter: bytes, replacement: b
         yield pending
 
 
-def prepare_file(path: Path, fmt: str, encoding: str, tmp_dir: Path, *, delimiter: str | None = None) -> Path:
+def _spreadsheet_to_parquet(path: Path, sheet: str | int | None, target: Path) -> Path:
+    """Read one sheet, every cell as text (dates as ISO text), into a Parquet copy polars can scan."""
+    try:
+        import fastexcel  # noqa: F401  (polars' calamine engine)
+    except ImportError:
+        from recctl.errors import MissingExtraError
+
+        raise MissingExtraError(f"Reading the spreadsheet {path.name}", "excel", "fastexcel") from None
+    which: dict[str, str | int] = {"sheet_name": sheet} if isinstance(sheet, str) else {"sheet_id": sheet or 1}
+    try:
+        frame = pl.read_excel(path, engine="calamine", infer_schema_length=0, **which)
+    except Exception as exc:  # fastexcel raises its own error types for a bad file or sheet
+        sheets = _sheet_names(path)
+        if sheets and sheet is not None:
+            raise DataError(
+                f"{path}: no sheet {sheet!r} ({exc.__class__.__name__}); the file has: {', '.join(sheets)}. "
+                "Set `sheet:` to a name or a 1-based position."
+            ) from exc
+        raise DataError(f"{path}: not a readable spreadsheet ({_first_line(exc)}); export it again.") from exc
+    if frame.width == 0:
+        raise DataError(f"{path}: the sheet is empty; check `sheet:` or export it again.")
+    frame.write_parquet(target, compression="zstd", compression_level=1)
+    return target
+
+
+def _sheet_names(path: Path) -> list[str]:
+    try:
+        import fastexcel
+
+        return list(fastexcel.read_excel(str(path)).sheet_names)
+    except Exception:  # an unreadable file: the caller reports it
+        return []
+
+
+def prepare_file(
+    path: Path,
+    fmt: str,
+    encoding: str,
+    tmp_dir: Path,
+    *,
+    delimiter: str | None = None,
+    sheet: str | int | None = None,
+) -> Path:
     """Return a path polars can scan with bounded memory: decompressed, UTF-8, one-character delimiter.
 
     gzip, bz2, xz and single-file zip archives (recognised by their first bytes) are
     decompressed, latin1/cp1252 text is transcoded, and a delimiter of several characters
-    (``::``) becomes :func:`scan_delimiter`'s one character. All of it streams through a
+    (``::``) becomes :func:`scan_delimiter`'s one character. A spreadsheet's ``sheet`` is
+    read whole (the ``excel`` extra), every cell as text, into a Parquet copy. All of it streams through a
     temporary file in ``tmp_dir`` (1 MiB at a time), so a large archive never has to fit in memory.
 
     Raises
@@ -181,6 +226,9 @@ def prepare_file(path: Path, fmt: str, encoding: str, tmp_dir: Path, *, delimite
     """
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty (0 bytes); export it again or remove it from the config.")
+    if fmt == "excel":
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        return _spreadsheet_to_parquet(path, sheet, tmp_dir / f"{len(list(tmp_dir.iterdir()))}-{path.stem}.parquet")
     kind = _compression(path)
     text = fmt in ("csv", "tsv", "jsonl")
     transcode = text and encoding in ("latin1", "cp1252")
@@ -290,7 +338,7 @@ def scan_file(
                 )
             lf = lf.rename(dict(zip(found, column_names, strict=True)))
         return lf
-    if fmt == "parquet":
+    if fmt in ("parquet", "excel"):  # a spreadsheet was copied to Parquet by prepare_file
         with open(path, "rb") as fh:
             head = fh.read(4)
             fh.seek(-4 if path.stat().st_size >= 4 else 0, 2)
@@ -313,7 +361,7 @@ def scan_file(
         except _POLARS_ERRORS as exc:
             raise diagnose(name, fmt, encoding, exc, read_from=path) from exc
         return lf
-    raise DataError(f"{name}: unknown format '{fmt}'; use csv, tsv, parquet or jsonl.")
+    raise DataError(f"{name}: unknown format '{fmt}'; use csv, tsv, parquet, jsonl or excel.")
 
 
 def require_columns(

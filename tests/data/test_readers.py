@@ -72,9 +72,8 @@ def test_parquet_row_index(tmp_path: Path) -> None:
     assert scan_file(path, fmt="parquet").collect()[ROW].to_list() == [1, 2, 3]
 
 
-def test_spreadsheet_and_json_array_get_a_fix(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="save the sheet as CSV"):
-        detect_format(Path("export.xlsx"))
+def test_spreadsheet_is_excel_and_json_array_gets_a_fix(tmp_path: Path) -> None:
+    assert detect_format(Path("export.xlsx")) == detect_format(Path("export.ods")) == "excel"
     path = tmp_path / "e.jsonl"
     path.write_text('[{"a": 1},\n {"a": 2}]\n')
     with pytest.raises(DataError, match="JSON array, not JSON Lines"):
