@@ -76,7 +76,10 @@ class FileSource(BaseConfig):
         default=None,
         description="CSV delimiter; default by format (`,` or tab). Several characters (MovieLens' `::`) work too.",
     )
-    encoding: Literal["utf8", "utf8-lossy", "latin1", "cp1252"] = "utf8"
+    encoding: Literal["utf8", "utf8-lossy", "latin1", "cp1252", "utf16"] = Field(
+        default="utf8",
+        description="Text encoding; utf16 is Excel's 'Unicode text' export. Other than utf8 is transcoded first.",
+    )
     has_header: bool = Field(
         default=True, description="false: the first line is data; columns are `column_1`, ... or `column_names`."
     )

@@ -193,6 +193,20 @@ def _spreadsheet_to_parquet(path: Path, sheet: str | int | None, target: Path) -
     return target
 
 
+def _json_array_to_lines(path: Path, tmp_dir: Path, shown: Path) -> Path:
+    """A JSON file holding one array of objects, rewritten as JSON Lines (read whole: such files are small)."""
+    try:
+        frame = pl.read_json(path, infer_schema_length=None)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        raise DataError(
+            f"{shown}: not valid JSON ({_first_line(exc)}); give an array of objects, or one object per line."
+        ) from exc
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    target = tmp_dir / f"{len(list(tmp_dir.iterdir()))}-{path.stem}.jsonl"
+    frame.write_ndjson(target)
+    return target
+
+
 def _sheet_names(path: Path) -> list[str]:
     try:
         import fastexcel
@@ -216,7 +230,8 @@ def prepare_file(
     gzip, bz2, xz and single-file zip archives (recognised by their first bytes) are
     decompressed, latin1/cp1252 text is transcoded, and a delimiter of several characters
     (``::``) becomes :func:`scan_delimiter`'s one character. A spreadsheet's ``sheet`` is
-    read whole (the ``excel`` extra), every cell as text, into a Parquet copy. All of it streams through a
+    read whole (the ``excel`` extra), every cell as text, into a Parquet copy, and a JSON file
+    holding one array of objects is rewritten as JSON Lines. All of it streams through a
     temporary file in ``tmp_dir`` (1 MiB at a time), so a large archive never has to fit in memory.
 
     Raises
@@ -231,10 +246,10 @@ def prepare_file(
         return _spreadsheet_to_parquet(path, sheet, tmp_dir / f"{len(list(tmp_dir.iterdir()))}-{path.stem}.parquet")
     kind = _compression(path)
     text = fmt in ("csv", "tsv", "jsonl")
-    transcode = text and encoding in ("latin1", "cp1252")
+    transcode = text and encoding in ("latin1", "cp1252", "utf16")
     multi = fmt in ("csv", "tsv") and delimiter is not None and len(delimiter) > 1
     if kind is None and not transcode and not multi:
-        return path
+        return _json_array_to_lines(path, tmp_dir, path) if _is_json_array(path, fmt) else path
     tmp_dir.mkdir(parents=True, exist_ok=True)
     name = path.name
     for suffix in _COMPRESSED:
@@ -244,7 +259,7 @@ def prepare_file(
         with _open_decompressed(path, kind) as src, open(target, "wb") as dst:
             chunks: Iterable[bytes] = iter(lambda: src.read(1 << 20), b"")
             if transcode:
-                decoder = codecs.getincrementaldecoder(encoding)()
+                decoder = codecs.getincrementaldecoder("utf-16" if encoding == "utf16" else encoding)()
                 decoded = (decoder.decode(chunk).encode("utf-8") for chunk in chunks)
                 chunks = _chain(decoded, lambda: decoder.decode(b"", final=True).encode("utf-8"))
             if multi:
@@ -257,7 +272,11 @@ def prepare_file(
         ) from exc
     if target.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty once decompressed; export it again or remove it from the config.")
-    return target
+    return _json_array_to_lines(target, tmp_dir, path) if _is_json_array(target, fmt) else target
+
+
+def _is_json_array(path: Path, fmt: str) -> bool:
+    return fmt == "jsonl" and _starts_with(path, b"[")
 
 
 def _chain(chunks: Iterable[bytes], last: Callable[[], bytes]) -> Iterator[bytes]:

@@ -255,3 +255,33 @@ def test_export_without_time_column_runs_the_pipeline(tmp_path: Path) -> None:
     assert {stages[name] for name in ("ingest", "preprocess", "train", "evaluate")} == {"ran"}
     metrics = json.loads((tmp_path / "work" / "evaluate" / "metrics.json").read_text())
     assert metrics  # evaluated on a split made from file order
+
+
+def test_excel_unicode_text_export_utf16_tabs(tmp_path: Path, events_csv: Path) -> None:
+    """Excel's 'Unicode Text' export: UTF-16 with a byte-order mark, tab-separated, CRLF lines."""
+    text = events_csv.read_text().replace(",", "\t").replace("\n", "\r\n").replace("u1", "J\u00fcrgen")
+    (tmp_path / "export.txt").write_bytes(text.encode("utf-16"))
+    plain = run_ingest(make_config(tmp_path / "plain", shop_source(str(events_csv))))
+    utf16 = run_ingest(make_config(tmp_path, shop_source("export.txt", delimiter="\t", encoding="utf16")))
+    assert utf16.summary["totals"] == plain.summary["totals"]
+    users = pl.read_parquet(tmp_path / "work" / "ingest" / "interactions.parquet")[Columns.User]
+    assert "J\u00fcrgen" in users.to_list()
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_json_array_file(tmp_path: Path, events_csv: Path, compressed: bool) -> None:
+    records = pl.read_csv(events_csv, infer_schema=False).to_dicts()
+    data = json.dumps(records, indent=2).encode()
+    name = "events.json.bz2" if compressed else "events.json"
+    (tmp_path / name).write_bytes(bz2.compress(data) if compressed else data)
+    plain = run_ingest(make_config(tmp_path / "plain", shop_source(str(events_csv))))
+    from_json = run_ingest(make_config(tmp_path, shop_source(name)))
+    assert from_json.summary["totals"] == plain.summary["totals"]
+    rows = pl.read_parquet(tmp_path / "work" / "ingest" / "rejected.parquet")["row"].sort().to_list()
+    assert rows == [4, 7, 8, 9]  # the array's element numbers, like a CSV's data rows
+
+
+def test_broken_json_array_is_named(tmp_path: Path) -> None:
+    (tmp_path / "events.json").write_text('[{"customer_id": "u1"}, {"customer_id": ')
+    with pytest.raises(DataError, match=r"events.json: not valid JSON"):
+        run_ingest(make_config(tmp_path, shop_source("events.json")))
