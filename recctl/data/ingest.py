@@ -41,7 +41,7 @@ from recctl.columns import Columns
 from recctl.config.data import FileSource, InteractionSource, TableSource
 from recctl.data.lookups import JoinedLookup, apply_lookups, read_lookups
 from recctl.data.readers import ROW, detect_format, prepare_file, require_columns, scan_delimiter, scan_file
-from recctl.data.timestamps import UTC_DATETIME, parse_timestamp
+from recctl.data.timestamps import UTC_DATETIME, parse_timestamp, resolve_auto
 from recctl.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ __all__ = [
     "infer_text_types",
     "ingest_interactions",
     "map_values",
+    "narrowed_time_lost_rows",
     "normalise_id",
     "read_table",
     "rejected_counts",
@@ -314,9 +315,13 @@ def annotate_file(
     _check_types(path, schema, wanted)
 
     fix = src.normalize_numeric_ids
-    try:  # the float-id peek reads the first rows only
+    try:  # the peeks read the first rows only
         float_user = float_ids(lf, cols.user_id, schema[cols.user_id], fix)
         float_item = float_ids(lf, cols.item_id, schema[cols.item_id], fix)
+        time_plan = None
+        if src.timestamp_format == "auto" and cols.timestamp is not None and schema[cols.timestamp] == pl.String:
+            head = lf.select(pl.col(cols.timestamp)).drop_nulls().head(1_000).collect().to_series()
+            time_plan = resolve_auto(head, src.timezone)
     except (pl.exceptions.PolarsError, OSError) as exc:
         from recctl.data.readers import diagnose
 
@@ -333,6 +338,7 @@ def annotate_file(
         float_ids=(float_user, float_item),
         order=file_idx if order is None else order,
         lookups=joined,
+        time_plan=time_plan,
     )
 
 
@@ -353,6 +359,7 @@ def _annotate(
     float_ids: tuple[bool, bool],
     *,
     order: int = 0,
+    time_plan: str | None = None,
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Build the annotation in steps, each a plain projection, so every parse runs once per row.
 
@@ -397,7 +404,12 @@ def _annotate(
             file_order_time(order, pl.col(ROW))
             if cols.timestamp is None
             else parse_timestamp(
-                text(cols.timestamp), src.timestamp_format, src.timezone, schema[cols.timestamp], stripped=True
+                text(cols.timestamp),
+                src.timestamp_format,
+                src.timezone,
+                schema[cols.timestamp],
+                stripped=True,
+                plan=time_plan,
             )
         ),
     }
@@ -515,6 +527,9 @@ class AnnotatedFile:
     order: int = 0
     #: the source's lookup tables, joined onto every scan
     lookups: list[JoinedLookup] = field(default_factory=list)
+    #: with ``timestamp_format: auto``: the one layout the file's first values use (see
+    #: :func:`~recctl.data.timestamps.resolve_auto`), or None for the full ``auto``
+    time_plan: str | None = None
 
     def scan(self) -> pl.LazyFrame:
         """A fresh lazy scan of the (prepared) file, lookups joined, with the 1-based :data:`ROW` column."""
@@ -523,7 +538,12 @@ class AnnotatedFile:
     def views(self, frame: pl.LazyFrame | None = None) -> tuple[pl.LazyFrame, pl.LazyFrame]:
         """Lazy ``(accepted, rejected)`` views of ``frame`` (rows of :meth:`scan`), or of the whole file."""
         return _annotate(
-            self.scan() if frame is None else frame, self.schema, self.src, self.float_ids, order=self.order
+            self.scan() if frame is None else frame,
+            self.schema,
+            self.src,
+            self.float_ids,
+            order=self.order,
+            time_plan=self.time_plan,
         )
 
 
@@ -758,6 +778,24 @@ def _read_failure(files: list[AnnotatedFile], exc: BaseException) -> DataError:
         exc,
         delimiter=scan_delimiter(culprit.src.delimiter, culprit.fmt),
         read_from=culprit.prepared,
+    )
+
+
+def narrowed_time_lost_rows(ann: AnnotatedFile, rejected: Path) -> int:
+    """Rows rejected as ``bad_timestamp`` under ``ann.time_plan`` that the full ``auto`` would have parsed.
+
+    Non-zero means the file mixes timestamp layouts past its first rows: ingest it again with
+    ``time_plan=None``. Only reads the (few) rejected rows.
+    """
+    if ann.time_plan is None:
+        return 0
+    src = ann.src
+    return (
+        pl.scan_parquet(rejected)
+        .filter(pl.col("reason") == "bad_timestamp")
+        .select(parse_timestamp(pl.col("value"), "auto", src.timezone).is_not_null().sum())
+        .collect()
+        .item()
     )
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import polars as pl
 
-__all__ = ["UTC_DATETIME", "parse_timestamp"]
+__all__ = ["AUTO_PLANS", "UTC_DATETIME", "parse_timestamp", "resolve_auto"]
 
 #: dtype of canonical timestamps
 UTC_DATETIME = pl.Datetime("us", "UTC")
@@ -71,6 +71,75 @@ def _iso(text: pl.Expr, timezone: str) -> pl.Expr:
     return pl.coalesce(parts)
 
 
+#: The concrete layouts ``auto`` accepts, each as one cheap parse: ``(pattern, kind)`` where kind
+#: is ``naive`` (in the source's time zone), ``utc`` (a Z / UTC / GMT suffix) or ``aware`` (an
+#: offset). ``auto`` itself tries all of them per row, about 25x the cost of one; a file whose
+#: sampled values all fit one layout is parsed with that layout alone (:func:`resolve_auto`).
+AUTO_PLANS: dict[str, tuple[str, str]] = {
+    # whole seconds first: a fixed-width pattern parses ~7x faster than one with ``%.f``
+    "iso_seconds": ("%Y-%m-%d %H:%M:%S", "naive"),
+    "iso_t_seconds": ("%Y-%m-%dT%H:%M:%S", "naive"),
+    "iso_t_z_seconds": ("%Y-%m-%dT%H:%M:%SZ", "utc"),
+    "iso": ("%Y-%m-%d %H:%M:%S%.f", "naive"),
+    "iso_t": ("%Y-%m-%dT%H:%M:%S%.f", "naive"),
+    "iso_minutes": ("%Y-%m-%d %H:%M", "naive"),
+    "iso_t_minutes": ("%Y-%m-%dT%H:%M", "naive"),
+    "date": ("%Y-%m-%d", "naive"),
+    "iso_t_z": ("%Y-%m-%dT%H:%M:%S%.fZ", "utc"),
+    "iso_z": ("%Y-%m-%d %H:%M:%S%.fZ", "utc"),
+    "iso_utc": ("%Y-%m-%d %H:%M:%S%.f UTC", "utc"),
+    "iso_gmt": ("%Y-%m-%d %H:%M:%S%.f GMT", "utc"),
+    "iso_t_offset": ("%Y-%m-%dT%H:%M:%S%.f%z", "aware"),
+    "iso_offset": ("%Y-%m-%d %H:%M:%S%.f%z", "aware"),
+    "slash": ("%Y/%m/%d %H:%M:%S%.f", "naive"),
+    "slash_minutes": ("%Y/%m/%d %H:%M", "naive"),
+    "slash_date": ("%Y/%m/%d", "naive"),
+    "epoch": ("", "epoch"),
+}
+_NUMBER = r"^-?\d+(\.\d+)?$"
+
+
+def _auto_epoch(text: pl.Expr) -> pl.Expr:
+    number = text.cast(pl.Float64, strict=False)
+    return pl.when(number.abs() >= _EPOCH_MS_THRESHOLD).then(_epoch(number, "ms")).otherwise(_epoch(number, "s"))
+
+
+def _plan(text: pl.Expr, plan: str, timezone: str) -> pl.Expr:
+    pattern, kind = AUTO_PLANS[plan]
+    if kind == "epoch":
+        return pl.when(text.str.contains(_NUMBER)).then(_auto_epoch(text))
+    if kind == "naive":
+        return _naive(text, pattern, timezone)
+    if kind == "aware":
+        return _aware(text, pattern)
+    # a Z / UTC / GMT suffix: the wall time is UTC, whatever the source's time zone
+    return text.str.strptime(UTC_DATETIME, pattern, strict=False, exact=True, cache=False)
+
+
+def resolve_auto(sample: pl.Series, timezone: str = "UTC") -> str | None:
+    """The one :data:`AUTO_PLANS` layout that parses every sampled value ``auto`` parses, or None.
+
+    ``sample`` is text (e.g. a file's first 1,000 timestamps). None when the values mix layouts,
+    or none parses: the caller then keeps the full ``auto``. A layout parses a value exactly as
+    ``auto`` does, so the result only differs on values the layout cannot parse (null instead
+    of ``auto``'s answer); the ingest stage checks those afterwards.
+    """
+    text = sample.drop_nulls().str.strip_chars()
+    text = text.filter(text.str.len_bytes() > 0)
+    if text.is_empty():
+        return None
+    frame = text.to_frame("t")
+    full = frame.select(parse_timestamp(pl.col("t"), "auto", timezone, stripped=True)).to_series()
+    wanted = full.is_not_null()
+    if not wanted.any():
+        return None
+    for plan in AUTO_PLANS:
+        got = frame.select(_plan(pl.col("t"), plan, timezone)).to_series()
+        if (got.is_not_null() == wanted).all() and (got.filter(wanted) == full.filter(wanted)).all():
+            return plan
+    return None
+
+
 def parse_timestamp(
     expr: pl.Expr,
     fmt: str = "auto",
@@ -78,6 +147,7 @@ def parse_timestamp(
     dtype: pl.DataType | None = None,
     *,
     stripped: bool = False,
+    plan: str | None = None,
 ) -> pl.Expr:
     """Return an expression parsing ``expr`` into ``Datetime[us, UTC]``; unparseable values are null.
 
@@ -94,6 +164,9 @@ def parse_timestamp(
         directly, numbers are epochs, dates are midnight in ``timezone``.
     stripped
         ``expr`` is text already stripped of surrounding whitespace (saves a pass over it).
+    plan
+        With ``fmt="auto"`` on text: parse with this one :data:`AUTO_PLANS` layout only
+        (from :func:`resolve_auto`); values in other layouts become null.
 
     Returns
     -------
@@ -124,10 +197,11 @@ def parse_timestamp(
         return _epoch(text.cast(pl.Float64, strict=False), "ms")
     if fmt == "iso":
         return _iso(text, timezone)
+    if fmt == "auto" and plan is not None:
+        return _plan(text, plan, timezone)
     if fmt == "auto":
-        is_number = text.str.contains(r"^-?\d+(\.\d+)?$")
-        number = text.cast(pl.Float64, strict=False)
-        epoch = pl.when(number.abs() >= _EPOCH_MS_THRESHOLD).then(_epoch(number, "ms")).otherwise(_epoch(number, "s"))
+        is_number = text.str.contains(_NUMBER)
+        epoch = _auto_epoch(text)
         slash = [_naive(text, f, timezone) for f in _NAIVE_SLASH]
         return pl.when(is_number).then(epoch).otherwise(pl.coalesce([_iso(text, timezone), *slash]))
     if "%z" in fmt or "%Z" in fmt or "%:z" in fmt:

@@ -20,6 +20,7 @@ same content, so re-running the pipeline never silently loses an appended day. P
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -37,6 +38,7 @@ from recctl.data.ingest import (
     annotate_file,
     check_policy,
     ingest_interactions,
+    narrowed_time_lost_rows,
     read_table,
     rejected_counts,
     write_rejected,
@@ -181,6 +183,13 @@ def _read_interactions(
         for idx, (src, key, path) in enumerate(files)
     ]
     result = ingest_interactions(annotated, run.dir / "interactions.parquet", tmp, previous=previous)
+    mixed = [i for i, ann in enumerate(annotated) if narrowed_time_lost_rows(ann, result.rejected_files[ann.file_idx])]
+    if mixed:
+        # a file's first timestamps all had one layout but later ones do not: parse it again with the full auto
+        for i in mixed:
+            log.info("%s: timestamps in several layouts; reading it again with the full `auto`", annotated[i].path)
+            annotated[i] = dataclasses.replace(annotated[i], time_plan=None)
+        result = ingest_interactions(annotated, run.dir / "interactions.parquet", tmp, previous=previous)
     run.summary["deduplication"] = {"method": result.method, "hash_collision_recheck": result.exact_fallback}
     # the stage hashes its inputs while the files are read; hashing a multi-GB file twice would cost seconds
     hashes = {r.path: r.sha256 for r in run.input_records()}

@@ -285,3 +285,30 @@ def test_broken_json_array_is_named(tmp_path: Path) -> None:
     (tmp_path / "events.json").write_text('[{"customer_id": "u1"}, {"customer_id": ')
     with pytest.raises(DataError, match=r"events.json: not valid JSON"):
         run_ingest(make_config(tmp_path, shop_source("events.json")))
+
+
+def test_auto_timestamps_that_change_layout_after_the_sample(tmp_path: Path) -> None:
+    """The first 1,000 times fix a fast layout; later rows in another layout are still parsed (a second read)."""
+    lines = [EVENTS_HEADER.strip()]
+    lines += [f"u{i % 50},i{i % 40},view,2026-01-01 10:{i % 60:02d}:00,1" for i in range(1_200)]
+    lines += ["u1,i1,view,2026-02-01T10:00:00Z,1", "u2,i2,view,1769940000,1", "u3,i3,view,soon,1"]
+    (tmp_path / "events.csv").write_text("\n".join(lines) + "\n")
+    source = shop_source(timestamp_format="auto")
+    s = run_ingest(make_config(tmp_path, source)).summary
+    assert s["totals"]["rejected"] == 1 and s["rejected_by_reason"] == {"bad_timestamp": 1}
+    events = pl.read_parquet(tmp_path / "work" / "ingest" / "interactions.parquet")
+    assert [str(t) for t in events[Columns.Timestamp][-2:]] == [
+        "2026-02-01 10:00:00+00:00",
+        "2026-02-01 10:00:00+00:00",
+    ]
+
+
+def test_auto_timestamps_in_one_layout_take_the_fast_path(tmp_path: Path, events_csv: Path) -> None:
+    from recctl.data.ingest import annotate_file
+
+    src = make_config(tmp_path, shop_source(timestamp_format="auto")).data.interaction_sources()[0]
+    ann = annotate_file(events_csv, src, key="k", file_idx=0, tmp_dir=tmp_path)
+    assert ann.time_plan == "iso_seconds"
+    explicit = run_ingest(make_config(tmp_path / "explicit", shop_source(str(events_csv))))
+    auto = run_ingest(make_config(tmp_path / "auto", shop_source(str(events_csv), timestamp_format="auto")))
+    assert auto.summary["totals"] == explicit.summary["totals"]

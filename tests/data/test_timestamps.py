@@ -5,7 +5,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from recctl.data.timestamps import UTC_DATETIME, parse_timestamp
+from recctl.data.timestamps import AUTO_PLANS, UTC_DATETIME, parse_timestamp, resolve_auto
 
 UTC = dt.timezone.utc
 
@@ -53,3 +53,56 @@ def test_native_datetime_column_is_localised() -> None:
 
 def test_utc_suffix() -> None:
     assert _parse(["2026-03-01 12:00:00 UTC"]) == [dt.datetime(2026, 3, 1, 12, tzinfo=UTC)]
+
+
+@pytest.mark.parametrize(
+    ("values", "plan"),
+    [
+        (["2026-01-01 10:00:00", "2026-01-02 11:00:00.5"], "iso"),
+        (["2026-01-01 10:00:00", "2026-01-02 11:00:00"], "iso_seconds"),
+        (["2026-01-01T10:00:00Z", "2026-01-01T10:00:00.25Z"], "iso_t_z"),
+        (["2026-01-01T10:00:00Z"], "iso_t_z_seconds"),
+        (["2019-10-01 00:00:00 UTC"], "iso_utc"),
+        (["2026-01-01T10:00:00+02:00", "2026-01-01T10:00:00-05:00"], "iso_t_offset"),
+        (["1569888000", "1569888000123", "-5"], "epoch"),
+        (["2026/03/01 10:00"], "slash_minutes"),
+        (["2026-01-01 10:00", "2026-01-01"], None),  # two layouts: keep the full auto
+        (["monday", "tuesday"], None),
+        ([], None),
+    ],
+)
+def test_resolve_auto_picks_the_one_layout(values: list[str], plan: str | None) -> None:
+    assert resolve_auto(pl.Series(values, dtype=pl.String), "Europe/Berlin") == plan
+
+
+@pytest.mark.parametrize("timezone", ["UTC", "Europe/Berlin"])
+def test_a_resolved_layout_parses_like_the_full_auto(timezone: str) -> None:
+    """Wherever a layout parses a value, it gives auto's answer; elsewhere it gives null (and ingest re-checks)."""
+    values = pl.Series(
+        [
+            "2026-03-29 02:30:00",
+            "2026-03-29 01:30:00.123",
+            "2026-01-01T10:00:00",
+            "2026-01-01T10:00:00Z",
+            "2026-01-01 10:00:00 UTC",
+            "2026-01-01 10:00:00 GMT",
+            "2026-01-01 10:00:00+01:00",
+            "2026-01-01T10:00",
+            "2026-01-01 10:00",
+            "2026-01-01",
+            "2026/01/01 10:00:00",
+            "2026/01/01",
+            "1700000000",
+            "1700000000000",
+            "1.5",
+            "1e10",
+            "not a time",
+            "",
+        ]
+    ).to_frame("t")
+    full = values.select(parse_timestamp(pl.col("t"), "auto", timezone)).to_series()
+    for plan in AUTO_PLANS:
+        got = values.select(parse_timestamp(pl.col("t"), "auto", timezone, plan=plan)).to_series()
+        agree = got.is_null() | (got == full).fill_null(False)
+        assert agree.all(), (plan, values.filter(~agree))
+    assert {resolve_auto(values["t"].slice(i, 1), timezone) for i in range(values.height)} - {None} <= set(AUTO_PLANS)
