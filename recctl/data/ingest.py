@@ -20,9 +20,10 @@ Catalogue and user-attribute tables are small by comparison and are read into me
 :func:`read_table`.
 
 Reject reasons, checked in this order (a row gets the first that applies):
-``missing_user_id``, ``missing_item_id``, ``bad_timestamp``, ``unknown_event``,
-``non_numeric_value``, ``cancelled``, the reasons of the source's ``require`` checks, and
-``below_threshold`` (a ``value_rule`` with ``below: drop``).
+``empty_row`` (every mapped column empty, e.g. a blank line), ``missing_user_id``,
+``missing_item_id``, ``bad_timestamp``, ``unknown_event``, ``non_numeric_value``,
+``cancelled``, the reasons of the source's ``require`` checks, and ``below_threshold`` (a
+``value_rule`` with ``below: drop``).
 """
 
 from __future__ import annotations
@@ -481,6 +482,9 @@ def _annotate(
     # accepted rows need one boolean per row; which rule fired is only worked out for the others
     ok = ~pl.any_horizontal([cond for cond, _, _ in rules])
     accepted = step2.filter(ok).select(Columns.Interactions).cast(_INTERACTION_SCHEMA)
+    # a blank line (every mapped column empty) fails the user-id check anyway; name it for what it is
+    blank = pl.all_horizontal([pl.col(raw_of[c]).is_null() for c in used])
+    rules.insert(0, (blank, "empty_row", None))
     chain = pl.when(rules[0][0]).then(pl.lit(0, pl.Int8))
     for k, (cond, _, _) in enumerate(rules[1:], start=1):
         chain = chain.when(cond).then(pl.lit(k, pl.Int8))

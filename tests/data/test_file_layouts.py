@@ -312,3 +312,14 @@ def test_auto_timestamps_in_one_layout_take_the_fast_path(tmp_path: Path, events
     explicit = run_ingest(make_config(tmp_path / "explicit", shop_source(str(events_csv))))
     auto = run_ingest(make_config(tmp_path / "auto", shop_source(str(events_csv), timestamp_format="auto")))
     assert auto.summary["totals"] == explicit.summary["totals"]
+
+
+def test_blank_lines_are_rejected_as_empty_rows(tmp_path: Path, events_csv: Path) -> None:
+    lines = events_csv.read_text().splitlines()
+    (tmp_path / "events.csv").write_text("\r\n".join([*lines[:3], "", *lines[3:], ",,,,"]) + "\r\n")
+    s = run_ingest(make_config(tmp_path, shop_source())).summary
+    assert s["rejected_by_reason"]["empty_row"] == 2 and s["totals"]["read"] == 12 + 2
+    rejected = pl.read_parquet(tmp_path / "work" / "ingest" / "rejected.parquet").filter(
+        pl.col("reason") == "empty_row"
+    )
+    assert rejected["row"].to_list() == [3, 14] and rejected["column"].to_list() == [None, None]
