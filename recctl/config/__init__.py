@@ -54,7 +54,7 @@ class Config(BaseConfig):
 
     name: str = Field(default="experiment", description="Experiment name, used in exports and reports.")
     workdir: str = Field(default="runs/experiment", description="Where stage outputs go; relative to the config file.")
-    seed: int = 42
+    seed: int = Field(default=42, description="Seed of every random choice (splits, models, tuning, A/B salt).")
     data: DataConfig
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     models: dict[str, dict[str, Any]] = Field(

@@ -15,8 +15,8 @@ ErrorPolicy = Literal["fail", "skip", "quarantine"]
 class InteractionColumns(BaseConfig):
     """Raw column names of the interaction file, by canonical name."""
 
-    user_id: str
-    item_id: str
+    user_id: str = Field(description="Raw column of the user (customer, visitor) id.")
+    item_id: str = Field(description="Raw column of the item (product) id.")
     timestamp: str | None = Field(
         default=None,
         description=(
@@ -71,7 +71,9 @@ class FileSource(BaseConfig):
     """How to open a source's raw files: location, format, compression, text layout."""
 
     path: str | list[str] = Field(description="File, list of files, or glob(s); relative to the config file.")
-    format: FileFormat = "auto"
+    format: FileFormat = Field(
+        default="auto", description="By extension when `auto` (.csv .txt .dat .tsv .parquet .jsonl .json .xlsx ...)."
+    )
     delimiter: str | None = Field(
         default=None,
         description="CSV delimiter; default by format (`,` or tab). Several characters (MovieLens' `::`) work too.",
@@ -99,7 +101,11 @@ class FileSource(BaseConfig):
     normalize_numeric_ids: bool = Field(
         default=True, description="Read ids such as `17850.0` (a float export of an integer id) as `17850`."
     )
-    on_error: ErrorPolicy = "quarantine"
+    on_error: ErrorPolicy = Field(
+        default="quarantine",
+        description="Bad rows: `fail` stops at the first; `skip` counts them; `quarantine` also keeps them in "
+        "rejected.parquet.",
+    )
 
     @field_validator("path")
     @classmethod
