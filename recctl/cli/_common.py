@@ -60,15 +60,18 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from recctl.errors import RecctlError
 
+        as_json = bool(kwargs.get("as_json"))
         try:
             return func(*args, **kwargs)
         except RecctlError as exc:
             from rich.markup import escape  # messages hold brackets, e.g. pip install 'recctl[tune]'
 
             err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+            _json_error(as_json, type(exc).__name__, str(exc), exc.exit_code)
             raise typer.Exit(code=exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]: nothing half-written was published; earlier outputs are intact.")
+            _json_error(as_json, "Interrupted", "interrupted; earlier outputs are intact", 130)
             raise typer.Exit(code=130) from None
         except (typer.Exit, typer.Abort, SystemExit, _CLICK_EXCEPTION):
             raise
@@ -77,9 +80,16 @@ def handle_errors(func: F) -> F:
                 raise
             err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
             err.print("This is a bug in recctl. Run with --verbose to see the full exception.")
+            _json_error(as_json, "InternalError", f"{type(exc).__name__}: {exc}", 1)
             raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _json_error(as_json: bool, kind: str, message: str, code: int) -> None:
+    # with --json, a CI job parsing stdout gets a JSON answer on failure too (the message is also on stderr)
+    if as_json:
+        emit({"error": {"type": kind, "message": message, "exit_code": code}}, True)
 
 
 def load(config: Path) -> Any:

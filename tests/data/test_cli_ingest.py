@@ -153,3 +153,17 @@ def test_nested_parquet_column_is_refused(tmp_path: Path) -> None:
     result = _run(tmp_path, source)
     assert result.exit_code == 4
     assert "column 'i' (mapped by data.interactions.columns.item_id) holds List(String) values" in result.stderr
+
+
+def test_json_errors_are_json_on_stdout(tmp_path: Path) -> None:
+    """A CI job parsing stdout gets JSON when a command fails, with the exit code inside."""
+    (tmp_path / "config.yaml").write_text(
+        "workdir: work\nmodels: {p: {kind: popularity}}\ndata:\n  interactions:\n    path: nowhere.csv\n"
+        "    columns: {user_id: u, item_id: i, timestamp: t}\n"
+    )
+    result = runner.invoke(app, ["ingest", str(tmp_path / "config.yaml"), "--json"])
+    assert result.exit_code == 3
+    error = json.loads(result.stdout)["error"]
+    assert error["type"] == "ConfigError" and error["exit_code"] == 3
+    assert "data.interactions.path: file not found" in error["message"]
+    assert "file not found" in result.stderr
