@@ -539,10 +539,10 @@ class AnnotatedFile:
         """A fresh lazy scan of the (prepared) file, lookups joined, with the 1-based :data:`ROW` column."""
         return apply_lookups(scan_source(self.prepared, self.fmt, self.src, shown=self.path), self.lookups)
 
-    def views(self, frame: pl.LazyFrame | None = None) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-        """Lazy ``(accepted, rejected)`` views of ``frame`` (rows of :meth:`scan`), or of the whole file."""
+    def views(self) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+        """Lazy ``(accepted, rejected)`` views of the whole file, from one :meth:`scan`."""
         return _annotate(
-            self.scan() if frame is None else frame,
+            self.scan(),
             self.schema,
             self.src,
             self.float_ids,
