@@ -28,8 +28,10 @@ Reject reasons, checked in this order (a row gets the first that applies):
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ from recctl.data.lookups import JoinedLookup, apply_lookups, read_lookups
 from recctl.data.readers import ROW, detect_format, prepare_file, require_columns, scan_delimiter, scan_file
 from recctl.data.timestamps import UTC_DATETIME, parse_timestamp, resolve_auto
 from recctl.errors import DataError
+from recctl.progress import Progress, report
 
 log = logging.getLogger(__name__)
 
@@ -614,6 +617,7 @@ def ingest_interactions(
     previous: Path | None = None,
     *,
     in_stream_max_rows: int | None = None,
+    progress: Progress | None = None,
 ) -> InteractionsResult:
     """Parse, check, de-duplicate and write every interaction file, reading each raw file once.
 
@@ -648,6 +652,9 @@ def ingest_interactions(
         An earlier ``interactions.parquet`` (``--append``): its rows come first and stay.
     in_stream_max_rows
         Largest expected row count de-duplicated in the stream (default :data:`IN_STREAM_MAX_ROWS`).
+    progress
+        Told ``ingest: rows read`` against the expected row count while the pass runs (measured
+        from the growing side file, since polars reports nothing while it streams).
 
     Returns
     -------
@@ -660,7 +667,8 @@ def ingest_interactions(
         When polars cannot read a file (naming the file, the line and the fix).
     """
     limit = IN_STREAM_MAX_ROWS if in_stream_max_rows is None else in_stream_max_rows
-    in_stream = estimate_rows(files, previous) <= limit
+    expected = estimate_rows(files, previous)
+    in_stream = expected <= limit
     stream, rejected = _accepted_stream(files, previous, second_hash=in_stream)
     side = scratch / ("hashes.arrow" if in_stream else "accepted.arrow")
     rejected_files = {ann.file_idx: scratch / f"rejected-{ann.file_idx}.parquet" for ann in files}
@@ -681,7 +689,8 @@ def ingest_interactions(
         # lz4 scratch: half the size of uncompressed for about the same CPU, and it is read twice
         sinks.append(stream.sink_ipc(side, compression="lz4", lazy=True))
     try:
-        pl.collect_all(sinks)
+        with _watch_rows(side, expected, progress, bytes_per_row=_SIDE_ROW_BYTES if in_stream else None):
+            pl.collect_all(sinks)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise _read_failure(files, exc) from exc
 
@@ -721,6 +730,44 @@ def ingest_interactions(
     if later.height != n_accepted - result.written:  # the in-stream unique and this count must agree
         raise RuntimeError(f"duplicate accounting mismatch: {later.height} vs {n_accepted - result.written}")
     return result
+
+
+#: bytes a row adds to ``hashes.arrow`` (two u64 hashes and an i32 file index)
+_SIDE_ROW_BYTES = 20
+#: rough lz4 Arrow size of an accepted row with its hash and file index (two-pass scratch)
+_TWO_PASS_ROW_BYTES = 45
+
+
+@contextlib.contextmanager
+def _watch_rows(
+    side: Path, expected: int, progress: Progress | None, *, bytes_per_row: float | None
+) -> Iterator[None]:
+    """Report rows read while the streaming pass runs, from the size of the growing side file.
+
+    ``bytes_per_row`` None is the two-pass path's lz4 scratch, whose size per row varies: a
+    typical size is assumed, so that bar is rough, but it moves. Polls twice a second on a
+    daemon thread; stops when the pass ends.
+    """
+    if progress is None or expected <= 0:
+        yield
+        return
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(0.5):
+            size = side.stat().st_size if side.exists() else 0
+            done = size / (bytes_per_row or _TWO_PASS_ROW_BYTES)
+            report(progress, "ingest: rows read", min(done, expected * 0.99), expected)
+
+    thread = threading.Thread(target=poll, name="ingest-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    report(progress, "ingest: rows read", expected, expected)
+
 
 
 def _per_file(dropped: pl.DataFrame) -> dict[int, int]:

@@ -45,7 +45,7 @@ from recctl.data.ingest import (
 )
 from recctl.data.readers import expand_paths
 from recctl.errors import DataError
-from recctl.progress import Progress, report
+from recctl.progress import Progress
 from recctl.stages._common import StageRun, require_stage
 
 __all__ = ["INGEST_OUTPUTS", "ingest_inputs", "run_ingest"]
@@ -175,14 +175,15 @@ def _read_interactions(
     Each file's ``on_error`` policy is applied after the single streaming pass; a refused file
     fails the stage, whose staging directory is then discarded.
     """
-    report(progress, "ingest: read files", 0, 1)
     annotated = [
         annotate_file(
             path, src, key=key, file_idx=idx, tmp_dir=tmp / "raw", order=order_offset + idx, resolve=run.cfg.resolve
         )
         for idx, (src, key, path) in enumerate(files)
     ]
-    result = ingest_interactions(annotated, run.dir / "interactions.parquet", tmp, previous=previous)
+    result = ingest_interactions(
+        annotated, run.dir / "interactions.parquet", tmp, previous=previous, progress=progress
+    )
     mixed = [i for i, ann in enumerate(annotated) if narrowed_time_lost_rows(ann, result.rejected_files[ann.file_idx])]
     if mixed:
         # a file's first timestamps all had one layout but later ones do not: parse it again with the full auto
@@ -207,7 +208,6 @@ def _read_interactions(
         stats.append(stat)
         rejected.append(rej)
         log.info("%s: %d read, %d accepted, %d rejected", path, stat.read, stat.accepted, stat.n_rejected)
-    report(progress, "ingest: read files", 1, 1)
     return stats, rejected
 
 

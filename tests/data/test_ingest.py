@@ -303,3 +303,11 @@ def test_parse_plan_streams(tmp_path: Path, events_csv: Path) -> None:
     for view in (accepted, rejected):
         plan = view.explain()
         assert ".replace([" not in plan and "replace_strict" not in plan
+
+
+def test_progress_reports_rows_read(tmp_path: Path, events_csv: Path) -> None:
+    calls: list[tuple[str, float, float | None]] = []
+    cfg = make_config(tmp_path, shop_source())
+    run_ingest(cfg, progress=lambda task, done, total=None: calls.append((task, done, total)))
+    rows = [c for c in calls if c[0] == "ingest: rows read"]
+    assert rows and rows[-1][1] == rows[-1][2] > 0  # ends full, against the expected row count
