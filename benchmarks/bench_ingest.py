@@ -11,6 +11,11 @@ directory, then, each in a fresh subprocess so peak memory is measured per run:
   must make (ids stripped, timestamps parsed to UTC, values to numbers), written the same way:
   no checks, no row accounting, no de-duplication, no hashing. It shows how much of recctl's
   time is the unavoidable type conversion;
+* **by hand**: the same job written directly in polars, the way one would without recctl: the
+  floor's conversions, rows with a missing id, time or event or a non-numeric value split off
+  (row numbers kept), exact duplicates dropped with ``unique(keep="first", maintain_order=True)``,
+  both written in one ``collect_all``. No reasons, per-file accounting, hashes or manifest. It
+  shows what recctl's framework costs on top of doing the work;
 * **recctl**: :func:`recctl.stages.ingest.run_ingest` — parse and validate every row, write
   interactions, rejected rows and the manifest.
 
@@ -110,6 +115,45 @@ def _child_floor(csv: Path, out: Path) -> dict[str, float]:
     return {"seconds": time.perf_counter() - t0, "cpu_seconds": _cpu_seconds() - c0}
 
 
+def _child_by_hand(csv: Path, out: Path) -> dict[str, float]:
+    import polars as pl
+
+    from recctl.data.ingest import PARQUET_WRITE
+
+    def text(name: str) -> pl.Expr:
+        stripped = pl.col(name).str.strip_chars()
+        return pl.when(stripped.str.len_bytes() > 0).then(stripped)
+
+    t0, c0 = time.perf_counter(), _cpu_seconds()
+    parsed = pl.scan_csv(csv, infer_schema=False, row_index_name="row", row_index_offset=1).select(
+        "row",
+        text("customer_id").alias("user_id"),
+        text("product_id").alias("item_id"),
+        text("event_type").alias("event"),
+        pl.col("event_time").str.strptime(pl.Datetime("us", "UTC"), "%Y-%m-%d %H:%M:%S", strict=False, cache=False),
+        text("quantity").alias("raw_value"),
+        pl.col("quantity").cast(pl.Float64, strict=False).alias("value"),
+    )
+    ok = (
+        pl.all_horizontal(pl.col("user_id", "item_id", "event_time").is_not_null())
+        & pl.col("event").is_in(["view", "add_to_cart", "purchase"])
+        & (pl.col("raw_value").is_null() | pl.col("value").is_not_null())
+    )
+    parsed = parsed.with_columns(ok.alias("ok")).cache()
+    accepted = (
+        parsed.filter("ok")
+        .select("user_id", "item_id", "event", "event_time", "value")
+        .unique(keep="first", maintain_order=True)
+    )
+    pl.collect_all(
+        [
+            accepted.sink_parquet(out / "events.parquet", lazy=True, **PARQUET_WRITE),
+            parsed.filter(~pl.col("ok")).select("row").sink_parquet(out / "rejected.parquet", lazy=True),
+        ]
+    )
+    return {"seconds": time.perf_counter() - t0, "cpu_seconds": _cpu_seconds() - c0}
+
+
 def _child_recctl(csv: Path, out: Path) -> dict[str, float]:
     from recctl.config import config_from_dict
     from recctl.data.sample import interactions_source
@@ -138,7 +182,9 @@ def _child(kind: str, csv: str, out: str) -> None:
     if kind == "generate":
         generate_events(Path(csv), int(out))
         return
-    child = {"baseline": _child_baseline, "floor": _child_floor, "recctl": _child_recctl}[kind]
+    child = {"baseline": _child_baseline, "floor": _child_floor, "by_hand": _child_by_hand, "recctl": _child_recctl}[
+        kind
+    ]
     result = child(Path(csv), Path(out))
     # ru_maxrss is in KiB on Linux
     result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -155,6 +201,10 @@ def _measure(kind: str, csv: Path, out: Path) -> dict[str, float]:
         text=True,
     )
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _ratio(run: dict[str, float], to: dict[str, float]) -> str:
+    return f"wall {run['seconds'] / to['seconds']:.2f}x, cpu {run['cpu_seconds'] / to['cpu_seconds']:.2f}x"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,34 +234,32 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"generated {args.rows:,} rows ({csv.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - t0:.1f}s"
             )
-        runs: list[tuple[dict[str, float], dict[str, float], dict[str, float]]] = []
+        kinds = ("baseline", "floor", "by_hand", "recctl")
+        runs: list[dict[str, dict[str, float]]] = []
         for k in range(max(1, args.repeat)):
-            # alternate the three, so a change in the machine's load hits all alike
-            runs.append(
-                (
-                    _measure("baseline", csv, root / f"baseline-{k}"),
-                    _measure("floor", csv, root / f"floor-{k}"),
-                    _measure("recctl", csv, root / f"recctl-{k}"),
-                )
-            )
-    rows = int(runs[0][2]["read"])
+            # alternate the four, so a change in the machine's load hits all alike
+            runs.append({kind: _measure(kind, csv, root / f"{kind}-{k}") for kind in kinds})
+    rows = int(runs[0]["recctl"]["read"])
     print(f"{rows:,} rows; Parquet written as zstd level 1 by every run")
     print(f"{'run':<12}{'wall s':>10}{'cpu s':>10}{'rows/s':>14}{'peak MB':>10}")
-    for k, (base, floor, ours) in enumerate(runs, start=1):
-        for name, r in ((f"polars #{k}", base), (f"floor #{k}", floor), (f"recctl #{k}", ours)):
+    names = {"baseline": "polars", "floor": "floor", "by_hand": "by hand", "recctl": "recctl"}
+    for k, run in enumerate(runs, start=1):
+        for kind in kinds:
+            r = run[kind]
             print(
-                f"{name:<12}{r['seconds']:>10.2f}{r['cpu_seconds']:>10.2f}"
+                f"{names[kind] + f' #{k}':<12}{r['seconds']:>10.2f}{r['cpu_seconds']:>10.2f}"
                 f"{rows / r['seconds']:>14,.0f}{r['peak_mb']:>10,.0f}"
             )
+        base, ours = run["baseline"], run["recctl"]
         # on a shared machine wall time includes waiting for a core; CPU time is the steadier figure
         print(
-            f"run {k}: time ratio recctl / bare polars: wall {ours['seconds'] / base['seconds']:.2f}x, "
-            f"cpu {ours['cpu_seconds'] / base['cpu_seconds']:.2f}x (aim <= 1.5x); "
+            f"run {k}: recctl / bare polars: {_ratio(ours, base)} (aim <= 1.5x); "
             f"recctl peak {ours['peak_mb'] / 1024:.2f} GB (aim < 4 GB); "
-            f"floor / bare polars: wall {floor['seconds'] / base['seconds']:.2f}x, "
-            f"cpu {floor['cpu_seconds'] / base['cpu_seconds']:.2f}x"
+            f"floor / bare polars: {_ratio(run['floor'], base)}; "
+            f"by hand / bare polars: {_ratio(run['by_hand'], base)}; "
+            f"recctl / by hand: {_ratio(ours, run['by_hand'])}"
         )
-    ours = runs[-1][2]
+    ours = runs[-1]["recctl"]
     print(
         f"accounting: read {ours['read']:,.0f} = accepted {ours['accepted']:,.0f} + rejected "
         f"{ours['rejected']:,.0f}; duplicates dropped {ours['duplicates']:,.0f}"
