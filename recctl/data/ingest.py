@@ -29,6 +29,7 @@ Reject reasons, checked in this order (a row gets the first that applies):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -640,6 +641,11 @@ def ingest_interactions(
       column by column, and a second streaming pass writes ``target`` without the later copies.
       (20M rows: 10.0 s and 0.83 GB peak, against 8.7 s and 1.46 GB in the stream.)
 
+    A file whose ``auto`` timestamps were narrowed to the layout of its first rows
+    (:func:`~recctl.data.timestamps.resolve_auto`) but whose rejected ``bad_timestamp`` values
+    the full ``auto`` can parse (:func:`narrowed_time_lost_rows`) is read again with the full
+    ``auto``, so the result never depends on the narrowing.
+
     Parameters
     ----------
     files
@@ -667,6 +673,27 @@ def ingest_interactions(
         When polars cannot read a file (naming the file, the line and the fix).
     """
     limit = IN_STREAM_MAX_ROWS if in_stream_max_rows is None else in_stream_max_rows
+    result = _ingest_pass(files, target, scratch, previous, limit, progress)
+    mixed = [i for i, ann in enumerate(files) if narrowed_time_lost_rows(ann, result.rejected_files[ann.file_idx])]
+    if not mixed:
+        return result
+    # a file's first timestamps all had one layout and later ones do not: read again with the full auto
+    files = list(files)
+    for i in mixed:
+        log.info("%s: timestamps in several layouts; reading it again with the full `auto`", files[i].path)
+        files[i] = dataclasses.replace(files[i], time_plan=None)
+    return _ingest_pass(files, target, scratch, previous, limit, progress)
+
+
+def _ingest_pass(
+    files: list[AnnotatedFile],
+    target: Path,
+    scratch: Path,
+    previous: Path | None,
+    limit: int,
+    progress: Progress | None,
+) -> InteractionsResult:
+    """One run of :func:`ingest_interactions` with each file's annotation as given."""
     expected = estimate_rows(files, previous)
     in_stream = expected <= limit
     stream, rejected = _accepted_stream(files, previous, second_hash=in_stream)

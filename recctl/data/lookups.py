@@ -54,7 +54,7 @@ class JoinedLookup:
 
 
 def _key(expr: pl.Expr) -> pl.Expr:
-    from recctl.data.ingest import normalise_id
+    from recctl.data.ingest import normalise_id  # ingest imports this module: import at call time
 
     return normalise_id(expr, numeric_ids=True)
 

@@ -20,7 +20,6 @@ same content, so re-running the pipeline never silently loses an appended day. P
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 import tempfile
@@ -38,7 +37,6 @@ from recctl.data.ingest import (
     annotate_file,
     check_policy,
     ingest_interactions,
-    narrowed_time_lost_rows,
     read_table,
     rejected_counts,
     write_rejected,
@@ -184,13 +182,6 @@ def _read_interactions(
     result = ingest_interactions(
         annotated, run.dir / "interactions.parquet", tmp, previous=previous, progress=progress
     )
-    mixed = [i for i, ann in enumerate(annotated) if narrowed_time_lost_rows(ann, result.rejected_files[ann.file_idx])]
-    if mixed:
-        # a file's first timestamps all had one layout but later ones do not: parse it again with the full auto
-        for i in mixed:
-            log.info("%s: timestamps in several layouts; reading it again with the full `auto`", annotated[i].path)
-            annotated[i] = dataclasses.replace(annotated[i], time_plan=None)
-        result = ingest_interactions(annotated, run.dir / "interactions.parquet", tmp, previous=previous)
     run.summary["deduplication"] = {"method": result.method, "hash_collision_recheck": result.exact_fallback}
     # the stage hashes its inputs while the files are read; hashing a multi-GB file twice would cost seconds
     hashes = {r.path: r.sha256 for r in run.input_records()}
@@ -255,7 +246,9 @@ def _run_append(cfg: Config, paths: list[Path], tmp: Path, progress: Progress | 
     if not new:
         return prev
     inputs = [Path(r.path) for r in prev.inputs] + [p for _, _, p in new]
-    with StageRun(cfg, "ingest", sections=["data"], inputs=list(dict.fromkeys(inputs))) as run:
+    with StageRun(
+        cfg, "ingest", sections=["data"], inputs=list(dict.fromkeys(inputs)), hash_inputs_in_background=True
+    ) as run:
         # appended files come after every recorded batch (file-order times of sources without a time column)
         stats, rejected = _read_interactions(
             new,
