@@ -201,8 +201,7 @@ def _json_array_to_lines(path: Path, tmp_dir: Path, shown: Path) -> Path:
         raise DataError(
             f"{shown}: not valid JSON ({_first_line(exc)}); give an array of objects, or one object per line."
         ) from exc
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    target = tmp_dir / f"{len(list(tmp_dir.iterdir()))}-{path.stem}.jsonl"
+    target = _scratch_path(tmp_dir, f"{path.stem}.jsonl")
     frame.write_ndjson(target)
     return target
 
@@ -242,19 +241,17 @@ def prepare_file(
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty (0 bytes); export it again or remove it from the config.")
     if fmt == "excel":
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        return _spreadsheet_to_parquet(path, sheet, tmp_dir / f"{len(list(tmp_dir.iterdir()))}-{path.stem}.parquet")
+        return _spreadsheet_to_parquet(path, sheet, _scratch_path(tmp_dir, f"{path.stem}.parquet"))
     kind = _compression(path)
     text = fmt in ("csv", "tsv", "jsonl")
     transcode = text and encoding in ("latin1", "cp1252", "utf16")
     multi = fmt in ("csv", "tsv") and delimiter is not None and len(delimiter) > 1
     if kind is None and not transcode and not multi:
         return _json_array_to_lines(path, tmp_dir, path) if _is_json_array(path, fmt) else path
-    tmp_dir.mkdir(parents=True, exist_ok=True)
     name = path.name
     for suffix in _COMPRESSED:
         name = name.removesuffix(suffix)
-    target = tmp_dir / f"{len(list(tmp_dir.iterdir()))}-{name}"
+    target = _scratch_path(tmp_dir, name)
     try:
         with _open_decompressed(path, kind) as src, open(target, "wb") as dst:
             chunks: Iterable[bytes] = iter(lambda: src.read(1 << 20), b"")
@@ -273,6 +270,12 @@ def prepare_file(
     if target.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty once decompressed; export it again or remove it from the config.")
     return _json_array_to_lines(target, tmp_dir, path) if _is_json_array(target, fmt) else target
+
+
+def _scratch_path(tmp_dir: Path, name: str) -> Path:
+    """A new file name in ``tmp_dir`` (numbered: two sources may share a file name)."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    return tmp_dir / f"{len(list(tmp_dir.iterdir()))}-{name}"
 
 
 def _is_json_array(path: Path, fmt: str) -> bool:
