@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from recctl.config.base import BaseConfig
 
@@ -172,6 +172,17 @@ class InteractionSource(FileSource):
         return _check_timezone(value)
 
 
+class LongFormat(BaseConfig):
+    """A table with one row per (id, property, value), e.g. RetailRocket's item_properties files."""
+
+    property_column: str = Field(description="Raw column naming the property (e.g. `property`).")
+    value_column: str = Field(description="Raw column holding its value (e.g. `value`).")
+    time_column: str | None = Field(
+        default=None,
+        description="Raw column saying when the value was set; the latest wins (else the last row in file order).",
+    )
+
+
 class TableSource(FileSource):
     """A catalogue (items) or user-attribute file: an id column plus attribute columns."""
 
@@ -180,6 +191,13 @@ class TableSource(FileSource):
         default_factory=dict,
         description="Canonical attribute name -> raw column (e.g. category: Category). Empty keeps all columns.",
     )
+    long_format: LongFormat | None = Field(
+        default=None,
+        description=(
+            "The file has one row per (id, property, value): `columns` then maps attribute names to property "
+            "names, and each id gets the latest value of each property."
+        ),
+    )
     dedupe: Literal["first", "last", "mode"] = Field(
         default="first",
         description=(
@@ -187,6 +205,15 @@ class TableSource(FileSource):
             "or per attribute the most frequent non-empty value (`mode`)."
         ),
     )
+
+    @model_validator(mode="after")
+    def _long_needs_columns(self) -> TableSource:
+        if self.long_format is not None and not self.columns:
+            raise ValueError(
+                "long_format needs `columns`: attribute name -> property name (e.g. category: categoryid); "
+                "a long table can hold thousands of properties"
+            )
+        return self
 
 
 class DataConfig(BaseConfig):

@@ -306,9 +306,7 @@ def annotate_file(
     lf = scan_source(prepared, fmt, src, shown=path)
     joined: list[JoinedLookup] = []
     if src.lookups:
-        joined = read_lookups(
-            src.lookups, lf, path, key=key, resolve=resolve or (lambda p: Path(p)), tmp_dir=tmp_dir
-        )
+        joined = read_lookups(src.lookups, lf, path, key=key, resolve=resolve or (lambda p: Path(p)), tmp_dir=tmp_dir)
         lf = apply_lookups(lf, joined)
     cols = src.columns
     wanted = {f"{key}.columns.{name}": raw for name, raw in cols.model_dump().items() if raw is not None}
@@ -766,9 +764,7 @@ _TWO_PASS_ROW_BYTES = 45
 
 
 @contextlib.contextmanager
-def _watch_rows(
-    side: Path, expected: int, progress: Progress | None, *, bytes_per_row: float | None
-) -> Iterator[None]:
+def _watch_rows(side: Path, expected: int, progress: Progress | None, *, bytes_per_row: float | None) -> Iterator[None]:
     """Report rows read while the streaming pass runs, from the size of the growing side file.
 
     ``bytes_per_row`` None is the two-pass path's lz4 scratch, whose size per row varies: a
@@ -794,7 +790,6 @@ def _watch_rows(
         stop.set()
         thread.join()
     report(progress, "ingest: rows read", expected, expected)
-
 
 
 def _per_file(dropped: pl.DataFrame) -> dict[int, int]:
@@ -995,6 +990,36 @@ def infer_text_types(frame: pl.DataFrame, exclude: Iterable[str] = (), decimal_c
     return frame.with_columns(casts) if casts else frame
 
 
+def _long_to_wide(long: pl.DataFrame, src: TableSource, id_name: str) -> pl.DataFrame:
+    """One row per id from (id, property, value) rows: the latest value of each property in ``src.columns``.
+
+    "Latest" is by ``long_format.time_column`` when given (ties and a missing time fall back to
+    file order), else file order. Properties not named in ``columns`` are left out; values are
+    then typed like any text column (:func:`infer_text_types`).
+    """
+    spec = src.long_format
+    assert spec is not None
+    wanted = {prop: name for name, prop in src.columns.items()}
+    rows = long.filter(pl.col(spec.property_column).cast(pl.String).is_in(list(wanted)))
+    order = [FILE_IDX, ROW] if spec.time_column is None else [spec.time_column, FILE_IDX, ROW]
+    if spec.time_column is not None:
+        rows = rows.with_columns(parse_timestamp(pl.col(spec.time_column), "auto"))
+    latest = (
+        rows.sort(order, nulls_last=False)
+        .group_by(id_name, pl.col(spec.property_column).cast(pl.String).alias("__property"))
+        .agg(pl.col(spec.value_column).cast(pl.String).last().alias("__value"), pl.col(ROW).min())
+    )
+    # an id's place in the table: its first row (file, then row), for a stable order
+    first_row = long.sort(FILE_IDX, ROW).group_by(id_name, maintain_order=True).agg(pl.col(ROW).first())
+    wide = latest.pivot(on="__property", index=id_name, values="__value") if latest.height else latest.select(id_name)
+    wide = first_row.join(wide, on=id_name, how="left").rename({p: n for p, n in wanted.items() if p in wide.columns})
+    for name in src.columns:
+        if name not in wide.columns:
+            wide = wide.with_columns(pl.lit(None, pl.String).alias(name))
+    wide = wide.select(ROW, id_name, *src.columns)
+    return infer_text_types(wide, exclude=(ROW, id_name), decimal_comma=src.decimal_comma)
+
+
 @dataclass
 class TableResult:
     """A catalogue or user table after ingest, with its accounting."""
@@ -1041,10 +1066,17 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
         try:
             lf = scan_source(prepared, fmt, src, shown=path)
             wanted = {f"{key}.id_column": src.id_column}
-            wanted.update({f"{key}.columns.{name}": raw for name, raw in src.columns.items()})
+            long = src.long_format
+            if long is None:
+                wanted.update({f"{key}.columns.{name}": raw for name, raw in src.columns.items()})
+            else:
+                wanted.update({f"{key}.long_format.{k}": v for k, v in long.model_dump().items() if v is not None})
             schema = require_columns(lf, path, wanted, fmt=fmt, delimiter=src.delimiter)
             _check_types(path, schema, {f"{key}.id_column": src.id_column})
-            mapping = src.columns or {c: c for c in schema if c not in (ROW, src.id_column)}
+            if long is None:
+                mapping = src.columns or {c: c for c in schema if c not in (ROW, src.id_column)}
+            else:
+                mapping = {c: c for c in (long.property_column, long.value_column, long.time_column) if c}
             selected = lf.select(
                 pl.col(ROW).cast(pl.Int64),
                 normalise_id(
@@ -1057,14 +1089,14 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
                     for name, raw in mapping.items()
                 ],
             ).collect()
-            if fmt in ("csv", "tsv", "excel"):  # read as text: give columns their types
+            if fmt in ("csv", "tsv", "excel") and long is None:  # read as text: give columns their types
                 selected = infer_text_types(
                     selected, exclude=(ROW, id_name, BAD_VALUE), decimal_comma=src.decimal_comma
                 )
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise diagnose(
-            path, fmt, src.encoding, exc, delimiter=scan_delimiter(src.delimiter, fmt), read_from=prepared
-        ) from exc
+                path, fmt, src.encoding, exc, delimiter=scan_delimiter(src.delimiter, fmt), read_from=prepared
+            ) from exc
         stat = FileStats(
             path=str(path), source=key, policy=src.on_error, read=selected.height, sha256=sha256_file(path)
         )
@@ -1097,8 +1129,14 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
                 )
         stat.accepted = selected.height - bad.height
         stats.append(stat)
-        frames.append(selected.filter(pl.col(id_name).is_not_null()).drop(BAD_VALUE))
+        # the file's place rides along: "latest" in a long table breaks time ties by file, then row
+        frames.append(
+            selected.filter(pl.col(id_name).is_not_null())
+            .drop(BAD_VALUE)
+            .with_columns(pl.lit(len(stats)).alias(FILE_IDX))
+        )
     table = pl.concat(frames, how="diagonal_relaxed")
+    table = _long_to_wide(table, src, id_name) if src.long_format is not None else table.drop(FILE_IDX)
     n_rows = table.height
     attrs = [c for c in table.columns if c not in (ROW, id_name)]
     if src.dedupe == "mode":
