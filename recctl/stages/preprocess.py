@@ -70,21 +70,24 @@ def run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifest
         inputs.append(users_path)
     summary: dict[str, Any] = {}
 
+    # one name for the frame as it goes through the steps, so each step's input is freed as soon
+    # as the next exists: holding all of them peaked at 9.7 GB for 20M events
     report(progress, "preprocess", 0, _STEPS)
-    raw = pl.read_parquet(ingest_dir / "interactions.parquet")
-    weighted, info = weight_events(raw, pc)
+    frame = pl.read_parquet(ingest_dir / "interactions.parquet")
+    frame, info = weight_events(frame, pc)
     summary["weights"] = info
 
     report(progress, "preprocess", 1, _STEPS)
-    kept, info = filter_min_counts(weighted, pc.min_user_interactions, pc.min_item_interactions, pc.kcore)
+    frame, info = filter_min_counts(frame, pc.min_user_interactions, pc.min_item_interactions, pc.kcore)
     summary["filter"] = info
 
     report(progress, "preprocess", 2, _STEPS)
     catalogue = pl.read_parquet(ingest_dir / "items.parquet")
-    indexed, user_map, item_map = index_events(kept, catalogue[Columns.Item])
+    frame, user_map, item_map = index_events(frame, catalogue[Columns.Item])
 
     report(progress, "preprocess", 3, _STEPS)
-    labelled, info = assign_splits(indexed, pc.split, cfg.seed)
+    labelled, info = assign_splits(frame, pc.split, cfg.seed)
+    del frame
     summary["split"] = info
     # cold test users dropped by the split leave no trace in the id maps
     if labelled[Columns.UserIdx].n_unique() != user_map.height:
@@ -102,6 +105,7 @@ def run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifest
         events = labelled.select(
             Columns.UserIdx, Columns.ItemIdx, Columns.Event, Columns.Timestamp, Columns.Weight, SPLIT
         ).sort(Columns.UserIdx, Columns.Timestamp, Columns.ItemIdx, Columns.Event)
+        del labelled
         _write(run, events, d / "events.parquet")
 
         report(progress, "preprocess", 4, _STEPS)
