@@ -19,7 +19,7 @@ from recctl.columns import Columns
 from recctl.config import Config
 from recctl.ranking import select_top_k
 from recctl.serving import write_bundle
-from recctl.stages.recommend import HOLDOUT, ServingContext, load_context
+from recctl.stages.recommend import HOLDOUT, ServingContext, cold_user_scores, load_context
 
 __all__ = ["NEIGHBORS_PER_ITEM", "build_bundle"]
 
@@ -52,12 +52,9 @@ def _list_arrays(ctx: ServingContext, recs: pl.DataFrame, k: int) -> tuple[list[
 def _fallback_list(ctx: ServingContext, length: int) -> tuple[np.ndarray, np.ndarray, str | None]:
     # the first model of the chain that scores a user with no history (popularity, usually)
     for name in [*ctx.rc.fallback, ctx.rc.model]:
-        model = ctx.models[name]
-        if not (model.supports_cold_users and model.supports_item_history):
+        s = cold_user_scores(ctx, name)
+        if s is None:
             continue
-        s = np.asarray(model.score_from_items(np.empty(0, np.int64)), np.float32).reshape(1, -1).copy()
-        if ctx.rules.item_mask is not None:
-            s[:, ~ctx.rules.item_mask] = -np.inf
         items, scores = select_top_k(s, min(length, ctx.n_items))
         keep = items[0] >= 0
         return items[0][keep], scores[0][keep], name

@@ -52,6 +52,7 @@ __all__ = [
     "HOLDOUT",
     "RECOMMEND_FILE",
     "ServingContext",
+    "cold_user_scores",
     "as_records",
     "load_context",
     "read_user_lists",
@@ -236,6 +237,17 @@ def _finish_block(
     return items, scores, src
 
 
+def cold_user_scores(ctx: ServingContext, name: str) -> np.ndarray | None:
+    """Model ``name``'s ``(1, n_items)`` scores for a user with no history, allow-list applied; None if it cannot."""
+    model = ctx.models[name]
+    if not (model.supports_cold_users and model.supports_item_history):
+        return None
+    scores = np.asarray(model.score_from_items(np.empty(0, np.int64)), np.float32).reshape(1, -1).copy()
+    if ctx.rules.item_mask is not None:
+        scores[:, ~ctx.rules.item_mask] = -np.inf
+    return scores
+
+
 def _anonymous_list(
     ctx: ServingContext, k: int, fallback_codes: list[int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -245,12 +257,9 @@ def _anonymous_list(
     src = np.zeros((1, k), np.int16)
     n_cand = candidate_count(ctx.rc.rules, k, ctx.n_items)
     for name, code in zip(ctx.rc.fallback, fallback_codes, strict=True):
-        model = ctx.models[name]
-        if not (model.supports_cold_users and model.supports_item_history):
+        s = cold_user_scores(ctx, name)
+        if s is None:
             continue
-        s = np.asarray(model.score_from_items(np.empty(0, np.int64)), np.float32).reshape(1, -1).copy()
-        if ctx.rules.item_mask is not None:
-            s[:, ~ctx.rules.item_mask] = -np.inf
         c_items, c_scores = select_top_k(s, n_cand)
         c_items, c_scores = apply_list_rules(c_items, c_scores, n_cand, ctx.rules)
         backfill(items, scores, src, np.array([0]), c_items, c_scores, code, ctx.rules)

@@ -14,8 +14,7 @@ from recctl.data.sample import interactions_source
 EVENTS_HEADER = "customer_id,product_id,event_type,event_time,quantity\n"
 
 
-def make_config(tmp_path: Path, interactions: dict[str, Any], **sections: Any) -> Config:
-    """A validated config with a popularity model, its workdir inside ``tmp_path``."""
+def _raw_config(tmp_path: Path, interactions: dict[str, Any], **sections: Any) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "workdir": str(tmp_path / "work"),
         "seed": 7,
@@ -27,24 +26,20 @@ def make_config(tmp_path: Path, interactions: dict[str, Any], **sections: Any) -
             raw["data"][key] = value
         else:
             raw[key] = value
+    return raw
+
+
+def make_config(tmp_path: Path, interactions: dict[str, Any], **sections: Any) -> Config:
+    """A validated config with a popularity model, its workdir inside ``tmp_path``."""
+    raw = _raw_config(tmp_path, interactions, **sections)
     return config_from_dict(raw, base_dir=tmp_path, source=str(tmp_path / "config.yaml"))
 
 
 def write_yaml(tmp_path: Path, interactions: dict[str, Any], **sections: Any) -> Path:
     """Write a config file (for CLI tests) and return its path."""
     make_config(tmp_path, interactions, **sections)  # validate first
-    raw: dict[str, Any] = {
-        "workdir": str(tmp_path / "work"),
-        "data": {"interactions": interactions},
-        "models": {"popular": {"kind": "popularity"}},
-    }
-    for key, value in sections.items():
-        if key in ("items", "users"):
-            raw["data"][key] = value
-        else:
-            raw[key] = value
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    path.write_text(yaml.safe_dump(_raw_config(tmp_path, interactions, **sections)), encoding="utf-8")
     return path
 
 
