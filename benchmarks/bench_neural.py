@@ -79,8 +79,10 @@ def load_retail(root: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         pl.col("StockCode").cast(pl.String).str.strip_chars().alias(Columns.Item),
         pl.col("InvoiceDate").cast(pl.Datetime("us")).alias(Columns.Timestamp),
     )
-    items = events.select(Columns.Item).unique().with_columns(
-        pl.concat_list(pl.col(Columns.Item).str.slice(0, 3)).alias("tags")
+    items = (
+        events.select(Columns.Item)
+        .unique()
+        .with_columns(pl.concat_list(pl.col(Columns.Item).str.slice(0, 3)).alias("tags"))
     )
     return events, items
 
@@ -100,8 +102,10 @@ def leave_last_out(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, np
     item_ids = np.array(sorted(ev[Columns.Item].unique().to_list()), dtype=object)
     umap = pl.DataFrame({Columns.User: user_ids.astype(str), Columns.UserIdx: np.arange(len(user_ids))})
     imap = pl.DataFrame({Columns.Item: item_ids.astype(str), Columns.ItemIdx: np.arange(len(item_ids))})
-    ev = ev.join(umap, on=Columns.User).join(imap, on=Columns.Item).select(
-        Columns.UserIdx, Columns.ItemIdx, Columns.Timestamp, pl.lit(1.0).alias(Columns.Weight), ROW
+    ev = (
+        ev.join(umap, on=Columns.User)
+        .join(imap, on=Columns.Item)
+        .select(Columns.UserIdx, Columns.ItemIdx, Columns.Timestamp, pl.lit(1.0).alias(Columns.Weight), ROW)
     )
     train, test = split_last_pair(ev)
     return train, test, user_ids, item_ids
@@ -135,12 +139,17 @@ def tag_features(items: pl.DataFrame, item_ids: np.ndarray) -> sp.csr_matrix:
     )
 
 
-def make_dataset(train: pl.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray,
-                 features: sp.csr_matrix | None) -> Dataset:
+def make_dataset(
+    train: pl.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray, features: sp.csr_matrix | None
+) -> Dataset:
     """A :class:`Dataset` as the preprocess stage would load it."""
-    return Dataset(user_ids=user_ids, item_ids=item_ids,
-                   interactions=interactions_matrix(train, len(user_ids), len(item_ids)),
-                   item_features=features, events=train)
+    return Dataset(
+        user_ids=user_ids,
+        item_ids=item_ids,
+        interactions=interactions_matrix(train, len(user_ids), len(item_ids)),
+        item_features=features,
+        events=train,
+    )
 
 
 # -- fitting -------------------------------------------------------------------------------------
@@ -149,8 +158,15 @@ def ndcg_at_k(model: Any, target: sp.csr_matrix, exclude: sp.csr_matrix) -> floa
     return evaluate_model(model, target, exclude, ks=(K,), metrics=("ndcg",), n_jobs=1).mean[f"ndcg@{K}"]
 
 
-def select_epochs(make: Callable[[], Any], train: pl.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray,
-                  features: sp.csr_matrix | None, max_epochs: int, patience: int) -> tuple[int, list[float]]:
+def select_epochs(
+    make: Callable[[], Any],
+    train: pl.DataFrame,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    features: sp.csr_matrix | None,
+    max_epochs: int,
+    patience: int,
+) -> tuple[int, list[float]]:
     """Best epoch count by NDCG@10 on each user's last training event (test never looked at)."""
     inner, valid = split_last_pair(train)
     ds = make_dataset(inner, user_ids, item_ids, features)
@@ -194,15 +210,33 @@ def model_specs(name: str, threads: int, quick: bool) -> dict[str, dict[str, Any
     """The strategies compared, as model configs (``epochs`` is the ceiling of the epoch search)."""
     # one setting for both datasets; only the epoch ceiling differs (a compute cap on a shared
     # 2-core machine: an Online Retail epoch costs ~4x a MovieLens one)
-    sasrec = {"kind": "sasrec", "max_len": 50, "hidden_size": 64, "n_heads": 2, "n_blocks": 2,
-              "dropout": 0.2, "lr": 2e-3, "batch_size": 32, "loss": "sampled_softmax",
-              "epochs": 40 if name == "movielens" else 15, "patience": 5, "random_state": 42,
-              "num_threads": threads}
+    sasrec = {
+        "kind": "sasrec",
+        "max_len": 50,
+        "hidden_size": 64,
+        "n_heads": 2,
+        "n_blocks": 2,
+        "dropout": 0.2,
+        "lr": 2e-3,
+        "batch_size": 32,
+        "loss": "sampled_softmax",
+        "epochs": 40 if name == "movielens" else 15,
+        "patience": 5,
+        "random_state": 42,
+        "num_threads": threads,
+    }
     specs = {
         "popularity": {"kind": "popularity"},
         "item_knn": {"kind": "item_knn"},
-        "lightfm_warp": {"kind": "lightfm", "loss": "warp", "no_components": 64, "learning_rate": 0.05,
-                         "epochs": 100, "random_state": 42, "num_threads": 1},
+        "lightfm_warp": {
+            "kind": "lightfm",
+            "loss": "warp",
+            "no_components": 64,
+            "learning_rate": 0.05,
+            "epochs": 100,
+            "random_state": 42,
+            "num_threads": 1,
+        },
         "sasrec": sasrec,
         "sasrec_features": {**sasrec, "use_item_features": True},
     }
@@ -230,9 +264,15 @@ def run_dataset(name: str, threads: int, quick: bool) -> list[dict[str, Any]]:
         if cls.supports_epochs and not spec.get("patience"):
             # LightFM: search the epoch count on an inner split, then refit on all of train
             t0 = time.perf_counter()
-            epochs, curve = select_epochs(lambda s=spec, c=cls: c.from_config(s), train, user_ids, item_ids,
-                                          features if use_features else None, max_epochs=spec["epochs"],
-                                          patience=5)
+            epochs, curve = select_epochs(
+                lambda s=spec, c=cls: c.from_config(s),
+                train,
+                user_ids,
+                item_ids,
+                features if use_features else None,
+                max_epochs=spec["epochs"],
+                patience=5,
+            )
             select_s = time.perf_counter() - t0
             spec = {**spec, "epochs": epochs}
         model = cls.from_config(spec)
@@ -243,10 +283,16 @@ def run_dataset(name: str, threads: int, quick: bool) -> list[dict[str, Any]]:
             # SASRec stops early inside fit on the same inner split (last training event)
             epochs, curve = model.best_epoch_, model.valid_ndcg_
         result = evaluate_model(model, target, exclude, ks=(K,), metrics=METRICS, n_jobs=1)
-        row = {"dataset": name, "model": label,
-               **{k: round(v, 4) for k, v in result.mean.items() if k.endswith(f"@{K}")},
-               "n_eval_users": result.n_users, "epochs": epochs, "fit_s": round(fit_s, 1),
-               "select_s": round(select_s, 1), "valid_curve": [round(c, 4) for c in curve]}
+        row = {
+            "dataset": name,
+            "model": label,
+            **{k: round(v, 4) for k, v in result.mean.items() if k.endswith(f"@{K}")},
+            "n_eval_users": result.n_users,
+            "epochs": epochs,
+            "fit_s": round(fit_s, 1),
+            "select_s": round(select_s, 1),
+            "valid_curve": [round(c, 4) for c in curve],
+        }
         logging.info("%s %s: %s", name, label, row)
         per_user[label] = result.per_user.sort(Columns.UserIdx)[f"ndcg@{K}"].to_numpy()
         rows.append(row)
@@ -254,9 +300,18 @@ def run_dataset(name: str, threads: int, quick: bool) -> list[dict[str, Any]]:
             for n_last in (1, 10):
                 result = evaluate_recent(model, train, target, exclude, n_last)
                 extra = f"item_knn_last{n_last}"
-                rows.append({"dataset": name, "model": extra, "epochs": None, "fit_s": row["fit_s"], "select_s": 0.0,
-                             **{k: round(v, 4) for k, v in result.mean.items()}, "n_eval_users": result.n_users,
-                             "valid_curve": []})
+                rows.append(
+                    {
+                        "dataset": name,
+                        "model": extra,
+                        "epochs": None,
+                        "fit_s": row["fit_s"],
+                        "select_s": 0.0,
+                        **{k: round(v, 4) for k, v in result.mean.items()},
+                        "n_eval_users": result.n_users,
+                        "valid_curve": [],
+                    }
+                )
                 per_user[extra] = result.per_user.sort(Columns.UserIdx)[f"ndcg@{K}"].to_numpy()
                 logging.info("%s %s: %s", name, extra, rows[-1])
     base = next(r for r in rows if r["model"] == "popularity")
@@ -280,7 +335,8 @@ def step_times(threads: int, n_steps: int = 5) -> list[dict[str, Any]]:
     rows = []
     for loss in ("sampled_softmax", "bce", "softmax"):
         model = get_model_class("sasrec").from_config(
-            {"kind": "sasrec", "batch_size": 32, "epochs": 1, "loss": loss, "num_threads": threads, "random_state": 0})
+            {"kind": "sasrec", "batch_size": 32, "epochs": 1, "loss": loss, "num_threads": threads, "random_state": 0}
+        )
         model._setup(ds, holdout=False)
         keep = np.random.default_rng(0).choice(len(model._inputs), 32 * n_steps, replace=False)
         model._inputs, model._targets = model._inputs[keep], model._targets[keep]
@@ -297,8 +353,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the comparison and print a table (and JSON with ``--out``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["movielens", "retail"], choices=["movielens", "retail"])
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for SASRec (1: on a shared, oversubscribed machine more is slower)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for SASRec (1: on a shared, oversubscribed machine more is slower)",
+    )
     parser.add_argument("--quick", action="store_true", help="skip the item-feature SASRec variant")
     parser.add_argument("--step-times", action="store_true", help="only time one step of each SASRec loss")
     parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
@@ -312,8 +372,19 @@ def main(argv: list[str] | None = None) -> int:
             print(row)
         return 0
     rows = [row for name in args.datasets for row in run_dataset(name, args.threads, args.quick)]
-    cols = ["dataset", "model", f"ndcg@{K}", f"recall@{K}", f"mrr@{K}", f"ndcg@{K}_vs_popularity",
-            "p_vs_lightfm", "n_eval_users", "epochs", "fit_s", "select_s"]
+    cols = [
+        "dataset",
+        "model",
+        f"ndcg@{K}",
+        f"recall@{K}",
+        f"mrr@{K}",
+        f"ndcg@{K}_vs_popularity",
+        "p_vs_lightfm",
+        "n_eval_users",
+        "epochs",
+        "fit_s",
+        "select_s",
+    ]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:

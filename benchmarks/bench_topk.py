@@ -145,8 +145,9 @@ def lightfm_model(user_f, item_f):  # noqa: ANN001, ANN201
 def run_model(model, users: np.ndarray, seen, k: int, n_jobs: int, max_block_bytes: int) -> float:  # noqa: ANN001
     """Wall seconds of ``model.iter_recommend`` over ``users`` (results discarded)."""
     t0 = time.perf_counter()
-    for _ in model.iter_recommend(users, k, exclude=seen, batch_size=1 << 20, n_jobs=n_jobs,
-                                  max_block_bytes=max_block_bytes):
+    for _ in model.iter_recommend(
+        users, k, exclude=seen, batch_size=1 << 20, n_jobs=n_jobs, max_block_bytes=max_block_bytes
+    ):
         pass
     return time.perf_counter() - t0
 
@@ -239,8 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-jobs", type=int, default=-1)
     ap.add_argument("--block-mb", type=float, default=DEFAULT_BLOCK_BYTES / 2**20)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-model", dest="with_model", action="store_false",
-                    help="Skip timing recctl's LightFM model path (matmul + biases through iter_recommend).")
+    ap.add_argument(
+        "--no-model",
+        dest="with_model",
+        action="store_false",
+        help="Skip timing recctl's LightFM model path (matmul + biases through iter_recommend).",
+    )
     ap.add_argument("--rounds", type=int, default=4, help="Kernel and floor alternate over this many slices of users.")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -350,9 +355,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"  LightFM loop / kernel{result['speedup_vs_lightfm_loop']:9.1f} x")
         if model is not None:
-            print(f"  recctl LightFM model path (matmul + 2 bias passes + kernel): "
-                  f"{result['lightfm_model_path_wall_s']:.2f} s wall, {result['lightfm_model_path_cpu_s']:.1f} CPU s "
-                  f"= {result['lightfm_model_path_cpu_s'] / result['floor_pooled_cpu_s']:.2f}x the floor in CPU time")
+            print(
+                f"  recctl LightFM model path (matmul + 2 bias passes + kernel): "
+                f"{result['lightfm_model_path_wall_s']:.2f} s wall, {result['lightfm_model_path_cpu_s']:.1f} CPU s "
+                f"= {result['lightfm_model_path_cpu_s'] / result['floor_pooled_cpu_s']:.2f}x the floor in CPU time"
+            )
         print(
             f"  memory: kernel allocations peak {result['kernel_traced_peak_mb']:.0f} MB (tracemalloc, incl. "
             f"the result arrays of {min(c['users'], 20_000):,} users), "

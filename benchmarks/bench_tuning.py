@@ -87,18 +87,33 @@ def bench_config(path: Path, trials: int, max_epochs: int, workdir: Path) -> lis
     tuned_models: dict[str, dict[str, Any]] = {}
     for name in (lightfm, "item_knn"):
         kind = raw["models"][name]["kind"]
-        tune = {"model": name, "method": "random", "n_trials": trials, "objective": f"ndcg@{K}",
-                "patience": 3, "space": SPACES[kind]}
+        tune = {
+            "model": name,
+            "method": "random",
+            "n_trials": trials,
+            "objective": f"ndcg@{K}",
+            "patience": 3,
+            "space": SPACES[kind],
+        }
         if kind == "lightfm":
             tune["max_epochs"] = max_epochs
         t0 = time.perf_counter()
         summary = run_tune(_config({**raw, "tune": tune}, path)).summary
         tuned_models[f"{name}_tuned"] = summary["tuned_params"]
-        rows.append({"dataset": original.name, "model": name, "kind": kind,
-                     "tune_s": round(time.perf_counter() - t0, 1),
-                     "n_trials": summary["n_trials"], "n_pruned": summary["n_pruned"], "n_failed": summary["n_failed"],
-                     "valid_default": summary.get("default_value"), "valid_tuned": summary["best_value"],
-                     "tuned_params": summary["tuned_params"]})
+        rows.append(
+            {
+                "dataset": original.name,
+                "model": name,
+                "kind": kind,
+                "tune_s": round(time.perf_counter() - t0, 1),
+                "n_trials": summary["n_trials"],
+                "n_pruned": summary["n_pruned"],
+                "n_failed": summary["n_failed"],
+                "valid_default": summary.get("default_value"),
+                "valid_tuned": summary["best_value"],
+                "tuned_params": summary["tuned_params"],
+            }
+        )
 
     final = {**raw, "models": {**raw["models"], **tuned_models}}
     final["evaluate"] = {**final["evaluate"], "models": list(final["models"])}
@@ -117,8 +132,12 @@ def bench_config(path: Path, trials: int, max_epochs: int, workdir: Path) -> lis
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print one line per (dataset, model), plus JSON with ``--json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", type=Path,
-                        default=[ROOT / "configs" / "movielens.yaml", ROOT / "configs" / "online_retail.yaml"])
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        type=Path,
+        default=[ROOT / "configs" / "movielens.yaml", ROOT / "configs" / "online_retail.yaml"],
+    )
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench-tuning")
@@ -134,17 +153,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
-    header = (f"{'dataset':<14} {'model':<13} {'valid nDCG@10 def -> tuned':>27} {'test nDCG@10 def -> tuned':>26} "
-              f"{'ratio':>6} {'test recall@10 def -> tuned':>28} {'popular':>8}")
+    header = (
+        f"{'dataset':<14} {'model':<13} {'valid nDCG@10 def -> tuned':>27} {'test nDCG@10 def -> tuned':>26} "
+        f"{'ratio':>6} {'test recall@10 def -> tuned':>28} {'popular':>8}"
+    )
     print(header)
     for r in rows:
         ratio = r["test_ndcg_tuned"] / r["test_ndcg_default"] if r["test_ndcg_default"] else float("nan")
-        print(f"{r['dataset']:<14} {r['model']:<13} {r['valid_default']:>12.4f} -> {r['valid_tuned']:.4f} "
-              f"{r['test_ndcg_default']:>11.4f} -> {r['test_ndcg_tuned']:.4f} {ratio:>6.2f} "
-              f"{r['test_recall_default']:>13.4f} -> {r['test_recall_tuned']:.4f} {r['test_ndcg_popular']:>8.4f}")
+        print(
+            f"{r['dataset']:<14} {r['model']:<13} {r['valid_default']:>12.4f} -> {r['valid_tuned']:.4f} "
+            f"{r['test_ndcg_default']:>11.4f} -> {r['test_ndcg_tuned']:.4f} {ratio:>6.2f} "
+            f"{r['test_recall_default']:>13.4f} -> {r['test_recall_tuned']:.4f} {r['test_ndcg_popular']:>8.4f}"
+        )
     for r in rows:
-        print(f"{r['dataset']} {r['model']} tuned: {r['tuned_params']} ({r['n_trials']} trials, "
-              f"{r['n_pruned']} pruned, {r['n_failed']} failed, {r['tune_s']}s)")
+        print(
+            f"{r['dataset']} {r['model']} tuned: {r['tuned_params']} ({r['n_trials']} trials, "
+            f"{r['n_pruned']} pruned, {r['n_failed']} failed, {r['tune_s']}s)"
+        )
     return 0
 
 

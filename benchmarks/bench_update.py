@@ -125,17 +125,15 @@ def _frame(
     start: dt.datetime,
     rng: np.random.Generator,
 ) -> pl.DataFrame:
-    events = rng.choice(
-        np.array(["view", "add_to_cart", "purchase"]), len(users), p=[0.7, 0.2, 0.1]
-    )
+    events = rng.choice(np.array(["view", "add_to_cart", "purchase"]), len(users), p=[0.7, 0.2, 0.1])
     return pl.DataFrame(
         {
             "customer_id": [f"C{u:07d}" for u in users],
             "product_id": [f"P{i:06d}" for i in items],
             "event_type": events,
-            "event_time": pl.Series(
-                [start + dt.timedelta(seconds=int(s)) for s in seconds]
-            ).dt.strftime("%Y-%m-%d %H:%M:%S"),
+            "event_time": pl.Series([start + dt.timedelta(seconds=int(s)) for s in seconds]).dt.strftime(
+                "%Y-%m-%d %H:%M:%S"
+            ),
         }
     )
 
@@ -260,9 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 
         inc: dict[str, float] = {}
         upd, inc["update"] = _timed(run_update, cfg)
-        rec, inc["recommend --changed-since"] = _timed(
-            run_recommend, cfg, changed_since="last-update"
-        )
+        rec, inc["recommend --changed-since"] = _timed(run_recommend, cfg, changed_since="last-update")
         exp, inc["serve-export (+delta)"] = _timed(run_serve_export, cfg, date="2026-05-02")
         q = quality(cfg)
 
@@ -306,12 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{sizes['day_users']:,} users ({sizes['new_users']:,} new), {sizes['new_items']:,} new items"
     )
     print(f"ingest --append (both paths): {append_s:.1f}s")
-    print(
-        "incremental: " + ", ".join(f"{k} {v:.1f}s" for k, v in inc.items()) + f"  = {t_inc:.1f}s"
-    )
-    print(
-        "full:        " + ", ".join(f"{k} {v:.1f}s" for k, v in full.items()) + f"  = {t_full:.1f}s"
-    )
+    print("incremental: " + ", ".join(f"{k} {v:.1f}s" for k, v in inc.items()) + f"  = {t_inc:.1f}s")
+    print("full:        " + ", ".join(f"{k} {v:.1f}s" for k, v in full.items()) + f"  = {t_full:.1f}s")
     print(
         f"full / incremental: {t_full / t_inc:.1f}x; re-scored users: {rec.summary.get('n_rescored'):,}; "
         f"delta file: {exp.summary['delta']['users']:,} users"
@@ -322,9 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         f"seed-to-seed {q['reference_jaccard']:.3f} (ratio {q['overlap_ratio']:.2f})"
     )
     for name, m in report["update_models"].items():
-        print(
-            f"  {name}: {m['how']} ({'exact' if m['exact'] else 'approximate'}) in {m['seconds']:.2f}s"
-        )
+        print(f"  {name}: {m['how']} ({'exact' if m['exact'] else 'approximate'}) in {m['seconds']:.2f}s")
     return 0
 
 

@@ -118,8 +118,14 @@ def write_bundle(
     if neighbors is not None:
         _save(directory, "item_neighbors.npy", neighbors[0].astype(np.int32), files)
         _save(directory, "item_neighbor_scores.npy", neighbors[1].astype(np.float32), files)
-    meta = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "k": int(user_items.shape[1]), "sources": sources,
-            **card, "files": files}
+    meta = {
+        "format": BUNDLE_FORMAT,
+        "version": BUNDLE_VERSION,
+        "k": int(user_items.shape[1]),
+        "sources": sources,
+        **card,
+        "files": files,
+    }
     write_json_atomic(directory / "bundle.json", meta)
     return files
 
@@ -164,8 +170,10 @@ class Bundle:
         return out
 
     def _answer(self, rows: list[tuple[int, float, str]], k: int) -> list[dict[str, Any]]:
-        return [{"item_id": self.item_ids[i], "rank": r + 1, "score": float(s), "source": src}
-                for r, (i, s, src) in enumerate(rows[:k])]
+        return [
+            {"item_id": self.item_ids[i], "rank": r + 1, "score": float(s), "source": src}
+            for r, (i, s, src) in enumerate(rows[:k])
+        ]
 
     def _fill(self, rows: list[tuple[int, float, str]], banned: set[int], k: int) -> list[tuple[int, float, str]]:
         """Append the fallback list (skipping banned and present items) up to ``k``."""
@@ -214,10 +222,17 @@ class Bundle:
             # the user's history: a fallback item they already had must not fill the gap
             banned |= set(self.seen_indices[self.seen_indptr[row] : self.seen_indptr[row + 1]].tolist())
         if row is not None:
-            listed = zip(self.user_items[row].tolist(), self.user_scores[row].tolist(),
-                         self.user_sources[row].tolist(), strict=True)
-            rows = [(i, s, self._sources[c] if c < len(self._sources) else "") for i, s, c in listed
-                    if i >= 0 and i not in banned]
+            listed = zip(
+                self.user_items[row].tolist(),
+                self.user_scores[row].tolist(),
+                self.user_sources[row].tolist(),
+                strict=True,
+            )
+            rows = [
+                (i, s, self._sources[c] if c < len(self._sources) else "")
+                for i, s, c in listed
+                if i >= 0 and i not in banned
+            ]
         elif recent and self.neighbors is not None:
             rows = self._from_items(recent, banned | set(recent), k)
         else:
@@ -300,10 +315,16 @@ def load(path: str | Path, *, verify: bool = True) -> Bundle:
         return json.loads((d / name).read_text(encoding="utf-8")) if name in files else []
 
     return Bundle(
-        meta=meta, user_ids=js("users.json"), item_ids=js("items.json"),
-        user_items=arr("user_items.npy"), user_scores=arr("user_scores.npy"), user_sources=arr("user_sources.npy"),
-        fallback_items=arr("fallback_items.npy"), fallback_scores=arr("fallback_scores.npy"),
-        neighbors=arr("item_neighbors.npy"), neighbor_scores=arr("item_neighbor_scores.npy"),
+        meta=meta,
+        user_ids=js("users.json"),
+        item_ids=js("items.json"),
+        user_items=arr("user_items.npy"),
+        user_scores=arr("user_scores.npy"),
+        user_sources=arr("user_sources.npy"),
+        fallback_items=arr("fallback_items.npy"),
+        fallback_scores=arr("fallback_scores.npy"),
+        neighbors=arr("item_neighbors.npy"),
+        neighbor_scores=arr("item_neighbor_scores.npy"),
         holdout=frozenset(js("holdout.json")),
         seen_indptr=arr("seen_indptr.npy"),
         seen_indices=arr("seen_indices.npy"),

@@ -50,9 +50,15 @@ def _live_display(enabled: bool) -> Iterator[tuple[Callable[..., None] | None, C
     )
 
     bars = Progress(
-        TextColumn("tune"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=err, disable=not err.is_terminal,
+        TextColumn("tune"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[best]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
     )
     task = bars.add_task("tune", total=None, best="")
     state: dict[str, Any] = {"t0": time.monotonic(), "resumed": 0}
@@ -76,7 +82,9 @@ def _live_display(enabled: bool) -> Iterator[tuple[Callable[..., None] | None, C
             err.print(
                 f"trial {len(trials)}/{total} (#{result.number}) {result.status} {value} | {best_text} | "
                 f"ETA {_eta(eta)}" + (f" | {result.error}" if result.error else ""),
-                highlight=False, soft_wrap=True, markup=False,
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
             )
 
     with bars:
@@ -96,8 +104,14 @@ def _render(summary: dict[str, Any], stage_dir: Any) -> None:
     objective = summary["objective"]
     params = sorted({k for t in summary["top_trials"] for k in t["params"]})
     rows = [
-        [str(t["trial"]), t["value"], *[_param(t["params"].get(p)) for p in params], t["best_epoch"],
-         f"{t['duration_s']:.1f}", {"complete": "ok"}.get(t["status"], t["status"])]
+        [
+            str(t["trial"]),
+            t["value"],
+            *[_param(t["params"].get(p)) for p in params],
+            t["best_epoch"],
+            f"{t['duration_s']:.1f}",
+            {"complete": "ok"}.get(t["status"], t["status"]),
+        ]
         for t in summary["top_trials"]
     ]
     title = f"Top trials of {summary['model']} ({summary['method']}, {objective} on valid)"
@@ -114,8 +128,12 @@ def _render(summary: dict[str, Any], stage_dir: Any) -> None:
         out.print(f"[yellow]hint[/]: {escape(hint)}", highlight=False)
     out.print(f"[bold]{summary['note']}[/]")
     # soft_wrap: a path must stay on one line to be copied
-    out.print(f"best config: {stage_dir / 'best.yaml'}  (use it with `recctl train` / `recctl run`)",
-              soft_wrap=True, highlight=False, markup=False)
+    out.print(
+        f"best config: {stage_dir / 'best.yaml'}  (use it with `recctl train` / `recctl run`)",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
 
 
 @handle_errors

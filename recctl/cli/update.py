@@ -73,9 +73,7 @@ def update_command(
         else:
             err.print(f"updated models written to {cfg.stage_dir('update')}")
             if manifest.summary.get("drift", {}).get("retrain_needed"):
-                err.print(
-                    "[yellow]drift guard:[/] a full retrain is recommended (see the drift table)"
-                )
+                err.print("[yellow]drift guard:[/] a full retrain is recommended (see the drift table)")
 
 
 def _render(s: dict[str, Any]) -> None:
@@ -102,10 +100,7 @@ def _render(s: dict[str, Any]) -> None:
         info = m.get("info", {})
         detail = info.get("mode") or info.get("reason") or ""
         if m["kind"] == "lightfm" and "n_folded_in" in info:
-            detail = (
-                f"{info['n_folded_in']} folded in, {info['epochs']} epochs "
-                f"on {info['n_train_pairs']:,} pairs"
-            )
+            detail = f"{info['n_folded_in']} folded in, {info['epochs']} epochs on {info['n_train_pairs']:,} pairs"
         model_rows.append(
             [
                 name,

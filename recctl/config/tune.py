@@ -109,7 +109,8 @@ class TuneConfig(BaseConfig):
         default=3, ge=2, description="`grid`: points per float/int range (choices use all values)."
     )
     max_epochs: int | None = Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description=(
             "Epoch-wise models: epochs a trial may run before early stopping picks the best "
             "(default: the model's configured `epochs`). Ignored when `epochs` is in the space."

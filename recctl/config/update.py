@@ -19,9 +19,7 @@ class FoldInSettings(BaseConfig):
             "`warp`: pairwise SGD from `mean`."
         ),
     )
-    reg: float = Field(
-        default=0.2, ge=0, description="L2 regularisation of the solved user vector."
-    )
+    reg: float = Field(default=0.2, ge=0, description="L2 regularisation of the solved user vector.")
     steps: int = Field(default=300, ge=0, description="`warp`: SGD steps per user.")
     learning_rate: float = Field(default=0.05, gt=0, description="`warp`: step size.")
 
@@ -29,9 +27,7 @@ class FoldInSettings(BaseConfig):
 class DriftSettings(BaseConfig):
     """The drift guard (`recctl update --check-drift`): compare the update with a full retrain."""
 
-    metric: str = Field(
-        default="ndcg@10", description="Metric compared on the test split, as name@k."
-    )
+    metric: str = Field(default="ndcg@10", description="Metric compared on the test split, as name@k.")
     max_metric_drop: float = Field(
         default=0.05,
         ge=0,
@@ -70,9 +66,7 @@ class DriftSettings(BaseConfig):
 class UpdateConfig(BaseConfig):
     """Incremental updates from batches ingested with ``recctl ingest --append``."""
 
-    models: list[str] | None = Field(
-        default=None, description="Models to update (default: every trained model)."
-    )
+    models: list[str] | None = Field(default=None, description="Models to update (default: every trained model).")
     lightfm_mode: Literal["fit_partial", "fold_in"] = Field(
         default="fit_partial",
         description=(
@@ -81,9 +75,7 @@ class UpdateConfig(BaseConfig):
             "solve the changed users (fastest)."
         ),
     )
-    epochs: int = Field(
-        default=5, ge=0, description="`fit_partial`: epochs over the new events + replay sample."
-    )
+    epochs: int = Field(default=5, ge=0, description="`fit_partial`: epochs over the new events + replay sample.")
     replay_ratio: float = Field(
         default=1.0,
         ge=0,

@@ -48,9 +48,7 @@ class PendingRows:
     end_row: int
 
 
-def consumed_by_preprocess(
-    pre_manifest: Manifest, ingest_manifest: Manifest
-) -> tuple[int, list[str]]:
+def consumed_by_preprocess(pre_manifest: Manifest, ingest_manifest: Manifest) -> tuple[int, list[str]]:
     """Rows of ``interactions.parquet`` (and batch hashes) the preprocess run had read.
 
     Ingest writes the configured sources' rows first, then the ``--append`` batches in the
@@ -66,9 +64,7 @@ def consumed_by_preprocess(
     """
     rows, shas, seen_pending = 0, [], False
     for batch in ingest_manifest.summary.get("batches", []):
-        consumed = (
-            batch.get("kind") != "append" or batch.get("ingested_at", "") <= pre_manifest.started_at
-        )
+        consumed = batch.get("kind") != "append" or batch.get("ingested_at", "") <= pre_manifest.started_at
         if consumed and seen_pending:
             raise ArtifactError(
                 f"ingest batch {batch['path']} comes after batches preprocess never read; the "
@@ -93,11 +89,7 @@ def pending_rows(
     ArtifactError
         When the file has fewer rows than were consumed (it was rewritten).
     """
-    batches = [
-        b
-        for b in ingest_manifest.summary.get("batches", [])
-        if b["sha256"] not in set(consumed_shas)
-    ]
+    batches = [b for b in ingest_manifest.summary.get("batches", []) if b["sha256"] not in set(consumed_shas)]
     lazy = pl.scan_parquet(ingest_dir / "interactions.parquet")
     total = lazy.select(pl.len()).collect().item()
     if total < consumed_rows:
@@ -158,19 +150,9 @@ class GrownData:
 
 def _append_ids(known: pl.DataFrame, id_col: str, idx_col: str, ids: pl.Series) -> pl.DataFrame:
     """Give ids not in ``known`` the next indices (sorted by id, so the result is stable)."""
-    new = (
-        ids.cast(pl.String)
-        .unique()
-        .to_frame(id_col)
-        .join(known.select(id_col), on=id_col, how="anti")
-        .sort(id_col)
-    )
+    new = ids.cast(pl.String).unique().to_frame(id_col).join(known.select(id_col), on=id_col, how="anti").sort(id_col)
     start = known.height
-    new = (
-        new.with_row_index(idx_col, offset=start)
-        .with_columns(pl.col(idx_col).cast(pl.Int32))
-        .select(id_col, idx_col)
-    )
+    new = new.with_row_index(idx_col, offset=start).with_columns(pl.col(idx_col).cast(pl.Int32)).select(id_col, idx_col)
     return new
 
 
@@ -197,9 +179,7 @@ def _project_features(
     sub = sp.csr_matrix(matrix[rows]).tocoo()
     cols = mapping[sub.col] if len(mapping) else sub.col
     keep = cols >= 0
-    out = sp.csr_matrix(
-        (sub.data[keep], (sub.row[keep], cols[keep])), shape=(len(rows), n_cols), dtype=np.float32
-    )
+    out = sp.csr_matrix((sub.data[keep], (sub.row[keep], cols[keep])), shape=(len(rows), n_cols), dtype=np.float32)
     return out, int((~keep).sum())
 
 
@@ -207,9 +187,7 @@ def _load_features(base_dir: Path, prefix: str) -> tuple[sp.csr_matrix | None, p
     path = base_dir / f"{prefix}_features.npz"
     if not path.exists():
         return None, None
-    return sp.load_npz(path).tocsr().astype(np.float32), pl.read_parquet(
-        base_dir / f"{prefix}_feature_names.parquet"
-    )
+    return sp.load_npz(path).tocsr().astype(np.float32), pl.read_parquet(base_dir / f"{prefix}_feature_names.parquet")
 
 
 def grow_dataset(
@@ -260,9 +238,7 @@ def grow_dataset(
         # dataset's reference is the later of the two
         lag = (old_ref - weighted[Columns.Timestamp].max()).total_seconds()
         if lag > 0:
-            weighted = weighted.with_columns(
-                pl.col(Columns.Weight) * 0.5 ** (lag / 86400.0 / pc.half_life_days)
-            )
+            weighted = weighted.with_columns(pl.col(Columns.Weight) * 0.5 ** (lag / 86400.0 / pc.half_life_days))
     new_users = _append_ids(users, Columns.User, Columns.UserIdx, weighted[Columns.User])
     item_sources = [weighted[Columns.Item]]
     if catalogue is not None:

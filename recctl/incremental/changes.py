@@ -125,9 +125,7 @@ def new_item_scores(model: Any, users: np.ndarray, new_items: np.ndarray) -> np.
     return new_item_scorer(model, new_items)(np.asarray(users, np.int64))
 
 
-def _users_with_events(
-    data_dir: Path, since: str, update: tuple[Path, Manifest] | None
-) -> np.ndarray:
+def _users_with_events(data_dir: Path, since: str, update: tuple[Path, Manifest] | None) -> np.ndarray:
     if since == LAST_UPDATE:
         if update is None:
             raise ArtifactError(
@@ -135,24 +133,12 @@ def _users_with_events(
                 "run `recctl update CONFIG` first "
                 "(or pass an ISO time)."
             )
-        return (
-            pl.read_parquet(update[0] / "changes.parquet")[Columns.UserIdx]
-            .to_numpy()
-            .astype(np.int64)
-        )
+        return pl.read_parquet(update[0] / "changes.parquet")[Columns.UserIdx].to_numpy().astype(np.int64)
     cut = _parse_since(since)
     events = data_dir / "events.parquet"
     if not events.exists():
-        raise ArtifactError(
-            f"{events}: missing; --changed-since needs the events of the serving data."
-        )
-    frame = (
-        pl.scan_parquet(events)
-        .filter(pl.col(Columns.Timestamp) >= cut)
-        .select(Columns.UserIdx)
-        .unique()
-        .collect()
-    )
+        raise ArtifactError(f"{events}: missing; --changed-since needs the events of the serving data.")
+    frame = pl.scan_parquet(events).filter(pl.col(Columns.Timestamp) >= cut).select(Columns.UserIdx).unique().collect()
     return np.sort(frame[Columns.UserIdx].to_numpy().astype(np.int64))
 
 
@@ -177,14 +163,8 @@ def changed_users(
     with_events = _users_with_events(ctx.preprocess_dir, since, update)
     new_items = np.empty(0, np.int64)
     if update is not None and (update[0] / "new_items.parquet").exists():
-        new_items = (
-            pl.read_parquet(update[0] / "new_items.parquet")[Columns.ItemIdx]
-            .to_numpy()
-            .astype(np.int64)
-        )
-        if since != LAST_UPDATE and update[1].started_at < _parse_since(since).strftime(
-            "%Y-%m-%dT%H:%M:%S"
-        ):
+        new_items = pl.read_parquet(update[0] / "new_items.parquet")[Columns.ItemIdx].to_numpy().astype(np.int64)
+        if since != LAST_UPDATE and update[1].started_at < _parse_since(since).strftime("%Y-%m-%dT%H:%M:%S"):
             new_items = np.empty(0, np.int64)  # the update predates `since`: its items are not new
     if ctx.rules.item_mask is not None and len(new_items):
         new_items = new_items[ctx.rules.item_mask[new_items]]
@@ -292,9 +272,7 @@ def recommend_changed(cfg: Config, since: str, *, progress: Progress | None = No
         from recctl.abtest.assign import assign_variants
 
         assigned = np.asarray(assign_variants(list(ctx.user_ids), cfg.experiment), dtype=object)
-        assignments = pl.DataFrame(
-            {Columns.User: ctx.user_ids.astype(str), Columns.Variant: assigned.astype(str)}
-        )
+        assignments = pl.DataFrame({Columns.User: ctx.user_ids.astype(str), Columns.Variant: assigned.astype(str)})
         keep = assigned[changed.user_idx] != HOLDOUT
         user_ids, variants = user_ids[keep], assigned[changed.user_idx][keep]
     with_events = _users_with_events(ctx.preprocess_dir, since, current_update(cfg))
@@ -303,9 +281,7 @@ def recommend_changed(cfg: Config, since: str, *, progress: Progress | None = No
         fresh_path = run.dir / ".rescored.parquet"
         writer = _StreamWriter(fresh_path, recommendation_schema(variants is not None))
         try:
-            for block, sources, models in iter_list_blocks(
-                ctx, user_ids, variants=variants, progress=progress
-            ):
+            for block, sources, models in iter_list_blocks(ctx, user_ids, variants=variants, progress=progress):
                 writer.write(block_to_table(block, ctx, sources, models))
         finally:
             writer.close()
@@ -313,9 +289,7 @@ def recommend_changed(cfg: Config, since: str, *, progress: Progress | None = No
         fresh_path.unlink()
         rescored = pl.DataFrame({Columns.User: ctx.user_ids[changed.user_idx].astype(str)})
         kept = previous.join(rescored, on=Columns.User, how="anti")
-        order = pl.DataFrame(
-            {Columns.User: ctx.user_ids.astype(str), "__o": np.arange(ctx.n_users)}
-        )
+        order = pl.DataFrame({Columns.User: ctx.user_ids.astype(str), "__o": np.arange(ctx.n_users)})
         merged = (
             pl.concat([kept, fresh.cast(kept.schema)], how="vertical")
             .join(order, on=Columns.User, how="left")
@@ -342,13 +316,9 @@ def recommend_changed(cfg: Config, since: str, *, progress: Progress | None = No
             n_short_lists=int((lengths["n"] < rc.k).sum()),
             rows_by_source={k: int(v) for k, v in by_source.items()},
             rule_exclusions=ctx.rules.excluded,
-            n_eligible_items=int(ctx.rules.item_mask.sum())
-            if ctx.rules.item_mask is not None
-            else ctx.n_items,
+            n_eligible_items=int(ctx.rules.item_mask.sum()) if ctx.rules.item_mask is not None else ctx.n_items,
             exclusions=prev_manifest.summary.get("exclusions"),
-            n_holdout=int((assignments[Columns.Variant] == HOLDOUT).sum())
-            if assignments is not None
-            else 0,
+            n_holdout=int((assignments[Columns.Variant] == HOLDOUT).sum()) if assignments is not None else 0,
             generated_at=generated_at,
             users_requested=False,
             changed_since=since,
@@ -376,18 +346,12 @@ def read_previous_export(directory: Path, export_cfg: Any) -> pl.DataFrame | Non
     from recctl.export import EXTENSIONS, _current, read_export
 
     name = _current(directory, export_cfg)
-    if (
-        not name
-        or not name.endswith("." + EXTENSIONS[export_cfg.format])
-        or not (directory / name).exists()
-    ):
+    if not name or not name.endswith("." + EXTENSIONS[export_cfg.format]) or not (directory / name).exists():
         return None
     return read_export(directory / name, export_cfg.format)
 
 
-def write_delta(
-    recs: pl.DataFrame, previous: pl.DataFrame | None, path: Path, write: Any
-) -> dict[str, Any]:
+def write_delta(recs: pl.DataFrame, previous: pl.DataFrame | None, path: Path, write: Any) -> dict[str, Any]:
     """Write the export delta: every row of the users whose list differs from the previous file.
 
     Parameters
@@ -427,9 +391,7 @@ def write_delta(
         # a user changed when any (rank, item) row differs in either direction
         diff = pl.concat([cur.join(prev, on=key, how="anti"), prev.join(cur, on=key, how="anti")])
         changed = (
-            diff.select(Columns.User)
-            .unique()
-            .join(cur.select(Columns.User).unique(), on=Columns.User, how="semi")
+            diff.select(Columns.User).unique().join(cur.select(Columns.User).unique(), on=Columns.User, how="semi")
         )
         new_users = (
             cur.select(Columns.User)

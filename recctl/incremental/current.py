@@ -49,10 +49,7 @@ def current_update(cfg: Config) -> tuple[Path, Manifest] | None:
     except ArtifactError:
         return None
     train_sha = _train_manifest_sha(cfg)
-    if (
-        train_sha is None
-        or manifest.summary.get("base", {}).get("train_manifest_sha256") != train_sha
-    ):
+    if train_sha is None or manifest.summary.get("base", {}).get("train_manifest_sha256") != train_sha:
         return None
     return upd_dir, manifest
 
@@ -86,14 +83,10 @@ def serving_source(cfg: Config) -> ServingSource:
     """
     update = current_update(cfg)
     if update is not None:
-        return ServingSource(
-            data_dir=update[0], models_dir=update[0], manifest=update[1], stage=UPDATE_STAGE
-        )
+        return ServingSource(data_dir=update[0], models_dir=update[0], manifest=update[1], stage=UPDATE_STAGE)
     pre_dir, _ = require_stage(cfg, "preprocess", ["users.parquet", "items.parquet"])
     train_dir, train_manifest = require_stage(cfg, "train")
-    return ServingSource(
-        data_dir=pre_dir, models_dir=train_dir, manifest=train_manifest, stage="train"
-    )
+    return ServingSource(data_dir=pre_dir, models_dir=train_dir, manifest=train_manifest, stage="train")
 
 
 def load_serving_model(cfg: Config, name: str, source: ServingSource | None = None) -> Any:

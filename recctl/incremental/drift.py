@@ -116,10 +116,7 @@ class DriftReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data."""
-        return {
-            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in asdict(self).items()
-        }
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
 
 
 def _parse_metric(metric: str) -> tuple[str, int]:
@@ -190,15 +187,9 @@ def compare_models(
     drop = (ret - upd) / ret if ret > 0 else 0.0
     reasons = []
     if drop > rule.max_metric_drop:
-        reasons.append(
-            f"{key} dropped {drop:.1%} vs a full retrain (limit {rule.max_metric_drop:.1%})"
-        )
+        reasons.append(f"{key} dropped {drop:.1%} vs a full retrain (limit {rule.max_metric_drop:.1%})")
     if ratio < rule.min_overlap:
-        shown = (
-            f"{jac:.3f}"
-            if ref_jac is None
-            else f"{jac:.3f} ({ratio:.2f} of the seed-to-seed {ref_jac:.3f})"
-        )
+        shown = f"{jac:.3f}" if ref_jac is None else f"{jac:.3f} ({ratio:.2f} of the seed-to-seed {ref_jac:.3f})"
         reasons.append(f"top-{overlap_k} Jaccard overlap {shown} < {rule.min_overlap}")
     return DriftReport(
         model=name,

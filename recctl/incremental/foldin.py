@@ -104,9 +104,7 @@ def fold_in_users(
     X = sp.csr_matrix(interactions, dtype=np.float64)
     Y = np.asarray(item_embeddings, dtype=np.float64)
     if X.shape[1] != Y.shape[0]:
-        raise ValueError(
-            f"interactions have {X.shape[1]} item columns, embeddings {Y.shape[0]} rows"
-        )
+        raise ValueError(f"interactions have {X.shape[1]} item columns, embeddings {Y.shape[0]} rows")
     b = np.zeros(Y.shape[0]) if item_biases is None else np.asarray(item_biases, np.float64)
     base_arr = np.zeros((X.shape[0], Y.shape[1])) if base is None else np.asarray(base, np.float64)
     if cfg.method == "ls":
@@ -122,9 +120,7 @@ def fold_in_users(
     return x.astype(np.float32)
 
 
-def _mean_direction(
-    X: sp.csr_matrix, Y: np.ndarray, base: np.ndarray, user_norm: float | None
-) -> np.ndarray:
+def _mean_direction(X: sp.csr_matrix, Y: np.ndarray, base: np.ndarray, user_norm: float | None) -> np.ndarray:
     sums = np.asarray(abs(X).sum(axis=1)).ravel()
     inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
     mean = np.asarray(sp.diags(inv) @ X @ Y)
@@ -166,9 +162,7 @@ def _solve_ls(X: sp.csr_matrix, Y: np.ndarray, base: np.ndarray, cfg: FoldInConf
     return out
 
 
-def _refine_warp(
-    X: sp.csr_matrix, Y: np.ndarray, b: np.ndarray, x: np.ndarray, cfg: FoldInConfig
-) -> np.ndarray:
+def _refine_warp(X: sp.csr_matrix, Y: np.ndarray, b: np.ndarray, x: np.ndarray, cfg: FoldInConfig) -> np.ndarray:
     rng = np.random.default_rng(cfg.seed)
     n_users, n_items = X.shape
     counts = np.diff(X.indptr)

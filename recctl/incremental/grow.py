@@ -56,9 +56,7 @@ class GrowPlan:
     @property
     def is_noop(self) -> bool:
         """True when the table keeps its size and order."""
-        return self.n_rows == len(self.old_to_new) and bool(
-            np.all(self.old_to_new == np.arange(self.n_rows))
-        )
+        return self.n_rows == len(self.old_to_new) and bool(np.all(self.old_to_new == np.arange(self.n_rows)))
 
 
 def identity_plan(
@@ -86,9 +84,7 @@ def identity_plan(
     if not identity:
         return GrowPlan(np.arange(n_features, dtype=np.int64), n_features, np.empty(0, np.int64))
     if identity_first:
-        old_to_new = np.concatenate(
-            [np.arange(n_old), n_old + n_new + np.arange(n_features)]
-        ).astype(np.int64)
+        old_to_new = np.concatenate([np.arange(n_old), n_old + n_new + np.arange(n_features)]).astype(np.int64)
         new_rows = np.arange(n_old, n_old + n_new, dtype=np.int64)
     else:
         old_to_new = np.arange(n_features + n_old, dtype=np.int64)
@@ -206,10 +202,7 @@ def grow_lightfm_side(
     if table is None:
         raise ValueError("grow a fitted LightFM model (its embeddings are None)")
     if len(plan.old_to_new) != table.shape[0]:
-        raise ValueError(
-            f"{side} table has {table.shape[0]} rows but the grow plan describes "
-            f"{len(plan.old_to_new)}"
-        )
+        raise ValueError(f"{side} table has {table.shape[0]} rows but the grow plan describes {len(plan.old_to_new)}")
     if plan.is_noop:
         return
     n_new, d = len(plan.new_rows), table.shape[1]
@@ -242,6 +235,4 @@ def grow_lightfm(
     if user_plan is not None:
         grow_lightfm_side(model, "user", user_plan, embeddings=user_embeddings, rng=rng)
     if item_plan is not None:
-        grow_lightfm_side(
-            model, "item", item_plan, embeddings=item_embeddings, biases=item_biases, rng=rng
-        )
+        grow_lightfm_side(model, "item", item_plan, embeddings=item_embeddings, biases=item_biases, rng=rng)

@@ -61,9 +61,7 @@ def _item_plan(model: Any, grown: Dataset) -> GrowPlan:
     cfg, n_old = model.config, model.n_items
     if cfg.item_features:
         n_f = grown.item_features.shape[1]
-        return identity_plan(
-            n_old, grown.n_items - n_old, n_f, identity_first=True, identity=cfg.identity_features
-        )
+        return identity_plan(n_old, grown.n_items - n_old, n_f, identity_first=True, identity=cfg.identity_features)
     return identity_plan(n_old, grown.n_items - n_old, 0)
 
 
@@ -71,9 +69,7 @@ def _user_plan(model: Any, grown: Dataset) -> GrowPlan:
     cfg, n_old = model.config, model.n_users
     if cfg.user_features:
         n_f = grown.user_features.shape[1]
-        return identity_plan(
-            n_old, grown.n_users - n_old, n_f, identity_first=True, identity=cfg.identity_features
-        )
+        return identity_plan(n_old, grown.n_users - n_old, n_f, identity_first=True, identity=cfg.identity_features)
     return identity_plan(n_old, grown.n_users - n_old, 0)
 
 
@@ -123,16 +119,12 @@ def _feature_matrices(model: Any, grown: Dataset) -> None:
 
     cfg = model.config
     model._item_feat = (
-        _feature_matrix(
-            grown.n_items, grown.item_features, cfg.identity_features, cfg.normalize_features
-        )
+        _feature_matrix(grown.n_items, grown.item_features, cfg.identity_features, cfg.normalize_features)
         if cfg.item_features
         else None
     )
     model._user_feat = (
-        _feature_matrix(
-            grown.n_users, grown.user_features, cfg.identity_features, cfg.normalize_features
-        )
+        _feature_matrix(grown.n_users, grown.user_features, cfg.identity_features, cfg.normalize_features)
         if cfg.user_features
         else None
     )
@@ -149,13 +141,9 @@ def _write_user_vectors(model: Any, users: np.ndarray, vectors: np.ndarray) -> i
     feat = sp.csr_matrix(model._user_feat[users])
     w_id = np.asarray(feat[np.arange(len(users)), users]).ravel()
     # vector = w_id * own_row + (the feature part); solve for own_row
-    feature_part = (
-        np.asarray(feat @ lfm.user_embeddings) - w_id[:, None] * lfm.user_embeddings[users]
-    )
+    feature_part = np.asarray(feat @ lfm.user_embeddings) - w_id[:, None] * lfm.user_embeddings[users]
     ok = w_id > 0
-    lfm.user_embeddings[users[ok]] = ((vectors[ok] - feature_part[ok]) / w_id[ok, None]).astype(
-        np.float32
-    )
+    lfm.user_embeddings[users[ok]] = ((vectors[ok] - feature_part[ok]) / w_id[ok, None]).astype(np.float32)
     return int(ok.sum())
 
 
@@ -234,18 +222,14 @@ def update_lightfm(
 
     changed = np.unique(np.asarray(changed_users, np.int64))
     changed = changed[model.user_counts_[changed] > 0]
-    fold_cfg = FoldInConfig(
-        **{**settings.fold_in.__dict__, "user_norm": model.user_norm_, "seed": settings.seed}
-    )
+    fold_cfg = FoldInConfig(**{**settings.fold_in.__dict__, "user_norm": model.user_norm_, "seed": settings.seed})
     base = None
     if model.config.user_features and model._user_feat is not None:
         # the part of a user's vector that comes from its attribute features stays fixed
         base = np.asarray(model._user_feat[changed] @ model.lightfm_.user_embeddings)
         w_id = np.asarray(model._user_feat[changed][np.arange(len(changed)), changed]).ravel()
         base -= w_id[:, None] * model.lightfm_.user_embeddings[changed]
-    vectors = fold_in_users(
-        x[changed], model.item_repr_, model.item_bias_, base=base, config=fold_cfg
-    )
+    vectors = fold_in_users(x[changed], model.item_repr_, model.item_bias_, base=base, config=fold_cfg)
     n_folded = _write_user_vectors(model, changed, vectors)
     model._refresh_representations()
     if progress:

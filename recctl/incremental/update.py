@@ -122,18 +122,12 @@ def update_model(
     if _is_lightfm(model):
         settings = lightfm_settings(cfg)
         info = update_lightfm(model, dataset, changed_users, settings, progress=progress)
-        return ModelUpdate(
-            name, model.kind, model, settings.mode, False, time.perf_counter() - t0, info
-        )
+        return ModelUpdate(name, model.kind, model, settings.mode, False, time.perf_counter() - t0, info)
     if model.supports_incremental:
         model.partial_fit(dataset, progress=progress)
         info = dict(getattr(model, "update_info_", {}) or {})
-        return ModelUpdate(
-            name, model.kind, model, "incremental", True, time.perf_counter() - t0, info
-        )
+        return ModelUpdate(name, model.kind, model, "incremental", True, time.perf_counter() - t0, info)
     fresh = fresh_model(cfg, name).fit(dataset, progress=progress)
     reason = f"model kind '{model.kind}' has no incremental update"
     log.info("%s: rebuilt on the grown data (%s)", name, reason)
-    return ModelUpdate(
-        name, fresh.kind, fresh, "rebuilt", True, time.perf_counter() - t0, {"reason": reason}
-    )
+    return ModelUpdate(name, fresh.kind, fresh, "rebuilt", True, time.perf_counter() - t0, {"reason": reason})

@@ -60,9 +60,7 @@ class _Block(nn.Module):
         h = self.norm1(x)
         q, k, v = self.qkv(h).split(d, dim=-1)
         q, k, v = (t.view(b, length, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q, k, v))
-        att = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         att = att.transpose(1, 2).reshape(b, length, d)
         x = x + F.dropout(self.out(att), self.dropout, self.training)
         h = self.norm2(x)
@@ -107,7 +105,9 @@ class SASRecNet(nn.Module):
         if item_features is not None:
             coo = item_features.tocoo()
             self.features = torch.sparse_coo_tensor(
-                np.vstack([coo.row, coo.col]).astype(np.int64), coo.data.astype(np.float32), coo.shape,
+                np.vstack([coo.row, coo.col]).astype(np.int64),
+                coo.data.astype(np.float32),
+                coo.shape,
                 check_invariants=True,
             ).coalesce()
             self.feat_emb = nn.Parameter(torch.empty(item_features.shape[1], hidden))

@@ -77,7 +77,9 @@ class SASRecConfig(ModelConfig):
         "n_negatives shared sampled items; or the paper's BCE with n_negatives per position.",
     )
     n_negatives: int | None = Field(
-        default=None, ge=1, le=100_000,
+        default=None,
+        ge=1,
+        le=100_000,
         description="`sampled_softmax`: negatives per step, shared by all positions (default 256); "
         "`bce`: negatives per position (default 1, as in the paper).",
     )
@@ -86,7 +88,8 @@ class SASRecConfig(ModelConfig):
         default=True, description="Collapse repeats of the same item in a row (basket lines, page reloads)."
     )
     patience: int | None = Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description="Early stopping inside fit: hold out each user's last event, stop after this many "
         "epochs without a better NDCG@10 on it, keep the best epoch.",
     )
@@ -96,9 +99,7 @@ class SASRecConfig(ModelConfig):
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> SASRecConfig:
         if self.hidden_size % self.n_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be a multiple of n_heads ({self.n_heads})"
-            )
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of n_heads ({self.n_heads})")
         return self
 
 
@@ -280,23 +281,30 @@ class SASRecModel(Recommender):
         features = None
         if cfg.use_item_features:
             if dataset.item_features is None:
-                log.warning("sasrec: use_item_features is set but the dataset has no item features; "
-                            "declare them under preprocess.features. Training without them.")
+                log.warning(
+                    "sasrec: use_item_features is set but the dataset has no item features; "
+                    "declare them under preprocess.features. Training without them."
+                )
             else:
                 features = _row_normalised(dataset.item_features)
         self._np_rng = np.random.default_rng(seed)
         self._torch_rng = torch.Generator().manual_seed(seed).get_state()
         n_logits = cfg.batch_size * cfg.max_len * self.n_items
         if cfg.loss == "softmax" and n_logits > 250_000_000:
-            log.warning("sasrec: a full-softmax step holds up to %.1f GB of logits; lower batch_size "
-                        "or max_len, or use loss: sampled_softmax.", n_logits * 12 / 1e9)
+            log.warning(
+                "sasrec: a full-softmax step holds up to %.1f GB of logits; lower batch_size "
+                "or max_len, or use loss: sampled_softmax.",
+                n_logits * 12 / 1e9,
+            )
         from recctl.models._sasrec_torch import SASRecNet
 
         with self._torch_scope() as torch:
-            self._net = SASRecNet(self.n_items, cfg.max_len, cfg.hidden_size, cfg.n_heads,
-                                  cfg.n_blocks, cfg.dropout, features)
-            self._opt = torch.optim.Adam(self._net.parameters(), lr=cfg.lr, betas=(0.9, 0.98),
-                                         weight_decay=cfg.weight_decay)
+            self._net = SASRecNet(
+                self.n_items, cfg.max_len, cfg.hidden_size, cfg.n_heads, cfg.n_blocks, cfg.dropout, features
+            )
+            self._opt = torch.optim.Adam(
+                self._net.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
+            )
         self.epoch_losses_: list[float] = []
         self._neg_p = None
         return valid
@@ -313,8 +321,9 @@ class SASRecModel(Recommender):
         rest_users, rest_items = users[~held], items[~held]
         ptr, flat = _ragged_tail(rest_users, rest_items, self.n_users, self.config.max_len)
         valid_inputs = _pad_rows(ptr, flat, users[candidates], self.config.max_len)
-        seen = sp.csr_matrix((np.ones(len(rest_users), np.float32), (rest_users, rest_items)),
-                             shape=(self.n_users, self.n_items))[users[candidates]]
+        seen = sp.csr_matrix(
+            (np.ones(len(rest_users), np.float32), (rest_users, rest_items)), shape=(self.n_users, self.n_items)
+        )[users[candidates]]
         # as in `recctl evaluate`: seen items are not recommended, so a held-out item the user
         # already had cannot be hit and that user does not count
         reachable = np.asarray(seen[np.arange(len(candidates)), items[candidates]]).ravel() == 0
@@ -354,8 +363,9 @@ class SASRecModel(Recommender):
                     # rarely include popular items, so the top of the ranking was not learnt.
                     # A negative equal to a position's own target is masked out.
                     neg = torch.from_numpy(self._np_rng.choice(self._neg_items, size=n_neg, p=self._neg_p))
-                    neg_logit = (h @ table[neg].T - self._log_q[neg]).masked_fill(neg[None, :] == y[:, None],
-                                                                                   float("-inf"))
+                    neg_logit = (h @ table[neg].T - self._log_q[neg]).masked_fill(
+                        neg[None, :] == y[:, None], float("-inf")
+                    )
                     pos_logit = (h * table[y]).sum(-1, keepdim=True) - self._log_q[y].unsqueeze(1)
                     logits = torch.cat([pos_logit, neg_logit], dim=1)
                     loss = F.cross_entropy(logits, torch.zeros(len(y), dtype=torch.long))
@@ -363,8 +373,9 @@ class SASRecModel(Recommender):
                     neg = torch.from_numpy(self._np_rng.integers(1, self.n_items + 1, size=(len(y), n_neg)))
                     pos_logit = (h * table[y]).sum(-1)
                     neg_logit = (h.unsqueeze(1) * table[neg]).sum(-1)
-                    loss = F.binary_cross_entropy_with_logits(pos_logit, torch.ones_like(pos_logit)) + \
-                        F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit))
+                    loss = F.binary_cross_entropy_with_logits(
+                        pos_logit, torch.ones_like(pos_logit)
+                    ) + F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit))
                 self._opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self._opt.step()
@@ -524,8 +535,11 @@ class SASRecModel(Recommender):
         items = events[Columns.ItemIdx].to_numpy().astype(np.int64)
         known = (items >= 0) & (items < self.n_items) & (users >= 0)
         if (~known).any():
-            log.warning("sasrec: skipped %d event(s) with items unknown at training time or bad user "
-                        "indices; retrain to learn new items.", int((~known).sum()))
+            log.warning(
+                "sasrec: skipped %d event(s) with items unknown at training time or bad user "
+                "indices; retrain to learn new items.",
+                int((~known).sum()),
+            )
         users, items = users[known], items[known]
         if len(users) == 0:
             return 0
@@ -566,8 +580,18 @@ class SASRecModel(Recommender):
     def __getstate__(self) -> dict[str, Any]:
         """Keep numpy state only: the network lives on as ``weights_`` (its state dict in numpy)."""
         state = self.__dict__.copy()
-        for key in ("_net", "_opt", "_inputs", "_targets", "_np_rng", "_torch_rng", "_item_lookup",
-                    "_neg_items", "_neg_p", "_log_q"):
+        for key in (
+            "_net",
+            "_opt",
+            "_inputs",
+            "_targets",
+            "_np_rng",
+            "_torch_rng",
+            "_item_lookup",
+            "_neg_items",
+            "_neg_p",
+            "_log_q",
+        ):
             state.pop(key, None)
         return state
 

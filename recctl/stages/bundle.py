@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 NEIGHBORS_PER_ITEM = 20
 
 
-def _list_arrays(ctx: ServingContext, recs: pl.DataFrame, k: int) -> tuple[list[str], np.ndarray, np.ndarray,
-                                                                        np.ndarray, list[str]]:
+def _list_arrays(
+    ctx: ServingContext, recs: pl.DataFrame, k: int
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, list[str]]:
     users = recs[Columns.User].unique(maintain_order=True)
     sources = sorted(recs[Columns.Source].unique().to_list())
     rows = pl.DataFrame({Columns.User: users, "__row": np.arange(len(users))})
@@ -87,8 +88,9 @@ def _metrics(cfg: Config, name: str) -> dict[str, Any] | None:
         return None
 
 
-def build_bundle(cfg: Config, recs: pl.DataFrame, directory: Path, *, assignments: pl.DataFrame | None,
-                 generated_at: str) -> dict[str, Any]:
+def build_bundle(
+    cfg: Config, recs: pl.DataFrame, directory: Path, *, assignments: pl.DataFrame | None, generated_at: str
+) -> dict[str, Any]:
     """Write the serving bundle for the lists in ``recs`` into ``directory``.
 
     Parameters
@@ -132,17 +134,33 @@ def build_bundle(cfg: Config, recs: pl.DataFrame, directory: Path, *, assignment
         holdout = assignments.filter(pl.col(Columns.Variant) == HOLDOUT)[Columns.User].to_list()
     main = ctx.models[ctx.rc.model]
     card = {
-        "model": ctx.rc.model, "kind": main.kind, "params": main.get_config(), "fallback": list(ctx.rc.fallback),
-        "fallback_from": fb_model, "neighbors_from": nb_model, "generated_at": generated_at,
+        "model": ctx.rc.model,
+        "kind": main.kind,
+        "params": main.get_config(),
+        "fallback": list(ctx.rc.fallback),
+        "fallback_from": fb_model,
+        "neighbors_from": nb_model,
+        "generated_at": generated_at,
         "experiment": cfg.experiment.name if cfg.experiment is not None else None,
-        "metrics": _metrics(cfg, ctx.rc.model), "versions": library_versions(),
-        "n_users": len(users), "n_items": ctx.n_items,
+        "metrics": _metrics(cfg, ctx.rc.model),
+        "versions": library_versions(),
+        "n_users": len(users),
+        "n_items": ctx.n_items,
     }
     files = write_bundle(
-        directory, user_ids=users, item_ids=list(ctx.item_ids.astype(str)), user_items=user_items,
-        user_scores=user_scores, user_sources=user_sources, sources=sources, fallback_items=fb_items,
-        fallback_scores=fb_scores, neighbors=neighbors, holdout=holdout, card=card, seen=seen,
+        directory,
+        user_ids=users,
+        item_ids=list(ctx.item_ids.astype(str)),
+        user_items=user_items,
+        user_scores=user_scores,
+        user_sources=user_sources,
+        sources=sources,
+        fallback_items=fb_items,
+        fallback_scores=fb_scores,
+        neighbors=neighbors,
+        holdout=holdout,
+        card=card,
+        seen=seen,
     )
     log.info("serving bundle: %d users, %d items, neighbours from %s", len(users), ctx.n_items, nb_model)
-    return {"files": files, "n_users": len(users), "fallback_from": fb_model,
-            "neighbors_from": nb_model}
+    return {"files": files, "n_users": len(users), "fallback_from": fb_model, "neighbors_from": nb_model}

@@ -55,9 +55,13 @@ def _expectations(cfg: Config, rec_dir: Path, recs: pl.DataFrame) -> tuple[Expor
     rules = build_item_rules(rc.rules, items, resolve=cfg.resolve)
     exclusions = build_exclusions(rc.rules, pre_dir, users.height, items.height, exclude_seen=rc.exclude_seen)
     exp = ExportExpectations(
-        k=rc.k, users=np.asarray(expected, dtype=object), user_ids=user_ids,
+        k=rc.k,
+        users=np.asarray(expected, dtype=object),
+        user_ids=user_ids,
         item_ids=items[Columns.Item].cast(pl.String).to_numpy().astype(object),
-        exclusions=exclusions, item_mask=rules.item_mask, with_source=cfg.export.include_source,
+        exclusions=exclusions,
+        item_mask=rules.item_mask,
+        with_source=cfg.export.include_source,
         with_variant=Columns.Variant in recs.columns,
     )
     return exp, assignments
@@ -109,30 +113,56 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
             bundle = build_bundle(cfg, recs, run.dir / "bundle", assignments=assignments, generated_at=generated_at)
             run.summary["bundle"] = {"directory": str(cfg.stage_dir("export") / "bundle"), **bundle}
         main, validation, side = publish(
-            recs, cfg.export, directory, exp, date=date or today_utc(), generated_at=generated_at,
+            recs,
+            cfg.export,
+            directory,
+            exp,
+            date=date or today_utc(),
+            generated_at=generated_at,
             extra={"assignments": assignments} if assignments is not None else None,
         )
         report(progress, "serve-export", 2, 3)
-        write_json_atomic(run.dir / "validation.json", {
-            "file": main.path, "ok": validation.ok, "rows": validation.rows, "users": validation.users,
-            "k": rc.k, "checks": ["schema", "exactly k unique items and ranks per user", "every expected user present",
-                                  "no unexpected user", "items in catalogue", "no rule-excluded item",
-                                  "no excluded (seen) item"],
-        })
+        write_json_atomic(
+            run.dir / "validation.json",
+            {
+                "file": main.path,
+                "ok": validation.ok,
+                "rows": validation.rows,
+                "users": validation.users,
+                "k": rc.k,
+                "checks": [
+                    "schema",
+                    "exactly k unique items and ranks per user",
+                    "every expected user present",
+                    "no unexpected user",
+                    "items in catalogue",
+                    "no rule-excluded item",
+                    "no excluded (seen) item",
+                ],
+            },
+        )
         run.add_output(run.dir / "validation.json")
         if cfg.export.delta:  # users whose list differs from the previous published file
             from recctl.export import dated_name, write_export
             from recctl.incremental.changes import write_delta
 
             run.summary["delta"] = write_delta(
-                recs, previous, directory / dated_name(cfg.export, date or today_utc(), "delta"),
+                recs,
+                previous,
+                directory / dated_name(cfg.export, date or today_utc(), "delta"),
                 lambda frame, tmp: write_export(frame, tmp, cfg.export, k=rc.k, generated_at=generated_at),
             )
         removed = prune_old(directory, cfg.export, cfg.export.keep) if cfg.export.keep else []
         run.summary.update(
-            format=cfg.export.format, directory=str(directory), file=Path(main.path).name,
-            published=published_dict([main, *side]), rows=main.rows, users=main.users, k=rc.k,
-            generated_at=generated_at, pruned=removed,
+            format=cfg.export.format,
+            directory=str(directory),
+            file=Path(main.path).name,
+            published=published_dict([main, *side]),
+            rows=main.rows,
+            users=main.users,
+            k=rc.k,
+            generated_at=generated_at,
+            pruned=removed,
         )
         report(progress, "serve-export", 3, 3)
     log.info("published %s (%d rows, %d users)", main.path, main.rows, main.users or 0)

@@ -179,9 +179,7 @@ def _read_interactions(
         )
         for idx, (src, key, path) in enumerate(files)
     ]
-    result = ingest_interactions(
-        annotated, run.dir / "interactions.parquet", tmp, previous=previous, progress=progress
-    )
+    result = ingest_interactions(annotated, run.dir / "interactions.parquet", tmp, previous=previous, progress=progress)
     run.summary["deduplication"] = {"method": result.method, "hash_collision_recheck": result.exact_fallback}
     # the stage hashes its inputs while the files are read; hashing a multi-GB file twice would cost seconds
     hashes = {r.path: r.sha256 for r in run.input_records()}

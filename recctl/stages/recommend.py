@@ -179,10 +179,16 @@ def load_context(cfg: Config, *, with_exclusions: bool = True, model_names: list
         history = ["events"] if rc.rules.exclude_events else ["train", "test"]
         inputs += [pre_dir / f"{name}.parquet" for name in history]
     ctx = ServingContext(
-        cfg=cfg, rc=rc, preprocess_dir=pre_dir,
+        cfg=cfg,
+        rc=rc,
+        preprocess_dir=pre_dir,
         user_ids=users[Columns.User].cast(pl.String).to_numpy().astype(object),
         item_ids=items[Columns.Item].cast(pl.String).to_numpy().astype(object),
-        items=items, exclusions=exclusions, rules=rules, models={}, inputs=inputs,
+        items=items,
+        exclusions=exclusions,
+        rules=rules,
+        models={},
+        inputs=inputs,
     )
     for name in model_names or ctx.model_names():
         model = load_serving_model(cfg, name, source)
@@ -230,8 +236,9 @@ def _finish_block(
         if not len(short):
             break
         fb = ctx.models[name]
-        cand = fb.recommend(top.users[short], min(n_cand, ctx.n_items), exclude=ctx.exclusions,
-                            item_mask=ctx.rules.item_mask, n_jobs=1)
+        cand = fb.recommend(
+            top.users[short], min(n_cand, ctx.n_items), exclude=ctx.exclusions, item_mask=ctx.rules.item_mask, n_jobs=1
+        )
         backfill(items, scores, src, short, cand.items, cand.scores, code, ctx.rules)
         short = short[(items[short] >= 0).sum(axis=1) < k]
     return items, scores, src
@@ -321,8 +328,13 @@ def iter_list_blocks(
     fallback_codes = [sources.index(name) for name in rc.fallback]
     n_cand = candidate_count(rc.rules, k, ctx.n_items)
     total = len(user_ids)
-    kwargs = {"exclude": ctx.exclusions, "item_mask": ctx.rules.item_mask, "batch_size": rc.batch_size,
-                  "n_jobs": rc.n_jobs, "max_block_bytes": int(rc.max_block_mb * 2**20)}
+    kwargs = {
+        "exclude": ctx.exclusions,
+        "item_mask": ctx.rules.item_mask,
+        "batch_size": rc.batch_size,
+        "n_jobs": rc.n_jobs,
+        "max_block_bytes": int(rc.max_block_mb * 2**20),
+    }
     done = 0
     if len(known):
         pos_of = known  # positions into user_ids, in order
@@ -349,21 +361,38 @@ def iter_list_blocks(
             start += len(top)
             done += len(top)
             report(progress, "recommend", done, total)
-            yield ListBlock(
-                users=top.users, user_ids=np.asarray(user_ids, dtype=object)[pos], items=items, scores=scores,
-                sources=src, models=model_codes, variants=None if variants is None else variants[pos],
-            ), sources, primary
+            yield (
+                ListBlock(
+                    users=top.users,
+                    user_ids=np.asarray(user_ids, dtype=object)[pos],
+                    items=items,
+                    scores=scores,
+                    sources=src,
+                    models=model_codes,
+                    variants=None if variants is None else variants[pos],
+                ),
+                sources,
+                primary,
+            )
     if len(unknown):
         items, scores, src = _anonymous_list(ctx, k, fallback_codes)
         n = len(unknown)
         done += n
         report(progress, "recommend", done, total)
         log.info("%d user(s) unknown to the models get the fallback chain's list", n)
-        yield ListBlock(
-            users=np.full(n, -1, np.int64), user_ids=np.asarray(user_ids, dtype=object)[unknown],
-            items=np.repeat(items, n, axis=0), scores=np.repeat(scores, n, axis=0), sources=np.repeat(src, n, axis=0),
-            models=np.zeros(n, np.int16), variants=None if variants is None else variants[unknown],
-        ), sources, primary
+        yield (
+            ListBlock(
+                users=np.full(n, -1, np.int64),
+                user_ids=np.asarray(user_ids, dtype=object)[unknown],
+                items=np.repeat(items, n, axis=0),
+                scores=np.repeat(scores, n, axis=0),
+                sources=np.repeat(src, n, axis=0),
+                models=np.zeros(n, np.int16),
+                variants=None if variants is None else variants[unknown],
+            ),
+            sources,
+            primary,
+        )
 
 
 def block_to_table(block: ListBlock, ctx: ServingContext, sources: list[str], models: list[str]) -> pa.Table:
@@ -416,8 +445,9 @@ class _StreamWriter:
         self.writer.close()
 
 
-def run_recommend(cfg: Config, *, users: list[str] | None = None, changed_since: str | None = None,
-                  progress: Progress | None = None) -> Manifest:
+def run_recommend(
+    cfg: Config, *, users: list[str] | None = None, changed_since: str | None = None, progress: Progress | None = None
+) -> Manifest:
     """Write top-K lists for every user (or ``users``) with rules and fallbacks applied.
 
     Parameters
@@ -491,16 +521,27 @@ def run_recommend(cfg: Config, *, users: list[str] | None = None, changed_since:
         if n_short:
             log.warning(
                 "%d user(s) got fewer than %d items: the rules leave too few eligible items and the "
-                "fallback chain (%s) could not fill them", n_short, rc.k, ", ".join(rc.fallback) or "empty",
+                "fallback chain (%s) could not fill them",
+                n_short,
+                rc.k,
+                ", ".join(rc.fallback) or "empty",
             )
         run.summary.update(
-            k=rc.k, model=rc.model, fallback=list(rc.fallback), n_users=int(len(user_ids)), n_rows=writer.rows,
-            n_short_lists=n_short, rows_by_source=by_source, rule_exclusions=ctx.rules.excluded,
+            k=rc.k,
+            model=rc.model,
+            fallback=list(rc.fallback),
+            n_users=int(len(user_ids)),
+            n_rows=writer.rows,
+            n_short_lists=n_short,
+            rows_by_source=by_source,
+            rule_exclusions=ctx.rules.excluded,
             n_eligible_items=int(ctx.rules.item_mask.sum()) if ctx.rules.item_mask is not None else ctx.n_items,
-            exclusions="none" if ctx.exclusions is None else (
-                f"events {rc.rules.exclude_events}" if rc.rules.exclude_events else "all train+test interactions"),
+            exclusions="none"
+            if ctx.exclusions is None
+            else (f"events {rc.rules.exclude_events}" if rc.rules.exclude_events else "all train+test interactions"),
             n_holdout=int((assignments[Columns.Variant] == HOLDOUT).sum()) if assignments is not None else 0,
-            generated_at=generated_at, users_requested=users is not None,
+            generated_at=generated_at,
+            users_requested=users is not None,
         )
     return run.manifest
 
@@ -527,12 +568,14 @@ def _answer_frame(
 ) -> pl.DataFrame:
     valid = items[0] >= 0
     it = items[0][valid]
-    frame = pl.DataFrame({
-        Columns.Rank: np.arange(1, int(valid.sum()) + 1, dtype=np.int32),
-        Columns.Item: ctx.item_ids[it].astype(str),
-        Columns.Score: scores[0][valid].astype(np.float32),
-        Columns.Source: np.asarray(sources, dtype=object)[src[0][valid]].astype(str),
-    })
+    frame = pl.DataFrame(
+        {
+            Columns.Rank: np.arange(1, int(valid.sum()) + 1, dtype=np.int32),
+            Columns.Item: ctx.item_ids[it].astype(str),
+            Columns.Score: scores[0][valid].astype(np.float32),
+            Columns.Source: np.asarray(sources, dtype=object)[src[0][valid]].astype(str),
+        }
+    )
     extra = [c for c in ("title", "category") if c in ctx.items.columns]
     if extra:
         frame = frame.with_columns(ctx.items.sort(Columns.ItemIdx)[extra][it.tolist()].cast(pl.String))

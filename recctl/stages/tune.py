@@ -145,17 +145,29 @@ def run_tune(
         log.info("resuming: %d finished trials from %s", resumed, ckpt)
 
     n_jobs = effective_jobs(tune.n_jobs, base_params, tune.n_trials - resumed)
-    plan = SearchPlan(tune=tune, base_params=base_params, default_params=default_params,
-                      n_trials=tune.n_trials, seed=cfg.seed, n_jobs=n_jobs)
+    plan = SearchPlan(
+        tune=tune,
+        base_params=base_params,
+        default_params=default_params,
+        n_trials=tune.n_trials,
+        seed=cfg.seed,
+        n_jobs=n_jobs,
+    )
     sampler = make_sampler(tune, cfg.seed)
     report(progress, "tune", resumed, tune.n_trials)
 
     def record(result: TrialResult, trials: list[TrialResult]) -> None:
         # checkpoint first: a Ctrl-C right after this trial must not lose it
         write_checkpoint(ckpt, trials)
-        log.info("trial %d %s %s=%s (%.1fs)%s", result.number, result.status, tune.objective,
-                 "-" if result.value is None else f"{result.value:.4f}", result.duration_s,
-                 f": {result.error}" if result.error else "")
+        log.info(
+            "trial %d %s %s=%s (%.1fs)%s",
+            result.number,
+            result.status,
+            tune.objective,
+            "-" if result.value is None else f"{result.value:.4f}",
+            result.duration_s,
+            f": {result.error}" if result.error else "",
+        )
         report(progress, "tune", len(trials), tune.n_trials)
         if on_trial is not None:
             on_trial(result, trials, tune.n_trials)
@@ -188,8 +200,16 @@ def run_tune(
     return run.manifest
 
 
-def _summary(cfg: Config, results: list[TrialResult], best: TrialResult, tuned: dict[str, Any],
-             resumed: int, search_s: float, n_jobs: int, epoch_wise: bool) -> dict[str, Any]:
+def _summary(
+    cfg: Config,
+    results: list[TrialResult],
+    best: TrialResult,
+    tuned: dict[str, Any],
+    resumed: int,
+    search_s: float,
+    n_jobs: int,
+    epoch_wise: bool,
+) -> dict[str, Any]:
     tune = cfg.tune
     assert tune is not None
     default = next((r for r in results if r.number == 0), None) if tune.include_default else None
@@ -214,16 +234,24 @@ def _summary(cfg: Config, results: list[TrialResult], best: TrialResult, tuned: 
         "tuned_params": tuned,
         "search_seconds": round(search_s, 3),
         "top_trials": [
-            {"trial": r.number, "value": r.value, "params": r.params, "best_epoch": r.best_epoch,
-             "status": r.status, "duration_s": r.duration_s}
+            {
+                "trial": r.number,
+                "value": r.value,
+                "params": r.params,
+                "best_epoch": r.best_epoch,
+                "status": r.status,
+                "duration_s": r.duration_s,
+            }
             for r in sorted((r for r in results if r.value is not None), key=lambda r: (-r.value, r.number))[:5]
         ],
         "failures": [{"trial": r.number, "error": r.error} for r in results if r.status == "failed"][:10],
     }
     hints = []
     if epoch_wise and best.best_epoch is not None and best.best_epoch == best.epochs_run and not best.stopped_early:
-        hints.append(f"the best trial was still improving at its last epoch ({best.epochs_run}); "
-                     "raise tune.max_epochs to let early stopping find the best length")
+        hints.append(
+            f"the best trial was still improving at its last epoch ({best.epochs_run}); "
+            "raise tune.max_epochs to let early stopping find the best length"
+        )
     if best.number == 0 and tune.include_default:
         hints.append("no trial beat the configured parameters; best.yaml keeps them (with the best epoch)")
     summary["hints"] = hints

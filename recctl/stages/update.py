@@ -144,9 +144,7 @@ def _changes(grown: GrownData) -> pl.DataFrame:
 
 def _up_to_date(cfg: Config, base: dict[str, Any], pending_rows_: int) -> Manifest:
     section = {name: cfg.section(name) for name in _SECTIONS}
-    manifest = Manifest(
-        stage=UPDATE_STAGE, config_section=section, config_hash=config_hash(section), seed=cfg.seed
-    )
+    manifest = Manifest(stage=UPDATE_STAGE, config_section=section, config_hash=config_hash(section), seed=cfg.seed)
     manifest.finished_at = manifest.started_at
     manifest.duration_s = 0.0
     manifest.summary = {
@@ -165,15 +163,11 @@ def _up_to_date(cfg: Config, base: dict[str, Any], pending_rows_: int) -> Manife
 def _drift_users(grown: GrownData, sample: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     others = np.setdiff1d(np.arange(grown.n_users), grown.changed_users)
-    picked = (
-        rng.choice(others, size=min(sample, len(others)), replace=False) if len(others) else others
-    )
+    picked = rng.choice(others, size=min(sample, len(others)), replace=False) if len(others) else others
     return np.union1d(grown.changed_users, picked).astype(np.int64)
 
 
-def run_update(
-    cfg: Config, *, check_drift: bool = False, progress: Progress | None = None
-) -> Manifest:
+def run_update(cfg: Config, *, check_drift: bool = False, progress: Progress | None = None) -> Manifest:
     """Update the trained models with the batches ingested since, and write ``<workdir>/update/``.
 
     Parameters
@@ -209,21 +203,15 @@ def run_update(
             f"{cfg.source_path or 'config'}: recommend.refit_on_all_data: `recctl update` grows the models fitted on "
             "the train split; set it to false to update incrementally, or retrain with `recctl train` instead."
         )
-    ingest_dir, ingest_manifest = require_stage(
-        cfg, "ingest", ["interactions.parquet", "items.parquet"]
-    )
-    pre_dir, pre_manifest = require_stage(
-        cfg, "preprocess", ["users.parquet", "items.parquet", "train.parquet"]
-    )
+    ingest_dir, ingest_manifest = require_stage(cfg, "ingest", ["interactions.parquet", "items.parquet"])
+    pre_dir, pre_manifest = require_stage(cfg, "preprocess", ["users.parquet", "items.parquet", "train.parquet"])
     train_dir, train_manifest = require_stage(cfg, "train")
     train_sha = sha256_file(train_dir / MANIFEST_NAME)
     base = _base_state(cfg, train_manifest, pre_dir, pre_manifest, ingest_manifest)
     names = _model_names(cfg, base["manifest"], train_manifest)
 
     report(progress, "update", 0, len(names) + 2)
-    pending = pending_rows(
-        ingest_dir, ingest_manifest, base["consumed_rows"], base["consumed_batches"]
-    )
+    pending = pending_rows(ingest_dir, ingest_manifest, base["consumed_rows"], base["consumed_batches"])
     catalogue = pl.read_parquet(ingest_dir / "items.parquet")
     users_path = ingest_dir / "users.parquet"
     user_table = pl.read_parquet(users_path) if users_path.exists() else None
@@ -242,9 +230,7 @@ def run_update(
         return _up_to_date(cfg, base, 0)
 
     t0 = time.perf_counter()
-    grown = grow_dataset(
-        cfg, base["data_dir"], pending.frame, catalogue=catalogue, user_table=user_table
-    )
+    grown = grow_dataset(cfg, base["data_dir"], pending.frame, catalogue=catalogue, user_table=user_table)
     events = _events_frame(base["data_dir"], grown)
     dataset = grown.dataset(
         events=events.filter(pl.col(SPLIT).is_in(["tune_train", "valid"]))
@@ -299,18 +285,11 @@ def run_update(
             base={
                 "stage": base["stage"],
                 "train_manifest_sha256": train_sha,
-                "previous_update_started_at": base["manifest"].started_at
-                if base["stage"] == UPDATE_STAGE
-                else None,
+                "previous_update_started_at": base["manifest"].started_at if base["stage"] == UPDATE_STAGE else None,
             },
-            batches=[
-                {k: b.get(k) for k in ("path", "sha256", "added", "ingested_at")}
-                for b in pending.batches
-            ],
+            batches=[{k: b.get(k) for k in ("path", "sha256", "added", "ingested_at")} for b in pending.batches],
             consumed_rows=pending.end_row,
-            consumed_batches=list(
-                dict.fromkeys(base["consumed_batches"] + [b["sha256"] for b in pending.batches])
-            ),
+            consumed_batches=list(dict.fromkeys(base["consumed_batches"] + [b["sha256"] for b in pending.batches])),
             rows_read=pending.frame.height,
             n_users=grown.n_users,
             n_items=grown.n_items,
@@ -369,9 +348,7 @@ def _check_drift(
 ) -> dict[str, Any]:
     """Retrain each updated model on the same data and compare (replace it if the rule says so)."""
     dc = cfg.update.drift
-    rule = DriftRule(
-        metric=dc.metric, max_metric_drop=dc.max_metric_drop, min_overlap=dc.min_overlap
-    )
+    rule = DriftRule(metric=dc.metric, max_metric_drop=dc.max_metric_drop, min_overlap=dc.min_overlap)
     test_path = base_dir / "test.parquet"
     target = (
         interactions_matrix(pl.read_parquet(test_path), grown.n_users, grown.n_items)

@@ -120,11 +120,23 @@ class TrialRunner:
                 # a worker died (out of memory, a crash in compiled code): the trial failed,
                 # the pool is rebuilt for the next batch and the search goes on
                 broken = True
-                results.append(TrialResult(number=spec.number, params=dict(spec.params), status="failed",
-                                           error=f"worker process died: {exc}"))
+                results.append(
+                    TrialResult(
+                        number=spec.number,
+                        params=dict(spec.params),
+                        status="failed",
+                        error=f"worker process died: {exc}",
+                    )
+                )
             except Exception as exc:  # e.g. a result that could not be pickled back
-                results.append(TrialResult(number=spec.number, params=dict(spec.params), status="failed",
-                                           error=f"{type(exc).__name__}: {exc}"))
+                results.append(
+                    TrialResult(
+                        number=spec.number,
+                        params=dict(spec.params),
+                        status="failed",
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                )
         if broken:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None

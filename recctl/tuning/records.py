@@ -46,8 +46,9 @@ _CHECKPOINT_SCHEMA = {
 }
 
 
-def checkpoint_key(tune_section: dict[str, Any], model_params: dict[str, Any], seed: int,
-                   split_hashes: dict[str, str]) -> str:
+def checkpoint_key(
+    tune_section: dict[str, Any], model_params: dict[str, Any], seed: int, split_hashes: dict[str, str]
+) -> str:
     """The hash that identifies a search whose finished trials can be reused."""
     section = {k: v for k, v in tune_section.items() if k not in _BUDGET_KEYS}
     return config_hash({"tune": section, "model": model_params, "seed": seed, "splits": split_hashes})
@@ -88,10 +89,16 @@ def read_checkpoint(path: Path) -> list[TrialResult]:
         frame = pl.read_parquet(path)
         return [
             TrialResult(
-                number=int(row["trial"]), params=json.loads(row["params"]), status=row["status"],
-                value=row["value"], metrics=json.loads(row["metrics"]), best_epoch=row["best_epoch"],
-                epochs_run=int(row["epochs_run"]), stopped_early=bool(row["stopped_early"]),
-                duration_s=float(row["duration_s"]), error=row["error"],
+                number=int(row["trial"]),
+                params=json.loads(row["params"]),
+                status=row["status"],
+                value=row["value"],
+                metrics=json.loads(row["metrics"]),
+                best_epoch=row["best_epoch"],
+                epochs_run=int(row["epochs_run"]),
+                stopped_early=bool(row["stopped_early"]),
+                duration_s=float(row["duration_s"]),
+                error=row["error"],
                 curve=[v if v is not None else float("nan") for v in row["curve"]],
             )
             for row in frame.iter_rows(named=True)
@@ -109,8 +116,9 @@ def _column(values: list[Any]) -> pl.Series | list[Any]:
         return pl.Series(values, dtype=pl.Int64)
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
         return pl.Series([None if v is None else float(v) for v in values], dtype=pl.Float64)
-    return pl.Series([None if v is None else (v if isinstance(v, str) else json.dumps(v)) for v in values],
-                     dtype=pl.String)
+    return pl.Series(
+        [None if v is None else (v if isinstance(v, str) else json.dumps(v)) for v in values], dtype=pl.String
+    )
 
 
 def trials_frame(results: list[TrialResult], objective: str) -> pl.DataFrame:

@@ -118,8 +118,11 @@ class TPESampler(Sampler):
             self.study.tell(trial, value, state=state)
             return
         try:
-            self.study.add_trial(self._optuna.trial.create_trial(
-                params=result.params, distributions=self.distributions, value=value, state=state))
+            self.study.add_trial(
+                self._optuna.trial.create_trial(
+                    params=result.params, distributions=self.distributions, value=value, state=state
+                )
+            )
         except ValueError:
             # e.g. the configured-defaults trial lies outside the space: nothing to learn from
             log.debug("trial %d not told to TPE (parameters outside the space)", result.number)
@@ -238,7 +241,7 @@ def run_search(
             log.info("wall-time budget of %.0fs spent; %d trials not started", timeout_s, len(todo))
             break
         first = False
-        batch, todo = todo[: max(1, plan.n_jobs)], todo[max(1, plan.n_jobs):]
+        batch, todo = todo[: max(1, plan.n_jobs)], todo[max(1, plan.n_jobs) :]
         finished = [results[n] for n in sorted(results)]
         specs = []
         for number in batch:

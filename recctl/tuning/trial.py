@@ -221,8 +221,13 @@ def run_trial(spec: TrialSpec, data: TrialData) -> TrialResult:
             if since_best >= spec.patience:
                 result.stopped_early = True
                 break
-            if (spec.prune and spec.median and epoch >= spec.prune_warmup_epochs
-                    and epoch <= len(spec.median) and best < spec.median[epoch - 1]):
+            if (
+                spec.prune
+                and spec.median
+                and epoch >= spec.prune_warmup_epochs
+                and epoch <= len(spec.median)
+                and best < spec.median[epoch - 1]
+            ):
                 result.status = "pruned"
                 break
         if result.best_epoch is None:

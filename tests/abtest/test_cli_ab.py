@@ -118,8 +118,10 @@ _TWO_ARMS = {"control": {"model": "popular", "weight": 1}, "b": {"model": "nope"
     ("experiment", "message"),
     [
         (
-            {"control": "ctrl", "variants": {"control": {"model": "popular", "weight": 1},
-                                             "holdout": {"model": "other", "weight": 1}}},
+            {
+                "control": "ctrl",
+                "variants": {"control": {"model": "popular", "weight": 1}, "holdout": {"model": "other", "weight": 1}},
+            },
             "experiment.variants: 'holdout' is reserved",
         ),
         (

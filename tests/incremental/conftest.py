@@ -27,9 +27,7 @@ def make_shop(n_users: int = 400, n_items: int = 120, n_cats: int = 6, seed: int
         rows += [u] * len(chosen)
         cols += chosen.tolist()
     x = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
-    feats = sp.csr_matrix(
-        (np.ones(n_items, np.float32), (np.arange(n_items), item_cat)), shape=(n_items, n_cats)
-    )
+    feats = sp.csr_matrix((np.ones(n_items, np.float32), (np.arange(n_items), item_cat)), shape=(n_items, n_cats))
     return {"x": x, "item_cat": item_cat, "user_cat": user_cat, "item_features": feats}
 
 
@@ -41,9 +39,7 @@ def dataset(x: sp.csr_matrix, item_features: sp.csr_matrix | None = None) -> Dat
         item_ids=np.array([f"i{j}" for j in range(n_items)], dtype=object),
         interactions=sp.csr_matrix(x, dtype=np.float32),
         item_features=item_features,
-        item_feature_names=None
-        if item_features is None
-        else [f"cat={c}" for c in range(item_features.shape[1])],
+        item_feature_names=None if item_features is None else [f"cat={c}" for c in range(item_features.shape[1])],
     )
 
 
@@ -70,14 +66,10 @@ def _write_tiny_shop(root: Path) -> dict:
 
     from recctl.data.sample import SampleSizes, generate_sample
 
-    generate_sample(
-        root / "raw", seed=3, sizes=SampleSizes(n_users=400, n_items=150, n_brands=10, n_days=30)
-    )
+    generate_sample(root / "raw", seed=3, sizes=SampleSizes(n_users=400, n_items=150, n_brands=10, n_days=30))
     events = pl.read_csv(root / "raw" / "events.csv", infer_schema=False)
     day = pl.col("event_time").str.slice(0, 10)
-    dates = sorted(
-        d for d in events.select(day.unique()).to_series().drop_nulls().to_list() if d[:2] == "20"
-    )
+    dates = sorted(d for d in events.select(day.unique()).to_series().drop_nulls().to_list() if d[:2] == "20")
     last = dates[-1]
     products = pl.read_csv(root / "raw" / "products.csv", infer_schema=False)
     held = products["product_id"].tail(3).to_list()  # products launched on the last day

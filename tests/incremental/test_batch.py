@@ -23,9 +23,7 @@ def _events(n: int, start: dt.datetime, seed: int) -> pl.DataFrame:
             Columns.UserIdx: rng.integers(0, 6, n).astype(np.int32),
             Columns.ItemIdx: rng.integers(0, 5, n).astype(np.int32),
             Columns.Event: rng.choice(["view", "purchase"], n),
-            Columns.Timestamp: [
-                start + dt.timedelta(hours=int(h)) for h in rng.integers(0, 240, n)
-            ],
+            Columns.Timestamp: [start + dt.timedelta(hours=int(h)) for h in rng.integers(0, 240, n)],
             Columns.Value: rng.integers(1, 4, n).astype(np.float64),
         }
     ).with_columns(pl.col(Columns.Timestamp).dt.replace_time_zone("UTC"))
@@ -34,9 +32,7 @@ def _events(n: int, start: dt.datetime, seed: int) -> pl.DataFrame:
 @pytest.mark.parametrize("how", ["sum", "max", "last"])
 @pytest.mark.parametrize("half_life", [None, 3.0])
 def test_merged_weights_equal_preprocessing_all_events(how: str, half_life: float | None) -> None:
-    pc = PreprocessConfig(
-        event_weights={"view": 1.0, "purchase": 5.0}, aggregate=how, half_life_days=half_life
-    )
+    pc = PreprocessConfig(event_weights={"view": 1.0, "purchase": 5.0}, aggregate=how, half_life_days=half_life)
     old = _events(200, dt.datetime(2026, 1, 1), 0)
     new = _events(40, dt.datetime(2026, 1, 11), 1)
     old_w, _ = weight_events(old, pc)
@@ -45,18 +41,12 @@ def test_merged_weights_equal_preprocessing_all_events(how: str, half_life: floa
     merged = _merge_train(base, new_w, how, half_life, old[Columns.Timestamp].max())
     everything, _ = weight_events(pl.concat([old, new]), pc)
     expected = aggregate(everything, how)
-    assert merged.select(Columns.UserIdx, Columns.ItemIdx).equals(
-        expected.select(Columns.UserIdx, Columns.ItemIdx)
-    )
-    np.testing.assert_allclose(
-        merged[Columns.Weight].to_numpy(), expected[Columns.Weight].to_numpy(), rtol=1e-9
-    )
+    assert merged.select(Columns.UserIdx, Columns.ItemIdx).equals(expected.select(Columns.UserIdx, Columns.ItemIdx))
+    np.testing.assert_allclose(merged[Columns.Weight].to_numpy(), expected[Columns.Weight].to_numpy(), rtol=1e-9)
 
 
 def test_new_ids_are_appended_sorted_after_the_old_ones() -> None:
-    known = pl.DataFrame(
-        {Columns.User: ["b", "d"], Columns.UserIdx: pl.Series([0, 1], dtype=pl.Int32)}
-    )
+    known = pl.DataFrame({Columns.User: ["b", "d"], Columns.UserIdx: pl.Series([0, 1], dtype=pl.Int32)})
     new = _append_ids(known, Columns.User, Columns.UserIdx, pl.Series(["z", "d", "a", "z"]))
     assert new.rows() == [("a", 2), ("z", 3)]
 
@@ -98,6 +88,4 @@ def test_consumed_rows_follow_the_batches_preprocess_read() -> None:
     assert rows == 110 and shas == ["a", "d1"]
     reordered = [batches[0], batches[2], batches[1]]
     with pytest.raises(ArtifactError, match="full retrain"):
-        consumed_by_preprocess(
-            _manifest("preprocess", "2026-05-02T00:00:00Z"), _manifest("ingest", "", reordered)
-        )
+        consumed_by_preprocess(_manifest("preprocess", "2026-05-02T00:00:00Z"), _manifest("ingest", "", reordered))

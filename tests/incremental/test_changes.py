@@ -23,9 +23,7 @@ from recctl.models.popularity import PopularityModel
 def test_new_item_scores_match_full_scoring(shop, make_dataset, model) -> None:
     model.fit(make_dataset(shop["x"], shop["item_features"]))
     users, new = np.arange(0, 400, 7), np.array([3, 50, 119])
-    np.testing.assert_allclose(
-        new_item_scores(model, users, new), model.score(users)[:, new], rtol=1e-5, atol=1e-6
-    )
+    np.testing.assert_allclose(new_item_scores(model, users, new), model.score(users)[:, new], rtol=1e-5, atol=1e-6)
 
 
 def test_changed_since_accepts_iso_times_and_refuses_the_rest() -> None:

@@ -24,9 +24,7 @@ def _few_events(shop, users: np.ndarray, n: int, seed: int = 0) -> sp.csr_matrix
         items = shop["x"][u].indices
         rows += [i] * n
         cols += rng.choice(items, size=n, replace=False).tolist()
-    return sp.csr_matrix(
-        (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(users), shop["x"].shape[1])
-    )
+    return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(users), shop["x"].shape[1]))
 
 
 @pytest.mark.parametrize("method", ["mean", "ls", "warp"])

@@ -37,15 +37,10 @@ def test_identity_plan_layouts() -> None:
 
 @pytest.mark.parametrize("hybrid", [False, True])
 @pytest.mark.parametrize("schedule", ["adagrad", "adadelta"])
-def test_growing_keeps_old_scores_and_optimiser_state(
-    shop, make_dataset, hybrid: bool, schedule: str
-) -> None:
+def test_growing_keeps_old_scores_and_optimiser_state(shop, make_dataset, hybrid: bool, schedule: str) -> None:
     model = _fit(shop, make_dataset, item_features=hybrid, learning_schedule=schedule)
     before = model.score(np.arange(N_OLD_USERS))
-    old_state = {
-        k: getattr(model.lightfm_, k).copy()
-        for k in ("item_embedding_gradients", "user_bias_momentum")
-    }
+    old_state = {k: getattr(model.lightfm_, k).copy() for k in ("item_embedding_gradients", "user_bias_momentum")}
     grown = copy.deepcopy(model)
     update_lightfm(
         grown,
@@ -73,18 +68,14 @@ def test_growing_keeps_old_scores_and_optimiser_state(
         lfm.item_embedding_gradients[:N_OLD_ITEMS],
         old_state["item_embedding_gradients"][:N_OLD_ITEMS],
     )
-    np.testing.assert_array_equal(
-        lfm.user_bias_momentum[:N_OLD_USERS], old_state["user_bias_momentum"][:N_OLD_USERS]
-    )
+    np.testing.assert_array_equal(lfm.user_bias_momentum[:N_OLD_USERS], old_state["user_bias_momentum"][:N_OLD_USERS])
     fresh = 1.0 if schedule == "adagrad" else 0.0
     assert np.all(lfm.item_embedding_gradients[N_OLD_ITEMS : N_OLD_ITEMS + 10] == fresh)
     assert np.all(lfm.user_embedding_momentum[N_OLD_USERS:] == 0)
 
 
 @pytest.mark.parametrize("hybrid", [False, True])
-def test_new_items_with_features_rank_by_feature_similarity(
-    shop, make_dataset, hybrid: bool
-) -> None:
+def test_new_items_with_features_rank_by_feature_similarity(shop, make_dataset, hybrid: bool) -> None:
     model = _fit(shop, make_dataset, item_features=hybrid)
     update_lightfm(
         model,
@@ -118,9 +109,7 @@ def test_grow_refuses_a_plan_for_another_table(shop, make_dataset) -> None:
         grow_lightfm_side(model.lightfm_, "item", identity_plan(N_OLD_ITEMS + 1, 2, 0))
 
 
-def test_hybrid_with_user_features_folds_new_users_into_their_identity_rows(
-    shop, make_dataset
-) -> None:
+def test_hybrid_with_user_features_folds_new_users_into_their_identity_rows(shop, make_dataset) -> None:
     n = shop["x"].shape[0]
     user_f = sp.csr_matrix((np.ones(n, np.float32), (np.arange(n), shop["user_cat"])), shape=(n, 6))
 
@@ -129,9 +118,9 @@ def test_hybrid_with_user_features_folds_new_users_into_their_identity_rows(
         return ds
 
     old = shop["x"][:N_OLD_USERS, :N_OLD_ITEMS]
-    model = LightFMModel(
-        no_components=16, epochs=8, random_state=1, item_features=True, user_features=True
-    ).fit(with_users(make_dataset(old, shop["item_features"][:N_OLD_ITEMS]), N_OLD_USERS))
+    model = LightFMModel(no_components=16, epochs=8, random_state=1, item_features=True, user_features=True).fit(
+        with_users(make_dataset(old, shop["item_features"][:N_OLD_ITEMS]), N_OLD_USERS)
+    )
     grown = with_users(make_dataset(shop["x"], shop["item_features"]), n)
     new_users = np.arange(N_OLD_USERS, n)
     info = update_lightfm(model, grown, new_users, LightFMUpdateSettings(epochs=2))

@@ -21,11 +21,7 @@ def _split(make_shop_fn):
     n_users, n_items = s["x"].shape
     n_old_users, n_old_items = 570, 144  # 30 new users, 6 new items
     day_users = rng.choice(n_old_users, size=20, replace=False)
-    in_day = (
-        (x.row >= n_old_users)
-        | (x.col >= n_old_items)
-        | (np.isin(x.row, day_users) & (rng.random(x.nnz) < 0.4))
-    )
+    in_day = (x.row >= n_old_users) | (x.col >= n_old_items) | (np.isin(x.row, day_users) & (rng.random(x.nnz) < 0.4))
 
     def mat(mask):
         return sp.csr_matrix((x.data[mask], (x.row[mask], x.col[mask])), shape=(n_users, n_items))
@@ -39,9 +35,7 @@ def _split(make_shop_fn):
 def test_lightfm_update_stays_within_the_drift_thresholds(make_shop_fn, make_dataset) -> None:
     s, old, grown, target, changed = _split(make_shop_fn)
     feats = s["item_features"]
-    base = LightFMModel(no_components=16, epochs=15, random_state=1).fit(
-        make_dataset(old, feats[: old.shape[1]])
-    )
+    base = LightFMModel(no_components=16, epochs=15, random_state=1).fit(make_dataset(old, feats[: old.shape[1]]))
     ds = make_dataset(grown, feats)
     update_lightfm(base, ds, changed, LightFMUpdateSettings(epochs=5, seed=1))
     retrained = LightFMModel(no_components=16, epochs=15, random_state=1).fit(ds)

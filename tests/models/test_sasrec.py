@@ -19,8 +19,18 @@ from recctl.models.registry import get_model_class, model_kinds
 from recctl.models.sasrec import SASRecConfig, SASRecModel, _pad_rows, _ragged_tail, _training_chunks
 
 N_USERS, N_ITEMS, STEP = 120, 30, 7
-TINY = {"max_len": 8, "hidden_size": 16, "n_heads": 2, "n_blocks": 1, "dropout": 0.0, "lr": 0.01,
-        "epochs": 12, "batch_size": 32, "random_state": 3, "num_threads": 1}
+TINY = {
+    "max_len": 8,
+    "hidden_size": 16,
+    "n_heads": 2,
+    "n_blocks": 1,
+    "dropout": 0.0,
+    "lr": 0.01,
+    "epochs": 12,
+    "batch_size": 32,
+    "random_state": 3,
+    "num_threads": 1,
+}
 
 
 def planted_dataset(with_events: bool = True, with_features: bool = False) -> Dataset:
@@ -32,7 +42,9 @@ def planted_dataset(with_events: bool = True, with_features: bool = False) -> Da
         rows += [(u, (start + t * STEP) % N_ITEMS, t) for t in range(n)]
     t0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
     events = pl.DataFrame(rows, schema=[Columns.UserIdx, Columns.ItemIdx, "t"], orient="row").select(
-        Columns.UserIdx, Columns.ItemIdx, pl.lit("view").alias(Columns.Event),
+        Columns.UserIdx,
+        Columns.ItemIdx,
+        pl.lit("view").alias(Columns.Event),
         (pl.lit(t0) + pl.duration(hours=pl.col("t"))).alias(Columns.Timestamp),
         pl.lit(1.0).alias(Columns.Weight),
     )
@@ -200,8 +212,16 @@ def test_similar_items_come_from_item_vectors(fitted: SASRecModel) -> None:
 
 
 # -- through the CLI, on the shipped sample shop -----------------------------------------------------
-SEQ_MODEL = {"kind": "sasrec", "max_len": 10, "hidden_size": 16, "n_heads": 2, "n_blocks": 1,
-             "epochs": 2, "batch_size": 64, "num_threads": 1}
+SEQ_MODEL = {
+    "kind": "sasrec",
+    "max_len": 10,
+    "hidden_size": 16,
+    "n_heads": 2,
+    "n_blocks": 1,
+    "epochs": 2,
+    "batch_size": 64,
+    "num_threads": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -214,8 +234,12 @@ def sample_config(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
     raw = __import__("yaml").safe_load((REPO_ROOT / "configs" / "quickstart.yaml").read_text())
     recommend = {**raw["recommend"], "model": "seq", "fallback": ["popular"]}
-    config = write_config(tmp_path_factory.mktemp("sasrec_cli"), tune=None, recommend=recommend,
-                          models={"popular": {"kind": "popularity"}, "seq": SEQ_MODEL})
+    config = write_config(
+        tmp_path_factory.mktemp("sasrec_cli"),
+        tune=None,
+        recommend=recommend,
+        models={"popular": {"kind": "popularity"}, "seq": SEQ_MODEL},
+    )
     runner = CliRunner()
     for command in ("ingest", "preprocess"):
         result = runner.invoke(app, [command, str(config)])
@@ -234,8 +258,11 @@ def test_cli_train_without_torch_exits_6_naming_the_command(sample_config, monke
     assert "pip install 'recctl[neural]'" in result.stderr
 
 
-def test_cli_trains_with_torch_and_recommends_without_it(torch, sample_config,  # noqa: ANN001
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_trains_with_torch_and_recommends_without_it(
+    torch,
+    sample_config,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from typer.testing import CliRunner
 
     from recctl.cli.main import app

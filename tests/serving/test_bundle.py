@@ -71,9 +71,16 @@ def test_tampered_bundle_is_refused(bundle_config: Path) -> None:
 
 
 def test_holdout_users_get_nothing(tmp_path: Path) -> None:
-    config = make_config(tmp_path, experiment={
-        "name": "e", "salt": "s", "control": "a", "holdout": 0.3,
-        "variants": {"a": {"model": "popular", "weight": 1}, "b": {"model": "knn", "weight": 1}}})
+    config = make_config(
+        tmp_path,
+        experiment={
+            "name": "e",
+            "salt": "s",
+            "control": "a",
+            "holdout": 0.3,
+            "variants": {"a": {"model": "popular", "weight": 1}, "b": {"model": "knn", "weight": 1}},
+        },
+    )
     build_workdir(config)
     cfg = load_config(config)
     run_recommend(cfg)

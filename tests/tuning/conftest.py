@@ -105,10 +105,18 @@ def _split_frames(seed: int = 7) -> dict[str, pl.DataFrame]:
     frames = {}
     for split, data in rows.items():
         frames[split] = pl.DataFrame(
-            {Columns.UserIdx: [r[0] for r in data], Columns.ItemIdx: [r[1] for r in data],
-             Columns.Weight: [r[2] for r in data], "last_ts": [r[3] for r in data]},
-            schema={Columns.UserIdx: pl.Int64, Columns.ItemIdx: pl.Int64, Columns.Weight: pl.Float64,
-                    "last_ts": pl.Int64},
+            {
+                Columns.UserIdx: [r[0] for r in data],
+                Columns.ItemIdx: [r[1] for r in data],
+                Columns.Weight: [r[2] for r in data],
+                "last_ts": [r[3] for r in data],
+            },
+            schema={
+                Columns.UserIdx: pl.Int64,
+                Columns.ItemIdx: pl.Int64,
+                Columns.Weight: pl.Float64,
+                "last_ts": pl.Int64,
+            },
         )
     frames["train"] = pl.concat([frames["tune_train"], frames["valid"]])
     return frames
@@ -120,14 +128,24 @@ def write_preprocess(workdir: Path) -> Path:
     pre.mkdir(parents=True, exist_ok=True)
     users = pl.DataFrame({Columns.User: [f"u{i}" for i in range(N_USERS)], Columns.UserIdx: list(range(N_USERS))})
     users.write_parquet(pre / "users.parquet")
-    pl.DataFrame({Columns.Item: [f"i{i}" for i in range(N_ITEMS)], Columns.ItemIdx: list(range(N_ITEMS)),
-                  "category": [f"c{i % N_GROUPS}" for i in range(N_ITEMS)]}).write_parquet(pre / "items.parquet")
+    pl.DataFrame(
+        {
+            Columns.Item: [f"i{i}" for i in range(N_ITEMS)],
+            Columns.ItemIdx: list(range(N_ITEMS)),
+            "category": [f"c{i % N_GROUPS}" for i in range(N_ITEMS)],
+        }
+    ).write_parquet(pre / "items.parquet")
     outputs = [pre / "users.parquet", pre / "items.parquet"]
     for split, frame in _split_frames().items():
         frame.write_parquet(pre / f"{split}.parquet")
         outputs.append(pre / f"{split}.parquet")
-    manifest = Manifest(stage="preprocess", config_section={}, config_hash="test", seed=42,
-                        outputs=[file_record(p, relative_to=pre) for p in outputs])
+    manifest = Manifest(
+        stage="preprocess",
+        config_section={},
+        config_hash="test",
+        seed=42,
+        outputs=[file_record(p, relative_to=pre) for p in outputs],
+    )
     manifest.write(pre)
     return pre
 
@@ -141,8 +159,12 @@ def make_config(tmp_path: Path, *, models: dict[str, Any], tune: dict[str, Any] 
         "name": "tune-test",
         "workdir": "../work",
         "seed": seed,
-        "data": {"interactions": {"path": "raw/events.csv",
-                                  "columns": {"user_id": "user", "item_id": "item", "timestamp": "ts"}}},
+        "data": {
+            "interactions": {
+                "path": "raw/events.csv",
+                "columns": {"user_id": "user", "item_id": "item", "timestamp": "ts"},
+            }
+        },
         "models": models,
         "evaluate": {"k": [5], "metrics": ["ndcg", "precision"], "n_bootstrap": 0},
     }
@@ -166,8 +188,14 @@ def fake_config(tmp_path: Path, fake_epoch_model: type) -> Path:
     return make_config(
         tmp_path,
         models={"fake": {"kind": "fake_epochs", "epochs": 10, "peak": 3, "taste": 0.0}},
-        tune={"model": "fake", "method": "random", "n_trials": 5, "objective": "ndcg@5", "patience": 2,
-              "space": {"taste": {"type": "float", "low": 0.5, "high": 3.0}}},
+        tune={
+            "model": "fake",
+            "method": "random",
+            "n_trials": 5,
+            "objective": "ndcg@5",
+            "patience": 2,
+            "space": {"taste": {"type": "float", "low": 0.5, "high": 3.0}},
+        },
     )
 
 
@@ -177,7 +205,14 @@ def pop_config(tmp_path: Path) -> Path:
     return make_config(
         tmp_path,
         models={"pop": {"kind": "popularity"}},
-        tune={"model": "pop", "method": "grid", "n_trials": 6, "objective": "ndcg@5",
-              "space": {"mode": {"type": "choice", "values": ["global", "category"]},
-                        "category_column": {"type": "choice", "values": ["category", "no_such_column"]}}},
+        tune={
+            "model": "pop",
+            "method": "grid",
+            "n_trials": 6,
+            "objective": "ndcg@5",
+            "space": {
+                "mode": {"type": "choice", "values": ["global", "category"]},
+                "category_column": {"type": "choice", "values": ["category", "no_such_column"]},
+            },
+        },
     )

@@ -79,10 +79,20 @@ def test_tpe_search_is_deterministic(tmp_path: Path, fake_epoch_model: type, mak
     from recctl.stages.tune import run_tune
 
     def run(name: str) -> list:
-        path = make_config(tmp_path / name, models={"fake": {"kind": "fake_epochs", "taste": 0.0}},
-                           tune={"model": "fake", "method": "tpe", "n_trials": 8, "objective": "ndcg@5",
-                                 "space": {"taste": {"type": "float", "low": 0.0, "high": 3.0},
-                                           "peak": {"type": "int", "low": 1, "high": 6}}})
+        path = make_config(
+            tmp_path / name,
+            models={"fake": {"kind": "fake_epochs", "taste": 0.0}},
+            tune={
+                "model": "fake",
+                "method": "tpe",
+                "n_trials": 8,
+                "objective": "ndcg@5",
+                "space": {
+                    "taste": {"type": "float", "low": 0.0, "high": 3.0},
+                    "peak": {"type": "int", "low": 1, "high": 6},
+                },
+            },
+        )
         summary = run_tune(load_config(path)).summary
         assert summary["method"] == "tpe" and summary["n_failed"] == 0
         frame = pl.read_parquet(path.parent.parent / "work" / "tune" / "trials.parquet")

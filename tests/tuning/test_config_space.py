@@ -38,8 +38,11 @@ def test_space_key_that_is_not_a_model_parameter(pop_config: Path) -> None:
         ({"model": "pop", "n_jobs": 0}, "tune.n_jobs", "-1 (all cores)"),
         ({"model": "pop", "method": "bayes"}, "tune.method", "'random', 'grid' or 'tpe'"),
         ({"model": "nope"}, "tune.model", "no model named 'nope'"),
-        ({"model": "pop", "space": {"mode": {"type": "loguniform", "low": 0, "high": 1}}},
-         "tune.space.mode", "loguniform needs low > 0"),
+        (
+            {"model": "pop", "space": {"mode": {"type": "loguniform", "low": 0, "high": 1}}},
+            "tune.space.mode",
+            "loguniform needs low > 0",
+        ),
     ],
 )
 def test_bad_tune_section_names_the_key(pop_config: Path, tune: dict, key: str, text: str) -> None:

@@ -17,9 +17,17 @@ pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 
 def test_lightfm_tuning_on_movielens_never_reads_test(shared_data: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
-    tune = {"model": "lightfm_warp", "n_trials": 3, "objective": "ndcg@10", "max_epochs": 4, "patience": 2,
-            "space": {"no_components": {"type": "choice", "values": [8, 16]},
-                      "learning_rate": {"type": "loguniform", "low": 0.02, "high": 0.1}}}
+    tune = {
+        "model": "lightfm_warp",
+        "n_trials": 3,
+        "objective": "ndcg@10",
+        "max_epochs": 4,
+        "patience": 2,
+        "space": {
+            "no_components": {"type": "choice", "values": [8, 16]},
+            "learning_rate": {"type": "loguniform", "low": 0.02, "high": 0.1},
+        },
+    }
     cfg = load_config(write_config(tmp_path, "movielens.yaml", tune=tune, recommend=None))
     run_ingest(cfg)
     run_preprocess(cfg)

@@ -34,8 +34,17 @@ def test_tune_writes_trials_best_yaml_and_summary(fake_config: Path) -> None:
     assert summary["best_params"]["taste"] >= 0.5
     frame = _trials(fake_config)
     assert frame["trial"].to_list() == [0, 1, 2, 3, 4]
-    assert {"status", "ndcg@5", "param.taste", "precision@5", "best_epoch", "epochs_run", "duration_s",
-            "error", "curve"} <= set(frame.columns)
+    assert {
+        "status",
+        "ndcg@5",
+        "param.taste",
+        "precision@5",
+        "best_epoch",
+        "epochs_run",
+        "duration_s",
+        "error",
+        "curve",
+    } <= set(frame.columns)
     assert frame.filter(pl.col("trial") == 0)["param.taste"].item() == 0.0
     assert [Path(o.path).name for o in manifest.outputs] == ["trials.parquet", "best.yaml"]
 
@@ -65,10 +74,20 @@ def test_best_yaml_loads_from_anywhere_and_trains(fake_config: Path, tmp_path: P
 
 def test_same_seed_same_trials_other_seed_other_trials(tmp_path: Path, fake_epoch_model: type, make_config) -> None:  # noqa: ANN001
     def run(name: str, seed: int) -> pl.DataFrame:
-        path = make_config(tmp_path / name, seed=seed, models={"fake": {"kind": "fake_epochs", "taste": 0.0}},
-                           tune={"model": "fake", "n_trials": 4, "objective": "ndcg@5",
-                                 "space": {"taste": {"type": "float", "low": 0.5, "high": 3.0},
-                                           "peak": {"type": "int", "low": 2, "high": 5}}})
+        path = make_config(
+            tmp_path / name,
+            seed=seed,
+            models={"fake": {"kind": "fake_epochs", "taste": 0.0}},
+            tune={
+                "model": "fake",
+                "n_trials": 4,
+                "objective": "ndcg@5",
+                "space": {
+                    "taste": {"type": "float", "low": 0.5, "high": 3.0},
+                    "peak": {"type": "int", "low": 2, "high": 5},
+                },
+            },
+        )
         run_tune(load_config(path))
         return _trials(path)
 
@@ -78,8 +97,13 @@ def test_same_seed_same_trials_other_seed_other_trials(tmp_path: Path, fake_epoc
 
 
 def test_interrupted_search_resumes_from_finished_trials(tmp_path: Path, fake_epoch_model: type, make_config) -> None:  # noqa: ANN001
-    tune = {"model": "fake", "n_trials": 6, "objective": "ndcg@5", "prune": False,
-            "space": {"taste": {"type": "loguniform", "low": 0.1, "high": 3.0}}}
+    tune = {
+        "model": "fake",
+        "n_trials": 6,
+        "objective": "ndcg@5",
+        "prune": False,
+        "space": {"taste": {"type": "loguniform", "low": 0.1, "high": 3.0}},
+    }
     models = {"fake": {"kind": "fake_epochs", "taste": 0.0}}
     reference = make_config(tmp_path / "ref", models=models, tune=tune)
     run_tune(load_config(reference))
@@ -154,9 +178,18 @@ def test_missing_preprocess_names_the_command(pop_config: Path) -> None:
 
 
 def test_max_epochs_lets_early_stopping_find_a_longer_run(tmp_path: Path, fake_epoch_model: type, make_config) -> None:  # noqa: ANN001
-    path = make_config(tmp_path, models={"fake": {"kind": "fake_epochs", "epochs": 2, "peak": 5, "taste": 1.0}},
-                       tune={"model": "fake", "n_trials": 2, "objective": "ndcg@5", "max_epochs": 30, "patience": 2,
-                             "space": {"taste": {"type": "float", "low": 1.0, "high": 2.0}}})
+    path = make_config(
+        tmp_path,
+        models={"fake": {"kind": "fake_epochs", "epochs": 2, "peak": 5, "taste": 1.0}},
+        tune={
+            "model": "fake",
+            "n_trials": 2,
+            "objective": "ndcg@5",
+            "max_epochs": 30,
+            "patience": 2,
+            "space": {"taste": {"type": "float", "low": 1.0, "high": 2.0}},
+        },
+    )
     summary = run_tune(load_config(path)).summary
     assert summary["best_epoch"] == 5 and summary["tuned_params"]["epochs"] == 5
     assert _trials(path)["epochs_run"].to_list() == [7, 7]  # stopped early, far below the cap
@@ -164,9 +197,14 @@ def test_max_epochs_lets_early_stopping_find_a_longer_run(tmp_path: Path, fake_e
 
 def test_tpe_resume_gives_the_same_trials(tmp_path: Path, fake_epoch_model: type, make_config) -> None:  # noqa: ANN001
     pytest.importorskip("optuna", reason="TPE needs the optional extra recctl[tune]")
-    tune = {"model": "fake", "method": "tpe", "n_trials": 9, "objective": "ndcg@5", "prune": False,
-            "space": {"taste": {"type": "float", "low": 0.0, "high": 3.0},
-                      "peak": {"type": "int", "low": 1, "high": 6}}}
+    tune = {
+        "model": "fake",
+        "method": "tpe",
+        "n_trials": 9,
+        "objective": "ndcg@5",
+        "prune": False,
+        "space": {"taste": {"type": "float", "low": 0.0, "high": 3.0}, "peak": {"type": "int", "low": 1, "high": 6}},
+    }
     models = {"fake": {"kind": "fake_epochs", "taste": 0.0}}
     reference = make_config(tmp_path / "ref", models=models, tune=tune)
     run_tune(load_config(reference))
@@ -203,9 +241,16 @@ def test_a_damaged_checkpoint_starts_the_search_afresh(fake_config: Path, caplog
 
 
 def test_a_best_trial_stopped_by_the_epoch_cap_gets_a_hint(tmp_path: Path, fake_epoch_model: type, make_config) -> None:  # noqa: ANN001
-    path = make_config(tmp_path, models={"fake": {"kind": "fake_epochs", "epochs": 3, "peak": 8, "taste": 1.0}},
-                       tune={"model": "fake", "n_trials": 2, "objective": "ndcg@5",
-                             "space": {"taste": {"type": "float", "low": 1.0, "high": 2.0}}})
+    path = make_config(
+        tmp_path,
+        models={"fake": {"kind": "fake_epochs", "epochs": 3, "peak": 8, "taste": 1.0}},
+        tune={
+            "model": "fake",
+            "n_trials": 2,
+            "objective": "ndcg@5",
+            "space": {"taste": {"type": "float", "low": 1.0, "high": 2.0}},
+        },
+    )
     summary = run_tune(load_config(path)).summary
     assert summary["best_epoch"] == 3
     assert any("raise tune.max_epochs" in h for h in summary["hints"])

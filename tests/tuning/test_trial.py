@@ -16,8 +16,9 @@ def trial_data(fake_config: Path):  # noqa: ANN201
 
 def _spec(**model: object) -> TrialSpec:
     params = {"kind": "fake_epochs", "epochs": 12, "peak": 3, "taste": 1.0, **model}
-    return TrialSpec(number=1, params={"taste": params["taste"]}, model_params=params, metric="ndcg", k=5,
-                     patience=2, prune=False)
+    return TrialSpec(
+        number=1, params={"taste": params["taste"]}, model_params=params, metric="ndcg", k=5, patience=2, prune=False
+    )
 
 
 def test_early_stopping_records_the_best_epoch(trial_data) -> None:  # noqa: ANN001
