@@ -9,7 +9,6 @@ or Ctrl-C never leaves a half-written file where a reader would take it for a wh
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
 import json
 import os
@@ -21,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recctl import clock
 from recctl.errors import ArtifactError
 
 __all__ = [
@@ -54,8 +54,8 @@ _FILE_MODE = 0o666 & ~_UMASK
 
 
 def utc_now() -> str:
-    """Return the current UTC time as an ISO 8601 string with a ``Z`` suffix."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Return the current UTC time (:func:`recctl.clock.now`) as ISO 8601 with a ``Z`` suffix."""
+    return clock.utc_stamp()
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -25,7 +25,6 @@ The contract (documented for integrators in ``docs/architecture.md``, "Serving a
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from recctl import clock
 from recctl.artifacts import atomic_path, sha256_file, write_json_atomic
 from recctl.columns import Columns
 from recctl.config.recommend import ExportConfig
@@ -531,7 +531,7 @@ def prune_old(directory: Path, cfg: ExportConfig, keep: int) -> list[str]:
 
 def today_utc() -> str:
     """Today's date in UTC as ``YYYY-MM-DD``."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    return clock.today()
 
 
 def published_dict(files: list[PublishedFile]) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ re-runs exactly the stages after it whose inputs really changed.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recctl import clock
 from recctl.artifacts import Manifest, config_hash, read_manifest, sha256_file, verify_output
 from recctl.config import Config
 from recctl.errors import ArtifactError
@@ -86,7 +86,7 @@ def why_stale(cfg: Config, stage: str) -> str | None:
         # the nightly file is named by its date: a new day publishes a new file even when
         # nothing else changed, so the shop never reads yesterday's date as today's
         generated = str(manifest.summary.get("generated_at", ""))[:10]
-        today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+        today = clock.today()
         if generated != today:
             return f"last export is from {generated or 'an unknown date'}, today is {today}"
     for rec in manifest.outputs:

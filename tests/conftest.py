@@ -2,14 +2,50 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from recctl import clock
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()
+
+
+#: the instant the tests' clock starts at: noon UTC, so the suite never crosses a midnight
+TEST_EPOCH = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def fixed_start_clock(start: dt.datetime = TEST_EPOCH) -> clock.Clock:
+    """A clock that starts at ``start`` and advances with real (monotonic) time."""
+    t0 = time.monotonic()
+    return lambda: start + dt.timedelta(seconds=time.monotonic() - t0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _injected_clock() -> Iterator[None]:
+    """Every test reads recctl's clock from :data:`TEST_EPOCH` on, never the wall clock's date."""
+    previous = clock.set_clock(fixed_start_clock())
+    yield
+    clock.set_clock(previous)
+
+
+@pytest.fixture
+def set_now() -> Iterator[Any]:
+    """Call ``set_now(datetime)`` to move recctl's clock (restored after the test)."""
+    previous = clock.set_clock(None)
+    clock.set_clock(previous)
+
+    def install(when: dt.datetime) -> None:
+        clock.set_clock(fixed_start_clock(when))
+
+    yield install
+    clock.set_clock(previous)
 
 
 @pytest.fixture(scope="session")

@@ -22,12 +22,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from recctl import clock
 from recctl.artifacts import Manifest, write_parquet_atomic, write_text_atomic
 from recctl.config import Config, config_from_dict
 from recctl.errors import ConfigError, RecctlError
@@ -268,7 +268,7 @@ def _write_best_yaml(path: Path, raw: dict[str, Any], cfg: Config, summary: dict
         config_from_dict(raw, base_dir=path.parent, source=str(path))
     except ConfigError as exc:
         raise RecctlError(f"the tuned config does not validate (a bug in recctl tune):\n{exc}") from exc
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = clock.now().strftime("%Y-%m-%d %H:%M UTC")
     source = Path(cfg.source_path).resolve() if cfg.source_path else "a config"
     header = (
         f"# Written by `recctl tune` on {stamp} from {source}.\n"

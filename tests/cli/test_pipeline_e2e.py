@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -12,7 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from recctl.cli.main import app
-from tests.conftest import write_config
+from tests.conftest import TEST_EPOCH, write_config
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow
@@ -157,33 +159,32 @@ def test_same_seed_same_numbers(pipeline: tuple[Path, Path], tmp_path: Path) -> 
 
 
 def test_changed_model_section_reruns_from_train(pipeline: tuple[Path, Path], tmp_path: Path) -> None:
-    config, work = pipeline
+    # a private workdir: editing the shared pipeline's models would make the other tests' stages stale
+    config, _ = pipeline
     raw = yaml.safe_load(config.read_text())
+    raw.pop("tune", None)
+    raw["workdir"] = str(tmp_path / "work")
+    first = tmp_path / "first.yaml"
+    first.write_text(yaml.safe_dump(raw, sort_keys=False))
+    invoke("run", str(first), "--json")
     raw["models"]["lightfm_bpr"]["epochs"] = 5
-    edited = config.with_name("edited.yaml")
+    edited = tmp_path / "edited.yaml"
     edited.write_text(yaml.safe_dump(raw, sort_keys=False))
-    result = invoke("run", str(edited), "--json", "--skip", "tune")
+    result = invoke("run", str(edited), "--json")
     status = {s["stage"]: s["status"] for s in json.loads(result.stdout)["stages"]}
     assert status["ingest"] == "skipped" and status["preprocess"] == "skipped"
     assert status["train"] == "ran" and status["evaluate"] == "ran"
 
 
-def test_export_is_stale_on_a_new_day(pipeline: tuple[Path, Path]) -> None:
+def test_export_is_stale_on_a_new_day(pipeline: tuple[Path, Path], set_now: Any) -> None:
     from recctl.config import load_config
     from recctl.pipeline import why_stale
 
-    config, work = pipeline
+    config, _ = pipeline
     cfg = load_config(config)
     assert why_stale(cfg, "serve-export") is None
-    path = work / "export" / "manifest.json"
-    original = path.read_text()
-    manifest = json.loads(original)
-    manifest["summary"]["generated_at"] = "2001-01-01T00:00:00Z"
-    path.write_text(json.dumps(manifest))
-    try:
-        assert "last export is from 2001-01-01" in (why_stale(cfg, "serve-export") or "")
-    finally:
-        path.write_text(original)
+    set_now(TEST_EPOCH + dt.timedelta(days=1))
+    assert "today is 2026-06-16" in (why_stale(cfg, "serve-export") or "")
 
 
 def test_training_a_subset_leaves_run_to_train_the_rest(pipeline: tuple[Path, Path], tmp_path: Path) -> None:

@@ -50,7 +50,9 @@ def test_growing_keeps_old_scores_and_optimiser_state(shop, make_dataset, hybrid
     )
     after = grown.score(np.arange(N_OLD_USERS))
     assert after.shape == (N_OLD_USERS, shop["x"].shape[1])
-    np.testing.assert_array_equal(after[:, :N_OLD_ITEMS], before)
+    # a wider item matrix may take another BLAS kernel (OPENBLAS_CORETYPE), so the same dot
+    # products can differ in the last float32 bits: compare with a tolerance, not bit for bit
+    np.testing.assert_allclose(after[:, :N_OLD_ITEMS], before, rtol=1e-5, atol=1e-5)
     lfm = grown.lightfm_
     n_item_rows = lfm.item_embeddings.shape[0]
     assert all(

@@ -97,8 +97,10 @@ def test_mask_scores_excludes_rows_and_items_in_place() -> None:
 
 def _factor_model(n_users: int = 300, n_items: int = 2500, seed: int = 0):
     rng = np.random.default_rng(seed)
-    u = rng.standard_normal((n_users, 8)).astype(np.float32)
-    v = rng.standard_normal((n_items, 8)).astype(np.float32)
+    # small integers: every product is exact in float32 whatever BLAS kernel or block shape
+    # computes it, so blocked and whole-matrix scores agree bit for bit (ties included)
+    u = rng.integers(-4, 5, (n_users, 8)).astype(np.float32)
+    v = rng.integers(-4, 5, (n_items, 8)).astype(np.float32)
     seen = sp.random(n_users, n_items, density=0.01, format="csr", random_state=seed)
     return u, v, seen
 
