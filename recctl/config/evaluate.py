@@ -43,6 +43,19 @@ class EvaluateConfig(BaseConfig):
         "default ndcg at the largest K (or the first metric).",
     )
     exclude_seen: bool = Field(default=True, description="Leave each user's training items out of their ranking.")
+    candidates: Literal["trained", "all", "allow_list"] = Field(
+        default="trained",
+        description=(
+            "Items a model may rank: `trained`: items with a training interaction (what collaborative models "
+            "can know; tuning uses the items of its own training part); `all`: the whole catalogue (cold items "
+            "too: for hybrid / content models meant to surface new items); `allow_list`: the ids in "
+            "`candidate_list`. Held-out items outside the candidates stay relevant (they count as misses)."
+        ),
+    )
+    candidate_list: str | None = Field(
+        default=None,
+        description="`candidates: allow_list`: text file (one id a line) or CSV/Parquet with an `item_id` column.",
+    )
     n_bootstrap: int = Field(default=1000, ge=0, description="Paired bootstrap resamples for the intervals.")
     alpha: float = Field(default=0.05, gt=0, lt=1, description="Significance level (Holm-corrected).")
     test: Literal["wilcoxon", "t"] = Field(default="wilcoxon", description="Paired test: Wilcoxon signed-rank or t.")
@@ -62,6 +75,12 @@ class EvaluateConfig(BaseConfig):
         if not value:
             raise ValueError("metrics must name at least one metric")
         return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _candidate_list_given(self) -> EvaluateConfig:
+        if (self.candidates == "allow_list") != (self.candidate_list is not None):
+            raise ValueError("candidates: allow_list and candidate_list go together (give both or neither)")
+        return self
 
     @model_validator(mode="after")
     def _primary_is_computed(self) -> EvaluateConfig:

@@ -160,6 +160,16 @@ class Dataset(IdIndex):
         return cls(users, items, interactions_matrix(frame, len(users), len(items)))
 
 
+def _unit_mean(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    # weights are relative: the scale of event_weights or of the recency decay must not change what
+    # a model's regularisation (EASE l2, kNN shrink, BM25 k1) means, so training weights have mean 1
+    if matrix.nnz:
+        mean = float(matrix.data.astype(np.float64).mean())
+        if mean > 0 and np.isfinite(mean):
+            matrix.data = (matrix.data.astype(np.float64) / mean).astype(np.float32)
+    return matrix
+
+
 def load_split_matrix(preprocess_dir: Path, split: str, n_users: int, n_items: int) -> sp.csr_matrix:
     """Load one split's aggregated interactions as a CSR matrix."""
     path = Path(preprocess_dir) / f"{split}.parquet"
@@ -179,6 +189,10 @@ def load_dataset(preprocess_dir: str | Path, split: str = "train") -> Dataset:
         ``train`` (models that are evaluated), ``tune_train`` (tuning) or ``all`` (models
         that only serve, refitted on every event). ``test`` alone is refused: it is never
         trained on.
+
+    The training interactions are scaled so that their mean stored weight is 1: weights are
+    relative, and a model's regularisation means the same whatever the scale of
+    ``event_weights`` or of the recency decay.
     """
     if split not in ("train", "tune_train", "all"):
         raise ValueError(f"models train on 'train', 'tune_train' or 'all', not '{split}'")
@@ -189,7 +203,7 @@ def load_dataset(preprocess_dir: str | Path, split: str = "train") -> Dataset:
     users = pl.read_parquet(d / "users.parquet").sort(Columns.UserIdx)
     items = pl.read_parquet(d / "items.parquet").sort(Columns.ItemIdx)
     n_users, n_items = users.height, items.height
-    train = load_split_matrix(d, split, n_users, n_items)
+    train = _unit_mean(load_split_matrix(d, split, n_users, n_items))
 
     def features(prefix: str) -> tuple[sp.csr_matrix | None, list[str] | None]:
         mat_path, names_path = d / f"{prefix}_features.npz", d / f"{prefix}_feature_names.parquet"

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from recctl.columns import Columns
 from recctl.config.preprocess import PreprocessConfig
 from recctl.errors import ConfigError, DataError
 
-__all__ = ["LAST_TS", "aggregate", "filter_min_counts", "index_events", "weight_events"]
+__all__ = [
+    "LAST_TS",
+    "aggregate",
+    "check_weights",
+    "decay_weights",
+    "filter_min_counts",
+    "index_events",
+    "weight_events",
+]
 
 #: column of the aggregated split files holding the latest event time of the pair
 LAST_TS = "last_ts"
@@ -22,17 +31,18 @@ _U, _I = Columns.User, Columns.Item
 
 
 def weight_events(events: pl.DataFrame, cfg: PreprocessConfig) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Give every event its weight; drop events whose weight is zero.
+    """Give every event its base weight; drop events whose weight is zero.
 
-    ``weight = event_weights[event] x transform(value) [if use_value] x 0.5 ** (age / half_life)``,
-    where age is measured back from the latest event in the data. A global reference time
-    only scales every weight by the same constant, so it does not matter which split the
-    weights are later aggregated in.
+    ``weight = event_weights[event] x transform(value) [if use_value]``. Recency decay is not
+    applied here: it depends on which events are the training part, so the stage applies
+    :func:`decay_weights` to each training split after the split.
 
     Raises
     ------
     ConfigError
         If the data holds an event type without a weight (naming the types seen).
+    DataError
+        If a weight is not finite (a huge value times a huge event weight).
     """
     seen = sorted(events[Columns.Event].unique().to_list())
     missing = [e for e in seen if e not in cfg.event_weights]
@@ -49,13 +59,68 @@ def weight_events(events: pl.DataFrame, cfg: PreprocessConfig) -> tuple[pl.DataF
         elif cfg.value_transform == "binary":
             value = (value > 0).cast(pl.Float64)
         weight = weight * value
-    if cfg.half_life_days is not None and events.height:
-        ref = events[Columns.Timestamp].max()
-        age_days = (pl.lit(ref) - pl.col(Columns.Timestamp)).dt.total_seconds() / 86400.0
-        weight = weight * pl.lit(0.5).pow(age_days / cfg.half_life_days)
     weighted = events.with_columns(weight.alias(Columns.Weight))
     kept = weighted.filter(pl.col(Columns.Weight) > 0)
+    check_weights(kept[Columns.Weight], "event weights", allow_empty=True)
     return kept, {"events_in": events.height, "zero_weight_events_dropped": events.height - kept.height}
+
+
+def decay_weights(events: pl.DataFrame, half_life_days: float | None, reference: str) -> pl.DataFrame:
+    """Multiply each event's weight by ``0.5 ** (age / half_life_days)``.
+
+    ``age`` is measured back from the reference time: with ``reference="user"`` the latest
+    event of the same user in ``events``, with ``"train_end"`` the latest event in ``events``.
+    Pass the training part only: the reference is then the training period's own time, never
+    a test event. Computed in float64, so no weight underflows before the check in
+    :func:`check_weights`; with ``user`` every user's latest event weighs its full base weight.
+    """
+    if half_life_days is None or events.height == 0:
+        return events
+    ref = pl.col(Columns.Timestamp).max()
+    if reference == "user":
+        user = Columns.UserIdx if Columns.UserIdx in events.columns else Columns.User
+        ref = ref.over(user)
+    age_days = (ref - pl.col(Columns.Timestamp)).dt.total_seconds() / 86400.0
+    return events.with_columns(pl.col(Columns.Weight) * pl.lit(0.5).pow(age_days / half_life_days))
+
+
+def check_weights(weights: pl.Series, what: str, *, allow_empty: bool = False) -> dict[str, Any]:
+    """Refuse weights that would make every model's input garbage; return their range.
+
+    Refused (``DataError``, naming ``preprocess.half_life_days`` / ``event_weights`` and the
+    fix): a weight that is not finite; every weight 0; weights spanning more than float32 can
+    hold (the smallest, relative to the mean, below float32's smallest normal number, about
+    1e-38): models store weights in float32, so those would become 0 and the users behind
+    them would silently lose their history.
+    """
+    if weights.len() == 0:
+        if allow_empty:
+            return {}
+        raise DataError(f"{what}: no weights at all; check preprocess.event_weights and the filters.")
+    values = weights.cast(pl.Float64)
+    n_bad = int((~values.is_finite()).sum())
+    if n_bad:
+        raise DataError(
+            f"{what}: {n_bad:,} weights are not finite (inf or NaN): preprocess.event_weights x the value column "
+            "overflowed; lower event_weights or use value_transform: log1p."
+        )
+    positive = values.filter(values > 0)
+    if positive.len() == 0:
+        raise DataError(
+            f"{what}: every weight is 0; give preprocess.event_weights > 0 to the events present"
+            " (or raise preprocess.half_life_days)."
+        )
+    mean = float(positive.mean())
+    smallest = float(positive.min()) / mean
+    if smallest < float(np.finfo(np.float32).tiny):
+        n_tiny = int((positive / mean < float(np.finfo(np.float32).tiny)).sum())
+        raise DataError(
+            f"{what}: {n_tiny:,} of {positive.len():,} weights are below 1e-38 of the mean (smallest "
+            f"{smallest:.3g}) and would be 0 in float32: preprocess.half_life_days is too short for the time "
+            "the data spans. Raise half_life_days, or use preprocess.decay_reference: user (age measured from "
+            "each user's own latest event)."
+        )
+    return {"min_over_mean": smallest, "max_over_mean": float(positive.max()) / mean}
 
 
 def filter_min_counts(

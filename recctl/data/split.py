@@ -2,27 +2,40 @@
 
 Every event gets a ``split`` label: ``tune_train``, ``valid`` or ``test``. ``train`` (what
 final models fit on) is ``tune_train`` + ``valid``; tuning fits on ``tune_train`` and scores on
-``valid``, so the test split is never seen while choosing parameters. Validation is carved from
-train by the same strategy as test is carved from everything.
+``valid``, so the test split is never seen while choosing parameters. By default validation is
+carved from train **by the same rule** as test is carved from everything
+(``preprocess.split.valid_strategy`` picks another), so the parameters tuning picks are picked
+under the protocol they are judged by.
 
-Strategies (``preprocess.split.strategy``):
+Strategies (``preprocess.split.strategy``; ``f`` is ``test_fraction`` or ``valid_fraction``):
 
-* ``time``: a global cut. Events at or after ``test_start`` (or the ``1 - test_fraction``
-  quantile of event times) are test; within train, the last ``valid_fraction`` of event time
-  is validation. Per event: a user who viewed an item before the cut and bought it after has it
-  in both (evaluation excludes items seen in training from the ranking anyway).
-* ``leave_last``: per user, the ``n_last`` most recent (user, item) pairs (by their last event)
-  are test, the next ``valid_n_last`` validation. Users with too few pairs keep them all in train.
-* ``random``: per user, a seeded random ``test_fraction`` of their (user, item) pairs is test
-  (rounded, at least one pair stays in train), then ``valid_fraction`` of the rest is validation.
+* ``time``: a global cut. The latest ``round(f x N)`` events (rounded half up) are test, plus any
+  event at the same time as the earliest of them: events sharing a timestamp (one basket, one
+  session) are never cut in two, so test holds at least ``round(f x N)`` events. ``test_start``
+  gives the cut as a date instead. A user who viewed an item before the cut and bought it after
+  has it in both (evaluation excludes items seen in training from the ranking anyway).
+* ``user_time``: per user, the latest ``round(f x n)`` of the user's ``n`` (user, item) pairs by
+  their last event (ties by item index) are test, at most ``n - 1``: a user always keeps a pair
+  in train, and a user with ``round(f x n) = 0`` keeps everything in train. The per-user
+  temporal protocol of most papers ("each user's last 20% by time").
+* ``leave_last``: per user, the ``n_last`` latest pairs are test (validation: ``valid_n_last``).
+  Users with ``n_last`` pairs or fewer keep them all in train.
+* ``random``: per user, a seeded random ``round(f x n)`` of the user's pairs (at most ``n - 1``).
+* ``files``: the (user, item) pairs listed in ``test_file`` (and ``valid_file``) are test (and
+  validation); everything else is train. Reproduces a published protocol's exact split.
 
-For ``leave_last`` and ``random`` all events of one (user, item) pair share a split, so a test
-pair is never half-seen in training.
+For every strategy but ``time``, all events of one (user, item) pair share a split, so a test
+pair is never half-seen in training. ``assign_splits`` also returns a plain-language statement
+of both rules with the exact counts, which ``evaluate`` copies into the protocol section of
+``metrics.json``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,13 +43,57 @@ import polars as pl
 
 from recctl.columns import Columns
 from recctl.config.preprocess import SplitConfig
-from recctl.errors import ConfigError
+from recctl.errors import ConfigError, DataError
 
-__all__ = ["SPLIT", "assign_splits"]
+__all__ = ["SPLIT", "assign_splits", "describe_rule", "read_pairs_file", "round_half_up"]
 
 #: name of the split label column in ``events.parquet``
 SPLIT = "split"
 _U, _I, _T = Columns.UserIdx, Columns.ItemIdx, Columns.Timestamp
+_TRAIN = "tune_train"
+
+
+def round_half_up(x: float) -> int:
+    """``x`` rounded to the nearest integer, halves up (``0.5 -> 1``, ``2.5 -> 3``).
+
+    A tiny tolerance absorbs binary floating point: ``0.0943 * 100_000`` is
+    ``9430.000000000002`` and rounds to 9,430, and ``0.15 * 10`` rounds to 2.
+    """
+    return int(math.floor(x + 0.5 + 1e-9))
+
+
+def _round_half_up_expr(expr: pl.Expr) -> pl.Expr:
+    return (expr + 0.5 + 1e-9).floor()
+
+
+def describe_rule(strategy: str, cfg: SplitConfig, *, validation: bool = False) -> str:
+    """One sentence saying how a split is made (for ``metrics.json`` and the report)."""
+    frac = cfg.valid_fraction if validation else cfg.test_fraction
+    part = "validation" if validation else "test"
+    pool = "of the training part " if validation else ""
+    if strategy == "none":
+        return "no validation split (valid_fraction: 0 or valid_strategy: none)"
+    if strategy == "time":
+        if not validation and cfg.test_start is not None:
+            return f"global time cut: every event at or after {cfg.test_start} is {part}"
+        return (
+            f"global time cut: the latest round({frac:g} x events {pool}) events (half up) are {part}, plus "
+            "events at the same timestamp as the cut"
+        )
+    if strategy == "user_time":
+        return (
+            f"per user, the latest round({frac:g} x n) of the user's n items {pool}by last event (half up; at "
+            f"most n - 1) are {part}"
+        )
+    if strategy == "leave_last":
+        n = cfg.valid_n_last if validation else cfg.n_last
+        return f"per user, the {n} latest items {pool}by last event are {part} (users with <= {n} items keep all)"
+    if strategy == "random":
+        return f"per user, a seeded random round({frac:g} x n) of the user's n items {pool}(half up; at most n - 1)"
+    if strategy == "files":
+        path = cfg.valid_file if validation else cfg.test_file
+        return f"the (user, item) pairs listed in {path}"
+    raise ValueError(f"unknown split strategy '{strategy}'")
 
 
 def _parse_date(text: str) -> dt.datetime:
@@ -50,65 +107,89 @@ def _parse_date(text: str) -> dt.datetime:
 
 
 def _time_cut(times: pl.Series, fraction: float) -> Any:
-    # the cut is an event time: the quantile with "lower" interpolation, so ties stay together
-    return times.sort().quantile(1.0 - fraction, interpolation="lower")
+    """The earliest timestamp of the latest ``round(fraction x n)`` events (``None`` when that is 0)."""
+    n_take = min(round_half_up(fraction * times.len()), times.len())
+    if n_take == 0:
+        return None
+    return times.sort()[times.len() - n_take]
 
 
-def _time_split(events: pl.DataFrame, cfg: SplitConfig, info: dict[str, Any]) -> pl.DataFrame:
-    if cfg.test_start is not None:
-        cut = _parse_date(cfg.test_start)
+def _label_time(labelled: pl.DataFrame, fraction: float, label: str, cut: Any, info: dict[str, Any]) -> pl.DataFrame:
+    pool = pl.col(SPLIT) == _TRAIN
+    if cut is None:
+        cut = _time_cut(labelled.filter(pool)[_T], fraction)
+    if cut is None:
+        return labelled
+    info[f"{label}_start"] = str(cut)
+    return labelled.with_columns(
+        pl.when(pool & (pl.col(_T) >= cut)).then(pl.lit(label)).otherwise(pl.col(SPLIT)).alias(SPLIT)
+    )
+
+
+def _pair_label(labelled: pl.DataFrame, strategy: str, amount: float, label: str, seed: int) -> pl.DataFrame:
+    """Label ``label`` the chosen (user, item) pairs among each user's ``tune_train`` events."""
+    pairs = labelled.filter(pl.col(SPLIT) == _TRAIN).group_by(_U, _I).agg(pl.col(_T).max().alias("__last")).sort(_U, _I)
+    n = pl.len().over(_U)
+    if strategy == "random":
+        keyed = pairs.with_columns(pl.Series("__key", np.random.default_rng(seed).random(pairs.height)))
+        rank = pl.col("__key").rank("ordinal").over(_U)
+    else:  # latest first; ties by the higher item index, so the order is total and repeatable
+        keyed = pairs
+        rank = pl.struct(pl.col("__last"), pl.col(_I)).rank("ordinal", descending=True).over(_U)
+    if strategy == "leave_last":
+        n_take = pl.when(n > int(amount)).then(pl.lit(int(amount))).otherwise(0)
     else:
-        cut = _time_cut(events[_T], cfg.test_fraction)
-    labelled = events.with_columns(
-        pl.when(pl.col(_T) >= cut).then(pl.lit("test")).otherwise(pl.lit("tune_train")).alias(SPLIT)
-    )
-    info["test_start"] = str(cut)
-    train_times = labelled.filter(pl.col(SPLIT) == "tune_train")[_T]
-    if cfg.valid_fraction > 0 and train_times.len():
-        vcut = _time_cut(train_times, cfg.valid_fraction)
-        labelled = labelled.with_columns(
-            pl.when((pl.col(SPLIT) == "tune_train") & (pl.col(_T) >= vcut))
-            .then(pl.lit("valid"))
-            .otherwise(pl.col(SPLIT))
-            .alias(SPLIT)
-        )
-        info["valid_start"] = str(vcut)
-    return labelled
+        n_take = pl.min_horizontal(_round_half_up_expr(n * amount), n - 1)
+    chosen = keyed.filter(rank <= n_take).select(_U, _I, pl.lit(True).alias("__take"))
+    out = labelled.join(chosen, on=[_U, _I], how="left")
+    return out.with_columns(
+        pl.when((pl.col(SPLIT) == _TRAIN) & pl.col("__take").fill_null(False))
+        .then(pl.lit(label))
+        .otherwise(pl.col(SPLIT))
+        .alias(SPLIT)
+    ).drop("__take")
 
 
-def _pairs(events: pl.DataFrame) -> pl.DataFrame:
-    return events.group_by(_U, _I).agg(pl.col(_T).max().alias("__last")).sort(_U, _I)
+def _file_label(labelled: pl.DataFrame, pairs: pl.DataFrame, label: str, info: dict[str, Any]) -> pl.DataFrame:
+    listed = pairs.select(_U, _I).unique().with_columns(pl.lit(True).alias("__take"))
+    out = labelled.join(listed, on=[_U, _I], how="left")
+    found = out.filter(pl.col("__take").fill_null(False)).select(_U, _I).unique().height
+    info[f"{label}_pairs_listed"] = int(listed.height)
+    info[f"{label}_pairs_not_in_data"] = int(listed.height - found)
+    # a pair listed in both files stays test: validation is carved from the training part only
+    take = pl.col("__take").fill_null(False) & (pl.col(SPLIT) == _TRAIN)
+    return out.with_columns(pl.when(take).then(pl.lit(label)).otherwise(pl.col(SPLIT)).alias(SPLIT)).drop("__take")
 
 
-def _leave_last(pairs: pl.DataFrame, n_last: int, label: str, eligible: str | None) -> pl.DataFrame:
-    pool = pl.col(SPLIT) == eligible if eligible else pl.col(SPLIT).is_not_null()
-    ranked = pairs.with_columns(
-        pl.struct(pl.col("__last"), pl.col(_I)).rank("ordinal", descending=True).over(_U, pool).alias("__rank"),
-        pool.sum().over(_U).alias("__n"),
-    )
-    take = pool & (pl.col("__rank") <= n_last) & (pl.col("__n") > n_last)
-    return ranked.with_columns(pl.when(take).then(pl.lit(label)).otherwise(pl.col(SPLIT)).alias(SPLIT)).drop(
-        "__rank", "__n"
-    )
+def _carve(
+    labelled: pl.DataFrame,
+    strategy: str,
+    cfg: SplitConfig,
+    label: str,
+    seed: int,
+    pairs: pl.DataFrame | None,
+    info: dict[str, Any],
+) -> pl.DataFrame:
+    validation = label == "valid"
+    fraction = cfg.valid_fraction if validation else cfg.test_fraction
+    if strategy == "time":
+        cut = _parse_date(cfg.test_start) if (not validation and cfg.test_start is not None) else None
+        return _label_time(labelled, fraction, label, cut, info)
+    if strategy == "files":
+        assert pairs is not None, "the stage reads the pairs files"
+        return _file_label(labelled, pairs, label, info)
+    if strategy == "leave_last":
+        return _pair_label(labelled, strategy, cfg.valid_n_last if validation else cfg.n_last, label, seed)
+    return _pair_label(labelled, strategy, fraction, label, seed)
 
 
-def _random(pairs: pl.DataFrame, fraction: float, label: str, eligible: str, seed: int) -> pl.DataFrame:
-    rng = np.random.default_rng(seed)
-    pool = pl.col(SPLIT) == eligible
-    keyed = pairs.with_columns(pl.Series("__key", rng.random(pairs.height)))
-    ranked = keyed.with_columns(
-        pl.col("__key").rank("ordinal").over(_U, pool).alias("__rank"),
-        pool.sum().over(_U).alias("__n"),
-    )
-    # round the share per user, but always leave at least one pair behind
-    n_take = pl.min_horizontal((pl.col("__n") * fraction).round(0), pl.col("__n") - 1)
-    take = pool & (pl.col("__rank") <= n_take)
-    return ranked.with_columns(pl.when(take).then(pl.lit(label)).otherwise(pl.col(SPLIT)).alias(SPLIT)).drop(
-        "__key", "__rank", "__n"
-    )
-
-
-def assign_splits(events: pl.DataFrame, cfg: SplitConfig, seed: int) -> tuple[pl.DataFrame, dict[str, Any]]:
+def assign_splits(
+    events: pl.DataFrame,
+    cfg: SplitConfig,
+    seed: int,
+    *,
+    held_out: dict[str, pl.DataFrame] | None = None,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Label every event ``tune_train``, ``valid`` or ``test`` and drop cold test users.
 
     Parameters
@@ -118,34 +199,37 @@ def assign_splits(events: pl.DataFrame, cfg: SplitConfig, seed: int) -> tuple[pl
     cfg
         ``preprocess.split``.
     seed
-        Seed for the ``random`` strategy.
+        Seed for the ``random`` strategy (validation uses ``seed + 1``).
+    held_out
+        ``strategy: files``: ``{"test": pairs, "valid": pairs}`` frames of ``user_idx, item_idx``
+        (from :func:`read_pairs_file`, mapped to indices).
 
     Returns
     -------
     (polars.DataFrame, dict)
-        The labelled events and a summary (cut times, rows per split, users dropped).
+        The labelled events and a summary: the rule of each split in words, cut times, events
+        per split, users dropped.
     """
-    info: dict[str, Any] = {"strategy": cfg.strategy}
-    if cfg.strategy == "time":
-        labelled = _time_split(events, cfg, info)
-    else:
-        pairs = _pairs(events).with_columns(pl.lit("tune_train").alias(SPLIT))
-        if cfg.strategy == "leave_last":
-            pairs = _leave_last(pairs, cfg.n_last, "test", None)
-            pairs = _leave_last(pairs, cfg.valid_n_last, "valid", "tune_train") if cfg.valid_fraction > 0 else pairs
-        else:
-            pairs = _random(pairs, cfg.test_fraction, "test", "tune_train", seed)
-            if cfg.valid_fraction > 0:
-                pairs = _random(pairs, cfg.valid_fraction, "valid", "tune_train", seed + 1)
-        labelled = events.join(pairs.select(_U, _I, SPLIT), on=[_U, _I], how="left")
+    held_out = held_out or {}
+    valid_strategy = cfg.validation_strategy
+    info: dict[str, Any] = {
+        "strategy": cfg.strategy,
+        "valid_strategy": valid_strategy,
+        "test_rule": describe_rule(cfg.strategy, cfg),
+        "valid_rule": describe_rule(valid_strategy, cfg, validation=True),
+    }
+    labelled = events.with_columns(pl.lit(_TRAIN).alias(SPLIT))
+    labelled = _carve(labelled, cfg.strategy, cfg, "test", seed, held_out.get("test"), info)
+    if valid_strategy != "none":
+        labelled = _carve(labelled, valid_strategy, cfg, "valid", seed + 1, held_out.get("valid"), info)
 
     # validation users unseen in tune_train cannot be scored by a model fit on tune_train:
     # their events go back to tune_train (they stay in train either way)
-    tune_users = labelled.filter(pl.col(SPLIT) == "tune_train").select(_U).unique()
+    tune_users = labelled.filter(pl.col(SPLIT) == _TRAIN).select(_U).unique()
     in_tune = pl.col(_U).is_in(tune_users[_U].implode())
     moved = labelled.filter((pl.col(SPLIT) == "valid") & ~in_tune).height
     labelled = labelled.with_columns(
-        pl.when((pl.col(SPLIT) == "valid") & ~in_tune).then(pl.lit("tune_train")).otherwise(pl.col(SPLIT)).alias(SPLIT)
+        pl.when((pl.col(SPLIT) == "valid") & ~in_tune).then(pl.lit(_TRAIN)).otherwise(pl.col(SPLIT)).alias(SPLIT)
     )
     info["valid_events_moved_to_tune_train"] = moved
 
@@ -157,10 +241,52 @@ def assign_splits(events: pl.DataFrame, cfg: SplitConfig, seed: int) -> tuple[pl
         labelled = labelled.filter(~((pl.col(SPLIT) == "test") & ~pl.col(_U).is_in(train_users[_U].implode())))
         info["cold_test_users_dropped"] = True
     counts = dict(labelled.group_by(SPLIT).agg(pl.len()).iter_rows())
-    info["events"] = {name: int(counts.get(name, 0)) for name in ("tune_train", "valid", "test")}
+    info["events"] = {name: int(counts.get(name, 0)) for name in (_TRAIN, "valid", "test")}
+    pair_counts = dict(labelled.select(_U, _I, SPLIT).unique().group_by(SPLIT).agg(pl.len()).iter_rows())
+    info["pairs"] = {name: int(pair_counts.get(name, 0)) for name in (_TRAIN, "valid", "test")}
     if info["events"]["test"] == 0:
         raise ConfigError(
             "preprocess.split: the test split is empty after filtering; lower min counts, move "
-            "`test_start` earlier or raise `test_fraction`."
+            "`test_start` earlier or raise `test_fraction` (or list pairs present in the data in `test_file`)."
         )
     return labelled, info
+
+
+def read_pairs_file(path: Path, source: Any, key: str) -> pl.DataFrame:
+    """Read a held-out pairs file (``strategy: files``) as ``user_id, item_id`` text columns.
+
+    The file has the layout (format, delimiter, header, encoding) of ``source``, the first
+    ``data.interactions`` source, and its user and item columns are named as that source maps
+    them, or ``user_id`` / ``item_id``. Ids are normalised exactly like ingest does, so they
+    match the ingested ones. Other columns are ignored.
+
+    Raises
+    ------
+    ConfigError
+        When the file does not exist or lacks the id columns (naming ``key``).
+    """
+    from recctl.data.ingest import normalise_id, scan_source
+    from recctl.data.readers import detect_format, prepare_file
+
+    if not path.exists():
+        raise ConfigError(f"{key}: file not found: {path}; check the path (relative to the config file).")
+    fmt = detect_format(path, getattr(source, "format", "auto"))
+    with tempfile.TemporaryDirectory(prefix="recctl-pairs-") as tmp:
+        prepared = prepare_file(path, fmt, source.encoding, Path(tmp), delimiter=source.delimiter)
+        frame = scan_source(prepared, fmt, source, shown=path).collect()
+    names = [(source.columns.user_id, source.columns.item_id), (Columns.User, Columns.Item)]
+    for user_col, item_col in names:
+        if user_col in frame.columns and item_col in frame.columns:
+            numeric = getattr(source, "normalize_numeric_ids", True)
+            pairs = frame.select(
+                normalise_id(pl.col(user_col), numeric).alias(Columns.User),
+                normalise_id(pl.col(item_col), numeric).alias(Columns.Item),
+            ).drop_nulls()
+            if pairs.height == 0:
+                raise DataError(f"{path} ({key}): no (user, item) pair with both ids present.")
+            return pairs.unique(maintain_order=True)
+    raise ConfigError(
+        f"{key}: {path} has columns {frame.columns[:10]}; it needs the user and item columns "
+        f"'{source.columns.user_id}' and '{source.columns.item_id}' (as in data.interactions.columns) "
+        f"or '{Columns.User}' and '{Columns.Item}'."
+    )

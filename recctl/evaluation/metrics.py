@@ -476,6 +476,7 @@ def evaluate_model(
     item_features: sp.spmatrix | None = None,
     head_items: np.ndarray | None = None,
     progress: Callable[[int], None] | None = None,
+    item_mask: np.ndarray | None = None,
 ) -> EvalResult:
     """Rank items with a fitted model and score the lists against a target split.
 
@@ -505,6 +506,8 @@ def evaluate_model(
         Boolean mask of head items for popularity bias (default: see :func:`evaluate_rankings`).
     progress
         Called with the number of users ranked so far.
+    item_mask
+        Boolean vector of the candidate items (``evaluate.candidates``); ``None`` ranks all.
 
     Returns
     -------
@@ -524,7 +527,11 @@ def evaluate_model(
         train = sp.csr_matrix(exclude)
         item_popularity = np.asarray((train > 0).sum(axis=0)).ravel()
         n_pop_users = int((np.diff(train.indptr) > 0).sum())
-    top = model.recommend(users, max(ks), exclude=exclude, batch_size=batch_size, n_jobs=n_jobs, progress=progress)
+    # item_mask only when set: duck-typed models (adapters in tests, notebooks) need not take it
+    masked = {} if item_mask is None else {"item_mask": item_mask}
+    top = model.recommend(
+        users, max(ks), exclude=exclude, batch_size=batch_size, n_jobs=n_jobs, progress=progress, **masked
+    )
     auc = None
     if "auc" in metrics:
         auc = auc_from_scores(model.score, users, clean, exclude, batch_size=min(batch_size, 1024))

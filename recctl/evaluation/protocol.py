@@ -17,8 +17,10 @@ from recctl.evaluation.metrics import relevant_target
 
 __all__ = [
     "BAND_SHARES",
+    "CANDIDATE_RULES",
     "EvalProtocol",
     "build_protocol",
+    "candidate_mask",
     "history_segments",
     "item_popularity",
     "popularity_bands",
@@ -26,6 +28,46 @@ __all__ = [
 
 #: cumulative shares of training interactions that close the head and the torso
 BAND_SHARES = (0.5, 0.8)
+
+#: what each ``evaluate.candidates`` rule means, in the words the protocol states
+CANDIDATE_RULES = {
+    "all": "every catalogue item",
+    "trained": "items with at least one training interaction",
+    "allow_list": "the items of the allow-list",
+}
+
+
+def candidate_mask(
+    rule: str, train: sp.spmatrix, allowed: np.ndarray | None = None
+) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The items models may rank under ``evaluate.candidates`` (``None`` = every item).
+
+    Parameters
+    ----------
+    rule
+        ``all``, ``trained`` (items with a training interaction) or ``allow_list``.
+    train
+        The training interactions (their columns are the catalogue).
+    allowed
+        ``allow_list``: item indices on the list (ids not in the catalogue already dropped).
+
+    Returns
+    -------
+    (mask or None, dict)
+        A boolean vector over the items, and its statement for the protocol.
+    """
+    n_items = train.shape[1]
+    if rule == "all":
+        mask = None
+    elif rule == "trained":
+        mask = np.asarray((sp.csr_matrix(train) > 0).sum(axis=0)).ravel() > 0
+    elif rule == "allow_list":
+        mask = np.zeros(n_items, bool)
+        mask[np.asarray(allowed if allowed is not None else [], np.int64)] = True
+    else:
+        raise ValueError(f"unknown candidate rule '{rule}'; one of {', '.join(CANDIDATE_RULES)}")
+    n = n_items if mask is None else int(mask.sum())
+    return mask, {"rule": rule, "definition": CANDIDATE_RULES[rule], "n_items": n}
 
 
 def item_popularity(train: sp.spmatrix) -> tuple[np.ndarray, int]:
@@ -120,6 +162,12 @@ class EvalProtocol:
     bands: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, dtype=object))
     user_segments: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, dtype=object))
     segment_thresholds: dict[str, Any] = field(default_factory=dict)
+    candidates: np.ndarray | None = field(repr=False, default=None)
+    candidate_info: dict[str, Any] = field(
+        default_factory=lambda: {"rule": "all", "definition": "every catalogue item"}
+    )
+    n_test_pairs_not_candidates: int = 0
+    split_info: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         """Plain-data statement of the protocol (for ``metrics.json`` and the CLI)."""
@@ -131,11 +179,15 @@ class EvalProtocol:
             "n_users_evaluated": int(len(self.users)),
             "n_users_total": self.n_users_total,
             "n_users_with_test_items": self.n_test_users,
-            "candidate_items": f"all {self.n_items:,} catalogue items minus the excluded ones",
+            "candidate_items": f"{self.candidate_info['definition']} "
+            f"({self.candidate_info.get('n_items', self.n_items):,} of {self.n_items:,}) minus the excluded ones",
+            "candidates": self.candidate_info,
             "n_items": self.n_items,
+            "n_test_pairs_not_candidates": self.n_test_pairs_not_candidates,
             "excluded": exclusion,
             "n_test_pairs": self.n_test_pairs,
             "n_test_pairs_excluded": self.n_test_pairs_seen,
+            **({"splits": self.split_info} if self.split_info else {}),
             "relevance": "binary: test weight > 0; graded (ndcg_graded): gain = test weight",
             "ks": self.ks,
             "metrics": self.metrics,
@@ -166,6 +218,9 @@ def build_protocol(
     *,
     split: str = "test",
     exclude_seen: bool = True,
+    candidates: str = "all",
+    allowed: np.ndarray | None = None,
+    split_info: dict[str, Any] | None = None,
 ) -> EvalProtocol:
     """Fix the users, candidate items and exclusions every model is evaluated under.
 
@@ -181,6 +236,12 @@ def build_protocol(
         Name of the held-out split, for the record.
     exclude_seen
         Mask training items out of the ranking (and out of the relevant set).
+    candidates, allowed
+        Which items models may rank (see :func:`candidate_mask`). Relevant held-out items
+        outside the candidates stay in the relevant set: a model that cannot reach them pays
+        for it, and the protocol counts them.
+    split_info
+        How the splits were made (the preprocess summary's ``split``), stated in the protocol.
     """
     train = sp.csr_matrix(train)
     raw = sp.csr_matrix(target)
@@ -190,6 +251,8 @@ def build_protocol(
     positives = relevant_target(raw)
     clean = relevant_target(raw, exclude)
     users = np.nonzero(np.diff(clean.indptr) > 0)[0].astype(np.int64)
+    mask, cand_info = candidate_mask(candidates, train, allowed)
+    outside = 0 if mask is None else int((~mask[clean.indices]).sum())
     counts, n_pop_users = item_popularity(train)
     n_train = np.diff(train.indptr)
     # thresholds come from the evaluated users, so each segment holds about a third of them
@@ -212,4 +275,8 @@ def build_protocol(
         bands=popularity_bands(counts),
         user_segments=segments,
         segment_thresholds=thresholds,
+        candidates=mask,
+        candidate_info=cand_info,
+        n_test_pairs_not_candidates=outside,
+        split_info=dict(split_info or {}),
     )

@@ -30,7 +30,7 @@ from recctl.artifacts import Manifest
 from recctl.columns import Columns
 from recctl.config import Config
 from recctl.data.dataset import Dataset, interactions_matrix
-from recctl.data.preprocess import LAST_TS, weight_events
+from recctl.data.preprocess import LAST_TS, decay_weights, weight_events
 from recctl.errors import ArtifactError
 
 __all__ = ["GrownData", "PendingRows", "consumed_by_preprocess", "grow_dataset", "pending_rows"]
@@ -232,13 +232,10 @@ def grow_dataset(
             {"events_in": 0, "zero_weight_events_dropped": 0},
         )
     )
-    old_ref = _reference_time(base_dir, train)
-    if pc.half_life_days is not None and weighted.height and old_ref is not None:
-        # late-arriving events: weight_events decayed them to their own latest event; the
-        # dataset's reference is the later of the two
-        lag = (old_ref - weighted[Columns.Timestamp].max()).total_seconds()
-        if lag > 0:
-            weighted = weighted.with_columns(pl.col(Columns.Weight) * 0.5 ** (lag / 86400.0 / pc.half_life_days))
+    if pc.half_life_days is not None and weighted.height:
+        # relative to the batch's own latest event (per user or overall); _merge_train then
+        # brings the old pairs and the new events to a common reference
+        weighted = decay_weights(weighted, pc.half_life_days, pc.decay_reference)
     new_users = _append_ids(users, Columns.User, Columns.UserIdx, weighted[Columns.User])
     item_sources = [weighted[Columns.Item]]
     if catalogue is not None:
@@ -263,7 +260,7 @@ def grow_dataset(
         .select(Columns.UserIdx, Columns.ItemIdx, Columns.Event, Columns.Timestamp, Columns.Weight)
         .sort(Columns.UserIdx, Columns.Timestamp, Columns.ItemIdx, Columns.Event)
     )
-    train = _merge_train(train, events, pc.aggregate, pc.half_life_days, old_ref)
+    train = _merge_train(train, events, pc.aggregate, pc.half_life_days, pc.decay_reference)
     changed = np.unique(events[Columns.UserIdx].to_numpy()).astype(np.int64)
 
     grown = GrownData(
@@ -313,32 +310,49 @@ def grow_dataset(
     return grown
 
 
-def _reference_time(base_dir: Path, train: pl.DataFrame) -> Any:
-    """The latest event the base weights were decayed to (preprocess uses every split's events)."""
-    path = base_dir / "events.parquet"
-    if path.exists():
-        return pl.scan_parquet(path).select(pl.col(Columns.Timestamp).max()).collect().item()
-    return train[LAST_TS].max() if train.height else None
-
-
 def _merge_train(
     train: pl.DataFrame,
     events: pl.DataFrame,
     how: str,
     half_life_days: float | None,
-    old_ref: Any = None,
+    reference: str = "user",
 ) -> pl.DataFrame:
-    """Fold new weighted events into the aggregated training pairs."""
+    """Fold new weighted events into the aggregated training pairs.
+
+    With a half-life, ``train`` holds weights decayed to its own reference time (each user's
+    latest event, or the latest event of all, per ``reference``) and ``events`` to theirs; the
+    older of the two sides is moved to the later reference (one factor per user, or one overall),
+    which is exactly what decaying every event at once gives.
+    """
     from recctl.data.preprocess import aggregate
 
     if events.height == 0:
         return train
-    if half_life_days is not None and train.height and old_ref is not None:
-        # weights are relative to the latest event: move the old ones to the new reference
-        new_ref = events[Columns.Timestamp].max()
-        if new_ref > old_ref:
-            factor = 0.5 ** ((new_ref - old_ref).total_seconds() / 86400.0 / half_life_days)
-            train = train.with_columns(pl.col(Columns.Weight) * factor)
+    if half_life_days is not None and train.height:
+        key = [Columns.UserIdx] if reference == "user" else []
+        old = train.group_by(key).agg(pl.col(LAST_TS).max().alias("__old")) if key else None
+        new = events.group_by(key).agg(pl.col(Columns.Timestamp).max().alias("__new")) if key else None
+        if not key:
+            old = pl.DataFrame({"__old": [train[LAST_TS].max()]})
+            new = pl.DataFrame({"__new": [events[Columns.Timestamp].max()]})
+        refs = old.join(new, on=key, how="inner") if key else old.hstack(new)
+        refs = refs.with_columns(
+            ((pl.col("__new") - pl.col("__old")).dt.total_seconds() / 86400.0).alias("__gap")
+        ).select(*key, "__gap")
+
+        def shift(frame: pl.DataFrame, sign: float) -> pl.DataFrame:
+            joined = (
+                frame.join(refs, on=key, how="left")
+                if key
+                else frame.with_columns(pl.lit(refs["__gap"][0]).alias("__gap"))
+            )
+            factor = pl.lit(0.5).pow((pl.col("__gap") * sign).clip(lower_bound=0.0) / half_life_days)
+            return joined.with_columns((pl.col(Columns.Weight) * factor.fill_null(1.0)).alias(Columns.Weight)).drop(
+                "__gap"
+            )
+
+        train = shift(train, 1.0)  # the new events are later: age the old pairs
+        events = shift(events, -1.0)  # late-arriving events: age them to the old reference
     fresh = aggregate(events, how).with_columns(pl.col(LAST_TS).cast(train.schema[LAST_TS]))
     fresh = fresh.cast(
         {

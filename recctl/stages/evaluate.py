@@ -114,6 +114,7 @@ def evaluate_models(
             users,
             max(ks),
             exclude=protocol.exclude,
+            item_mask=protocol.candidates,
             batch_size=batch_size,
             progress=(lambda done, n=name: report(progress, f"rank {n}", done, len(users))) if progress else None,
         )
@@ -252,7 +253,9 @@ def run_evaluate(cfg: Config, *, report: bool | None = None, progress: Progress 
         When a metric needs data that was not prepared (diversity without item features).
     """
     ecfg = cfg.evaluate
-    pre_dir, _ = require_stage(cfg, "preprocess", ["users.parquet", "items.parquet", "train.parquet", "test.parquet"])
+    pre_dir, pre_manifest = require_stage(
+        cfg, "preprocess", ["users.parquet", "items.parquet", "train.parquet", "test.parquet"]
+    )
     # models trained under another `models:` section would be evaluated silently stale
     train_dir, train_manifest = require_stage(cfg, "train", sections=["models"])
     from recctl.stages.train import load_trained_model
@@ -269,7 +272,16 @@ def run_evaluate(cfg: Config, *, report: bool | None = None, progress: Progress 
             "or drop 'diversity'."
         )
     test = load_split_matrix(pre_dir, "test", dataset.n_users, dataset.n_items)
-    protocol = build_protocol(test, dataset.interactions, ecfg.k, list(ecfg.metrics), exclude_seen=ecfg.exclude_seen)
+    protocol = build_protocol(
+        test,
+        dataset.interactions,
+        ecfg.k,
+        list(ecfg.metrics),
+        exclude_seen=ecfg.exclude_seen,
+        candidates=ecfg.candidates,
+        allowed=allowed_items(cfg, dataset),
+        split_info=split_statement(pre_manifest.summary),
+    )
     if len(protocol.users) == 0:
         from recctl.errors import DataError
 
@@ -331,6 +343,36 @@ def run_evaluate(cfg: Config, *, report: bool | None = None, progress: Progress 
             },
         )
     return run.manifest
+
+
+def allowed_items(cfg: Config, dataset: Dataset) -> np.ndarray | None:
+    """``evaluate.candidates: allow_list``: the listed items' indices (unknown ids are ignored)."""
+    if cfg.evaluate.candidates != "allow_list" or cfg.evaluate.candidate_list is None:
+        return None
+    from recctl.rules import read_id_list
+
+    ids = read_id_list(cfg.resolve(cfg.evaluate.candidate_list), "evaluate.candidate_list")
+    idx = dataset.item_index(ids)
+    if not (idx >= 0).any():
+        raise ConfigError(
+            f"{cfg.source_path or 'config'}: evaluate.candidate_list: none of its {len(ids)} ids is a known item "
+            f"(e.g. {', '.join(map(str, ids[:3]))}); list catalogue item ids."
+        )
+    return idx[idx >= 0]
+
+
+def split_statement(preprocess_summary: dict[str, Any]) -> dict[str, Any]:
+    """How the splits were made, from the preprocess summary, for the protocol in ``metrics.json``."""
+    split = preprocess_summary.get("split", {})
+    keys = ("strategy", "test_rule", "valid_strategy", "valid_rule", "test_start", "valid_start", "events", "pairs")
+    out = {k: split[k] for k in keys if k in split}
+    for key in ("cold_test_users", "valid_events_moved_to_tune_train", "test_pairs_not_in_data"):
+        if key in split:
+            out[key] = split[key]
+    weights = preprocess_summary.get("weights", {})
+    if "decay" in weights:
+        out["decay"] = weights["decay"]
+    return out
 
 
 def read_metrics(cfg: Config) -> dict[str, Any]:

@@ -9,6 +9,8 @@ Reads ``<workdir>/ingest/`` (hash-checked against its manifest) and writes
    without interactions;
 4. label every event ``tune_train`` / ``valid`` / ``test`` (:mod:`recctl.data.split`);
 5. aggregate each split to one row per (user, item) (``train`` = ``tune_train`` + ``valid``);
+   the training splits (``train``, ``tune_train``, ``all``) are decayed first, each relative to
+   its own time (:func:`recctl.data.preprocess.decay_weights`), and their weights checked;
 6. build item (and user) features when configured (:mod:`recctl.data.features`).
 """
 
@@ -24,8 +26,15 @@ from recctl.artifacts import Manifest, write_parquet_atomic
 from recctl.columns import Columns
 from recctl.config import Config
 from recctl.data.features import build_features, item_feature_spec, save_features
-from recctl.data.preprocess import aggregate, filter_min_counts, index_events, weight_events
-from recctl.data.split import SPLIT, assign_splits
+from recctl.data.preprocess import (
+    aggregate,
+    check_weights,
+    decay_weights,
+    filter_min_counts,
+    index_events,
+    weight_events,
+)
+from recctl.data.split import SPLIT, assign_splits, read_pairs_file
 from recctl.progress import Progress, report
 from recctl.stages._common import StageRun, require_stage
 
@@ -34,6 +43,9 @@ __all__ = ["run_preprocess"]
 log = logging.getLogger(__name__)
 
 _STEPS = 6
+
+#: splits models fit on: decayed (when half_life_days is set) relative to their own time
+_TRAINING_SPLITS = ("train", "tune_train", "all")
 
 
 def run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifest:
@@ -65,6 +77,9 @@ def run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifest
     ingest_dir, _ = require_stage(cfg, "ingest", ["interactions.parquet", "items.parquet"])
     pc = cfg.preprocess
     inputs = [ingest_dir / "interactions.parquet", ingest_dir / "items.parquet"]
+    for name in ("test_file", "valid_file"):
+        if getattr(pc.split, name):
+            inputs.append(cfg.resolve(getattr(pc.split, name)))
     users_path = ingest_dir / "users.parquet"
     if users_path.exists():
         inputs.append(users_path)
@@ -76,6 +91,15 @@ def run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifest
     frame = pl.read_parquet(ingest_dir / "interactions.parquet")
     frame, info = weight_events(frame, pc)
     summary["weights"] = info
+    summary["weights"]["decay"] = (
+        None
+        if pc.half_life_days is None
+        else {
+            "half_life_days": pc.half_life_days,
+            "reference": pc.decay_reference,
+            "applied_to": "training splits only (train, tune_train, all), each relative to its own time",
+        }
+    )
 
     report(progress, "preprocess", 1, _STEPS)
     frame, info = filter_min_counts(frame, pc.min_user_interactions, pc.min_item_interactions, pc.kcore)
@@ -86,7 +110,8 @@ def run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifest
     frame, user_map, item_map = index_events(frame, catalogue[Columns.Item])
 
     report(progress, "preprocess", 3, _STEPS)
-    labelled, info = assign_splits(frame, pc.split, cfg.seed)
+    held_out = _held_out_pairs(cfg, user_map, item_map)
+    labelled, info = assign_splits(frame, pc.split, cfg.seed, held_out=held_out)
     del frame
     summary["split"] = info
     # cold test users dropped by the split leave no trace in the id maps
@@ -110,6 +135,7 @@ def run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifest
 
         report(progress, "preprocess", 4, _STEPS)
         split_rows = {}
+        weight_ranges = {}
         for name, labels in (
             ("train", ["tune_train", "valid"]),
             ("test", ["test"]),
@@ -119,9 +145,16 @@ def run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifest
             # recommend.refit_on_all_data is set (never read by evaluate or tune)
             ("all", ["tune_train", "valid", "test"]),
         ):
-            agg = aggregate(events.filter(pl.col(SPLIT).is_in(labels)), pc.aggregate)
+            part = events.filter(pl.col(SPLIT).is_in(labels))
+            if name in _TRAINING_SPLITS:
+                # decayed relative to this part's own time: a test event never ages a training one
+                part = decay_weights(part, pc.half_life_days, pc.decay_reference)
+            agg = aggregate(part, pc.aggregate)
+            if name in _TRAINING_SPLITS or agg.height:
+                weight_ranges[name] = check_weights(agg[Columns.Weight], f"preprocess: {name} split weights")
             _write(run, agg, d / f"{name}.parquet")
             split_rows[name] = agg.height
+        summary["weights"]["ranges"] = weight_ranges
 
         report(progress, "preprocess", 5, _STEPS)
         features = _write_features(cfg, run, items_out, users_out)
@@ -140,6 +173,20 @@ def run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifest
     report(progress, "preprocess", _STEPS, _STEPS)
     log.info("preprocess: %d users, %d items, %d events", users_out.height, items_out.height, events.height)
     return run.manifest
+
+
+def _held_out_pairs(cfg: Config, user_map: pl.DataFrame, item_map: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """``strategy: files``: the listed pairs as indices (pairs of unknown users or items are dropped)."""
+    sc = cfg.preprocess.split
+    source = cfg.data.interaction_sources()[0]
+    out = {}
+    for split, name in (("test", "test_file"), ("valid", "valid_file")):
+        spec = getattr(sc, name)
+        if not spec:
+            continue
+        pairs = read_pairs_file(cfg.resolve(spec), source, f"preprocess.split.{name}")
+        out[split] = pairs.join(user_map, on=Columns.User).join(item_map, on=Columns.Item)
+    return out
 
 
 def _write(run: StageRun, frame: pl.DataFrame, path: Path) -> None:

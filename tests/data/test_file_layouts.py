@@ -244,7 +244,9 @@ def test_export_without_time_column_runs_the_pipeline(tmp_path: Path) -> None:
                 "columns": {"user_id": "User-ID", "item_id": "ISBN", "value": "Book-Rating"},
             }
         },
-        "preprocess": {"min_user_interactions": 1, "min_item_interactions": 1},
+        # 720 events of 12 per user: a cut at 21% (151 events) leaves one user in both parts; at 20%
+        # (144 = 12 whole users) every test user would be cold and dropped
+        "preprocess": {"min_user_interactions": 1, "min_item_interactions": 1, "split": {"test_fraction": 0.21}},
         "models": {"pop": {"kind": "popularity"}},
     }
     config = tmp_path / "config.yaml"

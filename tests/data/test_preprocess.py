@@ -10,8 +10,15 @@ import pytest
 from recctl.columns import Columns
 from recctl.config.preprocess import PreprocessConfig
 from recctl.data.dataset import load_dataset
-from recctl.data.preprocess import aggregate, filter_min_counts, index_events, weight_events
-from recctl.errors import ArtifactError, ConfigError
+from recctl.data.preprocess import (
+    aggregate,
+    check_weights,
+    decay_weights,
+    filter_min_counts,
+    index_events,
+    weight_events,
+)
+from recctl.errors import ArtifactError, ConfigError, DataError
 from recctl.stages.ingest import run_ingest
 from recctl.stages.preprocess import run_preprocess
 from tests.data.conftest import make_config, shop_source
@@ -33,7 +40,7 @@ def _raw(rows: list[tuple[str, str, str, int, float | None]]) -> pl.DataFrame:
     )
 
 
-def test_weights_value_transform_and_half_life() -> None:
+def test_weights_value_transform() -> None:
     raw = _raw([("u", "a", "view", 0, 3.0), ("u", "a", "purchase", 10, None), ("u", "b", "hide", 10, 1.0)])
     cfg = PreprocessConfig(
         event_weights={"view": 1.0, "purchase": 4.0, "hide": 0.0},
@@ -43,9 +50,41 @@ def test_weights_value_transform_and_half_life() -> None:
     )
     out, info = weight_events(raw, cfg)
     assert info["zero_weight_events_dropped"] == 1
-    assert out[Columns.Weight].to_list() == pytest.approx([np.log1p(3.0) * 0.5, 4.0 * np.log1p(1.0)])
+    # decay is not applied here: it depends on the split (see decay_weights)
+    assert out[Columns.Weight].to_list() == pytest.approx([np.log1p(3.0), 4.0 * np.log1p(1.0)])
     with pytest.raises(ConfigError, match="no weight for event type.*'hide'"):
         weight_events(raw, PreprocessConfig(event_weights={"view": 1.0, "purchase": 1.0}))
+
+
+def test_decay_is_relative_to_each_users_own_latest_event_or_the_training_end() -> None:
+    raw = _raw([("u", "a", "view", 0, None), ("u", "b", "view", 10, None), ("v", "a", "view", 1000, None)])
+    weighted, _ = weight_events(raw, PreprocessConfig(event_weights={"view": 2.0}))
+    per_user = decay_weights(weighted, 10, "user")[Columns.Weight].to_list()
+    assert per_user == pytest.approx([1.0, 2.0, 2.0])  # u's latest and v's latest weigh in full
+    to_end = decay_weights(weighted, 10, "train_end")[Columns.Weight].to_list()
+    assert to_end == pytest.approx([2.0 * 0.5**100, 2.0 * 0.5**99, 2.0])
+    assert decay_weights(weighted, None, "user").equals(weighted)
+
+
+def test_degenerate_weights_are_refused_with_the_fix() -> None:
+    # 30-day half-life over 20 years, measured from the end: the oldest weights vanish in float32
+    raw = _raw([("u", "a", "view", 0, None), ("v", "b", "view", 7300, None)])
+    weighted, _ = weight_events(raw, PreprocessConfig(event_weights={"view": 1.0}))
+    with pytest.raises(DataError, match="half_life_days.*decay_reference: user"):
+        check_weights(decay_weights(weighted, 30, "train_end")[Columns.Weight], "train")
+    # per user, each user's latest event keeps its weight: nothing degenerates
+    assert check_weights(decay_weights(weighted, 30, "user")[Columns.Weight], "train")["min_over_mean"] == 1.0
+    with pytest.raises(DataError, match="not finite"):
+        check_weights(pl.Series([1.0, float("inf")]), "train")
+    with pytest.raises(DataError, match="every weight is 0"):
+        check_weights(pl.Series([0.0, 0.0]), "train")
+    raw = _raw([("u", "a", "view", 0, 1e300)])
+    with pytest.raises(DataError, match="not finite"):
+        weight_events(raw, PreprocessConfig(event_weights={"view": 1e10}, use_value=True))
+    with pytest.raises(ValueError, match="finite"):
+        PreprocessConfig(event_weights={"view": float("inf")})
+    with pytest.raises(ValueError, match="all 0"):
+        PreprocessConfig(event_weights={"view": 0.0})
 
 
 def test_kcore_is_iterative() -> None:

@@ -79,3 +79,32 @@ def test_recommendation_popularity_shares():
     assert out["n_recommendations"] == 3
     assert out["deciles"] == [2 / 3, 1 / 3, 0.0, 0.0]
     assert out["bands"]["head"] == 2 / 3
+
+
+def test_candidate_items_rules_are_applied_and_stated():
+    from recctl.data.dataset import Dataset
+    from recctl.evaluation.metrics import evaluate_model
+    from recctl.evaluation.protocol import candidate_mask
+    from recctl.models.popularity import PopularityModel
+
+    # item 3 was never trained; it is the most relevant held-out item of both users
+    train = sp.csr_matrix(np.array([[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0]], np.float32))
+    test = sp.csr_matrix(np.array([[0, 0, 1, 1], [0, 0, 0, 1], [0, 0, 0, 0]], np.float32))
+    mask, info = candidate_mask("trained", train)
+    assert mask.tolist() == [True, True, True, False] and info["n_items"] == 3
+    assert candidate_mask("all", train)[0] is None
+    allowed, info = candidate_mask("allow_list", train, np.array([0, 3]))
+    assert allowed.tolist() == [True, False, False, True] and info["rule"] == "allow_list"
+
+    protocol = build_protocol(test, train, [2], ["recall"], candidates="trained")
+    assert protocol.n_test_pairs_not_candidates == 2  # both test pairs of item 3 stay relevant
+    described = protocol.describe()
+    assert described["candidates"]["rule"] == "trained" and "3 of 4" in described["candidate_items"]
+
+    # a model that would rank the cold item first (it scores by a fixed vector) never lists it
+    model = PopularityModel().fit(Dataset(np.array(["a", "b", "c"]), np.array(["i0", "i1", "i2", "i3"]), train))
+    model.item_scores_ = np.array([0.1, 0.2, 0.3, 1.0], np.float32)
+    listed = model.recommend(protocol.users, 2, exclude=train, item_mask=protocol.candidates).items
+    assert 3 not in listed
+    result = evaluate_model(model, test, train, ks=[2], metrics=["recall"], item_mask=protocol.candidates)
+    assert result.mean["recall@2"] == 0.25  # user 0 finds item 2 of its two; user 1 nothing

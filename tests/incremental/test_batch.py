@@ -11,7 +11,7 @@ import pytest
 from recctl.artifacts import Manifest
 from recctl.columns import Columns
 from recctl.config.preprocess import PreprocessConfig
-from recctl.data.preprocess import aggregate, weight_events
+from recctl.data.preprocess import aggregate, decay_weights, weight_events
 from recctl.errors import ArtifactError
 from recctl.incremental.batch import _append_ids, _merge_train, consumed_by_preprocess
 
@@ -31,16 +31,22 @@ def _events(n: int, start: dt.datetime, seed: int) -> pl.DataFrame:
 
 @pytest.mark.parametrize("how", ["sum", "max", "last"])
 @pytest.mark.parametrize("half_life", [None, 3.0])
-def test_merged_weights_equal_preprocessing_all_events(how: str, half_life: float | None) -> None:
-    pc = PreprocessConfig(event_weights={"view": 1.0, "purchase": 5.0}, aggregate=how, half_life_days=half_life)
+@pytest.mark.parametrize("reference", ["user", "train_end"])
+def test_merged_weights_equal_preprocessing_all_events(how: str, half_life: float | None, reference: str) -> None:
+    pc = PreprocessConfig(
+        event_weights={"view": 1.0, "purchase": 5.0},
+        aggregate=how,
+        half_life_days=half_life,
+        decay_reference=reference,
+    )
     old = _events(200, dt.datetime(2026, 1, 1), 0)
     new = _events(40, dt.datetime(2026, 1, 11), 1)
     old_w, _ = weight_events(old, pc)
     new_w, _ = weight_events(new, pc)
-    base = aggregate(old_w, how)
-    merged = _merge_train(base, new_w, how, half_life, old[Columns.Timestamp].max())
+    base = aggregate(decay_weights(old_w, half_life, reference), how)
+    merged = _merge_train(base, decay_weights(new_w, half_life, reference), how, half_life, reference)
     everything, _ = weight_events(pl.concat([old, new]), pc)
-    expected = aggregate(everything, how)
+    expected = aggregate(decay_weights(everything, half_life, reference), how)
     assert merged.select(Columns.UserIdx, Columns.ItemIdx).equals(expected.select(Columns.UserIdx, Columns.ItemIdx))
     np.testing.assert_allclose(merged[Columns.Weight].to_numpy(), expected[Columns.Weight].to_numpy(), rtol=1e-9)
 
