@@ -12,10 +12,13 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from recctl.progress import Progress
 
 out = Console()  # results
 err = Console(stderr=True)  # progress, logs, errors
@@ -23,7 +26,7 @@ err = Console(stderr=True)  # progress, logs, errors
 F = TypeVar("F", bound=Callable[..., Any])
 # usage errors (typer.BadParameter and friends) must reach Typer, which prints them and exits 2;
 # Typer >= 0.26 vendors Click, so find the base class through BadParameter rather than importing click
-_CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_CLICK_EXCEPTION: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 ConfigArg = Annotated[
     Path,
@@ -100,7 +103,7 @@ def load(config: Path) -> Any:
 
 
 @contextmanager
-def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, float, float | None], None] | None]:
+def progress_bar(enabled: bool = True) -> Iterator[Progress | None]:
     """Yield a ``progress(task, completed, total)`` callback drawing Rich bars on stderr."""
     if not enabled or _state["quiet"]:
         yield None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from recctl.cli._common import ConfigArg, JsonOpt, VerboseOpt, emit, handle_errors, load, out, setup_logging, table
 
 
@@ -21,7 +23,7 @@ def info_command(config: ConfigArg, as_json: JsonOpt = False, verbose: VerboseOp
     from recctl.pipeline import PIPELINE_STAGES, why_stale
     from recctl.stages._common import STAGE_DIRS
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for stage in PIPELINE_STAGES:
         try:
             manifest = read_manifest(cfg.workdir_path / STAGE_DIRS[stage], stage=stage)

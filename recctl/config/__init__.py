@@ -202,14 +202,15 @@ def _check_references(cfg: Config, source: str) -> list[str]:
 
 def _check_tune_space(cfg: Config, source: str) -> list[str]:
     """Each ``tune.space`` key must be a parameter of the tuned model (owned by the tuning area)."""
-    model_config = cfg._model_configs.get(cfg.tune.model) if cfg.tune is not None else None
-    if model_config is None:  # unknown or invalid model: reported elsewhere
+    tune = cfg.tune
+    model_config = cfg._model_configs.get(tune.model) if tune is not None else None
+    if tune is None or model_config is None:  # unknown or invalid model: reported elsewhere
         return []
     allowed = sorted(k for k in type(model_config).model_fields if k != "kind")
     return [
-        f"{source}: tune.space.{key}: '{key}' is not a parameter of model '{cfg.tune.model}' "
+        f"{source}: tune.space.{key}: '{key}' is not a parameter of model '{tune.model}' "
         f"(kind {model_config.kind}); allowed parameters: {', '.join(allowed)}"
-        for key in cfg.tune.space
+        for key in tune.space
         if key not in allowed
     ]
 

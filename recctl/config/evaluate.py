@@ -26,13 +26,14 @@ MetricName = Literal[
 ]
 #: metrics that cannot be a primary metric (no per-user value, or no K)
 _NOT_PRIMARY = ("coverage",)
+_DEFAULT_METRICS: list[MetricName] = ["precision", "recall", "f1", "map", "ndcg"]
 
 
 class EvaluateConfig(BaseConfig):
     """Offline evaluation protocol (definitions of every metric in docs/metrics.md)."""
 
     k: list[int] = Field(default_factory=lambda: [10], description="Cut-offs, e.g. [5, 10, 20].")
-    metrics: list[MetricName] = Field(default_factory=lambda: ["precision", "recall", "f1", "map", "ndcg"])
+    metrics: list[MetricName] = Field(default_factory=lambda: list(_DEFAULT_METRICS))
     models: list[str] | None = Field(default=None, description="Models to evaluate; default all in `models`.")
     baseline: str | None = Field(
         default=None, description="Model name of the baseline; default a built-in popularity model."

@@ -5,14 +5,17 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from recctl.errors import ConfigError
 
+if TYPE_CHECKING:
+    from recctl.models.base import Recommender
+
 __all__ = ["MODELS", "create_model", "get_model_class", "model_kinds", "register"]
 
-MODELS: dict[str, type] = {}
-C = TypeVar("C", bound=type)
+MODELS: dict[str, type[Recommender]] = {}
+C = TypeVar("C", bound=type[Any])
 
 # Modules that define registered models; imported on first look-up so that importing the
 # registry stays cheap. A model module that needs an optional extra (torch) imports it lazily, so
@@ -36,7 +39,7 @@ def register(kind: str) -> Callable[[C], C]:
     def deco(cls: C) -> C:
         if kind in MODELS and MODELS[kind] is not cls:
             raise ValueError(f"model kind '{kind}' registered twice")
-        cls.kind = kind  # type: ignore[attr-defined]
+        cls.kind = kind
         MODELS[kind] = cls
         return cls
 
@@ -58,7 +61,7 @@ def model_kinds() -> list[str]:
     return sorted(MODELS)
 
 
-def get_model_class(kind: str) -> type:
+def get_model_class(kind: str) -> type[Recommender]:
     """Return the class registered as ``kind``.
 
     Raises
@@ -67,6 +70,8 @@ def get_model_class(kind: str) -> type:
         Naming the registered kinds (and the closest match) when ``kind`` is unknown.
     """
     _load_all()
+    if not isinstance(kind, str):  # e.g. `kind: [item_knn]` in the YAML
+        raise ConfigError(f"a model kind is one name, got {kind!r}; registered: {', '.join(sorted(MODELS))}")
     try:
         return MODELS[kind]
     except KeyError:
@@ -75,7 +80,7 @@ def get_model_class(kind: str) -> type:
         raise ConfigError(f"unknown model kind '{kind}'{hint}; registered: {', '.join(sorted(MODELS))}") from None
 
 
-def create_model(config: object) -> object:
+def create_model(config: Any) -> Recommender:
     """Instantiate an unfitted model from a validated model config."""
-    cls = get_model_class(config.kind)  # type: ignore[attr-defined]
+    cls = get_model_class(config.kind)
     return cls(config)

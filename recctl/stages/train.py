@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,7 @@ def run_train(cfg: Config, *, models: list[str] | None = None, progress: Progres
                 report(progress, task, step, steps)
                 model = create_model(_with_seed(cfg.model_config_for(name), cfg.seed))
                 t0 = time.perf_counter()
-                model.fit(data, progress=(lambda f, t=task, i=step: report(progress, t, i + f, steps)))
+                model.fit(data, progress=_model_progress(progress, task, step, steps))
                 fit_s = time.perf_counter() - t0
                 # evaluated models keep the plain name; models refitted on every event only serve
                 file = f"{name}.pkl" if split == "train" else f"{name}.all.pkl"
@@ -98,6 +99,11 @@ def run_train(cfg: Config, *, models: list[str] | None = None, progress: Progres
             refit_on_all_data=refit,
         )
     return run.manifest
+
+
+def _model_progress(progress: Progress | None, task: str, step: int, steps: int) -> Callable[[float], None]:
+    """Turn a model's fraction done into the stage's progress (step ``step`` of ``steps``)."""
+    return lambda fraction: report(progress, task, step + fraction, steps)
 
 
 def _with_seed(model_config, seed: int):  # noqa: ANN001, ANN202
