@@ -24,6 +24,7 @@ from recctl.config.data import DataConfig, InteractionSource, TableSource
 from recctl.config.evaluate import EvaluateConfig
 from recctl.config.preprocess import FeaturesConfig, PreprocessConfig, SplitConfig
 from recctl.config.recommend import ExportConfig, RecommendConfig, RulesConfig
+from recctl.config.serve import ServeConfig
 from recctl.config.tune import TuneConfig
 from recctl.config.update import UpdateConfig
 from recctl.errors import ConfigError
@@ -40,6 +41,7 @@ __all__ = [
     "PreprocessConfig",
     "RecommendConfig",
     "RulesConfig",
+    "ServeConfig",
     "SplitConfig",
     "TableSource",
     "TuneConfig",
@@ -66,6 +68,7 @@ class Config(BaseConfig):
     export: ExportConfig = Field(default_factory=ExportConfig)
     experiment: ABTestConfig | None = None
     update: UpdateConfig = Field(default_factory=UpdateConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source_path: Path | None = PrivateAttr(default=None)
