@@ -16,7 +16,6 @@ other file): the watcher compares the file's (inode, size, mtime) every
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 import logging
 import os
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recctl import clock
 from recctl.serving import Bundle, load
 
 __all__ = ["BundleHolder", "LoadedBundle"]
@@ -60,7 +60,7 @@ def _stamp(meta: Path) -> tuple[int, int, int]:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def read_bundle(path: Path) -> LoadedBundle:

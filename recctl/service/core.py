@@ -75,10 +75,6 @@ def events_dir(cfg: Config) -> Path:
     return cfg.workdir_path / "events"
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
 class Service:
     """A running recommendation service over one config's published bundle.
 
@@ -90,10 +86,12 @@ class Service:
         Returns the current UTC time (tests inject a fixed one).
     """
 
-    def __init__(self, cfg: Config, *, clock: Callable[[], dt.datetime] = _utcnow) -> None:
+    def __init__(self, cfg: Config, *, clock: Callable[[], dt.datetime] | None = None) -> None:
         self.cfg = cfg
         self.sc = cfg.serve
-        self.clock = clock
+        from recctl import clock as _clock
+
+        self.clock = clock or _clock.now
         sources = cfg.data.interaction_sources()
         key = "data.interactions" if not isinstance(cfg.data.interactions, list) else "data.interactions.0"
         self.layout = EventLayout(sources[0], key)

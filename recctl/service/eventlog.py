@@ -103,7 +103,7 @@ class EventLog:
     max_pending
         Events waiting for the disk beyond which :meth:`append` raises :class:`EventLogFull`.
     clock
-        Seconds since the epoch (injected by tests).
+        Seconds, for the age of the open segment (monotonic; injected by tests).
     """
 
     def __init__(
@@ -114,7 +114,7 @@ class EventLog:
         rotate_bytes: int = 64 << 20,
         rotate_s: float = 3600.0,
         max_pending: int = 100_000,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.directory = directory
         self.layout = layout
