@@ -215,7 +215,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> FastAPI:
         if manage_lifecycle:
             await service.stop()
 
-    errors = {
+    errors: dict[int | str, dict[str, Any]] = {
         401: {"model": ErrorAnswer, "description": "Missing or wrong token."},
         403: {"model": ErrorAnswer, "description": "No write token configured."},
     }
@@ -232,13 +232,14 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        detail = [
+        detail: list[dict[str, Any]] = [
             {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
             for e in exc.errors()
         ]
-        first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
-        where = ".".join(str(p) for p in first["loc"])
-        return _error(422, f"{where}: {first['msg']}" if where else first["msg"], detail)
+        loc: list[Any] = detail[0]["loc"] if detail else []
+        msg = str(detail[0]["msg"]) if detail else "invalid request"
+        where = ".".join(str(p) for p in loc)
+        return _error(422, f"{where}: {msg}" if where else msg, detail)
 
     @app.exception_handler(ServiceError)
     async def _refused(request: Request, exc: ServiceError) -> Response:

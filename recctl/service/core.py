@@ -419,8 +419,9 @@ class Service:
     def ready(self) -> tuple[bool, dict[str, Any]]:
         """Readiness: a bundle answers; plus the reload state and the event log's."""
         b = self.holder.describe()
-        body = {
-            "ready": self.holder.current is not None,
+        ready = self.holder.current is not None
+        body: dict[str, Any] = {
+            "ready": ready,
             "bundle": b,
             "events": {
                 "directory": str(self.events.directory),
@@ -431,7 +432,7 @@ class Service:
             },
             "write_token_configured": self.token is not None,
         }
-        return body["ready"], body
+        return ready, body
 
     def info(self) -> dict[str, Any]:
         """The bundle's version and model card."""
