@@ -27,7 +27,7 @@ from recctl.service.layout import EventLayout
 from recctl.service.live import LiveEvent, RecentEvents, event_key, personalise
 from recctl.service.metrics import Metrics
 
-__all__ = ["EventIn", "Service", "ServiceBusyError", "ServiceError", "bundle_dir", "events_dir"]
+__all__ = ["EventIn", "Service", "ServiceBusyError", "ServiceError", "ServiceMachineError", "bundle_dir", "events_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,12 @@ class ServiceBusyError(RecctlError):
     """Another process holds the event log or the port (exit 8)."""
 
     exit_code = 8
+
+
+class ServiceMachineError(RecctlError):
+    """The machine refuses the event log: disk full, read-only or missing path, permission (exit 9)."""
+
+    exit_code = 9
 
 
 @dataclass
@@ -130,12 +136,19 @@ class Service:
             No published bundle, or a broken one (run ``recctl serve-export CONFIG``).
         ServiceBusyError
             Another ``recctl serve`` writes this workdir's event log.
+        ServiceMachineError
+            The event log directory cannot be created or written.
         """
         self.holder.load_first()
         try:
             segments = self.events.open()
         except EventLogBusy as exc:
             raise ServiceBusyError(str(exc)) from None
+        except OSError as exc:
+            path = exc.filename or self.events.directory
+            raise ServiceMachineError(
+                f"{path}: the event log cannot be opened ({exc.strerror or exc}); check the disk and permissions"
+            ) from None
         self._replay(segments)
         if self.token is None:
             log.warning(

@@ -152,3 +152,18 @@ def test_committed_openapi_schema_is_current(repo_root: Path) -> None:
     assert _shape(committed) == _shape(current), (
         "docs/openapi.json is stale: run `python -m recctl.service.openapi > docs/openapi.json`"
     )
+
+
+def test_a_second_service_or_an_unwritable_log_exits_8_or_9(tmp_path: Path) -> None:
+    from recctl.service.core import ServiceBusyError, ServiceMachineError
+
+    layout = EventLayout(_source())
+    first = EventLog(tmp_path / "events", layout)
+    first.open()
+    with pytest.raises(EventLogBusy):
+        EventLog(tmp_path / "events", layout).open()
+    assert ServiceBusyError("x").exit_code == 8 and ServiceMachineError("x").exit_code == 9
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    with pytest.raises(OSError):
+        EventLog(blocked / "events", layout).open()
