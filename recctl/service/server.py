@@ -79,7 +79,9 @@ def run_service(cfg: Config, *, host: str | None = None, port: int | None = None
     sock = _bind(host, port)
     service = Service(cfg)
     service.start()
-    app = create_app(service)
+    from recctl.service.fastpath import FastPath
+
+    app = FastPath(create_app(service), service)
     config = uvicorn.Config(
         app,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
