@@ -141,6 +141,11 @@ def test_bad_requests_are_refused_with_where_and_why(serve: Service, shop: Path)
     assert unknown["known_user"] is False and len(unknown["items"]) == 10
     assert serve.request("GET", "/../../etc/passwd")[0] == 404
     assert serve.request("GET", "/v1/items/similar?item_id=..%2Fexport%2Fbundle%2Fbundle.json")[0] == 404
+    # the fast path (well-formed GETs) and FastAPI (here: an extra parameter sends it there) agree
+    fast = serve.get("/v1/recommendations?user_id=C10001&k=3&exclude=P0001&exclude=P0002")
+    slow = serve.get("/v1/recommendations?user_id=C10001&k=3&exclude=P0001&exclude=P0002&via=fastapi")
+    assert fast == slow and len(fast["items"]) == 3
+    assert serve.get("/v1/items/similar?item_id=P0001&k=4") == serve.get("/v1/items/similar?item_id=P0001&k=4&x=1")
     metrics = serve.request("GET", "/metrics")[1]
     assert 'recctl_serve_requests_total{route="/v1/events",status="401"} 2' in metrics
     assert "recctl_serve_request_seconds_bucket" in metrics
