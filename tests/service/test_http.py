@@ -280,3 +280,22 @@ def test_hot_reload_under_load_refuses_a_broken_bundle(shop: Path) -> None:
         service.stop()
     assert not failures
     assert first in served and len(set(served)) == 2
+
+
+def test_port_in_use_exits_8_and_no_bundle_exits_5(shop: Path, tmp_path: Path) -> None:
+    import socket
+
+    from typer.testing import CliRunner
+
+    from recctl.cli.main import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", str(shop), "--port", str(port)])
+    assert result.exit_code == 8 and "already in use" in " ".join(result.output.split())
+    cfg = load_config(shop)
+    (cfg.stage_dir("export") / "bundle" / "bundle.json").unlink()
+    result = CliRunner().invoke(app, ["serve", str(shop), "--port", "0"])
+    assert result.exit_code == 5 and "serve-export" in result.output
