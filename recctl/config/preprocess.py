@@ -85,6 +85,26 @@ class SplitConfig(BaseConfig):
         return "user_time" if self.strategy == "files" else self.strategy
 
 
+class ItemEmbeddingsConfig(BaseConfig):
+    """Dense item vectors computed elsewhere (image or text embeddings), one block of item features."""
+
+    path: str = Field(
+        description="A .parquet file (id column + a column of float lists) or an .npy array (items x "
+        "dimensions); relative to the config file."
+    )
+    ids: str | None = Field(
+        default=None,
+        description="For an .npy array: the id of each array row, as a .txt file (one id per line) or a "
+        ".parquet/.csv file with `id_column`.",
+    )
+    id_column: str = Field(default="item_id", description="Column holding the item id.")
+    vector_column: str = Field(default="embedding", description="Parquet column holding the float lists.")
+    normalise: bool = Field(default=True, description="Scale each vector to unit length.")
+    weight: float = Field(
+        default=1.0, gt=0.0, description="Multiplies the vectors: their share against the other feature blocks."
+    )
+
+
 class FeaturesConfig(BaseConfig):
     """Item (and user) features for hybrid and content models, built from catalogue columns."""
 
@@ -99,6 +119,9 @@ class FeaturesConfig(BaseConfig):
     text_max_vocab: int = Field(default=2000, ge=1, description="Keep the most frequent terms, at most this many.")
     text_min_df: int = Field(default=2, ge=1, description="Drop terms found in fewer items than this.")
     user_categorical: list[str] = Field(default_factory=list, description="User-table columns, one feature per value.")
+    item_embeddings: ItemEmbeddingsConfig | None = Field(
+        default=None, description="Dense item vectors (image or text embeddings) added as one feature block."
+    )
 
 
 class PreprocessConfig(BaseConfig):

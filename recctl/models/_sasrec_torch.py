@@ -55,13 +55,17 @@ class _Block(nn.Module):
         self.ff2 = nn.Linear(hidden, hidden)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """One block; with ``last_only`` only the latest position is computed (queries, output)."""
         b, length, d = x.shape
         h = self.norm1(x)
         q, k, v = self.qkv(h).split(d, dim=-1)
-        q, k, v = (t.view(b, length, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        if last_only:
+            # scoring reads only the latest position: keys and values still span the sequence
+            q, x, mask = q[:, -1:], x[:, -1:], mask[:, :, -1:]
+        q, k, v = (t.reshape(b, -1, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q, k, v))
         att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
-        att = att.transpose(1, 2).reshape(b, length, d)
+        att = att.transpose(1, 2).reshape(b, -1, d)
         x = x + F.dropout(self.out(att), self.dropout, self.training)
         h = self.norm2(x)
         h = self.ff2(F.dropout(F.relu(self.ff1(h)), self.dropout, self.training))
@@ -131,19 +135,42 @@ class SASRecNet(nn.Module):
         feat = torch.sparse.mm(self.features, self.feat_emb)
         return torch.cat([table[:1], table[1:] + feat], dim=0)
 
-    def forward(self, seq: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
-        """Hidden states (B, L, d) for left-padded item sequences ``seq`` (0 = padding)."""
+    def forward(self, seq: torch.Tensor, table: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
+        """Hidden states (B, L, d) for left-padded item sequences ``seq`` (0 = padding).
+
+        With ``last_only`` the last block computes the latest position only and the result is
+        (B, d): what scoring needs, at a fraction of the last block's cost.
+        """
         if table is None:
             table = self.item_table()
         length = seq.shape[1]
         positions = self.pos_emb.weight[-length:]
-        x = table[seq] * math.sqrt(self.hidden) + positions
+        x = F.embedding(seq, table) * math.sqrt(self.hidden) + positions
         keep = (seq > 0).unsqueeze(-1).to(x.dtype)
         x = F.dropout(x, self.dropout, self.training) * keep
         mask = attention_mask(seq)
-        for block in self.blocks:
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            if last_only and i == last:
+                return self.final_norm(block(x, mask, last_only=True)[:, -1])
             x = block(x, mask) * keep
         return self.final_norm(x)
+
+    @classmethod
+    def from_numpy_weights(cls, weights: dict[str, np.ndarray], n_heads: int, dropout: float = 0.0) -> SASRecNet:
+        """Rebuild an eval-mode network from :meth:`numpy_weights` output (for scoring).
+
+        Item features are already folded into ``weights["item_table"]``, which callers pass
+        to :meth:`forward` as ``table``; the rebuilt network has no feature matrix.
+        """
+        n_rows, hidden = weights["item_table"].shape
+        max_len = weights["pos_emb.weight"].shape[0]
+        n_blocks = len({name.split(".")[1] for name in weights if name.startswith("blocks.")})
+        with torch.random.fork_rng(devices=[]):  # the throwaway initialisation must not move the caller's RNG
+            net = cls(n_rows - 1, max_len, hidden, n_heads, n_blocks, dropout)
+        state = {k: torch.from_numpy(v) for k, v in weights.items() if k not in ("item_table", "feat_emb")}
+        net.load_state_dict(state)
+        return net.eval()
 
     def numpy_weights(self) -> dict[str, np.ndarray]:
         """The state dict as numpy arrays, plus ``item_table`` (features folded in).

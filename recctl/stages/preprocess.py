@@ -20,11 +20,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
 from recctl.artifacts import Manifest, write_parquet_atomic
 from recctl.columns import Columns
 from recctl.config import Config
+from recctl.data.embeddings import embedding_feature_names, load_item_embeddings
 from recctl.data.features import build_features, item_feature_spec, save_features
 from recctl.data.preprocess import (
     aggregate,
@@ -35,6 +38,7 @@ from recctl.data.preprocess import (
     weight_events,
 )
 from recctl.data.split import SPLIT, assign_splits, read_pairs_file
+from recctl.errors import ConfigError
 from recctl.progress import Progress, report
 from recctl.stages._common import StageRun, require_stage
 
@@ -83,6 +87,7 @@ def run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifest
     users_path = ingest_dir / "users.parquet"
     if users_path.exists():
         inputs.append(users_path)
+    inputs += _embedding_paths(cfg)
     summary: dict[str, Any] = {}
 
     # one name for the frame as it goes through the steps, so each step's input is freed as soon
@@ -207,14 +212,38 @@ def _reindex_users(labelled: pl.DataFrame, user_map: pl.DataFrame) -> tuple[pl.D
     return labelled, user_map
 
 
+def _embedding_paths(cfg: Config) -> list[Path]:
+    """The item-embedding files (hashed as inputs, so a new file makes preprocess stale)."""
+    emb = cfg.preprocess.features.item_embeddings
+    if emb is None:
+        return []
+    paths = [cfg.resolve(emb.path)] + ([cfg.resolve(emb.ids)] if emb.ids else [])
+    for path, key in zip(paths, ("path", "ids"), strict=False):
+        if not path.exists():
+            raise ConfigError(
+                f"preprocess.features.item_embeddings.{key}: file not found: {path}; check the path "
+                "(relative to the config file)"
+            )
+    return paths
+
+
 def _write_features(cfg: Config, run: StageRun, items: pl.DataFrame, users: pl.DataFrame) -> dict[str, Any]:
     fc = cfg.preprocess.features
     out: dict[str, Any] = {}
     spec = item_feature_spec(fc)
-    if spec:
+    if spec or fc.item_embeddings is not None:
         matrix, names = build_features(
             items, spec, key="preprocess.features", max_vocab=fc.text_max_vocab, min_df=fc.text_min_df
         )
+        if fc.item_embeddings is not None:
+            emb = fc.item_embeddings
+            block, info = load_item_embeddings(
+                emb, cfg.resolve(emb.path), cfg.resolve(emb.ids) if emb.ids else None, items[Columns.Item]
+            )
+            # a dense block beside the sparse ones: every model reading item features sees it
+            matrix = sp.hstack([matrix, sp.csr_matrix(block)], format="csr", dtype=np.float32)
+            names = pl.concat([names, embedding_feature_names(block.shape[1])])
+            out["item_embeddings"] = info
         for path in save_features(run.dir, "item", matrix, names):
             run.add_output(path, matrix.shape[0] if path.suffix == ".npz" else names.height)
         out["item"] = {
