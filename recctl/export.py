@@ -46,6 +46,7 @@ from recctl.errors import ExportValidationError
 __all__ = [
     "EXTENSIONS",
     "FORMULA_PREFIXES",
+    "SIDE_KINDS",
     "ExportExpectations",
     "PublishedFile",
     "ValidationReport",
@@ -57,6 +58,7 @@ __all__ = [
     "read_export",
     "validate_export",
     "write_export",
+    "write_side_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -79,8 +81,12 @@ def export_columns(with_source: bool, with_variant: bool) -> list[str]:
     return cols
 
 
+#: side files published next to the main file, by kind
+SIDE_KINDS = ("assignments", "delta", "short_lists")
+
+
 def dated_name(cfg: ExportConfig, date: str, kind: str = "") -> str:
-    """``<basename>[_<kind>]_<date>.<ext>`` for the configured format."""
+    """``<basename>[_<kind>]_<date>.<ext>`` for the configured format (assignments: always Parquet)."""
     ext = "parquet" if kind == "assignments" else EXTENSIONS[cfg.format]
     middle = f"_{kind}" if kind else ""
     return f"{cfg.basename}{middle}_{date}.{ext}"
@@ -176,6 +182,21 @@ def write_export(recs: pl.DataFrame, path: Path, cfg: ExportConfig, *, k: int, g
     return grouped.height
 
 
+def write_side_file(frame: pl.DataFrame, path: Path, fmt: str) -> None:
+    """A plain table next to the main file, in its format family (CSV text cells neutralised).
+
+    ``short_lists`` (``user_id, n_items, n_eligible``: the users whose list holds fewer than K
+    items because fewer are eligible) is written as CSV for the CSV formats, JSON Lines or
+    Parquet otherwise; the A/B ``assignments`` always as Parquet.
+    """
+    if fmt == "parquet":
+        frame.write_parquet(path, compression="zstd")
+    elif fmt == "jsonl":
+        frame.write_ndjson(path)
+    else:
+        neutralise_formulas(frame).write_csv(path)
+
+
 def read_export(path: Path, fmt: str) -> pl.DataFrame:
     """Read an export file back into long rows (text cells un-neutralised), as a consumer would.
 
@@ -213,18 +234,52 @@ def read_export(path: Path, fmt: str) -> pl.DataFrame:
         raise ExportValidationError(f"{path}: the written {fmt} file cannot be read back: {exc}") from exc
 
 
+def _ids(values: Any) -> pl.Series:
+    """Ids as a polars String Series (Arrow strings: never widened to the longest id)."""
+    if isinstance(values, pl.Series):
+        return values.cast(pl.String)
+    return pl.Series(list(values) if not isinstance(values, np.ndarray) else values.tolist(), dtype=pl.String)
+
+
 @dataclass
 class ExportExpectations:
-    """What a valid export must satisfy (computed independently of the recommend stage)."""
+    """What a valid export must satisfy (computed independently of the recommend stage).
+
+    ``users``, ``user_ids`` and ``item_ids`` may be polars Series, lists or object arrays.
+    A user may have fewer than ``k`` rows only when fewer than ``k`` items are eligible for
+    them (``rules``' mask and cap, minus their ``exclusions``): then exactly that many.
+    """
 
     k: int
-    users: np.ndarray  # user ids that must each have exactly k rows
-    user_ids: np.ndarray  # id map: index -> user id (all known users)
-    item_ids: np.ndarray  # id map: index -> item id (catalogue)
+    users: Any  # user ids that must each have a full list (k, or every eligible item)
+    user_ids: Any  # rows of ``exclusions``: index -> user id
+    item_ids: Any  # id map: index -> item id (catalogue)
     exclusions: sp.csr_matrix | None = None  # (n_users x n_items) items a user must not get
     item_mask: np.ndarray | None = None  # items anyone may get
     with_source: bool = True
     with_variant: bool = False
+    cap_codes: np.ndarray | None = None  # category per item, with ``cap``: at most cap per list
+    cap: int | None = None
+
+    def __post_init__(self) -> None:
+        self.users = _ids(self.users)
+        self.user_ids = _ids(self.user_ids)
+        self.item_ids = _ids(self.item_ids)
+
+    def capacity(self, user_idx: np.ndarray) -> np.ndarray:
+        """Most items a list may hold for these users (``-1`` index: a user without exclusions)."""
+        from recctl.lists.fill import eligible_capacity
+        from recctl.rules import ItemRules
+
+        rules = ItemRules(item_mask=self.item_mask, cap_codes=self.cap_codes, cap=self.cap)
+        n_items = len(self.item_ids)
+        rows = None
+        if self.exclusions is not None and len(user_idx):
+            safe = np.where(user_idx >= 0, user_idx, 0)
+            keep = sp.diags((user_idx >= 0).astype(np.float32), format="csr")
+            rows = sp.csr_matrix(keep @ self.exclusions[safe])
+            rows.eliminate_zeros()
+        return eligible_capacity(rules, rows, len(user_idx), n_items)
 
 
 @dataclass
@@ -233,6 +288,7 @@ class ValidationReport:
 
     rows: int = 0
     users: int = 0
+    short_users: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -327,34 +383,51 @@ def validate_export(path: Path, fmt: str, exp: ExportExpectations, *, max_exampl
         pl.len().alias("n"),
         pl.col(Columns.Item).n_unique().alias("n_items"),
         pl.col("_rank").n_unique().alias("n_ranks"),
+        pl.col("_rank").max().alias("max_rank"),
     )
     report.users = per_user.height
-    wrong = per_user.filter((pl.col("n") != exp.k) | (pl.col("n_items") != exp.k) | (pl.col("n_ranks") != exp.k))
+    users_map = pl.DataFrame({Columns.User: exp.user_ids}).with_row_index("_user_idx").with_columns(
+        pl.col("_user_idx").cast(pl.Int64)
+    )
+    # a list holds k items, or every eligible item when fewer are eligible (a crawler's)
+    short = per_user.filter(pl.col("n") < exp.k).join(users_map, on=Columns.User, how="left")
+    if short.height:
+        idx = short["_user_idx"].fill_null(-1).to_numpy().astype(np.int64)
+        short = short.with_columns(pl.Series("_capacity", exp.capacity(idx)))
+    else:
+        short = short.with_columns(pl.lit(0, pl.Int64).alias("_capacity"))
+    allowed_n = pl.when(pl.col("n") < exp.k).then(pl.col("_capacity")).otherwise(exp.k)
+    checked = per_user.join(short.select(Columns.User, "_capacity"), on=Columns.User, how="left")
+    wrong = checked.filter(
+        (pl.col("n") != allowed_n.fill_null(exp.k))
+        | (pl.col("n_items") != pl.col("n"))
+        | (pl.col("n_ranks") != pl.col("n"))
+        | (pl.col("max_rank") != pl.col("n"))
+    )
     if wrong.height:
         report.problems.append(
             f"{wrong.height} user(s) do not have exactly {exp.k} unique items with ranks 1..{exp.k} "
+            "(or, when fewer are eligible, every eligible item) "
             f"(e.g. {examples([f'{u} ({n} rows)' for u, n in wrong.select(Columns.User, 'n').iter_rows()])})"
         )
-    expected = pl.DataFrame({Columns.User: np.asarray(exp.users, dtype=object).astype(str)})
-    missing = expected.join(per_user, on=Columns.User, how="anti")[Columns.User].to_list()
-    if missing:
-        report.problems.append(f"{len(missing)} expected user(s) are missing (e.g. {examples(missing)})")
+    report.short_users = short.height
+    expected = pl.DataFrame({Columns.User: exp.users})
+    missing = expected.join(per_user, on=Columns.User, how="anti")
+    if missing.height:
+        # absent is right only for a user with no eligible item at all
+        idx = missing.join(users_map, on=Columns.User, how="left")["_user_idx"].fill_null(-1).to_numpy()
+        missing = missing.filter(pl.Series(exp.capacity(idx.astype(np.int64)) > 0))
+    if missing.height:
+        report.problems.append(
+            f"{missing.height} expected user(s) are missing (e.g. {examples(missing[Columns.User].to_list())})"
+        )
     extra = per_user.join(expected, on=Columns.User, how="anti")[Columns.User].to_list()
     if extra:
         report.problems.append(
             f"{len(extra)} user(s) should not be in the file (unknown or held out; e.g. {examples(extra)})"
         )
-    items_map = pl.DataFrame(
-        {
-            Columns.Item: np.asarray(exp.item_ids, dtype=object).astype(str),
-            "_item_idx": np.arange(len(exp.item_ids), dtype=np.int64),
-        }
-    )
-    users_map = pl.DataFrame(
-        {
-            Columns.User: np.asarray(exp.user_ids, dtype=object).astype(str),
-            "_user_idx": np.arange(len(exp.user_ids), dtype=np.int64),
-        }
+    items_map = pl.DataFrame({Columns.Item: exp.item_ids}).with_row_index("_item_idx").with_columns(
+        pl.col("_item_idx").cast(pl.Int64)
     )
     joined = frame.join(items_map, on=Columns.Item, how="left").join(users_map, on=Columns.User, how="left")
     unknown_items = joined.filter(pl.col("_item_idx").is_null())[Columns.Item].unique(maintain_order=True).to_list()
@@ -473,7 +546,7 @@ def publish(
     for kind, frame in (extra or {}).items():
         side_path = directory / dated_name(cfg, date, kind)
         with atomic_path(side_path) as tmp:
-            frame.write_parquet(tmp, compression="zstd")
+            write_side_file(frame, tmp, "parquet" if kind == "assignments" else cfg.format)
             _make_readable(tmp)
         side.append(PublishedFile(str(side_path), sha256_file(side_path), side_path.stat().st_size, frame.height))
     pointer = {
@@ -488,6 +561,7 @@ def publish(
         "generated_at": generated_at,
         "columns": _expected_schema(cfg.format, exp),
         "side_files": {Path(s.path).name: s.sha256 for s in side},
+        "short_lists": report.short_users,
     }
     # the pointer moves last: a reader following it always finds a complete, validated file
     if cfg.latest in ("json", "both"):
@@ -513,7 +587,8 @@ def _current(directory: Path, cfg: ExportConfig) -> str | None:
 
 def prune_old(directory: Path, cfg: ExportConfig, keep: int) -> list[str]:
     """Delete dated export files beyond the newest ``keep`` (the latest file is never deleted)."""
-    pattern = re.compile(rf"^{re.escape(cfg.basename)}(_assignments|_delta)?_(\d{{4}}-\d{{2}}-\d{{2}})\.[a-z]+$")
+    kinds = "|".join(f"_{kind}" for kind in SIDE_KINDS)
+    pattern = re.compile(rf"^{re.escape(cfg.basename)}({kinds})?_(\d{{4}}-\d{{2}}-\d{{2}})\.[a-z]+$")
     by_date: dict[str, list[Path]] = {}
     for p in directory.iterdir():
         m = pattern.match(p.name)

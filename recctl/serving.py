@@ -1,25 +1,37 @@
-"""The serving bundle: what a web application loads to answer one user in microseconds.
+"""The serving bundle: what a web application loads to answer one user in well under a millisecond.
 
 ``serve-export`` writes ``<workdir>/export/bundle/`` next to the nightly file. It holds no
 pickle, only JSON and ``.npy`` arrays (numpy's documented format: a small header and raw
 little-endian data, readable from any language), so a service in another language can read it:
 
-* ``bundle.json``        format name and version, K, the model card (model, kind, parameters,
-  fallback chain, offline metrics when ``evaluate`` ran, library versions, generated_at),
-  and the sha256 of every other file;
-* ``users.json``, ``items.json``   id lists; row ``i`` of a user array is ``users[i]``;
+* ``bundle.json``        format name and version, K, the source names, the list rules (cap,
+  MMR weight, candidates), the model card (model, kind, parameters, fallback chain, offline
+  metrics when ``evaluate`` ran, library versions, generated_at), and the sha256 of every
+  other file;
+* ``users.json``, ``items.json``   id lists; row ``i`` of a user array is ``users[i]``; every
+  customer of the nightly file is there, whether the models knew them or not;
 * ``user_items.npy`` (int32, n_users x K, ``-1`` padded), ``user_scores.npy`` (float32),
   ``user_sources.npy`` (int8 codes into ``bundle.json["sources"]``): the nightly lists, exactly
-  as exported (business rules and exclusions applied);
-* ``fallback_items.npy`` / ``fallback_scores.npy``: the fallback chain's list for unknown
-  users (item rules applied), longer than K so excluded items can be skipped;
-* ``item_neighbors.npy`` / ``item_neighbor_scores.npy`` (n_items x L): each item's most
-  similar items from the first model of the chain with item similarity (absent when none
-  has it), for visitors known only by recent items and for "similar products";
-* ``seen_indptr.npy`` / ``seen_indices.npy``: each known user's excluded items (their
-  history under ``recommend.exclude_seen`` / ``exclude_events``) in CSR form, so the fallback
-  never re-fills a list with an item the user already had;
+  as exported;
+* ``seen_indptr.npy`` / ``seen_indices.npy``: each user's excluded items (their history under
+  ``recommend.exclude_seen`` / ``exclude_events``) in CSR form;
+* ``cold_scores.npy`` (float32, n_cold x n_items): the scores, for a user without history, of
+  each model of the chain that serves such users (``bundle.json["cold_sources"]``), whole: the
+  list of a new id is computed exactly as the list builder computes it;
+* ``item_mask.npy`` (bool), ``cap_codes.npy``, ``mmr_codes.npy`` / ``mmr_vectors.npy``: the
+  item and list rules, so every refill obeys them;
+* ``item_neighbors.npy`` / ``item_neighbor_scores.npy`` (n_items x L): each item's most similar
+  allowed items (raw similarity, rules masked first) from the first model of the chain with
+  item similarity, for visitors known only by recent items;
+* ``similar_items.npy`` / ``similar_scores.npy`` / ``similar_sources.npy`` (n_items x K): the
+  finished "similar products" lists (what ``recommend --similar-to`` answers);
 * ``holdout.json``: users held out of an A/B experiment (they get an empty list).
+
+Every answer goes through :func:`recctl.lists.fill_lists`, the fill step of the one list
+builder, with the bundle's arrays as the sources, so a bundle answer obeys the same rules in
+the same way: for a user of the nightly file it *is* their nightly list; for an id without
+history it equals the list builder's; with ``exclude`` the gap is refilled from the cold
+sources, skipping the user's history, within caps.
 
 Python API::
 
@@ -39,14 +51,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from recctl.artifacts import sha256_file, write_json_atomic
 from recctl.errors import ArtifactError, DataError
+from recctl.lists.fill import Lists, fill_lists
+from recctl.rules import ItemRules
 
-__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "Bundle", "load", "write_bundle"]
+__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "Bundle", "load", "rules_arrays", "write_bundle"]
 
 BUNDLE_FORMAT = "recctl-serving-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
 
 
 def _save(directory: Path, name: str, array: np.ndarray, files: dict[str, str]) -> None:
@@ -61,21 +76,35 @@ def _save_json(directory: Path, name: str, obj: Any, files: dict[str, str]) -> N
     files[name] = sha256_file(path)
 
 
+def rules_arrays(rules: ItemRules) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The rules as bundle arrays and ``bundle.json`` fields (inverse of :meth:`Bundle.rules`)."""
+    arrays: dict[str, np.ndarray] = {}
+    if rules.item_mask is not None:
+        arrays["item_mask.npy"] = np.asarray(rules.item_mask, bool)
+    if rules.cap_codes is not None:
+        arrays["cap_codes.npy"] = np.asarray(rules.cap_codes, np.int32)
+    if rules.mmr_codes is not None:
+        arrays["mmr_codes.npy"] = np.asarray(rules.mmr_codes, np.int32)
+    if rules.mmr_vectors is not None:
+        arrays["mmr_vectors.npy"] = np.asarray(rules.mmr_vectors, np.float32)
+    return arrays, {"cap": rules.cap, "mmr_lambda": float(rules.mmr_lambda)}
+
+
 def write_bundle(
     directory: Path,
     *,
     user_ids: list[str],
     item_ids: list[str],
-    user_items: np.ndarray,
-    user_scores: np.ndarray,
-    user_sources: np.ndarray,
-    sources: list[str],
-    fallback_items: np.ndarray,
-    fallback_scores: np.ndarray,
+    lists: Lists,
+    seen: sp.csr_matrix | None,
+    cold: tuple[list[str], np.ndarray],
+    rules: ItemRules,
+    candidates: int | None,
+    min_score: float | None,
     neighbors: tuple[np.ndarray, np.ndarray] | None,
+    similar: Lists | None,
     holdout: list[str],
     card: dict[str, Any],
-    seen: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, str]:
     """Write a bundle into ``directory`` (created; normally inside a stage's staging dir).
 
@@ -83,17 +112,25 @@ def write_bundle(
     ----------
     user_ids, item_ids
         Id lists; array rows / item indices refer to them.
-    user_items, user_scores, user_sources
-        (n_users x K) nightly lists, ``-1`` padded; sources are codes into ``sources``.
-    fallback_items, fallback_scores
-        The list for unknown users, best first.
+    lists
+        ``(n_users, K)`` nightly lists; ``lists.source_names`` become ``bundle.json["sources"]``.
+    seen
+        CSR rows (aligned with ``user_ids``) of items each user must never get, or ``None``.
+    cold
+        ``(names, scores)``: the no-history scores (``n_cold x n_items``) of the chain's models
+        that serve users without history, in chain order.
+    rules
+        Item and list rules.
+    candidates
+        ``recommend.rules.candidates`` (``None``: the default, ``3 k + 20`` with list rules).
+    min_score
+        ``recommend.min_score`` (applies to the main model's source).
     neighbors
-        ``(items, scores)`` (n_items x L) similar items, or ``None``.
+        ``(items, scores)`` (n_items x L) raw similar items, or ``None``.
+    similar
+        Finished similar-item lists (n_items x K), or ``None``.
     holdout
         Users who must get no recommendation.
-    seen
-        ``(indptr, indices)``: CSR rows (aligned with ``user_ids``) of items each user must
-        never get, or ``None``.
     card
         Model card fields merged into ``bundle.json``.
 
@@ -107,27 +144,90 @@ def write_bundle(
     _save_json(directory, "users.json", [str(u) for u in user_ids], files)
     _save_json(directory, "items.json", [str(i) for i in item_ids], files)
     _save_json(directory, "holdout.json", [str(u) for u in holdout], files)
-    _save(directory, "user_items.npy", user_items.astype(np.int32), files)
-    _save(directory, "user_scores.npy", user_scores.astype(np.float32), files)
-    _save(directory, "user_sources.npy", user_sources.astype(np.int8), files)
-    _save(directory, "fallback_items.npy", fallback_items.astype(np.int32), files)
-    _save(directory, "fallback_scores.npy", fallback_scores.astype(np.float32), files)
+    _save(directory, "user_items.npy", lists.items.astype(np.int32), files)
+    _save(directory, "user_scores.npy", lists.scores.astype(np.float32), files)
+    _save(directory, "user_sources.npy", lists.sources.astype(np.int8), files)
     if seen is not None:
-        _save(directory, "seen_indptr.npy", seen[0].astype(np.int64), files)
-        _save(directory, "seen_indices.npy", seen[1].astype(np.int32), files)
+        seen = sp.csr_matrix(seen)
+        _save(directory, "seen_indptr.npy", seen.indptr.astype(np.int64), files)
+        _save(directory, "seen_indices.npy", seen.indices.astype(np.int32), files)
+    cold_names, cold_scores = cold
+    _save(directory, "cold_scores.npy", np.asarray(cold_scores, np.float32).reshape(len(cold_names), -1), files)
+    arrays, rule_fields = rules_arrays(rules)
+    for name, array in arrays.items():
+        _save(directory, name, array, files)
     if neighbors is not None:
         _save(directory, "item_neighbors.npy", neighbors[0].astype(np.int32), files)
         _save(directory, "item_neighbor_scores.npy", neighbors[1].astype(np.float32), files)
+    similar_sources: list[str] = []
+    if similar is not None:
+        _save(directory, "similar_items.npy", similar.items.astype(np.int32), files)
+        _save(directory, "similar_scores.npy", similar.scores.astype(np.float32), files)
+        _save(directory, "similar_sources.npy", similar.sources.astype(np.int8), files)
+        similar_sources = list(similar.source_names)
     meta = {
         "format": BUNDLE_FORMAT,
         "version": BUNDLE_VERSION,
-        "k": int(user_items.shape[1]),
-        "sources": sources,
+        "k": int(lists.k),
+        "sources": list(lists.source_names),
+        "cold_sources": list(cold_names),
+        "similar_sources": similar_sources,
+        "rules": {**rule_fields, "candidates": candidates, "min_score": min_score},
         **card,
         "files": files,
     }
     write_json_atomic(directory / "bundle.json", meta)
     return files
+
+
+class _OrderSource:
+    """A score vector over the catalogue, pre-sorted once: the first ``m`` allowed, unexcluded items."""
+
+    def __init__(
+        self, name: str, order: np.ndarray, scores: np.ndarray, exclude: sp.csr_matrix | None, min_score: float | None
+    ) -> None:
+        self.name, self.order, self.scores, self.exclude = name, order, scores, exclude
+        self.min_score = min_score
+
+    def candidates(self, rows: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        items = np.full((len(rows), m), -1, np.int64)
+        scores = np.full((len(rows), m), -np.inf, np.float32)
+        for j, row in enumerate(rows):
+            n_ex = 0 if self.exclude is None else int(self.exclude.indptr[row + 1] - self.exclude.indptr[row])
+            head = self.order[: m + n_ex]
+            if n_ex:
+                banned = self.exclude.indices[self.exclude.indptr[row] : self.exclude.indptr[row + 1]]
+                head = head[~np.isin(head, banned)]
+            head = head[:m]
+            items[j, : len(head)] = head
+            scores[j, : len(head)] = self.scores[head]
+        if self.min_score is not None:
+            weak = scores <= self.min_score
+            items[weak], scores[weak] = -1, -np.inf
+        return items, scores
+
+
+class _NeighborSource:
+    """A visitor's basket scored by summed neighbour similarities."""
+
+    def __init__(self, name: str, neighbors: np.ndarray, scores: np.ndarray, basket: list[int]) -> None:
+        self.name = name
+        cand = neighbors[basket].ravel()
+        score = scores[basket].ravel().astype(np.float64)
+        ok = (cand >= 0) & np.isfinite(score)
+        uniq, inverse = np.unique(cand[ok], return_inverse=True)
+        total = np.zeros(len(uniq), np.float64)
+        np.add.at(total, inverse, score[ok])
+        order = np.lexsort((uniq, -total))
+        self.items, self.totals = uniq[order].astype(np.int64), total[order].astype(np.float32)
+
+    def candidates(self, rows: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        width = max(m, len(self.items))
+        items = np.full((len(rows), width), -1, np.int64)
+        scores = np.full((len(rows), width), -np.inf, np.float32)
+        items[:, : len(self.items)] = self.items
+        scores[:, : len(self.items)] = self.totals
+        return items, scores
 
 
 @dataclass
@@ -140,23 +240,61 @@ class Bundle:
     user_items: np.ndarray
     user_scores: np.ndarray
     user_sources: np.ndarray
-    fallback_items: np.ndarray
-    fallback_scores: np.ndarray
+    cold_scores: np.ndarray
     neighbors: np.ndarray | None
     neighbor_scores: np.ndarray | None
     holdout: frozenset[str]
     seen_indptr: np.ndarray | None = None
     seen_indices: np.ndarray | None = None
+    similar_items: np.ndarray | None = None
+    similar_scores: np.ndarray | None = None
+    similar_sources: np.ndarray | None = None
+    item_mask: np.ndarray | None = None
+    cap_codes: np.ndarray | None = None
+    mmr_codes: np.ndarray | None = None
+    mmr_vectors: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self._user_row = {u: i for i, u in enumerate(self.user_ids)}
         self._item_col = {it: i for i, it in enumerate(self.item_ids)}
         self._sources = list(self.meta.get("sources", []))
+        rule_meta = self.meta.get("rules", {})
+        self.rules = ItemRules(
+            item_mask=self.item_mask,
+            cap_codes=None if self.cap_codes is None else self.cap_codes.astype(np.int64),
+            cap=rule_meta.get("cap"),
+            mmr_lambda=float(rule_meta.get("mmr_lambda", 0.0)),
+            mmr_vectors=self.mmr_vectors,
+            mmr_codes=None if self.mmr_codes is None else self.mmr_codes.astype(np.int64),
+        )
+        self._candidates = rule_meta.get("candidates")
+        self._min_score = rule_meta.get("min_score")
+        self._main = str(self.meta.get("model", ""))
+        # each cold source's items, best first (ties by lower index), allowed by the item rules
+        self._cold_order = []
+        for vector in np.asarray(self.cold_scores, np.float32).reshape(-1, len(self.item_ids)):
+            # what the top-K kernel may select: not -inf (masked), not NaN
+            ok = (vector > -np.inf) & ~np.isnan(vector)
+            if self.item_mask is not None:
+                ok &= self.item_mask
+            idx = np.flatnonzero(ok)
+            self._cold_order.append((idx[np.lexsort((idx, -vector[idx]))], vector))
 
     @property
     def k(self) -> int:
         """Length of the nightly lists."""
         return int(self.meta["k"])
+
+    @property
+    def n_items(self) -> int:
+        """Catalogue size."""
+        return len(self.item_ids)
+
+    def _n_candidates(self, k: int) -> int:
+        # as ListBuilder.n_candidates: more than k only when list rules may drop candidates
+        if not self.rules.reranks:
+            return k
+        return int(min(max(self._candidates or 3 * k + 20, k), self.n_items))
 
     def _item_indices(self, ids: Iterable[str], what: str, strict: bool) -> list[int]:
         out = []
@@ -169,23 +307,20 @@ class Bundle:
             out.append(j)
         return out
 
-    def _answer(self, rows: list[tuple[int, float, str]], k: int) -> list[dict[str, Any]]:
+    def _answer(self, lists: Lists, k: int) -> list[dict[str, Any]]:
+        items, scores, codes = lists.items[0], lists.scores[0], lists.sources[0]
+        names = lists.source_names
         return [
-            {"item_id": self.item_ids[i], "rank": r + 1, "score": float(s), "source": src}
-            for r, (i, s, src) in enumerate(rows[:k])
+            {"item_id": self.item_ids[int(i)], "rank": r + 1, "score": float(s), "source": names[int(c)]}
+            for r, (i, s, c) in enumerate(zip(items[:k].tolist(), scores[:k].tolist(), codes[:k].tolist(), strict=True))
+            if i >= 0
         ]
 
-    def _fill(self, rows: list[tuple[int, float, str]], banned: set[int], k: int) -> list[tuple[int, float, str]]:
-        """Append the fallback list (skipping banned and present items) up to ``k``."""
-        present = {i for i, _, _ in rows} | banned
-        source = str(self.meta.get("fallback_from") or "fallback")
-        for i, s in zip(self.fallback_items.tolist(), self.fallback_scores.tolist(), strict=True):
-            if len(rows) >= k:
-                break
-            if i >= 0 and i not in present:
-                rows.append((i, s, source))
-                present.add(i)
-        return rows
+    def _cold_sources(self, exclude: sp.csr_matrix | None) -> list[Any]:
+        return [
+            _OrderSource(name, order, vector, exclude, self._min_score if name == self._main else None)
+            for name, (order, vector) in zip(self.meta.get("cold_sources", []), self._cold_order, strict=True)
+        ]
 
     def recommend(
         self, user_id: str | None, k: int | None = None, *, exclude: Iterable[str] = (), items: Iterable[str] = ()
@@ -197,13 +332,14 @@ class Bundle:
         user_id
             The shop's user id, or ``None`` for an anonymous visitor.
         k
-            List length (default: the bundle's K). A known user's list is the nightly list,
-            with excluded items dropped and the gap filled from the fallback list.
+            List length (default: the bundle's K). A user of the nightly file gets their
+            nightly list, with excluded items dropped and the gap filled from the cold
+            sources (skipping their history, within the caps).
         exclude
             Item ids never to return (e.g. the basket, or items bought since the nightly run).
         items
             Recent item ids of a visitor the nightly run did not know: scored through the
-            item neighbour lists (summed similarities), then the fallback list.
+            item neighbour lists (summed similarities), then the cold sources; never returned.
 
         Returns
         -------
@@ -213,49 +349,53 @@ class Bundle:
         k = self.k if k is None else int(k)
         if k <= 0:
             return []
-        banned = set(self._item_indices(exclude, "exclude", strict=False))
         if user_id is not None and str(user_id) in self.holdout:
             return []
+        banned = self._item_indices(exclude, "exclude", strict=False)
         row = self._user_row.get(str(user_id)) if user_id is not None else None
-        recent = self._item_indices(items, "items", strict=False)
+        recent = self._item_indices(items, "items", strict=False) if row is None else []
+        never = set(banned) | set(recent)
         if row is not None and self.seen_indptr is not None:
-            # the user's history: a fallback item they already had must not fill the gap
-            banned |= set(self.seen_indices[self.seen_indptr[row] : self.seen_indptr[row + 1]].tolist())
+            never |= set(self.seen_indices[self.seen_indptr[row] : self.seen_indptr[row + 1]].tolist())
+        excl = sp.csr_matrix(
+            (np.ones(len(never), np.float32), (np.zeros(len(never), np.int64), np.array(sorted(never), np.int64))),
+            shape=(1, self.n_items),
+        )
+        sources: list[Any] = []
+        prefill = None
         if row is not None:
-            listed = zip(
-                self.user_items[row].tolist(),
-                self.user_scores[row].tolist(),
-                self.user_sources[row].tolist(),
-                strict=True,
+            # the nightly list, minus what must not be shown, compacted: already obeys the rules
+            listed = self.user_items[row].astype(np.int64)
+            keep = (listed >= 0) & ~np.isin(listed, np.fromiter(never, np.int64, len(never)))
+            prefill = Lists(
+                listed[keep][None, :],
+                self.user_scores[row][keep][None, :].astype(np.float32),
+                self.user_sources[row][keep][None, :].astype(np.int8),
+                self._sources,
             )
-            rows = [
-                (i, s, self._sources[c] if c < len(self._sources) else "")
-                for i, s, c in listed
-                if i >= 0 and i not in banned
-            ]
         elif recent and self.neighbors is not None:
-            rows = self._from_items(recent, banned | set(recent), k)
-        else:
-            rows = []
-        return self._answer(self._fill(rows, banned | set(recent), k), k)
+            sources.append(
+                _NeighborSource(
+                    str(self.meta.get("neighbors_from") or "neighbors"), self.neighbors, self.neighbor_scores, recent
+                )
+            )
+        sources += self._cold_sources(excl)
+        lists = fill_lists(
+            1,
+            k,
+            sources,
+            self.rules,
+            exclude=excl,
+            n_candidates=self._n_candidates(k),
+            n_items=self.n_items,
+            prefill=prefill,
+        )
+        return self._answer(lists, k)
 
-    def _from_items(self, recent: list[int], banned: set[int], k: int) -> list[tuple[int, float, str]]:
-        cand = self.neighbors[recent].ravel()
-        score = self.neighbor_scores[recent].ravel()
-        ok = (cand >= 0) & np.isfinite(score)
-        cand, score = cand[ok], score[ok]
-        if not len(cand):
-            return []
-        uniq, inverse = np.unique(cand, return_inverse=True)
-        total = np.zeros(len(uniq), np.float64)
-        np.add.at(total, inverse, score)
-        order = np.lexsort((uniq, -total))
-        source = str(self.meta.get("neighbors_from", "neighbors"))
-        rows = [(int(uniq[j]), float(total[j]), source) for j in order if int(uniq[j]) not in banned]
-        return rows[:k]
+    def similar(self, item_id: str, k: int | None = None) -> list[dict[str, Any]]:
+        """The ``k`` items most similar to ``item_id`` (``recommend --similar-to``'s list).
 
-    def similar(self, item_id: str, k: int = 10) -> list[dict[str, Any]]:
-        """The ``k`` items most similar to ``item_id`` (empty when the bundle has no neighbours).
+        Empty when no model of the chain has item similarity.
 
         Raises
         ------
@@ -263,12 +403,17 @@ class Bundle:
             For an item id not in the bundle's catalogue.
         """
         j = self._item_indices([item_id], "similar", strict=True)[0]
-        if self.neighbors is None:
+        if self.similar_items is None:
             return []
-        source = str(self.meta.get("neighbors_from", "neighbors"))
-        pairs = zip(self.neighbors[j].tolist(), self.neighbor_scores[j].tolist(), strict=True)
-        rows = [(i, s, source) for i, s in pairs if i >= 0 and np.isfinite(s)]
-        return self._answer(rows, k)
+        k = self.k if k is None else int(k)
+        names = list(self.meta.get("similar_sources", []))
+        lists = Lists(
+            self.similar_items[j : j + 1].astype(np.int64),
+            self.similar_scores[j : j + 1],
+            self.similar_sources[j : j + 1],
+            names,
+        )
+        return self._answer(lists, k)
 
 
 def load(path: str | Path, *, verify: bool = True) -> Bundle:
@@ -298,7 +443,7 @@ def load(path: str | Path, *, verify: bool = True) -> Bundle:
     if meta.get("format") != BUNDLE_FORMAT or meta.get("version") != BUNDLE_VERSION:
         raise ArtifactError(
             f"{meta_path}: format {meta.get('format')!r} version {meta.get('version')!r}; this recctl reads "
-            f"{BUNDLE_FORMAT} version {BUNDLE_VERSION}."
+            f"{BUNDLE_FORMAT} version {BUNDLE_VERSION}; run `recctl serve-export CONFIG` again."
         )
     files: dict[str, str] = meta.get("files", {})
     for name, digest in files.items():
@@ -321,11 +466,17 @@ def load(path: str | Path, *, verify: bool = True) -> Bundle:
         user_items=arr("user_items.npy"),
         user_scores=arr("user_scores.npy"),
         user_sources=arr("user_sources.npy"),
-        fallback_items=arr("fallback_items.npy"),
-        fallback_scores=arr("fallback_scores.npy"),
+        cold_scores=arr("cold_scores.npy"),
         neighbors=arr("item_neighbors.npy"),
         neighbor_scores=arr("item_neighbor_scores.npy"),
         holdout=frozenset(js("holdout.json")),
         seen_indptr=arr("seen_indptr.npy"),
         seen_indices=arr("seen_indices.npy"),
+        similar_items=arr("similar_items.npy"),
+        similar_scores=arr("similar_scores.npy"),
+        similar_sources=arr("similar_sources.npy"),
+        item_mask=arr("item_mask.npy"),
+        cap_codes=arr("cap_codes.npy"),
+        mmr_codes=arr("mmr_codes.npy"),
+        mmr_vectors=arr("mmr_vectors.npy"),
     )

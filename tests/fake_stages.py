@@ -6,6 +6,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recctl.artifacts import write_parquet_atomic
+from recctl.columns import Columns
 from recctl.config import Config
 from recctl.stages._common import StageRun
 
@@ -26,6 +27,8 @@ def write_preprocess_stage(
     item_features
         Optional (matrix, feature names) written as ``item_features.npz`` / ``item_feature_names.parquet``.
     """
+    if "events" in frames and "users" in frames and "items" in frames:
+        write_ingest_stage(cfg, frames)
     with StageRun(cfg, "preprocess", sections=["preprocess"]) as run:
         for name, frame in frames.items():
             write_parquet_atomic(frame, run.dir / f"{name}.parquet")
@@ -36,3 +39,44 @@ def write_preprocess_stage(
             pl.DataFrame({"feature": names}).write_parquet(run.dir / "item_feature_names.parquet")
             run.add_output(run.dir / "item_features.npz")
             run.add_output(run.dir / "item_feature_names.parquet")
+
+
+def write_ingest_stage(
+    cfg: Config,
+    frames: dict[str, pl.DataFrame],
+    *,
+    extra_events: pl.DataFrame | None = None,
+    customers: list[str] | None = None,
+) -> None:
+    """Write ``<workdir>/ingest/`` consistent with preprocess-layout ``frames``.
+
+    ``interactions.parquet`` holds every event of ``frames["events"]`` with ids in place of
+    indices (plus ``extra_events``: ``user_id, item_id, event, timestamp`` rows preprocess
+    would have dropped); ``users.parquet`` the customer file when ``customers`` is given.
+    """
+    events = (
+        frames["events"]
+        .join(frames["users"].select(Columns.User, Columns.UserIdx), on=Columns.UserIdx)
+        .join(frames["items"].select(Columns.Item, Columns.ItemIdx), on=Columns.ItemIdx)
+        .select(
+            pl.col(Columns.User).cast(pl.String),
+            pl.col(Columns.Item).cast(pl.String),
+            pl.col(Columns.Event).cast(pl.String),
+            pl.col(Columns.Timestamp),
+            pl.lit(1.0).alias(Columns.Value),
+        )
+    )
+    if extra_events is not None:
+        if Columns.Value not in extra_events.columns:
+            extra_events = extra_events.with_columns(pl.lit(1.0).alias(Columns.Value))
+        events = pl.concat([events, extra_events.select(events.columns).cast(events.schema)])
+    with StageRun(cfg, "ingest", sections=["data"]) as run:
+        write_parquet_atomic(events, run.dir / "interactions.parquet")
+        run.add_output(run.dir / "interactions.parquet", rows=events.height)
+        items = frames["items"].drop(Columns.ItemIdx)
+        write_parquet_atomic(items, run.dir / "items.parquet")
+        run.add_output(run.dir / "items.parquet", rows=items.height)
+        if customers is not None:
+            users = pl.DataFrame({Columns.User: customers})
+            write_parquet_atomic(users, run.dir / "users.parquet")
+            run.add_output(run.dir / "users.parquet", rows=users.height)

@@ -72,13 +72,13 @@ def recommend_command(
 ) -> None:
     """Recommend top-K items, excluding what each user already had and applying the business rules.
 
-    Without options: every known user, written to <workdir>/recommend/recommendations.parquet (user_id, rank, item_id, score, model, source), streamed block by block on all cores; short lists are backfilled from recommend.fallback.
+    Without options: every customer the inputs name (users with events and the customer file, whether or not the models were trained on them), written to <workdir>/recommend/recommendations.parquet (user_id, rank, item_id, score, model, source), streamed block by block on all cores. Every list goes through one list builder: recommend.model, then recommend.fallback fill the K slots in turn; users the models do not know are scored from their history; a user with fewer than K eligible items gets all of them and is listed in short_lists.parquet.
 
-    --users: only those users (ids the models never saw get the fallback list), printed on stdout and written to <workdir>/recommend-users/ (the nightly output is kept).
+    --users: only those users (ids the shop never named get the no-history list), printed on stdout and written to <workdir>/recommend-users/ (the nightly output is kept).
 
     --items: for an anonymous visitor known by a few item ids. --similar-to: items similar to one item. Both print the list on stdout.
 
-    --changed-since last-update (or an ISO time): re-score only the users with new events since then and those a new item could reach, keeping everyone else's rows from the previous run (after `recctl update`).
+    --changed-since last-update (or an ISO time): re-score only the users with new events since then, those a new item could reach and new customers, keeping everyone else's rows from the previous run.
 
     \b
     Example:
@@ -143,11 +143,15 @@ def recommend_command(
     s = manifest.summary
 
     def render() -> None:
+        origin = s.get("users_by_origin", {})
         body = [
             ["users", s["n_users"]],
+            ["  known to the models", origin.get("model", 0)],
+            ["  served from their history", origin.get("fallback", 0)],
+            ["  customer file only", origin.get("customer_file", 0)],
             ["rows", s["n_rows"]],
             ["k", s["k"]],
-            ["short lists", s["n_short_lists"]],
+            ["short lists (fewer eligible items)", s["n_short_lists"]],
             ["eligible items", s["n_eligible_items"]],
             ["excluded", s["exclusions"]],
         ]

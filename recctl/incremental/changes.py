@@ -16,10 +16,12 @@ re-scored are yesterday's, slightly stale — the drift guard measures by how mu
 ``recctl recommend`` refreshes them all. Popularity is a global list: it changes for
 everyone, and ``--changed-since`` does not chase that.
 
-:func:`recommend_changed` writes a full ``recommend/`` output (unchanged users' rows copied
-from the previous run, changed users re-scored) plus ``changed_users.parquet``;
-:func:`write_delta` writes the export's delta file: the users whose published list differs
-from the previous published file.
+A third reason is a **new customer** (named by the inputs, absent from the previous lists).
+
+:func:`changed_positions` says who to re-score; the ``recommend`` stage re-scores them through
+the same list builder as a full run and copies everyone else's rows
+(``recctl.stages.recommend``); :func:`write_delta` writes the export's delta file: the users
+whose published list differs from the previous published file.
 """
 
 from __future__ import annotations
@@ -34,21 +36,19 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from recctl.artifacts import Manifest, utc_now
+from recctl.artifacts import Manifest
 from recctl.columns import Columns
-from recctl.config import Config
 from recctl.errors import ArtifactError, DataError
-from recctl.incremental.current import UPDATE_STAGE, current_update
 from recctl.progress import Progress, report
 
 __all__ = [
     "CHANGED_USERS_FILE",
+    "LAST_UPDATE",
     "ChangedUsers",
-    "changed_users",
+    "changed_positions",
     "new_item_scorer",
     "new_item_scores",
     "read_previous_export",
-    "recommend_changed",
     "write_delta",
 ]
 
@@ -61,23 +61,20 @@ _BLOCK = 4096
 
 @dataclass
 class ChangedUsers:
-    """Users whose lists must be re-scored, and why."""
+    """Audience positions whose lists must be re-scored, and why."""
 
-    user_idx: np.ndarray
+    positions: np.ndarray
+    reasons: np.ndarray  # per position: "events", "new_items" or "new_customer"
     since: str
     n_with_events: int
     n_new_item_effect: int
+    n_new_customers: int
     new_items: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
-    def frame(self, user_ids: np.ndarray, with_events: np.ndarray) -> pl.DataFrame:
-        """``user_id, user_idx, reason`` (``events`` or ``new_items``)."""
-        reason = np.where(np.isin(self.user_idx, with_events), "events", "new_items")
+    def frame(self, user_ids: pl.Series) -> pl.DataFrame:
+        """``user_id, reason`` of every re-scored user."""
         return pl.DataFrame(
-            {
-                Columns.User: user_ids[self.user_idx].astype(str),
-                Columns.UserIdx: self.user_idx,
-                "reason": reason,
-            }
+            {Columns.User: user_ids.gather(self.positions), "reason": pl.Series(self.reasons, dtype=pl.String)}
         )
 
 
@@ -125,7 +122,13 @@ def new_item_scores(model: Any, users: np.ndarray, new_items: np.ndarray) -> np.
     return new_item_scorer(model, new_items)(np.asarray(users, np.int64))
 
 
-def _users_with_events(data_dir: Path, since: str, update: tuple[Path, Manifest] | None) -> np.ndarray:
+def _positions_of(audience: Any, ids: pl.Series) -> np.ndarray:
+    known = pl.DataFrame({Columns.User: audience.user_ids}).with_row_index("__pos")
+    found = pl.DataFrame({Columns.User: ids.cast(pl.String)}).join(known, on=Columns.User, how="inner")
+    return np.unique(found["__pos"].to_numpy().astype(np.int64))
+
+
+def _with_events(audience: Any, since: str, events: pl.LazyFrame, update: tuple[Path, Manifest] | None) -> np.ndarray:
     if since == LAST_UPDATE:
         if update is None:
             raise ArtifactError(
@@ -133,209 +136,130 @@ def _users_with_events(data_dir: Path, since: str, update: tuple[Path, Manifest]
                 "run `recctl update CONFIG` first "
                 "(or pass an ISO time)."
             )
-        return pl.read_parquet(update[0] / "changes.parquet")[Columns.UserIdx].to_numpy().astype(np.int64)
+        return _positions_of(audience, pl.read_parquet(update[0] / "changes.parquet")[Columns.User])
     cut = _parse_since(since)
-    events = data_dir / "events.parquet"
-    if not events.exists():
-        raise ArtifactError(f"{events}: missing; --changed-since needs the events of the serving data.")
-    frame = pl.scan_parquet(events).filter(pl.col(Columns.Timestamp) >= cut).select(Columns.UserIdx).unique().collect()
-    return np.sort(frame[Columns.UserIdx].to_numpy().astype(np.int64))
+    ids = events.filter(pl.col(Columns.Timestamp) >= cut).select(Columns.User).unique().collect()[Columns.User]
+    return _positions_of(audience, ids)
 
 
-def changed_users(
-    ctx: Any, since: str, previous: pl.DataFrame | None, *, progress: Progress | None = None
+def changed_positions(
+    audience: Any,
+    since: str,
+    previous: pl.DataFrame,
+    *,
+    model: Any,
+    main: str,
+    k: int,
+    item_mask: np.ndarray | None,
+    events: pl.LazyFrame,
+    update: tuple[Path, Manifest] | None,
+    progress: Progress | None = None,
 ) -> ChangedUsers:
-    """Users to re-score: new events since ``since`` plus the new-item effect.
+    """Audience positions to re-score: new events since ``since``, new items, new customers.
 
     Parameters
     ----------
-    ctx
-        The loaded :class:`~recctl.stages.recommend.ServingContext`.
+    audience
+        The full :class:`~recctl.lists.audience.Audience`.
     since
         ``last-update`` or an ISO date/time.
     previous
-        The previous ``recommendations.parquet`` (for each user's lowest listed score), or
-        ``None`` to treat every user as reachable by new items.
+        The previous ``recommendations.parquet`` (each user's lowest listed score).
+    model, main
+        The main model and its name (rows whose items all come from it have a comparable floor).
+    k
+        List length (a short list is always re-scored).
+    item_mask
+        Items the rules allow (new items outside it change nothing).
+    events
+        The ingested events (``user_id, timestamp``), for an ISO ``since``.
+    update
+        The current update's directory and manifest, or ``None``.
     progress
         Optional progress callback.
     """
-    update = current_update(ctx.cfg)
-    with_events = _users_with_events(ctx.preprocess_dir, since, update)
+    with_events = _with_events(audience, since, events, update)
     new_items = np.empty(0, np.int64)
     if update is not None and (update[0] / "new_items.parquet").exists():
         new_items = pl.read_parquet(update[0] / "new_items.parquet")[Columns.ItemIdx].to_numpy().astype(np.int64)
         if since != LAST_UPDATE and update[1].started_at < _parse_since(since).strftime("%Y-%m-%dT%H:%M:%S"):
             new_items = np.empty(0, np.int64)  # the update predates `since`: its items are not new
-    if ctx.rules.item_mask is not None and len(new_items):
-        new_items = new_items[ctx.rules.item_mask[new_items]]
+    if item_mask is not None and len(new_items):
+        new_items = new_items[item_mask[new_items]]
     affected = np.empty(0, np.int64)
     if len(new_items):
-        affected = _new_item_effect(ctx, new_items, previous, progress)
-    users = np.union1d(with_events, affected).astype(np.int64)
+        affected = _new_item_effect(audience, model, main, k, new_items, previous, progress)
+    listed = previous.select(pl.col(Columns.User).cast(pl.String)).unique()
+    fresh = (
+        pl.DataFrame({Columns.User: audience.user_ids})
+        .with_row_index("__pos")
+        .join(listed, on=Columns.User, how="anti")["__pos"]
+        .to_numpy()
+        .astype(np.int64)
+    )
+    positions = np.union1d(np.union1d(with_events, affected), fresh).astype(np.int64)
+    reasons = np.where(
+        np.isin(positions, with_events), "events", np.where(np.isin(positions, fresh), "new_customer", "new_items")
+    )
     return ChangedUsers(
-        users,
+        positions,
+        reasons,
         since,
         int(len(with_events)),
         int(len(np.setdiff1d(affected, with_events))),
+        int(len(np.setdiff1d(fresh, with_events))),
         new_items,
     )
 
 
 def _new_item_effect(
-    ctx: Any, new_items: np.ndarray, previous: pl.DataFrame | None, progress: Progress | None
+    audience: Any,
+    model: Any,
+    main: str,
+    k: int,
+    new_items: np.ndarray,
+    previous: pl.DataFrame,
+    progress: Progress | None,
 ) -> np.ndarray:
-    """Users for whom the best new item beats the lowest score of their current list."""
-    n_users = ctx.n_users
-    if previous is None:
-        return np.arange(n_users, dtype=np.int64)
-    model = ctx.models[ctx.rc.model]
-    idx = ctx.user_index(previous[Columns.User].to_numpy())
-    # floor = lowest score of the main model's items in the list; lists that are short or
-    # backfilled by a fallback (other score scale) are always re-scored
-    prev = previous.with_columns(pl.Series("__u", idx))
+    """Audience positions for whom the best new item beats the lowest score of their current list.
+
+    Users the model does not know (served from their history) are always re-scored: their
+    lists come from item-based scoring, cheap for the few of them.
+    """
+    pos = np.flatnonzero(audience.rows >= 0)
+    unknown = np.flatnonzero(audience.rows < 0)
     per_user = (
-        prev.group_by("__u")
+        previous.group_by(Columns.User)
         .agg(
             pl.len().alias("n"),
             pl.col(Columns.Score).min().alias("floor"),
-            (pl.col(Columns.Source) != ctx.rc.model).any().alias("mixed"),
+            (pl.col(Columns.Source) != main).any().alias("mixed"),
         )
-        .filter(pl.col("__u") >= 0)
+        .with_columns(pl.col(Columns.User).cast(pl.String))
     )
-    floor = np.full(n_users, -np.inf, np.float64)
-    u = per_user["__u"].to_numpy()
-    ok = (per_user["n"].to_numpy() >= ctx.rc.k) & ~per_user["mixed"].to_numpy()
-    floor[u[ok]] = per_user["floor"].to_numpy()[ok]
-    hit = []
+    # floor = lowest score of the main model's items in the list; lists that are short or
+    # filled by a fallback (another score scale) are always re-scored
+    floors = (
+        pl.DataFrame({Columns.User: audience.user_ids.gather(pos)})
+        .join(per_user, on=Columns.User, how="left")
+        .with_columns(
+            pl.when((pl.col("n") >= k) & ~pl.col("mixed")).then(pl.col("floor")).otherwise(None).alias("floor")
+        )["floor"]
+        .fill_null(-np.inf)
+        .to_numpy()
+        .astype(np.float64)
+    )
     scorer = new_item_scorer(model, new_items)
-    for start in range(0, n_users, _BLOCK):
-        users = np.arange(start, min(start + _BLOCK, n_users))
-        scores = scorer(users)
-        if ctx.exclusions is not None:
-            seen = ctx.exclusions[users][:, new_items].toarray() > 0
+    hit = [unknown]
+    for start in range(0, len(pos), _BLOCK):
+        block = pos[start : start + _BLOCK]
+        scores = np.asarray(scorer(audience.rows[block]), np.float64)
+        if audience.exclude is not None:
+            seen = audience.exclude[block][:, new_items].toarray() > 0
             scores = np.where(seen, -np.inf, scores)
-        hit.append(users[scores.max(axis=1) > floor[users]])
-        report(progress, "new-item effect", users[-1] + 1, n_users)
-    return np.concatenate(hit) if hit else np.empty(0, np.int64)
-
-
-def recommend_changed(cfg: Config, since: str, *, progress: Progress | None = None) -> Manifest:
-    """Re-score only the changed users and rewrite ``recommend/`` (others' rows copied).
-
-    Parameters
-    ----------
-    cfg
-        The experiment config.
-    since
-        ``last-update`` (the users of the current update) or an ISO date/time.
-    progress
-        Optional progress callback.
-
-    Returns
-    -------
-    Manifest
-        The recommend manifest, with ``summary.changed_since``, ``n_rescored`` and ``n_kept``.
-
-    Raises
-    ------
-    ArtifactError
-        No previous full ``recommend`` run, or no current update for ``last-update``.
-    """
-    from recctl.stages._common import StageRun, require_stage
-    from recctl.stages.recommend import (
-        ASSIGNMENTS_FILE,
-        HOLDOUT,
-        RECOMMEND_FILE,
-        _StreamWriter,
-        block_to_table,
-        iter_list_blocks,
-        load_context,
-        recommend_section,
-        recommendation_schema,
-    )
-
-    rc = recommend_section(cfg)
-    rerun = f"run `recctl recommend {cfg.source_path or 'CONFIG'}` once in full first"
-    try:
-        prev_dir, prev_manifest = require_stage(
-            cfg, "recommend", [RECOMMEND_FILE], sections=["recommend", "experiment"]
-        )
-    except ArtifactError as exc:
-        raise ArtifactError(f"--changed-since needs the previous lists: {exc}; {rerun}.") from exc
-    previous = pl.read_parquet(prev_dir / RECOMMEND_FILE)
-    ctx = load_context(cfg)
-    changed = changed_users(ctx, since, previous, progress=progress)
-    user_ids = ctx.user_ids[changed.user_idx]
-    variants = None
-    assignments = None
-    if cfg.experiment is not None:
-        from recctl.abtest.assign import assign_variants
-
-        assigned = np.asarray(assign_variants(list(ctx.user_ids), cfg.experiment), dtype=object)
-        assignments = pl.DataFrame({Columns.User: ctx.user_ids.astype(str), Columns.Variant: assigned.astype(str)})
-        keep = assigned[changed.user_idx] != HOLDOUT
-        user_ids, variants = user_ids[keep], assigned[changed.user_idx][keep]
-    with_events = _users_with_events(ctx.preprocess_dir, since, current_update(cfg))
-    generated_at = utc_now()
-    with StageRun(cfg, "recommend", sections=["recommend", "experiment"], inputs=ctx.inputs) as run:
-        fresh_path = run.dir / ".rescored.parquet"
-        writer = _StreamWriter(fresh_path, recommendation_schema(variants is not None))
-        try:
-            for block, sources, models in iter_list_blocks(ctx, user_ids, variants=variants, progress=progress):
-                writer.write(block_to_table(block, ctx, sources, models))
-        finally:
-            writer.close()
-        fresh = pl.read_parquet(fresh_path)
-        fresh_path.unlink()
-        rescored = pl.DataFrame({Columns.User: ctx.user_ids[changed.user_idx].astype(str)})
-        kept = previous.join(rescored, on=Columns.User, how="anti")
-        order = pl.DataFrame({Columns.User: ctx.user_ids.astype(str), "__o": np.arange(ctx.n_users)})
-        merged = (
-            pl.concat([kept, fresh.cast(kept.schema)], how="vertical")
-            .join(order, on=Columns.User, how="left")
-            .sort("__o", Columns.Rank, nulls_last=True)
-            .drop("__o")
-        )
-        path = run.dir / RECOMMEND_FILE
-        merged.write_parquet(path, compression="zstd")
-        run.add_output(path, merged.height)
-        frame = changed.frame(ctx.user_ids, with_events)
-        frame.write_parquet(run.dir / CHANGED_USERS_FILE, compression="zstd")
-        run.add_output(run.dir / CHANGED_USERS_FILE, frame.height)
-        if assignments is not None:
-            assignments.write_parquet(run.dir / ASSIGNMENTS_FILE, compression="zstd")
-            run.add_output(run.dir / ASSIGNMENTS_FILE, assignments.height)
-        lengths = merged.group_by(Columns.User).agg(pl.len().alias("n"))
-        by_source = dict(merged.group_by(Columns.Source).agg(pl.len()).iter_rows())
-        run.summary.update(
-            k=rc.k,
-            model=rc.model,
-            fallback=list(rc.fallback),
-            n_users=int(lengths.height),
-            n_rows=merged.height,
-            n_short_lists=int((lengths["n"] < rc.k).sum()),
-            rows_by_source={k: int(v) for k, v in by_source.items()},
-            rule_exclusions=ctx.rules.excluded,
-            n_eligible_items=int(ctx.rules.item_mask.sum()) if ctx.rules.item_mask is not None else ctx.n_items,
-            exclusions=prev_manifest.summary.get("exclusions"),
-            n_holdout=int((assignments[Columns.Variant] == HOLDOUT).sum()) if assignments is not None else 0,
-            generated_at=generated_at,
-            users_requested=False,
-            changed_since=since,
-            n_rescored=int(len(user_ids)),
-            n_kept=int(kept[Columns.User].n_unique()),
-            n_changed_with_events=changed.n_with_events,
-            n_changed_by_new_items=changed.n_new_item_effect,
-            serving=UPDATE_STAGE if current_update(cfg) is not None else "train",
-            previous_generated_at=prev_manifest.summary.get("generated_at"),
-        )
-    log.info(
-        "recommend --changed-since %s: %d users re-scored, %d kept",
-        since,
-        len(user_ids),
-        kept.height,
-    )
-    return run.manifest
+        hit.append(block[scores.max(axis=1) > floors[start : start + _BLOCK]])
+        report(progress, "new-item effect", start + len(block), len(pos))
+    return np.unique(np.concatenate(hit)).astype(np.int64)
 
 
 def read_previous_export(directory: Path, export_cfg: Any) -> pl.DataFrame | None:

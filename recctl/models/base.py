@@ -200,8 +200,23 @@ class Recommender(ABC):
     def _score_from_items(self, item_idx: np.ndarray, weights: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def similar_items(self, item_idx: np.ndarray, k: int) -> TopK:
-        """The K items most similar to each given item (the item itself excluded)."""
+    def similar_items(
+        self, item_idx: np.ndarray, k: int, *, item_mask: np.ndarray | None = None, n_jobs: int = 1
+    ) -> TopK:
+        """The K items most similar to each given item (the item itself excluded).
+
+        Parameters
+        ----------
+        item_idx
+            Reference items.
+        k
+            Neighbours per item.
+        item_mask
+            Items that may be returned (business rules). Masked *before* selection, so asking
+            for K gives the K best allowed items (no need to over-fetch and drop).
+        n_jobs
+            Worker threads of the top-K kernel.
+        """
         self._check_fitted()
         if not self.supports_similar_items:
             raise UnsupportedError(f"model kind '{self.kind}' has no item similarity.")
@@ -210,7 +225,15 @@ class Recommender(ABC):
             (np.ones(len(item_idx)), (np.arange(len(item_idx)), item_idx)), shape=(len(item_idx), self.n_items)
         )
         rows = np.arange(len(item_idx))
-        return top_k(lambda r: self._similar_items(item_idx[r]), rows, k, exclude=own)
+        return top_k(
+            lambda r: self._similar_items(item_idx[r]),
+            rows,
+            k,
+            exclude=own,
+            item_mask=item_mask,
+            n_jobs=n_jobs,
+            n_items=self.n_items,
+        )
 
     def _similar_items(self, item_idx: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -1,7 +1,9 @@
 """Build the serving bundle (:mod:`recctl.serving`) from the recommend stage's lists.
 
-Called by ``serve-export`` after the nightly file is published; writes into the export
+Called by ``serve-export`` before the nightly file is published; writes into the export
 stage's staging directory, so the bundle is swapped in together with the export manifest.
+Every array comes from the one list builder (:mod:`recctl.lists`): the nightly lists as
+exported, the no-history scores of the chain's cold models, the similar-item lists.
 """
 
 from __future__ import annotations
@@ -17,66 +19,90 @@ import polars as pl
 from recctl.artifacts import library_versions
 from recctl.columns import Columns
 from recctl.config import Config
-from recctl.ranking import select_top_k
+from recctl.lists import ListBuilder, Lists
+from recctl.lists.audience import Audience
 from recctl.serving import write_bundle
-from recctl.stages.recommend import HOLDOUT, ServingContext, cold_user_scores, load_context
+from recctl.stages.recommend import Serving
 
-__all__ = ["NEIGHBORS_PER_ITEM", "build_bundle"]
+__all__ = ["NEIGHBORS_PER_ITEM", "build_bundle", "item_neighbors", "lists_from_frame", "similar_lists"]
 
 log = logging.getLogger(__name__)
 
-#: similar items kept per item in the bundle
+#: raw similar items kept per item in the bundle (for visitors' baskets)
 NEIGHBORS_PER_ITEM = 20
 
 
-def _list_arrays(
-    ctx: ServingContext, recs: pl.DataFrame, k: int
-) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    users = recs[Columns.User].unique(maintain_order=True)
-    sources = sorted(recs[Columns.Source].unique().to_list())
-    rows = pl.DataFrame({Columns.User: users, "__row": np.arange(len(users))})
-    items = pl.DataFrame({Columns.Item: ctx.item_ids.astype(str), "__item": np.arange(ctx.n_items)})
-    codes = pl.DataFrame({Columns.Source: sources, "__src": np.arange(len(sources), dtype=np.int8)})
-    joined = recs.join(rows, on=Columns.User).join(items, on=Columns.Item).join(codes, on=Columns.Source)
-    r = joined["__row"].to_numpy()
+def lists_from_frame(recs: pl.DataFrame, user_ids: pl.Series, item_ids: pl.Series, k: int, sources: list[str]) -> Lists:
+    """Long rows (``user_id, rank, item_id, score, source``) as ``(n_users, k)`` lists aligned with ``user_ids``.
+
+    Ids are matched by polars joins (Arrow strings), never converted to numpy strings.
+    """
+    rows = pl.DataFrame({Columns.User: user_ids.cast(pl.String)}).with_row_index("__row")
+    items = pl.DataFrame({Columns.Item: item_ids.cast(pl.String)}).with_row_index("__item")
+    codes = pl.DataFrame({Columns.Source: pl.Series(sources, dtype=pl.String)}).with_row_index("__src")
+    joined = (
+        recs.select(
+            pl.col(Columns.User).cast(pl.String),
+            pl.col(Columns.Rank),
+            pl.col(Columns.Item).cast(pl.String),
+            pl.col(Columns.Score),
+            pl.col(Columns.Source).cast(pl.String),
+        )
+        .join(rows, on=Columns.User)
+        .join(items, on=Columns.Item)
+        .join(codes, on=Columns.Source)
+    )
+    out = Lists.empty(len(user_ids), k, sources)
+    r = joined["__row"].to_numpy().astype(np.int64)
     c = joined[Columns.Rank].to_numpy().astype(np.int64) - 1
-    user_items = np.full((len(users), k), -1, np.int32)
-    user_scores = np.full((len(users), k), -np.inf, np.float32)
-    user_sources = np.zeros((len(users), k), np.int8)
     ok = (c >= 0) & (c < k)
-    user_items[r[ok], c[ok]] = joined["__item"].to_numpy()[ok]
-    user_scores[r[ok], c[ok]] = joined[Columns.Score].to_numpy()[ok]
-    user_sources[r[ok], c[ok]] = joined["__src"].to_numpy()[ok]
-    return users.to_list(), user_items, user_scores, user_sources, sources
+    out.items[r[ok], c[ok]] = joined["__item"].to_numpy().astype(np.int64)[ok]
+    out.scores[r[ok], c[ok]] = joined[Columns.Score].to_numpy().astype(np.float32)[ok]
+    out.sources[r[ok], c[ok]] = joined["__src"].to_numpy().astype(np.int8)[ok]
+    return out
 
 
-def _fallback_list(ctx: ServingContext, length: int) -> tuple[np.ndarray, np.ndarray, str | None]:
-    # the first model of the chain that scores a user with no history (popularity, usually)
-    for name in [*ctx.rc.fallback, ctx.rc.model]:
-        s = cold_user_scores(ctx, name)
-        if s is None:
-            continue
-        items, scores = select_top_k(s, min(length, ctx.n_items))
-        keep = items[0] >= 0
-        return items[0][keep], scores[0][keep], name
-    return np.empty(0, np.int64), np.empty(0, np.float32), None
+def item_neighbors(
+    builder: ListBuilder, length: int, n_jobs: int
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None]:
+    """Each item's ``length`` most similar *allowed* items from the chain's first model with similarity.
 
-
-def _neighbors(ctx: ServingContext, length: int) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None]:
-    for name in [ctx.rc.model, *ctx.rc.fallback]:
-        model = ctx.models[name]
-        if not model.supports_similar_items:
-            continue
-        n_masked = 0 if ctx.rules.item_mask is None else int((~ctx.rules.item_mask).sum())
-        top = model.similar_items(np.arange(ctx.n_items), min(ctx.n_items, length + n_masked))
-        items, scores = top.items.copy(), top.scores.copy()
-        if ctx.rules.item_mask is not None:
-            drop = (items >= 0) & ~ctx.rules.item_mask[np.where(items >= 0, items, 0)]
-            items[drop], scores[drop] = -1, -np.inf
-        # move the surviving neighbours to the front of each row, best first
-        order = np.argsort(items < 0, axis=1, kind="stable")[:, :length]
-        return (np.take_along_axis(items, order, axis=1), np.take_along_axis(scores, order, axis=1)), name
+    The item rules are masked before selection (asking for ``length`` gives ``length`` allowed
+    items): the former way asked every item for ``length`` + the number of masked items and
+    dropped masked ones afterwards, which costs far more when many items are out of stock.
+    """
+    for name, model in builder.chain:
+        if model.supports_similar_items:
+            top = model.similar_items(
+                np.arange(builder.n_items), min(builder.n_items, length), item_mask=builder.item_mask, n_jobs=n_jobs
+            )
+            return (top.items, top.scores), name
     return None, None
+
+
+def similar_lists(
+    builder: ListBuilder, k: int, neighbors: tuple[np.ndarray, np.ndarray] | None, neighbors_from: str | None
+) -> Lists | None:
+    """The finished similar-item list of every item (what ``--similar-to`` answers), or ``None``.
+
+    Without list rules the list is the first ``k`` raw neighbours of the first model with
+    similarity (exactly what the builder would select); with caps or MMR, the builder runs.
+    """
+    capable = [name for name, m in builder.chain if m.supports_similar_items]
+    if not capable:
+        return None
+    if neighbors is not None and not builder.rules.reranks and neighbors[0].shape[1] >= k:
+        items, scores = neighbors[0][:, :k].astype(np.int64), neighbors[1][:, :k].astype(np.float32)
+        sources = np.where(items >= 0, 0, -1).astype(np.int8)
+        if (items >= 0).all() or len(capable) == 1:
+            return Lists(items, scores, sources, capable)
+    parts = [lists for _, lists in builder.iter_similar(np.arange(builder.n_items), k)]
+    return Lists(
+        np.concatenate([p.items for p in parts]),
+        np.concatenate([p.scores for p in parts]),
+        np.concatenate([p.sources for p in parts]),
+        parts[0].source_names,
+    )
 
 
 def _metrics(cfg: Config, name: str) -> dict[str, Any] | None:
@@ -89,7 +115,14 @@ def _metrics(cfg: Config, name: str) -> dict[str, Any] | None:
 
 
 def build_bundle(
-    cfg: Config, recs: pl.DataFrame, directory: Path, *, assignments: pl.DataFrame | None, generated_at: str
+    cfg: Config,
+    serving: Serving,
+    audience: Audience,
+    recs: pl.DataFrame,
+    directory: Path,
+    *,
+    holdout: list[str],
+    generated_at: str,
 ) -> dict[str, Any]:
     """Write the serving bundle for the lists in ``recs`` into ``directory``.
 
@@ -97,12 +130,16 @@ def build_bundle(
     ----------
     cfg
         The experiment config.
+    serving
+        Loaded catalogue, rules and models.
+    audience
+        The customers of the file (A/B holdout removed), with their exclusions.
     recs
         ``recommendations.parquet`` of the recommend stage.
     directory
         Target directory (inside the export stage's staging directory).
-    assignments
-        A/B assignments (holdout users get no list), or ``None``.
+    holdout
+        A/B held-out users (they get no list).
     generated_at
         When the lists were computed.
 
@@ -111,56 +148,51 @@ def build_bundle(
     dict
         Summary for the stage manifest: file hashes, sizes, which models fill the gaps.
     """
-    ctx = load_context(cfg, with_exclusions=False)
-    k = ctx.rc.k
-    users, user_items, user_scores, user_sources, sources = _list_arrays(ctx, recs, k)
-    fb_items, fb_scores, fb_model = _fallback_list(ctx, max(200, 5 * k))
-    neighbors, nb_model = _neighbors(ctx, max(NEIGHBORS_PER_ITEM, k))
-    seen = None
-    if ctx.rc.exclude_seen:
-        from recctl.rules import build_exclusions
-
-        excl = build_exclusions(ctx.rc.rules, ctx.preprocess_dir, ctx.n_users, ctx.n_items)
-        rows = ctx.user_index(users)
-        # rows of users the models do not know (none in the nightly run) stay empty
-        import scipy.sparse as sp
-
-        keep = sp.diags((rows >= 0).astype(np.int8), dtype=np.int8)
-        sub = sp.csr_matrix(keep @ excl[np.where(rows >= 0, rows, 0)])
-        sub.eliminate_zeros()
-        seen = (sub.indptr, sub.indices)
-    holdout = []
-    if assignments is not None:
-        holdout = assignments.filter(pl.col(Columns.Variant) == HOLDOUT)[Columns.User].to_list()
-    main = ctx.models[ctx.rc.model]
+    rc = serving.rc
+    builder = serving.builder()
+    k = rc.k
+    sources = sorted(recs[Columns.Source].unique().cast(pl.String).to_list())
+    lists = lists_from_frame(recs, audience.user_ids, serving.item_ids, k, sources)
+    cold_names = [name for name, m in builder.chain if m.supports_cold_users and m.supports_item_history]
+    cold = (
+        np.stack([builder.cold_scores(name) for name in cold_names]) if cold_names else np.empty((0, builder.n_items))
+    )
+    neighbors, nb_model = item_neighbors(builder, max(NEIGHBORS_PER_ITEM, k), rc.n_jobs)
+    similar = similar_lists(builder, k, neighbors, nb_model)
+    main = serving.models[rc.model]
     card = {
-        "model": ctx.rc.model,
+        "model": rc.model,
         "kind": main.kind,
         "params": main.get_config(),
-        "fallback": list(ctx.rc.fallback),
-        "fallback_from": fb_model,
+        "fallback": list(rc.fallback),
+        "fallback_from": cold_names[0] if cold_names else None,
         "neighbors_from": nb_model,
         "generated_at": generated_at,
         "experiment": cfg.experiment.name if cfg.experiment is not None else None,
-        "metrics": _metrics(cfg, ctx.rc.model),
+        "metrics": _metrics(cfg, rc.model),
         "versions": library_versions(),
-        "n_users": len(users),
-        "n_items": ctx.n_items,
+        "n_users": len(audience),
+        "n_items": serving.n_items,
     }
     files = write_bundle(
         directory,
-        user_ids=users,
-        item_ids=list(ctx.item_ids.astype(str)),
-        user_items=user_items,
-        user_scores=user_scores,
-        user_sources=user_sources,
-        sources=sources,
-        fallback_items=fb_items,
-        fallback_scores=fb_scores,
+        user_ids=audience.user_ids.to_list(),
+        item_ids=serving.item_ids.to_list(),
+        lists=lists,
+        seen=audience.exclude,
+        cold=(cold_names, cold),
+        rules=serving.rules,
+        candidates=rc.rules.candidates,
+        min_score=rc.min_score,
         neighbors=neighbors,
+        similar=similar,
         holdout=holdout,
         card=card,
-        seen=seen,
     )
-    log.info("serving bundle: %d users, %d items, neighbours from %s", len(users), ctx.n_items, nb_model)
-    return {"files": files, "n_users": len(users), "fallback_from": fb_model, "neighbors_from": nb_model}
+    log.info("serving bundle: %d users, %d items, neighbours from %s", len(audience), serving.n_items, nb_model)
+    return {
+        "files": files,
+        "n_users": len(audience),
+        "fallback_from": card["fallback_from"],
+        "neighbors_from": nb_model,
+    }

@@ -21,10 +21,19 @@ from recctl.artifacts import Manifest, write_json_atomic
 from recctl.columns import Columns
 from recctl.config import Config
 from recctl.export import ExportExpectations, prune_old, publish, published_dict, today_utc
+from recctl.lists.audience import Audience
 from recctl.progress import Progress, report
-from recctl.rules import build_exclusions, build_item_rules
 from recctl.stages._common import StageRun, require_stage
-from recctl.stages.recommend import ASSIGNMENTS_FILE, HOLDOUT, RECOMMEND_FILE, recommend_section
+from recctl.stages.recommend import (
+    ASSIGNMENTS_FILE,
+    HOLDOUT,
+    RECOMMEND_FILE,
+    SHORT_FILE,
+    Serving,
+    load_audience,
+    load_serving,
+    recommend_section,
+)
 
 __all__ = ["export_directory", "run_serve_export"]
 
@@ -37,34 +46,29 @@ def export_directory(cfg: Config) -> Path:
     return p if p.is_absolute() else cfg.workdir_path / p
 
 
-def _expectations(cfg: Config, rec_dir: Path, recs: pl.DataFrame) -> tuple[ExportExpectations, pl.DataFrame | None]:
+def _expectations(
+    cfg: Config, serving: Serving, audience: Audience, recs: pl.DataFrame, holdout: pl.Series | None
+) -> ExportExpectations:
+    """What the file must satisfy, from the inputs and the rules (not from the recommend stage)."""
     rc = recommend_section(cfg)
-    from recctl.incremental.current import serving_source
-
-    pre_dir = serving_source(cfg).data_dir  # preprocess, or the current `recctl update`'s grown data
-    users = pl.read_parquet(pre_dir / "users.parquet").sort(Columns.UserIdx)
-    items = pl.read_parquet(pre_dir / "items.parquet").sort(Columns.ItemIdx)
-    user_ids = users[Columns.User].cast(pl.String).to_numpy().astype(object)
-    expected = user_ids
-    assignments = None
-    if cfg.experiment is not None:
-        path = rec_dir / ASSIGNMENTS_FILE
-        assignments = pl.read_parquet(path)
-        kept = assignments.filter(pl.col(Columns.Variant) != HOLDOUT)[Columns.User].to_numpy().astype(object)
-        expected = kept
-    rules = build_item_rules(rc.rules, items, resolve=cfg.resolve)
-    exclusions = build_exclusions(rc.rules, pre_dir, users.height, items.height, exclude_seen=rc.exclude_seen)
-    exp = ExportExpectations(
+    expected = audience.user_ids
+    if holdout is not None and len(holdout):
+        expected = pl.DataFrame({Columns.User: expected}).join(
+            pl.DataFrame({Columns.User: holdout}), on=Columns.User, how="anti"
+        )[Columns.User]
+    rules = serving.rules
+    return ExportExpectations(
         k=rc.k,
-        users=np.asarray(expected, dtype=object),
-        user_ids=user_ids,
-        item_ids=items[Columns.Item].cast(pl.String).to_numpy().astype(object),
-        exclusions=exclusions,
+        users=expected,
+        user_ids=audience.user_ids,
+        item_ids=serving.item_ids,
+        exclusions=audience.exclude,
         item_mask=rules.item_mask,
         with_source=cfg.export.include_source,
         with_variant=Columns.Variant in recs.columns,
+        cap_codes=rules.cap_codes,
+        cap=rules.cap,
     )
-    return exp, assignments
 
 
 def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress | None = None) -> Manifest:
@@ -95,9 +99,22 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
     rec_dir, rec_manifest = require_stage(cfg, "recommend", [RECOMMEND_FILE], sections=["recommend", "experiment"])
     report(progress, "serve-export", 0, 3)
     recs = pl.read_parquet(rec_dir / RECOMMEND_FILE)
-    exp, assignments = _expectations(cfg, rec_dir, recs)
+    assignments = pl.read_parquet(rec_dir / ASSIGNMENTS_FILE) if cfg.experiment is not None else None
+    holdout = (
+        assignments.filter(pl.col(Columns.Variant) == HOLDOUT)[Columns.User].cast(pl.String)
+        if assignments is not None
+        else None
+    )
+    # the models are needed only for the bundle (its cold scores and similar items)
+    serving = load_serving(cfg, model_names=None if cfg.export.bundle else [])
+    audience = load_audience(cfg, serving)
+    exp = _expectations(cfg, serving, audience, recs, holdout)
     report(progress, "serve-export", 1, 3)
     inputs = [rec_dir / RECOMMEND_FILE] + ([rec_dir / ASSIGNMENTS_FILE] if assignments is not None else [])
+    short_path = rec_dir / SHORT_FILE
+    short = pl.read_parquet(short_path) if short_path.exists() else None
+    if short is not None:
+        inputs.append(short_path)
     generated_at = rec_manifest.summary.get("generated_at") or rec_manifest.finished_at or rec_manifest.started_at
     generated_at = str(generated_at).split(".")[0].rstrip("Z") + "Z"
     directory = export_directory(cfg)
@@ -110,8 +127,25 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
         if cfg.export.bundle:  # arrays + JSON a web application loads with recctl.serving.load
             from recctl.stages.bundle import build_bundle
 
-            bundle = build_bundle(cfg, recs, run.dir / "bundle", assignments=assignments, generated_at=generated_at)
+            served = audience
+            if holdout is not None and len(holdout):
+                keep = np.flatnonzero(~audience.user_ids.is_in(holdout).to_numpy())
+                served = audience.take(keep)
+            bundle = build_bundle(
+                cfg,
+                serving,
+                served,
+                recs,
+                run.dir / "bundle",
+                holdout=[] if holdout is None else holdout.to_list(),
+                generated_at=generated_at,
+            )
             run.summary["bundle"] = {"directory": str(cfg.stage_dir("export") / "bundle"), **bundle}
+        extra: dict[str, pl.DataFrame] = {}
+        if assignments is not None:
+            extra["assignments"] = assignments
+        if short is not None:
+            extra["short_lists"] = short
         main, validation, side = publish(
             recs,
             cfg.export,
@@ -119,7 +153,7 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
             exp,
             date=date or today_utc(),
             generated_at=generated_at,
-            extra={"assignments": assignments} if assignments is not None else None,
+            extra=extra,
         )
         report(progress, "serve-export", 2, 3)
         write_json_atomic(
@@ -130,10 +164,11 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
                 "rows": validation.rows,
                 "users": validation.users,
                 "k": rc.k,
+                "short_lists": validation.short_users,
                 "checks": [
                     "schema",
-                    "exactly k unique items and ranks per user",
-                    "every expected user present",
+                    "exactly k unique items and ranks per user (every eligible item when fewer)",
+                    "every customer present (customers with no eligible item excepted)",
                     "no unexpected user",
                     "items in catalogue",
                     "no rule-excluded item",
@@ -160,6 +195,7 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
             published=published_dict([main, *side]),
             rows=main.rows,
             users=main.users,
+            short_lists=validation.short_users,
             k=rc.k,
             generated_at=generated_at,
             pruned=removed,

@@ -1,31 +1,33 @@
-"""The ``recommend`` stage: exactly K items for every user, with business rules and fallbacks.
+"""The ``recommend`` stage: exactly K items for every customer, through the one list builder.
 
-Flow for all users (the nightly run):
+Flow for all customers (the nightly run):
 
-1. load the preprocess id maps and catalogue, the trained models named in ``recommend``
-   (main model, fallback chain, and the A/B variants' models when ``experiment`` is set);
-2. resolve the rules (:mod:`recctl.rules`): an item mask, the per-user exclusions (the full
-   known history, train *and* test events, or only the events in ``exclude_events``), caps;
-3. stream users through the shared top-K kernel block by block (all cores), apply list
-   rules, backfill short lists from the fallback chain, and append each block to
-   ``recommendations.parquet`` (pyarrow ``ParquetWriter`` in the staging directory), so
-   memory is bounded by the block size, not by the number of users;
-4. users the models do not know (``--users`` with a new id) get the fallback chain's
-   anonymous list (models with ``supports_cold_users``).
+1. load the serving models (main, fallback chain, A/B variants' models), the catalogue and the
+   rules (:func:`load_serving`);
+2. load the **audience** (:func:`load_audience`, :mod:`recctl.lists.audience`): every customer
+   the inputs name (every user with an accepted event, every id of the customer file), with
+   their full history from the ingested events; which users the models were trained on
+   never removes anyone;
+3. stream the audience through :class:`recctl.lists.ListBuilder` block by block (all cores)
+   and append each block to ``recommendations.parquet`` (pyarrow ``ParquetWriter`` in the
+   staging directory), so memory is bounded by the block size;
+4. report lists shorter than K (fewer eligible items than K: a crawler, a tight allow list)
+   in ``short_lists.parquet`` and the summary; they are not errors.
 
 Output ``<workdir>/recommend/recommendations.parquet``: ``user_id, rank, item_id, score,
 model, source`` (+ ``variant`` under an experiment, + ``assignments.parquet``), ordered by
-user (the order of ``users.parquet``) then rank. ``recommend --users`` writes to
-``<workdir>/recommend-users/`` instead, so an ad-hoc look never replaces the nightly lists.
+user id (byte order) then rank; ``short_lists.parquet``: ``user_id, n_items, n_eligible``.
+``recommend --users`` writes to ``<workdir>/recommend-users/`` instead, so an ad-hoc look never
+replaces the nightly lists; ``--changed-since`` re-scores only the users whose lists can have
+changed and copies the others' rows (the same builder, on a subset).
 
 The interactive helpers :func:`recommend_for_items` (anonymous visitor: a few item ids) and
-:func:`similar_items` ("customers also bought") answer from the models directly.
+:func:`similar_items` ("customers also bought") go through the same builder.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,21 +42,26 @@ from recctl.artifacts import Manifest, utc_now
 from recctl.columns import Columns
 from recctl.config import Config
 from recctl.config.recommend import RecommendConfig
-from recctl.data.dataset import IdIndex
-from recctl.errors import ConfigError, DataError
+from recctl.errors import ArtifactError, ConfigError, DataError
+from recctl.lists import ListBuilder, Lists, Request, eligible_capacity, to_arrow
+from recctl.lists.audience import ORIGINS, Audience, build_audience
+from recctl.lists.builder import iter_blocks
+from recctl.lists.checks import check_list_settings
 from recctl.progress import Progress, report
-from recctl.ranking import TopK, iter_top_k, select_top_k
-from recctl.rules import ItemRules, apply_list_rules, backfill, build_exclusions, build_item_rules, candidate_count
+from recctl.ranking import block_rows_for
+from recctl.rules import ItemRules, build_item_rules
 from recctl.stages._common import StageRun, require_stage
 
 __all__ = [
     "ASSIGNMENTS_FILE",
     "HOLDOUT",
     "RECOMMEND_FILE",
-    "ServingContext",
-    "cold_user_scores",
+    "SHORT_FILE",
+    "Serving",
     "as_records",
-    "load_context",
+    "check_recommend_settings",
+    "load_audience",
+    "load_serving",
     "read_user_lists",
     "recommend_for_items",
     "recommendation_schema",
@@ -66,9 +73,12 @@ log = logging.getLogger(__name__)
 
 RECOMMEND_FILE = "recommendations.parquet"
 ASSIGNMENTS_FILE = "assignments.parquet"
+SHORT_FILE = "short_lists.parquet"
 HOLDOUT = "holdout"
 #: rows buffered before a Parquet row group is written
 _ROW_GROUP_ROWS = 256_000
+#: short-list examples quoted in the summary
+_EXAMPLES = 5
 
 
 def recommendation_schema(with_variant: bool) -> pa.Schema:
@@ -86,6 +96,17 @@ def recommendation_schema(with_variant: bool) -> pa.Schema:
     return pa.schema(fields)
 
 
+def short_schema() -> pa.Schema:
+    """Arrow schema of ``short_lists.parquet``: users whose list holds fewer than K items."""
+    return pa.schema(
+        [
+            pa.field(Columns.User, pa.string(), nullable=False),
+            pa.field("n_items", pa.int32(), nullable=False),
+            pa.field("n_eligible", pa.int32(), nullable=False),
+        ]
+    )
+
+
 def recommend_section(cfg: Config) -> RecommendConfig:
     """The ``recommend`` section, or a ConfigError saying how to add it."""
     if cfg.recommend is None:
@@ -96,59 +117,85 @@ def recommend_section(cfg: Config) -> RecommendConfig:
     return cfg.recommend
 
 
+def _chain_names(cfg: Config) -> list[str]:
+    rc = recommend_section(cfg)
+    return list(dict.fromkeys([rc.model, *rc.fallback]))
+
+
 @dataclass
-class ServingContext(IdIndex):
-    """Everything the recommend paths load once: ids, catalogue, rules, models.
+class Serving:
+    """Everything the recommend paths load once: catalogue, rules, models, and builders over them.
 
     Attributes
     ----------
-    user_ids, item_ids
-        Object arrays mapping indices to the shop's ids.
+    item_ids
+        polars String Series: catalogue index -> the shop's item id.
     items
-        The catalogue (``items.parquet``).
-    exclusions
-        (n_users x n_items) items each user must not get, or ``None``.
+        The catalogue (``items.parquet`` of the serving data), sorted by index.
     rules
         Item rules resolved against the catalogue.
     models
         Loaded models by name (main, fallback chain, A/B variants).
+    users
+        The models' id map (``user_id, user_idx``).
+    data_dir
+        Where the serving data lives (``preprocess/`` or the current ``update/``).
     inputs
         Files read (for the stage manifest).
     """
 
     cfg: Config
     rc: RecommendConfig
-    preprocess_dir: Path
-    user_ids: np.ndarray
-    item_ids: np.ndarray
+    data_dir: Path
+    item_ids: pl.Series
     items: pl.DataFrame
-    exclusions: sp.csr_matrix | None
+    users: pl.DataFrame
     rules: ItemRules
     models: dict[str, Any]
     inputs: list[Path] = field(default_factory=list)
-    _user_lookup: dict[str, int] | None = None
     _item_lookup: dict[str, int] | None = None
 
-    def model_names(self) -> list[str]:
-        """Main model, then the A/B variants' models, then the fallback chain (no repeats)."""
-        names = [self.rc.model]
-        if self.cfg.experiment is not None:
-            names += [v.model for v in self.cfg.experiment.variants.values()]
-        names += list(self.rc.fallback)
-        return list(dict.fromkeys(names))
+    @property
+    def n_items(self) -> int:
+        """Catalogue size."""
+        return len(self.item_ids)
+
+    def builder(self, main: str | None = None) -> ListBuilder:
+        """The list builder with ``main`` (default ``recommend.model``) then the fallback chain."""
+        main = main or self.rc.model
+        chain = [main, *[name for name in self.rc.fallback if name != main]]
+        return ListBuilder(
+            [(name, self.models[name]) for name in chain],
+            self.rules,
+            self.rc.k,
+            min_score=self.rc.min_score,
+            candidates=self.rc.rules.candidates,
+        )
+
+    def item_index(self, ids: list[str]) -> np.ndarray:
+        """Catalogue indices of item ids (``-1`` for unknown ids)."""
+        if self._item_lookup is None:
+            self._item_lookup = {item: i for i, item in enumerate(self.item_ids.to_list())}
+        return np.array([self._item_lookup.get(str(i), -1) for i in ids], dtype=np.int64)
 
 
-def load_context(cfg: Config, *, with_exclusions: bool = True, model_names: list[str] | None = None) -> ServingContext:
-    """Load ids, catalogue, rules and models for recommending.
+def _model_names(cfg: Config) -> list[str]:
+    rc = recommend_section(cfg)
+    names = [rc.model]
+    if cfg.experiment is not None:
+        names += [v.model for v in cfg.experiment.variants.values()]
+    return list(dict.fromkeys(names + list(rc.fallback)))
+
+
+def load_serving(cfg: Config, *, model_names: list[str] | None = None) -> Serving:
+    """Load the catalogue, rules and models that serve now (preprocess + train, or the update).
 
     Parameters
     ----------
     cfg
         The experiment config (needs a ``recommend`` section).
-    with_exclusions
-        Build the per-user exclusion matrix (not needed for item-based answers).
     model_names
-        Models to load (default: main, variants and fallbacks).
+        Models to load (default: main, A/B variants' and fallbacks).
 
     Raises
     ------
@@ -158,262 +205,124 @@ def load_context(cfg: Config, *, with_exclusions: bool = True, model_names: list
     from recctl.incremental.current import load_serving_model, serving_source
 
     rc = recommend_section(cfg)
-    # preprocess + train, or the current `recctl update` (grown id maps + updated models)
     source = serving_source(cfg)
-    pre_dir, train_dir = source.data_dir, source.models_dir
-    users = pl.read_parquet(pre_dir / "users.parquet").sort(Columns.UserIdx)
-    items = pl.read_parquet(pre_dir / "items.parquet").sort(Columns.ItemIdx)
-    inputs = [pre_dir / "users.parquet", pre_dir / "items.parquet"]
+    data_dir = source.data_dir
+    users = pl.read_parquet(data_dir / "users.parquet", columns=[Columns.User, Columns.UserIdx])
+    items = pl.read_parquet(data_dir / "items.parquet").sort(Columns.ItemIdx)
+    inputs = [data_dir / "users.parquet", data_dir / "items.parquet"]
     item_features = None
-    if rc.rules.diversity_lambda > 0 and not rc.rules.diversity_column and (pre_dir / "item_features.npz").exists():
-        item_features = sp.load_npz(pre_dir / "item_features.npz").tocsr()
-        inputs.append(pre_dir / "item_features.npz")
+    if rc.rules.diversity_lambda > 0 and not rc.rules.diversity_column and (data_dir / "item_features.npz").exists():
+        item_features = sp.load_npz(data_dir / "item_features.npz").tocsr()
+        inputs.append(data_dir / "item_features.npz")
     rules = build_item_rules(rc.rules, items, resolve=cfg.resolve, item_features=item_features)
     for key in ("allow_list", "deny_list"):
         value = getattr(rc.rules, key)
         if value:
             inputs.append(cfg.resolve(value))
-    exclusions = None
-    if with_exclusions and rc.exclude_seen:
-        exclusions = build_exclusions(rc.rules, pre_dir, users.height, items.height, exclude_seen=rc.exclude_seen)
-        history = ["events"] if rc.rules.exclude_events else ["train", "test"]
-        inputs += [pre_dir / f"{name}.parquet" for name in history]
-    ctx = ServingContext(
+    serving = Serving(
         cfg=cfg,
         rc=rc,
-        preprocess_dir=pre_dir,
-        user_ids=users[Columns.User].cast(pl.String).to_numpy().astype(object),
-        item_ids=items[Columns.Item].cast(pl.String).to_numpy().astype(object),
+        data_dir=data_dir,
+        item_ids=items[Columns.Item].cast(pl.String),
         items=items,
-        exclusions=exclusions,
+        users=users,
         rules=rules,
         models={},
         inputs=inputs,
     )
-    for name in model_names or ctx.model_names():
+    for name in _model_names(cfg) if model_names is None else model_names:
         model = load_serving_model(cfg, name, source)
-        if model.n_items != ctx.n_items or model.n_users != ctx.n_users:
-            from recctl.errors import ArtifactError
-
+        if model.n_items != items.height or model.n_users != users.height:
             raise ArtifactError(
-                f"{train_dir / (name + '.pkl')}: model '{name}' was trained on {model.n_users} users x "
-                f"{model.n_items} items but preprocess now has {ctx.n_users} x {ctx.n_items}; re-run "
+                f"{source.model_file(name)}: model '{name}' was trained on {model.n_users} users x "
+                f"{model.n_items} items but the serving data has {users.height} x {items.height}; re-run "
                 f"`recctl train {cfg.source_path or 'CONFIG'}`."
             )
-        ctx.models[name] = model
-        ctx.inputs.append(source.model_file(name))
-    return ctx
+        serving.models[name] = model
+        serving.inputs.append(source.model_file(name))
+    return serving
 
 
-# -- building lists ----------------------------------------------------------------------
-@dataclass
-class ListBlock:
-    """Finished lists for a block of users (index space), ``-1`` padded."""
+def load_audience(cfg: Config, serving: Serving) -> Audience:
+    """Every customer the inputs name, with their full history (:mod:`recctl.lists.audience`).
 
-    users: np.ndarray  # user indices, -1 for unknown users
-    user_ids: np.ndarray
-    items: np.ndarray
-    scores: np.ndarray
-    sources: np.ndarray  # int codes into the caller's source names
-    models: np.ndarray  # int codes: which model produced the list
-    variants: np.ndarray | None = None
-
-
-def _finish_block(
-    ctx: ServingContext, top: TopK, k: int, sources: list[str], fallback_codes: list[int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """List rules then backfill from the fallback chain; returns (items, scores, source codes)."""
-    cand_items, cand_scores = top.items, top.scores
-    if ctx.rc.min_score is not None:
-        # "no evidence" scores (e.g. 0 from item-kNN) leave the slot to the fallback chain
-        weak = cand_scores <= ctx.rc.min_score
-        cand_items, cand_scores = np.where(weak, -1, cand_items), np.where(weak, -np.inf, cand_scores)
-    items, scores = apply_list_rules(cand_items, cand_scores, k, ctx.rules)
-    src = np.zeros(items.shape, np.int16)
-    short = np.flatnonzero((items >= 0).sum(axis=1) < k)
-    n_cand = candidate_count(ctx.rc.rules, k, ctx.n_items) + k
-    for name, code in zip(ctx.rc.fallback, fallback_codes, strict=True):
-        if not len(short):
-            break
-        fb = ctx.models[name]
-        cand = fb.recommend(
-            top.users[short], min(n_cand, ctx.n_items), exclude=ctx.exclusions, item_mask=ctx.rules.item_mask, n_jobs=1
-        )
-        backfill(items, scores, src, short, cand.items, cand.scores, code, ctx.rules)
-        short = short[(items[short] >= 0).sum(axis=1) < k]
-    return items, scores, src
-
-
-def cold_user_scores(ctx: ServingContext, name: str) -> np.ndarray | None:
-    """Model ``name``'s ``(1, n_items)`` scores for a user with no history, allow-list applied; None if it cannot."""
-    model = ctx.models[name]
-    if not (model.supports_cold_users and model.supports_item_history):
-        return None
-    scores = np.asarray(model.score_from_items(np.empty(0, np.int64)), np.float32).reshape(1, -1).copy()
-    if ctx.rules.item_mask is not None:
-        scores[:, ~ctx.rules.item_mask] = -np.inf
-    return scores
-
-
-def _anonymous_list(
-    ctx: ServingContext, k: int, fallback_codes: list[int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One list for users no model knows: the fallback chain's cold-user scores."""
-    items = np.full((1, k), -1, np.int64)
-    scores = np.full((1, k), -np.inf, np.float32)
-    src = np.zeros((1, k), np.int16)
-    n_cand = candidate_count(ctx.rc.rules, k, ctx.n_items)
-    for name, code in zip(ctx.rc.fallback, fallback_codes, strict=True):
-        s = cold_user_scores(ctx, name)
-        if s is None:
-            continue
-        c_items, c_scores = select_top_k(s, n_cand)
-        c_items, c_scores = apply_list_rules(c_items, c_scores, n_cand, ctx.rules)
-        backfill(items, scores, src, np.array([0]), c_items, c_scores, code, ctx.rules)
-        if (items >= 0).all():
-            break
-    return items, scores, src
-
-
-def _composite_score(ctx: ServingContext, variant_of_user: np.ndarray, variant_models: list[str]):  # noqa: ANN202
-    """Score function that scores each user with their A/B variant's model."""
-    models = [ctx.models[name] for name in variant_models]
-
-    def score(users: np.ndarray) -> np.ndarray:
-        out = np.empty((len(users), ctx.n_items), np.float32)
-        codes = variant_of_user[users]
-        for code, model in enumerate(models):
-            sel = np.flatnonzero(codes == code)
-            if len(sel):
-                out[sel] = model.score(users[sel])
-        return out
-
-    return score
-
-
-def iter_list_blocks(
-    ctx: ServingContext,
-    user_ids: np.ndarray,
-    *,
-    variants: np.ndarray | None = None,
-    progress: Progress | None = None,
-) -> Iterator[tuple[ListBlock, list[str], list[str]]]:
-    """Yield finished list blocks for ``user_ids`` (known users in order, then unknown ones).
-
-    Parameters
-    ----------
-    ctx
-        Loaded serving context.
-    user_ids
-        Users to recommend for (holdout users already removed).
-    variants
-        Variant name per user under an A/B experiment, else ``None``.
-    progress
-        ``progress(task, done, total)``.
-
-    Yields
-    ------
-    (ListBlock, source_names, model_names)
-        ``ListBlock.sources`` / ``.models`` are codes into these lists.
+    Reads ``ingest/interactions.parquet`` (every accepted event, appended batches included) and
+    ``ingest/users.parquet`` (the customer file) after checking them against the ingest manifest.
     """
-    rc = ctx.rc
-    k = rc.k
-    idx = ctx.user_index(user_ids)
-    known = np.flatnonzero(idx >= 0)
-    unknown = np.flatnonzero(idx < 0)
-    exp = ctx.cfg.experiment
-    primary = [exp.variants[v].model for v in exp.variants] if exp is not None and variants is not None else [rc.model]
-    primary = list(dict.fromkeys(primary))
-    sources = list(dict.fromkeys(primary + list(rc.fallback)))
-    fallback_codes = [sources.index(name) for name in rc.fallback]
-    n_cand = candidate_count(rc.rules, k, ctx.n_items)
-    total = len(user_ids)
-    kwargs = {
-        "exclude": ctx.exclusions,
-        "item_mask": ctx.rules.item_mask,
-        "batch_size": rc.batch_size,
-        "n_jobs": rc.n_jobs,
-        "max_block_bytes": int(rc.max_block_mb * 2**20),
-    }
-    done = 0
-    if len(known):
-        pos_of = known  # positions into user_ids, in order
-        kidx = idx[known]
-        if variants is not None and exp is not None:
-            vmodel = np.array([exp.variants[v].model for v in variants[known]], dtype=object)
-            code_of_model = {name: i for i, name in enumerate(primary)}
-            variant_of_user = np.full(ctx.n_users, -1, np.int16)
-            variant_of_user[kidx] = [code_of_model[m] for m in vmodel]
-            score = _composite_score(ctx, variant_of_user, primary)
-            blocks = iter_top_k(score, kidx, n_cand, n_items=ctx.n_items, **kwargs)
-        else:
-            variant_of_user = None
-            blocks = ctx.models[rc.model].iter_recommend(kidx, n_cand, **kwargs)
-        start = 0
-        for top in blocks:
-            items, scores, src = _finish_block(ctx, top, k, sources, fallback_codes)
-            if variant_of_user is not None:
-                model_codes = variant_of_user[top.users].astype(np.int16)
-                src = np.where(src == 0, model_codes[:, None], src).astype(np.int16)
-            else:
-                model_codes = np.zeros(len(top), np.int16)
-            pos = pos_of[start : start + len(top)]
-            start += len(top)
-            done += len(top)
-            report(progress, "recommend", done, total)
-            yield (
-                ListBlock(
-                    users=top.users,
-                    user_ids=np.asarray(user_ids, dtype=object)[pos],
-                    items=items,
-                    scores=scores,
-                    sources=src,
-                    models=model_codes,
-                    variants=None if variants is None else variants[pos],
-                ),
-                sources,
-                primary,
+    ingest_dir, _ = require_stage(cfg, "ingest", ["interactions.parquet"])
+    customers = None
+    users_path = ingest_dir / "users.parquet"
+    if users_path.exists():
+        customers = pl.read_parquet(users_path, columns=[Columns.User])[Columns.User]
+        serving.inputs.append(users_path)
+    serving.inputs.append(ingest_dir / "interactions.parquet")
+    rc = serving.rc
+    return build_audience(
+        pl.scan_parquet(ingest_dir / "interactions.parquet"),
+        serving.users,
+        serving.items.select(Columns.Item, Columns.ItemIdx),
+        customers=customers,
+        exclude_seen=rc.exclude_seen,
+        exclude_events=rc.rules.exclude_events,
+    )
+
+
+def check_recommend_settings(cfg: Config, data_dir: Path) -> None:
+    """Refuse impossible ``recommend`` settings before training (K above what the rules leave, ...).
+
+    Raises
+    ------
+    ConfigError
+        See :func:`recctl.lists.checks.check_list_settings`.
+    """
+    from recctl.models.registry import create_model
+
+    rc = recommend_section(cfg)
+    items = pl.read_parquet(data_dir / "items.parquet").sort(Columns.ItemIdx)
+    rules = build_item_rules(rc.rules, items, resolve=cfg.resolve)
+    chain = [(name, create_model(cfg.model_config_for(name))) for name in _chain_names(cfg)]
+    check_list_settings(rc.k, rules, items.height, chain)
+
+
+# -- writing lists -----------------------------------------------------------------------
+@dataclass
+class _Stats:
+    """What the summary says about the lists written."""
+
+    k: int
+    rows: int = 0
+    users: int = 0
+    by_source: dict[str, int] = field(default_factory=dict)
+    short: list[pa.Table] = field(default_factory=list)
+    n_short: int = 0
+    n_empty: int = 0
+
+    def add(
+        self, lists: Lists, user_ids: pl.Series, exclude: sp.csr_matrix | None, rules: ItemRules, n_items: int
+    ) -> None:
+        names = lists.source_names
+        lengths = lists.lengths
+        self.users += len(lists)
+        valid = lists.items >= 0
+        codes, counts = np.unique(lists.sources[valid], return_counts=True)
+        for code, count in zip(codes, counts, strict=True):
+            self.by_source[names[code]] = self.by_source.get(names[code], 0) + int(count)
+        short = np.flatnonzero(lengths < self.k)
+        if len(short):
+            sub = None if exclude is None else exclude[short]
+            eligible = eligible_capacity(rules, sub, len(short), n_items)
+            self.short.append(
+                pa.table(
+                    {
+                        Columns.User: user_ids.gather(short).to_arrow(),
+                        "n_items": pa.array(lengths[short].astype(np.int32)),
+                        "n_eligible": pa.array(eligible.astype(np.int32)),
+                    },
+                    schema=short_schema(),
+                )
             )
-    if len(unknown):
-        items, scores, src = _anonymous_list(ctx, k, fallback_codes)
-        n = len(unknown)
-        done += n
-        report(progress, "recommend", done, total)
-        log.info("%d user(s) unknown to the models get the fallback chain's list", n)
-        yield (
-            ListBlock(
-                users=np.full(n, -1, np.int64),
-                user_ids=np.asarray(user_ids, dtype=object)[unknown],
-                items=np.repeat(items, n, axis=0),
-                scores=np.repeat(scores, n, axis=0),
-                sources=np.repeat(src, n, axis=0),
-                models=np.zeros(n, np.int16),
-                variants=None if variants is None else variants[unknown],
-            ),
-            sources,
-            primary,
-        )
-
-
-def block_to_table(block: ListBlock, ctx: ServingContext, sources: list[str], models: list[str]) -> pa.Table:
-    """Turn a list block into long rows (one per user and rank), padding dropped."""
-    n, k = block.items.shape
-    valid = block.items >= 0
-    rows, ranks = np.nonzero(valid)
-    item_idx = block.items[rows, ranks]
-    data = {
-        Columns.User: pa.array(block.user_ids[rows].astype(str), pa.string()),
-        Columns.Rank: pa.array((ranks + 1).astype(np.int32)),
-        Columns.Item: pa.array(ctx.item_ids[item_idx].astype(str), pa.string()),
-        Columns.Score: pa.array(block.scores[rows, ranks].astype(np.float32)),
-        Columns.Model: pa.array(np.asarray(models, dtype=object)[block.models[rows]].astype(str), pa.string()),
-        Columns.Source: pa.array(
-            np.asarray(sources, dtype=object)[block.sources[rows, ranks]].astype(str), pa.string()
-        ),
-    }
-    if block.variants is not None:
-        data[Columns.Variant] = pa.array(np.asarray(block.variants, dtype=object)[rows].astype(str), pa.string())
-    return pa.table(data, schema=recommendation_schema(block.variants is not None))
+            self.n_short += len(short)
+            self.n_empty += int((lengths[short] == 0).sum())
 
 
 class _StreamWriter:
@@ -445,29 +354,178 @@ class _StreamWriter:
         self.writer.close()
 
 
+@dataclass
+class _Plan:
+    """Who is served by which builder: one builder, or one per A/B variant model."""
+
+    audience: Audience
+    builders: list[ListBuilder]
+    builder_of_user: np.ndarray  # int code into builders, per audience row
+    model_names: list[str]  # the `model` column value per builder
+    variants: pl.Series | None  # per audience row, under an experiment
+    sources: list[str]  # every source name, in a stable order
+
+
+def _plan(serving: Serving, audience: Audience, variants: pl.Series | None) -> _Plan:
+    rc = serving.rc
+    exp = serving.cfg.experiment
+    if variants is None or exp is None:
+        mains = [rc.model]
+        code = np.zeros(len(audience), np.int16)
+    else:
+        model_of_variant = {name: spec.model for name, spec in exp.variants.items()}
+        mains = list(dict.fromkeys(model_of_variant[v] for v in exp.variants))
+        code_of = {v: mains.index(model_of_variant[v]) for v in exp.variants}
+        code = np.array([code_of[v] for v in variants.to_list()], np.int16)
+    builders = [serving.builder(main) for main in mains]
+    sources = list(dict.fromkeys([*mains, *rc.fallback]))
+    return _Plan(audience, builders, code, mains, variants, sources)
+
+
+def _build_block(plan: _Plan, start: int, stop: int) -> Lists:
+    """Lists for audience rows ``start:stop``, each user through their builder."""
+    request = plan.audience.request(start, stop)
+    if len(plan.builders) == 1:
+        lists = plan.builders[0].build(request)
+        return _recode(lists, plan.sources)
+    codes = plan.builder_of_user[start:stop]
+    out = Lists.empty(stop - start, plan.builders[0].k, plan.sources)
+    for code, builder in enumerate(plan.builders):
+        sel = np.flatnonzero(codes == code)
+        if len(sel):
+            part = _recode(builder.build(_take(request, sel)), plan.sources)
+            out.items[sel], out.scores[sel], out.sources[sel] = part.items, part.scores, part.sources
+    return out
+
+
+def _take(request: Request, rows: np.ndarray) -> Request:
+    return Request(
+        request.rows[rows],
+        None if request.basket is None else request.basket[rows],
+        None if request.exclude is None else request.exclude[rows],
+    )
+
+
+def _recode(lists: Lists, names: list[str]) -> Lists:
+    """Source codes of ``lists`` re-expressed in ``names``."""
+    if lists.source_names == names:
+        return lists
+    table = np.array([names.index(n) for n in lists.source_names] + [-1], np.int8)
+    return Lists(lists.items, lists.scores, table[lists.sources], names)
+
+
+def _write_lists(serving: Serving, plan: _Plan, path: Path, short_path: Path, *, progress: Progress | None) -> _Stats:
+    """Build every list of the plan into ``path`` (and the short ones into ``short_path``)."""
+    rc = serving.rc
+    audience = plan.audience
+    stats = _Stats(rc.k)
+    with_variant = plan.variants is not None
+    schema = recommendation_schema(with_variant)
+    writer = _StreamWriter(path, schema)
+    model_col = pa.array(plan.model_names, pa.string())
+    rows_per_block = block_rows_for(serving.n_items, rc.batch_size, int(rc.max_block_mb * 2**20))
+    total = len(audience)
+    item_ids = serving.item_ids.to_arrow()
+    try:
+        for start, lists in iter_blocks(lambda a, b: _build_block(plan, a, b), total, rows_per_block, rc.n_jobs):
+            stop = start + len(lists)
+            user_ids = audience.user_ids.slice(start, stop - start)
+            per_row: dict[str, Any] = {
+                Columns.Model: model_col.take(pa.array(plan.builder_of_user[start:stop].astype(np.int64)))
+            }
+            if with_variant:
+                per_row[Columns.Variant] = plan.variants.slice(start, stop - start)
+            table = to_arrow(lists, user_ids, item_ids, per_row=per_row)
+            writer.write(table.select(schema.names).cast(schema))
+            exclude = None if audience.exclude is None else audience.exclude[start:stop]
+            stats.add(lists, user_ids, exclude, serving.rules, serving.n_items)
+            report(progress, "recommend", stop, total)
+    finally:
+        writer.close()
+    stats.rows = writer.rows
+    short = pa.concat_tables(stats.short) if stats.short else short_schema().empty_table()
+    pq.write_table(short, short_path, compression="zstd")
+    return stats
+
+
+def _summary(serving: Serving, plan: _Plan, stats: _Stats, short_path: Path) -> dict[str, Any]:
+    rc = serving.rc
+    audience = plan.audience
+    short = pl.read_parquet(short_path)
+    examples = [
+        f"{u} ({n} of {rc.k} items, {e} eligible)"
+        for u, n, e in short.head(_EXAMPLES).select(Columns.User, "n_items", "n_eligible").iter_rows()
+    ]
+    if stats.n_short:
+        log.warning(
+            "%d user(s) have fewer than %d eligible items and got all of them (e.g. %s); see %s",
+            stats.n_short,
+            rc.k,
+            "; ".join(examples),
+            short_path.name,
+        )
+    origin = audience.origin
+    rules = serving.rules
+    return {
+        "k": rc.k,
+        "model": rc.model,
+        "fallback": list(rc.fallback),
+        "n_users": len(audience),
+        "n_rows": stats.rows,
+        "users_by_origin": {
+            name: int(n) for name, n in zip(ORIGINS, np.bincount(origin, minlength=len(ORIGINS)), strict=True)
+        },
+        "n_short_lists": stats.n_short,
+        "n_empty_lists": stats.n_empty,
+        "short_list_examples": examples,
+        "rows_by_source": stats.by_source,
+        "rule_exclusions": rules.excluded,
+        "n_eligible_items": int(rules.item_mask.sum()) if rules.item_mask is not None else serving.n_items,
+        "exclusions": "none"
+        if audience.exclude is None
+        else (
+            f"events {rc.rules.exclude_events} (full history)"
+            if rc.rules.exclude_events
+            else "every item in the full history"
+        ),
+    }
+
+
+def _assign(cfg: Config, audience: Audience) -> tuple[Audience, pl.Series | None, pl.DataFrame | None]:
+    """A/B variants per user; held-out users leave the audience (they get no list)."""
+    if cfg.experiment is None:
+        return audience, None, None
+    from recctl.abtest.assign import assign_variants
+
+    assigned = pl.Series(Columns.Variant, assign_variants(audience.user_ids.to_list(), cfg.experiment), pl.String)
+    assignments = pl.DataFrame({Columns.User: audience.user_ids, Columns.Variant: assigned})
+    keep = np.flatnonzero((assigned != HOLDOUT).to_numpy())
+    return audience.take(keep), assigned.gather(keep), assignments
+
+
 def run_recommend(
     cfg: Config, *, users: list[str] | None = None, changed_since: str | None = None, progress: Progress | None = None
 ) -> Manifest:
-    """Write top-K lists for every user (or ``users``) with rules and fallbacks applied.
+    """Write top-K lists for every customer (or ``users``) with rules and fallbacks applied.
 
     Parameters
     ----------
     cfg
         The experiment config (``recommend`` section required).
     users
-        Only these user ids (unknown ids get the fallback list). The result then goes to
-        ``<workdir>/recommend-users/`` so the nightly ``recommend/`` output is kept.
+        Only these user ids (ids the shop never named get the no-history list). The result
+        then goes to ``<workdir>/recommend-users/`` so the nightly ``recommend/`` output is kept.
     changed_since
         ``last-update`` or an ISO time: re-score only the users whose lists can have changed
-        since (new events, new items) and keep the others' rows from the previous run
-        (:func:`recctl.incremental.changes.recommend_changed`).
+        since (new events, new items) and keep the others' rows from the previous run.
     progress
         ``progress(task, done, total)``.
 
     Returns
     -------
     Manifest
-        ``summary`` holds ``k``, ``n_users``, ``n_rows``, ``n_short_lists``, rows per
+        ``summary`` holds ``k``, ``n_users``, ``n_rows``, ``users_by_origin`` (``model``,
+        ``fallback``, ``customer_file``), ``n_short_lists`` with examples, rows per
         ``source``, rule exclusion counts and ``generated_at``.
 
     Raises
@@ -475,70 +533,29 @@ def run_recommend(
     ConfigError, ArtifactError, DataError
     """
     if changed_since is not None:
-        from recctl.incremental.changes import recommend_changed
-
-        return recommend_changed(cfg, changed_since, progress=progress)
-    rc = recommend_section(cfg)
-    ctx = load_context(cfg)
+        return _recommend_changed(cfg, changed_since, progress=progress)
+    serving = load_serving(cfg)
+    check_list_settings(serving.rc.k, serving.rules, serving.n_items, list(serving.builder().chain))
+    audience = load_audience(cfg, serving)
     if users is not None:
-        user_ids = np.array([str(u).strip() for u in users if str(u).strip()], dtype=object)
-        if not len(user_ids):
+        ids = list(dict.fromkeys(str(u).strip() for u in users if str(u).strip()))
+        if not ids:
             raise DataError("--users: no user ids given; pass e.g. --users u1,u2")
-    else:
-        user_ids = ctx.user_ids
-    variants = None
-    assignments = None
-    if cfg.experiment is not None:
-        from recctl.abtest.assign import assign_variants
-
-        assigned = np.asarray(assign_variants(list(user_ids), cfg.experiment), dtype=object)
-        assignments = pl.DataFrame({Columns.User: user_ids.astype(str), Columns.Variant: assigned.astype(str)})
-        keep = assigned != HOLDOUT
-        user_ids, variants = user_ids[keep], assigned[keep]
+        audience = audience.select(ids)
+    audience, variants, assignments = _assign(cfg, audience)
+    plan = _plan(serving, audience, variants)
     stage = "recommend" if users is None else "recommend-users"
     generated_at = utc_now()
-    with StageRun(cfg, stage, sections=["recommend", "experiment"], inputs=ctx.inputs) as run:
-        path = run.dir / RECOMMEND_FILE
-        writer = _StreamWriter(path, recommendation_schema(variants is not None))
-        n_short = 0
-        by_source: dict[str, int] = {}
-        try:
-            for block, sources, models in iter_list_blocks(ctx, user_ids, variants=variants, progress=progress):
-                lengths = (block.items >= 0).sum(axis=1)
-                n_short += int((lengths < rc.k).sum())
-                valid = block.items >= 0
-                codes, counts = np.unique(block.sources[valid], return_counts=True)
-                for c, cnt in zip(codes, counts, strict=True):
-                    by_source[sources[c]] = by_source.get(sources[c], 0) + int(cnt)
-                writer.write(block_to_table(block, ctx, sources, models))
-        finally:
-            writer.close()
-        run.add_output(path, writer.rows)
+    with StageRun(cfg, stage, sections=["recommend", "experiment"], inputs=serving.inputs) as run:
+        stats = _write_lists(serving, plan, run.dir / RECOMMEND_FILE, run.dir / SHORT_FILE, progress=progress)
+        run.add_output(run.dir / RECOMMEND_FILE, stats.rows)
+        run.add_output(run.dir / SHORT_FILE, stats.n_short)
         if assignments is not None:
-            write = run.dir / ASSIGNMENTS_FILE
-            assignments.write_parquet(write, compression="zstd")
-            run.add_output(write, assignments.height)
-        if n_short:
-            log.warning(
-                "%d user(s) got fewer than %d items: the rules leave too few eligible items and the "
-                "fallback chain (%s) could not fill them",
-                n_short,
-                rc.k,
-                ", ".join(rc.fallback) or "empty",
-            )
+            path = run.dir / ASSIGNMENTS_FILE
+            assignments.write_parquet(path, compression="zstd")
+            run.add_output(path, assignments.height)
         run.summary.update(
-            k=rc.k,
-            model=rc.model,
-            fallback=list(rc.fallback),
-            n_users=int(len(user_ids)),
-            n_rows=writer.rows,
-            n_short_lists=n_short,
-            rows_by_source=by_source,
-            rule_exclusions=ctx.rules.excluded,
-            n_eligible_items=int(ctx.rules.item_mask.sum()) if ctx.rules.item_mask is not None else ctx.n_items,
-            exclusions="none"
-            if ctx.exclusions is None
-            else (f"events {rc.rules.exclude_events}" if rc.rules.exclude_events else "all train+test interactions"),
+            **_summary(serving, plan, stats, run.dir / SHORT_FILE),
             n_holdout=int((assignments[Columns.Variant] == HOLDOUT).sum()) if assignments is not None else 0,
             generated_at=generated_at,
             users_requested=users is not None,
@@ -546,52 +563,135 @@ def run_recommend(
     return run.manifest
 
 
+def _recommend_changed(cfg: Config, since: str, *, progress: Progress | None = None) -> Manifest:
+    """``recommend --changed-since``: re-score the changed users, copy everyone else's rows."""
+    from recctl.incremental.changes import CHANGED_USERS_FILE, changed_positions
+    from recctl.incremental.current import UPDATE_STAGE, current_update
+
+    rc = recommend_section(cfg)
+    rerun = f"run `recctl recommend {cfg.source_path or 'CONFIG'}` once in full first"
+    try:
+        prev_dir, prev_manifest = require_stage(
+            cfg, "recommend", [RECOMMEND_FILE], sections=["recommend", "experiment"]
+        )
+    except ArtifactError as exc:
+        raise ArtifactError(f"--changed-since needs the previous lists: {exc}; {rerun}.") from exc
+    previous = pl.read_parquet(prev_dir / RECOMMEND_FILE)
+    serving = load_serving(cfg)
+    full = load_audience(cfg, serving)
+    ingest_dir = cfg.stage_dir("ingest")
+    changed = changed_positions(
+        full,
+        since,
+        previous,
+        model=serving.models[rc.model],
+        main=rc.model,
+        k=rc.k,
+        item_mask=serving.rules.item_mask,
+        events=pl.scan_parquet(ingest_dir / "interactions.parquet"),
+        update=current_update(cfg),
+        progress=progress,
+    )
+    audience, variants, _ = _assign(cfg, full.take(changed.positions))
+    assignments = _assign(cfg, full)[2]
+    plan = _plan(serving, audience, variants)
+    generated_at = utc_now()
+    with StageRun(cfg, "recommend", sections=["recommend", "experiment"], inputs=serving.inputs) as run:
+        fresh_path, fresh_short = run.dir / ".rescored.parquet", run.dir / ".rescored_short.parquet"
+        stats = _write_lists(serving, plan, fresh_path, fresh_short, progress=progress)
+        fresh = pl.read_parquet(fresh_path)
+        rescored = pl.DataFrame({Columns.User: full.user_ids.gather(changed.positions)})
+        everyone = pl.DataFrame({Columns.User: full.user_ids})
+
+        def carried(frame: pl.DataFrame) -> pl.DataFrame:
+            # previous rows of users neither re-scored nor gone from the inputs
+            return frame.join(rescored, on=Columns.User, how="anti").join(everyone, on=Columns.User, how="semi")
+
+        kept = carried(previous)
+        merged = pl.concat([kept, fresh.cast(kept.schema)], how="vertical").sort(Columns.User, Columns.Rank)
+        prev_short = prev_dir / SHORT_FILE
+        short = pl.read_parquet(fresh_short)
+        if prev_short.exists():
+            short = pl.concat([carried(pl.read_parquet(prev_short)), short]).sort(Columns.User)
+        fresh_path.unlink()
+        fresh_short.unlink()
+        short.write_parquet(run.dir / SHORT_FILE, compression="zstd")
+        run.add_output(run.dir / SHORT_FILE, short.height)
+        path = run.dir / RECOMMEND_FILE
+        merged.write_parquet(path, compression="zstd")
+        run.add_output(path, merged.height)
+        frame = changed.frame(full.user_ids)
+        frame.write_parquet(run.dir / CHANGED_USERS_FILE, compression="zstd")
+        run.add_output(run.dir / CHANGED_USERS_FILE, frame.height)
+        if assignments is not None:
+            assignments.write_parquet(run.dir / ASSIGNMENTS_FILE, compression="zstd")
+            run.add_output(run.dir / ASSIGNMENTS_FILE, assignments.height)
+        lengths = merged.group_by(Columns.User).agg(pl.len().alias("n"))
+        by_source = dict(merged.group_by(Columns.Source).agg(pl.len()).iter_rows())
+        stats.n_short, stats.n_empty = short.height, int((short["n_items"] == 0).sum())
+        summary = _summary(serving, _plan(serving, full, None), stats, run.dir / SHORT_FILE)
+        summary.update(
+            n_users=int(lengths.height),
+            n_rows=merged.height,
+            rows_by_source={name: int(n) for name, n in by_source.items()},
+            n_holdout=int((assignments[Columns.Variant] == HOLDOUT).sum()) if assignments is not None else 0,
+            generated_at=generated_at,
+            users_requested=False,
+            changed_since=since,
+            n_rescored=len(audience),
+            n_kept=int(kept[Columns.User].n_unique()),
+            n_changed_with_events=changed.n_with_events,
+            n_changed_by_new_items=changed.n_new_item_effect,
+            n_new_customers=changed.n_new_customers,
+            serving=UPDATE_STAGE if current_update(cfg) is not None else "train",
+            previous_generated_at=prev_manifest.summary.get("generated_at"),
+        )
+        run.summary.update(summary)
+    log.info("recommend --changed-since %s: %d users re-scored, %d kept", since, len(audience), kept.height)
+    return run.manifest
+
+
 # -- interactive answers -----------------------------------------------------------------
-def _lookup_items(ctx: ServingContext, item_ids: list[str], option: str) -> np.ndarray:
+def _lookup_items(serving: Serving, item_ids: list[str], option: str) -> np.ndarray:
     ids = [str(i).strip() for i in item_ids if str(i).strip()]
     if not ids:
         raise DataError(f"{option}: no item ids given.")
-    idx = ctx.item_index(ids)
+    idx = serving.item_index(ids)
     missing = [i for i, j in zip(ids, idx, strict=True) if j < 0]
     if missing:
         shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
         raise DataError(
             f"{option}: unknown item id(s): {shown}. They are not in the catalogue of this run "
-            f"({ctx.preprocess_dir / 'items.parquet'}); check the ids or re-run ingest/preprocess with the "
+            f"({serving.data_dir / 'items.parquet'}); check the ids or re-run ingest/preprocess with the "
             "new catalogue."
         )
     return idx
 
 
-def _answer_frame(
-    ctx: ServingContext, items: np.ndarray, scores: np.ndarray, src: np.ndarray, sources: list[str]
-) -> pl.DataFrame:
-    valid = items[0] >= 0
-    it = items[0][valid]
+def _answer_frame(serving: Serving, lists: Lists) -> pl.DataFrame:
+    valid = lists.items[0] >= 0
+    it = lists.items[0][valid]
     frame = pl.DataFrame(
         {
             Columns.Rank: np.arange(1, int(valid.sum()) + 1, dtype=np.int32),
-            Columns.Item: ctx.item_ids[it].astype(str),
-            Columns.Score: scores[0][valid].astype(np.float32),
-            Columns.Source: np.asarray(sources, dtype=object)[src[0][valid]].astype(str),
+            Columns.Item: serving.item_ids.gather(it),
+            Columns.Score: lists.scores[0][valid].astype(np.float32),
+            Columns.Source: pl.Series(lists.source_names, dtype=pl.String).gather(lists.sources[0][valid]),
         }
     )
-    extra = [c for c in ("title", "category") if c in ctx.items.columns]
+    extra = [c for c in ("title", "category") if c in serving.items.columns]
     if extra:
-        frame = frame.with_columns(ctx.items.sort(Columns.ItemIdx)[extra][it.tolist()].cast(pl.String))
+        frame = frame.with_columns(serving.items[extra][it.tolist()].cast(pl.String))
     return frame
-
-
-def _chain(ctx: ServingContext) -> list[str]:
-    return [ctx.rc.model, *ctx.rc.fallback]
 
 
 def recommend_for_items(cfg: Config, item_ids: list[str], k: int | None = None) -> pl.DataFrame:
     """Recommendations for an anonymous visitor known by a few item ids (session, basket).
 
-    Each model of the chain (``recommend.model``, then ``recommend.fallback``) that can score
-    from a list of items (``supports_item_history``) fills the list in turn; the given items
-    themselves and rule-excluded items are left out.
+    The visitor goes through the list builder like a user the models do not know, with the
+    items as their history: each model of the chain (``recommend.model``, then
+    ``recommend.fallback``) that recommends from items fills in turn; the given items and
+    rule-excluded items are left out and the list rules apply.
 
     Parameters
     ----------
@@ -614,39 +714,23 @@ def recommend_for_items(cfg: Config, item_ids: list[str], k: int | None = None) 
     ConfigError
         When no model in the chain can recommend from items.
     """
-    ctx = load_context(cfg, with_exclusions=False, model_names=_chain_names(cfg))
-    k = k or ctx.rc.k
-    idx = _lookup_items(ctx, item_ids, "--items")
-    chain = [n for n in _chain(ctx) if ctx.models[n].supports_item_history]
-    if not chain:
+    serving = load_serving(cfg, model_names=_chain_names(cfg))
+    idx = _lookup_items(serving, item_ids, "--items")
+    builder = serving.builder()
+    if not any(m.supports_item_history for _, m in builder.chain):
         raise ConfigError(
-            f"recommend: none of the models {_chain(ctx)} can recommend from a list of items; add a model "
+            f"recommend: none of the models {builder.names} can recommend from a list of items; add a model "
             "with that capability (item_knn, content, lightfm or popularity) to recommend.fallback."
         )
-    items = np.full((1, k), -1, np.int64)
-    scores = np.full((1, k), -np.inf, np.float32)
-    src = np.zeros((1, k), np.int16)
-    n_cand = candidate_count(ctx.rc.rules, k, ctx.n_items) + len(idx)
-    for code, name in enumerate(chain):
-        s = np.asarray(ctx.models[name].score_from_items(idx), np.float32).reshape(1, -1).copy()
-        s[:, idx] = -np.inf
-        if ctx.rules.item_mask is not None:
-            s[:, ~ctx.rules.item_mask] = -np.inf
-        c_items, c_scores = select_top_k(s, min(n_cand, ctx.n_items))
-        if code == 0:
-            c_items, c_scores = apply_list_rules(c_items, c_scores, min(n_cand, ctx.n_items), ctx.rules)
-        backfill(items, scores, src, np.array([0]), c_items, c_scores, code, ctx.rules)
-        if (items >= 0).all():
-            break
-    return _answer_frame(ctx, items, scores, src, chain)
+    return _answer_frame(serving, builder.for_items(idx, k))
 
 
 def similar_items(cfg: Config, item_id: str, k: int | None = None) -> pl.DataFrame:
     """Items most similar to ``item_id`` ("customers also bought", "similar products").
 
     The first model of the chain (``recommend.model``, then ``recommend.fallback``) with
-    ``supports_similar_items`` answers; later ones backfill. Rule-excluded items (out of
-    stock, denied) are left out, and category caps apply.
+    ``supports_similar_items`` answers; later ones fill in. Item rules (out of stock, denied)
+    are masked before the neighbours are selected, and the list rules (caps, MMR) apply.
 
     Parameters
     ----------
@@ -669,36 +753,15 @@ def similar_items(cfg: Config, item_id: str, k: int | None = None) -> pl.DataFra
     ConfigError
         When no model in the chain has item similarity.
     """
-    ctx = load_context(cfg, with_exclusions=False, model_names=_chain_names(cfg))
-    k = k or ctx.rc.k
-    idx = _lookup_items(ctx, [item_id], "--similar-to")
-    chain = [n for n in _chain(ctx) if ctx.models[n].supports_similar_items]
-    if not chain:
+    serving = load_serving(cfg, model_names=_chain_names(cfg))
+    idx = _lookup_items(serving, [item_id], "--similar-to")
+    builder = serving.builder()
+    if not any(m.supports_similar_items for _, m in builder.chain):
         raise ConfigError(
-            f"recommend: none of the models {_chain(ctx)} has item similarity; add an item_knn, content or "
+            f"recommend: none of the models {builder.names} has item similarity; add an item_knn, content or "
             "lightfm model to recommend.fallback to answer --similar-to."
         )
-    items = np.full((1, k), -1, np.int64)
-    scores = np.full((1, k), -np.inf, np.float32)
-    src = np.zeros((1, k), np.int16)
-    n_masked = 0 if ctx.rules.item_mask is None else int((~ctx.rules.item_mask).sum())
-    n_cand = min(ctx.n_items, candidate_count(ctx.rc.rules, k, ctx.n_items) + n_masked + 1)
-    for code, name in enumerate(chain):
-        top = ctx.models[name].similar_items(idx, n_cand)
-        c_items, c_scores = top.items.copy(), top.scores.copy()
-        if ctx.rules.item_mask is not None:
-            drop = (c_items >= 0) & ~ctx.rules.item_mask[np.where(c_items >= 0, c_items, 0)]
-            c_items[drop], c_scores[drop] = -1, -np.inf
-        c_items, c_scores = apply_list_rules(c_items, c_scores, c_items.shape[1], ctx.rules)
-        backfill(items, scores, src, np.array([0]), c_items, c_scores, code, ctx.rules)
-        if (items >= 0).all():
-            break
-    return _answer_frame(ctx, items, scores, src, chain)
-
-
-def _chain_names(cfg: Config) -> list[str]:
-    rc = recommend_section(cfg)
-    return list(dict.fromkeys([rc.model, *rc.fallback]))
+    return _answer_frame(serving, builder.similar(idx, k))
 
 
 def read_user_lists(cfg: Config, *, requested: bool = True) -> pl.DataFrame:

@@ -54,6 +54,11 @@ def run_train(cfg: Config, *, models: list[str] | None = None, progress: Progres
     names = models or list(cfg.models)
     for name in names:
         cfg.model_config_for(name)  # raises on an unknown name
+    if cfg.recommend is not None:
+        from recctl.stages.recommend import check_recommend_settings
+
+        # K above what the catalogue and rules allow: say so now, not after training
+        check_recommend_settings(cfg, pre_dir)
     np.random.seed(cfg.seed)
     refit = bool(cfg.recommend and cfg.recommend.refit_on_all_data)
     datasets = {"train": load_dataset(pre_dir, "train")}

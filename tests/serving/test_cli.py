@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from pathlib import Path
 
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
 from recctl.cli.main import app
+from recctl.columns import Columns
 from tests.serving.conftest import build_workdir, make_config
 
 runner = CliRunner()
@@ -93,16 +96,56 @@ def test_failed_validation_exits_7_and_keeps_yesterday(tmp_path: Path) -> None:
     assert not [p for p in exports.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
-def test_short_lists_fail_export_with_exit_7(tmp_path: Path) -> None:
-    (tmp_path / "allow.txt").write_text("P010\nP011\nP012\n")  # 3 allowed items, k = 5
-    config = make_config(tmp_path, recommend={"rules": {"allow_list": "allow.txt"}})
+def test_k_above_the_allowed_items_is_refused_before_training(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
     build_workdir(config)
+    trained = (tmp_path / "work" / "train" / "manifest.json").read_bytes()
+    (tmp_path / "allow.txt").write_text("P010\nP011\nP012\n")  # 3 allowed items, k = 5
+    make_config(tmp_path, recommend={"rules": {"allow_list": "allow.txt"}})
+    for command in ("train", "recommend"):
+        res = invoke(command, config)
+        assert res.exit_code == 3, (command, res.output)
+        err = " ".join(res.stderr.split())
+        assert "recommend.k: 5 items per list cannot be filled" in err
+        assert "3 of them pass the item rules (excluded by allow_list: 27)" in err
+        assert "Lower recommend.k to at most 3" in err
+    # refused before fitting anything: the previous models are untouched
+    assert (tmp_path / "work" / "train" / "manifest.json").read_bytes() == trained
+
+
+def test_a_crawler_gets_every_eligible_item_and_the_file_still_publishes(tmp_path: Path) -> None:
+    from recctl.config import load_config
+    from tests.fake_stages import write_ingest_stage
+    from tests.serving.conftest import N_ITEMS, _shop
+
+    config = make_config(tmp_path)
+    build_workdir(config)
+    # a staff account that viewed every item but P020 and P021 (never in the training data)
+    crawl = pl.DataFrame(
+        {
+            Columns.User: "CRAWLER",
+            Columns.Item: [f"P{i:03d}" for i in range(N_ITEMS) if i not in (20, 21)],
+            Columns.Event: "view",
+            Columns.Timestamp: dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc),
+        }
+    )
+    write_ingest_stage(load_config(config), _shop(), extra_events=crawl)
     res = invoke("recommend", config, "--json")
-    assert res.exit_code == 0
-    assert json.loads(res.stdout)["summary"]["n_short_lists"] == 40
-    res = invoke("serve-export", config)
-    assert res.exit_code == 7
-    assert "40 user(s) do not have exactly 5 unique items" in " ".join(res.stderr.split())
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)["summary"]
+    assert summary["n_users"] == 41 and summary["n_short_lists"] == 1
+    assert summary["users_by_origin"] == {"model": 40, "fallback": 1, "customer_file": 0}
+    assert summary["short_list_examples"] == ["CRAWLER (2 of 5 items, 2 eligible)"]
+    res = invoke("serve-export", config, "--date", "2026-03-02", "--json")
+    assert res.exit_code == 0, res.output
+    exports = tmp_path / "work" / "exports"
+    rows = pl.read_csv(exports / "recommendations_2026-03-02.csv", infer_schema=False)
+    assert sorted(rows.filter(pl.col(Columns.User) == "CRAWLER")[Columns.Item].to_list()) == ["P020", "P021"]
+    assert rows[Columns.User].n_unique() == 41
+    short = pl.read_csv(exports / "recommendations_short_lists_2026-03-02.csv")
+    assert short.rows() == [("CRAWLER", 2, 2)]
+    pointer = json.loads((exports / "recommendations_latest.json").read_text())
+    assert pointer["short_lists"] == 1 and "recommendations_short_lists_2026-03-02.csv" in pointer["side_files"]
 
 
 def test_bad_date_is_a_usage_error(shop_config: Path) -> None:

@@ -47,7 +47,7 @@ def test_every_user_gets_exactly_k_unseen_items(tmp_path: Path, shop: dict[str, 
     assert not _pairs(out) & _pairs(ev)  # train and test history excluded
     assert pq.ParquetFile(cfg.stage_dir("recommend") / "recommendations.parquet").num_row_groups >= 4
     assert manifest.output("recommendations.parquet").rows == 200
-    assert manifest.summary["n_short_lists"] == 0 and manifest.summary["exclusions"] == "all train+test interactions"
+    assert manifest.summary["n_short_lists"] == 0 and manifest.summary["exclusions"] == "every item in the full history"
 
 
 def test_rules_and_purchase_only_exclusion(tmp_path: Path, shop: dict[str, pl.DataFrame]) -> None:
@@ -108,7 +108,7 @@ def test_unknown_users_get_the_fallback_and_nightly_output_is_kept(shop_config: 
     nightly = (cfg.stage_dir("recommend") / "recommendations.parquet").read_bytes()
     run_recommend(cfg, users=["NEW1", "U001"])
     out = _lists(cfg, "recommend-users")
-    assert out[Columns.User].unique(maintain_order=True).to_list() == ["U001", "NEW1"]
+    assert out[Columns.User].unique(maintain_order=True).to_list() == ["NEW1", "U001"]  # the order given
     new = out.filter(pl.col(Columns.User) == "NEW1")
     assert new[Columns.Source].unique().to_list() == ["popular"] and new.height == 5
     assert (cfg.stage_dir("recommend") / "recommendations.parquet").read_bytes() == nightly
@@ -160,7 +160,11 @@ def test_ab_experiment_scores_each_user_with_their_variant(tmp_path: Path) -> No
     assert all(model_of[v] == m for v, m in zip(out[Columns.Variant], out[Columns.Model], strict=True))
     published = run_serve_export(cfg, date="2026-02-01")
     names = {Path(p["path"]).name for p in published.summary["published"]}
-    assert names == {"recommendations_2026-02-01.csv", "recommendations_assignments_2026-02-01.parquet"}
+    assert names == {
+        "recommendations_2026-02-01.csv",
+        "recommendations_assignments_2026-02-01.parquet",
+        "recommendations_short_lists_2026-02-01.csv",
+    }
 
 
 def test_items_and_similar_answers(shop_config: Path) -> None:

@@ -1,4 +1,8 @@
-"""Business rules: item mask, exclusions by event, caps, MMR, backfill."""
+"""Business rules resolved against the catalogue: item mask, stock, price, MMR similarity.
+
+How the rules apply to lists (caps, MMR, exclusions, the fallback chain) is tested with the fill
+step in ``test_fill.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recctl.columns import Columns
 from recctl.config.recommend import RulesConfig
 from recctl.errors import ConfigError
-from recctl.rules import ItemRules, apply_list_rules, backfill, build_exclusions, build_item_rules, read_id_list
+from recctl.rules import build_item_rules, read_id_list
 
 
 def rules(**kw: object) -> RulesConfig:
@@ -50,64 +53,6 @@ def test_read_id_list_csv_needs_item_column(tmp_path: Path) -> None:
         read_id_list(tmp_path / "l.csv", "recommend.rules.deny_list")
     with pytest.raises(ConfigError, match="file not found"):
         read_id_list(tmp_path / "none.txt", "recommend.rules.deny_list")
-
-
-def _write_pre(tmp_path: Path, shop: dict[str, pl.DataFrame]) -> Path:
-    for name in ("events", "train", "test"):
-        shop[name].write_parquet(tmp_path / f"{name}.parquet")
-    return tmp_path
-
-
-def test_exclusions_all_history_or_only_purchases(tmp_path: Path, shop: dict[str, pl.DataFrame]) -> None:
-    pre = _write_pre(tmp_path, shop)
-    ev = shop["events"]
-    everything = build_exclusions(rules(), pre, 40, 30)
-    assert everything.nnz == ev.select(Columns.UserIdx, Columns.ItemIdx).unique().height  # train + test
-    bought = build_exclusions(rules(exclude_events=["purchase"]), pre, 40, 30)
-    purchases = ev.filter(pl.col(Columns.Event) == "purchase").select(Columns.UserIdx, Columns.ItemIdx).unique()
-    assert bought.nnz == purchases.height < everything.nnz
-    assert build_exclusions(rules(), pre, 40, 30, exclude_seen=False) is None
-    with pytest.raises(ConfigError, match=r"event\(s\) \['refund'\] never occur.*purchase, view"):
-        build_exclusions(rules(exclude_events=["refund"]), pre, 40, 30)
-
-
-def test_category_cap_keeps_order_and_limit() -> None:
-    r = ItemRules(cap_codes=np.array([0, 0, 0, 1, 1, 2]), cap=2)
-    items = np.array([[0, 1, 2, 3, 4, 5], [2, -1, -1, -1, -1, -1]])
-    scores = np.array([[6, 5, 4, 3, 2, 1], [1, -np.inf, -np.inf, -np.inf, -np.inf, -np.inf]], np.float32)
-    out, sc = apply_list_rules(items, scores, 4, r)
-    assert out.tolist() == [[0, 1, 3, 4], [2, -1, -1, -1]]
-    assert sc[0].tolist() == [6, 5, 3, 2]
-
-
-def test_mmr_promotes_a_different_category() -> None:
-    r = ItemRules(mmr_lambda=0.7, mmr_codes=np.array([0, 0, 0, 1]))
-    items = np.array([[0, 1, 2, 3]])
-    scores = np.array([[1.0, 0.99, 0.98, 0.5]], np.float32)
-    out, _ = apply_list_rules(items, scores, 2, r)
-    assert out.tolist() == [[0, 3]]
-    plain, _ = apply_list_rules(items, scores, 2, ItemRules(mmr_lambda=0.0))
-    assert plain.tolist() == [[0, 1]]
-
-
-def test_backfill_fills_to_k_skipping_duplicates_and_caps() -> None:
-    r = ItemRules(cap_codes=np.array([0, 0, 1, 1, 2, 2]), cap=1)
-    items = np.array([[0, -1, -1], [2, 4, 0]])
-    scores = np.array([[1.0, -np.inf, -np.inf], [3, 2, 1]], np.float32)
-    sources = np.zeros((2, 3), np.int16)
-    backfill(
-        items,
-        scores,
-        sources,
-        np.array([0]),
-        np.array([[0, 1, 2, 3, 4]]),
-        np.array([[9, 8, 7, 6, 5]], np.float32),
-        1,
-        r,
-    )
-    assert items[0].tolist() == [0, 2, 4]  # 0 duplicate, 1 and 3 over the cap
-    assert sources[0].tolist() == [0, 1, 1]
-    assert items[1].tolist() == [2, 4, 0]  # full lists untouched
 
 
 def test_mmr_similarity_from_wide_features_is_projected(shop: dict[str, pl.DataFrame]) -> None:

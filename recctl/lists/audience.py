@@ -1,0 +1,221 @@
+"""Who gets a list, and everything the shop told recctl about each of them.
+
+The nightly file serves **every customer the inputs name**: every user with an accepted event
+(all ingested files and appended batches) and every id of the customer file. Which users the
+models were trained on is an evaluation matter (minimum counts, cold test users, the split)
+and never removes anyone from serving.
+
+Each customer's **full history** comes from the ingested interactions, not from the
+preprocessed splits: train and test events, events of users or items the preprocess filters
+dropped, zero-weight event types, batches appended since. It is kept in the index space of
+the serving catalogue; events of items outside it are dropped (such items can never be
+recommended). Two matrices follow from it:
+
+* ``history``: every item the user had any event with; what models score a user they do not
+  know from (their "basket");
+* ``exclude``: what the user must never be recommended: the whole history
+  (``recommend.exclude_seen``), or only items with the events in
+  ``recommend.rules.exclude_events`` (e.g. purchases); ``None`` when nothing is excluded.
+
+Ids stay Arrow strings (a polars Series) throughout: memory depends on the total length of the
+ids, never on the longest one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recctl.columns import Columns
+from recctl.errors import ConfigError
+from recctl.lists.builder import Request
+
+__all__ = ["ORIGINS", "Audience", "build_audience"]
+
+#: how a user reaches the file: the models know them / only their history / only the customer file
+ORIGINS = ("model", "fallback", "customer_file")
+_POS = "__pos"
+
+
+@dataclass
+class Audience:
+    """Every customer to serve, in byte order of their ids, with their history.
+
+    Attributes
+    ----------
+    user_ids
+        polars String Series, sorted, unique.
+    rows
+        int64: each user's row in the models (``-1``: the models do not know them).
+    has_events
+        bool: the user has at least one accepted event.
+    history
+        CSR ``(n_users, n_items)``: items with any event.
+    exclude
+        CSR ``(n_users, n_items)`` of items never to recommend, or ``None``.
+    """
+
+    user_ids: pl.Series
+    rows: np.ndarray
+    has_events: np.ndarray
+    history: sp.csr_matrix
+    exclude: sp.csr_matrix | None
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def origin(self) -> np.ndarray:
+        """int8 codes into :data:`ORIGINS` per user."""
+        return np.where(self.rows >= 0, 0, np.where(self.has_events, 1, 2)).astype(np.int8)
+
+    def origin_counts(self) -> dict[str, int]:
+        """Users per origin (``model``, ``fallback``, ``customer_file``)."""
+        counts = np.bincount(self.origin, minlength=len(ORIGINS))
+        return {name: int(n) for name, n in zip(ORIGINS, counts, strict=True)}
+
+    def request(self, start: int = 0, stop: int | None = None) -> Request:
+        """The list builder's request for users ``start:stop``."""
+        stop = len(self) if stop is None else stop
+        return Request(
+            self.rows[start:stop],
+            self.history[start:stop],
+            None if self.exclude is None else self.exclude[start:stop],
+        )
+
+    def take(self, positions: np.ndarray) -> Audience:
+        """The users at ``positions``, in that order."""
+        positions = np.asarray(positions, np.int64)
+        return Audience(
+            self.user_ids.gather(positions),
+            self.rows[positions],
+            self.has_events[positions],
+            self.history[positions],
+            None if self.exclude is None else self.exclude[positions],
+        )
+
+    def select(self, ids: list[str]) -> Audience:
+        """The given users, in the given order; ids the shop never named are new, empty users."""
+        wanted = pl.DataFrame({Columns.User: pl.Series(ids, dtype=pl.String)}).with_row_index("__want")
+        known = pl.DataFrame({Columns.User: self.user_ids}).with_row_index(_POS)
+        found = wanted.join(known, on=Columns.User, how="left").sort("__want")
+        missing = found[_POS].is_null().to_numpy()
+        pos = found[_POS].fill_null(0).to_numpy().astype(np.int64)
+        sub = self.take(pos)
+        if missing.any():
+            n_items = self.history.shape[1]
+            keep = sp.diags((~missing).astype(np.float32), format="csr")
+            sub = Audience(
+                found[Columns.User],
+                np.where(missing, -1, sub.rows),
+                np.where(missing, False, sub.has_events),
+                sp.csr_matrix(keep @ sub.history, shape=(len(ids), n_items)),
+                None if sub.exclude is None else sp.csr_matrix(keep @ sub.exclude, shape=(len(ids), n_items)),
+            )
+            for mat in (sub.history, sub.exclude):
+                if mat is not None:
+                    mat.eliminate_zeros()
+        return sub
+
+
+def _matrix(frame: pl.DataFrame, n_users: int, n_items: int) -> sp.csr_matrix:
+    if frame.height == 0:
+        return sp.csr_matrix((n_users, n_items), dtype=np.float32)
+    rows = frame[_POS].to_numpy().astype(np.int64)
+    cols = frame[Columns.ItemIdx].to_numpy().astype(np.int64)
+    mat = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
+    mat.sum_duplicates()
+    mat.data[:] = 1.0  # only the pattern matters
+    mat.sort_indices()
+    return mat
+
+
+def build_audience(
+    interactions: pl.LazyFrame | pl.DataFrame,
+    users: pl.DataFrame,
+    items: pl.DataFrame,
+    *,
+    customers: pl.Series | None = None,
+    exclude_seen: bool = True,
+    exclude_events: list[str] | None = None,
+) -> Audience:
+    """Every customer with their full history, in the serving catalogue's index space.
+
+    Parameters
+    ----------
+    interactions
+        The ingested events (``user_id, item_id, event``; ``ingest/interactions.parquet``).
+    users
+        The models' id map (``user_id, user_idx``).
+    items
+        The serving catalogue's id map (``item_id, item_idx``).
+    customers
+        Ids from the customer file (``ingest/users.parquet``), or ``None``.
+    exclude_seen
+        ``recommend.exclude_seen``: exclude history at all.
+    exclude_events
+        ``recommend.rules.exclude_events``: exclude only items with these events.
+
+    Returns
+    -------
+    Audience
+
+    Raises
+    ------
+    ConfigError
+        If ``exclude_events`` names an event that never occurs in the data.
+    """
+    lazy = interactions.lazy() if isinstance(interactions, pl.DataFrame) else interactions
+    events = lazy.select(
+        pl.col(Columns.User).cast(pl.String),
+        pl.col(Columns.Item).cast(pl.String),
+        pl.col(Columns.Event).cast(pl.String),
+    )
+    with_events = events.select(Columns.User).unique()
+    ids = with_events
+    if customers is not None:
+        ids = pl.concat([ids, customers.cast(pl.String).rename(Columns.User).to_frame().lazy()])
+    audience = (
+        ids.filter(pl.col(Columns.User).is_not_null() & (pl.col(Columns.User).str.len_bytes() > 0))
+        .unique()
+        .sort(Columns.User)
+        .with_row_index(_POS)
+        .collect()
+    )
+    item_map = items.select(pl.col(Columns.Item).cast(pl.String), pl.col(Columns.ItemIdx).cast(pl.Int64))
+    pairs = (
+        events.join(audience.lazy(), on=Columns.User)
+        .join(item_map.lazy(), on=Columns.Item)
+        .select(_POS, Columns.ItemIdx, Columns.Event)
+        .unique()
+        .collect()
+    )
+    n_users, n_items = audience.height, items.height
+    history = _matrix(pairs, n_users, n_items)
+    exclude = None
+    if exclude_seen and exclude_events is None:
+        exclude = history
+    elif exclude_seen:
+        present = set(events.select(Columns.Event).unique().collect().to_series().drop_nulls().to_list())
+        unknown = [e for e in exclude_events if e not in present]
+        if unknown:
+            raise ConfigError(
+                f"recommend.rules.exclude_events: event(s) {unknown} never occur in the data; events present: "
+                f"{', '.join(sorted(present)) or 'none'}."
+            )
+        exclude = _matrix(pairs.filter(pl.col(Columns.Event).is_in(exclude_events)), n_users, n_items)
+    model_rows = (
+        audience.select(_POS, Columns.User)
+        .join(users.select(pl.col(Columns.User).cast(pl.String), Columns.UserIdx), on=Columns.User, how="left")
+        .sort(_POS)[Columns.UserIdx]
+        .fill_null(-1)
+        .to_numpy()
+        .astype(np.int64)
+    )
+    active = audience.join(with_events.collect(), on=Columns.User, how="semi")[_POS].to_numpy()
+    has_events = np.zeros(n_users, bool)
+    has_events[active] = True
+    return Audience(audience[Columns.User], model_rows, has_events, history, exclude)
