@@ -386,8 +386,10 @@ def validate_export(path: Path, fmt: str, exp: ExportExpectations, *, max_exampl
         pl.col("_rank").max().alias("max_rank"),
     )
     report.users = per_user.height
-    users_map = pl.DataFrame({Columns.User: exp.user_ids}).with_row_index("_user_idx").with_columns(
-        pl.col("_user_idx").cast(pl.Int64)
+    users_map = (
+        pl.DataFrame({Columns.User: exp.user_ids})
+        .with_row_index("_user_idx")
+        .with_columns(pl.col("_user_idx").cast(pl.Int64))
     )
     # a list holds k items, or every eligible item when fewer are eligible (a crawler's)
     short = per_user.filter(pl.col("n") < exp.k).join(users_map, on=Columns.User, how="left")
@@ -426,8 +428,10 @@ def validate_export(path: Path, fmt: str, exp: ExportExpectations, *, max_exampl
         report.problems.append(
             f"{len(extra)} user(s) should not be in the file (unknown or held out; e.g. {examples(extra)})"
         )
-    items_map = pl.DataFrame({Columns.Item: exp.item_ids}).with_row_index("_item_idx").with_columns(
-        pl.col("_item_idx").cast(pl.Int64)
+    items_map = (
+        pl.DataFrame({Columns.Item: exp.item_ids})
+        .with_row_index("_item_idx")
+        .with_columns(pl.col("_item_idx").cast(pl.Int64))
     )
     joined = frame.join(items_map, on=Columns.Item, how="left").join(users_map, on=Columns.User, how="left")
     unknown_items = joined.filter(pl.col("_item_idx").is_null())[Columns.Item].unique(maintain_order=True).to_list()

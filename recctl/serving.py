@@ -192,12 +192,12 @@ class _OrderSource:
     def candidates(self, rows: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
         items = np.full((len(rows), m), -1, np.int64)
         scores = np.full((len(rows), m), -np.inf, np.float32)
+        ex = self.exclude
         for j, row in enumerate(rows):
-            n_ex = 0 if self.exclude is None else int(self.exclude.indptr[row + 1] - self.exclude.indptr[row])
+            n_ex = 0 if ex is None else int(ex.indptr[row + 1] - ex.indptr[row])
             head = self.order[: m + n_ex]
-            if n_ex:
-                banned = self.exclude.indices[self.exclude.indptr[row] : self.exclude.indptr[row + 1]]
-                head = head[~np.isin(head, banned)]
+            if ex is not None and n_ex:
+                head = head[~np.isin(head, ex.indices[ex.indptr[row] : ex.indptr[row + 1]])]
             head = head[:m]
             items[j, : len(head)] = head
             scores[j, : len(head)] = self.scores[head]
@@ -355,7 +355,7 @@ class Bundle:
         row = self._user_row.get(str(user_id)) if user_id is not None else None
         recent = self._item_indices(items, "items", strict=False) if row is None else []
         never = set(banned) | set(recent)
-        if row is not None and self.seen_indptr is not None:
+        if row is not None and self.seen_indptr is not None and self.seen_indices is not None:
             never |= set(self.seen_indices[self.seen_indptr[row] : self.seen_indptr[row + 1]].tolist())
         excl = sp.csr_matrix(
             (np.ones(len(never), np.float32), (np.zeros(len(never), np.int64), np.array(sorted(never), np.int64))),
@@ -373,7 +373,7 @@ class Bundle:
                 self.user_sources[row][keep][None, :].astype(np.int8),
                 self._sources,
             )
-        elif recent and self.neighbors is not None:
+        elif recent and self.neighbors is not None and self.neighbor_scores is not None:
             sources.append(
                 _NeighborSource(
                     str(self.meta.get("neighbors_from") or "neighbors"), self.neighbors, self.neighbor_scores, recent
@@ -403,7 +403,7 @@ class Bundle:
             For an item id not in the bundle's catalogue.
         """
         j = self._item_indices([item_id], "similar", strict=True)[0]
-        if self.similar_items is None:
+        if self.similar_items is None or self.similar_scores is None or self.similar_sources is None:
             return []
         k = self.k if k is None else int(k)
         names = list(self.meta.get("similar_sources", []))
@@ -459,14 +459,20 @@ def load(path: str | Path, *, verify: bool = True) -> Bundle:
     def js(name: str) -> list[str]:
         return json.loads((d / name).read_text(encoding="utf-8")) if name in files else []
 
+    def need(name: str) -> np.ndarray:
+        value = arr(name)
+        if value is None:
+            raise ArtifactError(f"{d / 'bundle.json'}: lists no {name}; run `recctl serve-export CONFIG` again.")
+        return value
+
     return Bundle(
         meta=meta,
         user_ids=js("users.json"),
         item_ids=js("items.json"),
-        user_items=arr("user_items.npy"),
-        user_scores=arr("user_scores.npy"),
-        user_sources=arr("user_sources.npy"),
-        cold_scores=arr("cold_scores.npy"),
+        user_items=need("user_items.npy"),
+        user_scores=need("user_scores.npy"),
+        user_sources=need("user_sources.npy"),
+        cold_scores=need("cold_scores.npy"),
         neighbors=arr("item_neighbors.npy"),
         neighbor_scores=arr("item_neighbor_scores.npy"),
         holdout=frozenset(js("holdout.json")),

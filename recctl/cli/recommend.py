@@ -52,9 +52,8 @@ def _split(value: str) -> list[str]:
 
 
 def _list_table(title: str, rows: list[dict[str, Any]]) -> Any:
-    columns = [
-        c for c in ("user_id", "rank", "item_id", "score", "source", "title", "category") if rows and c in rows[0]
-    ]
+    names: tuple[str, ...] = ("user_id", "rank", "item_id", "score", "source", "title", "category")
+    columns = [c for c in names if rows and c in rows[0]]
     return table(title, columns, [[r.get(c) for c in columns] for r in rows])
 
 

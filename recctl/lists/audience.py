@@ -198,7 +198,7 @@ def build_audience(
     exclude = None
     if exclude_seen and exclude_events is None:
         exclude = history
-    elif exclude_seen:
+    elif exclude_seen and exclude_events is not None:
         present = set(events.select(Columns.Event).unique().collect().to_series().drop_nulls().to_list())
         unknown = [e for e in exclude_events if e not in present]
         if unknown:

@@ -159,7 +159,7 @@ class _ModelSource:
         basket = self.request.basket
         sizes = np.zeros(len(unknown), np.int64) if basket is None else np.diff(basket.indptr)[rows[unknown]]
         with_items = unknown[sizes > 0]
-        if len(with_items):
+        if len(with_items) and basket is not None:
             block = np.empty((len(with_items), self.builder.n_items), np.float32)
             for j, pos in enumerate(rows[with_items]):
                 start, stop = basket.indptr[pos], basket.indptr[pos + 1]

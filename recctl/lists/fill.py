@@ -182,6 +182,7 @@ def _similarity(rules: ItemRules, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if rules.mmr_vectors is not None:
         return np.einsum("npd,nqd->npq", rules.mmr_vectors[a], rules.mmr_vectors[b])
     codes = rules.mmr_codes
+    assert codes is not None  # build_item_rules sets vectors or codes whenever mmr_lambda > 0
     return (codes[a][:, :, None] == codes[b][:, None, :]).astype(np.float32)
 
 
@@ -294,6 +295,7 @@ class _Fill:
         # in the *whole* list stays within the cap
         codes = self.rules.cap_codes
         cap = self.rules.cap
+        assert codes is not None and cap is not None  # only called with a cap
         lists = self.lists
         for j in range(cand.shape[1]):
             open_rows = self.count[rows] < self.k

@@ -433,7 +433,7 @@ def _write_lists(serving: Serving, plan: _Plan, path: Path, short_path: Path, *,
             per_row: dict[str, Any] = {
                 Columns.Model: model_col.take(pa.array(plan.builder_of_user[start:stop].astype(np.int64)))
             }
-            if with_variant:
+            if plan.variants is not None:
                 per_row[Columns.Variant] = plan.variants.slice(start, stop - start)
             table = to_arrow(lists, user_ids, item_ids, per_row=per_row)
             writer.write(table.select(schema.names).cast(schema))

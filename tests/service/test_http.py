@@ -27,11 +27,15 @@ def _published_lists(config: Path) -> dict[str, list[str]]:
 
 def test_every_user_gets_the_published_list_and_variant(serve: Service, shop: Path) -> None:
     from recctl.abtest.assign import assign_variants
-    from recctl.data.dataset import load_dataset
 
     cfg = load_config(shop)
     published = _published_lists(shop)
-    users = [str(u) for u in load_dataset(cfg.stage_dir("preprocess"), "train").user_ids]
+    # every customer the inputs name is served (issue 15), not only the users the models trained on
+    ingest = cfg.stage_dir("ingest")
+    named = [pl.read_parquet(ingest / "interactions.parquet", columns=["user_id"])["user_id"]]
+    if (ingest / "users.parquet").exists():
+        named.append(pl.read_parquet(ingest / "users.parquet", columns=["user_id"])["user_id"])
+    users = sorted(set(pl.concat(named).cast(pl.String).to_list()))
     variants = dict(zip(users, assign_variants(users, cfg.experiment), strict=True))
     assert len(published) > 1000
     answers = {}
