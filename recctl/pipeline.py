@@ -23,7 +23,7 @@ from recctl.errors import ArtifactError
 from recctl.progress import Progress
 from recctl.stages._common import STAGE_DIRS
 
-__all__ = ["PIPELINE_STAGES", "RunReport", "StageOutcome", "run_all", "why_stale"]
+__all__ = ["PIPELINE_STAGES", "RunReport", "StageOutcome", "run_all", "stage_order", "why_stale"]
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,18 @@ def _stage_functions() -> dict[str, Callable[..., Manifest]]:
     }
 
 
+def stage_order(cfg: Config) -> tuple[str, ...]:
+    """The order ``run`` executes stages in: tune comes before train when train uses its result.
+
+    With ``tune.apply`` the train stage trains the tuned parameters (``tune/tuned.json`` is one
+    of its inputs), so tune must have run first; otherwise tune reads only preprocess outputs
+    and runs after evaluate, as the last of the modelling stages.
+    """
+    if cfg.tune is not None and cfg.tune.apply:
+        return ("ingest", "preprocess", "tune", "train", "evaluate", "recommend", "serve-export")
+    return PIPELINE_STAGES
+
+
 def _configured(cfg: Config, stage: str) -> bool:
     if stage == "tune":
         return cfg.tune is not None
@@ -156,7 +168,7 @@ def run_all(
     functions = _stage_functions()
     report = RunReport()
     upstream_ran = False
-    for stage in PIPELINE_STAGES:
+    for stage in stage_order(cfg):
         if stage in skip or not _configured(cfg, stage):
             if stage in skip:
                 outcome = StageOutcome(stage, "skipped", "skipped on request")

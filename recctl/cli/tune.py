@@ -98,10 +98,41 @@ def _param(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _render_ranking(summary: dict[str, Any]) -> None:
+    objective = summary["objective"]
+    rows = []
+    for entry in summary["ranking"]:
+        name = entry["model"]
+        m = summary["models"].get(name)
+        if m is None:  # the tuned blend
+            b = summary["blend"]
+            weights = ", ".join(f"{c} {w:g}" for c, w in zip(b["components"], b["weights"], strict=True))
+            rows.append([name, "blend", "", entry["value"], "yes", weights, "", ""])
+            continue
+        p = m["p_value"]
+        rows.append(
+            [
+                name,
+                m["kind"],
+                m["default_value"],
+                m["value"],
+                "yes" if m["changed"] else "no",
+                "" if p is None else f"p={p:.2g}",
+                str(m["n_trials"]),
+                f"{m['seconds']:.1f}",
+            ]
+        )
+    title = f"Models ranked on validation ({objective}); picked: {summary['winner']}"
+    cols = ["model", "kind", "configured", "kept", "tuned kept", "evidence", "trials", "seconds"]
+    out.print(table(title, cols, rows))
+
+
 def _render(summary: dict[str, Any], stage_dir: Any) -> None:
     from rich.markup import escape
 
     objective = summary["objective"]
+    if len(summary.get("models_searched", [])) > 1:
+        _render_ranking(summary)
     params = sorted({k for t in summary["top_trials"] for k in t["params"]})
     rows = [
         [
@@ -146,9 +177,9 @@ def tune_command(
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Search the tuned model's parameters, scored on the validation split (the test split is never read).
+    """Search every listed model's parameters (tune.models, default all), scored on the validation split (the test split is never read).
 
-    Searches tune.space of tune.model by tune.method: random, grid, or tpe (`pip install 'recctl\\[tune]'`).
+    Each model is searched in its own space (tune.spaces.<name>, else its kind's default space) by tune.method: random, grid, or tpe (`pip install 'recctl\\[tune]'`), within a shared tune.timeout_s. A tuned value replaces the configured one only when it beats it for real on validation (paired test); a weighted blend of the best models is tuned too, and the models are ranked.
 
     Epoch-wise models (LightFM) stop early when the validation metric stops improving; hopeless trials are pruned.
 

@@ -192,8 +192,15 @@ def _check_references(cfg: Config, source: str) -> list[str]:
     need("evaluate.baseline", cfg.evaluate.baseline)
     if cfg.tune is not None:
         need("tune.model", cfg.tune.model)
+        if isinstance(cfg.tune.models, list):
+            for i, name in enumerate(cfg.tune.models):
+                need(f"tune.models.{i}", name)
+        for name in cfg.tune.spaces:
+            need(f"tune.spaces.{name}", name)
         problems += _check_tune_space(cfg, source)
-    if cfg.recommend is not None:
+    # `tuned` is the model `recctl tune` picked, trained by `train` when tune.apply is set
+    tuned_served = cfg.tune is not None and cfg.tune.apply
+    if cfg.recommend is not None and not (tuned_served and cfg.recommend.model == "tuned"):
         need("recommend.model", cfg.recommend.model)
         for i, name in enumerate(cfg.recommend.fallback):
             need(f"recommend.fallback.{i}", name)
@@ -204,18 +211,24 @@ def _check_references(cfg: Config, source: str) -> list[str]:
 
 
 def _check_tune_space(cfg: Config, source: str) -> list[str]:
-    """Each ``tune.space`` key must be a parameter of the tuned model (owned by the tuning area)."""
-    tune = cfg.tune
-    model_config = cfg._model_configs.get(tune.model) if tune is not None else None
-    if tune is None or model_config is None:  # unknown or invalid model: reported elsewhere
+    """Each searched key must be a parameter of its model (owned by the tuning area)."""
+    if cfg.tune is None:
         return []
-    allowed = sorted(k for k in type(model_config).model_fields if k != "kind")
-    return [
-        f"{source}: tune.space.{key}: '{key}' is not a parameter of model '{tune.model}' "
-        f"(kind {model_config.kind}); allowed parameters: {', '.join(allowed)}"
-        for key in tune.space
-        if key not in allowed
-    ]
+    problems = []
+    spaces = [("tune.space", cfg.tune.model, cfg.tune.space)] if cfg.tune.model else []
+    spaces += [(f"tune.spaces.{name}", name, space) for name, space in cfg.tune.spaces.items()]
+    for key_prefix, name, space in spaces:
+        model_config = cfg._model_configs.get(name) if name else None
+        if model_config is None:  # unknown or invalid model: reported elsewhere
+            continue
+        allowed = sorted(k for k in type(model_config).model_fields if k != "kind")
+        problems += [
+            f"{source}: {key_prefix}.{key}: '{key}' is not a parameter of model '{name}' "
+            f"(kind {model_config.kind}); allowed parameters: {', '.join(allowed)}"
+            for key in space
+            if key not in allowed
+        ]
+    return problems
 
 
 def _check_files(cfg: Config, source: str) -> list[str]:

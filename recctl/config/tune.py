@@ -91,19 +91,68 @@ ParamSpace = Annotated[ChoiceSpace | IntSpace | FloatSpace, Field(discriminator=
 
 
 class TuneConfig(BaseConfig):
-    """Hyper-parameter search, scored on the validation split only (never on test)."""
+    """Hyper-parameter search over one or several models, scored on the validation split only."""
 
-    model: str = Field(description="Name of the model (in `models`) whose parameters are searched.")
+    model: str | None = Field(
+        default=None, description="One model to search (older form of `models: [name]`; `space` is its space)."
+    )
+    models: list[str] | Literal["all"] | None = Field(
+        default=None,
+        description=(
+            "Models (names in `models`) to search, each in its own space, or `all`; default: `model` if given, "
+            "else all."
+        ),
+    )
     method: Literal["random", "grid", "tpe"] = Field(
         default="random", description="`tpe` needs the optional extra: pip install 'recctl[tune]'."
     )
-    n_trials: int = Field(default=10, ge=1, description="Trial budget (including the configured-defaults trial).")
-    timeout_s: float | None = Field(default=None, gt=0, description="Wall-time budget: no new trial starts after it.")
+    n_trials: int = Field(
+        default=10, ge=1, description="Trial budget per model (including its configured-parameters trial)."
+    )
+    timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Wall-time budget of the whole search, shared by the models (each gets an equal share of what is "
+            "left when it starts; its first trial always runs)."
+        ),
+    )
     objective: str = Field(default="ndcg@10", description="metric@k on the validation split, maximised.")
-    space: dict[str, ParamSpace] = Field(default_factory=dict)
+    space: dict[str, ParamSpace] = Field(default_factory=dict, description="The space of `model` (older form).")
+    spaces: dict[str, dict[str, ParamSpace]] = Field(
+        default_factory=dict,
+        description="Model name -> its space; a model without one is searched in its kind's default space.",
+    )
     include_default: bool = Field(
         default=True,
         description="Trial 0 scores the model's configured parameters, so the search reports what it gained.",
+    )
+    alpha: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description=(
+            "A tuned value replaces the configured one only when it beats it on validation per user: one-sided "
+            "Wilcoxon signed-rank p-value, Bonferroni over the trials compared, below alpha."
+        ),
+    )
+    extend_edges: bool = Field(
+        default=True,
+        description="When a best value is at the edge of a log-scaled range, search the next range beyond it.",
+    )
+    blend: bool = Field(
+        default=True, description="Also tune the weights of a blend of the best models (with two or more models)."
+    )
+    blend_top: int = Field(default=3, ge=2, description="How many of the best models the tuned blend combines.")
+    blend_trials: int = Field(default=12, ge=1, description="Weight vectors tried for the blend.")
+    apply: bool = Field(
+        default=False,
+        description=(
+            "`recctl run` / `train` use the tuning result: tune runs before train, every tuned model is trained "
+            "with its accepted parameters (and `<name>@default` with the configured ones, so evaluate shows "
+            "defaults vs tuned on test), and the model tune picked is trained as `tuned` (serve it with "
+            "recommend.model: tuned)."
+        ),
     )
     grid_points: int = Field(
         default=3, ge=2, description="`grid`: points per float/int range (choices use all values)."
@@ -124,6 +173,28 @@ class TuneConfig(BaseConfig):
     prune_warmup_epochs: int = Field(default=3, ge=1, description="Epochs a trial runs before it may be pruned.")
     prune_min_trials: int = Field(default=4, ge=1, description="Finished trials needed before pruning starts.")
     n_jobs: int = Field(default=1, description="Parallel trial processes; -1 for all cores.")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> TuneConfig:
+        if self.space and self.model is None:
+            raise ValueError("`space` is the space of `model`; name the model, or use spaces: {<model>: {...}}")
+        if self.model is not None and self.models is not None:
+            raise ValueError("give `model` (one) or `models` (several), not both")
+        return self
+
+    def model_names(self, configured: list[str]) -> list[str]:
+        """The names of the models searched, in config order."""
+        if self.model is not None:
+            return [self.model]
+        if self.models is None or self.models == "all":
+            return list(configured)
+        return list(self.models)
+
+    def space_for(self, name: str) -> dict[str, ChoiceSpace | IntSpace | FloatSpace] | None:
+        """The configured space of model ``name`` (``None``: use its kind's default space)."""
+        if name == self.model and self.space:
+            return dict(self.space)
+        return dict(self.spaces[name]) if name in self.spaces else None
 
     @field_validator("objective")
     @classmethod

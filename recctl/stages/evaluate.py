@@ -261,6 +261,14 @@ def run_evaluate(cfg: Config, *, report: bool | None = None, progress: Progress 
     from recctl.stages.train import load_trained_model
 
     names = list(ecfg.models or cfg.models)
+    # tune.apply: the model tune picked and every tuned model's configured-parameters copy too,
+    # so metrics.json shows defaults vs tuned on test
+    tuning = train_manifest.summary.get("tuning") or {}
+    for entry in tuning.get("models", {}).values():
+        if entry["tuned"] in names and entry["default"] not in names:
+            names.append(entry["default"])
+    if tuning and "tuned" in train_manifest.summary.get("models", {}) and "tuned" not in names:
+        names.append("tuned")
     if ecfg.baseline is not None and ecfg.baseline not in names:
         names.insert(0, ecfg.baseline)
     dataset = load_dataset(pre_dir, "train")
@@ -322,6 +330,8 @@ def run_evaluate(cfg: Config, *, report: bool | None = None, progress: Progress 
             progress=progress,
         )
         metrics_json["experiment"] = cfg.name
+        if tuning:
+            metrics_json["tuning"] = _tuning_table(tuning, metrics_json["models"], ecfg.primary())
         write_json_atomic(run.dir / METRICS_FILE, metrics_json)
         run.add_output(run.dir / METRICS_FILE)
         write_parquet_atomic(per_user, run.dir / PER_USER_FILE)
@@ -343,6 +353,31 @@ def run_evaluate(cfg: Config, *, report: bool | None = None, progress: Progress 
             },
         )
     return run.manifest
+
+
+def _tuning_table(tuning: dict[str, Any], models: dict[str, Any], primary: str) -> dict[str, Any]:
+    """Defaults vs tuned, on validation (from tune) and on test (from this evaluation)."""
+    rows = {}
+    for name, entry in tuning.get("models", {}).items():
+        tuned = models.get(entry["tuned"], {}).get("mean", {})
+        default = models.get(entry["default"], {}).get("mean", {})
+        rows[name] = {
+            "default_model": entry["default"],
+            "params": entry["params"],
+            "valid_default": entry.get("valid_default"),
+            "valid_tuned": entry.get("valid_tuned"),
+            "valid_p_value": entry.get("p_value"),
+            "test_default": default.get(primary),
+            "test_tuned": tuned.get(primary),
+        }
+    return {
+        "metric": primary,
+        "winner": tuning.get("winner"),
+        "served_as": "tuned",
+        "note": "tuned parameters are kept only when they beat the configured ones on validation for real; "
+        "models whose tuning changed nothing are not listed",
+        "models": rows,
+    }
 
 
 def allowed_items(cfg: Config, dataset: Dataset) -> np.ndarray | None:

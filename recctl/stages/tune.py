@@ -1,20 +1,29 @@
-"""The ``tune`` stage: search the tuned model's parameters, scored on the validation split.
+"""The ``tune`` stage: search every listed model's parameters, scored on the validation split.
 
 Reads from ``<workdir>/preprocess/`` only ``tune_train`` (to fit), ``valid`` (to score) and
 the id maps / features every model needs; ``test.parquet`` is never opened, so the test
 metric that ``evaluate`` reports for the chosen configuration is an honest one.
 
+Each model named by ``tune.models`` (or ``tune.model``; default: every model) is searched in
+its own space (``tune.spaces.<name>``, else its kind's default space,
+:mod:`recctl.tuning.spaces`), within an equal share of what is left of ``tune.timeout_s``. A
+tuned value replaces the configured one only when it is a real improvement on validation
+(:mod:`recctl.tuning.select`); a best value at the edge of a log-scaled range is searched
+beyond it. With two or more models a weighted blend of the best ones is tuned too. The models
+(and the blend) are then ranked on validation.
+
 Writes ``<workdir>/tune/``:
 
-* ``trials.parquet`` — every trial: parameters, validation metrics, best epoch, epochs run,
-  time, status (``complete`` / ``pruned`` / ``failed``) and error;
-* ``best.yaml`` — a complete config for ``recctl train`` / ``recctl run`` (see
+* ``trials.parquet`` — every trial of every model (``model`` column first);
+* ``tuned.json`` — per model the accepted parameters, default vs tuned on validation, the test
+  decision; the blend; the winner. ``train`` reads it when ``tune.apply`` is set;
+* ``best.yaml`` — a complete config with the accepted parameters (see
   :mod:`recctl.tuning.best_config`);
-* ``manifest.json`` — whose ``summary`` holds the best trial and the gain over the
-  configured parameters.
+* ``manifest.json`` — whose ``summary`` holds the ranking and the winner; its ``duration_s``
+  is the whole search.
 
-Finished trials are also kept in ``<workdir>/.tune-checkpoint/`` (see
-:mod:`recctl.tuning.records`); running the stage again continues from them.
+Finished trials are also kept in ``<workdir>/.tune-checkpoint/`` (one file per model and
+space, see :mod:`recctl.tuning.records`); running the stage again continues from them.
 """
 
 from __future__ import annotations
@@ -22,18 +31,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import yaml
 
 from recctl import clock
-from recctl.artifacts import Manifest, write_parquet_atomic, write_text_atomic
+from recctl.artifacts import Manifest, write_json_atomic, write_parquet_atomic, write_text_atomic
 from recctl.config import Config, config_from_dict
+from recctl.config.tune import ChoiceSpace, TuneConfig
 from recctl.errors import ConfigError, RecctlError
 from recctl.progress import Progress, report
 from recctl.stages._common import StageRun, require_stage
-from recctl.tuning.best_config import best_config_dict, best_trial, tuned_model_params
+from recctl.tuning.best_config import best_config_dict, tuned_model_params
 from recctl.tuning.parallel import TrialRunner, effective_jobs
 from recctl.tuning.records import (
     checkpoint_key,
@@ -42,10 +54,12 @@ from recctl.tuning.records import (
     trials_frame,
     write_checkpoint,
 )
-from recctl.tuning.search import SearchPlan, make_sampler, run_search
-from recctl.tuning.trial import TrialResult, load_trial_data
+from recctl.tuning.search import RandomSampler, SearchPlan, make_sampler, run_search
+from recctl.tuning.select import Decision, blend_weight_vectors, decide, describe_params
+from recctl.tuning.spaces import at_edge, default_space, extend_space
+from recctl.tuning.trial import TrialData, TrialResult, load_trial_data, score_on_valid
 
-__all__ = ["LEAKAGE_NOTE", "TUNE_INPUTS", "run_tune"]
+__all__ = ["BLEND_NAME", "LEAKAGE_NOTE", "TUNE_INPUTS", "TUNED_FILE", "read_tuned", "run_tune"]
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +69,47 @@ LEAKAGE_NOTE = "scored on validation split; test untouched"
 #: preprocess outputs tuning reads (plus item/user features when present)
 TUNE_INPUTS = ("users.parquet", "items.parquet", "tune_train.parquet", "valid.parquet")
 
+#: the machine-readable result ``train`` reads with ``tune.apply``
+TUNED_FILE = "tuned.json"
+
+#: name of the tuned blend of the best models
+BLEND_NAME = "tuned_blend"
+
+#: config sections a search depends on
+_SECTIONS = ["tune", "models", "evaluate.candidates", "evaluate.candidate_list"]
+
 TrialCallback = Callable[[TrialResult, list[TrialResult], int], None]
+
+
+@dataclass
+class ModelSearch:
+    """The search of one model."""
+
+    name: str
+    kind: str
+    space: dict[str, Any]
+    results: list[TrialResult]
+    decision: Decision | None
+    tuned_params: dict[str, Any]
+    base_params: dict[str, Any]
+    seconds: float
+    n_resumed: int = 0
+    hints: list[str] = field(default_factory=list)
+    extended: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def value(self) -> float | None:
+        """The validation value of the parameters kept (tuned if accepted, else configured)."""
+        return None if self.decision is None else self.decision.chosen.value
 
 
 def _tuned_config(cfg: Config, n_trials: int | None) -> Config:
     if cfg.tune is None:
         raise ConfigError(
-            f"{cfg.source_path or 'config'}: tune: no `tune:` section; add one naming the model and "
-            "its search space, e.g. tune: {model: lightfm_warp, space: {no_components: {type: choice, "
-            "values: [16, 32, 64]}}}"
+            f"{cfg.source_path or 'config'}: tune: no `tune:` section; add one, e.g. `tune: {{models: all}}` "
+            "(every model in its default space) or `tune: {models: [ease], spaces: {ease: {l2: {type: "
+            "loguniform, low: 10, high: 10000}}}}`"
         )
-    if not cfg.tune.space:
-        raise ConfigError(f"{cfg.source_path or 'config'}: tune.space: empty; give at least one parameter to search.")
     if n_trials is not None:
         if n_trials < 1:
             raise ConfigError(f"--trials must be at least 1, got {n_trials}")
@@ -84,6 +127,14 @@ def _inputs(pre_dir: Path, manifest: Manifest) -> list[Path]:
     return [pre_dir / n for n in wanted]
 
 
+def _allowed_ids(cfg: Config) -> list[str] | None:
+    if cfg.evaluate.candidates != "allow_list" or cfg.evaluate.candidate_list is None:
+        return None
+    from recctl.rules import read_id_list
+
+    return read_id_list(cfg.resolve(cfg.evaluate.candidate_list), "evaluate.candidate_list")
+
+
 def run_tune(
     cfg: Config,
     *,
@@ -91,76 +142,168 @@ def run_tune(
     progress: Progress | None = None,
     on_trial: TrialCallback | None = None,
 ) -> Manifest:
-    """Search ``tune.model``'s parameters on the validation split and write the best config.
+    """Search the listed models' parameters on the validation split, rank them, write the result.
 
     Parameters
     ----------
     cfg
         The experiment config; needs a ``tune:`` section.
     n_trials
-        Override ``tune.n_trials`` (the CLI's ``--trials``).
+        Override ``tune.n_trials`` (the CLI's ``--trials``), per model.
     progress
-        ``progress("tune", trials_done, n_trials)`` after every trial.
+        ``progress("tune <model>", trials_done, n_trials)`` after every trial.
     on_trial
-        ``on_trial(result, all_trials, n_trials)`` after every new trial (live displays).
+        ``on_trial(result, all_trials_of_that_model, n_trials)`` after every new trial.
 
     Returns
     -------
     Manifest
-        The tune stage's manifest; ``summary`` has the best trial, its parameters, the
-        configured-parameters baseline and counts by status.
+        The tune stage's manifest; ``summary`` has the ranking on validation, the winner and,
+        for the winner, its best trial and the configured-parameters baseline.
 
     Raises
     ------
     ConfigError
-        Without a ``tune:`` section or with an empty space.
+        Without a ``tune:`` section.
     ArtifactError
         When preprocess has not run or its outputs changed.
     RecctlError
-        When every trial failed (the first errors are listed; the trials stay in the
-        checkpoint).
+        When every trial of every model failed (the first errors are listed; the trials stay in
+        the checkpoints).
     """
     cfg = _tuned_config(cfg, n_trials)
     tune = cfg.tune
     assert tune is not None
+    names = tune.model_names(list(cfg.models))
     pre_dir, pre_manifest = require_stage(cfg, "preprocess", TUNE_INPUTS)
-    model_config = cfg.model_config_for(tune.model)
-    model_cls = type(model_config)
+    split_hashes = {n: pre_manifest.output(n).sha256 for n in ("tune_train.parquet", "valid.parquet")}
+    with StageRun(cfg, "tune", sections=_SECTIONS, inputs=_inputs(pre_dir, pre_manifest)) as run:
+        # the stage's clock starts here, before the search: duration_s is the whole search
+        t0 = time.monotonic()
+        allowed = _allowed_ids(cfg)
+        data = load_trial_data(pre_dir, cfg.evaluate.candidates, allowed)
+        searches: list[ModelSearch] = []
+        jobs: list[int] = []
+        for i, name in enumerate(names):
+            left = len(names) - i + (1 if tune.blend and len(names) > 1 else 0)
+            share = None
+            if tune.timeout_s is not None:
+                share = max(0.0, tune.timeout_s - (time.monotonic() - t0)) / left
+            searches.append(
+                _search_model(cfg, name, pre_dir, data, split_hashes, share, allowed, progress, on_trial, jobs)
+            )
+        done = [s for s in searches if s.value is not None]
+        if not done:
+            errors = "; ".join(f"{s.name} trial {r.number}: {r.error}" for s in searches for r in s.results if r.error)[
+                :1500
+            ]
+            raise RecctlError(
+                f"every tuning trial failed or was pruned ({errors or 'no error recorded'}). Fix the model "
+                f"parameters or the spaces in {cfg.source_path or 'the config'}; finished trials are kept in "
+                f"{cfg.workdir_path / '.tune-checkpoint'}."
+            )
+        blend = None
+        if tune.blend and len(done) >= 2:
+            blend = _tune_blend(cfg, done, data, progress)
+        result = _result(cfg, searches, blend)
+        summary = _summary(cfg, searches, blend, result, time.monotonic() - t0)
+        summary["n_jobs"] = max(jobs)
+
+        frames = [trials_frame(s.results, tune.objective).with_columns(pl.lit(s.name).alias("model")) for s in searches]
+        if blend is not None:
+            frames.append(
+                trials_frame(blend["results"], tune.objective).with_columns(pl.lit(BLEND_NAME).alias("model"))
+            )
+        frame = pl.concat(frames, how="diagonal_relaxed")
+        frame = frame.select("model", *[c for c in frame.columns if c != "model"])
+        write_parquet_atomic(frame, run.dir / "trials.parquet")
+        run.add_output(run.dir / "trials.parquet", rows=frame.height)
+        write_json_atomic(run.dir / TUNED_FILE, result)
+        run.add_output(run.dir / TUNED_FILE)
+        best_raw = _best_raw(cfg, result)
+        _write_best_yaml(run.dir / "best.yaml", best_raw, cfg, summary)
+        run.add_output(run.dir / "best.yaml")
+        run.summary.update(summary)
+    return run.manifest
+
+
+def _model_tune(tune: TuneConfig, name: str, space: dict[str, Any]) -> TuneConfig:
+    # the per-model view of the section: what the samplers, the plan and the checkpoint read
+    return tune.model_copy(update={"model": name, "models": None, "space": space, "spaces": {}})
+
+
+def _search_model(
+    cfg: Config,
+    name: str,
+    pre_dir: Path,
+    data: TrialData,
+    split_hashes: dict[str, str],
+    budget_s: float | None,
+    allowed: list[str] | None,
+    progress: Progress | None,
+    on_trial: TrialCallback | None,
+    n_jobs_used: list[int],
+) -> ModelSearch:
     from recctl.models.registry import get_model_class
 
-    epoch_wise = bool(getattr(get_model_class(model_config.kind), "supports_epochs", False))
-    base_params = dict(cfg.models[tune.model])
-    if epoch_wise and tune.max_epochs is not None and "epochs" not in tune.space:
-        # early stopping picks the length, so the cap can be generous; best.yaml gets the best epoch
+    tune = cfg.tune
+    assert tune is not None
+    t0 = time.monotonic()
+    model_config = cfg.model_config_for(name)
+    fields = set(type(model_config).model_fields) - {"kind"}
+    kind = model_config.kind
+    epoch_wise = bool(getattr(get_model_class(kind), "supports_epochs", False))
+    space = tune.space_for(name)
+    if space is None:
+        space = default_space(kind, fields)
+    base_params = dict(cfg.models[name])
+    if epoch_wise and tune.max_epochs is not None and "epochs" not in space:
+        # early stopping picks the length, so the cap can be generous; the best epoch is kept
         base_params["epochs"] = tune.max_epochs
     configured = model_config.model_dump(mode="json")
-    default_params = {key: configured[key] for key in sorted(tune.space) if key in model_cls.model_fields}
-
-    split_hashes = {n: pre_manifest.output(n).sha256 for n in ("tune_train.parquet", "valid.parquet")}
-    key = checkpoint_key(cfg.section("tune"), base_params, cfg.seed, split_hashes)
+    default_params = {key: configured[key] for key in sorted(space) if key in fields}
+    # an empty space: score the configured parameters once, so the model still takes part
+    n_trials = tune.n_trials if space else 1
+    mtune = _model_tune(tune, name, space).model_copy(update={"n_trials": n_trials, "include_default": True})
+    if not space:
+        mtune = mtune.model_copy(update={"space": {"__none__": ChoiceSpace(type="choice", values=[0])}})
+    section = {
+        k: v
+        for k, v in cfg.section("tune").items()
+        if k not in ("model", "models", "space", "spaces", "blend", "blend_top", "blend_trials", "apply", "alpha")
+    }
+    section.update(
+        model=name,
+        space={k: v.model_dump(mode="json") for k, v in space.items()},
+        candidates=[cfg.evaluate.candidates, cfg.evaluate.candidate_list],
+    )
+    key = checkpoint_key(section, base_params, cfg.seed, split_hashes)
     ckpt = checkpoint_path(cfg.workdir_path, key)
     done = read_checkpoint(ckpt)
-    resumed = len([r for r in done if r.number < tune.n_trials])
+    resumed = len([r for r in done if r.number < n_trials])
     if resumed:
-        log.info("resuming: %d finished trials from %s", resumed, ckpt)
-
-    n_jobs = effective_jobs(tune.n_jobs, base_params, tune.n_trials - resumed)
+        log.info("%s: resuming %d finished trials from %s", name, resumed, ckpt)
+    n_jobs = effective_jobs(tune.n_jobs, base_params, n_trials - resumed)
     plan = SearchPlan(
-        tune=tune,
+        tune=mtune,
         base_params=base_params,
         default_params=default_params,
-        n_trials=tune.n_trials,
+        n_trials=n_trials,
         seed=cfg.seed,
         n_jobs=n_jobs,
     )
-    sampler = make_sampler(tune, cfg.seed)
-    report(progress, "tune", resumed, tune.n_trials)
+    task = f"tune {name}"
+    report(progress, task, resumed, n_trials)
+    all_done = list(done)
 
     def record(result: TrialResult, trials: list[TrialResult]) -> None:
         # checkpoint first: a Ctrl-C right after this trial must not lose it
-        write_checkpoint(ckpt, trials)
+        merged = {r.number: r for r in all_done}
+        merged.update({r.number: r for r in trials})
+        write_checkpoint(ckpt, [merged[n] for n in sorted(merged)])
         log.info(
-            "trial %d %s %s=%s (%.1fs)%s",
+            "%s trial %d %s %s=%s (%.1fs)%s",
+            name,
             result.number,
             result.status,
             tune.objective,
@@ -168,71 +311,285 @@ def run_tune(
             result.duration_s,
             f": {result.error}" if result.error else "",
         )
-        report(progress, "tune", len(trials), tune.n_trials)
+        report(progress, task, len(trials), plan.n_trials)
         if on_trial is not None:
-            on_trial(result, trials, tune.n_trials)
+            on_trial(result, trials, plan.n_trials)
 
-    t0 = time.perf_counter()
-    data = load_trial_data(pre_dir) if n_jobs == 1 else None
-    with TrialRunner(pre_dir, n_jobs, data) as runner:
-        results = run_search(plan, sampler, runner, done, on_result=record, timeout_s=tune.timeout_s)
-    search_s = time.perf_counter() - t0
-
-    best = best_trial(results)
-    if best is None:
-        errors = "; ".join(f"trial {r.number}: {r.error}" for r in results if r.error)[:1500]
-        raise RecctlError(
-            f"all {len(results)} tuning trials failed or were pruned ({errors or 'no error recorded'}). "
-            f"Fix the model parameters or the space in {cfg.source_path or 'the config'} (tune.space); "
-            f"finished trials are kept in {ckpt}."
+    n_jobs_used.append(n_jobs)
+    runner_data = data if n_jobs == 1 else None
+    with TrialRunner(pre_dir, n_jobs, runner_data, cfg.evaluate.candidates, allowed) as runner:
+        sampler = make_sampler(mtune, cfg.seed)
+        results = run_search(plan, sampler, runner, done, on_result=record, timeout_s=budget_s)
+        decision = decide(results, tune.alpha)
+        hints: list[str] = []
+        extended: dict[str, Any] = {}
+        if decision is not None and space:
+            edges = _edges(space, decision.best.params)
+            for param, side in edges.items():
+                spec = space[param]
+                hints.append(
+                    f"{name}.{param}: best value {describe_params({param: decision.best.params[param]})} is at the "
+                    f"{side} edge of its range [{spec.low:g}, {spec.high:g}]"
+                )
+            wider = {p: extend_space(space[p], s) for p, s in edges.items()}
+            wider = {p: w for p, w in wider.items() if w is not None}
+            left = None if budget_s is None else budget_s - (time.monotonic() - t0)
+            if tune.extend_edges and wider and (left is None or left > 0) and decision.best.status == "complete":
+                # search beyond the edge, the other parameters fixed at the best trial's values
+                ext_space = {
+                    k: wider.get(k) or ChoiceSpace(type="choice", values=[decision.best.params[k]]) for k in space
+                }
+                n_ext = max(2, n_trials // 3)
+                ext_plan = SearchPlan(
+                    tune=mtune.model_copy(update={"include_default": False}),
+                    base_params=base_params,
+                    default_params=default_params,
+                    n_trials=len(results) + n_ext,
+                    seed=cfg.seed,
+                    n_jobs=1,
+                )
+                all_done = list(results)
+                sampler = RandomSampler(ext_space, cfg.seed + 7919, offset=0)
+                results = run_search(
+                    ext_plan,
+                    sampler,
+                    runner,
+                    results + [r for r in done if r.number >= n_trials],
+                    on_result=record,
+                    timeout_s=left,
+                )
+                decision = decide(results, tune.alpha)
+                extended = {p: [w.low, w.high] for p, w in wider.items()}
+                assert decision is not None
+                ranges = ", ".join(f"{p} in [{a:g}, {b:g}]" for p, (a, b) in extended.items())
+                best_now = describe_params({p: decision.best.params.get(p) for p in extended})
+                hints.append(f"{name}: searched beyond the edge ({ranges}); best now {best_now}")
+    tuned = base_params
+    if decision is not None:
+        chosen = decision.chosen
+        params = {k: v for k, v in chosen.params.items() if k in fields}
+        tuned = tuned_model_params(
+            base_params, TrialResult(chosen.number, params, chosen.status, best_epoch=chosen.best_epoch), epoch_wise
         )
-    tuned = tuned_model_params(base_params, best, epoch_wise)
-    best_raw = best_config_dict(cfg, tune.model, tuned)
-    summary = _summary(cfg, results, best, tuned, resumed, search_s, n_jobs, epoch_wise)
+        hints.insert(0, decision.reason)
+    return ModelSearch(
+        name=name,
+        kind=kind,
+        space={k: v.model_dump(mode="json") for k, v in space.items()},
+        results=results,
+        decision=decision,
+        tuned_params=tuned,
+        base_params=dict(cfg.models[name]),
+        seconds=time.monotonic() - t0,
+        n_resumed=resumed,
+        hints=hints,
+        extended=extended,
+    )
 
-    with StageRun(cfg, "tune", sections=["tune", "models"], inputs=_inputs(pre_dir, pre_manifest)) as run:
-        frame = trials_frame(results, tune.objective)
-        write_parquet_atomic(frame, run.dir / "trials.parquet")
-        run.add_output(run.dir / "trials.parquet", rows=frame.height)
-        _write_best_yaml(run.dir / "best.yaml", best_raw, cfg, summary)
-        run.add_output(run.dir / "best.yaml")
-        run.summary.update(summary)
-    return run.manifest
+
+def _edges(space: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for key, spec in space.items():
+        side = at_edge(spec, params.get(key))
+        if side is not None:
+            out[key] = side
+    return out
+
+
+def _fit_tuned(search: ModelSearch, data: TrialData, seed: int) -> Any:
+    from recctl.models.registry import create_model, get_model_class
+
+    config = get_model_class(search.tuned_params["kind"]).config_class.model_validate(search.tuned_params)
+    if "random_state" in type(config).model_fields and getattr(config, "random_state", 0) is None:
+        config = config.model_copy(update={"random_state": seed})
+    return create_model(config).fit(data.dataset)
+
+
+def _tune_blend(cfg: Config, searches: list[ModelSearch], data: TrialData, progress: Progress | None) -> dict[str, Any]:
+    """Tune the weights of a blend of the best models; keep it only if it beats the best one for real."""
+    import numpy as np
+
+    from recctl.models.blend import BlendConfig, BlendModel
+
+    tune = cfg.tune
+    assert tune is not None
+    t0 = time.monotonic()
+    ranked = sorted(searches, key=lambda s: -(s.value or 0.0))
+    top = [s for s in ranked if s.kind not in ("blend",)][: tune.blend_top]
+    fitted = [_fit_tuned(s, data, cfg.seed) for s in top]
+    history = np.diff(data.dataset.interactions.indptr).astype(np.int64)
+    vectors = blend_weight_vectors(len(top), tune.blend_trials, cfg.seed)
+    results = []
+    best_single = top[0].decision.chosen if top[0].decision else None
+    for number, weights in enumerate(vectors):
+        report(progress, f"tune {BLEND_NAME}", number, len(vectors))
+        started = time.perf_counter()
+        config = BlendConfig(
+            components=[{"weight": w, "model": s.tuned_params} for w, s in zip(weights, top, strict=True)],
+            random_state=cfg.seed,
+        )
+        blend = BlendModel(config)
+        blend.components_ = fitted
+        blend.history_ = history
+        blend.n_users, blend.n_items = data.dataset.n_users, data.dataset.n_items
+        blend.is_fitted = True
+        metrics, per_user = score_on_valid(blend, data, tune.metric, tune.k)
+        results.append(
+            TrialResult(
+                number=number + 1,
+                params={f"weight.{s.name}": w for s, w in zip(top, weights, strict=True)},
+                status="complete",
+                value=metrics[tune.objective],
+                metrics=metrics,
+                best_epoch=1,
+                epochs_run=1,
+                duration_s=round(time.perf_counter() - started, 3),
+                per_user=per_user,
+            )
+        )
+        if tune.timeout_s is not None and time.monotonic() - t0 > tune.timeout_s:
+            break
+    # trial 0 of the comparison is the best single model: a blend must beat it for real
+    base = (
+        TrialResult(0, {}, "complete", value=best_single.value, per_user=best_single.per_user) if best_single else None
+    )
+    decision = decide(([base] if base else []) + results, tune.alpha, label=f"the best single model ({top[0].name})")
+    assert decision is not None
+    chosen = decision.chosen
+    weights = [chosen.params.get(f"weight.{s.name}") for s in top]
+    return {
+        "components": [s.name for s in top],
+        "results": results,
+        "decision": decision,
+        "accepted": decision.accepted and chosen.number != 0,
+        "weights": weights,
+        "value": chosen.value if chosen.number != 0 else None,
+        "best_value": decision.best.value,
+        "params": {
+            "kind": "blend",
+            "combine": "weighted",
+            "normalize": "minmax",
+            "components": [
+                {"weight": w if w is not None else 0.0, "model": s.tuned_params}
+                for w, s in zip(weights, top, strict=True)
+            ],
+        },
+        "seconds": round(time.monotonic() - t0, 3),
+    }
+
+
+def _result(cfg: Config, searches: list[ModelSearch], blend: dict[str, Any] | None) -> dict[str, Any]:
+    tune = cfg.tune
+    assert tune is not None
+    models = {}
+    for s in searches:
+        d = s.decision
+        models[s.name] = {
+            "kind": s.kind,
+            "params": s.tuned_params,
+            "configured_params": s.base_params,
+            "changed": bool(d and d.accepted and d.chosen.number != 0),
+            "value": s.value,
+            "default_value": None if d is None or d.default is None else d.default.value,
+            "best_trial_value": None if d is None else d.best.value,
+            "p_value": None if d is None else d.p_value,
+            "decision": None if d is None else d.reason,
+            "space": s.space,
+            "extended": s.extended,
+            "hints": s.hints,
+            "n_trials": len(s.results),
+            "seconds": round(s.seconds, 3),
+        }
+    ranking = sorted((n for n in models if models[n]["value"] is not None), key=lambda n: -models[n]["value"])
+    entries = [(n, models[n]["value"]) for n in ranking]
+    blend_out = None
+    if blend is not None:
+        blend_out = {k: v for k, v in blend.items() if k not in ("results", "decision")}
+        blend_out["decision"] = blend["decision"].reason
+        if blend["accepted"]:
+            entries.append((BLEND_NAME, blend["value"]))
+    entries.sort(key=lambda e: -e[1])
+    winner = entries[0][0]
+    params = blend["params"] if winner == BLEND_NAME and blend else models[winner]["params"]
+    return {
+        "objective": tune.objective,
+        "scored_on": "valid",
+        "note": LEAKAGE_NOTE,
+        "models": models,
+        "blend": blend_out,
+        "ranking": [{"model": n, "value": v} for n, v in entries],
+        "winner": {"name": winner, "params": params},
+    }
+
+
+def read_tuned(cfg: Config) -> tuple[Path, dict[str, Any]]:
+    """``tuned.json`` of the finished tune stage (hash checked), and its path."""
+    import json
+
+    stage_dir, _ = require_stage(cfg, "tune", [TUNED_FILE])
+    path = stage_dir / TUNED_FILE
+    return path, json.loads(path.read_text(encoding="utf-8"))
 
 
 def _summary(
     cfg: Config,
-    results: list[TrialResult],
-    best: TrialResult,
-    tuned: dict[str, Any],
-    resumed: int,
-    search_s: float,
-    n_jobs: int,
-    epoch_wise: bool,
+    searches: list[ModelSearch],
+    blend: dict[str, Any] | None,
+    result: dict[str, Any],
+    seconds: float,
 ) -> dict[str, Any]:
     tune = cfg.tune
     assert tune is not None
-    default = next((r for r in results if r.number == 0), None) if tune.include_default else None
-    counts = {s: sum(r.status == s for r in results) for s in ("complete", "pruned", "failed")}
+    winner = result["winner"]["name"]
+    # the single-model fields describe the best searched model (the blend is a combination of them)
+    lead = next(s for s in searches if s.name == (winner if winner != BLEND_NAME else result["blend"]["components"][0]))
+    results = lead.results
+    d = lead.decision
+    assert d is not None
+    counts = {st: sum(r.status == st for s in searches for r in s.results) for st in ("complete", "pruned", "failed")}
     summary: dict[str, Any] = {
-        "model": tune.model,
-        "kind": tuned.get("kind"),
+        "model": lead.name,
+        "kind": lead.kind,
+        "models_searched": [s.name for s in searches],
         "method": tune.method,
         "objective": tune.objective,
         "scored_on": "valid",
         "note": LEAKAGE_NOTE,
-        "n_trials": len(results),
+        "n_trials": sum(len(s.results) for s in searches),
         "n_trials_budget": tune.n_trials,
-        "n_resumed": resumed,
-        "n_jobs": n_jobs,
+        "n_resumed": sum(s.n_resumed for s in searches),
         **{f"n_{status}": n for status, n in counts.items()},
-        "best_trial": best.number,
-        "best_value": best.value,
-        "best_params": best.params,
-        "best_metrics": best.metrics,
-        "best_epoch": best.best_epoch if epoch_wise else None,
-        "tuned_params": tuned,
-        "search_seconds": round(search_s, 3),
+        "best_trial": d.best.number,
+        "best_value": d.best.value,
+        "best_params": d.best.params,
+        "best_metrics": d.best.metrics,
+        "best_epoch": d.best.best_epoch,
+        "accepted": d.accepted,
+        "p_value": d.p_value,
+        "tuned_params": lead.tuned_params,
+        "search_seconds": round(seconds, 3),
+        "winner": winner,
+        "winner_value": result["ranking"][0]["value"],
+        "ranking": result["ranking"],
+        "models": {
+            n: {
+                k: m[k]
+                for k in (
+                    "kind",
+                    "value",
+                    "default_value",
+                    "best_trial_value",
+                    "changed",
+                    "p_value",
+                    "n_trials",
+                    "seconds",
+                )
+            }
+            for n, m in result["models"].items()
+        },
+        "blend": None
+        if blend is None
+        else {k: result["blend"][k] for k in ("components", "weights", "accepted", "value", "best_value", "decision")},
         "top_trials": [
             {
                 "trial": r.number,
@@ -244,22 +601,45 @@ def _summary(
             }
             for r in sorted((r for r in results if r.value is not None), key=lambda r: (-r.value, r.number))[:5]
         ],
-        "failures": [{"trial": r.number, "error": r.error} for r in results if r.status == "failed"][:10],
+        "failures": [
+            {"model": s.name, "trial": r.number, "error": r.error}
+            for s in searches
+            for r in s.results
+            if r.status == "failed"
+        ][:10],
     }
-    hints = []
-    if epoch_wise and best.best_epoch is not None and best.best_epoch == best.epochs_run and not best.stopped_early:
+    hints = [h for s in searches for h in s.hints if "edge" in h or "beyond" in h]
+    best = d.best
+    if (
+        best.best_epoch is not None
+        and best.best_epoch == best.epochs_run
+        and not best.stopped_early
+        and best.epochs_run > 1
+    ):
         hints.append(
-            f"the best trial was still improving at its last epoch ({best.epochs_run}); "
+            f"{lead.name}: the best trial was still improving at its last epoch ({best.epochs_run}); "
             "raise tune.max_epochs to let early stopping find the best length"
         )
-    if best.number == 0 and tune.include_default:
+    for s in searches:
+        if s.decision is not None and not s.decision.accepted and s.decision.best.number != 0:
+            hints.append(f"{s.name}: {s.decision.reason}")
+    if d.best.number == 0:
         hints.append("no trial beat the configured parameters; best.yaml keeps them (with the best epoch)")
     summary["hints"] = hints
-    if default is not None and default.status == "complete":
-        summary["default_value"] = default.value
-        summary["default_metrics"] = default.metrics
-        summary["gain_over_default"] = None if default.value is None else best.value - default.value
+    if d.default is not None:
+        summary["default_value"] = d.default.value
+        summary["default_metrics"] = d.default.metrics
+        summary["gain_over_default"] = None if d.default.value is None else d.chosen.value - d.default.value
     return summary
+
+
+def _best_raw(cfg: Config, result: dict[str, Any]) -> dict[str, Any]:
+    raw = best_config_dict(cfg, None, {})
+    for name, m in result["models"].items():
+        raw["models"][name] = m["params"]
+    if result["blend"] is not None and result["blend"]["accepted"]:
+        raw["models"][BLEND_NAME] = result["blend"]["params"]
+    return raw
 
 
 def _write_best_yaml(path: Path, raw: dict[str, Any], cfg: Config, summary: dict[str, Any]) -> None:
@@ -270,12 +650,14 @@ def _write_best_yaml(path: Path, raw: dict[str, Any], cfg: Config, summary: dict
         raise RecctlError(f"the tuned config does not validate (a bug in recctl tune):\n{exc}") from exc
     stamp = clock.now().strftime("%Y-%m-%d %H:%M UTC")
     source = Path(cfg.source_path).resolve() if cfg.source_path else "a config"
+    ranking = ", ".join(f"{e['model']} {e['value']:.4f}" for e in summary["ranking"])
     header = (
         f"# Written by `recctl tune` on {stamp} from {source}.\n"
-        f"# Model '{summary['model']}' tuned by {summary['method']} search over {summary['n_trials']} trials:\n"
-        f"# best {summary['objective']} = {summary['best_value']:.4f} (trial {summary['best_trial']}), "
-        f"{LEAKAGE_NOTE}.\n"
+        f"# {summary['n_trials']} trials ({summary['method']} search) over {', '.join(summary['models_searched'])}; "
+        f"{summary['objective']} on validation: {ranking}.\n"
+        f"# Picked: {summary['winner']}. Each model keeps its configured parameters unless a tuned value beat them\n"
+        f"# for real ({LEAKAGE_NOTE}).\n"
         "# Paths are absolute so this file works from here; there is no `tune:` section, so\n"
-        "# `recctl run` on this file trains and evaluates the tuned model instead of searching again.\n"
+        "# `recctl run` on this file trains and evaluates the tuned models instead of searching again.\n"
     )
     write_text_atomic(path, header + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))

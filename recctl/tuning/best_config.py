@@ -70,9 +70,12 @@ def absolute_paths(raw: dict[str, Any], cfg: Config) -> dict[str, Any]:
     return raw
 
 
-def best_config_dict(cfg: Config, model_name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The complete config of the tuned model (see the module docstring)."""
+def best_config_dict(cfg: Config, model_name: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    """The complete config with model ``model_name``'s parameters replaced (see the module docstring).
+
+    ``model_name=None`` changes no model (the caller replaces several).
+    """
     raw = cfg.model_dump(mode="json", exclude_unset=True)
-    raw["models"] = {**raw["models"], model_name: params}
+    raw["models"] = {**raw["models"], **({model_name: params} if model_name is not None else {})}
     raw.pop("tune", None)
     return absolute_paths(raw, cfg)

@@ -52,9 +52,9 @@ def effective_jobs(n_jobs: int, model_params: dict[str, Any], n_trials: int) -> 
     return max(1, min(jobs, n_trials))
 
 
-def _init_worker(preprocess_dir: str) -> None:
+def _init_worker(preprocess_dir: str, candidates: str, allowed_ids: list[str] | None) -> None:
     global _WORKER_DATA
-    _WORKER_DATA = load_trial_data(preprocess_dir)
+    _WORKER_DATA = load_trial_data(preprocess_dir, candidates, allowed_ids)
 
 
 def _run_in_worker(spec: TrialSpec) -> TrialResult:
@@ -73,12 +73,23 @@ class TrialRunner:
         Worker processes; 1 runs trials in this process on ``data``.
     data
         Already-loaded data for in-process trials (loaded on demand otherwise).
+    candidates, allowed_ids
+        ``evaluate.candidates`` for workers' data (see :func:`load_trial_data`).
     """
 
-    def __init__(self, preprocess_dir: Path, n_jobs: int = 1, data: TrialData | None = None) -> None:
+    def __init__(
+        self,
+        preprocess_dir: Path,
+        n_jobs: int = 1,
+        data: TrialData | None = None,
+        candidates: str = "all",
+        allowed_ids: list[str] | None = None,
+    ) -> None:
         self.preprocess_dir = Path(preprocess_dir)
         self.n_jobs = n_jobs
         self._data = data
+        self.candidates = candidates
+        self.allowed_ids = allowed_ids
         self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> TrialRunner:
@@ -99,7 +110,7 @@ class TrialRunner:
                 max_workers=self.n_jobs,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
-                initargs=(str(self.preprocess_dir),),
+                initargs=(str(self.preprocess_dir), self.candidates, self.allowed_ids),
             )
         return self._pool
 
@@ -107,7 +118,7 @@ class TrialRunner:
         """Run ``specs`` and return their results in the same order."""
         if self.n_jobs <= 1:
             if self._data is None:
-                self._data = load_trial_data(self.preprocess_dir)
+                self._data = load_trial_data(self.preprocess_dir, self.candidates, self.allowed_ids)
             return [run_trial(spec, self._data) for spec in specs]
         pool = self._ensure_pool()
         futures = [pool.submit(_run_in_worker, spec) for spec in specs]

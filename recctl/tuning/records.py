@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from recctl.artifacts import config_hash, write_parquet_atomic
@@ -43,6 +44,7 @@ _CHECKPOINT_SCHEMA = {
     "duration_s": pl.Float64,
     "error": pl.String,
     "curve": pl.List(pl.Float64),
+    "per_user": pl.List(pl.Float32),
 }
 
 
@@ -77,6 +79,7 @@ def write_checkpoint(path: Path, results: list[TrialResult]) -> None:
         "duration_s": [r.duration_s for r in results],
         "error": [r.error for r in results],
         "curve": [[_json_float(v) for v in r.curve] for r in results],
+        "per_user": [None if r.per_user is None else r.per_user.astype("float32").tolist() for r in results],
     }
     write_parquet_atomic(pl.DataFrame(rows, schema=_CHECKPOINT_SCHEMA), path)
 
@@ -100,6 +103,7 @@ def read_checkpoint(path: Path) -> list[TrialResult]:
                 duration_s=float(row["duration_s"]),
                 error=row["error"],
                 curve=[v if v is not None else float("nan") for v in row["curve"]],
+                per_user=None if row.get("per_user") is None else np.asarray(row["per_user"], np.float64),
             )
             for row in frame.iter_rows(named=True)
         ]

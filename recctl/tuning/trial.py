@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import scipy.sparse as sp
 
 from recctl.data.dataset import Dataset, load_dataset, load_split_matrix
@@ -31,6 +32,7 @@ __all__ = [
     "load_trial_data",
     "median_curve",
     "run_trial",
+    "score_on_valid",
 ]
 
 log = logging.getLogger(__name__)
@@ -44,10 +46,15 @@ TUNE_SPLITS = ("tune_train", "valid")
 
 @dataclass
 class TrialData:
-    """The training and validation data of every trial (loaded once per process)."""
+    """The training and validation data of every trial (loaded once per process).
+
+    ``candidates`` is the boolean vector of items models may rank (``evaluate.candidates``,
+    computed on ``tune_train``), or ``None`` for every item.
+    """
 
     dataset: Dataset
     valid: sp.csr_matrix
+    candidates: np.ndarray | None = None
 
     @property
     def train(self) -> sp.csr_matrix:
@@ -55,14 +62,25 @@ class TrialData:
         return self.dataset.interactions
 
 
-def load_trial_data(preprocess_dir: str | Path) -> TrialData:
+def load_trial_data(
+    preprocess_dir: str | Path, candidates: str = "all", allowed_ids: list[str] | None = None
+) -> TrialData:
     """Load ``tune_train`` (to fit) and ``valid`` (to score) from a preprocess directory.
 
     ``test.parquet`` is never opened: tuning must not see the split the final evaluation uses.
+    ``candidates`` (and ``allowed_ids`` for ``allow_list``) is ``evaluate.candidates``: trials
+    rank the items the final evaluation will, with ``trained`` meaning trained in ``tune_train``.
     """
+    from recctl.evaluation.protocol import candidate_mask
+
     dataset = load_dataset(preprocess_dir, "tune_train")
     valid = load_split_matrix(Path(preprocess_dir), "valid", dataset.n_users, dataset.n_items)
-    return TrialData(dataset, valid)
+    allowed = None
+    if allowed_ids is not None:
+        idx = dataset.item_index(allowed_ids)
+        allowed = idx[idx >= 0]
+    mask, _ = candidate_mask(candidates, dataset.interactions, allowed)
+    return TrialData(dataset, valid, mask)
 
 
 @dataclass
@@ -127,6 +145,8 @@ class TrialResult:
     duration_s: float = 0.0
     error: str | None = None
     curve: list[float] = field(default_factory=list)
+    #: the objective per validation user at the best epoch (users in index order), for paired tests
+    per_user: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for checkpoints and JSON)."""
@@ -164,12 +184,16 @@ def _model_config(spec: TrialSpec) -> Any:
     return config
 
 
-def _score(model: Any, data: TrialData, spec: TrialSpec) -> dict[str, float]:
+def score_on_valid(model: Any, data: TrialData, metric: str, k: int) -> tuple[dict[str, float], np.ndarray]:
+    """Mean metrics at ``k`` and the per-user ``metric@k`` of a fitted model on the validation split."""
     from recctl.evaluation import evaluate_model
 
-    metrics = list(dict.fromkeys([spec.metric, *REPORT_METRICS]))
-    result = evaluate_model(model, target=data.valid, exclude=data.train, ks=[spec.k], metrics=metrics)
-    return {key: float(value) for key, value in result.mean.items()}
+    metrics = list(dict.fromkeys([metric, *REPORT_METRICS]))
+    result = evaluate_model(
+        model, target=data.valid, exclude=data.train, ks=[k], metrics=metrics, item_mask=data.candidates
+    )
+    per_user = result.per_user[f"{metric}@{k}"].to_numpy().astype(np.float64)
+    return {key: float(value) for key, value in result.mean.items()}, per_user
 
 
 def _finite(value: float) -> float:
@@ -208,12 +232,13 @@ def run_trial(spec: TrialSpec, data: TrialData) -> TrialResult:
         epoch_wise = bool(getattr(model, "supports_epochs", False))
         epochs = model.iter_fit(data.dataset)
         for epoch in epochs:
-            metrics = _score(model, data, spec)
+            metrics, per_user = score_on_valid(model, data, spec.metric, spec.k)
             value = metrics[spec.objective]
             result.curve.append(value)
             result.epochs_run = int(epoch)
             if result.best_epoch is None or _finite(value) > best + spec.min_delta:
                 best, result.best_epoch, result.metrics, since_best = _finite(value), int(epoch), metrics, 0
+                result.per_user = per_user
             else:
                 since_best += 1
             if not epoch_wise:
@@ -241,6 +266,7 @@ def run_trial(spec: TrialSpec, data: TrialData) -> TrialResult:
         result.error = f"{type(exc).__name__}: {exc}"
         result.value = None
         result.metrics = {}
+        result.per_user = None
     finally:
         if epochs is not None and hasattr(epochs, "close"):
             epochs.close()

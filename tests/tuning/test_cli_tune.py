@@ -35,7 +35,7 @@ def test_tune_json_is_machine_readable(fake_config: Path) -> None:
     assert data["stage"] == "tune"
     assert data["summary"]["n_trials"] == 2
     assert data["summary"]["note"] == "scored on validation split; test untouched"
-    assert {Path(o["path"]).name for o in data["outputs"]} == {"trials.parquet", "best.yaml"}
+    assert {Path(o["path"]).name for o in data["outputs"]} == {"trials.parquet", "best.yaml", "tuned.json"}
     assert result.stderr == ""
 
 

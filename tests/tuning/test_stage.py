@@ -46,7 +46,7 @@ def test_tune_writes_trials_best_yaml_and_summary(fake_config: Path) -> None:
         "curve",
     } <= set(frame.columns)
     assert frame.filter(pl.col("trial") == 0)["param.taste"].item() == 0.0
-    assert [Path(o.path).name for o in manifest.outputs] == ["trials.parquet", "best.yaml"]
+    assert [Path(o.path).name for o in manifest.outputs] == ["trials.parquet", "tuned.json", "best.yaml"]
 
 
 def test_best_yaml_loads_from_anywhere_and_trains(fake_config: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
@@ -162,13 +162,17 @@ def test_parallel_trials_match_sequential_ones(pop_config: Path) -> None:
     assert _comparable(_trials(pop_config)) == sequential
 
 
-def test_no_tune_section_or_empty_space_is_a_config_error(tmp_path: Path, make_config) -> None:  # noqa: ANN001
+def test_no_tune_section_is_a_config_error_and_an_empty_space_scores_the_configured_model(
+    tmp_path: Path,
+    make_config,  # noqa: ANN001
+) -> None:
     path = make_config(tmp_path, models={"pop": {"kind": "popularity"}}, tune=None)
     with pytest.raises(ConfigError, match="no `tune:` section"):
         run_tune(load_config(path))
+    # popularity has nothing to search: its configured parameters are scored once, so it is ranked
     path = make_config(tmp_path, models={"pop": {"kind": "popularity"}}, tune={"model": "pop"})
-    with pytest.raises(ConfigError, match="tune.space: empty"):
-        run_tune(load_config(path))
+    summary = run_tune(load_config(path)).summary
+    assert summary["n_trials"] == 1 and summary["winner"] == "pop" and summary["best_trial"] == 0
 
 
 def test_missing_preprocess_names_the_command(pop_config: Path) -> None:
