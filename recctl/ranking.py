@@ -166,13 +166,15 @@ def mask_scores(
 def _group_shape(n_items: int, k: int) -> tuple[int, int]:
     """``(n_groups, per_group)`` for the grouped selection.
 
-    About ``sqrt(n / k)`` items per group balances partitioning the ``G`` group maxima
+    About ``sqrt(n / 2k)`` items per group balances partitioning the ``G`` group maxima
     against gathering the ~k winning groups (``k * n / G`` values per row, strided, so each
     is a cache miss); the group-max pass itself costs the same for any G. Measured (CPU
-    time) on 50k-item blocks: 48-64 items per group beat 16 and 141. Groups of at least 8
-    items keep the vertical max worth it, and at least ``4k`` groups keep the threshold tight.
+    time, ``fmax`` group maxima) on 50k-item blocks of 83 rows: 32 items per group beat 16
+    and 71 at K=10 (0.38 vs 0.43 / 0.42 s per 20k rows), 24-32 beat 64 at K=50. Groups of at
+    least 8 items keep the vertical max worth it, and at least ``4k`` groups keep the
+    threshold tight.
     """
-    per_group = int(min(256, max(8, round(math.sqrt(n_items / max(k, 1))))))
+    per_group = int(min(256, max(8, round(math.sqrt(n_items / (2 * max(k, 1)))))))
     n_groups = n_items // per_group
     return n_groups, per_group
 
@@ -218,41 +220,37 @@ def _select_grouped(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
     # column c (< body) belongs to group c % G: a (n, m, G) view; max over m is a vertical,
     # SIMD-friendly reduction of contiguous rows of length G
     grouped = scores[:, :body].reshape(n, per_group, n_groups)
-    group_max = grouped.max(axis=1)
     tail = scores[:, body:]
+    bounds = np.empty((n, n_groups + (1 if tail.shape[1] else 0)), scores.dtype)
+    # fmax skips NaN (a NaN score is never selected) and is 2-3x faster than max, which has
+    # to propagate NaN; only an all-NaN group gets a NaN bound, and it holds no eligible item
+    np.fmax.reduce(grouped, axis=1, out=bounds[:, :n_groups])
     if tail.shape[1]:
-        bounds = np.concatenate([group_max, tail.max(axis=1, keepdims=True)], axis=1)
-    else:
-        bounds = group_max
-    # NaN scores are treated as excluded: without this a NaN maximum would hide its group
-    if np.isnan(bounds).any():
-        bad = np.flatnonzero(np.isnan(bounds).any(axis=1))
-        fixed = np.nan_to_num(scores[bad], nan=-np.inf, posinf=np.inf, neginf=-np.inf)
-        items_b, scores_b = _select_grouped(fixed, k) if len(bad) < n else _select_partition(fixed, k)
-        good = np.setdiff1d(np.arange(n), bad)
-        items = np.empty((n, k), np.int64)
-        top = np.empty((n, k), np.float32)
-        items[bad], top[bad] = items_b, scores_b
-        if len(good):
-            items[good], top[good] = _select_grouped(np.ascontiguousarray(scores[good]), k)
-        return items, top
+        np.fmax.reduce(tail, axis=1, out=bounds[:, n_groups])
+    nan_bounds = np.isnan(bounds)
+    if nan_bounds.any():
+        bounds[nan_bounds] = -np.inf
     n_bounds = bounds.shape[1]
     kk = min(k, n_bounds)
     threshold = np.partition(bounds, n_bounds - kk, axis=1)[:, n_bounds - kk]
+    # -inf is never selected: with fewer than k eligible items the threshold is -inf, and
+    # comparing with the lowest finite value instead keeps the excluded items out of the gather
+    threshold = np.maximum(threshold, np.finfo(scores.dtype).min)
     # every item scoring >= threshold lives in a group whose max >= threshold
-    sel_rows, sel_groups = np.nonzero(group_max >= threshold[:, None])
+    sel_rows, sel_groups = np.nonzero(bounds[:, :n_groups] >= threshold[:, None])
     # gather the selected groups: (n_sel, m) values; item index = group + G * j
     vals = grouped[sel_rows, :, sel_groups]
-    items = sel_groups[:, None] + n_groups * np.arange(per_group)[None, :]
-    rows = np.broadcast_to(sel_rows[:, None], vals.shape)
     keep = vals >= threshold[sel_rows][:, None]
-    c_rows, c_items, c_vals = rows[keep], items[keep], vals[keep]
+    sel_idx, pos = np.nonzero(keep)
+    c_rows = sel_rows[sel_idx]
+    c_items = sel_groups[sel_idx].astype(np.int64) + n_groups * pos
+    c_vals = vals[sel_idx, pos]
     if tail.shape[1]:
         t_rows, t_cols = np.nonzero(tail >= threshold[:, None])
         c_rows = np.concatenate([c_rows, t_rows])
         c_items = np.concatenate([c_items, t_cols + body])
         c_vals = np.concatenate([c_vals, tail[t_rows, t_cols]])
-    return _finish(c_rows, c_items.astype(np.int64), c_vals, n, k)
+    return _finish(c_rows, c_items, c_vals, n, k)
 
 
 def select_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -287,19 +285,25 @@ def select_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return _select_partition(scores, k)
 
 
-def _exclude_rows(exclude: sp.csr_matrix | None, users: np.ndarray) -> sp.csr_matrix | None:
-    """CSR rows of ``exclude`` for ``users``; a contiguous range is a cheap view, not a fancy index."""
+def _excluded_entries(exclude: sp.csr_matrix | None, users: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(block_row, item)`` pairs of ``exclude``'s rows for ``users``, without building a matrix.
+
+    A contiguous user range reads the CSR arrays directly (building a scipy matrix per block
+    cost about as much as the masking itself); other orders take a fancy row index.
+    """
     if exclude is None or not len(users):
         return None
     first, last = int(users[0]), int(users[-1])
     if last - first + 1 == len(users) and (len(users) == 1 or bool((np.diff(users) == 1).all())):
         indptr = exclude.indptr[first : last + 2]
-        start, stop = int(indptr[0]), int(indptr[-1])
-        return sp.csr_matrix(
-            (exclude.data[start:stop], exclude.indices[start:stop], indptr - start),
-            shape=(len(users), exclude.shape[1]),
-        )
-    return exclude[users]
+        cols = exclude.indices[int(indptr[0]) : int(indptr[-1])]
+        counts = np.diff(indptr)
+    else:
+        sub = exclude[users]
+        cols, counts = sub.indices, np.diff(sub.indptr)
+    if not len(cols):
+        return None
+    return np.repeat(np.arange(len(users)), counts), cols
 
 
 def _block_top_k(
@@ -316,7 +320,11 @@ def _block_top_k(
         scores = scores.astype(np.float32)
     elif not scores.flags.writeable:
         scores = scores.copy()
-    mask_scores(scores, _exclude_rows(exclude, users), None, excluded_cols=excluded_cols)
+    if excluded_cols is not None and len(excluded_cols):
+        scores[:, excluded_cols] = -np.inf
+    seen = _excluded_entries(exclude, users)
+    if seen is not None:
+        scores[seen] = -np.inf
     items, top = select_top_k(scores, k)
     return TopK(users, items, top)
 

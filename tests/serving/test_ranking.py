@@ -66,6 +66,27 @@ def test_grouped_path_is_exact_on_wide_random_blocks(n_items: int) -> None:
         np.testing.assert_array_equal(top, ref_top)
 
 
+def test_grouped_path_with_all_nan_groups_and_few_eligible_items() -> None:
+    # whole strided groups of NaN (their bound is NaN), and rows with fewer eligible items than k
+    from recctl.ranking import _group_shape
+
+    rng = np.random.default_rng(3)
+    n_items = 6000
+    n_groups, _ = _group_shape(n_items, 10)
+    scores = rng.standard_normal((4, n_items)).astype(np.float32)
+    cols = np.arange(n_items)
+    scores[:, cols % n_groups < 40] = np.nan
+    scores[1] = -np.inf
+    scores[1, [5, 4321]] = [2.0, np.nan]
+    scores[2, cols % n_groups >= 40] = -np.inf
+    scores[3, -3:] = 9.0  # the best items sit in the tail beyond the last full group
+    for k in (1, 10, 30):
+        items, top = select_top_k(scores, k)
+        ref_items, ref_top = naive_top_k(scores, k)
+        np.testing.assert_array_equal(items, ref_items)
+        np.testing.assert_array_equal(top, ref_top)
+
+
 def test_ties_break_by_lower_item_index() -> None:
     scores = np.zeros((1, 4000), np.float32)
     items, _ = select_top_k(scores, 3)
