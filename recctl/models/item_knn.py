@@ -50,6 +50,11 @@ class ItemKNNConfig(ModelConfig):
     bm25_b: float = Field(default=0.75, ge=0, le=1, description="BM25 length normalisation.")
     normalize: bool = Field(default=True, description="Cosine (true) or plain dot product (false).")
     use_weights: bool = Field(default=False, description="Use interaction weights (true) or 0/1 (false).")
+    n_jobs: int = Field(
+        default=-1,
+        ge=-1,
+        description="Threads computing the similarity; -1 for all cores (capped by RECCTL_MAX_THREADS).",
+    )
 
 
 @register("item_knn")
@@ -85,7 +90,9 @@ class ItemKNNModel(Recommender):
 
     def _similarity(self, vectors: sp.csr_matrix, rows: np.ndarray | None = None) -> sp.csr_matrix:
         cfg = self.config
-        return topn_similarity(vectors, cfg.neighbors, shrink=cfg.shrink, normalize=cfg.normalize, rows=rows)
+        return topn_similarity(
+            vectors, cfg.neighbors, shrink=cfg.shrink, normalize=cfg.normalize, rows=rows, n_jobs=cfg.n_jobs
+        )
 
     def _fit(self, dataset: Dataset, progress: ProgressFn | None) -> None:
         self.user_items_ = self._matrix(dataset)

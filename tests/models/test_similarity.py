@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -116,3 +117,52 @@ def test_topn_similarity_property(seed, n, d, keep, shrink):
     np.testing.assert_allclose(got[kept], full[kept], rtol=1e-4, atol=1e-6)
     best = -np.sort(-full, axis=1)[:, :keep]
     np.testing.assert_allclose(-np.sort(-got, axis=1)[:, :keep], best, rtol=1e-4, atol=1e-6)
+
+
+def _float32_reference(x: sp.csr_matrix, keep: int, shrink: float) -> np.ndarray:
+    """Brute force with the same float32 operations: exact, ties to the lower column."""
+    dots = (x @ x.T).toarray().astype(np.float32)
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1), np.float64).ravel()).astype(np.float32)
+    denom = np.multiply.outer(norms, norms) + np.float32(shrink)
+    sims = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+    np.fill_diagonal(sims, 0)
+    out = np.zeros_like(sims)
+    for i, row in enumerate(sims):
+        order = np.argsort(-row, kind="stable")[:keep]
+        order = order[row[order] > 0]
+        out[i, order] = row[order]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("shape", "density", "dense_path"),
+    [((2000, 4000), 0.002, False), ((300, 400), 0.3, True)],  # a sparse and a dense item-item product
+)
+@pytest.mark.parametrize("shrink", [0.0, 3.0])
+def test_topn_similarity_equals_brute_force_on_both_selection_paths(monkeypatch, shape, density, dense_path, shrink):
+    import recctl.models._similarity as sim
+
+    calls: list[int] = []
+    real_dense = sim._dense_row_topn
+
+    def spy(*args):
+        calls.append(1)
+        return real_dense(*args)
+
+    monkeypatch.setattr(sim, "_dense_row_topn", spy)
+    rng = np.random.default_rng(int(density * 1000))
+    x = sp.csr_matrix((rng.random(shape) < density).astype(np.float32))  # 0/1: many exact ties
+    for n_jobs in (1, 2):
+        got = topn_similarity(x, 7, shrink=shrink, block_entries=20_000, n_jobs=n_jobs)
+        np.testing.assert_array_equal(got.toarray(), _float32_reference(x, 7, shrink))
+    assert bool(calls) == dense_path
+
+
+def test_sparse_product_equals_scipy():
+    from recctl.models._similarity import sparse_product
+
+    a = _random_sparse(3, (60, 80), density=0.1)
+    b = _random_sparse(4, (80, 50), density=0.1)
+    got = sparse_product(a, b)
+    np.testing.assert_allclose(got.toarray(), (a @ b).toarray(), rtol=1e-6)
+    assert sparse_product(a[:0], b).shape == (0, 50)
