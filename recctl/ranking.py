@@ -39,6 +39,7 @@ __all__ = [
     "block_rows_for",
     "iter_top_k",
     "mask_scores",
+    "max_threads",
     "resolve_n_jobs",
     "select_top_k",
     "top_k",
@@ -96,14 +97,33 @@ class TopK:
         )
 
 
+#: environment variable capping every thread count recctl resolves (a shared machine, or
+#: processes that each run part of the work, such as parallel tuning trials)
+MAX_THREADS_ENV = "RECCTL_MAX_THREADS"
+
+
+def max_threads() -> int:
+    """The cores this process may use: its CPU affinity, capped by ``RECCTL_MAX_THREADS``."""
+    try:
+        cores = max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = max(1, os.cpu_count() or 1)
+    cap = os.environ.get(MAX_THREADS_ENV, "").strip()
+    if cap.isdigit() and int(cap) >= 1:
+        cores = min(cores, int(cap))
+    return cores
+
+
 def resolve_n_jobs(n_jobs: int | None) -> int:
-    """Turn ``-1``/``None`` (all cores) or a positive count into a worker count >= 1."""
+    """Turn ``-1``/``None`` (all cores) or a positive count into a worker count >= 1.
+
+    Every count is capped by :func:`max_threads` (``RECCTL_MAX_THREADS``), so one
+    environment variable bounds every multi-threaded stage of a run.
+    """
+    cores = max_threads()
     if n_jobs is None or n_jobs < 1:
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # pragma: no cover - not on Linux
-            return max(1, os.cpu_count() or 1)
-    return n_jobs
+        return cores
+    return min(int(n_jobs), cores)
 
 
 def block_rows_for(n_items: int, batch_size: int, max_block_bytes: int = DEFAULT_BLOCK_BYTES) -> int:

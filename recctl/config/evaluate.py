@@ -61,6 +61,7 @@ class EvaluateConfig(BaseConfig):
     alpha: float = Field(default=0.05, gt=0, lt=1, description="Significance level (Holm-corrected).")
     test: Literal["wilcoxon", "t"] = Field(default="wilcoxon", description="Paired test: Wilcoxon signed-rank or t.")
     batch_size: int = Field(default=4096, ge=1, description="Users scored per block.")
+    n_jobs: int = Field(default=-1, ge=-1, description="Worker threads ranking each model's users; -1 for all cores.")
     report: bool = Field(default=False, description="Also write report.html.")
 
     @field_validator("k")

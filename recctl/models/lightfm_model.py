@@ -23,9 +23,10 @@ embedding was never trained), which is what makes new catalogue items recommenda
 embeddings, through the feature matrices) are computed once after fitting, and a block of
 users is scored as ``U[users] @ V.T + item_bias + user_bias``; ``predict`` is never called.
 
-**Repeatability.** With ``random_state`` set and ``num_threads: 1`` two fits give the same
-model bit for bit. ``num_threads > 1`` is faster but LightFM's Hogwild updates then race,
-so results differ slightly from run to run.
+**Threads and repeatability.** By default LightFM trains on all cores (``num_threads: null``,
+capped by ``RECCTL_MAX_THREADS``). With ``random_state`` set and ``num_threads: 1`` two fits
+give the same model bit for bit; with more threads LightFM's Hogwild updates race, so
+results differ slightly from run to run.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from recctl.data.dataset import Dataset
 from recctl.errors import RecctlError
 from recctl.models.base import ModelConfig, ProgressFn, Recommender
 from recctl.models.registry import register
+from recctl.ranking import resolve_n_jobs
 
 __all__ = ["LightFMConfig", "LightFMModel"]
 
@@ -63,10 +65,11 @@ class LightFMConfig(ModelConfig):
     k: int = Field(default=5, ge=1, description="WARP-kOS: k-th positive.")
     n: int = Field(default=10, ge=1, description="WARP-kOS: positives sampled.")
     random_state: int | None = Field(default=None, description="Seed; the train stage fills in the experiment seed.")
-    num_threads: int = Field(
-        default=1,
+    num_threads: int | None = Field(
+        default=None,
         ge=1,
-        description="Threads; 1 is bit-repeatable, more is faster but not repeatable.",
+        description="Threads; null = all cores (capped by RECCTL_MAX_THREADS). 1 is bit-repeatable; more is "
+        "faster but LightFM's lock-free updates make runs differ slightly.",
     )
     item_features: bool = Field(default=False, description="Hybrid: represent items through their features.")
     user_features: bool = Field(default=False, description="Hybrid: represent users through their features.")
@@ -245,7 +248,7 @@ class LightFMModel(Recommender):
             item_features=self._item_feat,
             sample_weight=weights,
             epochs=1,
-            num_threads=self.config.num_threads,
+            num_threads=resolve_n_jobs(self.config.num_threads),
         )
         self.epochs_done_ += 1
         self._refresh_representations()

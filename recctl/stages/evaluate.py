@@ -67,6 +67,7 @@ def evaluate_models(
     alpha: float = 0.05,
     test: str = "wilcoxon",
     batch_size: int = 4096,
+    n_jobs: int = -1,
     item_features: Any = None,
     user_ids: np.ndarray | None = None,
     progress: Progress | None = None,
@@ -87,6 +88,8 @@ def evaluate_models(
         Comparison settings (see :func:`recctl.evaluation.comparison.compare_models`).
     batch_size
         Users scored per block.
+    n_jobs
+        Worker threads of the ranking kernel (``-1``: all cores).
     item_features
         Item feature matrix, for intra-list diversity.
     user_ids
@@ -116,6 +119,7 @@ def evaluate_models(
             exclude=protocol.exclude,
             item_mask=protocol.candidates,
             batch_size=batch_size,
+            n_jobs=n_jobs,
             progress=(lambda done, n=name: report(progress, f"rank {n}", done, len(users))) if progress else None,
         )
         auc = None
@@ -325,6 +329,7 @@ def run_evaluate(cfg: Config, *, report: bool | None = None, progress: Progress 
             alpha=ecfg.alpha,
             test=ecfg.test,
             batch_size=ecfg.batch_size,
+            n_jobs=ecfg.n_jobs,
             item_features=dataset.item_features,
             user_ids=dataset.user_ids,
             progress=progress,

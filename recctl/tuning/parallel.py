@@ -19,6 +19,9 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
+from recctl.ranking import MAX_THREADS_ENV
 from recctl.tuning.trial import TrialData, TrialResult, TrialSpec, load_trial_data, run_trial
 
 __all__ = ["TrialRunner", "effective_jobs"]
@@ -54,6 +57,10 @@ def effective_jobs(n_jobs: int, model_params: dict[str, Any], n_trials: int) -> 
 
 def _init_worker(preprocess_dir: str, candidates: str, allowed_ids: list[str] | None) -> None:
     global _WORKER_DATA
+    # the trial processes share the cores: each runs its models (LightFM, kNN, the ranking
+    # kernel, BLAS) on one thread, or n_jobs workers x all-core models oversubscribe them
+    os.environ[MAX_THREADS_ENV] = "1"
+    threadpool_limits(limits=1)
     _WORKER_DATA = load_trial_data(preprocess_dir, candidates, allowed_ids)
 
 

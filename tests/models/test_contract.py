@@ -19,12 +19,13 @@ from recctl.models.registry import get_model_class
 
 K = 5
 
-#: parameters that keep each kind fast on the tiny fixture (defaults otherwise)
+#: parameters that keep each kind fast on the tiny fixture (defaults otherwise); LightFM on one
+#: thread, which is what makes a fit repeatable (all cores is the default)
 FAST_PARAMS: dict[str, dict[str, Any]] = {
-    "lightfm": {"epochs": 5, "no_components": 8},
+    "lightfm": {"epochs": 5, "no_components": 8, "num_threads": 1},
     "blend": {
         "components": [
-            {"weight": 0.6, "model": {"kind": "lightfm", "epochs": 3, "no_components": 8}},
+            {"weight": 0.6, "model": {"kind": "lightfm", "epochs": 3, "no_components": 8, "num_threads": 1}},
             {"weight": 0.4, "model": {"kind": "item_knn", "neighbors": 10}},
         ]
     },

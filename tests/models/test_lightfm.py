@@ -13,7 +13,7 @@ from recctl.models.popularity import PopularityModel
 
 
 def _fit(dataset, **params):
-    base = {"epochs": 10, "no_components": 16, "random_state": 3}
+    base = {"epochs": 10, "no_components": 16, "random_state": 3, "num_threads": 1}  # 1 thread: repeatable
     return LightFMModel(**{**base, **params}).fit(dataset)
 
 
@@ -41,10 +41,10 @@ def test_scores_are_the_batched_representation_product(planted):
 
 
 def test_iter_fit_to_the_end_equals_fit(planted):
-    stepped = LightFMModel(epochs=4, no_components=8, random_state=5)
+    stepped = LightFMModel(epochs=4, no_components=8, random_state=5, num_threads=1)
     done = list(stepped.iter_fit(planted))
     assert done == [1, 2, 3, 4]
-    whole = LightFMModel(epochs=4, no_components=8, random_state=5).fit(planted)
+    whole = LightFMModel(epochs=4, no_components=8, random_state=5, num_threads=1).fit(planted)
     users = np.arange(planted.n_users)
     np.testing.assert_array_equal(stepped.score(users), whole.score(users))
 
@@ -150,3 +150,22 @@ def test_feature_matrix_keeps_identity_weight_and_normalises_features():
     # a cold row is its features only, scaled to the weight a warm row has (identity + features)
     np.testing.assert_allclose(cold[1], [0, 0, 0, 0, 0, 2])
     np.testing.assert_allclose(cold[0], mat[0])
+
+
+def test_trains_on_all_cores_by_default_and_on_num_threads_when_set(planted, monkeypatch):
+    from lightfm import LightFM
+
+    from recctl.ranking import max_threads
+
+    monkeypatch.delenv("RECCTL_MAX_THREADS", raising=False)
+    seen: list[int] = []
+    real = LightFM.fit_partial
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs["num_threads"])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(LightFM, "fit_partial", spy)
+    LightFMModel(epochs=1, no_components=4).fit(planted)
+    LightFMModel(epochs=1, no_components=4, num_threads=1).fit(planted)
+    assert seen == [max_threads(), 1]

@@ -76,7 +76,7 @@ def test_personalised_models_clearly_beat_popularity_on_movielens(movielens, pop
 
 def test_lightfm_is_repeatable_on_real_data(movielens):
     train, _ = movielens
-    params = {"kind": "lightfm", "epochs": 2, "no_components": 16, "random_state": 5}
+    params = {"kind": "lightfm", "epochs": 2, "no_components": 16, "random_state": 5, "num_threads": 1}
     a = get_model_class("lightfm").from_config(params).fit(train)
     b = get_model_class("lightfm").from_config(params).fit(train)
     users = np.arange(50)

@@ -203,3 +203,16 @@ def test_blas_is_single_threaded_inside_the_pool() -> None:
 
     top_k(score, np.arange(40), 3, batch_size=10, n_jobs=2)
     assert seen and set(seen) == {1}  # no workers x BLAS-threads oversubscription
+
+
+def test_thread_counts_use_all_cores_and_obey_the_process_cap(monkeypatch) -> None:
+    from recctl.ranking import max_threads, resolve_n_jobs
+
+    monkeypatch.delenv("RECCTL_MAX_THREADS", raising=False)
+    cores = max_threads()
+    assert resolve_n_jobs(-1) == resolve_n_jobs(None) == cores
+    assert resolve_n_jobs(1) == 1
+    monkeypatch.setenv("RECCTL_MAX_THREADS", "1")
+    assert max_threads() == 1 and resolve_n_jobs(-1) == 1 and resolve_n_jobs(8) == 1
+    monkeypatch.setenv("RECCTL_MAX_THREADS", "not a number")
+    assert max_threads() == cores
