@@ -91,11 +91,11 @@ class RecommendConfig(BaseConfig):
     )
     rules: RulesConfig = Field(default_factory=RulesConfig)
     refit_on_all_data: bool = Field(
-        default=False,
+        default=True,
         description=(
             "Train also fits every model on all events (train + test) and recommend serves those, so the "
-            "nightly lists learn from the most recent period; evaluate keeps the train-split models. "
-            "Not combinable with `recctl update`, which grows the train-split models."
+            "nightly lists learn from the newest events; evaluate keeps the train-split models. `recctl update` "
+            "then grows these serving models. false: serve the train-split models (half the training time)."
         ),
     )
 
@@ -105,6 +105,11 @@ class RecommendConfig(BaseConfig):
             raise ValueError(f"fallback lists the main model '{self.model}'; list other models only")
         if len(set(self.fallback)) != len(self.fallback):
             raise ValueError("fallback lists a model twice")
+        if self.min_score is not None and not self.fallback:
+            raise ValueError(
+                "min_score frees the slots of weak main-model items for the fallback chain, which is empty; "
+                "add a fallback (e.g. fallback: [popular]) or remove min_score"
+            )
         return self
 
 

@@ -197,6 +197,7 @@ def grow_dataset(
     *,
     catalogue: pl.DataFrame | None = None,
     user_table: pl.DataFrame | None = None,
+    split: str = "train",
 ) -> GrownData:
     """Add new canonical interaction rows (and new catalogue items) to a dataset.
 
@@ -213,6 +214,9 @@ def grow_dataset(
         added as new (cold) items, with features.
     user_table
         The ingested user attributes, for new users' features.
+    split
+        The aggregated pairs the models were fitted on: ``train``, or ``all`` (train + test)
+        for the serving models refitted on every event (``recommend.refit_on_all_data``).
 
     Returns
     -------
@@ -221,7 +225,7 @@ def grow_dataset(
     pc = cfg.preprocess
     users = pl.read_parquet(base_dir / "users.parquet").sort(Columns.UserIdx)
     items = pl.read_parquet(base_dir / "items.parquet").sort(Columns.ItemIdx)
-    train = pl.read_parquet(base_dir / "train.parquet")
+    train = pl.read_parquet(base_dir / f"{split}.parquet")
     n_old_users, n_old_items = users.height, items.height
 
     weighted, weight_info = (

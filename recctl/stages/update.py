@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 CHANGES_FILE = "changes.parquet"
 NEW_ITEMS_FILE = "new_items.parquet"
-_SECTIONS = ["update", "preprocess", "models"]
+_SECTIONS = ["update", "preprocess", "models", "recommend.refit_on_all_data"]
 
 
 def _base_state(
@@ -67,17 +67,25 @@ def _base_state(
     ingest_manifest: Manifest,
 ) -> dict[str, Any]:
     """Where the update starts: the previous current update, or preprocess + train."""
+    refit = _refit(cfg)
     current = current_update(cfg)
-    if current is not None:
+    if current is not None and bool(current[1].summary.get("refit_on_all_data", False)) == refit:
         upd_dir, manifest = current
         return {
             "stage": UPDATE_STAGE,
             "data_dir": upd_dir,
             "models_dir": upd_dir,
             "manifest": manifest,
+            "split": "train",  # an update's train.parquet already holds what its models fit on
+            "model_key": "file",
             "consumed_rows": int(manifest.summary["consumed_rows"]),
             "consumed_batches": list(manifest.summary["consumed_batches"]),
         }
+    if refit and not train_manifest.summary.get("refit_on_all_data"):
+        raise ArtifactError(
+            f"{cfg.workdir_path / 'train'}: the trained models were not refitted on all data, but "
+            f"recommend.refit_on_all_data is set; run `recctl train {cfg.source_path or 'CONFIG'}` first."
+        )
     rows, shas = consumed_by_preprocess(pre_manifest, ingest_manifest)
     train_dir = cfg.workdir_path / "train"
     return {
@@ -85,9 +93,16 @@ def _base_state(
         "data_dir": pre_dir,
         "models_dir": train_dir,
         "manifest": train_manifest,
+        # the serving models: refitted on every event (all.parquet), or the train-split ones
+        "split": "all" if refit else "train",
+        "model_key": "serve_file" if refit else "file",
         "consumed_rows": rows,
         "consumed_batches": shas,
     }
+
+
+def _refit(cfg: Config) -> bool:
+    return bool(cfg.recommend is not None and cfg.recommend.refit_on_all_data)
 
 
 def _model_names(cfg: Config, base_manifest: Manifest, train_manifest: Manifest) -> list[str]:
@@ -108,11 +123,11 @@ def _model_names(cfg: Config, base_manifest: Manifest, train_manifest: Manifest)
     return list(names)
 
 
-def _load_model(models_dir: Path, manifest: Manifest, name: str) -> Any:
+def _load_model(models_dir: Path, manifest: Manifest, name: str, key: str = "file") -> Any:
     from recctl.models.base import Recommender
 
     entry = manifest.summary["models"][name]
-    return Recommender.load(models_dir / entry["file"], manifest.output(entry["file"]).sha256)
+    return Recommender.load(models_dir / entry[key], manifest.output(entry[key]).sha256)
 
 
 def _events_frame(base_dir: Path, grown: GrownData) -> pl.DataFrame:
@@ -196,13 +211,9 @@ def run_update(cfg: Config, *, check_drift: bool = False, progress: Progress | N
         ``update.models`` naming a model that was not trained.
     """
     t_start = time.perf_counter()
-    if cfg.recommend is not None and cfg.recommend.refit_on_all_data:
-        # the update grows the train-split models; serving those would silently drop the
-        # refit on recent events, so the two modes are kept apart
-        raise ConfigError(
-            f"{cfg.source_path or 'config'}: recommend.refit_on_all_data: `recctl update` grows the models fitted on "
-            "the train split; set it to false to update incrementally, or retrain with `recctl train` instead."
-        )
+    # with recommend.refit_on_all_data (the default) the update grows the serving models, the
+    # ones refitted on every event, over the train + test pairs; otherwise the train-split ones
+    refit = _refit(cfg)
     ingest_dir, ingest_manifest = require_stage(cfg, "ingest", ["interactions.parquet", "items.parquet"])
     pre_dir, pre_manifest = require_stage(cfg, "preprocess", ["users.parquet", "items.parquet", "train.parquet"])
     train_dir, train_manifest = require_stage(cfg, "train")
@@ -230,10 +241,13 @@ def run_update(cfg: Config, *, check_drift: bool = False, progress: Progress | N
         return _up_to_date(cfg, base, 0)
 
     t0 = time.perf_counter()
-    grown = grow_dataset(cfg, base["data_dir"], pending.frame, catalogue=catalogue, user_table=user_table)
+    grown = grow_dataset(
+        cfg, base["data_dir"], pending.frame, catalogue=catalogue, user_table=user_table, split=base["split"]
+    )
     events = _events_frame(base["data_dir"], grown)
+    fitted_on = ["tune_train", "valid", "test"] if refit else ["tune_train", "valid"]
     dataset = grown.dataset(
-        events=events.filter(pl.col(SPLIT).is_in(["tune_train", "valid"]))
+        events=events.filter(pl.col(SPLIT).is_in(fitted_on))
         .drop(SPLIT)
         .sort(Columns.UserIdx, Columns.Timestamp)
     )
@@ -241,13 +255,13 @@ def run_update(cfg: Config, *, check_drift: bool = False, progress: Progress | N
     report(progress, "update", 1, len(names) + 2)
 
     inputs = [ingest_dir / "interactions.parquet", ingest_dir / "items.parquet"]
-    inputs += [base["models_dir"] / base["manifest"].summary["models"][n]["file"] for n in names]
+    inputs += [base["models_dir"] / base["manifest"].summary["models"][n][base["model_key"]] for n in names]
     with StageRun(cfg, UPDATE_STAGE, sections=_SECTIONS, inputs=inputs) as run:
         d = run.dir
         _write_dataset(run, grown, events, base["data_dir"])
         updates: dict[str, ModelUpdate] = {}
         for i, name in enumerate(names):
-            model = _load_model(base["models_dir"], base["manifest"], name)
+            model = _load_model(base["models_dir"], base["manifest"], name, base["model_key"])
             upd = update_model(
                 cfg,
                 name,
@@ -282,6 +296,7 @@ def run_update(cfg: Config, *, check_drift: bool = False, progress: Progress | N
         report(progress, "update", len(names) + 2, len(names) + 2)
         run.summary.update(
             status="updated",
+            refit_on_all_data=refit,
             base={
                 "stage": base["stage"],
                 "train_manifest_sha256": train_sha,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,40 @@ def test_changing_the_flag_makes_train_stale(refit_config: Path, tmp_path: Path)
     assert why_stale(load_config(other), "train") == "config changed (recommend.refit_on_all_data)"
 
 
-def test_update_refuses_refit_models(refit_config: Path) -> None:
-    result = runner.invoke(app, ["update", str(refit_config)])
-    assert result.exit_code == 3
-    assert "recommend.refit_on_all_data" in result.stderr
+def test_update_grows_the_models_refitted_on_all_data(refit_config: Path, tmp_path: Path) -> None:
+    import polars as pl
+
+    from recctl.data.dataset import load_split_matrix
+    from recctl.incremental.current import load_serving_model, serving_source
+
+    cfg = load_config(refit_config)
+    pre = cfg.stage_dir("preprocess")
+    everything = load_split_matrix(pre, "all", *load_trained_model_shape(cfg))
+    day = tmp_path / "day.csv"
+    day.write_text(
+        "customer_id,product_id,event_type,event_time,quantity\n"
+        + "".join(f"C{10001 + i},P0001,purchase,2030-01-01 10:00:{i:02d},1\n" for i in range(30))
+    )
+    assert runner.invoke(app, ["ingest", str(refit_config), "--append", str(day)]).exit_code == 0
+    result = runner.invoke(app, ["update", str(refit_config), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)["summary"]
+    assert summary["status"] == "updated" and summary["refit_on_all_data"] is True
+    # the update grew the serving models' data: every train AND test pair, plus the new day
+    source = serving_source(cfg)
+    assert source.stage == "update"
+    grown = pl.read_parquet(source.data_dir / "train.parquet")
+    assert grown.height >= everything.nnz
+    popular = load_serving_model(cfg, "popular", source)
+    item = int(pl.read_parquet(source.data_dir / "items.parquet").filter(pl.col("item_id") == "P0001")["item_idx"][0])
+    buyers = grown.filter(pl.col("item_idx") == item)["user_idx"].n_unique()
+    assert buyers >= 30
+    counts = grown.group_by("item_idx").agg(pl.col("user_idx").n_unique().alias("n"))
+    assert popular.item_scores_[item] == pytest.approx(buyers / counts["n"].max(), rel=1e-5)
+
+
+def load_trained_model_shape(cfg) -> tuple[int, int]:  # noqa: ANN001
+    from recctl.stages.train import load_trained_model
+
+    model = load_trained_model(cfg, "popular")
+    return model.n_users, model.n_items

@@ -67,6 +67,7 @@ def _shop(seed: int = 3) -> dict[str, pl.DataFrame]:
     out["test"] = agg(events.filter(pl.col("split") == "test"))
     out["tune_train"] = agg(events.filter(pl.col("split") == "tune_train"))
     out["valid"] = agg(events.filter(pl.col("split") == "valid"))
+    out["all"] = agg(events)  # what the serving models refit on (recommend.refit_on_all_data)
     return out
 
 

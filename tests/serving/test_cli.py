@@ -195,8 +195,8 @@ def test_export_refuses_lists_made_with_another_config(shop_config: Path) -> Non
 
 def test_missing_model_for_the_bundle_publishes_nothing(shop_config: Path) -> None:
     assert invoke("recommend", shop_config).exit_code == 0
-    (shop_config.parent / "work" / "train" / "knn.pkl").unlink()
+    (shop_config.parent / "work" / "train" / "knn.all.pkl").unlink()  # the serving copy (refit on all data)
     res = invoke("serve-export", shop_config)
     assert res.exit_code == 5, res.output
-    assert "knn.pkl" in " ".join(res.stderr.split())
+    assert "knn.all.pkl" in " ".join(res.stderr.split())
     assert not (shop_config.parent / "work" / "exports").exists()
