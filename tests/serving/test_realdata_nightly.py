@@ -80,4 +80,3 @@ def test_movielens_every_rater_never_a_rated_movie(tmp_path: Path, shared_data: 
     raw = pl.read_csv(shared_data / "ml-latest-small" / "ratings.csv", infer_schema=False)
     history = raw.select(pl.col("userId").alias("user_id"), pl.col("movieId").alias("item_id")).unique()
     _check(published, history)
-
