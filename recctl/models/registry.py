@@ -26,6 +26,8 @@ _MODEL_MODULES = (
     "recctl.models.item_knn",
     "recctl.models.user_knn",
     "recctl.models.ease",
+    "recctl.models.rp3beta",
+    "recctl.models.als",
     "recctl.models.content",
     "recctl.models.blend",
     "recctl.models.sasrec",

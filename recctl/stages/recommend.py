@@ -267,8 +267,11 @@ def load_audience(cfg: Config, serving: Serving) -> Audience:
     )
 
 
-def check_recommend_settings(cfg: Config, data_dir: Path) -> None:
+def check_recommend_settings(cfg: Config, data_dir: Path, configs: dict[str, Any] | None = None) -> None:
     """Refuse impossible ``recommend`` settings before training (K above what the rules leave, ...).
+
+    ``configs`` maps model names to the model configs train is about to fit, when they are not
+    (only) the config's own: ``tuned`` with ``tune.apply`` (the model tune picked).
 
     Raises
     ------
@@ -280,7 +283,8 @@ def check_recommend_settings(cfg: Config, data_dir: Path) -> None:
     rc = recommend_section(cfg)
     items = pl.read_parquet(data_dir / "items.parquet").sort(Columns.ItemIdx)
     rules = build_item_rules(rc.rules, items, resolve=cfg.resolve)
-    chain = [(name, create_model(cfg.model_config_for(name))) for name in _chain_names(cfg)]
+    known = configs or {}
+    chain = [(name, create_model(known.get(name) or cfg.model_config_for(name))) for name in _chain_names(cfg)]
     check_list_settings(rc.k, rules, items.height, chain)
 
 

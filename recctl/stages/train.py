@@ -59,16 +59,16 @@ def run_train(cfg: Config, *, models: list[str] | None = None, progress: Progres
     names = models or list(cfg.models)
     for name in names:
         cfg.model_config_for(name)  # raises on an unknown name
-    if cfg.recommend is not None:
-        from recctl.stages.recommend import check_recommend_settings
-
-        # K above what the catalogue and rules allow: say so now, not after training
-        check_recommend_settings(cfg, pre_dir)
     configs = {name: cfg.model_config_for(name) for name in names}
     tuning: dict[str, Any] = {}
     tuned_inputs: list[Path] = []
     if cfg.tune is not None and cfg.tune.apply:
         configs, tuning, tuned_inputs = _apply_tuning(cfg, configs)
+    if cfg.recommend is not None:
+        from recctl.stages.recommend import check_recommend_settings
+
+        # K above what the catalogue and rules allow: say so now, not after training
+        check_recommend_settings(cfg, pre_dir, configs)
     np.random.seed(cfg.seed)
     refit = bool(cfg.recommend and cfg.recommend.refit_on_all_data)
     datasets = {"train": load_dataset(pre_dir, "train")}

@@ -23,6 +23,8 @@ K = 5
 #: thread, which is what makes a fit repeatable (all cores is the default)
 FAST_PARAMS: dict[str, dict[str, Any]] = {
     "lightfm": {"epochs": 5, "no_components": 8, "num_threads": 1},
+    "als": {"factors": 8, "iterations": 3, "num_threads": 1},
+    "rp3beta": {"neighbors": 20},
     "blend": {
         "components": [
             {"weight": 0.6, "model": {"kind": "lightfm", "epochs": 3, "no_components": 8, "num_threads": 1}},

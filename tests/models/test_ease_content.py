@@ -25,8 +25,29 @@ def test_ease_matches_the_closed_form(planted):
     p = np.linalg.inv(x.T @ x + 50.0 * np.eye(planted.n_items))
     b = -p / np.diag(p)[None, :]
     np.fill_diagonal(b, 0.0)
-    np.testing.assert_allclose(model.weights_, b, rtol=1e-4, atol=1e-6)
+    # items nobody trained on have no weight either way: the model inverts over the others only
+    active = np.flatnonzero(x.sum(axis=0) > 0)
+    assert len(active) < planted.n_items and model.active_.tolist() == active.tolist()
+    np.testing.assert_allclose(model.weights_, b[np.ix_(active, active)], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(model.score(np.arange(8)), x[:8] @ b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        model.score_from_items(np.array([0, 3]))[None, :], x[[0]] * 0 + b[[0, 3]].sum(axis=0), atol=1e-5
+    )
+
+
+def test_ease_l2_too_small_for_float32_is_a_config_error(planted):
+    with pytest.raises(ConfigError, match="l2=1e-60 is 0 in float32"):
+        EASEModel(l2=1e-60).fit(planted)
+
+
+def test_ease_refuses_what_would_not_fit_in_memory(planted, monkeypatch):
+    import recctl.models.ease as ease
+
+    monkeypatch.setattr(ease, "available_memory", lambda: 10_000)
+    with pytest.raises(ConfigError) as info:
+        EASEModel().fit(planted)
+    message = str(info.value)
+    assert "GiB available" in message and "rp3beta" in message and "item_knn" in message
 
 
 def test_ease_beats_popularity(planted_split):
@@ -40,8 +61,8 @@ def test_ease_refuses_large_catalogues_with_advice(planted):
     with pytest.raises(ConfigError) as info:
         EASEModel(max_items=10).fit(planted)
     message = str(info.value)
-    assert "60 items" in message and "max_items=10" in message
-    assert "item_knn" in message and "lightfm" in message
+    assert "52 items have training interactions" in message and "max_items=10" in message
+    assert "item_knn" in message and "rp3beta" in message
     assert info.value.exit_code == 3
 
 
