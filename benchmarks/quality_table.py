@@ -1,0 +1,571 @@
+"""The quality table: recctl's models next to independent baselines, per-user temporal split.
+
+For each dataset every user's events are sorted by time (ties: file order) and the last 20%
+(rounded half up) are the test events; validation is the same rule applied to the training
+part. Relevant test items are those the user did not have in training, among items seen in
+training; every model ranks all trained items except the user's training items; NDCG@10 with
+binary gains, averaged over users with at least one relevant item. The split, the metric and
+every baseline are computed here, by code that is not recctl's:
+
+* EASE (closed form in numpy, lambda chosen on validation),
+* item-kNN (cosine on the binary matrix, neighbours chosen on validation),
+* ALS from `implicit` (factors / regularisation / alpha chosen on validation),
+* LightFM called directly (WARP, epochs chosen on validation),
+* RecTools' SASRec (full softmax, lr 2e-3, its other defaults; epochs chosen on validation).
+
+recctl's models run through its library on the same split: once with their defaults, once
+tuned on the same validation split (the rows marked "tuned"), and a blend of the two best
+recctl models with its weight chosen on validation. Tuned choices are refitted on the whole
+training part before the test. Nothing reads the test split before the final scoring.
+
+Install what the baselines need (not recctl's runtime dependencies), in a venv with recctl:
+
+    pip install -e . -r benchmarks/requirements-quality.txt
+
+Run (datasets missing from ../shared/data are skipped with a message):
+
+    nice -n 10 python -m benchmarks.quality_table [--datasets ml-100k,ml-latest-small,online-retail]
+        [--max-epochs 30] [--threads 1] [--out quality_table.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+K = 10
+TEST_FRACTION = 0.2
+
+ScoreFn = Callable[[np.ndarray], np.ndarray]
+
+
+# -- data -------------------------------------------------------------------------------------------
+def load_events(name: str) -> pl.DataFrame | None:
+    """``user, item, ts, row`` for a dataset, or None (with a message) when its files are absent."""
+    if name == "ml-latest-small":
+        path = DATA / "ml-latest-small" / "ratings.csv"
+        if not path.exists():
+            return _missing(name, path)
+        raw = pl.read_csv(path)
+        frame = raw.select(
+            pl.col("userId").alias("user"), pl.col("movieId").alias("item"), pl.col("timestamp").alias("ts")
+        )
+    elif name == "ml-100k":
+        path = DATA / "ml-100k" / "u.data"
+        if not path.exists():
+            return _missing(name, path)
+        raw = pl.read_csv(path, separator="\t", has_header=False, new_columns=["user", "item", "rating", "ts"])
+        frame = raw.select("user", "item", "ts")
+    elif name == "online-retail":
+        path = DATA / "online-retail" / "online_retail.parquet"
+        if not path.exists():
+            return _missing(name, path)
+        raw = pl.read_parquet(path)
+        # the usual cleaning: a customer, no cancellation, positive quantity and price
+        raw = raw.filter(
+            pl.col("CustomerID").is_not_null()
+            & ~pl.col("InvoiceNo").cast(pl.String).str.starts_with("C")
+            & (pl.col("Quantity") > 0)
+            & (pl.col("UnitPrice") > 0)
+        )
+        frame = raw.select(
+            pl.col("CustomerID").cast(pl.Int64).alias("user"),
+            pl.col("StockCode").cast(pl.String).str.strip_chars().alias("item"),
+            pl.col("InvoiceDate").cast(pl.Datetime("us")).dt.epoch("s").alias("ts"),
+        )
+    else:
+        raise SystemExit(f"unknown dataset {name!r}")
+    return frame.with_columns(pl.col("user").cast(pl.String), pl.col("item").cast(pl.String)).with_row_index("row")
+
+
+def _missing(name: str, path: Path) -> None:
+    print(f"[skip] {name}: {path} not found (see docs/quality.md for where the data comes from)", file=sys.stderr)
+    return None
+
+
+def per_user_split(events: pl.DataFrame, fraction: float = TEST_FRACTION) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Each user's last ``fraction`` of events (by time, then file order; count rounded half up)."""
+    ordered = events.sort("user", "ts", "row").with_columns(
+        pl.int_range(pl.len()).over("user").alias("_r"), pl.len().over("user").alias("_n")
+    )
+    n_test = (pl.col("_n") * fraction + 0.5).floor()
+    head = ordered.filter(pl.col("_r") < pl.col("_n") - n_test).drop("_r", "_n")
+    tail = ordered.filter(pl.col("_r") >= pl.col("_n") - n_test).drop("_r", "_n")
+    return head, tail
+
+
+@dataclass
+class Fold:
+    """A training part and its held-out part, in index space (items: those seen in training)."""
+
+    train: pl.DataFrame  # user, item, ts, row, uidx, iidx
+    users: np.ndarray
+    items: np.ndarray
+    x: sp.csr_matrix  # binary (users x items) training matrix
+    truth: sp.csr_matrix  # binary relevant held-out items (not in training)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+
+def make_fold(train: pl.DataFrame, held: pl.DataFrame) -> Fold:
+    """Index a split; held-out items unseen in training or already had by the user are dropped."""
+    users = np.sort(train["user"].unique().to_numpy())
+    items = np.sort(train["item"].unique().to_numpy())
+    umap = pl.DataFrame({"user": users, "uidx": np.arange(len(users), dtype=np.int32)})
+    imap = pl.DataFrame({"item": items, "iidx": np.arange(len(items), dtype=np.int32)})
+    train = train.join(umap, on="user").join(imap, on="item").sort("uidx", "ts", "row")
+    x = _binary(train["uidx"].to_numpy(), train["iidx"].to_numpy(), len(users), len(items))
+    held = held.join(umap, on="user").join(imap, on="item")
+    truth = _binary(held["uidx"].to_numpy(), held["iidx"].to_numpy(), len(users), len(items))
+    truth = (truth - truth.multiply(x)).tocsr()
+    truth.eliminate_zeros()
+    return Fold(train, users, items, x, truth)
+
+
+def _binary(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> sp.csr_matrix:
+    mat = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_rows, n_cols))
+    mat.data[:] = 1.0
+    return mat
+
+
+def ndcg_at_k(score: ScoreFn, fold: Fold, k: int = K, batch: int = 1024) -> float:
+    """Mean NDCG@k over users with a relevant held-out item; training items are never ranked."""
+    users = np.flatnonzero(np.diff(fold.truth.indptr) > 0)
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    total = 0.0
+    for start in range(0, len(users), batch):
+        u = users[start : start + batch]
+        s = np.array(score(u), dtype=np.float32, copy=True)
+        seen = fold.x[u].tocoo()
+        s[seen.row, seen.col] = -np.inf
+        top = np.argpartition(-s, k, axis=1)[:, :k]
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(s, top, 1), axis=1, kind="stable"), 1)
+        rel = fold.truth[u]
+        hits = np.asarray(rel[np.arange(len(u))[:, None], top].todense()) > 0
+        ideal = np.cumsum(discount)[np.minimum(np.diff(rel.indptr), k) - 1]
+        total += float(((hits * discount).sum(axis=1) / ideal).sum())
+    return total / max(len(users), 1)
+
+
+# -- candidates ---------------------------------------------------------------------------------------
+@dataclass
+class Candidate:
+    """A model family: how to fit it on a fold, and the grid it is tuned over on validation.
+
+    ``fit(fold, params)`` returns a score function; epoch-wise models instead implement
+    ``fit_epochs(fold, params, max_epochs)`` yielding ``(epoch, score_fn)`` after each epoch.
+    """
+
+    name: str
+    source: str  # "recctl" or the independent library / code
+    defaults: dict[str, Any]
+    grid: list[dict[str, Any]] = field(default_factory=list)
+    fit: Callable[[Fold, dict[str, Any]], ScoreFn] | None = None
+    fit_epochs: Callable[[Fold, dict[str, Any], int], Iterator[tuple[int, ScoreFn]]] | None = None
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def select_on_validation(cand: Candidate, valid: Fold, max_epochs: int) -> tuple[dict[str, Any], float, float]:
+    """The grid point (and epoch count) with the best validation NDCG@10; also the search time."""
+    best: tuple[float, dict[str, Any]] = (-1.0, cand.defaults)
+    t0 = time.perf_counter()
+    for point in cand.grid or [{}]:
+        params = {**cand.defaults, **point}
+        if cand.fit_epochs is not None:
+            for epoch, score in cand.fit_epochs(valid, params, max_epochs):
+                value = ndcg_at_k(score, valid)
+                if value > best[0]:
+                    best = (value, {**params, "epochs": epoch})
+        else:
+            assert cand.fit is not None
+            value = ndcg_at_k(cand.fit(valid, params), valid)
+            if value > best[0]:
+                best = (value, params)
+    return best[1], best[0], time.perf_counter() - t0
+
+
+def fit_final(cand: Candidate, fold: Fold, params: dict[str, Any]) -> ScoreFn:
+    """Fit on the whole training part with the chosen parameters."""
+    if cand.fit_epochs is not None:
+        # every yield scores the same (trained further) model: the last one is the final model
+        return [s for _, s in cand.fit_epochs(fold, params, int(params.get("epochs", 1)))][-1]
+    assert cand.fit is not None
+    return cand.fit(fold, params)
+
+
+# -- independent baselines ------------------------------------------------------------------------------
+def ease_fit(fold: Fold, params: dict[str, Any]) -> ScoreFn:
+    """EASE (Steck 2019): B = I - P diagMat(1 / diag(P)), P = (X'X + lambda I)^-1."""
+    g = (fold.x.T @ fold.x).toarray().astype(np.float64)
+    g[np.diag_indices_from(g)] += params["lambda"]
+    p = np.linalg.inv(g)
+    b = (-p / np.diag(p)).astype(np.float32)
+    np.fill_diagonal(b, 0.0)
+    return lambda u: np.asarray(fold.x[u] @ b)
+
+
+def knn_fit(fold: Fold, params: dict[str, Any]) -> ScoreFn:
+    """Item-kNN: cosine between item columns, each item's top ``k`` neighbours kept."""
+    norms = np.sqrt(np.asarray(fold.x.multiply(fold.x).sum(axis=0))).ravel()
+    xn = fold.x @ sp.diags(1.0 / np.maximum(norms, 1e-9))
+    sim = (xn.T @ xn).toarray().astype(np.float32)
+    np.fill_diagonal(sim, 0.0)
+    k = min(params["k"], sim.shape[0] - 1)
+    cut = np.partition(sim, -k, axis=0)[-k][None, :]  # keep each item's k most similar sources
+    sim[sim < cut] = 0.0
+    return lambda u: np.asarray(fold.x[u] @ sim)
+
+
+def als_fit(fold: Fold, params: dict[str, Any]) -> ScoreFn:
+    from implicit.als import AlternatingLeastSquares
+
+    model = AlternatingLeastSquares(
+        factors=params["factors"],
+        regularization=params["reg"],
+        alpha=params["alpha"],
+        iterations=params["iterations"],
+        random_state=0,
+        num_threads=params["threads"],
+    )
+    model.fit(fold.x.tocsr(), show_progress=False)
+    uf, itf = _to_numpy(model.user_factors), _to_numpy(model.item_factors)
+    return lambda u: uf[u] @ itf.T
+
+
+def _to_numpy(arr: Any) -> np.ndarray:
+    return np.asarray(arr.to_numpy() if hasattr(arr, "to_numpy") else arr)
+
+
+def lightfm_epochs(fold: Fold, params: dict[str, Any], max_epochs: int) -> Iterator[tuple[int, ScoreFn]]:
+    from lightfm import LightFM
+
+    model = LightFM(no_components=params["no_components"], loss="warp", learning_rate=params["lr"], random_state=0)
+    coo = fold.x.tocoo()
+    items = np.arange(fold.n_items, dtype=np.int32)
+    for epoch in range(1, max_epochs + 1):
+        model.fit_partial(coo, epochs=1, num_threads=params["threads"])
+
+        def score(u: np.ndarray, m: Any = model) -> np.ndarray:
+            return np.vstack([m.predict(int(x), items, num_threads=params["threads"]) for x in u])
+
+        if epoch % params.get("every", 1) == 0 or epoch == max_epochs:
+            yield epoch, score
+
+
+def rectools_sasrec_epochs(fold: Fold, params: dict[str, Any], max_epochs: int) -> Iterator[tuple[int, ScoreFn]]:
+    """RecTools' SASRec, one epoch at a time (``fit_partial``), scored through its recommend."""
+    import pandas as pd  # noqa: TID251 - RecTools takes pandas frames; this is benchmark-only code
+    from rectools import Columns as RC
+    from rectools.dataset import Dataset as RDataset
+    from rectools.models import SASRecModel
+
+    frame = fold.train.select(
+        pl.col("uidx").alias(RC.User),
+        pl.col("iidx").alias(RC.Item),
+        pl.lit(1.0).alias(RC.Weight),
+        # RecTools orders a session by datetime only: the file-order tie-break goes into it
+        (pl.col("ts") * 1_000_000 + pl.col("row") % 1_000_000).cast(pl.Datetime("us")).alias(RC.Datetime),
+    )
+    dataset = RDataset.construct(pd.DataFrame(frame.to_dict(as_series=False)))
+    # the sizes recctl's sasrec uses by default (RecTools' own: 256 factors, 4 heads, 100 events
+    # took ~60 s an epoch on ml-100k on one thread)
+    model = SASRecModel(
+        loss="softmax",
+        lr=params["lr"],
+        n_factors=params["n_factors"],
+        n_heads=params["n_heads"],
+        n_blocks=2,
+        session_max_len=params["max_len"],
+        dropout_rate=0.2,
+        epochs=1,
+        deterministic=True,
+        verbose=0,
+        recommend_n_threads=params["threads"],
+    )
+    for epoch in range(1, max_epochs + 1):
+        model.fit_partial(dataset, min_epochs=1, max_epochs=1)
+
+        def score(u: np.ndarray, m: Any = model) -> np.ndarray:
+            recs = m.recommend(users=u, dataset=dataset, k=K, filter_viewed=True)
+            out = np.full((len(u), fold.n_items), -1e9, np.float32)
+            pos = {int(x): r for r, x in enumerate(u)}
+            rows = np.array([pos[int(x)] for x in recs[RC.User]])
+            out[rows, recs[RC.Item].to_numpy().astype(np.int64)] = -recs[RC.Rank].to_numpy()
+            return out
+
+        yield epoch, score
+
+
+# -- recctl ---------------------------------------------------------------------------------------------
+def recctl_dataset(fold: Fold) -> Any:
+    import datetime as dt
+
+    from recctl.columns import Columns
+    from recctl.data.dataset import Dataset, interactions_matrix
+
+    t0 = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    events = fold.train.select(
+        pl.col("uidx").alias(Columns.UserIdx),
+        pl.col("iidx").alias(Columns.ItemIdx),
+        pl.lit("interaction").alias(Columns.Event),
+        (pl.lit(t0) + pl.duration(seconds=pl.col("ts"))).alias(Columns.Timestamp),
+        pl.lit(1.0).alias(Columns.Weight),
+    )
+    return Dataset(
+        user_ids=fold.users.astype(object),
+        item_ids=fold.items.astype(object),
+        interactions=interactions_matrix(events, fold.n_users, fold.n_items),
+        events=events,
+    )
+
+
+def recctl_fit(kind: str) -> Callable[[Fold, dict[str, Any]], ScoreFn]:
+    def fit(fold: Fold, params: dict[str, Any]) -> ScoreFn:
+        from recctl.models.registry import get_model_class
+
+        model = get_model_class(kind)(**params).fit(recctl_dataset(fold))
+        return model.score
+
+    return fit
+
+
+def recctl_epochs(kind: str) -> Callable[[Fold, dict[str, Any], int], Iterator[tuple[int, ScoreFn]]]:
+    def fit_epochs(fold: Fold, params: dict[str, Any], max_epochs: int) -> Iterator[tuple[int, ScoreFn]]:
+        from recctl.models.registry import get_model_class
+
+        params = {**params, "epochs": max_epochs}
+        params.pop("every", None)
+        model = get_model_class(kind)(**params)
+        every = 1 if kind == "sasrec" else 5
+        for epoch in model.iter_fit(recctl_dataset(fold)):
+            if epoch % every == 0 or epoch == max_epochs:
+                yield epoch, model.score
+
+    return fit_epochs
+
+
+def candidates(threads: int, kinds: list[str]) -> list[Candidate]:
+    """Every row of the table: recctl's kinds and the independent baselines."""
+    out = [
+        Candidate("popularity", "recctl", {}, fit=recctl_fit("popularity")),
+        Candidate("item_knn", "recctl", {}, [{"neighbors": n} for n in (20, 50, 100, 200)], fit=recctl_fit("item_knn")),
+        Candidate(
+            "ease", "recctl", {}, [{"l2": v} for v in (10.0, 50.0, 200.0, 500.0, 2000.0)], fit=recctl_fit("ease")
+        ),
+        Candidate(
+            "lightfm",
+            "recctl",
+            {"loss": "warp", "num_threads": threads, "random_state": 0},
+            [{"no_components": 64, "learning_rate": 0.05}],
+            fit_epochs=recctl_epochs("lightfm"),
+        ),
+        Candidate(
+            "sasrec",
+            "recctl",
+            {"num_threads": threads, "random_state": 0},
+            [{}],
+            fit_epochs=recctl_epochs("sasrec"),
+        ),
+    ]
+    for kind, grid in (("als", [{"factors": f} for f in (64, 128)]), ("rp3beta", [{}])):
+        if kind in kinds:  # the kinds issue-16's models engineer adds
+            out.append(Candidate(kind, "recctl", {}, grid, fit=recctl_fit(kind)))
+    out += [
+        Candidate(
+            "EASE (numpy)",
+            "independent",
+            {"lambda": 500.0},
+            [{"lambda": v} for v in (10.0, 50.0, 200.0, 500.0, 2000.0)],
+            fit=ease_fit,
+        ),
+        Candidate(
+            "item-kNN cosine (numpy)", "independent", {"k": 50}, [{"k": v} for v in (20, 50, 100, 200)], fit=knn_fit
+        ),
+        Candidate(
+            "ALS (implicit)",
+            "independent",
+            {"factors": 64, "reg": 0.01, "alpha": 1.0, "iterations": 15, "threads": threads},
+            [{"factors": f, "reg": r, "alpha": a} for f in (64, 128) for r in (0.01, 0.1) for a in (1.0, 10.0)],
+            fit=als_fit,
+        ),
+        Candidate(
+            "LightFM WARP (direct)",
+            "independent",
+            {"no_components": 64, "lr": 0.05, "threads": threads, "every": 5},
+            [{}],
+            fit_epochs=lightfm_epochs,
+        ),
+        Candidate(
+            "SASRec (RecTools)",
+            "independent",
+            {"lr": 2e-3, "n_factors": 64, "n_heads": 2, "max_len": 50, "threads": threads},
+            [{}],
+            fit_epochs=rectools_sasrec_epochs,
+        ),
+    ]
+    return out
+
+
+# -- the run -----------------------------------------------------------------------------------------
+@dataclass
+class Row:
+    dataset: str
+    model: str
+    source: str
+    setting: str
+    params: str
+    valid: float | None
+    test: float
+    fit_s: float
+    search_s: float | None
+
+
+def run_dataset(name: str, args: argparse.Namespace) -> list[Row]:
+    events = load_events(name)
+    if events is None:
+        return []
+    train, test = per_user_split(events)
+    inner, valid = per_user_split(train)
+    full, vfold = make_fold(train, test), make_fold(inner, valid)
+    print(
+        f"== {name}: {events.height:,} events; train {full.n_users:,} users x {full.n_items:,} items; "
+        f"test users {int((np.diff(full.truth.indptr) > 0).sum()):,}",
+        file=sys.stderr,
+    )
+    from recctl.models.registry import model_kinds
+
+    rows: list[Row] = []
+    blend_inputs: list[tuple[float, Candidate, dict[str, Any]]] = []
+    for cand in candidates(args.threads, model_kinds()):
+        if args.models and not any(m in cand.name for m in args.models):
+            continue
+        settings = ["tuned"] if cand.source == "independent" else ["default", "tuned"]
+        for setting in settings:
+            if setting == "default":
+                params, value, search_s = dict(cand.defaults), None, None
+                if cand.fit_epochs is not None:
+                    params["epochs"] = _default_epochs(cand.name)
+            else:
+                params, value, search_s = select_on_validation(cand, vfold, args.max_epochs)
+            score, fit_s = timed(lambda c=cand, p=params: fit_final(c, full, p))
+            test_ndcg = ndcg_at_k(score, full)
+            shown = {k: v for k, v in params.items() if k not in ("threads", "num_threads", "random_state", "every")}
+            rows.append(Row(name, cand.name, cand.source, setting, str(shown), value, test_ndcg, fit_s, search_s))
+            print(f"   {cand.name:28s} {setting:8s} test {test_ndcg:.4f} fit {fit_s:7.1f}s {shown}", file=sys.stderr)
+            if cand.source == "recctl" and setting == "tuned" and value is not None:
+                blend_inputs.append((value, cand, params))
+    if len(blend_inputs) >= 2:
+        rows.append(_blend_row(name, blend_inputs, vfold, full))
+    return rows
+
+
+def _default_epochs(name: str) -> int:
+    from recctl.models.registry import get_model_class
+
+    return int(get_model_class(name).config_class().epochs)  # type: ignore[attr-defined]
+
+
+def _blend_row(name: str, tuned: list[tuple[float, Candidate, dict[str, Any]]], vfold: Fold, full: Fold) -> Row:
+    """recctl's two best tuned models blended (per-user min-max scores), the weight chosen on validation."""
+    from recctl.models._similarity import normalize_scores
+
+    (_, a, pa), (_, b, pb) = sorted(tuned, key=lambda t: -t[0])[:2]
+    t0 = time.perf_counter()
+    sa, sb = fit_final(a, vfold, pa), fit_final(b, vfold, pb)
+    best = (-1.0, 1.0)
+    for w in np.linspace(0.0, 1.0, 11):
+        value = ndcg_at_k(_mix(sa, sb, float(w), normalize_scores), vfold)
+        best = max(best, (value, float(w)))
+    search_s = time.perf_counter() - t0
+    (fa, fb), fit_s = timed(lambda: (fit_final(a, full, pa), fit_final(b, full, pb)))
+    test = ndcg_at_k(_mix(fa, fb, best[1], normalize_scores), full)
+    label = f"blend {a.name} x {best[1]:.1f} + {b.name} x {1 - best[1]:.1f}"
+    print(f"   {label:28s} tuned    test {test:.4f}", file=sys.stderr)
+    return Row(name, "blend", "recctl", "tuned", label, best[0], test, fit_s, search_s)
+
+
+def _mix(sa: ScoreFn, sb: ScoreFn, w: float, normalize: Callable[..., np.ndarray]) -> ScoreFn:
+    return lambda u: (
+        w * normalize(np.asarray(sa(u), np.float32), "minmax")
+        + (1 - w) * normalize(np.asarray(sb(u), np.float32), "minmax")
+    )
+
+
+def render(rows: list[Row]) -> str:
+    """One Markdown table per dataset, with the gap of recctl's best tuned row to the best baseline."""
+    out = []
+    for name in dict.fromkeys(r.dataset for r in rows):
+        part = [r for r in rows if r.dataset == name]
+        out += [
+            f"\n### {name}\n",
+            "| model | by | setting | NDCG@10 test | NDCG@10 valid | fit s | search s | parameters |",
+        ]
+        out.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for r in sorted(part, key=lambda r: -r.test):
+            valid = f"{r.valid:.4f}" if r.valid is not None else "–"
+            search = f"{r.search_s:.0f}" if r.search_s is not None else "–"
+            out.append(
+                f"| {r.model} | {r.source} | {r.setting} | {r.test:.4f} | {valid} | {r.fit_s:.1f} | {search} "
+                f"| `{r.params}` |"
+            )
+        base = [r for r in part if r.source == "independent"]
+        own = [r for r in part if r.source == "recctl" and r.setting == "tuned" and r.valid is not None]
+        if base and own:
+            pick = max(own, key=lambda r: r.valid or 0.0)  # chosen on validation, never on test
+            top = max(base, key=lambda r: r.test)
+            out.append(
+                f"\nrecctl's pick on validation: **{pick.model}** ({pick.test:.4f}); strongest independent "
+                f"baseline: **{top.model}** ({top.test:.4f}); ratio **{pick.test / top.test:.3f}** (goal: >= 1.10)."
+            )
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", default="ml-100k,ml-latest-small,online-retail")
+    parser.add_argument("--models", default="", help="comma-separated substrings of the rows to run (default: all)")
+    parser.add_argument("--max-epochs", type=int, default=30, help="ceiling of every epoch search")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default="", help="also write the Markdown table here")
+    args = parser.parse_args(argv)
+    args.models = [m for m in args.models.split(",") if m]
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    with contextlib.suppress(ImportError):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    rows: list[Row] = []
+    for name in args.datasets.split(","):
+        rows += run_dataset(name.strip(), args)
+    text = render(rows)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
