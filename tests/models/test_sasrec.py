@@ -135,6 +135,32 @@ def test_numpy_inference_matches_torch(torch, fitted: SASRecModel) -> None:  # n
     np.testing.assert_allclose(got, expected, atol=2e-5)
 
 
+def test_torch_scoring_and_numpy_fallback_agree(fitted: SASRecModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recctl.models import _sasrec_numpy
+
+    users = np.arange(N_USERS)
+    via_torch = fitted.score(users)  # torch is installed here: the torch path
+    seq = _pad_rows(fitted.hist_indptr_, fitted.hist_items_, users, TINY["max_len"])
+    full = _sasrec_numpy.encode(seq, fitted.weights_, TINY["n_heads"])[:, -1]  # every position
+    np.testing.assert_allclose(_sasrec_numpy.sequence_vectors(seq, fitted.weights_, TINY["n_heads"]), full, atol=2e-5)
+    model = pickle.loads(pickle.dumps(fitted))
+    monkeypatch.setitem(sys.modules, "torch", None)
+    np.testing.assert_allclose(model.score(users), via_torch, atol=1e-4)
+
+
+def test_loss_auto_and_latest_windows(torch) -> None:  # noqa: ANN001
+    from recctl.models.sasrec import _resolve_loss
+
+    assert _resolve_loss("auto", 20_000) == "softmax" and _resolve_loss("auto", 20_001) == "sampled_softmax"
+    assert _resolve_loss("bce", 10) == "bce"
+    users = np.array([0, 0, 0, 0, 0, 2, 2])
+    items = np.array([5, 6, 7, 8, 9, 1, 2])
+    inputs, targets = _training_chunks(users, items, max_len=3, latest_only=True)
+    assert inputs.tolist() == [[7, 8, 9], [0, 0, 2]] and targets.tolist() == [[8, 9, 10], [0, 0, 3]]
+    model = SASRecModel(**{**TINY, "windows": "latest", "epochs": 2}).fit(planted_dataset())
+    assert model.loss_ == "softmax" and len(model.epoch_losses_) == 2
+
+
 def test_pickle_round_trip_answers_identically(fitted: SASRecModel, tmp_path) -> None:  # noqa: ANN001
     record = fitted.save(tmp_path / "m.pkl")
     loaded = SASRecModel.load(tmp_path / "m.pkl", record.sha256)
