@@ -15,6 +15,7 @@ import os
 import pickle
 import platform
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,7 +44,8 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "manifest.json"
-SCHEMA_VERSION = 1
+#: 2: manifests record ``run_id``, ``lineage`` and the ``upstream`` runs they read (freshness)
+SCHEMA_VERSION = 2
 PICKLE_PROTOCOL = 5
 _CHUNK = 1 << 20
 # mkstemp creates files readable by their owner only; published files should get the
@@ -180,6 +182,12 @@ class Manifest:
     versions: dict[str, str] = field(default_factory=library_versions)
     schema_version: int = SCHEMA_VERSION
     summary: dict[str, Any] = field(default_factory=dict)
+    #: unique id of this run
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: run ids whose outputs this run's outputs extend by appending only (``ingest --append``)
+    lineage: list[str] = field(default_factory=list)
+    #: per upstream stage read: ``{"run_id": ..., "outputs": <outputs digest>}``
+    upstream: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the manifest as plain JSON-serialisable data."""
@@ -198,11 +206,96 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
-        """Build a manifest from the data of a ``manifest.json``."""
+        """Build a manifest from the data of a ``manifest.json``.
+
+        Raises
+        ------
+        ValueError
+            Naming the first field that is missing or of the wrong type (a hand-edited or
+            corrupt manifest); :func:`read_manifest` turns it into an ``ArtifactError``.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         data = dict(data)
-        data["inputs"] = [FileRecord(**r) for r in data.get("inputs", [])]
-        data["outputs"] = [FileRecord(**r) for r in data.get("outputs", [])]
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION or isinstance(version, bool):
+            raise _SchemaMismatch(version)
+        unknown = sorted(set(data) - set(_FIELD_TYPES))
+        if unknown:
+            raise ValueError(f"unknown field '{unknown[0]}'")
+        for name, (types, required) in _FIELD_TYPES.items():
+            if name not in data:
+                if required:
+                    raise ValueError(f"field '{name}' is missing")
+                continue
+            value = data[name]
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                want = " or ".join("null" if t is type(None) else _JSON_NAMES.get(t, t.__name__) for t in types)
+                raise ValueError(f"field '{name}' is {_json_name(value)}, expected {want}")
+        data["inputs"] = [_file_record(r, "inputs") for r in data.get("inputs", [])]
+        data["outputs"] = [_file_record(r, "outputs") for r in data.get("outputs", [])]
         return cls(**data)
+
+
+class _SchemaMismatch(ValueError):
+    def __init__(self, version: object) -> None:
+        super().__init__(f"schema_version {version!r}")
+        self.version = version
+
+
+_JSON_NAMES: dict[type, str] = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+}
+
+
+def _json_name(value: object) -> str:
+    if value is None:
+        return "null"
+    return _JSON_NAMES.get(type(value), type(value).__name__)
+
+
+_NUM = (int, float)
+#: manifest field -> (allowed JSON types, required)
+_FIELD_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
+    "stage": ((str,), True),
+    "config_section": ((dict,), True),
+    "config_hash": ((str,), True),
+    "seed": ((int,), True),
+    "inputs": ((list,), True),
+    "outputs": ((list,), True),
+    "started_at": ((str,), True),
+    "finished_at": ((str, type(None)), False),
+    "duration_s": ((*_NUM, type(None)), False),
+    "versions": ((dict,), True),
+    "schema_version": ((int,), True),
+    "summary": ((dict,), True),
+    "run_id": ((str,), True),
+    "lineage": ((list,), True),
+    "upstream": ((dict,), True),
+}
+
+
+def _file_record(data: object, where: str) -> FileRecord:
+    if not isinstance(data, dict):
+        raise ValueError(f"an entry of '{where}' is {_json_name(data)}, expected an object")
+    path, sha, size, rows = data.get("path"), data.get("sha256"), data.get("bytes"), data.get("rows")
+    if set(data) - {"path", "sha256", "bytes", "rows"}:
+        raise ValueError(
+            f"an entry of '{where}' has unknown keys {sorted(set(data) - {'path', 'sha256', 'bytes', 'rows'})}"
+        )
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"an entry of '{where}' has no path")
+    if not isinstance(sha, str) or len(sha) != 64:
+        raise ValueError(f"'{where}' entry {path}: sha256 is not 64 hex digits")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ValueError(f"'{where}' entry {path}: bytes is not a count")
+    if rows is not None and (not isinstance(rows, int) or isinstance(rows, bool)):
+        raise ValueError(f"'{where}' entry {path}: rows is not a count")
+    return FileRecord(path=path, sha256=sha, bytes=size, rows=rows)
 
 
 def read_manifest(stage_dir: str | os.PathLike[str], *, stage: str | None = None, hint: str | None = None) -> Manifest:
@@ -220,14 +313,14 @@ def read_manifest(stage_dir: str | os.PathLike[str], *, stage: str | None = None
         raise ArtifactError(f"{path}: no finished '{name}' stage here; {todo}.")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        manifest = Manifest.from_dict(data)
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise ArtifactError(f"{path}: unreadable manifest ({exc}); {todo}.") from exc
-    if manifest.schema_version != SCHEMA_VERSION:
+        return Manifest.from_dict(data)
+    except _SchemaMismatch as exc:
         raise ArtifactError(
-            f"{path}: manifest schema_version {manifest.schema_version}, this recctl reads {SCHEMA_VERSION}; {todo}."
-        )
-    return manifest
+            f"{path}: manifest schema_version is {exc.version!r}; this recctl reads manifests with "
+            f"schema_version {SCHEMA_VERSION} (the integer), written by recctl itself; {todo}."
+        ) from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise ArtifactError(f"{path}: corrupt or hand-edited manifest ({exc}); {todo}.") from exc
 
 
 def verify_output(stage_dir: str | os.PathLike[str], manifest: Manifest, name: str) -> Path:
@@ -239,7 +332,13 @@ def verify_output(stage_dir: str | os.PathLike[str], manifest: Manifest, name: s
         If the file is missing or was changed after the stage wrote it.
     """
     record = manifest.output(name)
-    path = Path(stage_dir) / Path(record.path).name
+    rel = Path(record.path)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ArtifactError(
+            f"{Path(stage_dir) / MANIFEST_NAME}: output path {record.path!r} points outside the stage directory; "
+            f"the manifest was edited. Re-run `recctl {manifest.stage}`."
+        )
+    path = Path(stage_dir) / rel
     if not path.exists():
         raise ArtifactError(
             f"{path}: listed in the '{manifest.stage}' manifest but missing; re-run `recctl {manifest.stage}`."

@@ -10,6 +10,8 @@ Anything else is a bug and keeps its traceback (shown with ``--verbose``).
   * ArtifactError ............ exit 5  missing or stale stage output, hash mismatch
   * MissingExtraError ........ exit 6  an optional dependency is not installed
   * ExportValidationError .... exit 7  the nightly file failed validation; nothing was published
+  * BusyError ................ exit 8  another recctl holds the workdir or export folder (lock)
+  * MachineError ............. exit 9  disk full, read-only or vanished path, permission denied
 * Typer usage errors ......... exit 2  (unknown option, missing argument)
 * Interrupted (Ctrl-C) ....... exit 130
 
@@ -18,9 +20,14 @@ Messages say what went wrong, where (file, YAML key, row, column) and what to do
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "EXIT_CODES",
     "ArtifactError",
+    "BusyError",
+    "MachineError",
+    "machine_fault",
     "ConfigError",
     "DataError",
     "ExportValidationError",
@@ -73,6 +80,73 @@ class ExportValidationError(RecctlError):
     exit_code = 7
 
 
+class BusyError(RecctlError):
+    """Another recctl process holds the workdir (or export folder) lock past the wait."""
+
+    exit_code = 8
+
+
+class MachineError(RecctlError):
+    """The machine refused: disk full, read-only or vanished path, permission denied.
+
+    Never the input's fault and never a bug: the message names the path and the errno.
+    """
+
+    exit_code = 9
+
+
+#: errno -> what it means for the user
+_FAULTS: dict[int, str] = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOENT: "the path vanished while recctl was using it",
+    errno.EIO: "input/output error from the device",
+}
+#: how those faults read in the messages of libraries that do not raise OSError (polars, arrow)
+_FAULT_TEXTS = (
+    ("no space left on device", errno.ENOSPC),
+    ("os error 28", errno.ENOSPC),
+    ("disk quota exceeded", errno.EDQUOT),
+    ("read-only file system", errno.EROFS),
+    ("os error 30", errno.EROFS),
+    ("permission denied", errno.EACCES),
+    ("os error 13", errno.EACCES),
+)
+
+
+def machine_fault(exc: BaseException, *, include_missing: bool = False) -> MachineError | None:
+    """The :class:`MachineError` behind ``exc`` (or its causes), or ``None`` if it is not one.
+
+    Looks along ``__cause__``/``__context__`` for an ``OSError`` with a machine errno, or for a
+    library error whose text says so (polars reports a full disk as "os error 28"). A vanished
+    path (ENOENT) counts only with ``include_missing`` (a missing *input* is a config error).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        code = None
+        path = None
+        if isinstance(current, OSError) and current.errno in _FAULTS:
+            code, path = current.errno, current.filename
+        else:
+            text = str(current).lower()
+            code = next((c for t, c in _FAULT_TEXTS if t in text), None)
+        if code is not None and (code != errno.ENOENT or include_missing):
+            where = f"{path}: " if path else ""
+            detail = "" if path else f" ({str(current).strip()[:300]})"
+            return MachineError(
+                f"{where}{_FAULTS[code]}{detail}. This is the machine, not the input or recctl: "
+                "free space, make the path writable or restore it, then run the command again; "
+                "earlier outputs are intact."
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
 EXIT_CODES: dict[str, int] = {
     "ok": 0,
     "error": RecctlError.exit_code,
@@ -82,5 +156,7 @@ EXIT_CODES: dict[str, int] = {
     "artifact": ArtifactError.exit_code,
     "missing_extra": MissingExtraError.exit_code,
     "export_validation": ExportValidationError.exit_code,
+    "busy": BusyError.exit_code,
+    "machine": MachineError.exit_code,
     "interrupted": 130,
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 import scipy.sparse as sp
 
+from recctl import graph
 from recctl.artifacts import write_parquet_atomic
 from recctl.columns import Columns
 from recctl.config import Config
@@ -27,8 +28,10 @@ def write_preprocess_stage(
     item_features
         Optional (matrix, feature names) written as ``item_features.npz`` / ``item_feature_names.parquet``.
     """
-    if "events" in frames and "users" in frames and "items" in frames:
-        write_ingest_stage(cfg, frames)
+    full = "events" in frames and "users" in frames and "items" in frames
+    # the stage graph wants every stage's upstream finished and fresh: a faked preprocess gets
+    # a faked ingest before it, one that read the config's raw files
+    write_ingest_stage(cfg, frames if full else None)
     with StageRun(cfg, "preprocess", sections=["preprocess"]) as run:
         for name, frame in frames.items():
             write_parquet_atomic(frame, run.dir / f"{name}.parquet")
@@ -43,7 +46,7 @@ def write_preprocess_stage(
 
 def write_ingest_stage(
     cfg: Config,
-    frames: dict[str, pl.DataFrame],
+    frames: dict[str, pl.DataFrame] | None,
     *,
     extra_events: pl.DataFrame | None = None,
     customers: list[str] | None = None,
@@ -53,7 +56,15 @@ def write_ingest_stage(
     ``interactions.parquet`` holds every event of ``frames["events"]`` with ids in place of
     indices (plus ``extra_events``: ``user_id, item_id, event, timestamp`` rows preprocess
     would have dropped); ``users.parquet`` the customer file when ``customers`` is given.
+    Without ``frames`` the stage holds an empty catalogue only. Its inputs are the config's raw
+    files, so the stage graph sees it fresh.
     """
+    if frames is None:
+        with StageRun(cfg, "ingest", inputs=graph.raw_inputs(cfg, "ingest")) as run:
+            empty = pl.DataFrame({Columns.Item: []}, schema={Columns.Item: pl.String})
+            write_parquet_atomic(empty, run.dir / "items.parquet")
+            run.add_output(run.dir / "items.parquet", rows=0)
+        return
     events = (
         frames["events"]
         .join(frames["users"].select(Columns.User, Columns.UserIdx), on=Columns.UserIdx)
@@ -70,7 +81,7 @@ def write_ingest_stage(
         if Columns.Value not in extra_events.columns:
             extra_events = extra_events.with_columns(pl.lit(1.0).alias(Columns.Value))
         events = pl.concat([events, extra_events.select(events.columns).cast(events.schema)])
-    with StageRun(cfg, "ingest", sections=["data"]) as run:
+    with StageRun(cfg, "ingest", inputs=graph.raw_inputs(cfg, "ingest")) as run:
         write_parquet_atomic(events, run.dir / "interactions.parquet")
         run.add_output(run.dir / "interactions.parquet", rows=events.height)
         items = frames["items"].drop(Columns.ItemIdx)

@@ -98,8 +98,8 @@ def run_preview(
     from recctl.data.dataset import load_dataset, load_split_matrix
     from recctl.evaluation import ACCURACY_METRICS, evaluate_model
     from recctl.evaluation.comparison import compare_models
-    from recctl.stages._common import require_stage
-    from recctl.stages.train import load_trained_model
+    from recctl.graph import require_stage
+    from recctl.model_store import load_trained_model
 
     experiment = experiment_of(cfg)
     ecfg = cfg.evaluate

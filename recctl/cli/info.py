@@ -11,6 +11,8 @@ from recctl.cli._common import ConfigArg, JsonOpt, VerboseOpt, emit, handle_erro
 def info_command(config: ConfigArg, as_json: JsonOpt = False, verbose: VerboseOpt = False) -> None:
     """Show every stage's status: finished when, how long it took, and whether it is stale.
 
+    "stale" is exactly what the stage commands refuse (exit 5) and what `recctl run` re-runs. info only reads: it never waits for a running command.
+
     \b
     Example:
         recctl info configs/quickstart.yaml
@@ -18,28 +20,27 @@ def info_command(config: ConfigArg, as_json: JsonOpt = False, verbose: VerboseOp
     """
     setup_logging(verbose)
     cfg = load(config)
+    from recctl import graph
     from recctl.artifacts import read_manifest
     from recctl.errors import ArtifactError
-    from recctl.pipeline import PIPELINE_STAGES, why_stale
-    from recctl.stages._common import STAGE_DIRS
 
     rows: list[dict[str, Any]] = []
-    for stage in PIPELINE_STAGES:
+    for stage in graph.STAGES:
+        row: dict[str, Any] = {"stage": stage, "finished_at": None, "duration_s": None, "outputs": 0}
         try:
-            manifest = read_manifest(cfg.workdir_path / STAGE_DIRS[stage], stage=stage)
-        except ArtifactError:
-            rows.append({"stage": stage, "finished_at": None, "duration_s": None, "outputs": 0, "status": "not run"})
+            manifest = read_manifest(graph.stage_dir(cfg, stage), stage=stage)
+        except ArtifactError as exc:
+            missing = not (graph.stage_dir(cfg, stage) / "manifest.json").exists()
+            if missing and not graph.STAGES[stage].in_run:
+                continue  # update / recommend --users: shown once they ran
+            row["status"] = "not configured" if not graph.configured(cfg, stage) else "not run"
+            if not missing:
+                row["status"] = f"corrupt: {exc}"
+            rows.append(row)
             continue
-        reason = why_stale(cfg, stage)
-        rows.append(
-            {
-                "stage": stage,
-                "finished_at": manifest.finished_at,
-                "duration_s": manifest.duration_s,
-                "outputs": len(manifest.outputs),
-                "status": "up to date" if reason is None else f"stale: {reason}",
-            }
-        )
+        row.update(finished_at=manifest.finished_at, duration_s=manifest.duration_s, outputs=len(manifest.outputs))
+        row["status"] = graph.status(cfg, stage)
+        rows.append(row)
 
     def render() -> None:
         out.print(

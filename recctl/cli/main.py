@@ -13,7 +13,9 @@ app = typer.Typer(
         "Stages pass Parquet and model files under one YAML config: ingest -> preprocess -> "
         "train -> evaluate -> tune -> recommend -> serve-export; `recctl run CONFIG` chains them.\n\n"
         "Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 data, 5 artifact (missing or "
-        "stale stage output), 6 missing optional extra, 7 export failed validation, 8 busy (port or event log held by another process), 130 interrupted."
+        "stale stage output), 6 missing optional extra, 7 export failed validation, 8 busy (workdir, "
+        "export folder, port or event log held by another process), 9 machine fault (disk full, read-only, "
+        "permission), 130 interrupted."
     ),
     no_args_is_help=True,
     add_completion=False,

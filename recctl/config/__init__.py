@@ -57,6 +57,15 @@ class Config(BaseConfig):
     name: str = Field(default="experiment", description="Experiment name, used in exports and reports.")
     workdir: str = Field(default="runs/experiment", description="Where stage outputs go; relative to the config file.")
     seed: int = Field(default=42, description="Seed of every random choice (splits, models, tuning, A/B salt).")
+    lock_wait_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description=(
+            "Seconds a command that writes waits for another recctl holding the workdir (or export folder) "
+            "before exiting with code 8; 0 fails at once. The RECCTL_LOCK_WAIT environment variable overrides it."
+        ),
+    )
     data: DataConfig
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     models: dict[str, dict[str, Any]] = Field(
@@ -130,8 +139,25 @@ class Config(BaseConfig):
         if value is None:
             return None if rest else {}
         if isinstance(value, BaseConfig):
-            return value.model_dump(mode="json")
+            value = value.model_dump(mode="json")
+        return self._absolute_paths(value, rest.rsplit(".", 1)[-1] if rest else head)
+
+    def _absolute_paths(self, value: Any, key: str) -> Any:
+        # what a stage records of its config: file paths resolved, so the same file named
+        # relative in one config and absolute in another (tune's best.yaml) is the same input
+        if isinstance(value, dict):
+            return {k: self._absolute_paths(v, str(k)) for k, v in value.items()}
+        if key in _PATH_KEYS and isinstance(value, str):
+            return str(self.resolve(value))
+        if key in _PATH_KEYS and isinstance(value, list):
+            return [str(self.resolve(v)) if isinstance(v, str) else v for v in value]
+        if isinstance(value, list):
+            return [self._absolute_paths(v, "") for v in value]
         return value
+
+
+#: config keys holding file paths (relative to the config file)
+_PATH_KEYS = frozenset({"path", "allow_list", "deny_list"})
 
 
 def format_validation_error(exc: ValidationError, source: str, prefix: tuple[Any, ...] = ()) -> list[str]:

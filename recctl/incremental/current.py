@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recctl.artifacts import MANIFEST_NAME, Manifest, read_manifest, sha256_file
+from recctl.artifacts import Manifest
 from recctl.config import Config
 from recctl.errors import ArtifactError
-from recctl.stages._common import require_stage
+from recctl.graph import current_update, require_stage
 
 __all__ = [
     "UPDATE_STAGE",
@@ -29,29 +29,6 @@ __all__ = [
 ]
 
 UPDATE_STAGE = "update"
-
-
-def _train_manifest_sha(cfg: Config) -> str | None:
-    path = cfg.workdir_path / "train" / MANIFEST_NAME
-    return sha256_file(path) if path.exists() else None
-
-
-def current_update(cfg: Config) -> tuple[Path, Manifest] | None:
-    """The update stage's directory and manifest when it is current, else ``None``.
-
-    Current means: it finished, and it was built on the train run that is in ``train/`` now.
-    """
-    upd_dir = cfg.workdir_path / UPDATE_STAGE
-    if not (upd_dir / MANIFEST_NAME).exists():
-        return None
-    try:
-        manifest = read_manifest(upd_dir, stage=UPDATE_STAGE)
-    except ArtifactError:
-        return None
-    train_sha = _train_manifest_sha(cfg)
-    if train_sha is None or manifest.summary.get("base", {}).get("train_manifest_sha256") != train_sha:
-        return None
-    return upd_dir, manifest
 
 
 @dataclass
@@ -83,6 +60,7 @@ def serving_source(cfg: Config) -> ServingSource:
     """
     update = current_update(cfg)
     if update is not None:
+        require_stage(cfg, UPDATE_STAGE)  # an update behind ingest serves stale lists
         return ServingSource(data_dir=update[0], models_dir=update[0], manifest=update[1], stage=UPDATE_STAGE)
     pre_dir, _ = require_stage(cfg, "preprocess", ["users.parquet", "items.parquet"])
     train_dir, train_manifest = require_stage(cfg, "train")
@@ -100,8 +78,8 @@ def load_serving_model(cfg: Config, name: str, source: ServingSource | None = No
     ArtifactError
         Naming the command to run.
     """
+    from recctl.model_store import load_trained_model
     from recctl.models.base import Recommender
-    from recctl.stages.train import load_trained_model
 
     src = source or serving_source(cfg)
     if src.stage == "train":

@@ -78,10 +78,9 @@ def lightfm_settings(cfg: Config) -> LightFMUpdateSettings:
 
 def fresh_model(cfg: Config, name: str) -> Any:
     """An unfitted model ``name`` exactly as the train stage builds it (seeded)."""
-    from recctl.models.registry import create_model
-    from recctl.stages.train import _with_seed
+    from recctl.model_store import build_model
 
-    return create_model(_with_seed(cfg.model_config_for(name), cfg.seed))
+    return build_model(cfg, name)
 
 
 def _is_lightfm(model: Any) -> bool:

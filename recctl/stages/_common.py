@@ -8,7 +8,7 @@ the previous run's outputs exactly as they were.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 import shutil
 import time
@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from recctl import graph
 from recctl.artifacts import (
     MANIFEST_NAME,
     FileRecord,
@@ -24,40 +25,61 @@ from recctl.artifacts import (
     config_hash,
     file_record,
     read_manifest,
+    sha256_file,
     utc_now,
-    verify_output,
 )
 from recctl.config import Config
 from recctl.errors import ArtifactError
+from recctl.graph import require_stage
+from recctl.workdir import STATE_DIR, exclusive, remove_recorded
 
-__all__ = ["StageRun", "require_stage", "stage_inputs_changed", "swap_in"]
+log = logging.getLogger(__name__)
 
-#: directory name of each stage (the CLI command ``serve-export`` writes ``export/``)
-STAGE_DIRS = {
-    "ingest": "ingest",
-    "preprocess": "preprocess",
-    "train": "train",
-    "evaluate": "evaluate",
-    "tune": "tune",
-    "recommend": "recommend",
-    "serve-export": "export",
-}
+__all__ = ["STAGE_DIRS", "StageRun", "require_stage", "swap_in"]
+
+#: directory name of each stage, from the stage graph (:mod:`recctl.graph`)
+STAGE_DIRS = {name: s.directory for name, s in graph.STAGES.items()}
 
 
 def swap_in(staging: Path, final: Path) -> None:
     """Replace directory ``final`` with ``staging`` as close to atomically as POSIX allows.
 
-    The old directory is renamed aside first, then the new one renamed into place, then the
-    old one deleted; a crash between the two renames leaves ``<final>.old-*`` to recover from.
+    The old directory is renamed aside first, then the new one renamed into place; a crash
+    between the two renames leaves ``.<final>.old-*``, which the next command restores
+    (:func:`recctl.workdir.clean_debris`). Of the old directory only the files its manifest
+    recorded (same name, same sha256) are deleted; anything else is moved to
+    ``<workdir>/.recctl/kept/`` and reported, never deleted.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     old = None
+    recorded: dict[str, str] = {}
     if final.exists():
+        recorded = _recorded_files(final)
         old = final.with_name(f".{final.name}.old-{os.getpid()}-{time.time_ns()}")
         os.replace(final, old)
     os.replace(staging, final)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        keep_in = final.parent / STATE_DIR / "kept" / f"{final.name}-{time.time_ns()}"
+        kept = remove_recorded(old, recorded, keep_in=keep_in)
+        if kept:
+            log.warning(
+                "%s: kept %d file(s) recctl did not write (or that changed since) in %s: %s",
+                final,
+                len(kept),
+                keep_in,
+                ", ".join(kept[:5]),
+            )
+
+
+def _recorded_files(stage_dir: Path) -> dict[str, str]:
+    """Relative path -> sha256 of the files a stage directory's manifest says recctl wrote."""
+    try:
+        manifest = read_manifest(stage_dir)
+    except ArtifactError:
+        return {}  # an unreadable manifest vouches for nothing
+    recorded = {Path(r.path).as_posix(): r.sha256 for r in manifest.outputs}
+    recorded[MANIFEST_NAME] = sha256_file(stage_dir / MANIFEST_NAME)
+    return recorded
 
 
 class StageRun:
@@ -76,16 +98,21 @@ class StageRun:
         cfg: Config,
         stage: str,
         *,
-        sections: Iterable[str],
+        sections: Iterable[str] | None = None,
         inputs: Iterable[Path] = (),
         input_rows: dict[str, int] | None = None,
         hash_inputs_in_background: bool = False,
+        extends: Manifest | None = None,
     ) -> None:
         self.cfg = cfg
         self.stage = stage
-        self.final_dir = cfg.workdir_path / STAGE_DIRS.get(stage, stage)
+        declared = graph.stage(stage)
+        # the graph declares what a stage reads; a caller may not record something else
+        if sections is not None and tuple(sections) != declared.sections:
+            raise ValueError(f"stage '{stage}' declares sections {declared.sections}, got {tuple(sections)}")
+        self.final_dir = cfg.workdir_path / declared.directory
         self.dir = cfg.workdir_path / f".{self.final_dir.name}.partial-{os.getpid()}"
-        section = {name: cfg.section(name) for name in sections}
+        section = {name: cfg.section(name) for name in declared.sections}
         section["seed"] = cfg.seed
         rows = input_rows or {}
         paths = list(inputs)
@@ -105,11 +132,23 @@ class StageRun:
             config_hash=config_hash(section),
             seed=cfg.seed,
             inputs=records,
+            upstream=graph.upstream_records(cfg, stage),
+            lineage=[*extends.lineage, extends.run_id] if extends is not None else [],
         )
         self.summary: dict[str, Any] = {}
         self._t0 = 0.0
 
     def __enter__(self) -> StageRun:
+        # the stage function normally holds the workdir already (reentrant); this is the net
+        self._lock = exclusive(self.cfg)
+        self._lock.__enter__()
+        try:
+            return self._enter()
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+
+    def _enter(self) -> StageRun:
         if self.dir.exists():
             shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True)
@@ -122,6 +161,12 @@ class StageRun:
         if self._pending_inputs is not None:
             self.manifest.inputs = self._pending_inputs.result()
             self._pending_inputs = None
+        # upstream outputs are recorded relative to the workdir, so a copied workdir stays valid
+        workdir = self.cfg.workdir_path.resolve()
+        for rec in self.manifest.inputs:
+            p = Path(rec.path)
+            if p.is_absolute() and p.resolve().is_relative_to(workdir):
+                rec.path = p.resolve().relative_to(workdir).as_posix()
         return self.manifest.inputs
 
     def add_output(self, path: Path, rows: int | None = None) -> None:
@@ -129,71 +174,25 @@ class StageRun:
         self.manifest.outputs.append(file_record(path, rows, relative_to=self.dir))
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            return
-        self.input_records()
-        self.manifest.finished_at = utc_now()
-        self.manifest.duration_s = round(time.perf_counter() - self._t0, 3)
-        self.manifest.summary = self.summary
-        self.manifest.write(self.dir)
-        swap_in(self.dir, self.final_dir)
-        self.dir = self.final_dir
-
-
-def require_stage(
-    cfg: Config, stage: str, outputs: Iterable[str] = (), *, sections: Iterable[str] | None = None
-) -> tuple[Path, Manifest]:
-    """Return ``(dir, manifest)`` of a finished upstream stage after checking it.
-
-    Checks that the stage finished, that each named output still has the sha256 its
-    manifest recorded, and (when ``sections`` is given) that it ran with the config
-    sections the current config has.
-
-    Raises
-    ------
-    ArtifactError
-        Naming the command to re-run.
-    """
-    stage_dir = cfg.workdir_path / STAGE_DIRS.get(stage, stage)
-    rerun = f"run `recctl {stage} {cfg.source_path or 'CONFIG'}`"
-    manifest = read_manifest(stage_dir, stage=stage, hint=rerun)
-    for name in outputs:
-        verify_output(stage_dir, manifest, name)
-    if sections is not None:
-        current = {name: cfg.section(name) for name in sections}
-        current["seed"] = cfg.seed
-        recorded = {k: manifest.config_section.get(k) for k in current}
-        if config_hash(recorded) != config_hash(current):
-            changed = sorted(k for k in current if config_hash(current[k]) != config_hash(recorded.get(k)))
-            raise ArtifactError(
-                f"{stage_dir / MANIFEST_NAME}: '{stage}' ran with a different config "
-                f"(changed: {', '.join(changed)}); {rerun} again first."
-            )
-    return stage_dir, manifest
-
-
-def stage_inputs_changed(cfg: Config, stage: str, sections: Iterable[str], inputs: Iterable[Path]) -> str | None:
-    """Why ``stage`` must run again, or ``None`` when its config section and inputs are unchanged."""
-    stage_dir = cfg.workdir_path / STAGE_DIRS.get(stage, stage)
-    try:
-        manifest = read_manifest(stage_dir, stage=stage)
-    except ArtifactError:
-        return "no finished run"
-    section = {name: cfg.section(name) for name in sections}
-    section["seed"] = cfg.seed
-    if manifest.config_hash != config_hash(section):
-        return "config changed"
-    recorded = {r.path: r.sha256 for r in manifest.inputs}
-    current = {}
-    for p in inputs:
-        with contextlib.suppress(FileNotFoundError):
-            current[str(p)] = file_record(p).sha256
-    if recorded != current:
-        return "inputs changed"
-    for rec in manifest.outputs:
         try:
-            verify_output(stage_dir, manifest, Path(rec.path).name)
-        except ArtifactError:
-            return "outputs changed or missing"
-    return None
+            if exc_type is not None:
+                shutil.rmtree(self.dir, ignore_errors=True)
+                return
+            self.input_records()
+            self._record_unlisted()
+            self.manifest.finished_at = utc_now()
+            self.manifest.duration_s = round(time.perf_counter() - self._t0, 3)
+            self.manifest.summary = self.summary
+            self.manifest.write(self.dir)
+            swap_in(self.dir, self.final_dir)
+            self.dir = self.final_dir
+        finally:
+            self._lock.__exit__(None, None, None)
+
+    def _record_unlisted(self) -> None:
+        # every file a stage leaves in its directory is an output: recorded, hashed, and so
+        # deletable later (recctl deletes nothing it did not record)
+        listed = {Path(r.path).as_posix() for r in self.manifest.outputs}
+        for path in sorted(self.dir.rglob("*")):
+            if path.is_file() and path.relative_to(self.dir).as_posix() not in listed:
+                self.add_output(path)

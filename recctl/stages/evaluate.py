@@ -31,6 +31,7 @@ from recctl.evaluation.protocol import EvalProtocol, build_protocol
 from recctl.evaluation.segments import band_breakdown, recommendation_popularity, segment_breakdown
 from recctl.progress import Progress, report
 from recctl.stages._common import StageRun, require_stage
+from recctl.workdir import writes_workdir
 
 __all__ = [
     "BUILTIN_BASELINE",
@@ -231,6 +232,7 @@ def _long_per_user(results: dict[str, Any], protocol: EvalProtocol, user_ids: np
     return pl.concat(frames, how="vertical")
 
 
+@writes_workdir
 def run_evaluate(cfg: Config, *, report: bool | None = None, progress: Progress | None = None) -> Manifest:
     """Evaluate every configured model and the baseline on the test split.
 
@@ -261,7 +263,7 @@ def run_evaluate(cfg: Config, *, report: bool | None = None, progress: Progress 
         cfg, "preprocess", ["users.parquet", "items.parquet", "train.parquet", "test.parquet"]
     )
     # models trained under another `models:` section would be evaluated silently stale
-    train_dir, train_manifest = require_stage(cfg, "train", sections=["models"])
+    train_dir, train_manifest = require_stage(cfg, "train")
     from recctl.stages.train import load_trained_model
 
     names = list(ecfg.models or cfg.models)

@@ -34,6 +34,7 @@ from recctl.stages.recommend import (
     load_serving,
     recommend_section,
 )
+from recctl.workdir import writes_workdir
 
 __all__ = ["export_directory", "run_serve_export"]
 
@@ -71,6 +72,7 @@ def _expectations(
     )
 
 
+@writes_workdir
 def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress | None = None) -> Manifest:
     """Publish the nightly recommendations file (validated, atomic, with a latest pointer).
 
@@ -96,7 +98,7 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
         The recommend stage is missing, stale or changed.
     """
     rc = recommend_section(cfg)
-    rec_dir, rec_manifest = require_stage(cfg, "recommend", [RECOMMEND_FILE], sections=["recommend", "experiment"])
+    rec_dir, rec_manifest = require_stage(cfg, "recommend", [RECOMMEND_FILE])
     report(progress, "serve-export", 0, 3)
     recs = pl.read_parquet(rec_dir / RECOMMEND_FILE)
     assignments = pl.read_parquet(rec_dir / ASSIGNMENTS_FILE) if cfg.experiment is not None else None

@@ -45,6 +45,7 @@ from recctl.data.readers import expand_paths
 from recctl.errors import DataError
 from recctl.progress import Progress
 from recctl.stages._common import StageRun, require_stage
+from recctl.workdir import writes_workdir
 
 __all__ = ["INGEST_OUTPUTS", "ingest_inputs", "run_ingest"]
 
@@ -112,6 +113,7 @@ def ingest_inputs(cfg: Config) -> list[Path]:
     return list(dict.fromkeys(paths))
 
 
+@writes_workdir
 def run_ingest(
     cfg: Config,
     *,
@@ -245,7 +247,12 @@ def _run_append(cfg: Config, paths: list[Path], tmp: Path, progress: Progress | 
         return prev
     inputs = [Path(r.path) for r in prev.inputs] + [p for _, _, p in new]
     with StageRun(
-        cfg, "ingest", sections=["data"], inputs=list(dict.fromkeys(inputs)), hash_inputs_in_background=True
+        cfg,
+        "ingest",
+        sections=["data"],
+        inputs=list(dict.fromkeys(inputs)),
+        hash_inputs_in_background=True,
+        extends=prev,  # appended: later stages may tell "grew by batches" from "ran again"
     ) as run:
         # appended files come after every recorded batch (file-order times of sources without a time column)
         stats, rejected = _read_interactions(

@@ -41,6 +41,7 @@ from recctl.data.split import SPLIT, assign_splits, read_pairs_file
 from recctl.errors import ConfigError
 from recctl.progress import Progress, report
 from recctl.stages._common import StageRun, require_stage
+from recctl.workdir import writes_workdir
 
 __all__ = ["run_preprocess"]
 
@@ -52,6 +53,7 @@ _STEPS = 6
 _TRAINING_SPLITS = ("train", "tune_train", "all")
 
 
+@writes_workdir
 def run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifest:
     """Turn the ingested interactions into the dataset models train and are evaluated on.
 

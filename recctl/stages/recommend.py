@@ -50,7 +50,9 @@ from recctl.lists.checks import check_list_settings
 from recctl.progress import Progress, report
 from recctl.ranking import block_rows_for
 from recctl.rules import ItemRules, build_item_rules
+from recctl.graph import read_stage
 from recctl.stages._common import StageRun, require_stage
+from recctl.workdir import writes_workdir
 
 __all__ = [
     "ASSIGNMENTS_FILE",
@@ -575,9 +577,8 @@ def _recommend_changed(cfg: Config, since: str, *, progress: Progress | None = N
     rc = recommend_section(cfg)
     rerun = f"run `recctl recommend {cfg.source_path or 'CONFIG'}` once in full first"
     try:
-        prev_dir, prev_manifest = require_stage(
-            cfg, "recommend", [RECOMMEND_FILE], sections=["recommend", "experiment"]
-        )
+        # the previous lists are a base to keep rows from, not an input that must be fresh
+        prev_dir, prev_manifest = read_stage(cfg, "recommend", [RECOMMEND_FILE])
     except ArtifactError as exc:
         raise ArtifactError(f"--changed-since needs the previous lists: {exc}; {rerun}.") from exc
     previous = pl.read_parquet(prev_dir / RECOMMEND_FILE)

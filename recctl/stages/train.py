@@ -13,9 +13,11 @@ import numpy as np
 from recctl.artifacts import Manifest
 from recctl.config import Config
 from recctl.data.dataset import load_dataset
+from recctl.model_store import load_trained_model, with_seed
 from recctl.models.registry import create_model
 from recctl.progress import Progress, report
 from recctl.stages._common import StageRun, require_stage
+from recctl.workdir import writes_workdir
 
 __all__ = ["DEFAULT_SUFFIX", "PREPROCESS_FILES", "TUNED_MODEL", "load_trained_model", "run_train"]
 
@@ -36,6 +38,7 @@ def preprocess_inputs(pre_dir: Path, manifest: Manifest) -> list[Path]:
     return [pre_dir / n for n in wanted]
 
 
+@writes_workdir
 def run_train(cfg: Config, *, models: list[str] | None = None, progress: Progress | None = None) -> Manifest:
     """Fit the configured models and write ``<workdir>/train/<name>.pkl`` with a manifest.
 
@@ -87,7 +90,7 @@ def run_train(cfg: Config, *, models: list[str] | None = None, progress: Progres
             for name in names:
                 task = f"train {name}" + (" (all data)" if split == "all" else "")
                 report(progress, task, step, steps)
-                model = create_model(_with_seed(configs[name], cfg.seed))
+                model = create_model(with_seed(configs[name], cfg.seed))
                 t0 = time.perf_counter()
                 model.fit(data, progress=_model_progress(progress, task, step, steps))
                 fit_s = time.perf_counter() - t0
@@ -158,37 +161,3 @@ def _apply_tuning(cfg: Config, configs: dict[str, Any]) -> tuple[dict[str, Any],
         }
     out[TUNED_MODEL] = config_of(tuned["winner"]["params"])
     return out, info, [path]
-
-
-def _with_seed(model_config, seed: int):  # noqa: ANN001, ANN202
-    # models with a `random_state` take the experiment seed unless the config sets one
-    if "random_state" in type(model_config).model_fields and model_config.random_state is None:
-        return model_config.model_copy(update={"random_state": seed})
-    return model_config
-
-
-def load_trained_model(cfg: Config, name: str, *, for_serving: bool = False):  # noqa: ANN201
-    """Load model ``name`` from the train stage, checking its sha256 before unpickling.
-
-    With ``for_serving`` and ``recommend.refit_on_all_data``, the copy refitted on every
-    event is loaded; otherwise (and always for evaluation) the one fitted on the train split.
-    """
-    from recctl.errors import ArtifactError
-    from recctl.models.base import Recommender
-
-    train_dir, manifest = require_stage(cfg, "train")
-    entry = manifest.summary.get("models", {}).get(name)
-    if entry is None:
-        trained = ", ".join(manifest.summary.get("models", {})) or "none"
-        rerun = f"recctl train {cfg.source_path or 'CONFIG'}"
-        raise ArtifactError(f"{train_dir}: no trained model '{name}' (trained: {trained}); run `{rerun}`.")
-    file = entry["file"]
-    if for_serving and cfg.recommend is not None and cfg.recommend.refit_on_all_data:
-        if "serve_file" not in entry:
-            raise ArtifactError(
-                f"{train_dir}: '{name}' was not refitted on all data, but recommend.refit_on_all_data is set; "
-                f"run `recctl train {cfg.source_path or 'CONFIG'}` again."
-            )
-        file = entry["serve_file"]
-    record = manifest.output(file)
-    return Recommender.load(train_dir / file, record.sha256)

@@ -58,6 +58,7 @@ from recctl.tuning.search import RandomSampler, SearchPlan, make_sampler, run_se
 from recctl.tuning.select import Decision, blend_weight_vectors, decide, describe_params
 from recctl.tuning.spaces import at_edge, default_space, extend_space
 from recctl.tuning.trial import TrialData, TrialResult, load_trial_data, score_on_valid
+from recctl.workdir import writes_workdir
 
 __all__ = ["BLEND_NAME", "LEAKAGE_NOTE", "TUNE_INPUTS", "TUNED_FILE", "read_tuned", "run_tune"]
 
@@ -135,6 +136,7 @@ def _allowed_ids(cfg: Config) -> list[str] | None:
     return read_id_list(cfg.resolve(cfg.evaluate.candidate_list), "evaluate.candidate_list")
 
 
+@writes_workdir
 def run_tune(
     cfg: Config,
     *,

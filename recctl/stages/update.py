@@ -49,6 +49,7 @@ from recctl.incremental.drift import DriftRule, compare_models
 from recctl.incremental.update import ModelUpdate, fresh_model, update_model
 from recctl.progress import Progress, report
 from recctl.stages._common import StageRun, require_stage
+from recctl.workdir import writes_workdir
 
 __all__ = ["CHANGES_FILE", "NEW_ITEMS_FILE", "run_update"]
 
@@ -182,6 +183,7 @@ def _drift_users(grown: GrownData, sample: int, seed: int) -> np.ndarray:
     return np.union1d(grown.changed_users, picked).astype(np.int64)
 
 
+@writes_workdir
 def run_update(cfg: Config, *, check_drift: bool = False, progress: Progress | None = None) -> Manifest:
     """Update the trained models with the batches ingested since, and write ``<workdir>/update/``.
 
@@ -215,8 +217,11 @@ def run_update(cfg: Config, *, check_drift: bool = False, progress: Progress | N
     # ones refitted on every event, over the train + test pairs; otherwise the train-split ones
     refit = _refit(cfg)
     ingest_dir, ingest_manifest = require_stage(cfg, "ingest", ["interactions.parquet", "items.parquet"])
-    pre_dir, pre_manifest = require_stage(cfg, "preprocess", ["users.parquet", "items.parquet", "train.parquet"])
-    train_dir, train_manifest = require_stage(cfg, "train")
+    # preprocess and train may lag behind ingest by appended batches: folding those in is the point
+    pre_dir, pre_manifest = require_stage(
+        cfg, "preprocess", ["users.parquet", "items.parquet", "train.parquet"], allow_appended=True
+    )
+    train_dir, train_manifest = require_stage(cfg, "train", allow_appended=True)
     train_sha = sha256_file(train_dir / MANIFEST_NAME)
     base = _base_state(cfg, train_manifest, pre_dir, pre_manifest, ingest_manifest)
     names = _model_names(cfg, base["manifest"], train_manifest)

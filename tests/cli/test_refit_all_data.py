@@ -64,7 +64,7 @@ def test_changing_the_flag_makes_train_stale(refit_config: Path, tmp_path: Path)
     other = tmp_path / "no-refit.yaml"
     other.write_text(yaml.safe_dump(raw, sort_keys=False))
     assert why_stale(load_config(refit_config), "train") is None
-    assert why_stale(load_config(other), "train") == "config changed (recommend.refit_on_all_data)"
+    assert why_stale(load_config(other), "train") == "recommend.refit_on_all_data changed"
 
 
 def test_update_grows_the_models_refitted_on_all_data(refit_config: Path, tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def test_models_changed_since_training_exits_5(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     result = runner.invoke(app, ["evaluate", str(path)])
     assert result.exit_code == 5
-    assert "different config (changed: models)" in result.stderr and "recctl train" in result.stderr
+    assert "train is stale: models.popular.measure changed" in result.stderr and "recctl train" in result.stderr
 
 
 def test_only_the_baseline_says_there_is_nothing_to_compare(tmp_path):

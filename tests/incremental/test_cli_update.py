@@ -94,7 +94,11 @@ def test_update_end_to_end(tiny_shop: dict, tmp_path: Path) -> None:
     bad = invoke("update", bad_cfg)
     assert bad.exit_code == 3 and "update.models.0" in bad.output and "nope" in bad.output
 
+    # train alone would fit the preprocessing without the appended batch: refused, naming preprocess
+    stale = invoke("train", cfg)
+    assert stale.exit_code == 5 and "preprocess is stale: ingest has 1 appended batch" in " ".join(stale.output.split())
     # a full retrain retires the update: serving goes back to train/ + preprocess/
+    ok("preprocess", cfg, "-q")
     ok("train", cfg, "-q")
     none = invoke("recommend", cfg, "--changed-since", "last-update")
     assert none.exit_code == 5 and "no current update" in none.output

@@ -71,7 +71,7 @@ def test_export_before_recommend_says_what_to_run(shop_config: Path) -> None:
     assert "recctl recommend" in res.stderr
 
 
-def test_failed_validation_exits_7_and_keeps_yesterday(tmp_path: Path) -> None:
+def test_changed_deny_list_publishes_nothing_and_keeps_yesterday(tmp_path: Path) -> None:
     deny = tmp_path / "deny.txt"
     deny.write_text("NONE\n")
     config = make_config(tmp_path, recommend={"rules": {"deny_list": "deny.txt"}})
@@ -81,14 +81,14 @@ def test_failed_validation_exits_7_and_keeps_yesterday(tmp_path: Path) -> None:
     exports = tmp_path / "work" / "exports"
     yesterday = (exports / "recommendations_2026-03-01.csv").read_bytes()
     pointer = (exports / "recommendations_latest.json").read_text()
-    # the shop updates its deny list after the lists were computed: the export must refuse
+    # the shop updates its deny list after the lists were computed: recommend read the old one,
+    # so it is stale and the export refuses (exit 5) before validating anything
     top_item = yesterday.decode().splitlines()[1].split(",")[2]
     deny.write_text(f"{top_item}\n")
     res = invoke("serve-export", config, "--date", "2026-03-02")
-    assert res.exit_code == 7, res.output
+    assert res.exit_code == 5, res.output
     err = " ".join(res.stderr.split())
-    assert "failed validation, nothing was published" in err and "rules exclude" in err
-    assert "recommendations_2026-03-01.csv is still the latest file" in err
+    assert "recommend is stale: raw input" in err and "deny.txt changed" in err
     assert not (exports / "recommendations_2026-03-02.csv").exists()
     assert (exports / "recommendations_2026-03-01.csv").read_bytes() == yesterday
     assert (exports / "recommendations_latest.json").read_text() == pointer
@@ -190,7 +190,7 @@ def test_export_refuses_lists_made_with_another_config(shop_config: Path) -> Non
     shop_config.write_text(shop_config.read_text().replace("k: 5", "k: 4"))
     res = invoke("serve-export", shop_config)
     assert res.exit_code == 5
-    assert "ran with a different config (changed: recommend)" in " ".join(res.stderr.split())
+    assert "recommend is stale: recommend.k changed" in " ".join(res.stderr.split())
 
 
 def test_missing_model_for_the_bundle_publishes_nothing(shop_config: Path) -> None:

@@ -16,7 +16,6 @@ import polars as pl
 import pytest
 import yaml
 
-from recctl.artifacts import Manifest, file_record
 from recctl.columns import Columns
 from recctl.data.dataset import Dataset
 from recctl.models.base import ModelConfig, Recommender
@@ -122,32 +121,20 @@ def _split_frames(seed: int = 7) -> dict[str, pl.DataFrame]:
     return frames
 
 
-def write_preprocess(workdir: Path) -> Path:
-    """Write a finished ``preprocess`` stage (with manifest) into ``workdir``."""
-    pre = workdir / "preprocess"
-    pre.mkdir(parents=True, exist_ok=True)
+def write_preprocess(config: Path) -> None:
+    """Write finished ``ingest`` and ``preprocess`` stages (with manifests) for ``config``."""
+    from recctl.config import load_config
+    from tests.fake_stages import write_preprocess_stage
+
     users = pl.DataFrame({Columns.User: [f"u{i}" for i in range(N_USERS)], Columns.UserIdx: list(range(N_USERS))})
-    users.write_parquet(pre / "users.parquet")
-    pl.DataFrame(
+    items = pl.DataFrame(
         {
             Columns.Item: [f"i{i}" for i in range(N_ITEMS)],
             Columns.ItemIdx: list(range(N_ITEMS)),
             "category": [f"c{i % N_GROUPS}" for i in range(N_ITEMS)],
         }
-    ).write_parquet(pre / "items.parquet")
-    outputs = [pre / "users.parquet", pre / "items.parquet"]
-    for split, frame in _split_frames().items():
-        frame.write_parquet(pre / f"{split}.parquet")
-        outputs.append(pre / f"{split}.parquet")
-    manifest = Manifest(
-        stage="preprocess",
-        config_section={},
-        config_hash="test",
-        seed=42,
-        outputs=[file_record(p, relative_to=pre) for p in outputs],
     )
-    manifest.write(pre)
-    return pre
+    write_preprocess_stage(load_config(config), {"users": users, "items": items, **_split_frames()})
 
 
 def make_config(tmp_path: Path, *, models: dict[str, Any], tune: dict[str, Any] | None, seed: int = 42) -> Path:
@@ -172,7 +159,7 @@ def make_config(tmp_path: Path, *, models: dict[str, Any], tune: dict[str, Any] 
         raw["tune"] = tune
     path = cfg_dir / "config.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    write_preprocess(tmp_path / "work")
+    write_preprocess(path)
     return path
 
 

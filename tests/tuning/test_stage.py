@@ -231,7 +231,7 @@ def test_run_skips_an_unchanged_tune_and_reruns_a_changed_one(fake_config: Path)
     run_tune(cfg)
     assert why_stale(cfg, "tune") is None
     changed = cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"patience": 4})})
-    assert why_stale(changed, "tune") == "config changed (tune)"
+    assert why_stale(changed, "tune") == "tune.patience changed"
 
 
 def test_a_damaged_checkpoint_starts_the_search_afresh(fake_config: Path, caplog) -> None:  # noqa: ANN001
