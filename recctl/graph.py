@@ -122,12 +122,28 @@ STAGES: dict[str, Stage] = {
             "train",
             "train",
             "train",
-            ("models", "recommend.refit_on_all_data"),
+            ("models", "recommend.refit_on_all_data", "tune.apply"),
             ("preprocess", TUNED),
             describes="model files",
         ),
-        Stage("evaluate", "evaluate", "evaluate", ("evaluate",), ("preprocess", "train"), describes="metrics, report"),
-        Stage("tune", "tune", "tune", ("tune", "models"), ("preprocess",), describes="trials, best.yaml"),
+        Stage(
+            "evaluate",
+            "evaluate",
+            "evaluate",
+            ("evaluate",),
+            ("preprocess", "train"),
+            describes="metrics, report",
+            raw="evaluate.candidate_list",
+        ),
+        Stage(
+            "tune",
+            "tune",
+            "tune",
+            ("tune", "models", "evaluate.candidates", "evaluate.candidate_list"),
+            ("preprocess",),
+            describes="trials, tuned.json, best.yaml",
+            raw="evaluate.candidate_list",
+        ),
         Stage(
             "recommend",
             "recommend",
@@ -297,6 +313,8 @@ def raw_inputs(cfg: Config, name: str, manifest: Manifest | None = None) -> list
     if name in ("recommend", "recommend-users") and cfg.recommend is not None:
         rules = cfg.recommend.rules
         return [cfg.resolve(v) for v in (rules.allow_list, rules.deny_list) if v]
+    if name in ("evaluate", "tune") and cfg.evaluate.candidates == "allow_list" and cfg.evaluate.candidate_list:
+        return [cfg.resolve(cfg.evaluate.candidate_list)]
     return []
 
 

@@ -16,6 +16,8 @@ def write_preprocess_stage(
     cfg: Config,
     frames: dict[str, pl.DataFrame],
     item_features: tuple[sp.csr_matrix, list[str]] | None = None,
+    *,
+    with_ingest: bool = True,
 ) -> None:
     """Write ``<workdir>/preprocess/`` with a manifest, as the preprocess stage would.
 
@@ -27,11 +29,14 @@ def write_preprocess_stage(
         File stem -> frame (``users``, ``items``, ``train``, ``test``, ``tune_train``, ``valid``...).
     item_features
         Optional (matrix, feature names) written as ``item_features.npz`` / ``item_feature_names.parquet``.
+    with_ingest
+        Also write the ingest stage before it (a stage graph needs its upstream).
     """
     full = "events" in frames and "users" in frames and "items" in frames
     # the stage graph wants every stage's upstream finished and fresh: a faked preprocess gets
     # a faked ingest before it, one that read the config's raw files
-    write_ingest_stage(cfg, frames if full else None)
+    if with_ingest:  # else the test wrote its own ingest first
+        write_ingest_stage(cfg, frames if full else None)
     with StageRun(cfg, "preprocess", sections=["preprocess"]) as run:
         for name, frame in frames.items():
             write_parquet_atomic(frame, run.dir / f"{name}.parquet")

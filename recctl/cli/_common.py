@@ -61,25 +61,30 @@ def handle_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from recctl.errors import RecctlError
+        from recctl.errors import MachineError, RecctlError, machine_fault
 
         as_json = bool(kwargs.get("as_json"))
         try:
             return func(*args, **kwargs)
-        except RecctlError as exc:
-            from rich.markup import escape  # messages hold brackets, e.g. pip install 'recctl[tune]'
-
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
-            _json_error(as_json, type(exc).__name__, str(exc), exc.exit_code)
-            raise typer.Exit(code=exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]: nothing half-written was published; earlier outputs are intact.")
             _json_error(as_json, "Interrupted", "interrupted; earlier outputs are intact", 130)
             raise typer.Exit(code=130) from None
         except (typer.Exit, typer.Abort, SystemExit, _CLICK_EXCEPTION):
             raise
-        except Exception as exc:  # a bug: keep the traceback behind --verbose
-            if _state["verbose"]:
+        except Exception as exc:
+            # a full disk or a read-only folder, wherever it surfaced (even wrapped as a data error
+            # by a reader): exit 9 naming the path, never "a bug" and never blamed on the input
+            known = isinstance(exc, RecctlError)
+            fault = None if isinstance(exc, MachineError) else machine_fault(exc, include_missing=not known)
+            error = fault or exc
+            if isinstance(error, RecctlError):
+                from rich.markup import escape  # messages hold brackets, e.g. pip install 'recctl[tune]'
+
+                err.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False, soft_wrap=True)
+                _json_error(as_json, type(error).__name__, str(error), error.exit_code)
+                raise typer.Exit(code=error.exit_code) from None
+            if _state["verbose"]:  # a bug: keep the traceback behind --verbose
                 raise
             err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
             err.print("This is a bug in recctl. Run with --verbose to see the full exception.")

@@ -157,7 +157,7 @@ class Config(BaseConfig):
 
 
 #: config keys holding file paths (relative to the config file)
-_PATH_KEYS = frozenset({"path", "allow_list", "deny_list"})
+_PATH_KEYS = frozenset({"path", "allow_list", "deny_list", "candidate_list"})
 
 
 def format_validation_error(exc: ValidationError, source: str, prefix: tuple[Any, ...] = ()) -> list[str]:

@@ -116,6 +116,8 @@ class StageRun:
         section["seed"] = cfg.seed
         rows = input_rows or {}
         paths = list(inputs)
+        # the raw files the graph says this stage reads are always among its recorded inputs
+        paths += [p for p in graph.raw_inputs(cfg, stage) if p not in paths]
         self._pending_inputs: Future[list[FileRecord]] | None = None
         if hash_inputs_in_background:
             # hashing a multi-GB export costs ~0.7 s/GB; hashlib releases the GIL, so a stage

@@ -43,6 +43,7 @@ from recctl.columns import Columns
 from recctl.config import Config
 from recctl.config.recommend import RecommendConfig
 from recctl.errors import ArtifactError, ConfigError, DataError
+from recctl.graph import read_stage
 from recctl.lists import ListBuilder, Lists, Request, eligible_capacity, to_arrow
 from recctl.lists.audience import ORIGINS, Audience, build_audience
 from recctl.lists.builder import iter_blocks
@@ -50,7 +51,6 @@ from recctl.lists.checks import check_list_settings
 from recctl.progress import Progress, report
 from recctl.ranking import block_rows_for
 from recctl.rules import ItemRules, build_item_rules
-from recctl.graph import read_stage
 from recctl.stages._common import StageRun, require_stage
 from recctl.workdir import writes_workdir
 
@@ -509,6 +509,7 @@ def _assign(cfg: Config, audience: Audience) -> tuple[Audience, pl.Series | None
     return audience.take(keep), assigned.gather(keep), assignments
 
 
+@writes_workdir
 def run_recommend(
     cfg: Config, *, users: list[str] | None = None, changed_since: str | None = None, progress: Progress | None = None
 ) -> Manifest:

@@ -115,11 +115,11 @@ def test_k_above_the_allowed_items_is_refused_before_training(tmp_path: Path) ->
 
 def test_a_crawler_gets_every_eligible_item_and_the_file_still_publishes(tmp_path: Path) -> None:
     from recctl.config import load_config
-    from tests.fake_stages import write_ingest_stage
+    from recctl.stages.train import run_train
+    from tests.fake_stages import write_ingest_stage, write_preprocess_stage
     from tests.serving.conftest import N_ITEMS, _shop
 
     config = make_config(tmp_path)
-    build_workdir(config)
     # a staff account that viewed every item but P020 and P021 (never in the training data)
     crawl = pl.DataFrame(
         {
@@ -129,7 +129,11 @@ def test_a_crawler_gets_every_eligible_item_and_the_file_still_publishes(tmp_pat
             Columns.Timestamp: dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc),
         }
     )
-    write_ingest_stage(load_config(config), _shop(), extra_events=crawl)
+    # ingest holds the crawler's events, preprocess (built on that ingest) dropped them
+    cfg = load_config(config)
+    write_ingest_stage(cfg, _shop(), extra_events=crawl)
+    write_preprocess_stage(cfg, _shop(), with_ingest=False)
+    run_train(cfg)
     res = invoke("recommend", config, "--json")
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)["summary"]
