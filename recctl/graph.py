@@ -165,7 +165,7 @@ STAGES: dict[str, Stage] = {
             "update",
             "update",
             "update",
-            ("update", "preprocess", "models"),
+            ("update", "preprocess", "models", "recommend.refit_on_all_data"),
             ("ingest", "preprocess", "train"),
             in_run=False,
             describes="models grown by appended batches",

@@ -94,6 +94,22 @@ def write_config(tmp_path: Path, base: str = "quickstart.yaml", **overrides: Any
     return out
 
 
+def copy_workdir(config: Path, dest: Path) -> Path:
+    """Copy ``config``'s workdir into ``dest/work`` and write a config pointing at the copy.
+
+    For tests that change a pipeline a module-scoped fixture built: they work on their own copy
+    (manifests record workdir files relative to the workdir, so the copy is fresh as it is).
+    """
+    import shutil
+
+    raw = yaml.safe_load(config.read_text())
+    shutil.copytree(Path(raw["workdir"]), dest / "work", symlinks=True)
+    raw["workdir"] = str(dest / "work")
+    out = dest / f"copy-{config.name}"
+    out.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return out
+
+
 @pytest.fixture
 def quickstart_config(tmp_path: Path) -> Path:
     """The quickstart config, pointed at a workdir inside ``tmp_path``."""

@@ -16,7 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from recctl.cli.main import app
-from tests.conftest import write_config
+from tests.conftest import copy_workdir, write_config
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow
@@ -51,12 +51,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def shop(built: Path, tmp_path: Path) -> Path:
     """A private copy of the built pipeline; returns its config path."""
-    shutil.copytree(built / "work", tmp_path / "work", symlinks=True)
-    raw = yaml.safe_load((built / "quickstart.yaml").read_text())
-    raw["workdir"] = str(tmp_path / "work")
-    config = tmp_path / "quickstart.yaml"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return config
+    return copy_workdir(built / "quickstart.yaml", tmp_path)
 
 
 def edit(config: Path, change: Any) -> Path:

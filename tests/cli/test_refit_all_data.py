@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from recctl.cli.main import app
 from recctl.config import load_config
-from tests.conftest import write_config
+from tests.conftest import copy_workdir, write_config
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow
@@ -73,6 +73,7 @@ def test_update_grows_the_models_refitted_on_all_data(refit_config: Path, tmp_pa
     from recctl.data.dataset import load_split_matrix
     from recctl.incremental.current import load_serving_model, serving_source
 
+    refit_config = copy_workdir(refit_config, tmp_path)  # appending changes the workdir: a private copy
     cfg = load_config(refit_config)
     pre = cfg.stage_dir("preprocess")
     everything = load_split_matrix(pre, "all", *load_trained_model_shape(cfg))
