@@ -117,6 +117,15 @@ class Recommender(ABC):
     #: ``iter_fit`` yields after every epoch (LightFM, neural): tuning stops early with it
     supports_epochs: ClassVar[bool] = False
 
+    @classmethod
+    def missing_extra(cls) -> str | None:
+        """The optional extra this kind needs to train and that is not installed, else None.
+
+        ``recctl tune`` with ``models: all`` leaves such a model out (saying so) instead of
+        failing; naming the model explicitly still raises the install hint.
+        """
+        return None
+
     def iter_fit(self, dataset: Dataset):  # noqa: ANN201
         """Fit epoch by epoch, yielding the number of epochs done after each one.
 

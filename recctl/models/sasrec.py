@@ -257,6 +257,11 @@ class SASRecModel(Recommender):
     supports_epochs = True
     config: SASRecConfig
 
+    @classmethod
+    def missing_extra(cls) -> str | None:
+        """``"neural"`` when torch is not installed (training needs it)."""
+        return None if _optional_torch() is not None else "neural"
+
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         _require_torch()
         super().__init__(config, **params)

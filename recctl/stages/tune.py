@@ -176,7 +176,7 @@ def run_tune(
     cfg = _tuned_config(cfg, n_trials)
     tune = cfg.tune
     assert tune is not None
-    names = tune.model_names(list(cfg.models))
+    names = _available(cfg, tune.model_names(list(cfg.models)))
     pre_dir, pre_manifest = require_stage(cfg, "preprocess", TUNE_INPUTS)
     split_hashes = {n: pre_manifest.output(n).sha256 for n in ("tune_train.parquet", "valid.parquet")}
     with StageRun(cfg, "tune", sections=_SECTIONS, inputs=_inputs(pre_dir, pre_manifest)) as run:
@@ -227,6 +227,23 @@ def run_tune(
         run.add_output(run.dir / "best.yaml")
         run.summary.update(summary)
     return run.manifest
+
+
+def _available(cfg: Config, names: list[str]) -> list[str]:
+    """Under ``models: all``, leave out models whose optional extra is missing (sasrec without torch)."""
+    from recctl.models.registry import get_model_class
+
+    tune = cfg.tune
+    if tune is None or tune.model is not None or isinstance(tune.models, list):
+        return names  # named explicitly: training them says what to install
+    kept = []
+    for name in names:
+        extra = get_model_class(cfg.model_config_for(name).kind).missing_extra()
+        if extra is None:
+            kept.append(name)
+        else:
+            log.warning("tune: leaving out %s: it needs pip install 'recctl[%s]'", name, extra)
+    return kept
 
 
 def _model_tune(tune: TuneConfig, name: str, space: dict[str, Any]) -> TuneConfig:

@@ -55,6 +55,13 @@ DEFAULT_SPACES: dict[str, dict[str, dict[str, Any]]] = {
         "item_alpha": {"type": "choice", "values": [0.0, 1e-7, 1e-6, 1e-5]},
         "user_alpha": {"type": "choice", "values": [0.0, 1e-7, 1e-6, 1e-5]},
     },
+    # epochs are searched epoch-wise (iter_fit); each trial costs minutes, so the space is small
+    "sasrec": {
+        "lr": {"type": "loguniform", "low": 5e-4, "high": 5e-3},
+        "dropout": {"type": "float", "low": 0.1, "high": 0.5},
+        "hidden_size": {"type": "choice", "values": [32, 64, 128]},
+        "max_len": {"type": "choice", "values": [20, 50, 100]},
+    },
     "content": {},
     "blend": {},
 }

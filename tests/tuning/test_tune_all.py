@@ -116,3 +116,32 @@ def test_apply_trains_the_tuned_models_their_defaults_and_the_pick(tmp_path: Pat
     assert row["test_tuned"] is not None and row["test_default"] is not None
     assert row["valid_tuned"] > row["valid_default"]
     assert {"tuned", "knn@default"} <= set(metrics["models"])
+
+
+def test_sasrec_joins_the_search_when_torch_is_installed(
+    tmp_path: Path,
+    make_config,  # noqa: ANN001
+    monkeypatch,  # noqa: ANN001
+    caplog,  # noqa: ANN001
+) -> None:
+    import logging
+    import sys
+
+    import pytest
+
+    pytest.importorskip("torch", reason="the neural extra is not installed: pip install 'recctl[neural]'")
+    seq = {"kind": "sasrec", "max_len": 5, "hidden_size": 8, "n_heads": 2, "n_blocks": 1, "epochs": 2}
+    tune = {"models": "all", "method": "random", "n_trials": 2, "objective": "ndcg@5", "blend": False}
+    path = make_config(
+        tmp_path,
+        models={"pop": {"kind": "popularity"}, "seq": {**seq, "num_threads": 1}},
+        tune={**tune, "spaces": {"seq": {"lr": {"type": "loguniform", "low": 0.005, "high": 0.02}}}},
+    )
+    assert set(default_space("sasrec")) == {"lr", "dropout", "hidden_size", "max_len"}
+    summary = run_tune(load_config(path)).summary
+    assert summary["models_searched"] == ["pop", "seq"]
+    assert {e["model"] for e in summary["ranking"]} == {"pop", "seq"}
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails
+    with caplog.at_level(logging.WARNING):
+        summary = run_tune(load_config(path)).summary
+    assert summary["models_searched"] == ["pop"] and "leaving out seq" in caplog.text
