@@ -8,22 +8,11 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from recctl.cli._common import (
-    ConfigArg,
-    JsonOpt,
-    QuietOpt,
-    VerboseOpt,
-    emit,
-    err,
-    handle_errors,
-    load,
-    out,
-    progress_bar,
-    setup_logging,
-    table,
-)
+from recctl.cli._common import Invocation, RecctlCommand, RecctlGroup, command, err, usage_error
+from recctl.cli._logging import LogFormat
 
 ab_app = typer.Typer(
+    cls=RecctlGroup,
     help=(
         "A/B tests of recommendation strategies: assign users, plan the sample size, preview "
         "offline, and analyse the outcome log the shop returns.\n\n"
@@ -39,11 +28,9 @@ def _floats(text: str | None, option: str) -> list[float] | None:
     try:
         values = [float(part) for part in text.replace(";", ",").split(",") if part.strip()]
     except ValueError:
-        raise typer.BadParameter(
-            f"'{text}' is not a comma-separated list of numbers, e.g. 50,50", param_hint=option
-        ) from None
+        raise usage_error(f"'{text}' is not a comma-separated list of numbers, e.g. 50,50", option) from None
     if len(values) < 2 or any(v <= 0 for v in values):
-        raise typer.BadParameter(f"need at least two positive weights, control first; got '{text}'", param_hint=option)
+        raise usage_error(f"need at least two positive weights, control first; got '{text}'", option)
     return values
 
 
@@ -56,10 +43,7 @@ def _rates(text: str) -> dict[str, float]:
                 raise ValueError
             rates[name.strip()] = float(value)
         except ValueError:
-            raise typer.BadParameter(
-                f"'{part}' is not NAME=RATE, e.g. control=0.05,treatment=0.055",
-                param_hint="--rates",
-            ) from None
+            raise usage_error(f"'{part}' is not NAME=RATE, e.g. control=0.05,treatment=0.055", "--rates") from None
     return rates
 
 
@@ -69,10 +53,14 @@ def _p(value: float | None) -> str:
     return "<0.0001" if value < 1e-4 else f"{value:.4f}"
 
 
-def _srm_banner(report: Any) -> None:
+def _srm_banner(cli: Invocation, report: Any) -> None:
     from rich.panel import Panel
 
-    if report.srm.mismatch:
+    if not report.srm.mismatch:
+        return
+    if cli.log_format is LogFormat.json:
+        cli.warn(f"SAMPLE RATIO MISMATCH: {report.srm.message}")
+    else:
         err.print(
             Panel(
                 escape(report.srm.message),
@@ -83,10 +71,10 @@ def _srm_banner(report: Any) -> None:
         )
 
 
-@ab_app.command("assign")
-@handle_errors
+@ab_app.command("assign", cls=RecctlCommand)
+@command()
 def assign_command(
-    config: ConfigArg,
+    cli: Invocation,
     users: Annotated[
         Path,
         typer.Option("--users", help="User ids: .txt (one per line), or CSV/Parquet with a user_id column."),
@@ -100,8 +88,6 @@ def assign_command(
         ),
     ] = None,
     user_column: Annotated[str | None, typer.Option("--user-column", help="User id column of the users file.")] = None,
-    as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Assign users to the experiment's variants by a salted hash and write the assignments file.
 
@@ -112,33 +98,28 @@ def assign_command(
     \b
     Example:
         recctl ab assign configs/ab_example.yaml --users users.csv
-        recctl ab assign configs/ab_example.yaml --users ids.txt -o assignments.csv --json
+        recctl ab assign configs/ab_example.yaml --users ids.txt \\
+            -o assignments.csv --json
     """
-    setup_logging(verbose)
-    cfg = load(config)
     from recctl.abtest.run import run_assign
 
-    result = run_assign(cfg, users, output, user_column)
+    result = run_assign(cli.config, users, output, user_column)
     rows = [[name, a["users"], a["share"], a["expected_share"]] for name, a in result["arms"].items()]
-    emit(
+    cli.emit(
         result,
-        as_json,
-        lambda: out.print(
-            table(
-                f"Assignments of {result['experiment']} (salt {result['salt']})",
-                ["arm", "users", "share", "expected"],
-                rows,
-            )
+        lambda: cli.table(
+            f"Assignments of {result['experiment']} (salt {result['salt']})",
+            ["arm", "users", "share", "expected"],
+            rows,
         ),
     )
-    if not as_json:
-        err.print(f"{result['n_users']:,} users assigned; written to {result['output']}")
+    cli.note(f"{result['n_users']:,} users assigned; written to {result['output']}")
 
 
-@ab_app.command("report")
-@handle_errors
+@ab_app.command("report", cls=RecctlCommand)
+@command()
 def report_command(
-    config: ConfigArg,
+    cli: Invocation,
     assignments: Annotated[
         Path | None,
         typer.Option(
@@ -162,8 +143,6 @@ def report_command(
             help="Exit with code 4 when a sample ratio mismatch is detected (for CI).",
         ),
     ] = False,
-    as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Analyse a finished experiment: per-variant metrics, differences to control, sample ratio check.
 
@@ -177,27 +156,30 @@ def report_command(
 
     \b
     Example:
-        recctl ab report configs/ab_example.yaml --assignments assignments.parquet --outcomes outcomes.csv
-        recctl ab report configs/ab_example.yaml --outcomes outcomes.csv --html ab.html --json
+        recctl ab report configs/ab_example.yaml \\
+            --assignments assignments.parquet --outcomes outcomes.csv
+        recctl ab report configs/ab_example.yaml --outcomes outcomes.csv \\
+            --html ab.html --json --fail-on-srm
     """
-    setup_logging(verbose)
-    cfg = load(config)
     from recctl.abtest.run import run_report
 
-    report = run_report(cfg, assignments, outcomes, html)
-    _srm_banner(report)
-    emit(report.to_dict(), as_json, lambda: _render_report(report))
+    report = run_report(cli.config, assignments, outcomes, html)
+    _srm_banner(cli, report)
+    data = report.to_dict()
+    failed = fail_on_srm and report.srm.mismatch
+    if failed:  # the report is still the answer; the error says why the exit code is 4
+        data["error"] = {"type": "DataError", "message": "sample ratio mismatch (--fail-on-srm)", "exit_code": 4}
+    cli.emit(data, lambda: _render_report(cli, report))
     for warning in report.warnings:
         if warning != report.srm.message:
-            err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
-    if html is not None and not as_json:
-        err.print(f"HTML report written to {html}")
-    if fail_on_srm and report.srm.mismatch:
-        err.print("[bold red]error:[/] sample ratio mismatch (--fail-on-srm)")
-        raise typer.Exit(code=4)
+            cli.warn(warning)
+    if html is not None:
+        cli.note(f"HTML report written to {html}")
+    if failed:
+        cli.exit_with(4, "sample ratio mismatch (--fail-on-srm)")
 
 
-def _render_report(report: Any) -> None:
+def _render_report(cli: Invocation, report: Any) -> None:
     conf = f"{100 * (1 - report.alpha):.0f}% CI"
     rows = [
         [
@@ -210,19 +192,10 @@ def _render_report(report: Any) -> None:
         ]
         for a in report.arms
     ]
-    out.print(
-        table(
-            f"Experiment {report.experiment}: arms",
-            [
-                "arm",
-                "users",
-                "active",
-                f"conversion [{conf}]",
-                f"clicks/user [{conf}]",
-                f"revenue/user [{conf}]",
-            ],
-            rows,
-        )
+    cli.table(
+        f"Experiment {report.experiment}: arms",
+        ["arm", "users", "active", f"conversion [{conf}]", f"clicks/user [{conf}]", f"revenue/user [{conf}]"],
+        rows,
     )
     rows = []
     for c in report.comparisons:
@@ -241,19 +214,19 @@ def _render_report(report: Any) -> None:
                 verdict,
             ]
         )
-    out.print(
-        table(
-            f"Difference to control '{report.control}'",
-            ["metric", "arm", f"diff [{conf}]", f"relative [{conf}]", "p", "p (Holm)", "verdict"],
-            rows,
-        )
+    cli.table(
+        f"Difference to control '{report.control}'",
+        ["metric", "arm", f"diff [{conf}]", f"relative [{conf}]", "p", "p (Holm)", "verdict"],
+        rows,
     )
     style = "bold red" if report.srm.mismatch else "green"
-    out.print(f"[{style}]{escape(report.srm.message)}[/]", highlight=False, soft_wrap=True)
+    cli.say(f"[{style}]{escape(report.srm.message)}[/]")
 
 
-@ab_app.command("plan")
+@ab_app.command("plan", cls=RecctlCommand)
+@command(config="optional")
 def plan_command(
+    cli: Invocation,
     baseline_rate: Annotated[
         float | None, typer.Option("--baseline-rate", help="Control conversion rate, e.g. 0.05.")
     ] = None,
@@ -287,11 +260,10 @@ def plan_command(
         typer.Option("--weights", help="Traffic weights, control first, e.g. 50,50 or 2,1,1."),
     ] = None,
     holdout: Annotated[float | None, typer.Option("--holdout", help="Share of users held out.")] = None,
-    config: Annotated[
+    config_option: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="Take weights, holdout and alpha from this config's experiment."),
+        typer.Option("--config", "-c", hidden=True, help="Old spelling of the positional CONFIG."),
     ] = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Sample size calculator: users needed to detect an effect, or the minimum detectable effect.
 
@@ -299,33 +271,38 @@ def plan_command(
 
     With several treatments alpha is split by Bonferroni; --users counts the holdout too.
 
+    With a CONFIG, the weights, holdout and alpha come from its experiment section.
+
     \b
     Example:
         recctl ab plan --baseline-rate 0.05 --mde 0.1
         recctl ab plan --baseline-rate 0.05 --users 40000 --weights 1,1,1
-        recctl ab plan --baseline-mean 2.4 --sd 18 --mde 0.05 --config configs/ab_example.yaml --json
+        recctl ab plan configs/ab_example.yaml --baseline-mean 2.4 \\
+            --sd 18 --mde 0.05 --json
     """
+    if config_option is not None:
+        if cli.config_path is not None:
+            raise usage_error("give the config once: positionally (recctl ab plan CONFIG ...)", "--config")
+        cli.config_path = config_option
     if (baseline_rate is None) == (baseline_mean is None):
-        raise typer.BadParameter("give exactly one of --baseline-rate or --baseline-mean", param_hint="--baseline-rate")
+        raise usage_error("give exactly one of --baseline-rate or --baseline-mean", "--baseline-rate")
     if baseline_mean is not None and sd is None:
-        raise typer.BadParameter("--baseline-mean needs --sd (the per-user standard deviation)", param_hint="--sd")
+        raise usage_error("--baseline-mean needs --sd (the per-user standard deviation)", "--sd")
     if (mde is None) == (users is None):
-        raise typer.BadParameter(
-            "give exactly one of --mde (to get the sample size) or --users (to get the MDE)",
-            param_hint="--mde",
-        )
-    # usage errors are raised here, outside handle_errors, so Typer reports them with exit code 2
+        raise usage_error("give exactly one of --mde (to get the sample size) or --users (to get the MDE)", "--mde")
     w = _floats(weights, "--weights")
     names = None
-    if config is not None:
-        experiment = _experiment(config)
+    if cli.config_path is not None:
+        from recctl.abtest.run import experiment_of
+
+        experiment = experiment_of(cli.config)
         names = [experiment.control, *experiment.treatments]
         config_weights = [experiment.variants[n].weight for n in names]
         if w is not None and len(w) != len(names):
-            raise typer.BadParameter(
-                f"{len(w)} weights given but experiment '{experiment.name}' in {config} has {len(names)} variants "
-                f"({', '.join(names)}); give one weight per variant, control first, or drop --weights",
-                param_hint="--weights",
+            raise usage_error(
+                f"{len(w)} weights given but experiment '{experiment.name}' in {cli.config_path} has {len(names)} "
+                f"variants ({', '.join(names)}); give one weight per variant, control first, or drop --weights",
+                "--weights",
             )
         w = w or config_weights
         holdout = experiment.holdout if holdout is None else holdout
@@ -346,39 +323,33 @@ def plan_command(
             names=names,
         )
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    emit(plan.to_dict(), as_json, lambda: _render_plan(plan, mde is not None))
+        raise usage_error(str(exc)) from None
+    cli.emit(plan.to_dict(), lambda: _render_plan(cli, plan, mde is not None))
 
 
-@handle_errors
-def _experiment(config: Path) -> Any:
-    from recctl.abtest.run import experiment_of
-
-    return experiment_of(load(config))
-
-
-def _render_plan(plan: Any, solved_for_n: bool) -> None:
+def _render_plan(cli: Invocation, plan: Any, solved_for_n: bool) -> None:
     rows = [[name, n, plan.shares[name]] for name, n in plan.users_per_arm.items()]
-    out.print(table("Users per arm", ["arm", "users", "share"], rows))
+    cli.table("Users per arm", ["arm", "users", "share"], rows)
     what = "rate" if plan.metric == "rate" else "mean"
     rel = "" if plan.mde_relative is None else f" ({100 * plan.mde_relative:.1f}% relative)"
     if solved_for_n:
-        out.print(
+        cli.say(
             f"To detect a change of the {what} {plan.baseline:g} by {plan.mde_absolute:.4g}{rel} "
             f"with power {plan.power:g} at alpha {plan.alpha_per_comparison:.3g} per comparison: "
             f"[bold]{plan.total_users:,} users in total[/]."
         )
     else:
-        out.print(
+        cli.say(
             f"With {plan.total_users:,} users the minimum detectable effect on the {what} {plan.baseline:g} is "
             f"[bold]{plan.mde_absolute:.4g}{rel}[/] (power {plan.power:g}, alpha "
             f"{plan.alpha_per_comparison:.3g} per comparison)."
         )
 
 
-@ab_app.command("simulate")
+@ab_app.command("simulate", cls=RecctlCommand)
+@command()
 def simulate_command(
-    config: ConfigArg,
+    cli: Invocation,
     rates: Annotated[
         str,
         typer.Option("--rates", help="True conversion rate per arm, e.g. control=0.05,treatment=0.06."),
@@ -395,52 +366,34 @@ def simulate_command(
     clicks: Annotated[float, typer.Option("--clicks", help="True mean clicks per user.")] = 0.5,
     order_value: Annotated[float, typer.Option("--order-value", help="True mean revenue per purchase.")] = 40.0,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed; default the config's seed.")] = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Write a simulated outcome log with known true rates, to rehearse `ab report` before a real experiment.
 
     \b
     Example:
-        recctl ab simulate configs/ab_example.yaml --rates control=0.05,treatment=0.06 -o outcomes.csv
+        recctl ab simulate configs/ab_example.yaml \\
+            --rates control=0.05,treatment=0.06 -o outcomes.csv
     """
     parsed = _rates(rates)  # a usage error (exit 2) if malformed
-    _simulate(config, assignments, output, parsed, clicks, order_value, seed, as_json)
-
-
-@handle_errors
-def _simulate(
-    config: Path,
-    assignments: Path | None,
-    output: Path,
-    rates: dict[str, float],
-    clicks: float,
-    order_value: float,
-    seed: int | None,
-    as_json: bool,
-) -> None:
-    cfg = load(config)
     from recctl.abtest.run import run_simulate
 
-    result = run_simulate(cfg, assignments, output, rates, clicks_per_user=clicks, order_value=order_value, seed=seed)
-    emit(
-        result,
-        as_json,
-        lambda: out.print(f"{result['rows']:,} simulated outcome rows written to {result['output']}"),
+    result = run_simulate(
+        cli.config, assignments, output, parsed, clicks_per_user=clicks, order_value=order_value, seed=seed
     )
+    cli.emit(result, lambda: cli.say(f"{result['rows']:,} simulated outcome rows written to {result['output']}"))
 
 
-@ab_app.command("preview")
-@handle_errors
+@ab_app.command("preview", cls=RecctlCommand)
+@command()
 def preview_command(
-    config: ConfigArg,
+    cli: Invocation,
     k: Annotated[int | None, typer.Option("--k", help="Cut-off; default the first of evaluate.k.")] = None,
     metric: Annotated[
         list[str] | None,
-        typer.Option("--metric", "-m", help="Metric to compare (repeatable); default evaluate.metrics."),
+        typer.Option(
+            "--metric", "-m", metavar="NAME", help="Metric to compare (repeatable); default evaluate.metrics."
+        ),
     ] = None,
-    as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """Offline preview: evaluate each variant's model on the test split and show the expected difference to control.
 
@@ -451,28 +404,25 @@ def preview_command(
     \b
     Example:
         recctl ab preview configs/ab_example.yaml
-        recctl ab preview configs/ab_example.yaml --k 10 -m ndcg -m hit_rate --json
+        recctl ab preview configs/ab_example.yaml --k 10 -m ndcg -m hit_rate
     """
-    setup_logging(verbose, quiet)
-    cfg = load(config)
     from recctl.abtest.preview import run_preview
 
-    with progress_bar(not as_json) as progress:
+    cfg = cli.config
+    with cli.progress() as progress:
         result = run_preview(cfg, k=k, metrics=metric or None, progress=progress)
-    emit(result.to_dict(), as_json, lambda: _render_preview(result))
+    cli.emit(result.to_dict(), lambda: _render_preview(cli, result))
 
 
-def _render_preview(result: Any) -> None:
+def _render_preview(cli: Invocation, result: Any) -> None:
     rows = [
         [name, model, *[result.means[name].get(m) for m in result.metrics]]
         for name, model in result.variant_models.items()
     ]
-    out.print(
-        table(
-            f"Offline preview of {result.experiment} on the test split ({result.n_users:,} users)",
-            ["variant", "model", *result.metrics],
-            rows,
-        )
+    cli.table(
+        f"Offline preview of {result.experiment} on the test split ({result.n_users:,} users)",
+        ["variant", "model", *result.metrics],
+        rows,
     )
     rows = [
         [
@@ -487,10 +437,8 @@ def _render_preview(result: Any) -> None:
         ]
         for c in result.comparisons
     ]
-    out.print(
-        table(
-            f"Expected difference to control '{result.control}' ({100 * (1 - result.alpha):.0f}% paired bootstrap CI)",
-            ["variant", "metric", "control", "variant", "diff [CI]", "p", "p (Holm)", "verdict"],
-            rows,
-        )
+    cli.table(
+        f"Expected difference to control '{result.control}' ({100 * (1 - result.alpha):.0f}% paired bootstrap CI)",
+        ["variant", "metric", "control", "variant", "diff [CI]", "p", "p (Holm)", "verdict"],
+        rows,
     )

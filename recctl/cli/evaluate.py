@@ -6,21 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from recctl.cli._common import (
-    ConfigArg,
-    JsonOpt,
-    QuietOpt,
-    VerboseOpt,
-    emit,
-    err,
-    handle_errors,
-    load,
-    manifest_summary,
-    out,
-    progress_bar,
-    setup_logging,
-    table,
-)
+from recctl.cli._common import Invocation, command, manifest_summary
 
 #: metrics without a K, shown once
 _NO_K = ("auc",)
@@ -28,9 +14,9 @@ _NO_K = ("auc",)
 _BEYOND = ("coverage", "novelty", "diversity", "popularity_bias", "user_coverage")
 
 
-@handle_errors
+@command()
 def evaluate_command(
-    config: ConfigArg,
+    cli: Invocation,
     report: Annotated[
         bool | None,
         typer.Option(
@@ -38,9 +24,6 @@ def evaluate_command(
             help="Also write a self-contained report.html (default: evaluate.report).",
         ),
     ] = None,
-    as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """Evaluate every trained model and the popularity baseline on the test split.
 
@@ -56,28 +39,25 @@ def evaluate_command(
         recctl evaluate configs/quickstart.yaml --report
         recctl evaluate configs/quickstart.yaml --json | jq '.metrics.models'
     """  # noqa: E501
-    setup_logging(verbose, quiet)
-    cfg = load(config)
     from recctl.stages.evaluate import read_metrics, run_evaluate
 
-    with progress_bar(not as_json) as progress:
+    cfg = cli.config
+    with cli.progress() as progress:
         manifest = run_evaluate(cfg, report=report, progress=progress)
     metrics = read_metrics(cfg)
-    emit({**manifest_summary(manifest), "metrics": metrics}, as_json, lambda: render_metrics(metrics))
-    if not as_json:
-        err.print(f"metrics written to {cfg.stage_dir('evaluate')}")
+    cli.emit({**manifest_summary(manifest), "metrics": metrics}, lambda: render_metrics(cli, metrics))
+    cli.note(f"metrics written to {cfg.stage_dir('evaluate')}")
 
 
-def render_metrics(metrics: dict[str, Any]) -> None:
+def render_metrics(cli: Invocation, metrics: dict[str, Any]) -> None:
     """Print the protocol, the metric tables and the verdicts of a metrics.json on stdout."""
     proto = metrics["protocol"]
-    out.print(
+    cli.say(
         f"[bold]Protocol[/]: split [cyan]{proto['split']}[/]; "
         f"{proto['n_users_evaluated']:,} users evaluated ({proto['users']}); "
         f"candidates: {proto['candidate_items']}; excluded: {proto['excluded']} "
         f"({proto['n_test_pairs_excluded']:,} of {proto['n_test_pairs']:,} test pairs); "
-        f"K = {', '.join(map(str, proto['ks']))}.",
-        highlight=False,
+        f"K = {', '.join(map(str, proto['ks']))}."
     )
     names = list(metrics.get("model_order") or metrics["models"])
     ks = proto["ks"]
@@ -96,10 +76,10 @@ def render_metrics(metrics: dict[str, Any]) -> None:
             rows = [
                 [_label(name, metrics)] + [metrics["models"][name]["mean"].get(key) for key in group] for name in names
             ]
-            out.print(table(f"{title} @{k} over {n_users:,} users", ["model", *group], rows))
+            cli.table(f"{title} @{k} over {n_users:,} users", ["model", *group], rows)
     if metrics.get("best"):
-        out.print(f"* best by {metrics['primary_metric']}: [bold]{metrics['best']}[/]", highlight=False)
-    _render_verdicts(metrics)
+        cli.say(f"* best by {metrics['primary_metric']}: [bold]{metrics['best']}[/]")
+    _render_verdicts(cli, metrics)
 
 
 def _label(name: str, metrics: dict[str, Any]) -> str:
@@ -107,7 +87,7 @@ def _label(name: str, metrics: dict[str, Any]) -> str:
     return label + " *" if name == metrics.get("best") else label
 
 
-def _render_verdicts(metrics: dict[str, Any]) -> None:
+def _render_verdicts(cli: Invocation, metrics: dict[str, Any]) -> None:
     kmax = max(metrics["protocol"]["ks"])
     primary = metrics["primary_metric"]
     shown = [
@@ -116,13 +96,12 @@ def _render_verdicts(metrics: dict[str, Any]) -> None:
         if c["metric"] == primary or c["metric"].endswith(f"@{kmax}") or c["metric"] in _NO_K
     ]
     if not shown:
-        out.print("No comparison: only the baseline was evaluated.")
+        cli.say("No comparison: only the baseline was evaluated.")
         return
     stats = metrics["statistics"]
-    out.print(
+    cli.say(
         f"[bold]Verdicts[/]: {stats['test']}, Holm-corrected p < {stats['alpha']}; "
-        f"{1 - stats['alpha']:.0%} paired bootstrap CI, {stats['n_bootstrap']} resamples.",
-        highlight=False,
+        f"{1 - stats['alpha']:.0%} paired bootstrap CI, {stats['n_bootstrap']} resamples."
     )
     # one narrow table per pair of models, so it stays readable in an 80-column terminal
     pairs: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -135,4 +114,4 @@ def _render_verdicts(metrics: dict[str, Any]) -> None:
             p_holm = "" if c["p_holm"] is None else f"{c['p_holm']:.3g}"
             diff = f"{c['diff']:+.4f}" if c["diff"] is not None else ""
             rows.append([c["metric"], diff, ci, p_holm, c["verdict"]])
-        out.print(table(f"{model} vs {reference} ({role})", ["metric", "diff", "CI", "p (Holm)", "verdict"], rows))
+        cli.table(f"{model} vs {reference} ({role})", ["metric", "diff", "CI", "p (Holm)", "verdict"], rows)

@@ -6,32 +6,15 @@ from typing import Annotated
 
 import typer
 
-from recctl.cli._common import (
-    ConfigArg,
-    JsonOpt,
-    QuietOpt,
-    VerboseOpt,
-    emit,
-    err,
-    handle_errors,
-    load,
-    manifest_summary,
-    out,
-    progress_bar,
-    setup_logging,
-    table,
-)
+from recctl.cli._common import Invocation, command, manifest_summary, usage_error
 
 
-@handle_errors
+@command()
 def serve_export_command(
-    config: ConfigArg,
+    cli: Invocation,
     date: Annotated[
         str | None, typer.Option("--date", help="Date stamped into the file name, YYYY-MM-DD (default: today, UTC).")
     ] = None,
-    as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """Publish the recommend stage's lists as the nightly file (csv, csv_wide, jsonl or parquet).
 
@@ -46,24 +29,21 @@ def serve_export_command(
         recctl serve-export configs/quickstart.yaml
         recctl serve-export configs/quickstart.yaml --date 2026-12-01 --json
     """  # noqa: E501
-    setup_logging(verbose, quiet)
     if date is not None:
         import re
 
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
-            # exit 2 like any usage error (handle_errors would report a BadParameter as a bug)
-            err.print(f"[bold red]usage error:[/] --date must be YYYY-MM-DD, got '{date}'", highlight=False)
-            raise typer.Exit(code=2)
-    cfg = load(config)
+            raise usage_error(f"must be YYYY-MM-DD, got '{date}'", "--date")
     from recctl.stages.export import run_serve_export
 
-    with progress_bar(not as_json) as progress:
+    cfg = cli.config
+    with cli.progress() as progress:
         manifest = run_serve_export(cfg, date=date, progress=progress)
     s = manifest.summary
 
     def render() -> None:
         rows = [[p["path"].rsplit("/", 1)[-1], p["rows"], p["users"], p["sha256"][:16]] for p in s["published"]]
-        out.print(table(f"Published ({s['format']}, k={s['k']})", ["file", "rows", "users", "sha256"], rows))
-        err.print(f"published to {s['directory']}; latest pointer updated")
+        cli.table(f"Published ({s['format']}, k={s['k']})", ["file", "rows", "users", "sha256"], rows)
 
-    emit(manifest_summary(manifest), as_json, render)
+    cli.emit(manifest_summary(manifest), render)
+    cli.note(f"published to {s['directory']}; latest pointer updated")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from recctl.cli._common import ConfigArg, JsonOpt, VerboseOpt, emit, handle_errors, load, out, setup_logging, table
+from recctl.cli._common import Invocation, command
 
 
-@handle_errors
-def info_command(config: ConfigArg, as_json: JsonOpt = False, verbose: VerboseOpt = False) -> None:
+@command()
+def info_command(cli: Invocation) -> None:
     """Show every stage's status: finished when, how long it took, and whether it is stale.
 
     "stale" is exactly what the stage commands refuse (exit 5) and what `recctl run` re-runs. info only reads: it never waits for a running command.
@@ -18,8 +18,7 @@ def info_command(config: ConfigArg, as_json: JsonOpt = False, verbose: VerboseOp
         recctl info configs/quickstart.yaml
         recctl info configs/quickstart.yaml --json
     """
-    setup_logging(verbose)
-    cfg = load(config)
+    cfg = cli.config
     from recctl import graph
     from recctl.artifacts import read_manifest
     from recctl.errors import ArtifactError
@@ -43,12 +42,10 @@ def info_command(config: ConfigArg, as_json: JsonOpt = False, verbose: VerboseOp
         rows.append(row)
 
     def render() -> None:
-        out.print(
-            table(
-                f"{cfg.name} in {cfg.workdir_path}",
-                ["stage", "finished at", "seconds", "outputs", "status"],
-                [[r["stage"], r["finished_at"], r["duration_s"], r["outputs"], r["status"]] for r in rows],
-            )
+        cli.table(
+            f"{cfg.name} in {cfg.workdir_path}",
+            ["stage", "finished at", "seconds", "outputs", "status"],
+            [[r["stage"], r["finished_at"], r["duration_s"], r["outputs"], r["status"]] for r in rows],
         )
 
-    emit({"workdir": str(cfg.workdir_path), "stages": rows}, as_json, render)
+    cli.emit({"workdir": str(cfg.workdir_path), "stages": rows}, render)

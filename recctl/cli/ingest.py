@@ -7,31 +7,18 @@ from typing import Annotated, Any
 
 import typer
 
-from recctl.cli._common import (
-    ConfigArg,
-    JsonOpt,
-    QuietOpt,
-    VerboseOpt,
-    emit,
-    err,
-    handle_errors,
-    load,
-    manifest_summary,
-    out,
-    progress_bar,
-    setup_logging,
-    table,
-)
+from recctl.cli._common import Invocation, command, manifest_summary
 
 
-@handle_errors
+@command()
 def ingest_command(
-    config: ConfigArg,
+    cli: Invocation,
     append: Annotated[
         list[Path] | None,
         typer.Option(
             "--append",
             "-a",
+            metavar="FILE",
             help="Add this file as a new batch to the previous ingest (repeatable).",
             show_default=False,
         ),
@@ -39,9 +26,6 @@ def ingest_command(
     reset_batches: Annotated[
         bool, typer.Option("--reset-batches", help="Forget batches added earlier with --append.")
     ] = False,
-    as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """Read the raw interaction, catalogue and user files into canonical Parquet.
 
@@ -56,22 +40,23 @@ def ingest_command(
     \b
     Example:
         recctl ingest configs/quickstart.yaml
-        recctl ingest configs/quickstart.yaml --append exports/events-2026-05-02.csv --json
+        recctl ingest configs/quickstart.yaml \\
+            --append exports/events-2026-05-02.csv --json
     """
-    setup_logging(verbose, quiet)
-    cfg = load(config)
     from recctl.stages.ingest import run_ingest
 
-    with progress_bar(not as_json) as progress:
+    cfg = cli.config
+    with cli.progress() as progress:
         manifest = run_ingest(
             cfg, append=list(append) if append else None, reset_batches=reset_batches, progress=progress
         )
-    emit(manifest_summary(manifest), as_json, lambda: _render(manifest.summary))
-    if not as_json:
-        err.print(f"canonical data written to {cfg.stage_dir('ingest')}")
+    cli.emit(manifest_summary(manifest), lambda: _render(cli, manifest.summary))
+    cli.note(f"canonical data written to {cfg.stage_dir('ingest')}")
+    for path in manifest.summary.get("dropped_batches", []):
+        cli.warn(f"appended batch {path} is gone or changed; not re-read")
 
 
-def _render(summary: dict[str, Any]) -> None:
+def _render(cli: Invocation, summary: dict[str, Any]) -> None:
     rows = [
         [Path(f["path"]).name, f["on_error"], f["read"], f["accepted"], f["rejected"], f["duplicates"], f["added"]]
         for f in summary.get("files", [])
@@ -80,27 +65,23 @@ def _render(summary: dict[str, Any]) -> None:
     rows.append(
         ["total", "", t.get("read"), t.get("accepted"), t.get("rejected"), t.get("duplicates"), t.get("interactions")]
     )
-    out.print(table("Interactions", ["file", "on_error", "read", "accepted", "rejected", "duplicates", "kept"], rows))
+    cli.table("Interactions", ["file", "on_error", "read", "accepted", "rejected", "duplicates", "kept"], rows)
     reasons = summary.get("rejected_by_reason", {})
     if reasons:
-        out.print(table("Rejected rows by reason", ["reason", "rows"], [[r, n] for r, n in reasons.items()]))
+        cli.table("Rejected rows by reason", ["reason", "rows"], [[r, n] for r, n in reasons.items()])
     tables = summary.get("tables", [])
     if tables:
-        out.print(
-            table(
-                "Tables",
-                ["table", "rows", "duplicate ids", "dedupe"],
-                [[x["table"], x["rows"], x["duplicate_ids"], x["dedupe"]] for x in tables],
-            )
+        cli.table(
+            "Tables",
+            ["table", "rows", "duplicate ids", "dedupe"],
+            [[x["table"], x["rows"], x["duplicate_ids"], x["dedupe"]] for x in tables],
         )
     for name, gap in summary.get("catalogue", {}).items():
-        out.print(
+        cli.say(
             f"{name}: {gap['missing_from_table']:,} interacted ids missing from the {name} table "
             f"({gap['interactions_with_missing']:,} interactions, kept), "
             f"{gap['without_interactions']:,} {name} without any interaction"
         )
     appended = summary.get("appended")
     if appended is not None:
-        out.print(f"appended {len(appended)} batch(es); {len(summary.get('batches', []))} batches in total")
-    for path in summary.get("dropped_batches", []):
-        err.print(f"[yellow]warning:[/] appended batch {path} is gone or changed; not re-read")
+        cli.say(f"appended {len(appended)} batch(es); {len(summary.get('batches', []))} batches in total")

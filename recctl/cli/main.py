@@ -6,7 +6,10 @@ import importlib
 
 import typer
 
+from recctl.cli._common import RecctlCommand, RecctlGroup
+
 app = typer.Typer(
+    cls=RecctlGroup,
     name="recctl",
     help=(
         "Personalised product recommendations from a shop's raw exports.\n\n"
@@ -15,10 +18,12 @@ app = typer.Typer(
         "Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 data, 5 artifact (missing or "
         "stale stage output), 6 missing optional extra, 7 export failed validation, 8 busy (workdir, "
         "export folder, port or event log held by another process), 9 machine fault (disk full, read-only, "
-        "permission), 130 interrupted."
+        "permission), 130 interrupted.\n\n"
+        "Every command takes --json (one JSON object on stdout, also on failure), --format, -v, -q and "
+        "--log-format; those with a CONFIG also take --set KEY=VALUE."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_show_locals=False,
     rich_markup_mode="rich",
 )
@@ -59,7 +64,7 @@ _COMMANDS = [
 _GROUPS = [("recctl.cli.ab", "ab_app", "ab")]
 
 for _module, _func, _name in _COMMANDS:
-    app.command(_name)(getattr(importlib.import_module(_module), _func))
+    app.command(_name, cls=RecctlCommand)(getattr(importlib.import_module(_module), _func))
 
 for _module, _attr, _name in _GROUPS:
     app.add_typer(getattr(importlib.import_module(_module), _attr), name=_name)

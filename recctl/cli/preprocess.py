@@ -4,30 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from recctl.cli._common import (
-    ConfigArg,
-    JsonOpt,
-    QuietOpt,
-    VerboseOpt,
-    emit,
-    err,
-    handle_errors,
-    load,
-    manifest_summary,
-    out,
-    progress_bar,
-    setup_logging,
-    table,
-)
+from recctl.cli._common import Invocation, command, manifest_summary
 
 
-@handle_errors
-def preprocess_command(
-    config: ConfigArg,
-    as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
+@command()
+def preprocess_command(cli: Invocation) -> None:
     """Turn ingested interactions into weighted, indexed train / valid / test splits and features.
 
     Writes <workdir>/preprocess/: id maps (users, items; catalogue items without interactions are kept), events.
@@ -41,18 +22,16 @@ def preprocess_command(
         recctl preprocess configs/quickstart.yaml
         recctl preprocess configs/quickstart.yaml --json
     """
-    setup_logging(verbose, quiet)
-    cfg = load(config)
     from recctl.stages.preprocess import run_preprocess
 
-    with progress_bar(not as_json) as progress:
+    cfg = cli.config
+    with cli.progress() as progress:
         manifest = run_preprocess(cfg, progress=progress)
-    emit(manifest_summary(manifest), as_json, lambda: _render(manifest.summary))
-    if not as_json:
-        err.print(f"dataset written to {cfg.stage_dir('preprocess')}")
+    cli.emit(manifest_summary(manifest), lambda: _render(cli, manifest.summary))
+    cli.note(f"dataset written to {cfg.stage_dir('preprocess')}")
 
 
-def _render(s: dict[str, Any]) -> None:
+def _render(cli: Invocation, s: dict[str, Any]) -> None:
     split = s.get("split", {})
     rows = [
         ["events in", s["weights"]["events_in"]],
@@ -64,17 +43,17 @@ def _render(s: dict[str, Any]) -> None:
         ["items (with interactions)", s["n_items_with_interactions"]],
         ["items (catalogue only, cold)", s["n_cold_items"]],
     ]
-    out.print(table("Preprocess", ["step", "count"], rows))
+    cli.table("Preprocess", ["step", "count"], rows)
     events = split.get("events", {})
     split_rows = [
         [name, events.get(name, events.get("tune_train", 0) + events.get("valid", 0) if name == "train" else 0), n]
         for name, n in s["split_rows"].items()
     ]
-    out.print(table(f"Splits ({split.get('strategy')})", ["split", "events", "user-item pairs"], split_rows))
+    cli.table(f"Splits ({split.get('strategy')})", ["split", "events", "user-item pairs"], split_rows)
     if "test_start" in split:
-        out.print(
+        cli.say(
             f"test from {split['test_start']}"
             + (f", validation from {split['valid_start']}" if "valid_start" in split else "")
         )
     for kind, info in s.get("features", {}).items():
-        out.print(f"{kind} features: {info['shape'][0]:,} x {info['shape'][1]:,} ({info['nnz']:,} non-zeros)")
+        cli.say(f"{kind} features: {info['shape'][0]:,} x {info['shape'][1]:,} ({info['nnz']:,} non-zeros)")

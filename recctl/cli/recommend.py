@@ -6,21 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from recctl.cli._common import (
-    ConfigArg,
-    JsonOpt,
-    QuietOpt,
-    VerboseOpt,
-    emit,
-    err,
-    handle_errors,
-    load,
-    manifest_summary,
-    out,
-    progress_bar,
-    setup_logging,
-    table,
-)
+from recctl.cli._common import Invocation, command, manifest_summary, usage_error
 
 UsersOpt = Annotated[
     str | None,
@@ -41,33 +27,24 @@ KOpt = Annotated[
 ]
 
 
-def _usage_error(message: str) -> None:
-    # a usage error keeps Typer's exit code 2 (handle_errors would report a BadParameter as a bug)
-    err.print(f"[bold red]usage error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
-
-
 def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _list_table(title: str, rows: list[dict[str, Any]]) -> Any:
+def _list_table(cli: Invocation, title: str, rows: list[dict[str, Any]]) -> None:
     names: tuple[str, ...] = ("user_id", "rank", "item_id", "score", "source", "title", "category")
     columns = [c for c in names if rows and c in rows[0]]
-    return table(title, columns, [[r.get(c) for c in columns] for r in rows])
+    cli.table(title, columns, [[r.get(c) for c in columns] for r in rows])
 
 
-@handle_errors
+@command()
 def recommend_command(
-    config: ConfigArg,
+    cli: Invocation,
     users: UsersOpt = None,
     items: ItemsOpt = None,
     similar_to: SimilarOpt = None,
     k: KOpt = None,
     changed_since: ChangedOpt = None,
-    as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """Recommend top-K items, excluding what each user already had and applying the business rules.
 
@@ -87,22 +64,26 @@ def recommend_command(
         recctl recommend configs/quickstart.yaml --similar-to P0210
         recctl recommend configs/quickstart.yaml --changed-since last-update
     """  # noqa: E501
-    setup_logging(verbose, quiet)
     modes = [
         name
         for name, value in (("--users", users), ("--items", items), ("--similar-to", similar_to))
         if value is not None
     ]
     if len(modes) > 1:
-        _usage_error(f"use only one of --users, --items, --similar-to (got {', '.join(modes)})")
+        raise usage_error(f"use only one of --users, --items, --similar-to (got {', '.join(modes)})", modes[1])
     if changed_since is not None and modes:
-        _usage_error(f"--changed-since rewrites the nightly lists; it cannot be combined with {modes[0]}")
-    if k is not None and not modes:
-        _usage_error(
-            "-k applies to --users, --items and --similar-to; for the nightly lists set recommend.k in the config"
+        raise usage_error(
+            f"--changed-since rewrites the nightly lists; it cannot be combined with {modes[0]}", "--changed-since"
         )
-    cfg = load(config)
+    if k is not None and not modes:
+        raise usage_error(
+            "-k applies to --users, --items and --similar-to; for the nightly lists set recommend.k in the config "
+            "(or --set recommend.k=N)",
+            "-k",
+        )
     from recctl.stages import recommend as stage
+
+    cfg = cli.config
 
     if items is not None or similar_to is not None:
         if items is not None:
@@ -114,30 +95,25 @@ def recommend_command(
             frame = stage.similar_items(cfg, similar_to or "", k)
             title = f"Similar to {similar_to}"
         rows = stage.as_records(frame)
-        emit(
+        cli.emit(
             {
                 "mode": "items" if items is not None else "similar_to",
                 "query": query,
-                "k": k or cfg.recommend.k,
+                "k": k or stage.recommend_section(cfg).k,
                 "items": rows,
             },
-            as_json,
-            lambda: out.print(_list_table(title, rows)),
+            lambda: _list_table(cli, title, rows),
         )
         return
     if users is not None:
         if k is not None:
-            cfg.recommend = cfg.recommend.model_copy(update={"k": k})
-        with progress_bar(not as_json) as progress:
+            cfg.recommend = stage.recommend_section(cfg).model_copy(update={"k": k})
+        with cli.progress() as progress:
             manifest = stage.run_recommend(cfg, users=_split(users), progress=progress)
         rows = stage.as_records(stage.read_user_lists(cfg))
-        emit(
-            {**manifest_summary(manifest), "rows": rows},
-            as_json,
-            lambda: out.print(_list_table("Recommendations", rows)),
-        )
+        cli.emit({**manifest_summary(manifest), "rows": rows}, lambda: _list_table(cli, "Recommendations", rows))
         return
-    with progress_bar(not as_json) as progress:
+    with cli.progress() as progress:
         manifest = stage.run_recommend(cfg, changed_since=changed_since, progress=progress)
     s = manifest.summary
 
@@ -157,7 +133,7 @@ def recommend_command(
         body += [[f"items from {name}", n] for name, n in s["rows_by_source"].items()]
         if "changed_since" in s:  # --changed-since: only some users were re-scored
             body += [["re-scored users", s["n_rescored"]], ["kept users", s["n_kept"]]]
-        out.print(table(f"Recommendations from {s['model']}", ["", "value"], body))
-        err.print(f"written to {cfg.stage_dir('recommend')}")
+        cli.table(f"Recommendations from {s['model']}", ["", "value"], body)
 
-    emit(manifest_summary(manifest), as_json, render)
+    cli.emit(manifest_summary(manifest), render)
+    cli.note(f"written to {cfg.stage_dir('recommend')}")

@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from recctl.cli._common import (
-    ConfigArg,
-    JsonOpt,
-    QuietOpt,
-    VerboseOpt,
-    emit,
-    err,
-    handle_errors,
-    load,
-    out,
-    progress_bar,
-    setup_logging,
-    table,
-)
+from recctl.cli._common import Invocation, command, usage_error
 
 
-@handle_errors
+@command()
 def run_command(
-    config: ConfigArg,
+    cli: Invocation,
     force: Annotated[bool, typer.Option("--force", help="Run every stage even if nothing changed.")] = False,
     skip: Annotated[
-        list[str] | None, typer.Option("--skip", help="Stage to leave out, e.g. --skip tune (repeatable).")
+        list[str] | None,
+        typer.Option("--skip", metavar="STAGE", help="Stage to leave out, e.g. --skip tune (repeatable)."),
     ] = None,
-    as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """Run ingest, preprocess, train, evaluate, tune, recommend and serve-export in order.
 
@@ -41,38 +26,34 @@ def run_command(
     Example:
         recctl run configs/quickstart.yaml
         recctl run configs/quickstart.yaml --skip tune --json
+        recctl run configs/quickstart.yaml --set models.lightfm_warp.epochs=5
         recctl run configs/quickstart.yaml --force
-    """
-    setup_logging(verbose, quiet)
-    cfg = load(config)
+    """  # noqa: E501
     from recctl.pipeline import PIPELINE_STAGES, run_all
 
     unknown = [s for s in (skip or []) if s not in PIPELINE_STAGES]
     if unknown:
-        raise typer.BadParameter(
-            f"unknown stage {unknown[0]!r}; stages: {', '.join(PIPELINE_STAGES)}", param_hint="--skip"
-        )
+        raise usage_error(f"unknown stage {unknown[0]!r}; stages: {', '.join(PIPELINE_STAGES)}", "--skip")
+    cfg = cli.config
 
-    def announce(outcome) -> None:  # noqa: ANN001
-        if not as_json:
-            colour = {"ran": "green", "skipped": "cyan"}.get(outcome.status, "dim")
-            extra = f" in {outcome.duration_s:.1f}s" if outcome.status == "ran" else ""
-            err.print(f"[{colour}]{outcome.stage:>12}[/] {outcome.status}{extra} ({outcome.reason})")
+    def announce(outcome: Any) -> None:
+        extra = f" in {outcome.duration_s:.1f}s" if outcome.status == "ran" else ""
+        cli.note(f"{outcome.stage:>12} {outcome.status}{extra} ({outcome.reason})")
 
-    with progress_bar(not as_json) as progress:
+    with cli.progress() as progress:
         report = run_all(cfg, force=force, skip=tuple(skip or ()), on_stage=announce, progress=progress)
 
     def render() -> None:
         rows = [
             [s.stage, s.status, s.reason, f"{s.duration_s:.1f}" if s.status == "ran" else ""] for s in report.stages
         ]
-        out.print(table(f"recctl run {config}", ["stage", "status", "why", "seconds"], rows))
-        _print_metrics(cfg)
+        cli.table(f"recctl run {cli.config_path}", ["stage", "status", "why", "seconds"], rows)
+        _print_metrics(cli, cfg)
 
-    emit(report.to_dict(), as_json, render)
+    cli.emit(report.to_dict(), render)
 
 
-def _print_metrics(cfg) -> None:  # noqa: ANN001
+def _print_metrics(cli: Invocation, cfg: Any) -> None:
     """Show the evaluation headline after a run (the table analysts look for)."""
     import json
 
@@ -80,4 +61,4 @@ def _print_metrics(cfg) -> None:  # noqa: ANN001
 
     path = cfg.stage_dir("evaluate") / "metrics.json"
     if path.exists():
-        render_metrics(json.loads(path.read_text()))
+        render_metrics(cli, json.loads(path.read_text()))

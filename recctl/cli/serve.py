@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
-from recctl.cli._common import ConfigArg, QuietOpt, VerboseOpt, err, handle_errors, load, setup_logging
+from recctl.cli._common import Invocation, command
 
 
-@handle_errors
+@command()
 def serve_command(
-    config: ConfigArg,
+    cli: Invocation,
     host: Annotated[
         str | None, typer.Option("--host", help="Bind address (default serve.host, 127.0.0.1).", show_default=False)
     ] = None,
@@ -26,8 +26,6 @@ def serve_command(
             "--openapi", help="Write the API's OpenAPI schema (JSON) to this file and exit.", show_default=False
         ),
     ] = None,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """Answer recommendation requests over HTTP from the published serving bundle; learn from each posted event.
 
@@ -39,17 +37,20 @@ def serve_command(
 
     \b
     Example:
-        RECCTL_SERVE_TOKEN=$(openssl rand -hex 24) recctl serve configs/quickstart.yaml --port 8000
+        export RECCTL_SERVE_TOKEN=$(openssl rand -hex 24)
+        recctl serve configs/quickstart.yaml --port 8000
         curl 'http://127.0.0.1:8000/v1/recommendations?user_id=C10001&k=5'
     """
-    setup_logging(verbose, quiet)
-    cfg = load(config)
+    cfg = cli.config
     if openapi is not None:
         from recctl.service.openapi import write_openapi
 
         write_openapi(cfg, openapi)
-        err.print(f"OpenAPI schema written to {openapi}")
+        cli.emit({"openapi": str(openapi)})
+        cli.note(f"OpenAPI schema written to {openapi}")
         return
     from recctl.service import run_service
 
     run_service(cfg, host=host, port=port)
+    # with --json a supervisor reading stdout learns that the service stopped cleanly
+    cli.emit({"status": "stopped", "host": host or cfg.serve.host, "port": cfg.serve.port if port is None else port})

@@ -9,21 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from recctl.cli._common import (
-    ConfigArg,
-    JsonOpt,
-    QuietOpt,
-    VerboseOpt,
-    _state,
-    emit,
-    err,
-    handle_errors,
-    load,
-    manifest_summary,
-    out,
-    setup_logging,
-    table,
-)
+from recctl.cli._common import Invocation, command, err, manifest_summary
+from recctl.cli._logging import LogFormat
 
 
 def _eta(seconds: float) -> str:
@@ -32,14 +19,15 @@ def _eta(seconds: float) -> str:
 
 
 @contextmanager
-def _live_display(enabled: bool) -> Iterator[tuple[Callable[..., None] | None, Callable[..., None] | None]]:
+def _live_display(cli: Invocation) -> Iterator[tuple[Callable[..., None] | None, Callable[..., None] | None]]:
     """Yield ``(progress, on_trial)`` callbacks showing trial i/N, best so far and ETA on stderr.
 
-    On a terminal it is a Rich progress bar; elsewhere (CI logs) one line per trial.
+    On a terminal it is a Rich progress bar; elsewhere (CI logs) one log line per trial.
     """
-    if not enabled:
+    if cli.json or cli.quiet:
         yield None, None
         return
+    bar = err.is_terminal and cli.log_format is LogFormat.text
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -58,7 +46,7 @@ def _live_display(enabled: bool) -> Iterator[tuple[Callable[..., None] | None, C
         TextColumn("ETA"),
         TimeRemainingColumn(),
         console=err,
-        disable=not err.is_terminal,
+        disable=not bar,
     )
     task = bars.add_task("tune", total=None, best="")
     state: dict[str, Any] = {"t0": time.monotonic(), "resumed": 0}
@@ -75,16 +63,13 @@ def _live_display(enabled: bool) -> Iterator[tuple[Callable[..., None] | None, C
         best = max(complete, key=lambda r: (r.value, -r.number)) if complete else None
         best_text = f"best {best.value:.4f} (trial {best.number})" if best else "best -"
         bars.update(task, completed=len(trials), total=total, best=best_text)
-        if not err.is_terminal:
+        if not bar:
             new = max(len(trials) - state["resumed"], 1)
             eta = (time.monotonic() - state["t0"]) / new * max(total - len(trials), 0)
             value = "-" if result.value is None else f"{result.value:.4f}"
-            err.print(
+            cli.note(
                 f"trial {len(trials)}/{total} (#{result.number}) {result.status} {value} | {best_text} | "
-                f"ETA {_eta(eta)}" + (f" | {result.error}" if result.error else ""),
-                highlight=False,
-                soft_wrap=True,
-                markup=False,
+                f"ETA {_eta(eta)}" + (f" | {result.error}" if result.error else "")
             )
 
     with bars:
@@ -98,7 +83,7 @@ def _param(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _render_ranking(summary: dict[str, Any]) -> None:
+def _render_ranking(cli: Invocation, summary: dict[str, Any]) -> None:
     objective = summary["objective"]
     rows = []
     for entry in summary["ranking"]:
@@ -124,15 +109,15 @@ def _render_ranking(summary: dict[str, Any]) -> None:
         )
     title = f"Models ranked on validation ({objective}); picked: {summary['winner']}"
     cols = ["model", "kind", "configured", "kept", "tuned kept", "evidence", "trials", "seconds"]
-    out.print(table(title, cols, rows))
+    cli.table(title, cols, rows)
 
 
-def _render(summary: dict[str, Any], stage_dir: Any) -> None:
+def _render(cli: Invocation, summary: dict[str, Any], stage_dir: Any) -> None:
     from rich.markup import escape
 
     objective = summary["objective"]
     if len(summary.get("models_searched", [])) > 1:
-        _render_ranking(summary)
+        _render_ranking(cli, summary)
     params = sorted({k for t in summary["top_trials"] for k in t["params"]})
     rows = [
         [
@@ -146,36 +131,28 @@ def _render(summary: dict[str, Any], stage_dir: Any) -> None:
         for t in summary["top_trials"]
     ]
     title = f"Top trials of {summary['model']} ({summary['method']}, {objective} on valid)"
-    out.print(table(title, ["trial", objective, *params, "best epoch", "seconds", "status"], rows))
+    cli.table(title, ["trial", objective, *params, "best epoch", "seconds", "status"], rows)
     counts = f"{summary['n_complete']} complete, {summary['n_pruned']} pruned, {summary['n_failed']} failed"
-    out.print(f"{summary['n_trials']} trials ({counts}; {summary['n_resumed']} resumed from the checkpoint)")
+    cli.say(f"{summary['n_trials']} trials ({counts}; {summary['n_resumed']} resumed from the checkpoint)")
     line = f"best: trial {summary['best_trial']} {objective} = {summary['best_value']:.4f}"
     if summary.get("default_value") is not None:
         line += f" (configured parameters: {summary['default_value']:.4f}, gain {summary['gain_over_default']:+.4f})"
-    out.print(line, highlight=False)
+    cli.say(line)
     for failure in summary["failures"][:3]:
-        out.print(f"[yellow]trial {failure['trial']} failed[/]: {escape(str(failure['error']))}", highlight=False)
+        cli.say(f"[yellow]trial {failure['trial']} failed[/]: {escape(str(failure['error']))}")
     for hint in summary.get("hints", []):
-        out.print(f"[yellow]hint[/]: {escape(hint)}", highlight=False)
-    out.print(f"[bold]{summary['note']}[/]")
+        cli.say(f"[yellow]hint[/]: {escape(hint)}")
+    cli.say(f"[bold]{summary['note']}[/]")
     # soft_wrap: a path must stay on one line to be copied
-    out.print(
-        f"best config: {stage_dir / 'best.yaml'}  (use it with `recctl train` / `recctl run`)",
-        soft_wrap=True,
-        highlight=False,
-        markup=False,
-    )
+    cli.say(f"best config: {stage_dir / 'best.yaml'}  (use it with `recctl train` / `recctl run`)", markup=False)
 
 
-@handle_errors
+@command()
 def tune_command(
-    config: ConfigArg,
+    cli: Invocation,
     trials: Annotated[
         int | None, typer.Option("--trials", "-n", min=1, help="Trial budget (overrides tune.n_trials).")
     ] = None,
-    as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """Search every listed model's parameters (tune.models, default all), scored on the validation split (the test split is never read).
 
@@ -192,10 +169,9 @@ def tune_command(
         recctl tune configs/quickstart.yaml
         recctl tune configs/quickstart.yaml --trials 20 --json
     """
-    setup_logging(verbose, quiet)
-    cfg = load(config)
     from recctl.stages.tune import run_tune
 
-    with _live_display(not as_json and not _state["quiet"]) as (progress, on_trial):
+    cfg = cli.config
+    with _live_display(cli) as (progress, on_trial):
         manifest = run_tune(cfg, n_trials=trials, progress=progress, on_trial=on_trial)
-    emit(manifest_summary(manifest), as_json, lambda: _render(manifest.summary, cfg.stage_dir("tune")))
+    cli.emit(manifest_summary(manifest), lambda: _render(cli, manifest.summary, cfg.stage_dir("tune")))

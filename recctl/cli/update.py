@@ -6,26 +6,12 @@ from typing import Annotated, Any
 
 import typer
 
-from recctl.cli._common import (
-    ConfigArg,
-    JsonOpt,
-    QuietOpt,
-    VerboseOpt,
-    emit,
-    err,
-    handle_errors,
-    load,
-    manifest_summary,
-    out,
-    progress_bar,
-    setup_logging,
-    table,
-)
+from recctl.cli._common import Invocation, command, manifest_summary
 
 
-@handle_errors
+@command()
 def update_command(
-    config: ConfigArg,
+    cli: Invocation,
     check_drift: Annotated[
         bool,
         typer.Option(
@@ -33,9 +19,6 @@ def update_command(
             help="Also retrain from scratch on the same data and compare (update.drift rule).",
         ),
     ] = False,
-    as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """Update the trained models with the batches ingested since (recctl ingest --append), instead of retraining.
 
@@ -57,34 +40,26 @@ def update_command(
         recctl update configs/quickstart.yaml --check-drift
         recctl recommend configs/quickstart.yaml --changed-since last-update
     """
-    setup_logging(verbose, quiet)
-    cfg = load(config)
     from recctl.stages.update import run_update
 
-    with progress_bar(not as_json) as progress:
+    cfg = cli.config
+    with cli.progress() as progress:
         manifest = run_update(cfg, check_drift=check_drift, progress=progress)
-    emit(manifest_summary(manifest), as_json, lambda: _render(manifest.summary))
-    if not as_json:
-        if manifest.summary.get("status") == "up to date":
-            err.print(
-                "nothing new to update: no batches were appended since the models' data "
-                "(run `recctl ingest CONFIG --append FILES` first)"
-            )
-        else:
-            err.print(f"updated models written to {cfg.stage_dir('update')}")
-            if manifest.summary.get("drift", {}).get("retrain_needed"):
-                err.print("[yellow]drift guard:[/] a full retrain is recommended (see the drift table)")
-
-
-def _render(s: dict[str, Any]) -> None:
-    if s.get("status") == "up to date":
-        out.print(
-            table(
-                "Update",
-                ["", "value"],
-                [["status", "up to date"], ["rows consumed", s["consumed_rows"]]],
-            )
+    cli.emit(manifest_summary(manifest), lambda: _render(cli, manifest.summary))
+    if manifest.summary.get("status") == "up to date":
+        cli.note(
+            "nothing new to update: no batches were appended since the models' data "
+            "(run `recctl ingest CONFIG --append FILES` first)"
         )
+    else:
+        cli.note(f"updated models written to {cfg.stage_dir('update')}")
+        if manifest.summary.get("drift", {}).get("retrain_needed"):
+            cli.warn("drift guard: a full retrain is recommended (see the drift table)")
+
+
+def _render(cli: Invocation, s: dict[str, Any]) -> None:
+    if s.get("status") == "up to date":
+        cli.table("Update", ["", "value"], [["status", "up to date"], ["rows consumed", s["consumed_rows"]]])
         return
     rows = [
         ["batches consumed", len(s.get("batches", []))],
@@ -94,7 +69,7 @@ def _render(s: dict[str, Any]) -> None:
         ["new items", s["n_new_items"]],
         ["users / items now", f"{s['n_users']:,} / {s['n_items']:,}"],
     ]
-    out.print(table("Update", ["", "value"], rows))
+    cli.table("Update", ["", "value"], rows)
     model_rows = []
     for name, m in s["models"].items():
         info = m.get("info", {})
@@ -111,7 +86,7 @@ def _render(s: dict[str, Any]) -> None:
                 detail,
             ]
         )
-    out.print(table("Models", ["model", "kind", "how", "result", "seconds", "detail"], model_rows))
+    cli.table("Models", ["model", "kind", "how", "result", "seconds", "detail"], model_rows)
     drift = s.get("drift") or {}
     if drift.get("models"):
         drows = []
@@ -131,21 +106,10 @@ def _render(s: dict[str, Any]) -> None:
                     d["action"],
                 ]
             )
-        out.print(
-            table(
-                "Drift vs a full retrain",
-                [
-                    "model",
-                    "metric",
-                    "updated",
-                    "retrained",
-                    "rel. drop",
-                    "jaccard",
-                    "overlap ratio",
-                    "action",
-                ],
-                drows,
-            )
+        cli.table(
+            "Drift vs a full retrain",
+            ["model", "metric", "updated", "retrained", "rel. drop", "jaccard", "overlap ratio", "action"],
+            drows,
         )
     t = s.get("timings", {})
-    out.print(table("Timings (s)", ["step", "seconds"], [[k, float(v)] for k, v in t.items()]))
+    cli.table("Timings (s)", ["step", "seconds"], [[k, float(v)] for k, v in t.items()])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -294,7 +295,7 @@ def _check_files(cfg: Config, source: str) -> list[str]:
     return problems
 
 
-def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> Config:
+def load_config(path: str | os.PathLike[str], *, check_files: bool = True, overrides: Sequence[str] = ()) -> Config:
     """Load and validate an experiment config.
 
     Parameters
@@ -303,6 +304,9 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> Co
         The YAML file.
     check_files
         Also check that every input file exists (on by default; off for tests of shape only).
+    overrides
+        ``KEY=VALUE`` changes applied to the YAML before validation (``--set``; see
+        :mod:`recctl.config.overrides`); a problem they cause names the ``--set``.
 
     Returns
     -------
@@ -328,7 +332,15 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> Co
         raise ConfigError(f"{source}: not a UTF-8 text file ({exc.reason}).") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the config must be a YAML mapping of sections (data, models, ...).")
-    return config_from_dict(raw, base_dir=p.resolve().parent, source=source, check_files=check_files)
+    if not overrides:
+        return config_from_dict(raw, base_dir=p.resolve().parent, source=source, check_files=check_files)
+    from recctl.config.overrides import annotate_problems, apply_overrides
+
+    raw = apply_overrides(raw, overrides, source)
+    try:
+        return config_from_dict(raw, base_dir=p.resolve().parent, source=source, check_files=check_files)
+    except ConfigError as exc:
+        raise ConfigError(annotate_problems(str(exc), overrides, source)) from exc
 
 
 def config_from_dict(

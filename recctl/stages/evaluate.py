@@ -45,6 +45,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+#: version of metrics.json's shape (raised on incompatible changes; additions keep it)
+METRICS_SCHEMA_VERSION = 1
 PER_USER_FILE = "per_user.parquet"
 REPORT_FILE = "report.html"
 #: name of the popularity model fitted on the fly when ``evaluate.baseline`` is unset
@@ -339,6 +341,7 @@ def run_evaluate(cfg: Config, *, report: bool | None = None, progress: Progress 
         metrics_json["experiment"] = cfg.name
         if tuning:
             metrics_json["tuning"] = _tuning_table(tuning, metrics_json["models"], ecfg.primary())
+        metrics_json["schema_version"] = METRICS_SCHEMA_VERSION
         write_json_atomic(run.dir / METRICS_FILE, metrics_json)
         run.add_output(run.dir / METRICS_FILE)
         write_parquet_atomic(per_user, run.dir / PER_USER_FILE)

@@ -248,11 +248,33 @@ def test_plan_sample_size_and_mde() -> None:
 
 
 def test_plan_takes_the_experiment_from_a_config(ab_config: Path) -> None:
-    result = invoke("ab", "plan", "--baseline-rate", 0.05, "--mde", 0.1, "--config", ab_config, "--json")
+    # CONFIG is positional, as for every other command
+    result = invoke("ab", "plan", ab_config, "--baseline-rate", 0.05, "--mde", 0.1, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data["users_per_arm"]) == {"control", "treatment"}
     assert data["shares"]["control"] == pytest.approx(0.475)
+    # the old --config spelling still works (hidden from --help), but not both at once
+    old = invoke("ab", "plan", "--baseline-rate", 0.05, "--mde", 0.1, "--config", ab_config, "--json")
+    assert old.exit_code == 0 and json.loads(old.stdout)["users_per_arm"] == data["users_per_arm"]
+    both = invoke("ab", "plan", ab_config, "--baseline-rate", 0.05, "--mde", 0.1, "--config", ab_config)
+    assert both.exit_code == 2
+    # --set reaches the experiment like any other config key
+    args = ("ab", "plan", ab_config, "--baseline-rate", 0.05, "--mde", 0.1, "--json")
+    result = invoke(*args, "--set", "experiment.holdout=0.5")
+    assert result.exit_code == 0, result.output
+    half = json.loads(result.stdout)
+    assert half["shares"]["control"] == pytest.approx(0.25)
+    assert half["total_users"] > 1.8 * data["total_users"]  # half the users held out: about twice as many
+
+
+def test_plan_with_a_missing_config_answers_json(tmp_path: Path) -> None:
+    result = invoke("ab", "plan", tmp_path / "missing.yaml", "--baseline-rate", 0.05, "--mde", 0.1, "--json")
+    assert result.exit_code == 3
+    assert json.loads(result.stdout)["error"]["exit_code"] == 3
+    missing = tmp_path / "missing.yaml"
+    result = invoke("ab", "plan", "--config", missing, "--baseline-rate", 0.05, "--mde", 0.1, "--json")
+    assert result.exit_code == 3 and json.loads(result.stdout)["error"]["type"] == "ConfigError"
 
 
 @pytest.mark.parametrize(
@@ -294,6 +316,18 @@ def test_plan_weights_not_matching_the_experiment(ab_config: Path) -> None:
     )
     assert result.exit_code == 2
     assert "3 weights given" in flat(result.stderr) and "2 variants" in flat(result.stderr)
+
+
+def test_simulate_json_and_quiet(ab_config: Path, assigned: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o.parquet"
+    result = invoke("ab", "simulate", ab_config, "-a", assigned, "--rates", "control=0.05", "-o", out, "--json", "-q")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["rows"] > 0 and data["schema_version"] == 1 and Path(data["output"]) == out
+    assert pl.read_parquet(out).height == data["rows"]
+    assert result.stderr == ""
+    bad = invoke("ab", "simulate", ab_config, "-a", assigned, "--rates", "shiny=0.1", "-o", out, "--json")
+    assert bad.exit_code == 3 and json.loads(bad.stdout)["error"]["exit_code"] == 3
 
 
 def test_simulate_bad_input(ab_config: Path, assigned: Path, tmp_path: Path) -> None:
