@@ -8,14 +8,16 @@ the previous run's outputs exactly as they were.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from recctl import graph
 from recctl.artifacts import (
@@ -33,9 +35,34 @@ from recctl.errors import ArtifactError
 from recctl.graph import require_stage
 from recctl.workdir import STATE_DIR, exclusive, remove_recorded
 
+__all__ = ["STAGE_DIRS", "StageRun", "require_stage", "swap_in", "timed_stage"]
+
 log = logging.getLogger(__name__)
 
-__all__ = ["STAGE_DIRS", "StageRun", "require_stage", "swap_in"]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+#: (perf_counter, UTC stamp) at the entry of the stage function running in this context
+_STAGE_START: ContextVar[tuple[float, str] | None] = ContextVar("recctl_stage_start", default=None)
+
+
+def timed_stage(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Mark a stage's entry point: its manifest's clock starts when it is called.
+
+    A stage reads, checks and prepares its inputs before it opens its :class:`StageRun`
+    (preprocess: four of its seven steps); without this mark ``duration_s`` and
+    ``started_at`` would leave that work out.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        token = _STAGE_START.set((time.perf_counter(), utc_now()))
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _STAGE_START.reset(token)
+
+    return wrapper
+
 
 #: directory name of each stage, from the stage graph (:mod:`recctl.graph`)
 STAGE_DIRS = {name: s.directory for name, s in graph.STAGES.items()}
@@ -154,8 +181,9 @@ class StageRun:
         if self.dir.exists():
             shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True)
-        self._t0 = time.perf_counter()
-        self.manifest.started_at = utc_now()
+        # the clock of the stage function (see timed_stage), else from here
+        start = _STAGE_START.get()
+        self._t0, self.manifest.started_at = start if start is not None else (time.perf_counter(), utc_now())
         return self
 
     def input_records(self) -> list[FileRecord]:

@@ -30,7 +30,7 @@ from recctl.evaluation.metrics import auc_from_scores, evaluate_rankings
 from recctl.evaluation.protocol import EvalProtocol, build_protocol
 from recctl.evaluation.segments import band_breakdown, recommendation_popularity, segment_breakdown
 from recctl.progress import Progress, report
-from recctl.stages._common import StageRun, require_stage
+from recctl.stages._common import StageRun, require_stage, timed_stage
 from recctl.workdir import writes_workdir
 
 __all__ = [
@@ -235,6 +235,7 @@ def _long_per_user(results: dict[str, Any], protocol: EvalProtocol, user_ids: np
 
 
 @writes_workdir
+@timed_stage
 def run_evaluate(cfg: Config, *, report: bool | None = None, progress: Progress | None = None) -> Manifest:
     """Evaluate every configured model and the baseline on the test split.
 

@@ -23,7 +23,7 @@ from recctl.config import Config
 from recctl.export import ExportExpectations, prune_old, publish, published_dict, today_utc
 from recctl.lists.audience import Audience
 from recctl.progress import Progress, report
-from recctl.stages._common import StageRun, require_stage
+from recctl.stages._common import StageRun, require_stage, timed_stage
 from recctl.stages.recommend import (
     ASSIGNMENTS_FILE,
     HOLDOUT,
@@ -73,6 +73,7 @@ def _expectations(
 
 
 @writes_workdir
+@timed_stage
 def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress | None = None) -> Manifest:
     """Publish the nightly recommendations file (validated, atomic, with a latest pointer).
 

@@ -44,7 +44,7 @@ from recctl.data.ingest import (
 from recctl.data.readers import expand_paths
 from recctl.errors import DataError
 from recctl.progress import Progress
-from recctl.stages._common import StageRun, require_stage
+from recctl.stages._common import StageRun, require_stage, timed_stage
 from recctl.workdir import writes_workdir
 
 __all__ = ["INGEST_OUTPUTS", "ingest_inputs", "run_ingest"]
@@ -114,6 +114,7 @@ def ingest_inputs(cfg: Config) -> list[Path]:
 
 
 @writes_workdir
+@timed_stage
 def run_ingest(
     cfg: Config,
     *,

@@ -40,7 +40,7 @@ from recctl.data.preprocess import (
 from recctl.data.split import SPLIT, assign_splits, read_pairs_file
 from recctl.errors import ConfigError
 from recctl.progress import Progress, report
-from recctl.stages._common import StageRun, require_stage
+from recctl.stages._common import StageRun, require_stage, timed_stage
 from recctl.workdir import writes_workdir
 
 __all__ = ["run_preprocess"]
@@ -54,6 +54,7 @@ _TRAINING_SPLITS = ("train", "tune_train", "all")
 
 
 @writes_workdir
+@timed_stage
 def run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifest:
     """Turn the ingested interactions into the dataset models train and are evaluated on.
 

@@ -51,7 +51,7 @@ from recctl.lists.checks import check_list_settings
 from recctl.progress import Progress, report
 from recctl.ranking import block_rows_for
 from recctl.rules import ItemRules, build_item_rules
-from recctl.stages._common import StageRun, require_stage
+from recctl.stages._common import StageRun, require_stage, timed_stage
 from recctl.workdir import writes_workdir
 
 __all__ = [
@@ -510,6 +510,7 @@ def _assign(cfg: Config, audience: Audience) -> tuple[Audience, pl.Series | None
 
 
 @writes_workdir
+@timed_stage
 def run_recommend(
     cfg: Config, *, users: list[str] | None = None, changed_since: str | None = None, progress: Progress | None = None
 ) -> Manifest:

@@ -16,7 +16,7 @@ from recctl.data.dataset import load_dataset
 from recctl.model_store import load_trained_model, with_seed
 from recctl.models.registry import create_model
 from recctl.progress import Progress, report
-from recctl.stages._common import StageRun, require_stage
+from recctl.stages._common import StageRun, require_stage, timed_stage
 from recctl.workdir import writes_workdir
 
 __all__ = ["DEFAULT_SUFFIX", "PREPROCESS_FILES", "TUNED_MODEL", "load_trained_model", "run_train"]
@@ -39,6 +39,7 @@ def preprocess_inputs(pre_dir: Path, manifest: Manifest) -> list[Path]:
 
 
 @writes_workdir
+@timed_stage
 def run_train(cfg: Config, *, models: list[str] | None = None, progress: Progress | None = None) -> Manifest:
     """Fit the configured models and write ``<workdir>/train/<name>.pkl`` with a manifest.
 

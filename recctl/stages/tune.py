@@ -44,7 +44,7 @@ from recctl.config import Config, config_from_dict
 from recctl.config.tune import ChoiceSpace, TuneConfig
 from recctl.errors import ConfigError, RecctlError
 from recctl.progress import Progress, report
-from recctl.stages._common import StageRun, require_stage
+from recctl.stages._common import StageRun, require_stage, timed_stage
 from recctl.tuning.best_config import best_config_dict, tuned_model_params
 from recctl.tuning.parallel import TrialRunner, effective_jobs
 from recctl.tuning.records import (
@@ -137,6 +137,7 @@ def _allowed_ids(cfg: Config) -> list[str] | None:
 
 
 @writes_workdir
+@timed_stage
 def run_tune(
     cfg: Config,
     *,

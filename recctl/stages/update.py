@@ -48,7 +48,7 @@ from recctl.incremental.current import UPDATE_STAGE, current_update
 from recctl.incremental.drift import DriftRule, compare_models
 from recctl.incremental.update import ModelUpdate, fresh_model, update_model
 from recctl.progress import Progress, report
-from recctl.stages._common import StageRun, require_stage
+from recctl.stages._common import StageRun, require_stage, timed_stage
 from recctl.workdir import writes_workdir
 
 __all__ = ["CHANGES_FILE", "NEW_ITEMS_FILE", "run_update"]
@@ -184,6 +184,7 @@ def _drift_users(grown: GrownData, sample: int, seed: int) -> np.ndarray:
 
 
 @writes_workdir
+@timed_stage
 def run_update(cfg: Config, *, check_drift: bool = False, progress: Progress | None = None) -> Manifest:
     """Update the trained models with the batches ingested since, and write ``<workdir>/update/``.
 
