@@ -1,0 +1,513 @@
+"""Scaling benchmark (issue 18, item 1): every stage from 1M to 20M events on one machine.
+
+Generates shops (an events CSV in the sample shop's layout, with latent tastes and a long
+tail, and a catalogue with categories, prices and stock), then runs every pipeline stage
+through the CLI, each stage in its own subprocess, and records per stage its CPU seconds
+(user + system, all threads) and peak resident memory (``os.wait4`` of that process). From
+the runs it fits ``cost = a * size ** b`` by least squares on logs and prints, per stage, the
+exponent ``b`` of CPU and of peak memory, and the size at which peak memory would reach
+16 GB (extrapolated with the local exponent of the two largest runs: how far one machine
+goes).
+
+Two series:
+
+* **events** (``--events``, default 1M, 2M, 5M; the issue's range is 1M..20M) at a fixed
+  catalogue (``--items``): exponents vs events for ingest, preprocess, train, evaluate,
+  recommend, serve-export;
+* **items** (``--item-series``, default 20k, 50k, 100k, at ``--item-series-events``):
+  ``serve-export`` with the serving bundle and a stock rule (the default export) and the same
+  export with ``bundle: false``, exponents vs items x K, the projected catalogue at 16 GB, and
+  the bundle-on / bundle-off ratio (the issue's aim: at most 1.5x). The 20k-item shop also
+  trains EASE (float32 above 2,000 items).
+
+Peers, in the same run on the same files (each in its own subprocess too):
+
+* **by hand (polars)**: the preprocess job written directly in polars (event weights, sum
+  per user-item pair, min-count filters, a time split, train and test written), against
+  ``recctl preprocess``;
+* **implicit**: ``implicit``'s ``CosineRecommender`` fit on the same training matrix, against
+  recctl's ``item_knn`` fit (``K = neighbors + 1``: implicit keeps the item itself), with the
+  lists compared (identical up to ties).
+
+The peers need ``pip install -r benchmarks/requirements.txt`` (not recctl's dependencies);
+without implicit its column is skipped. The machine may be shared: read the ratios and the
+exponents (measured in the same run), not the absolute seconds, and use ``nice``.
+
+Run::
+
+    nice -n 10 python -m benchmarks.bench_scale                        # 1M, 2M, 5M events
+    nice -n 10 python -m benchmarks.bench_scale --events 1e6,5e6,2e7   # the issue's range
+    nice -n 10 python -m benchmarks.bench_scale --events 2e5,5e5 --item-series 5000,10000 --quick
+    python -m benchmarks.bench_scale --json                            # machine-readable
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: the stages of the pipeline, as CLI commands, and the directory each writes
+STAGES = [
+    ("ingest", "ingest"),
+    ("preprocess", "preprocess"),
+    ("train", "train"),
+    ("evaluate", "evaluate"),
+    ("recommend", "recommend"),
+    ("serve-export", "export"),
+]
+#: memory of the machine the projection is for
+LIMIT_MB = 16 * 1024
+K = 10
+NEIGHBORS = 50
+_CHUNK = 1_000_000
+
+
+def generate_shop(folder: Path, n_events: int, n_items: int, seed: int = 0) -> None:
+    """Write ``events.csv`` and ``products.csv`` for a shop of ``n_events`` events.
+
+    Users (``n_events / 20`` of them) and items belong to one of 50 taste groups; 80% of a
+    user's events fall in their group (a power law inside it, so each group has best-sellers),
+    20% anywhere (Zipf-like). 70% views, 20% add-to-cart, 10% purchases over 120 days.
+    Written in chunks with polars, so memory stays small.
+    """
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    n_users = max(100, n_events // 20)
+    n_tastes = 50
+    item_taste = rng.integers(0, n_tastes, n_items)
+    order = np.argsort(item_taste, kind="stable")
+    bounds = np.searchsorted(item_taste[order], np.arange(n_tastes + 1))
+    pop = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    any_cdf = np.cumsum(pop[rng.permutation(n_items)])
+    any_cdf /= any_cdf[-1]
+    user_taste = rng.integers(0, n_tastes, n_users)
+    start = np.datetime64("2026-01-01T00:00:00", "s")
+    times = np.sort(rng.integers(0, 120 * 86400, n_events))
+    kinds = np.array(["view", "add_to_cart", "purchase"])
+    with open(folder / "events.csv", "w", encoding="utf-8") as fh:
+        fh.write("customer_id,product_id,event_type,event_time,quantity\n")
+        for lo in range(0, n_events, _CHUNK):
+            n = min(_CHUNK, n_events - lo)
+            users = rng.integers(0, n_users, n)
+            in_group = rng.random(n) < 0.8
+            items = np.searchsorted(any_cdf, rng.random(n))
+            g = user_taste[users[in_group]]
+            size = np.maximum(bounds[g + 1] - bounds[g], 1)
+            pos = np.minimum((size * rng.random(len(g)) ** 3).astype(np.int64), size - 1)
+            items[in_group] = order[np.minimum(bounds[g] + pos, n_items - 1)]
+            items = np.minimum(items, n_items - 1)
+            frame = pl.DataFrame(
+                {
+                    "u": users,
+                    "i": items,
+                    "event_type": kinds[rng.choice(3, n, p=[0.7, 0.2, 0.1])],
+                    "t": (start + times[lo : lo + n].astype("timedelta64[s]")).astype("datetime64[ms]"),
+                    "quantity": rng.integers(1, 4, n),
+                }
+            )
+            frame = frame.select(
+                ("C" + pl.col("u").cast(pl.String).str.zfill(8)).alias("customer_id"),
+                ("P" + pl.col("i").cast(pl.String).str.zfill(7)).alias("product_id"),
+                "event_type",
+                pl.col("t").dt.strftime("%Y-%m-%d %H:%M:%S").alias("event_time"),
+                "quantity",
+            )
+            fh.write(frame.write_csv(include_header=False))
+    catalogue = pl.DataFrame(
+        {
+            "product_id": [f"P{i:07d}" for i in range(n_items)],
+            "category": [f"c{t}" for t in item_taste],
+            "price": np.round(rng.lognormal(3, 1, n_items), 2),
+            "in_stock": np.where(rng.random(n_items) < 0.9, "true", "false"),
+        }
+    )
+    catalogue.write_csv(folder / "products.csv")
+
+
+def write_config(folder: Path, models: dict[str, Any], *, bundle: bool = True, name: str = "config.yaml") -> Path:
+    """A pipeline config for the generated shop in ``folder`` (workdir ``folder/work``)."""
+    import yaml
+
+    raw = {
+        "name": "scale",
+        "workdir": str(folder / "work"),
+        "seed": 42,
+        "data": {
+            "interactions": {
+                "path": str(folder / "events.csv"),
+                "columns": {
+                    "user_id": "customer_id",
+                    "item_id": "product_id",
+                    "event": "event_type",
+                    "timestamp": "event_time",
+                    "value": "quantity",
+                },
+                "timestamp_format": "%Y-%m-%d %H:%M:%S",
+                "timezone": "UTC",
+            },
+            "items": {
+                "path": str(folder / "products.csv"),
+                "id_column": "product_id",
+                "columns": {"category": "category", "price": "price", "in_stock": "in_stock"},
+            },
+        },
+        "preprocess": {
+            "event_weights": {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0},
+            "aggregate": "sum",
+            "min_user_interactions": 2,
+            "min_item_interactions": 2,
+            "split": {"strategy": "time", "test_fraction": 0.2},
+        },
+        "models": models,
+        "evaluate": {"k": [K], "metrics": ["precision", "recall", "ndcg"], "n_bootstrap": 200},
+        "recommend": {
+            "model": next(n for n in models if n != "popular"),
+            "k": K,
+            "fallback": ["popular"],
+            "rules": {"in_stock_column": "in_stock"},
+        },
+        "export": {"format": "csv", "bundle": bundle},
+    }
+    path = folder / name
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def measure(cmd: list[str]) -> dict[str, Any]:
+    """Run ``cmd`` to completion: its CPU seconds, wall seconds and peak RSS, from ``os.wait4``.
+
+    ``wait4`` gives the rusage of that one child (``RUSAGE_CHILDREN`` would mix all children
+    and keep the largest peak of any); output goes to temporary files (no pipe to fill).
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    return {
+        "rc": proc.returncode,
+        "wall_s": round(wall, 3),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+        "peak_mb": round(usage.ru_maxrss / 1024, 1),
+        "stdout": stdout,
+        "stderr": stderr[-3000:],
+    }
+
+
+def run_stage(command: str, config: Path) -> dict[str, Any]:
+    """One CLI stage in its own process."""
+    res = measure([sys.executable, "-c", "from recctl.cli.main import app; app()", command, str(config)])
+    if res["rc"] != 0:
+        raise RuntimeError(f"recctl {command} failed ({res['rc']}):\n{res['stderr']}")
+    return res
+
+
+_BY_HAND = r"""
+import json, resource, sys, time
+import polars as pl
+work, out = sys.argv[1], sys.argv[2]
+weights = {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
+ev = pl.scan_parquet(f"{work}/ingest/interactions.parquet")
+pairs = (
+    ev.with_columns(pl.col("event").replace_strict(weights, default=0.0).alias("w"))
+    .group_by("user_id", "item_id")
+    .agg(pl.col("w").sum().alias("weight"), pl.col("timestamp").max().alias("last_ts"))
+    .filter(pl.len().over("user_id") >= 2)
+    .filter(pl.len().over("item_id") >= 2)
+)
+pairs = pairs.collect()
+cut = pairs["last_ts"].quantile(0.8)
+users = pairs.select(pl.col("user_id").unique(maintain_order=True)).with_row_index("user_idx")
+items = pairs.select(pl.col("item_id").unique(maintain_order=True)).with_row_index("item_idx")
+indexed = pairs.join(users, on="user_id").join(items, on="item_id").drop("user_id", "item_id")
+indexed.filter(pl.col("last_ts") < cut).write_parquet(f"{out}/train.parquet")
+indexed.filter(pl.col("last_ts") >= cut).write_parquet(f"{out}/test.parquet")
+users.write_parquet(f"{out}/users.parquet"); items.write_parquet(f"{out}/items.parquet")
+"""
+
+_KNN = r"""
+import json, resource, sys, time, warnings
+import numpy as np, scipy.sparse as sp
+from recctl.data.dataset import load_dataset
+which, pre = sys.argv[1], sys.argv[2]
+neighbors = int(sys.argv[3])
+ds = load_dataset(pre, "train")
+x = sp.csr_matrix(ds.interactions, dtype=np.float32)
+x.data[:] = 1.0
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+c = cpu(); t = time.perf_counter()
+if which == "recctl":
+    from recctl.models.item_knn import ItemKNNModel
+    sim = ItemKNNModel(neighbors=neighbors).fit(ds).similarity_
+else:
+    from implicit.nearest_neighbours import CosineRecommender
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = CosineRecommender(K=neighbors + 1)
+        model.fit(x.astype(np.float64), show_progress=False)
+    sim = model.similarity.tocsr()
+    sim.setdiag(0)
+    sim.eliminate_zeros()
+fit_cpu, fit_wall = cpu() - c, time.perf_counter() - t
+sim = sp.csr_matrix(sim, dtype=np.float32)
+sim.sort_indices()
+np.savez(sys.argv[4], indptr=sim.indptr, indices=sim.indices, data=sim.data)
+print(json.dumps({"fit_cpu_s": fit_cpu, "fit_wall_s": fit_wall, "rss_before_fit_mb": before}))
+"""
+
+
+def knn_peers(work: Path, scratch: Path) -> dict[str, Any]:
+    """recctl's item_knn fit and implicit's CosineRecommender on the same training matrix."""
+    out: dict[str, Any] = {}
+    files = {}
+    for which in ("recctl", "implicit"):
+        if which == "implicit":
+            try:
+                import implicit  # noqa: F401
+            except ImportError:
+                out["implicit"] = None
+                continue
+        files[which] = scratch / f"sim_{which}.npz"
+        res = measure([sys.executable, "-c", _KNN, which, str(work / "preprocess"), str(NEIGHBORS), str(files[which])])
+        if res["rc"] != 0:
+            raise RuntimeError(f"kNN peer {which} failed:\n{res['stderr']}")
+        inner = json.loads(res["stdout"].strip().splitlines()[-1])
+        out[which] = {"fit_cpu_s": round(inner["fit_cpu_s"], 2), "fit_wall_s": round(inner["fit_wall_s"], 2)}
+        out[which]["peak_mb"] = res["peak_mb"]
+        out[which]["fit_extra_mb"] = round(res["peak_mb"] - inner["rss_before_fit_mb"], 1)
+    if len(files) == 2:
+        out["lists_tie_equivalent"] = _tie_equivalent(files["recctl"], files["implicit"])
+    return out
+
+
+def _tie_equivalent(a_file: Path, b_file: Path) -> dict[str, Any]:
+    """Whether two top-N similarity matrices keep the same values per row (ties may differ)."""
+    a, b = np.load(a_file), np.load(b_file)
+    rows_differing = 0
+    worst = 0.0
+    n = len(a["indptr"]) - 1
+    for i in range(n):
+        va = np.sort(a["data"][a["indptr"][i] : a["indptr"][i + 1]])[::-1]
+        vb = np.sort(b["data"][b["indptr"][i] : b["indptr"][i + 1]])[::-1]
+        if len(va) != len(vb) or not np.allclose(va, vb, rtol=1e-5, atol=1e-7):
+            rows_differing += 1
+            if len(va) == len(vb):
+                worst = max(worst, float(np.abs(va - vb).max()))
+    same = int((a["indptr"] == b["indptr"]).all() and (a["indices"] == b["indices"]).all())
+    return {"rows": n, "rows_with_different_values": rows_differing, "identical_entries": bool(same)}
+
+
+def by_hand_preprocess(work: Path, scratch: Path) -> dict[str, Any]:
+    """The preprocess job written directly in polars, in its own process."""
+    out = scratch / "by_hand"
+    out.mkdir(exist_ok=True)
+    res = measure([sys.executable, "-c", _BY_HAND, str(work), str(out)])
+    if res["rc"] != 0:
+        raise RuntimeError(f"by-hand preprocess failed:\n{res['stderr']}")
+    shutil.rmtree(out, ignore_errors=True)
+    return {k: res[k] for k in ("cpu_s", "wall_s", "peak_mb")}
+
+
+def fit_power(sizes: list[float], values: list[float]) -> tuple[float, float] | None:
+    """``(a, b)`` of ``value = a * size ** b`` (least squares on logs); None with < 2 sizes."""
+    pts = [(s, v) for s, v in zip(sizes, values, strict=True) if s > 0 and v > 0]
+    if len(pts) < 2 or len({s for s, _ in pts}) < 2:
+        return None
+    x = np.log([s for s, _ in pts])
+    y = np.log([v for _, v in pts])
+    b, log_a = np.polyfit(x, y, 1)
+    return float(math.exp(log_a)), float(b)
+
+
+def projected_size(sizes: list[float], peaks: list[float], limit_mb: float = LIMIT_MB) -> float | None:
+    """The size at which peak memory reaches ``limit_mb``, from the two largest runs.
+
+    A process has a fixed floor (interpreter and libraries, ~150-250 MB), so a power law
+    fitted over all sizes understates the growth at the top; the local exponent between the
+    two largest sizes is the one that decides where memory runs out. None when it does not
+    grow.
+    """
+    pts = sorted((s, m) for s, m in zip(sizes, peaks, strict=True) if s > 0 and m > 0)
+    if len(pts) < 2 or pts[-1][0] == pts[-2][0] or pts[-1][1] <= pts[-2][1] * 1.02:
+        return None
+    (s1, m1), (s2, m2) = pts[-2], pts[-1]
+    b = math.log(m2 / m1) / math.log(s2 / s1)
+    return float(s2 * (limit_mb / m2) ** (1.0 / b))
+
+
+def events_series(root: Path, sizes: list[int], n_items: int, quick: bool) -> list[dict[str, Any]]:
+    """Every stage on shops of ``sizes`` events; peers per size."""
+    runs = []
+    for n_events in sizes:
+        folder = root / f"events_{n_events}"
+        folder.mkdir()
+        t0 = time.perf_counter()
+        generate_shop(folder, n_events, n_items)
+        print(f"  generated {n_events:,} events x {n_items:,} items in {time.perf_counter() - t0:.0f} s", flush=True)
+        models = {
+            "popular": {"kind": "popularity"},
+            "knn": {"kind": "item_knn", "neighbors": NEIGHBORS},
+            "lightfm": {"kind": "lightfm", "epochs": 2 if quick else 5, "no_components": 32},
+        }
+        config = write_config(folder, models)
+        stages = {}
+        for command, _ in STAGES:
+            stages[command] = run_stage(command, config)
+            s = stages[command]
+            print(f"    {command:13s} cpu {s['cpu_s']:8.1f} s  wall {s['wall_s']:7.1f} s  peak {s['peak_mb']:7.0f} MB")
+            if command == "preprocess":
+                stages["preprocess (by hand, polars)"] = by_hand_preprocess(folder / "work", folder)
+                h = stages["preprocess (by hand, polars)"]
+                print(
+                    f"    {'  by hand':13s} cpu {h['cpu_s']:8.1f} s wall {h['wall_s']:7.1f} s  peak {h['peak_mb']:7.0f}"
+                )
+        peers = knn_peers(folder / "work", folder)
+        manifest = json.loads((folder / "work" / "train" / "manifest.json").read_text())
+        runs.append(
+            {
+                "events": n_events,
+                "items": n_items,
+                "stages": {k: {m: v[m] for m in ("cpu_s", "wall_s", "peak_mb")} for k, v in stages.items()},
+                "fit_seconds": {n: m["fit_seconds"] for n, m in manifest["summary"]["models"].items()},
+                "knn_peers": peers,
+            }
+        )
+        print(f"    item_knn fit vs implicit: {json.dumps(peers)}", flush=True)
+        shutil.rmtree(folder, ignore_errors=True)
+    return runs
+
+
+def items_series(root: Path, item_sizes: list[int], n_events: int, quick: bool) -> list[dict[str, Any]]:
+    """serve-export with and without the bundle on shops of growing catalogues."""
+    runs = []
+    for n_items in item_sizes:
+        folder = root / f"items_{n_items}"
+        folder.mkdir()
+        generate_shop(folder, n_events, n_items, seed=1)
+        models = {"popular": {"kind": "popularity"}, "knn": {"kind": "item_knn", "neighbors": NEIGHBORS}}
+        with_ease = n_items <= 20_000
+        if with_ease:
+            models["ease"] = {"kind": "ease", "max_items": 20_000}
+        config = write_config(folder, models)
+        plain = write_config(folder, models, bundle=False, name="no_bundle.yaml")
+        result: dict[str, Any] = {"items": n_items, "events": n_events, "stages": {}}
+        for command in ("ingest", "preprocess", "train", "recommend"):
+            result["stages"][command] = run_stage(command, config)
+        for label, cfg in (("serve-export (bundle off)", plain), ("serve-export (bundle on)", config)):
+            result["stages"][label] = run_stage("serve-export", cfg)
+        manifest = json.loads((folder / "work" / "train" / "manifest.json").read_text())
+        result["fit_seconds"] = {n: m["fit_seconds"] for n, m in manifest["summary"]["models"].items()}
+        result["stages"] = {k: {m: v[m] for m in ("cpu_s", "wall_s", "peak_mb")} for k, v in result["stages"].items()}
+        on, off = result["stages"]["serve-export (bundle on)"], result["stages"]["serve-export (bundle off)"]
+        result["bundle_on_over_off_cpu"] = round(on["cpu_s"] / max(off["cpu_s"], 1e-9), 2)
+        print(
+            f"  {n_items:,} items: serve-export bundle on {on['cpu_s']:.1f} CPU s / {on['peak_mb']:.0f} MB, "
+            f"off {off['cpu_s']:.1f} CPU s / {off['peak_mb']:.0f} MB "
+            f"(on/off {result['bundle_on_over_off_cpu']}x); fit s {result['fit_seconds']}",
+            flush=True,
+        )
+        runs.append(result)
+        shutil.rmtree(folder, ignore_errors=True)
+    return runs
+
+
+def summarise(runs: list[dict[str, Any]], size_key: str, scale: float = 1.0) -> dict[str, Any]:
+    """Per stage: exponents of CPU and peak memory vs size, and the projected size at 16 GB."""
+    out: dict[str, Any] = {}
+    if not runs:
+        return out
+    sizes = [r[size_key] * scale for r in runs]
+    for stage in runs[0]["stages"]:
+        cpu = [r["stages"][stage]["cpu_s"] for r in runs]
+        mem = [r["stages"][stage]["peak_mb"] for r in runs]
+        f_cpu, f_mem = fit_power(sizes, cpu), fit_power(sizes, mem)
+        proj = projected_size(sizes, mem)
+        out[stage] = {
+            "cpu_exponent": None if f_cpu is None else round(f_cpu[1], 2),
+            "memory_exponent": None if f_mem is None else round(f_mem[1], 2),
+            "projected_size_at_16gb": None if proj is None else float(f"{proj / scale:.3g}"),
+        }
+    return out
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(float(x)) for x in text.split(",") if x.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the series and print (or dump as JSON) the per-stage table and fits."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=_sizes, default=_sizes("1e6,2e6,5e6"), help="Event counts (comma-separated).")
+    ap.add_argument("--items", type=int, default=50_000, help="Catalogue of the events series.")
+    ap.add_argument("--item-series", type=_sizes, default=_sizes("20000,50000,100000"), help="Catalogues.")
+    ap.add_argument("--item-series-events", type=int, default=1_000_000)
+    ap.add_argument("--quick", action="store_true", help="Fewer LightFM epochs.")
+    ap.add_argument("--scratch", type=Path, default=None, help="Where shops are generated (default: a temp dir).")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--out", type=Path, default=None, help="Also write the JSON result to this file.")
+    args = ap.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="recctl-scale-", dir=args.scratch))
+    print(f"load average {os.getloadavg()[0]:.1f} at start; scratch {root}", flush=True)
+    try:
+        print("events series", flush=True)
+        ev_runs = events_series(root, args.events, args.items, args.quick)
+        print("items series", flush=True)
+        it_runs = items_series(root, args.item_series, args.item_series_events, args.quick)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    result = {
+        "load_average_end": round(os.getloadavg()[0], 1),
+        "events_series": ev_runs,
+        "events_fit": summarise(ev_runs, "events"),
+        "items_series": it_runs,
+        "items_x_k_fit": summarise(it_runs, "items", scale=K),
+    }
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    sizes = ", ".join(f"{r['events']:,}" for r in ev_runs)
+    print(f"\nper stage vs events ({sizes}; {args.items:,} items)")
+    print(f"  {'stage':30s} {'CPU exp':>8s} {'mem exp':>8s} {'events at 16 GB':>16s}")
+    for stage, fit in result["events_fit"].items():
+        proj = fit["projected_size_at_16gb"]
+        print(
+            f"  {stage:30s} {fit['cpu_exponent'] or float('nan'):8.2f} {fit['memory_exponent'] or float('nan'):8.2f} "
+            f"{'not growing' if proj is None else f'{proj:,.0f}':>16s}"
+        )
+    print(f"\nserve-export vs items x K (K={K}; {args.item_series_events:,} events)")
+    for stage, fit in result["items_x_k_fit"].items():
+        if not stage.startswith("serve-export"):
+            continue
+        proj = fit["projected_size_at_16gb"]
+        print(
+            f"  {stage:30s} CPU exp {fit['cpu_exponent']}, mem exp {fit['memory_exponent']}, "
+            f"items at 16 GB: {'not growing' if proj is None else f'{proj:,.0f}'}"
+        )
+    print(f"load average {result['load_average_end']} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
