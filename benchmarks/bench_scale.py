@@ -29,9 +29,9 @@ Peers, in the same run on the same files (each in its own subprocess too):
   recctl's ``item_knn`` fit (``K = neighbors + 1``: implicit keeps the item itself), with the
   lists compared (identical up to ties).
 
-The peers need ``pip install -r benchmarks/requirements.txt`` (not recctl's dependencies);
-without implicit its column is skipped. The machine may be shared: read the ratios and the
-exponents (measured in the same run), not the absolute seconds, and use ``nice``.
+implicit is installed with recctl (it backs ``kind: als``); without it its column is skipped.
+The machine may be shared: read the ratios and the exponents (measured in the same run), not
+the absolute seconds, and use ``nice``.
 
 Run::
 

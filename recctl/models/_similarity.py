@@ -199,9 +199,10 @@ def _row_blocks(vectors: sp.csr_matrix, vt: sp.csr_matrix, rows: np.ndarray, bud
     """
     if not len(rows):
         return []
-    col_degree = np.diff(vt.indptr).astype(np.float64)
-    pattern = sp.csr_matrix((np.ones(vectors.nnz), vectors.indices, vectors.indptr), shape=vectors.shape)
-    work = np.asarray(pattern @ col_degree).ravel()[rows]
+    # a row's work: the summed lengths of the vt rows its entries point at
+    per_entry = np.cumsum(np.diff(vt.indptr)[vectors.indices], dtype=np.int64)
+    ends = np.concatenate(([0], per_entry))[vectors.indptr.astype(np.int64)]
+    work = np.diff(ends)[rows].astype(np.float64)
     # a new block starts wherever the work done so far crosses a multiple of the budget ...
     ids = ((np.cumsum(work) - work) // max(budget, 1)).astype(np.int64)
     starts = np.concatenate(([0], np.flatnonzero(np.diff(ids)) + 1, [len(rows)]))
