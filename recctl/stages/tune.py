@@ -476,15 +476,18 @@ def _tune_blend(cfg: Config, searches: list[ModelSearch], data: TrialData, progr
     decision = decide(([base] if base else []) + results, tune.alpha, label=f"the best single model ({top[0].name})")
     assert decision is not None
     chosen = decision.chosen
-    weights = [chosen.params.get(f"weight.{s.name}") for s in top]
+    accepted = decision.accepted and chosen.number != 0
+    # the best weight vector found, whether or not it beat the best single model for real
+    best_blend = max(results, key=lambda r: (r.value or 0.0, -r.number))
+    weights = [best_blend.params.get(f"weight.{s.name}") for s in top]
     return {
         "components": [s.name for s in top],
         "results": results,
         "decision": decision,
-        "accepted": decision.accepted and chosen.number != 0,
+        "accepted": accepted,
         "weights": weights,
-        "value": chosen.value if chosen.number != 0 else None,
-        "best_value": decision.best.value,
+        "value": best_blend.value if accepted else None,
+        "best_value": best_blend.value,
         "params": {
             "kind": "blend",
             "combine": "weighted",

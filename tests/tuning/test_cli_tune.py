@@ -108,3 +108,15 @@ def test_second_run_resumes_every_finished_trial(fake_config: Path) -> None:
     assert again.exit_code == 0, again.output
     assert "3 resumed from the checkpoint" in again.stdout
     assert "trial 4/4 (#3)" in again.stderr and "(#0)" not in again.stderr
+
+
+def test_tune_of_several_models_prints_their_ranking(tmp_path: Path, make_config) -> None:  # noqa: ANN001
+    config = make_config(
+        tmp_path,
+        models={"pop": {"kind": "popularity"}, "knn": {"kind": "item_knn"}},
+        tune={"models": "all", "n_trials": 2, "objective": "ndcg@5", "blend_trials": 2},
+    )
+    result = runner.invoke(app, ["tune", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "Models ranked on validation (ndcg@5); picked:" in result.stdout
+    assert "pop" in result.stdout and "knn" in result.stdout
