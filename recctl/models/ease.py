@@ -8,8 +8,9 @@ keeps the matrix invertible whatever ``l2``).
 The inversion runs in float32: a Cholesky factorisation (LAPACK ``spotrf``), the inverse of
 the triangular factor (recursively, through BLAS triangular products) and ``P = L⁻ᵀ L⁻¹`` as
 blocked matrix products over the triangle, in the Gram matrix's own memory: about ``n³`` flops
-and ``4 n²`` bytes plus half that in temporaries (20,000 items: 1.6 + 0.8 GB). The previous path (a float64 or float32 ``cho_solve``
-against an identity matrix) cost ``2.3 n³`` flops and three ``n x n`` matrices. Before
+and ``4 n²`` bytes plus half that in temporaries (20,000 items: 1.6 + 0.8 GB). The previous
+path (a float64 or float32 ``cho_solve`` against an identity matrix) cost ``2.3 n³`` flops and
+three ``n x n`` matrices. Before
 fitting, the memory it needs is compared with what the machine has available; when it would
 not fit, a ``ConfigError`` says so and names the sparse alternatives.
 """
