@@ -145,3 +145,9 @@ def test_sasrec_joins_the_search_when_torch_is_installed(
     with caplog.at_level(logging.WARNING):
         summary = run_tune(load_config(path)).summary
     assert summary["models_searched"] == ["pop"] and "leaving out seq" in caplog.text
+
+
+def test_the_tune_all_example_config_loads() -> None:
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "movielens_tune_all.yaml", check_files=False)
+    assert cfg.tune is not None and cfg.tune.apply and cfg.recommend is not None and cfg.recommend.model == "tuned"
+    assert cfg.preprocess.split.strategy == "user_time" and cfg.preprocess.split.validation_strategy == "user_time"
