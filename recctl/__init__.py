@@ -1,10 +1,13 @@
 """recctl: personalised product recommendations from a shop's raw exports.
 
-The Python API mirrors the command line: load a config, then call one function per stage.
+The Python API mirrors the command line. The entry point is :class:`recctl.Experiment`
+(docs/python.md): stages by config, lists by shop ids as polars frames, the same lists as the
+CLI. Every public function takes a :class:`~recctl.config.Config` first.
 
->>> from recctl import load_config, run_all           # doctest: +SKIP
->>> cfg = load_config("configs/quickstart.yaml")       # doctest: +SKIP
->>> report = run_all(cfg)                              # doctest: +SKIP
+>>> import recctl                                            # doctest: +SKIP
+>>> exp = recctl.Experiment("configs/quickstart.yaml")       # doctest: +SKIP
+>>> exp.run()                                                # doctest: +SKIP
+>>> exp.recommend(["C10001", "C10002"], k=5)                 # doctest: +SKIP
 
 Names are imported lazily so that ``import recctl`` (and ``recctl --help``) stay fast.
 """
@@ -17,20 +20,21 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "Experiment": "recctl.experiment",
     "load_config": "recctl.config",
     "Config": "recctl.config",
     "run_all": "recctl.pipeline",
     "run_ingest": "recctl.stages.ingest",
     "run_preprocess": "recctl.stages.preprocess",
     "run_train": "recctl.stages.train",
-    "load_trained_model": "recctl.stages.train",
+    "load_trained_model": "recctl.model_store",
     "run_update": "recctl.stages.update",
     "run_evaluate": "recctl.stages.evaluate",
     "run_tune": "recctl.stages.tune",
     "run_recommend": "recctl.stages.recommend",
     "run_serve_export": "recctl.stages.export",
     "Dataset": "recctl.data.dataset",
-    "load_dataset": "recctl.data.dataset",
+    "load_dataset": "recctl.experiment",
     "Recommender": "recctl.models.base",
     "create_model": "recctl.models.registry",
     "model_kinds": "recctl.models.registry",

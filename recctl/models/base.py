@@ -167,6 +167,10 @@ class Recommender(ABC):
     ) -> TopK:
         """Top-K items for each user row, through the shared batched kernel.
 
+        The model alone, in its own index space: no business rules, no fallback, no history
+        beyond ``exclude``. For the lists the shop gets (shop ids, rules, fallback chain, exactly
+        K) use :meth:`recctl.Experiment.recommend`.
+
         Parameters
         ----------
         user_idx

@@ -28,6 +28,7 @@ The interactive helpers :func:`recommend_for_items` (anonymous visitor: a few it
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ __all__ = [
     "as_records",
     "check_recommend_settings",
     "load_audience",
+    "lists_frame",
     "load_serving",
     "read_user_lists",
     "recommend_for_items",
@@ -372,11 +374,11 @@ class _Plan:
     sources: list[str]  # every source name, in a stable order
 
 
-def _plan(serving: Serving, audience: Audience, variants: pl.Series | None) -> _Plan:
+def _plan(serving: Serving, audience: Audience, variants: pl.Series | None, main: str | None = None) -> _Plan:
     rc = serving.rc
     exp = serving.cfg.experiment
     if variants is None or exp is None:
-        mains = [rc.model]
+        mains = [main or rc.model]
         code = np.zeros(len(audience), np.int16)
     else:
         model_of_variant = {name: spec.model for name, spec in exp.variants.items()}
@@ -420,6 +422,56 @@ def _recode(lists: Lists, names: list[str]) -> Lists:
     return Lists(lists.items, lists.scores, table[lists.sources], names)
 
 
+def _iter_tables(serving: Serving, plan: _Plan) -> Iterator[tuple[int, Lists, pa.Table]]:
+    """``(start, lists, rows)`` per block of the plan's audience, in order, built on all cores."""
+    rc = serving.rc
+    audience = plan.audience
+    model_col = pa.array(plan.model_names, pa.string())
+    rows_per_block = block_rows_for(serving.n_items, rc.batch_size, int(rc.max_block_mb * 2**20))
+    item_ids = serving.item_ids.to_arrow()
+    for start, lists in iter_blocks(lambda a, b: _build_block(plan, a, b), len(audience), rows_per_block, rc.n_jobs):
+        stop = start + len(lists)
+        per_row: dict[str, Any] = {
+            Columns.Model: model_col.take(pa.array(plan.builder_of_user[start:stop].astype(np.int64)))
+        }
+        if plan.variants is not None:
+            per_row[Columns.Variant] = plan.variants.slice(start, stop - start)
+        yield start, lists, to_arrow(lists, audience.user_ids.slice(start, stop - start), item_ids, per_row=per_row)
+
+
+def lists_frame(serving: Serving, audience: Audience, *, main: str | None = None) -> pl.DataFrame:
+    """The lists of ``audience`` as one frame, built exactly as :func:`run_recommend` builds the file.
+
+    For the Python API (``recctl.Experiment.recommend``): nothing is written to the workdir.
+
+    Parameters
+    ----------
+    serving
+        From :func:`load_serving`.
+    audience
+        From :func:`load_audience` (``.select(ids)`` for some users).
+    main
+        Serve every user with this model first (then ``recommend.fallback``) instead of
+        ``recommend.model``, ignoring A/B variants. Default: exactly the nightly file's lists
+        (under an ``experiment:`` each user's variant; held-out users get no rows).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``user_id, rank, item_id, score, model, source`` (+ ``variant``), users in the
+        audience's order, then rank.
+    """
+    variants = None
+    if main is None:
+        audience, variants, _ = _assign(serving.cfg, audience)
+    plan = _plan(serving, audience, variants, main=main)
+    schema = recommendation_schema(plan.variants is not None)
+    tables = [table.select(schema.names).cast(schema) for _, _, table in _iter_tables(serving, plan)]
+    frame = pl.from_arrow(pa.concat_tables(tables) if tables else schema.empty_table())
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
 def _write_lists(serving: Serving, plan: _Plan, path: Path, short_path: Path, *, progress: Progress | None) -> _Stats:
     """Build every list of the plan into ``path`` (and the short ones into ``short_path``)."""
     rc = serving.rc
@@ -428,20 +480,11 @@ def _write_lists(serving: Serving, plan: _Plan, path: Path, short_path: Path, *,
     with_variant = plan.variants is not None
     schema = recommendation_schema(with_variant)
     writer = _StreamWriter(path, schema)
-    model_col = pa.array(plan.model_names, pa.string())
-    rows_per_block = block_rows_for(serving.n_items, rc.batch_size, int(rc.max_block_mb * 2**20))
     total = len(audience)
-    item_ids = serving.item_ids.to_arrow()
     try:
-        for start, lists in iter_blocks(lambda a, b: _build_block(plan, a, b), total, rows_per_block, rc.n_jobs):
+        for start, lists, table in _iter_tables(serving, plan):
             stop = start + len(lists)
             user_ids = audience.user_ids.slice(start, stop - start)
-            per_row: dict[str, Any] = {
-                Columns.Model: model_col.take(pa.array(plan.builder_of_user[start:stop].astype(np.int64)))
-            }
-            if plan.variants is not None:
-                per_row[Columns.Variant] = plan.variants.slice(start, stop - start)
-            table = to_arrow(lists, user_ids, item_ids, per_row=per_row)
             writer.write(table.select(schema.names).cast(schema))
             exclude = None if audience.exclude is None else audience.exclude[start:stop]
             stats.add(lists, user_ids, exclude, serving.rules, serving.n_items)
@@ -692,7 +735,9 @@ def _answer_frame(serving: Serving, lists: Lists) -> pl.DataFrame:
     return frame
 
 
-def recommend_for_items(cfg: Config, item_ids: list[str], k: int | None = None) -> pl.DataFrame:
+def recommend_for_items(
+    cfg: Config, item_ids: list[str], k: int | None = None, *, serving: Serving | None = None
+) -> pl.DataFrame:
     """Recommendations for an anonymous visitor known by a few item ids (session, basket).
 
     The visitor goes through the list builder like a user the models do not know, with the
@@ -708,6 +753,8 @@ def recommend_for_items(cfg: Config, item_ids: list[str], k: int | None = None) 
         Item ids the visitor interacted with.
     k
         List length (default ``recommend.k``).
+    serving
+        Already loaded serving models (:func:`load_serving`), to answer many calls quickly.
 
     Returns
     -------
@@ -721,7 +768,7 @@ def recommend_for_items(cfg: Config, item_ids: list[str], k: int | None = None) 
     ConfigError
         When no model in the chain can recommend from items.
     """
-    serving = load_serving(cfg, model_names=_chain_names(cfg))
+    serving = serving or load_serving(cfg, model_names=_chain_names(cfg))
     idx = _lookup_items(serving, item_ids, "--items")
     builder = serving.builder()
     if not any(m.supports_item_history for _, m in builder.chain):
@@ -732,7 +779,7 @@ def recommend_for_items(cfg: Config, item_ids: list[str], k: int | None = None) 
     return _answer_frame(serving, builder.for_items(idx, k))
 
 
-def similar_items(cfg: Config, item_id: str, k: int | None = None) -> pl.DataFrame:
+def similar_items(cfg: Config, item_id: str, k: int | None = None, *, serving: Serving | None = None) -> pl.DataFrame:
     """Items most similar to ``item_id`` ("customers also bought", "similar products").
 
     The first model of the chain (``recommend.model``, then ``recommend.fallback``) with
@@ -747,6 +794,8 @@ def similar_items(cfg: Config, item_id: str, k: int | None = None) -> pl.DataFra
         The reference item.
     k
         List length (default ``recommend.k``).
+    serving
+        Already loaded serving models (:func:`load_serving`).
 
     Returns
     -------
@@ -760,7 +809,7 @@ def similar_items(cfg: Config, item_id: str, k: int | None = None) -> pl.DataFra
     ConfigError
         When no model in the chain has item similarity.
     """
-    serving = load_serving(cfg, model_names=_chain_names(cfg))
+    serving = serving or load_serving(cfg, model_names=_chain_names(cfg))
     idx = _lookup_items(serving, [item_id], "--similar-to")
     builder = serving.builder()
     if not any(m.supports_similar_items for _, m in builder.chain):
