@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import pickle
 import platform
@@ -24,6 +25,8 @@ from typing import Any
 from recctl import clock
 from recctl.errors import ArtifactError
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "MANIFEST_NAME",
     "SCHEMA_VERSION",
@@ -34,6 +37,7 @@ __all__ = [
     "file_record",
     "library_versions",
     "load_pickle_checked",
+    "model_stamp",
     "read_manifest",
     "save_pickle",
     "sha256_file",
@@ -353,35 +357,192 @@ def verify_output(stage_dir: str | os.PathLike[str], manifest: Manifest, name: s
     return path
 
 
+#: first object of every model file: who wrote it (read before the model itself)
+MODEL_FORMAT = "recctl-model"
+MODEL_FORMAT_VERSION = 1
+#: libraries whose version a model file records; a different major version refuses the load
+_STAMPED = ("recctl", "numpy", "scipy", "lightfm-next", "implicit", "torch")
+
+
+def model_stamp() -> dict[str, Any]:
+    """The header a model file starts with: format, and the versions of recctl and its libraries."""
+    versions = {k: v for k, v in library_versions().items() if k in _STAMPED or k == "python"}
+    for dist in ("implicit", "torch"):
+        if dist not in versions:
+            from importlib import metadata
+
+            with contextlib.suppress(metadata.PackageNotFoundError):
+                versions[dist] = metadata.version(dist)
+    return {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "versions": versions}
+
+
 def save_pickle(obj: Any, path: str | os.PathLike[str]) -> FileRecord:
-    """Pickle ``obj`` to ``path`` atomically and return its record (with sha256)."""
+    """Pickle ``obj`` to ``path`` atomically, after a version stamp, and return its record (sha256)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        pickle.dump(model_stamp(), handle, protocol=PICKLE_PROTOCOL)
         pickle.dump(obj, handle, protocol=PICKLE_PROTOCOL)
     return file_record(path)
 
 
-def load_pickle_checked(path: str | os.PathLike[str], expected_sha256: str, expected_type: type | None = None) -> Any:
-    """Unpickle ``path`` only after its sha256 matches ``expected_sha256``.
+# -- restricted unpickling -----------------------------------------------------------------
+#: exact (module, name) globals a model file may name besides recctl's own model classes
+_ALLOWED_GLOBALS = frozenset(
+    {
+        ("numpy", "dtype"),
+        ("numpy", "ndarray"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy.random._pickle", "__bit_generator_ctor"),
+        ("numpy.random._pickle", "__randomstate_ctor"),
+        ("numpy.random._pickle", "__generator_ctor"),
+        ("numpy.random._mt19937", "MT19937"),
+        ("numpy.random._pcg64", "PCG64"),
+        ("numpy.random._pcg64", "PCG64DXSM"),
+        ("numpy.random._philox", "Philox"),
+        ("numpy.random._sfc64", "SFC64"),
+        ("numpy.random._generator", "Generator"),
+        ("numpy.random.mtrand", "RandomState"),
+        ("lightfm.lightfm", "LightFM"),
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+        ("builtins", "complex"),
+        ("builtins", "slice"),
+        ("builtins", "range"),
+        ("builtins", "bytearray"),
+        ("builtins", "object"),
+        ("copyreg", "_reconstructor"),
+        ("collections", "OrderedDict"),
+        ("datetime", "datetime"),
+        ("datetime", "date"),
+        ("datetime", "timedelta"),
+        ("datetime", "timezone"),
+    }
+)
+_SPARSE_MODULES = (
+    "scipy.sparse._csr",
+    "scipy.sparse._csc",
+    "scipy.sparse._coo",
+    "scipy.sparse.csr",
+    "scipy.sparse.csc",
+)
+_SPARSE_NAMES = frozenset({"csr_matrix", "csc_matrix", "coo_matrix", "csr_array", "csc_array", "coo_array"})
 
-    Unpickling runs code, so a file that does not match the hash its manifest recorded is
-    refused before it is opened by pickle.
+
+class _Refused(Exception):
+    def __init__(self, module: str, name: str) -> None:
+        super().__init__(f"{module}.{name}")
+        self.target = f"{module}.{name}"
+
+
+class _ModelUnpickler(pickle.Unpickler):
+    """Unpickles only numpy arrays, scipy sparse matrices, LightFM and recctl's model classes.
+
+    A pickle names every class or function it needs; anything not on the allow-list (``os.system``,
+    ``builtins.eval``, ``subprocess.Popen``, a class of another package) is refused before it is
+    imported, so a crafted file cannot run code however its manifest was rewritten.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        if module in _SPARSE_MODULES and name in _SPARSE_NAMES:
+            return super().find_class(module, name)
+        if (module == "recctl.models" or module.startswith("recctl.models.")) and not name.startswith("__"):
+            obj = super().find_class(module, name)
+            # classes only (a model, its config, its small helpers), defined in that module
+            if isinstance(obj, type) and obj.__module__ == module:
+                return obj
+        raise _Refused(module, name)
+
+
+class _HeaderUnpickler(pickle.Unpickler):
+    """The model file's header: plain data only (dicts, lists, strings, numbers)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise _Refused(module, name)
+
+
+def _check_stamp(path: Path, stamp: object) -> None:
+    """Refuse or warn per the versions rule (docs/architecture.md, "Model files")."""
+    rerun = "Re-run `recctl train` (or `recctl run`) with this recctl."
+    if not isinstance(stamp, dict) or stamp.get("format") != MODEL_FORMAT:
+        raise ArtifactError(f"{path}: not a recctl model file (no version stamp; written by an older recctl?). {rerun}")
+    if stamp.get("format_version") != MODEL_FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path}: model file format {stamp.get('format_version')!r}, "
+            f"this recctl reads {MODEL_FORMAT_VERSION}. {rerun}"
+        )
+    written = stamp.get("versions") if isinstance(stamp.get("versions"), dict) else {}
+    here = model_stamp()["versions"]
+    differ = []
+    for dist in _STAMPED:
+        theirs, ours = written.get(dist), here.get(dist)
+        if theirs is None or ours is None or theirs == ours:
+            continue
+        if _major(str(theirs)) != _major(str(ours)) or (dist == "recctl" and _minor(str(theirs)) != _minor(str(ours))):
+            raise ArtifactError(
+                f"{path}: written with {dist} {theirs}, this environment has {ours}: a different "
+                f"{'minor' if dist == 'recctl' else 'major'} version may read the file wrongly. {rerun}"
+            )
+        differ.append(f"{dist} {theirs} -> {ours}")
+    if differ:
+        log.warning("%s: written under other library versions (%s); loading it", path, ", ".join(differ))
+
+
+def _major(version: str) -> str:
+    return version.split(".")[0]
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def load_pickle_checked(path: str | os.PathLike[str], expected_sha256: str, expected_type: type | None = None) -> Any:
+    """Load a model file: sha256 first, then its version stamp, then a restricted unpickling.
+
+    The hash only catches accidents (whoever rewrites the file can rewrite the manifest too);
+    the restricted unpickler is what keeps a crafted file from running code: it resolves only
+    numpy, scipy.sparse, LightFM and recctl model classes. Version rule: a different major
+    version of a stamped library, or another recctl minor version, refuses the file; other
+    differences load with a warning.
 
     Raises
     ------
     ArtifactError
-        If the file is missing, its hash differs, or it holds an object of the wrong class.
+        Missing file, hash mismatch, no or foreign stamp, refused versions, a class outside the
+        allow-list, a truncated file, or an object of the wrong class (exit 5, what to re-run).
     """
     p = Path(path)
+    rerun = "Re-run `recctl train`."
     if not p.exists():
-        raise ArtifactError(f"{p}: model file missing; re-run `recctl train`.")
+        raise ArtifactError(f"{p}: model file missing; {rerun}")
     actual = sha256_file(p)
     if actual != expected_sha256:
         raise ArtifactError(
             f"{p}: sha256 {actual[:12]}… does not match its manifest ({expected_sha256[:12]}…); "
-            "refusing to unpickle a file that changed after it was written. Re-run `recctl train`."
+            f"refusing to load a file that changed after it was written. {rerun}"
         )
     with open(p, "rb") as handle:
-        obj = pickle.load(handle)  # noqa: S301 - hash verified above
+        try:
+            stamp = _HeaderUnpickler(handle).load()
+        except _Refused as exc:
+            raise ArtifactError(f"{p}: not a recctl model file (its header names {exc.target}). {rerun}") from None
+        except Exception as exc:
+            raise ArtifactError(f"{p}: unreadable model file ({type(exc).__name__}: {exc}). {rerun}") from None
+        _check_stamp(p, stamp)
+        try:
+            obj = _ModelUnpickler(handle).load()
+        except _Refused as exc:
+            raise ArtifactError(
+                f"{p}: refused: the file asks for {exc.target}, which no recctl model contains; it was not "
+                f"written by recctl (or was tampered with), whatever its manifest says. Nothing from it ran. {rerun}"
+            ) from None
+        except Exception as exc:  # truncated or corrupt: EOFError, UnpicklingError, ValueError...
+            raise ArtifactError(f"{p}: corrupt model file ({type(exc).__name__}: {exc}). {rerun}") from None
     if expected_type is not None and not isinstance(obj, expected_type):
         raise ArtifactError(f"{p}: holds a {type(obj).__name__}, expected a {expected_type.__name__}.")
     return obj

@@ -91,7 +91,7 @@ def test_pickle_hash_checked_before_unpickling(tmp_path: Path) -> None:
     assert load_pickle_checked(path, record.sha256) == {"weights": [1, 2]}
     # a different (even valid) pickle is refused because its hash differs
     path.write_bytes(pickle.dumps({"weights": [6, 6, 6]}))
-    with pytest.raises(ArtifactError, match="refusing to unpickle"):
+    with pytest.raises(ArtifactError, match="refusing to load a file that changed"):
         load_pickle_checked(path, record.sha256)
 
 
@@ -99,3 +99,66 @@ def test_pickle_wrong_class_refused(tmp_path: Path) -> None:
     record = save_pickle([1, 2], tmp_path / "m.pkl")
     with pytest.raises(ArtifactError, match="holds a list, expected a dict"):
         load_pickle_checked(tmp_path / "m.pkl", record.sha256, expected_type=dict)
+
+
+class _Payload:
+    """What a crafted pickle does: call a function of the attacker's choice while loading."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, ...]:
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _crafted(path: Path, marker: Path, *, stamped: bool = True) -> str:
+    from recctl.artifacts import model_stamp
+
+    with path.open("wb") as handle:
+        if stamped:
+            pickle.dump(model_stamp(), handle)
+        pickle.dump(_Payload(marker), handle)
+    return sha256_file(path)
+
+
+@pytest.mark.parametrize("stamped", [True, False])
+def test_a_crafted_pickle_is_refused_before_anything_runs(tmp_path: Path, stamped: bool) -> None:
+    marker = tmp_path / "pwned"
+    sha = _crafted(tmp_path / "m.pkl", marker, stamped=stamped)
+    with pytest.raises(ArtifactError) as info:
+        load_pickle_checked(tmp_path / "m.pkl", sha)  # the "manifest" agrees with the file
+    assert not marker.exists()
+    assert ("posix.system" in str(info.value) or "os.system" in str(info.value)) or "not a recctl model" in str(
+        info.value
+    )
+
+
+def test_truncated_model_file_is_an_artifact_error(tmp_path: Path) -> None:
+    path = tmp_path / "m.pkl"
+    save_pickle({"weights": list(range(1000))}, path)
+    path.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(ArtifactError, match="corrupt model file"):
+        load_pickle_checked(path, sha256_file(path))
+
+
+def test_version_rule_refuses_another_major_and_warns_on_a_patch(tmp_path: Path, caplog) -> None:  # noqa: ANN001
+    from recctl.artifacts import model_stamp
+
+    def write(versions: dict[str, str]) -> str:
+        stamp = model_stamp()
+        stamp["versions"].update(versions)
+        with (tmp_path / "m.pkl").open("wb") as handle:
+            pickle.dump(stamp, handle)
+            pickle.dump({"w": 1}, handle)
+        return sha256_file(tmp_path / "m.pkl")
+
+    numpy_now = model_stamp()["versions"]["numpy"]
+    sha = write({"numpy": f"{int(numpy_now.split('.')[0]) + 1}.0.0"})
+    with pytest.raises(ArtifactError, match="different major version"):
+        load_pickle_checked(tmp_path / "m.pkl", sha)
+    major, minor = numpy_now.split(".")[:2]
+    sha = write({"numpy": f"{major}.{minor}.999"})
+    assert load_pickle_checked(tmp_path / "m.pkl", sha) == {"w": 1}
+    assert "other library versions" in caplog.text

@@ -137,3 +137,34 @@ def test_hand_edited_manifest_exits_5_naming_what_to_rerun(shop: Path, field: st
     assert info.exit_code == 0
     train = next(s for s in json.loads(info.stdout)["stages"] if s["stage"] == "train")
     assert train["status"].startswith("corrupt")
+
+
+def test_crafted_model_with_rewritten_manifest_exits_5_and_runs_nothing(shop: Path, tmp_path: Path) -> None:
+    import hashlib
+    import os
+    import pickle
+
+    from recctl.artifacts import model_stamp
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self) -> tuple[object, ...]:
+            return (os.system, (f"touch {marker}",))
+
+    train = shop.parent / "work" / "train"
+    manifest = json.loads((train / "manifest.json").read_text())
+    # every knn file (the train-split one evaluate reads, the all-data one recommend serves)
+    for rec in manifest["outputs"]:
+        if rec["path"].startswith("knn."):
+            with (train / rec["path"]).open("wb") as handle:
+                pickle.dump(model_stamp(), handle)
+                pickle.dump(Payload(), handle)
+            rec["sha256"] = hashlib.sha256((train / rec["path"]).read_bytes()).hexdigest()
+            rec["bytes"] = (train / rec["path"]).stat().st_size
+    (train / "manifest.json").write_text(json.dumps(manifest))
+    for command in ("evaluate", "recommend", "run"):
+        res = invoke(command, shop)
+        assert res.exit_code == 5, (command, res.output)
+        assert "refused" in res.stderr and "system" in res.stderr
+        assert not marker.exists()
