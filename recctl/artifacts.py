@@ -15,6 +15,7 @@ import logging
 import os
 import pickle
 import platform
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -456,6 +457,15 @@ class _ModelUnpickler(pickle.Unpickler):
             # classes only (a model, its config, its small helpers), defined in that module
             if isinstance(obj, type) and obj.__module__ == module:
                 return obj
+        # a model kind registered from elsewhere (a plugin, a test) and its config class: only
+        # when its module is already imported, so nothing is imported on the file's say-so
+        registry = sys.modules.get("recctl.models.registry")
+        loaded = sys.modules.get(module)
+        if registry is not None and loaded is not None:
+            obj = getattr(loaded, name, None)
+            kinds = getattr(registry, "MODELS", {}).values()
+            if isinstance(obj, type) and any(obj is cls or obj is getattr(cls, "config_class", None) for cls in kinds):
+                return obj
         raise _Refused(module, name)
 
 
@@ -476,7 +486,8 @@ def _check_stamp(path: Path, stamp: object) -> None:
             f"{path}: model file format {stamp.get('format_version')!r}, "
             f"this recctl reads {MODEL_FORMAT_VERSION}. {rerun}"
         )
-    written = stamp.get("versions") if isinstance(stamp.get("versions"), dict) else {}
+    versions = stamp.get("versions")
+    written: dict[str, Any] = versions if isinstance(versions, dict) else {}
     here = model_stamp()["versions"]
     differ = []
     for dist in _STAMPED:

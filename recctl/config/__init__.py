@@ -295,6 +295,44 @@ def _check_files(cfg: Config, source: str) -> list[str]:
     return problems
 
 
+#: values a config may hold once YAML aliases are expanded (a real config holds a few hundred)
+MAX_EXPANDED_VALUES = 100_000
+
+
+def _refuse_alias_bombs(text: str, source: str) -> None:
+    """Refuse a YAML whose aliases expand to more than :data:`MAX_EXPANDED_VALUES` values.
+
+    Nested aliases (``a: &a [x, x]``, ``b: &b [*a, *a]``, ...) make a file of a few lines
+    expand to billions of values, which validation would walk for minutes until memory runs
+    out. The composed node graph is measured first, each shared node counted once per use.
+    """
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is None:
+        return
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key not in sizes:
+            sizes[key] = 1  # a cycle (an alias to an ancestor) counts once, then is cut
+            if isinstance(node, yaml.SequenceNode):
+                sizes[key] = 1 + sum(size(child) for child in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                sizes[key] = 1 + sum(size(k) + size(v) for k, v in node.value)
+            sizes[key] = min(sizes[key], MAX_EXPANDED_VALUES + 1)
+        return sizes[key]
+
+    try:
+        total = size(root)
+    except RecursionError:
+        raise ConfigError(f"{source}: the YAML nests too deeply to be an experiment config.") from None
+    if total > MAX_EXPANDED_VALUES:
+        raise ConfigError(
+            f"{source}: YAML aliases expand to more than {MAX_EXPANDED_VALUES:,} values; a config never needs "
+            "that many (nested anchors / aliases?). Write the values out, or use fewer aliases."
+        )
+
+
 def load_config(path: str | os.PathLike[str], *, check_files: bool = True, overrides: Sequence[str] = ()) -> Config:
     """Load and validate an experiment config.
 
@@ -323,7 +361,9 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True, overr
     if not p.exists():
         raise ConfigError(f"{source}: config file not found; give the path to a YAML experiment config.")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8")
+        _refuse_alias_bombs(text, source)
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from recctl.config.base import BaseConfig
+from recctl.metric_registry import MAX_K, metric_names, spec
 
-MetricName = Literal[
-    "precision",
-    "recall",
-    "f1",
-    "map",
-    "ndcg",
-    "ndcg_graded",
-    "mrr",
-    "hit_rate",
-    "auc",
-    "coverage",
-    "novelty",
-    "diversity",
-    "popularity_bias",
-    "user_coverage",
-]
-#: metrics that cannot be a primary metric (no per-user value, or no K)
-_NOT_PRIMARY = ("coverage",)
+
+def _known_metric(name: str) -> str:
+    spec(name)  # ValueError naming the registered metrics (and the closest one)
+    return name
+
+
+#: a metric name, checked against recctl.metric_registry (the one list of metrics)
+MetricName = Annotated[str, AfterValidator(_known_metric)]
+#: metrics that cannot be a primary metric (no per-user value)
+_NOT_PRIMARY = metric_names(per_user=False)
 _DEFAULT_METRICS: list[MetricName] = ["precision", "recall", "f1", "map", "ndcg"]
 
 
@@ -67,8 +60,8 @@ class EvaluateConfig(BaseConfig):
     @field_validator("k")
     @classmethod
     def _positive_k(cls, value: list[int]) -> list[int]:
-        if not value or any(k < 1 for k in value):
-            raise ValueError("k must be a non-empty list of positive integers")
+        if not value or any(k < 1 or k > MAX_K for k in value):
+            raise ValueError(f"k must be a non-empty list of integers between 1 and {MAX_K:,}")
         return sorted(set(value))
 
     @field_validator("metrics")

@@ -28,6 +28,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from recctl.config.base import BaseConfig
+from recctl.metric_registry import MAX_K
 
 __all__ = ["CategoryCap", "ExportConfig", "RecommendConfig", "RulesConfig"]
 
@@ -76,7 +77,7 @@ class RecommendConfig(BaseConfig):
     """Top-K for every user."""
 
     model: str = Field(description="Name of the model (in `models`) that produces the lists.")
-    k: int = Field(default=10, ge=1)
+    k: int = Field(default=10, ge=1, le=MAX_K)
     exclude_seen: bool = Field(
         default=True, description="Leave out items the user interacted with (train and test events)."
     )

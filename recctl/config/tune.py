@@ -7,12 +7,12 @@ error names ``tune.space.<key>`` and lists the parameters the model accepts.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from recctl.config.base import BaseConfig
+from recctl.metric_registry import metric_names, parse_metric_at_k
 
 __all__ = [
     "OBJECTIVE_METRICS",
@@ -24,10 +24,8 @@ __all__ = [
     "parse_objective",
 ]
 
-#: metrics a tuning objective may maximise (per-user accuracy metrics of ``recctl.evaluation``)
-OBJECTIVE_METRICS = ("precision", "recall", "f1", "map", "ndcg", "mrr", "hit_rate")
-
-_OBJECTIVE = re.compile(r"^([a-z_]+)@([1-9][0-9]*)$")
+#: metrics a tuning objective may maximise (from the one registry, recctl.metric_registry)
+OBJECTIVE_METRICS = metric_names(objective=True)
 
 
 def parse_objective(objective: str) -> tuple[str, int]:
@@ -38,13 +36,10 @@ def parse_objective(objective: str) -> tuple[str, int]:
     ValueError
         If the text is not ``<metric>@<k>`` with a known metric and a positive K.
     """
-    match = _OBJECTIVE.match(objective.strip())
-    if match is None or match.group(1) not in OBJECTIVE_METRICS:
-        raise ValueError(
-            f"objective must look like 'ndcg@10': one of {', '.join(OBJECTIVE_METRICS)}, '@', "
-            f"a positive K; got {objective!r}"
-        )
-    return match.group(1), int(match.group(2))
+    try:
+        return parse_metric_at_k(objective, objective=True)
+    except ValueError as exc:
+        raise ValueError(f"objective {exc}") from None
 
 
 class ChoiceSpace(BaseConfig):

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from recctl.config.base import BaseConfig
+from recctl.metric_registry import MAX_K, parse_metric_at_k
 
 
 class FoldInSettings(BaseConfig):
@@ -43,7 +44,7 @@ class DriftSettings(BaseConfig):
             "for stochastic models (LightFM), absolute for deterministic ones."
         ),
     )
-    overlap_k: int = Field(default=10, ge=1, description="K of the top-K overlap.")
+    overlap_k: int = Field(default=10, ge=1, le=MAX_K, description="K of the top-K overlap.")
     sample_users: int = Field(
         default=5000,
         ge=1,
@@ -57,10 +58,10 @@ class DriftSettings(BaseConfig):
     @field_validator("metric")
     @classmethod
     def _metric_at_k(cls, value: str) -> str:
-        name, _, k = value.partition("@")
-        if not name or not k.isdigit() or int(k) < 1:
-            raise ValueError(f"metric must look like 'ndcg@10', got '{value}'")
-        return value
+        # the registry of metric names (recctl.metric_registry), so a typo fails at load time,
+        # not after the drift check has retrained every model
+        parse_metric_at_k(value, objective=True)
+        return value.strip()
 
 
 class UpdateConfig(BaseConfig):

@@ -23,6 +23,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recctl.columns import Columns
+from recctl.metric_registry import METRICS, metric_names
 
 __all__ = [
     "ACCURACY_METRICS",
@@ -38,14 +39,14 @@ __all__ = [
 ]
 
 #: metrics computed from the ranking and the test items, per user and per K
-ACCURACY_METRICS = ("precision", "recall", "f1", "map", "ndcg", "ndcg_graded", "mrr", "hit_rate")
+ACCURACY_METRICS = tuple(n for n in metric_names(accuracy=True) if METRICS[n].has_k)
 #: metrics about the lists themselves (need item popularity or features, not test items)
-BEYOND_ACCURACY_METRICS = ("coverage", "novelty", "diversity", "popularity_bias", "user_coverage")
-#: every metric name; ``auc`` is computed from full scores and has no K
-ALL_METRICS = (*ACCURACY_METRICS, "auc", *BEYOND_ACCURACY_METRICS)
+BEYOND_ACCURACY_METRICS = metric_names(accuracy=False)
+#: every metric name (recctl.metric_registry); ``auc`` is computed from full scores and has no K
+ALL_METRICS = tuple(METRICS)
 DEFAULT_METRICS = ("precision", "recall", "f1", "map", "ndcg")
 #: aggregate-only metrics (one number over all lists, no per-user value)
-_AGGREGATE = ("coverage",)
+_AGGREGATE = metric_names(per_user=False)
 
 
 def metric_key(metric: str, k: int | None) -> str:

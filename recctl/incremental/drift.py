@@ -120,10 +120,9 @@ class DriftReport:
 
 
 def _parse_metric(metric: str) -> tuple[str, int]:
-    name, _, k = metric.partition("@")
-    if not k.isdigit():
-        raise ValueError(f"drift metric '{metric}' must look like 'ndcg@10'")
-    return name, int(k)
+    from recctl.metric_registry import parse_metric_at_k
+
+    return parse_metric_at_k(metric, objective=True)
 
 
 def compare_models(
