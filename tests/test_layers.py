@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     ("recctl.stages",),
     ("recctl.pipeline",),
-    ("recctl.cli",),
+    ("recctl.cli", "recctl.__main__"),
 ]
 
 
