@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, ...]] = [
         "recctl.htmlreport",
     ),
     ("recctl.stages",),
-    ("recctl.pipeline",),
+    ("recctl.pipeline", "recctl.experiment"),
     ("recctl.cli", "recctl.__main__"),
 ]
 
