@@ -414,15 +414,19 @@ def _sections_reason(cfg: Config, name: str, manifest: Manifest) -> str | None:
 
 def _raw_reason(cfg: Config, name: str, manifest: Manifest, hashes: _Hashes) -> str | None:
     workdir = cfg.workdir_path
-    recorded = {}
-    for rec in manifest.inputs:
-        p = Path(rec.path)
-        if p.is_absolute() and not _inside(p, workdir):
-            recorded[str(p)] = rec.sha256
     try:
         now = [str(p) for p in raw_inputs(cfg, name, manifest)]
     except Exception as exc:  # a data path that no longer matches anything
         return f"raw inputs unreadable ({exc})"
+    # every recorded input by absolute path (files inside the workdir are recorded relative to it);
+    # raw inputs are those outside the workdir, and those the graph lists (a batch appended from
+    # inside the workdir, e.g. the service's event log)
+    recorded = {}
+    for rec in manifest.inputs:
+        p = Path(rec.path)
+        full = str(p if p.is_absolute() else workdir / p)
+        if not _inside(Path(full), workdir) or full in now:
+            recorded[full] = rec.sha256
     for path in now:
         if path not in recorded:
             return f"new raw input {path}"

@@ -246,7 +246,7 @@ def _run_append(cfg: Config, paths: list[Path], tmp: Path, progress: Progress | 
         new.append((src, key, path.resolve()))
     if not new:
         return prev
-    inputs = [Path(r.path) for r in prev.inputs] + [p for _, _, p in new]
+    inputs = [cfg.workdir_path / r.path for r in prev.inputs] + [p for _, _, p in new]
     with StageRun(
         cfg,
         "ingest",
