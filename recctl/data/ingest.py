@@ -21,7 +21,8 @@ Catalogue and user-attribute tables are small by comparison and are read into me
 
 Reject reasons, checked in this order (a row gets the first that applies):
 ``empty_row`` (every mapped column empty, e.g. a blank line), ``missing_user_id``,
-``missing_item_id``, ``bad_timestamp``, ``unknown_event``, ``non_numeric_value``,
+``missing_item_id``, ``bad_user_id`` / ``bad_item_id`` (an id the export formats cannot carry:
+a control character, or a leading ``'`` before ``= + - @``), ``bad_timestamp``, ``unknown_event``, ``non_numeric_value``,
 ``cancelled``, the reasons of the source's ``require`` checks, and ``below_threshold`` (a
 ``value_rule`` with ``below: drop``).
 """
@@ -72,6 +73,7 @@ __all__ = [
     "map_values",
     "narrowed_time_lost_rows",
     "normalise_id",
+    "unexportable_id",
     "read_table",
     "rejected_counts",
     "write_rejected",
@@ -171,6 +173,22 @@ def normalise_id(expr: pl.Expr, numeric_ids: bool = True, *, stripped: bool = Fa
         is_float_int = text.str.ends_with(".0") & stripped.cast(pl.Int64, strict=False).is_not_null()
         text = pl.when(is_float_int).then(stripped).otherwise(text)
     return text
+
+
+#: an id the export formats cannot carry faithfully: a control character (NUL, newline, ...:
+#: CSV readers, spreadsheets and shop importers cut or mangle them), or a leading ``'`` before a
+#: formula character, which reads back as another id once a CSV's formula guard (a ``'`` put
+#: before ``= + - @``) is stripped: ``'-5`` and ``-5`` would both arrive as ``-5``
+UNEXPORTABLE_ID = r"[\x00-\x1f\x7f-\x9f]|^'[=+\-@]"
+
+
+def unexportable_id(expr: pl.Expr) -> pl.Expr:
+    """True where a canonical id cannot round-trip through the export formats (see :data:`UNEXPORTABLE_ID`).
+
+    Such rows are rejected as ``bad_user_id`` / ``bad_item_id`` rather than accepted and found
+    out by the nightly export's validation, which would then refuse every customer's file.
+    """
+    return expr.str.contains(UNEXPORTABLE_ID).fill_null(False)
 
 
 def float_ids(lf: pl.LazyFrame, column: str, dtype: pl.DataType, enabled: bool = True) -> bool:
@@ -473,6 +491,8 @@ def _annotate(
     candidates: list[tuple[pl.Expr | None, str, str | None]] = [
         (pl.col(Columns.User).is_null(), "missing_user_id", cols.user_id),
         (pl.col(Columns.Item).is_null(), "missing_item_id", cols.item_id),
+        (unexportable_id(pl.col(Columns.User)), "bad_user_id", cols.user_id),
+        (unexportable_id(pl.col(Columns.Item)), "bad_item_id", cols.item_id),
         (pl.col(Columns.Timestamp).is_null(), "bad_timestamp", cols.timestamp),
         (unknown_event, "unknown_event", cols.event if src.value_rule is None else cols.value),
         (pl.col("__bad_value") if "__bad_value" in flags else None, "non_numeric_value", cols.value),
@@ -1104,7 +1124,12 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
             raise DataError(
                 f"{path}: the file has a header but no data rows; export it again or remove it from {key}.path."
             )
-        bad = selected.filter(pl.col(id_name).is_null())
+        bad = selected.filter(pl.col(id_name).is_null() | unexportable_id(pl.col(id_name))).with_columns(
+            pl.when(pl.col(id_name).is_null())
+            .then(pl.lit(missing_reason))
+            .otherwise(pl.lit(f"bad_{id_name}"))
+            .alias("__reason")
+        )
         if bad.height == selected.height:
             raise DataError(
                 f"{path}: column '{src.id_column}' ({key}.id_column) is empty on every row; check the mapping."
@@ -1112,11 +1137,12 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
         if bad.height and src.on_error == "fail":
             raise DataError(
                 f"{path}: row {bad[ROW][0]}: column '{src.id_column}' = {bad[BAD_VALUE][0]!r}: "
-                f"{missing_reason.replace('_', ' ')}. {key}.on_error is 'fail'; "
+                f"{bad['__reason'][0].replace('_', ' ')}. {key}.on_error is 'fail'; "
                 "fix the file or set it to 'quarantine' or 'skip'."
             )
         if bad.height:
-            stat.rejected[missing_reason] = bad.height
+            for reason, n in bad.group_by("__reason").len().iter_rows():
+                stat.rejected[reason] = n
             if src.on_error == "quarantine":
                 rejects.append(
                     bad.select(
@@ -1124,14 +1150,14 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
                         pl.col(ROW).alias("row"),
                         pl.lit(src.id_column).alias("column"),
                         pl.col(BAD_VALUE).alias("value"),
-                        pl.lit(missing_reason).alias("reason"),
+                        pl.col("__reason").alias("reason"),
                     )
                 )
         stat.accepted = selected.height - bad.height
         stats.append(stat)
         # the file's place rides along: "latest" in a long table breaks time ties by file, then row
         frames.append(
-            selected.filter(pl.col(id_name).is_not_null())
+            selected.filter(pl.col(id_name).is_not_null() & ~unexportable_id(pl.col(id_name)))
             .drop(BAD_VALUE)
             .with_columns(pl.lit(len(stats)).alias(FILE_IDX))
         )
