@@ -53,8 +53,10 @@ __all__ = [
     "dated_name",
     "export_columns",
     "neutralise_formulas",
+    "move_pointer",
     "prune_old",
     "publish",
+    "read_pointer",
     "read_export",
     "validate_export",
     "write_export",
@@ -499,6 +501,7 @@ def publish(
     date: str,
     generated_at: str,
     extra: dict[str, pl.DataFrame] | None = None,
+    pointer_extra: dict[str, Any] | None = None,
 ) -> tuple[PublishedFile, ValidationReport, list[PublishedFile]]:
     """Write, validate and atomically publish the export; then move the latest pointer.
 
@@ -518,7 +521,9 @@ def publish(
         ISO time the lists were generated (the ``generated_at`` column).
     extra
         Side files to publish with the main one, by kind (``{"assignments": frame}``), each
-        as ``<basename>_<kind>_<date>.parquet``.
+        as ``<basename>_<kind>_<date>.<ext>``.
+    pointer_extra
+        More fields for the ``latest`` pointer (the version id).
 
     Returns
     -------
@@ -566,6 +571,7 @@ def publish(
         "columns": _expected_schema(cfg.format, exp),
         "side_files": {Path(s.path).name: s.sha256 for s in side},
         "short_lists": report.short_users,
+        **(pointer_extra or {}),
     }
     # the pointer moves last: a reader following it always finds a complete, validated file
     if cfg.latest in ("json", "both"):
@@ -578,6 +584,23 @@ def publish(
         if stale.is_symlink():
             stale.unlink()
     return main, report, side
+
+
+def read_pointer(directory: Path, cfg: ExportConfig) -> dict[str, Any] | None:
+    """The ``<basename>_latest.json`` pointer of the file published now, or ``None``."""
+    try:
+        pointer = json.loads((directory / f"{cfg.basename}_latest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return pointer if isinstance(pointer, dict) else None
+
+
+def move_pointer(directory: Path, cfg: ExportConfig, pointer: dict[str, Any]) -> None:
+    """Point ``<basename>_latest.json`` (and the symlink) at ``pointer["file"]``, atomically, pointer last."""
+    if cfg.latest in ("json", "both"):
+        _make_readable(write_json_atomic(directory / f"{cfg.basename}_latest.json", pointer))
+    if cfg.latest in ("symlink", "both"):
+        _replace_symlink(directory / f"{cfg.basename}_latest.{EXTENSIONS[cfg.format]}", pointer["file"])
 
 
 def _current(directory: Path, cfg: ExportConfig) -> str | None:

@@ -460,6 +460,10 @@ def _special_reason(cfg: Config, name: str, manifest: Manifest, for_run: bool) -
         # nothing else changed, so the shop never reads yesterday's date as today's
         dated = re.search(r"\d{4}-\d{2}-\d{2}", str(manifest.summary.get("file") or ""))
         published = dated.group(0) if dated else str(manifest.summary.get("generated_at") or "")[:10]
+        if manifest.summary.get("rolled_back_to"):
+            # `recctl rollback` republished an earlier file today on purpose: keep it until
+            # something upstream changes, rather than republish the lists it replaced
+            published = str(manifest.summary.get("published_at") or "")[:10]
         today = clock.today()
         if published != today:
             return f"last export is from {published or 'an unknown date'}, today is {today}"

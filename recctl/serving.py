@@ -58,7 +58,15 @@ from recctl.errors import ArtifactError, DataError
 from recctl.lists.fill import Lists, fill_lists
 from recctl.rules import ItemRules
 
-__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "Bundle", "load", "rules_arrays", "write_bundle"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BUNDLE_VERSION",
+    "Bundle",
+    "load",
+    "published_bundle_dir",
+    "rules_arrays",
+    "write_bundle",
+]
 
 BUNDLE_FORMAT = "recctl-serving-bundle"
 BUNDLE_VERSION = 2
@@ -414,6 +422,16 @@ class Bundle:
             names,
         )
         return self._answer(lists, k)
+
+
+def published_bundle_dir(workdir: str | Path) -> Path:
+    """The directory of the bundle published now: ``<workdir>/export/bundle``.
+
+    ``serve-export`` and ``recctl rollback`` both swap the export stage in whole, so this path
+    is stable; a service polls ``bundle.json`` there for changes (its ``files`` digests, or the
+    file's own sha256) and reloads.
+    """
+    return Path(workdir) / "export" / "bundle"
 
 
 def load(path: str | Path, *, verify: bool = True) -> Bundle:

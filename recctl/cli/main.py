@@ -16,7 +16,7 @@ app = typer.Typer(
         "Stages pass Parquet and model files under one YAML config: ingest -> preprocess -> "
         "train -> evaluate -> tune -> recommend -> serve-export; `recctl run CONFIG` chains them.\n\n"
         "Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 data, 5 artifact (missing or "
-        "stale stage output), 6 missing optional extra, 7 export failed validation, 8 busy (workdir, "
+        "stale stage output), 6 missing optional extra, 7 export failed validation or a publication gate, 8 busy (workdir, "
         "export folder, port or event log held by another process), 9 machine fault (disk full, read-only, "
         "permission), 130 interrupted.\n\n"
         "Every command takes --json (one JSON object on stdout, also on failure), --format, -v, -q and "
@@ -55,6 +55,7 @@ _COMMANDS = [
     ("recctl.cli.tune", "tune_command", "tune"),
     ("recctl.cli.recommend", "recommend_command", "recommend"),
     ("recctl.cli.export", "serve_export_command", "serve-export"),
+    ("recctl.cli.rollback", "rollback_command", "rollback"),
     ("recctl.cli.update", "update_command", "update"),
     ("recctl.cli.serve", "serve_command", "serve"),
     ("recctl.cli.run", "run_command", "run"),

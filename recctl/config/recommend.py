@@ -19,6 +19,8 @@ Example::
       directory: exports             # relative to the workdir
       latest: both                   # <basename>_latest.json and a <basename>_latest.<ext> symlink
       bundle: true                   # also <workdir>/export/bundle/ for recctl.serving.load
+      gates: {max_drop: 0.2, metric: baseline}   # refuse a bad night (exit 7, yesterday's file stays)
+      versions: 7                    # keep the last 7 publications for `recctl rollback`
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pydantic import Field, model_validator
 from recctl.config.base import BaseConfig
 from recctl.metric_registry import MAX_K
 
-__all__ = ["CategoryCap", "ExportConfig", "RecommendConfig", "RulesConfig"]
+__all__ = ["CategoryCap", "ExportConfig", "GatesConfig", "RecommendConfig", "RulesConfig"]
 
 
 class CategoryCap(BaseConfig):
@@ -114,6 +116,33 @@ class RecommendConfig(BaseConfig):
         return self
 
 
+class GatesConfig(BaseConfig):
+    """Checks a new nightly file must pass before it replaces the published one (exit 7 otherwise)."""
+
+    min_users: int | None = Field(default=1, ge=0, description="Refuse a file with fewer customers than this.")
+    min_rows: int | None = Field(default=None, ge=0, description="Refuse a file with fewer rows than this.")
+    max_drop: float | None = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Refuse a file whose customers or rows are more than this fraction below the published file's "
+        "(0.2: a 20% drop; null turns the check off).",
+    )
+    metric: Literal["baseline", "off"] = Field(
+        default="baseline",
+        description="baseline: refuse when the serving model's evaluate.primary_metric is below the baseline "
+        "model's on the test split (skipped when the serving model is the baseline or was not evaluated).",
+    )
+    metric_floor: float | None = Field(
+        default=None, description="Refuse when the serving model's evaluate.primary_metric is below this value."
+    )
+    require_evaluation: bool = Field(
+        default=False,
+        description="true: refuse to publish when the metric gates cannot be checked (no current evaluation); "
+        "false: skip them and say so in the summary.",
+    )
+
+
 class ExportConfig(BaseConfig):
     """The nightly file a shop imports (see docs/architecture.md, "Serving and export")."""
 
@@ -133,4 +162,11 @@ class ExportConfig(BaseConfig):
     delta: bool = Field(default=False, description="Also write a delta file of changed users.")
     bundle: bool = Field(
         default=True, description="Also write the serving bundle (<workdir>/export/bundle/, see recctl.serving)."
+    )
+    gates: GatesConfig = Field(default_factory=GatesConfig)
+    versions: int = Field(
+        default=7,
+        ge=0,
+        description="Keep the last N published versions (file, bundle, serving models, metrics) under "
+        "<workdir>/versions/ for `recctl rollback`; 0 keeps none.",
     )

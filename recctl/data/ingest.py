@@ -22,7 +22,8 @@ Catalogue and user-attribute tables are small by comparison and are read into me
 Reject reasons, checked in this order (a row gets the first that applies):
 ``empty_row`` (every mapped column empty, e.g. a blank line), ``missing_user_id``,
 ``missing_item_id``, ``bad_user_id`` / ``bad_item_id`` (an id the export formats cannot carry:
-a control character, or a leading ``'`` before ``= + - @``), ``bad_timestamp``, ``unknown_event``, ``non_numeric_value``,
+a control character, or a leading ``'`` before ``= + - @``), ``bad_timestamp``,
+``unknown_event``, ``non_numeric_value``,
 ``cancelled``, the reasons of the source's ``require`` checks, and ``below_threshold`` (a
 ``value_rule`` with ``below: drop``).
 """

@@ -105,6 +105,26 @@ def similar_lists(
     )
 
 
+def _data_until(cfg: Config, serving: Serving) -> tuple[str | None, str | None]:
+    """Latest event time the serving models learnt from, and the latest the histories hold (ISO, UTC)."""
+
+    def iso(value: Any) -> str | None:
+        return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+    learnt = None
+    events = serving.data_dir / "events.parquet"
+    if events.exists():
+        frame = pl.scan_parquet(events)
+        if not serving.rc.refit_on_all_data and "split" in frame.collect_schema().names():
+            frame = frame.filter(pl.col("split") != "test")
+        learnt = frame.select(pl.col(Columns.Timestamp).max()).collect().item()
+    ingested = cfg.stage_dir("ingest") / "interactions.parquet"
+    seen = None
+    if ingested.exists():
+        seen = pl.scan_parquet(ingested).select(pl.col(Columns.Timestamp).max()).collect().item()
+    return iso(learnt), iso(seen)
+
+
 def _metrics(cfg: Config, name: str) -> dict[str, Any] | None:
     path = cfg.stage_dir("evaluate") / "metrics.json"
     try:
@@ -160,6 +180,7 @@ def build_bundle(
     neighbors, nb_model = item_neighbors(builder, max(NEIGHBORS_PER_ITEM, k), rc.n_jobs)
     similar = similar_lists(builder, k, neighbors, nb_model)
     main = serving.models[rc.model]
+    data_until, history_until = _data_until(cfg, serving)
     card = {
         "model": rc.model,
         "kind": main.kind,
@@ -169,6 +190,10 @@ def build_bundle(
         "neighbors_from": nb_model,
         "generated_at": generated_at,
         "experiment": cfg.experiment.name if cfg.experiment is not None else None,
+        # the whole definition, so a service assigns a new user exactly as the file did
+        "experiment_definition": None if cfg.experiment is None else cfg.experiment.model_dump(mode="json"),
+        "data_until": data_until,
+        "history_until": history_until,
         "metrics": _metrics(cfg, rc.model),
         "versions": library_versions(),
         "n_users": len(audience),

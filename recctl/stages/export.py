@@ -11,16 +11,20 @@ published in ``<workdir>/export/manifest.json`` (sha256, rows, users) next to a
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from recctl.artifacts import Manifest, write_json_atomic
+from recctl.artifacts import Manifest, read_manifest, write_json_atomic
 from recctl.columns import Columns
 from recctl.config import Config
-from recctl.export import ExportExpectations, prune_old, publish, published_dict, today_utc
+from recctl.errors import ArtifactError, ExportValidationError
+from recctl.export import ExportExpectations, prune_old, publish, published_dict, read_pointer, today_utc
+from recctl.gates import Evaluation, check_gates
 from recctl.lists.audience import Audience
 from recctl.progress import Progress, report
 from recctl.stages._common import StageRun, require_stage, timed_stage
@@ -34,6 +38,7 @@ from recctl.stages.recommend import (
     load_serving,
     recommend_section,
 )
+from recctl.versions import new_version_id, prune_versions, record_version
 from recctl.workdir import writes_workdir
 
 __all__ = ["export_directory", "run_serve_export"]
@@ -72,6 +77,49 @@ def _expectations(
     )
 
 
+def _evaluation(cfg: Config) -> tuple[Evaluation | None, str | None]:
+    """The serving model's evaluation, when ``evaluate`` ran on the models trained now."""
+    rc = recommend_section(cfg)
+    eval_dir, train_dir = cfg.stage_dir("evaluate"), cfg.stage_dir("train")
+    try:
+        eval_manifest = read_manifest(eval_dir, stage="evaluate")
+        train_manifest = read_manifest(train_dir, stage="train")
+        metrics = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (ArtifactError, OSError, ValueError):
+        return None, "`recctl evaluate` has not run"
+    trained = {Path(r.path).name: r.sha256 for r in train_manifest.outputs}
+    evaluated = {Path(r.path).name: r.sha256 for r in eval_manifest.inputs}
+    model_file = f"{rc.model}.pkl"
+    if model_file not in evaluated:
+        return None, f"the evaluation did not include {rc.model}"
+    if evaluated[model_file] != trained.get(model_file):
+        return None, "the evaluation is of an earlier training run; run `recctl evaluate` again"
+    metric = str(metrics.get("primary_metric") or "")
+    models = metrics.get("models", {})
+    baseline = metrics.get("baseline")
+
+    def mean(name: str | None) -> float | None:
+        value = models.get(name, {}).get("mean", {}).get(metric) if name else None
+        return None if value is None else float(value)
+
+    return Evaluation(metric, rc.model, mean(rc.model), baseline, mean(baseline)), None
+
+
+def _serving_model_files(cfg: Config, names: list[str]) -> dict[str, Path]:
+    from recctl.incremental.current import serving_source
+
+    source = serving_source(cfg)
+    out = {}
+    for name in names:
+        path = source.model_file(name)
+        if cfg.recommend is not None and cfg.recommend.refit_on_all_data and source.stage == "train":
+            entry = source.manifest.summary.get("models", {}).get(name, {})
+            path = source.models_dir / entry.get("serve_file", path.name)
+        if path.exists():
+            out[name] = path
+    return out
+
+
 @writes_workdir
 @timed_stage
 def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress | None = None) -> Manifest:
@@ -94,7 +142,8 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
     Raises
     ------
     ExportValidationError
-        The file failed its contract checks; nothing was published (exit 7).
+        The file failed its contract checks or a publication gate (``export.gates``): nothing
+        was published (exit 7), the published file and pointer are untouched.
     ArtifactError
         The recommend stage is missing, stale or changed.
     """
@@ -102,6 +151,29 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
     rec_dir, rec_manifest = require_stage(cfg, "recommend", [RECOMMEND_FILE])
     report(progress, "serve-export", 0, 3)
     recs = pl.read_parquet(rec_dir / RECOMMEND_FILE)
+    directory = export_directory(cfg)
+    # a bad night (half the input, a broken model) is refused before anything is written
+    previous_pointer = read_pointer(directory, cfg.export)
+    if previous_pointer is not None and previous_pointer.get("format") != cfg.export.format:
+        previous_pointer = None  # rows of another format are not comparable
+    evaluation, why = _evaluation(cfg)
+    n_users = recs[Columns.User].n_unique()
+    gate = check_gates(
+        cfg.export.gates,
+        users=n_users,
+        rows=recs.height if cfg.export.format in ("csv", "parquet") else n_users,
+        previous=previous_pointer,
+        evaluation=evaluation,
+        evaluation_problem=why,
+    )
+    if not gate.ok:
+        current = previous_pointer.get("file") if previous_pointer else None
+        raise ExportValidationError(
+            "the new lists did not pass the publication gates, nothing was published"
+            f"{f' ({current} is still the latest file)' if current else ''}:\n  - "
+            + "\n  - ".join(gate.problems)
+            + "\n  (after checking the input, `recctl rollback CONFIG --list` shows the versions kept)"
+        )
     assignments = pl.read_parquet(rec_dir / ASSIGNMENTS_FILE) if cfg.experiment is not None else None
     holdout = (
         assignments.filter(pl.col(Columns.Variant) == HOLDOUT)[Columns.User].cast(pl.String)
@@ -120,7 +192,9 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
         inputs.append(short_path)
     generated_at = rec_manifest.summary.get("generated_at") or rec_manifest.finished_at or rec_manifest.started_at
     generated_at = str(generated_at).split(".")[0].rstrip("Z") + "Z"
-    directory = export_directory(cfg)
+    published_at = dt.datetime.now(dt.timezone.utc)
+    recs_sha = rec_manifest.output(RECOMMEND_FILE).sha256
+    version_id = new_version_id(published_at, recs_sha) if cfg.export.versions else None
     if cfg.export.delta:  # read yesterday's file before publishing can overwrite it
         from recctl.incremental.changes import read_previous_export
 
@@ -157,6 +231,7 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
             date=date or today_utc(),
             generated_at=generated_at,
             extra=extra,
+            pointer_extra={"version": version_id} if version_id else None,
         )
         report(progress, "serve-export", 2, 3)
         write_json_atomic(
@@ -191,6 +266,29 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
                 lambda frame, tmp: write_export(frame, tmp, cfg.export, k=rc.k, generated_at=generated_at),
             )
         removed = prune_old(directory, cfg.export, cfg.export.keep) if cfg.export.keep else []
+        kept_version = None
+        if version_id is not None:
+            pointer = read_pointer(directory, cfg.export) or {}
+            kept_version = record_version(
+                cfg.workdir_path,
+                version_id,
+                pointer=pointer,
+                published=[Path(main.path), *[Path(f.path) for f in side]],
+                bundle=run.dir / "bundle" if cfg.export.bundle else None,
+                models=_serving_model_files(cfg, list(serving.models)),
+                metrics=cfg.stage_dir("evaluate") / "metrics.json" if evaluation is not None else None,
+                summary={
+                    "users": main.users,
+                    "rows": main.rows,
+                    "short_lists": validation.short_users,
+                    "generated_at": generated_at,
+                    "metric": None
+                    if evaluation is None
+                    else {"name": evaluation.metric, "model": evaluation.model, "value": evaluation.value},
+                },
+            )
+            pruned_versions = prune_versions(cfg.workdir_path, cfg.export.versions, protect={version_id})
+            run.summary["versions_pruned"] = pruned_versions
         run.summary.update(
             format=cfg.export.format,
             directory=str(directory),
@@ -201,7 +299,10 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
             short_lists=validation.short_users,
             k=rc.k,
             generated_at=generated_at,
+            published_at=published_at.isoformat().replace("+00:00", "Z"),
             pruned=removed,
+            gates=gate.to_dict(),
+            version=None if kept_version is None else kept_version.id,
         )
         report(progress, "serve-export", 3, 3)
     log.info("published %s (%d rows, %d users)", main.path, main.rows, main.users or 0)
