@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recctl import clock
 from recctl.artifacts import sha256_file, write_json_atomic
 from recctl.errors import ArtifactError
 
@@ -141,7 +142,7 @@ def record_version(
         keep(metrics, "metrics.json")
     meta = {
         "id": version_id,
-        "recorded_at": dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+        "recorded_at": clock.utc_stamp(),
         "pointer": pointer,
         "file": published[0].name if published else None,
         "models": model_records,

@@ -11,7 +11,6 @@ published in ``<workdir>/export/manifest.json`` (sha256, rows, users) next to a
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from recctl import clock
 from recctl.artifacts import Manifest, read_manifest, write_json_atomic
 from recctl.columns import Columns
 from recctl.config import Config
@@ -192,7 +192,7 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
         inputs.append(short_path)
     generated_at = rec_manifest.summary.get("generated_at") or rec_manifest.finished_at or rec_manifest.started_at
     generated_at = str(generated_at).split(".")[0].rstrip("Z") + "Z"
-    published_at = dt.datetime.now(dt.timezone.utc)
+    published_at = clock.now()
     recs_sha = rec_manifest.output(RECOMMEND_FILE).sha256
     version_id = new_version_id(published_at, recs_sha) if cfg.export.versions else None
     if cfg.export.delta:  # read yesterday's file before publishing can overwrite it

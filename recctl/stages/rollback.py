@@ -16,12 +16,12 @@ the rolled-back publication until something upstream changes (a new day's ingest
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
+from recctl import clock
 from recctl.artifacts import Manifest, atomic_path, sha256_file
 from recctl.config import Config
 from recctl.errors import ArtifactError
@@ -130,7 +130,7 @@ def run_rollback(cfg: Config, *, to: str | None = None) -> Manifest:
             tmp.chmod(0o644)
         restored.append(dest.name)
     previous = read_pointer(directory, cfg.export)
-    rolled_at = dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    rolled_at = clock.utc_stamp()
     inputs = [target.path / rel for rel in files]
     with StageRun(cfg, "serve-export", sections=["export", "recommend", "experiment"], inputs=inputs) as run:
         if bundle_files:
