@@ -64,6 +64,7 @@ def check_gates(
     *,
     users: int,
     rows: int,
+    k: int | None = None,
     previous: dict[str, Any] | None,
     evaluation: Evaluation | None,
     evaluation_problem: str | None = None,
@@ -76,6 +77,9 @@ def check_gates(
         ``export.gates``.
     users, rows
         The new file's customers and rows.
+    k
+        The new file's list length; when the published file's differs (a config change),
+        its rows are rescaled to the new K before the drop is measured.
     previous
         The ``latest`` pointer of the file published now (``users``, ``rows``, ``file``), or
         ``None`` for the first publication.
@@ -106,9 +110,13 @@ def check_gates(
         else:
             report.checked.append("max_drop")
             name = previous.get("file", "the published file")
+            old_rows = int(previous.get("rows") or 0)
+            old_k = previous.get("k")
+            if k and old_k and int(old_k) != k and previous.get("format") in ("csv", "parquet"):
+                old_rows = round(old_rows * k / int(old_k))  # a new K changes the rows by design
             for what, new, old in (
                 ("customers", users, int(previous.get("users") or 0)),
-                ("rows", rows, int(previous.get("rows") or 0)),
+                ("rows", rows, old_rows),
             ):
                 drop = _drop(new, old)
                 if drop > gates.max_drop:

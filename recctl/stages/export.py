@@ -162,6 +162,7 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
         cfg.export.gates,
         users=n_users,
         rows=recs.height if cfg.export.format in ("csv", "parquet") else n_users,
+        k=rc.k,
         previous=previous_pointer,
         evaluation=evaluation,
         evaluation_problem=why,
