@@ -13,7 +13,8 @@ Every successful ``serve-export`` records a version in ``<workdir>/versions/<id>
 Files are hard links when the workdir's file system allows (a version then costs no space until
 the stage it came from is rewritten), copies otherwise. Only the last ``export.versions`` are
 kept; pruning deletes only files a version recorded, and only when their sha256 still matches
-(so a file someone put there by hand is never removed).
+(:func:`recctl.workdir.remove_recorded`: a file someone put there by hand is moved aside, never
+deleted).
 
 ``recctl rollback`` (:mod:`recctl.stages.rollback`) republishes a version: its file back into
 the export directory, its bundle into ``<workdir>/export/bundle``, and the pointer last.
@@ -175,26 +176,22 @@ def list_versions(workdir: Path) -> list[Version]:
 def prune_versions(workdir: Path, keep: int, *, protect: set[str] | None = None) -> list[str]:
     """Delete versions beyond the newest ``keep`` (never one in ``protect``: the one published now).
 
-    Only files the version recorded, with their recorded sha256, are deleted; a directory is
-    removed only once empty. Returns the ids removed.
+    Deletion goes through :func:`recctl.workdir.remove_recorded`: only files the version
+    recorded, with their recorded sha256, are deleted; anything else found in a version's
+    directory is moved to ``<workdir>/.recctl/kept/`` and reported. Returns the ids removed.
     """
+    from recctl.workdir import STATE_DIR, remove_recorded
+
     protect = protect or set()
     versions = list_versions(workdir)
     removed = []
     for version in versions[: max(0, len(versions) - keep)]:
         if version.id in protect:
             continue
-        for relative, digest in version.meta.get("files", {}).items():
-            path = version.path / relative
-            if path.is_file() and sha256_file(path) == digest:
-                path.unlink()
-        (version.path / VERSION_FILE).unlink(missing_ok=True)
-        for directory in sorted((p for p in version.path.rglob("*") if p.is_dir()), reverse=True):
-            if not any(directory.iterdir()):
-                directory.rmdir()
-        if version.path.exists() and not any(version.path.iterdir()):
-            version.path.rmdir()
-        else:
-            log.warning("%s: kept files recctl did not write; the version's own files were removed", version.path)
+        recorded = dict(version.meta.get("files", {}))
+        recorded[VERSION_FILE] = sha256_file(version.path / VERSION_FILE)
+        kept = remove_recorded(version.path, recorded, keep_in=workdir / STATE_DIR / "kept" / f"versions-{version.id}")
+        if kept:
+            log.warning("version %s: kept %d file(s) recctl did not write: %s", version.id, len(kept), kept[:5])
         removed.append(version.id)
     return removed

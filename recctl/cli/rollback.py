@@ -6,37 +6,21 @@ from typing import Annotated
 
 import typer
 
-from recctl.cli._common import (
-    ConfigArg,
-    JsonOpt,
-    QuietOpt,
-    VerboseOpt,
-    emit,
-    err,
-    handle_errors,
-    load,
-    manifest_summary,
-    out,
-    setup_logging,
-    table,
-)
+from recctl.cli._common import Invocation, command, manifest_summary
 
 
-@handle_errors
+@command()
 def rollback_command(
-    config: ConfigArg,
+    cli: Invocation,
     to: Annotated[
         str | None,
         typer.Option("--to", help="Version id (or an unambiguous prefix) to republish; default: the one before."),
     ] = None,
     list_only: Annotated[bool, typer.Option("--list", help="List the kept versions and exit.")] = False,
-    as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """Republish an earlier published version: its file, side files and serving bundle, the latest pointer last.
 
-    serve-export keeps the last export.versions publications (file, bundle, serving models, metrics) under <workdir>/versions/. Each file is checked against its recorded sha256 before anything moves; the bundle is swapped in whole; the pointer (<basename>_latest.json and the symlink) moves last, so a reader sees yesterday's or today's publication, never a mix.
+    serve-export keeps the last export.versions publications (file, bundle, serving models, metrics) under <workdir>/versions/. Each file is checked against its recorded sha256 before anything moves; the bundle is swapped in whole; the pointer (<basename>_latest.json and the symlink) moves last, so a reader sees yesterday's or today's publication, never a mix. An unknown version, or nothing earlier to go back to: exit 5, nothing moved.
 
     Without --to: the version published before the current one. --list shows the versions and which one is current.
 
@@ -46,8 +30,7 @@ def rollback_command(
         recctl rollback configs/quickstart.yaml
         recctl rollback configs/quickstart.yaml --to 20261203T020000
     """  # noqa: E501
-    setup_logging(verbose, quiet)
-    cfg = load(config)
+    cfg = cli.config
     from recctl.stages.rollback import run_rollback, versions_table
 
     if list_only:
@@ -64,21 +47,16 @@ def rollback_command(
                 ]
                 for r in rows
             ]
-            out.print(table("Published versions (* = current)", ["version", "file", "users", "rows", "metric"], body))
+            cli.table("Published versions (* = current)", ["version", "file", "users", "rows", "metric"], body)
 
-        emit({"versions": rows}, as_json, render_list)
+        cli.emit({"versions": rows}, render_list)
         return
     manifest = run_rollback(cfg, to=to)
     s = manifest.summary
 
     def render() -> None:
-        out.print(
-            table(
-                "Rolled back",
-                ["", "value"],
-                [["version", s["rolled_back_to"]], ["file", s["file"]], ["users", s["users"]], ["rows", s["rows"]]],
-            )
-        )
-        err.print(f"republished to {s['directory']}; latest pointer and serving bundle moved")
+        body = [["version", s["rolled_back_to"]], ["file", s["file"]], ["users", s["users"]], ["rows", s["rows"]]]
+        cli.table("Rolled back", ["", "value"], body)
 
-    emit(manifest_summary(manifest), as_json, render)
+    cli.emit(manifest_summary(manifest), render)
+    cli.note(f"republished to {s['directory']}; latest pointer and serving bundle moved")

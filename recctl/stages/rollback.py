@@ -29,6 +29,7 @@ from recctl.export import move_pointer, read_pointer
 from recctl.stages._common import StageRun
 from recctl.stages.export import export_directory
 from recctl.versions import Version, list_versions
+from recctl.workdir import Ledger, writes_workdir
 
 __all__ = ["current_version", "run_rollback", "versions_table"]
 
@@ -89,6 +90,13 @@ def _pick(cfg: Config, versions: list[Version], to: str | None) -> Version:
     return earlier[-1]
 
 
+def _ext(cfg: Config) -> str:
+    from recctl.export import EXTENSIONS
+
+    return EXTENSIONS[cfg.export.format]
+
+
+@writes_workdir
 def run_rollback(cfg: Config, *, to: str | None = None) -> Manifest:
     """Republish version ``to`` (default: the one before the current), file and bundle, pointer last.
 
@@ -153,5 +161,11 @@ def run_rollback(cfg: Config, *, to: str | None = None) -> Manifest:
             version=target.id,
         )
     move_pointer(directory, cfg.export, {**pointer, "version": target.id, "rolled_back_at": rolled_at})
+    # what recctl put into the export folder is recorded, so export.keep may prune it later
+    ledger = Ledger(directory)
+    for name in [*restored, f"{cfg.export.basename}_latest.json", f"{cfg.export.basename}_latest.{_ext(cfg)}"]:
+        if (directory / name).exists() or (directory / name).is_symlink():
+            ledger.record(name)
+    ledger.save()
     log.info("rolled back to version %s (%s)", target.id, pointer.get("file"))
     return run.manifest

@@ -30,6 +30,7 @@ COMMANDS: dict[str, list[str]] = {
     "tune": [],
     "recommend": [],
     "serve-export": [],
+    "rollback": [],
     "update": [],
     "serve": [],
     "run": [],

@@ -54,6 +54,11 @@ def _shop(seed: int = 3) -> dict[str, pl.DataFrame]:
         schema=[Columns.UserIdx, Columns.ItemIdx, Columns.Event, Columns.Timestamp, Columns.Weight, "split"],
         orient="row",
     )
+    return shop_frames(users, items, events)
+
+
+def shop_frames(users: pl.DataFrame, items: pl.DataFrame, events: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """The preprocess layout (splits aggregated per pair) for these users, items and labelled events."""
     out = {"users": users, "items": items, "events": events}
 
     def agg(frame: pl.DataFrame) -> pl.DataFrame:

@@ -18,8 +18,9 @@ from recctl.cli.main import app
 from recctl.columns import Columns
 from recctl.config import load_config
 from recctl.serving import load
-from tests.fake_stages import write_ingest_stage
-from tests.serving.conftest import _shop, build_workdir, make_config
+from recctl.stages.train import run_train
+from tests.fake_stages import write_preprocess_stage
+from tests.serving.conftest import _shop, build_workdir, make_config, shop_frames
 
 runner = CliRunner()
 
@@ -57,9 +58,11 @@ def test_half_the_input_is_gated_and_yesterday_stays(published: Path) -> None:
     shop = _shop()
     before = _state(published)
     bundle_before = (cfg.stage_dir("export") / "bundle" / "bundle.json").read_bytes()
-    # tonight only half the customers' events arrived
-    half = shop["users"].filter(pl.col(Columns.UserIdx) < 20)[Columns.UserIdx]
-    write_ingest_stage(cfg, {**shop, "events": shop["events"].filter(pl.col(Columns.UserIdx).is_in(half))})
+    # tonight only half the customers' events arrived: the whole pipeline runs on them
+    half = shop["users"].filter(pl.col(Columns.UserIdx) < 20)
+    events = shop["events"].filter(pl.col(Columns.UserIdx) < 20)
+    write_preprocess_stage(cfg, shop_frames(half, shop["items"], events))
+    run_train(cfg)
     ok("recommend", published)
     res = invoke("serve-export", published, "--date", "2026-05-02")
     assert res.exit_code == 7, res.output
