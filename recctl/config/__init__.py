@@ -22,6 +22,7 @@ from pydantic import Field, PrivateAttr, ValidationError
 from recctl.config.abtest import ABTestConfig, VariantConfig
 from recctl.config.base import BaseConfig
 from recctl.config.data import DataConfig, InteractionSource, TableSource
+from recctl.config.engine import EngineConfig
 from recctl.config.evaluate import EvaluateConfig
 from recctl.config.preprocess import FeaturesConfig, PreprocessConfig, SplitConfig
 from recctl.config.recommend import ExportConfig, RecommendConfig, RulesConfig
@@ -35,6 +36,7 @@ __all__ = [
     "BaseConfig",
     "Config",
     "DataConfig",
+    "EngineConfig",
     "EvaluateConfig",
     "ExportConfig",
     "FeaturesConfig",
@@ -49,6 +51,7 @@ __all__ = [
     "VariantConfig",
     "load_config",
     "format_validation_error",
+    "is_uri",
 ]
 
 
@@ -79,6 +82,7 @@ class Config(BaseConfig):
     experiment: ABTestConfig | None = None
     update: UpdateConfig = Field(default_factory=UpdateConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source_path: Path | None = PrivateAttr(default=None)
@@ -263,8 +267,15 @@ def _check_files(cfg: Config, source: str) -> list[str]:
 
     def check(key: str, spec: str | list[str]) -> None:
         for i, pattern in enumerate([spec] if isinstance(spec, str) else spec):
-            full = cfg.resolve(pattern)
             where = key if isinstance(spec, str) else f"{key}.{i}"
+            if is_uri(pattern):  # s3a://, hdfs://: only Spark reads them (it checks them when ingest runs)
+                if not cfg.engine.is_spark:
+                    problems.append(
+                        f"{source}: {where}: '{pattern}' is a URI; the local engine reads local files only. "
+                        "Set `engine: {kind: spark, ...}` to read it through Spark, or copy it to this machine."
+                    )
+                continue
+            full = cfg.resolve(pattern)
             if glob.has_magic(str(full)):
                 if not glob.glob(str(full)):
                     problems.append(f"{source}: {where}: no file matches '{pattern}' (looked in {full.parent})")
@@ -295,6 +306,11 @@ def _check_files(cfg: Config, source: str) -> list[str]:
     return problems
 
 
+def is_uri(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a URI with a scheme (``s3a://``, ``hdfs://``, ``file://``) rather than a local path."""
+    text = str(path)
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and scheme.replace("+", "").isalnum() and len(scheme) > 1
 #: values a config may hold once YAML aliases are expanded (a real config holds a few hundred)
 MAX_EXPANDED_VALUES = 100_000
 

@@ -65,6 +65,7 @@ __all__ = [
     "AnnotatedFile",
     "InteractionsResult",
     "annotate_file",
+    "annotate_rows",
     "check_policy",
     "estimate_rows",
     "file_order_time",
@@ -530,6 +531,39 @@ def _annotate(
         )
     )
     return accepted, rejected
+
+
+def annotate_rows(
+    lf: pl.LazyFrame,
+    schema: dict[str, pl.DataType],
+    src: InteractionSource,
+    float_ids: tuple[bool, bool],
+    *,
+    order: int = 0,
+    time_plan: str | None = None,
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Lazy ``(accepted, rejected)`` views of raw rows: the one definition of the per-row ingest rules.
+
+    The local stream (:meth:`AnnotatedFile.views`) and the Spark engine's tasks
+    (:mod:`recctl.engine.spark.ingest`, one Arrow batch at a time) both call it, so parsing and
+    reject reasons cannot differ between engines.
+
+    Parameters
+    ----------
+    lf
+        Raw rows with the 1-based :data:`~recctl.data.readers.ROW` column (lookups joined).
+    schema
+        Raw column types (text for CSV).
+    src
+        The interaction source (mapping, formats, rules).
+    float_ids
+        Whether the user / item id columns need the ``17850.0`` fix (:func:`float_ids`).
+    order
+        The file's place in the ingest history (file-order times).
+    time_plan
+        The one timestamp layout of ``auto`` for this file, or None for the full ``auto``.
+    """
+    return _annotate(lf, schema, src, float_ids, order=order, time_plan=time_plan)
 
 
 def _id(text: pl.Expr, dtype: pl.DataType, numeric_ids: bool) -> pl.Expr:

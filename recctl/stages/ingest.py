@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,11 @@ import polars as pl
 
 from recctl.artifacts import Manifest, read_manifest, sha256_file, utc_now
 from recctl.columns import Columns
-from recctl.config import Config, InteractionSource
+from recctl.config import Config, InteractionSource, is_uri
 from recctl.data.ingest import (
     REJECTED_SCHEMA,
     FileStats,
+    InteractionsResult,
     annotate_file,
     check_policy,
     ingest_interactions,
@@ -61,24 +63,43 @@ def _source_key(cfg: Config, i: int) -> str:
 
 
 def _configured_files(cfg: Config) -> list[tuple[InteractionSource, str, Path]]:
-    files = []
+    """Configured interaction files; a URI (engine: spark) stays one unexpanded entry, Spark lists it."""
+    files: list[tuple[InteractionSource, str, Path]] = []
     for i, src in enumerate(cfg.data.interaction_sources()):
         key = _source_key(cfg, i)
-        for path in expand_paths(src.path, cfg.resolve, f"{key}.path"):
-            files.append((src, key, path))
+        patterns = [src.path] if isinstance(src.path, str) else src.path
+        for pattern in patterns:
+            if is_uri(pattern):
+                files.append((src, key, pattern))  # type: ignore[arg-type]
+            else:
+                files.extend((src, key, path) for path in expand_paths(pattern, cfg.resolve, f"{key}.path"))
     return files
 
 
 def _table_files(cfg: Config) -> list[Path]:
-    """Catalogue, user and lookup files: inputs whose change must re-run ingest."""
-    paths = []
+    """Catalogue, user and lookup files: inputs whose change must re-run ingest (URIs stay unexpanded)."""
+    paths: list[Path] = []
+
+    def add(spec: str | list[str], key: str) -> None:
+        for pattern in [spec] if isinstance(spec, str) else spec:
+            paths.extend([pattern] if is_uri(pattern) else expand_paths(pattern, cfg.resolve, key))  # type: ignore[list-item]
+
     for key, src in (("data.items", cfg.data.items), ("data.users", cfg.data.users)):
         if src is not None:
-            paths.extend(expand_paths(src.path, cfg.resolve, f"{key}.path"))
+            add(src.path, f"{key}.path")
     for i, src in enumerate(cfg.data.interaction_sources()):
         for j, lookup in enumerate(src.lookups):
-            paths.extend(expand_paths(lookup.path, cfg.resolve, f"{_source_key(cfg, i)}.lookups.{j}.path"))
+            add(lookup.path, f"{_source_key(cfg, i)}.lookups.{j}.path")
     return paths
+
+
+def _local(paths: list[Path]) -> list[Path]:
+    """The local files among ``paths``: remote ones (URIs) cannot be hashed, so they are not manifest inputs.
+
+    A run whose sources include a URI therefore always re-runs ingest under ``recctl run``
+    (``ingest_inputs`` lists the URI, which no manifest records).
+    """
+    return [p for p in paths if not is_uri(p)]
 
 
 def _previous_batches(cfg: Config) -> list[dict[str, Any]]:
@@ -170,19 +191,34 @@ def _read_interactions(
     run: StageRun,
     previous: Path | None = None,
     order_offset: int = 0,
+    resolve: Callable[[str], Path] | None = None,
 ) -> tuple[list[FileStats], list[Path]]:
     """Read every raw file once, write ``interactions.parquet``; return per-file stats and rejected-rows files.
 
     Each file's ``on_error`` policy is applied after the single streaming pass; a refused file
-    fails the stage, whose staging directory is then discarded.
+    fails the stage, whose staging directory is then discarded. With ``engine: spark`` the pass
+    is a Spark job (:mod:`recctl.engine.spark.ingest`, same rules and accounting); ``--append``
+    batches (small by nature) are read by the local stream on either engine.
     """
-    annotated = [
-        annotate_file(
-            path, src, key=key, file_idx=idx, tmp_dir=tmp / "raw", order=order_offset + idx, resolve=run.cfg.resolve
+    resolve = resolve or run.cfg.resolve
+    if run.cfg.engine.is_spark and previous is None:
+        result = _spark_interactions(files, tmp, progress, run, order_offset, resolve)
+    else:
+        annotated = [
+            annotate_file(
+                path,
+                src,
+                key=key,
+                file_idx=idx,
+                tmp_dir=tmp / "raw",
+                order=order_offset + idx,
+                resolve=resolve,
+            )
+            for idx, (src, key, path) in enumerate(files)
+        ]
+        result = ingest_interactions(
+            annotated, run.dir / "interactions.parquet", tmp, previous=previous, progress=progress
         )
-        for idx, (src, key, path) in enumerate(files)
-    ]
-    result = ingest_interactions(annotated, run.dir / "interactions.parquet", tmp, previous=previous, progress=progress)
     run.summary["deduplication"] = {"method": result.method, "hash_collision_recheck": result.exact_fallback}
     # the stage hashes its inputs while the files are read; hashing a multi-GB file twice would cost seconds
     hashes = {r.path: r.sha256 for r in run.input_records()}
@@ -195,7 +231,7 @@ def _read_interactions(
         stat.rejected = rejected_counts(rej)
         stat.read = stat.accepted + stat.n_rejected
         stat.duplicates = result.duplicates.get(idx, 0)
-        stat.sha256 = hashes.get(str(path)) or sha256_file(path)
+        stat.sha256 = hashes.get(str(path)) or ("" if is_uri(path) else sha256_file(path))
         check_policy(rej, stat, src, key)
         stats.append(stat)
         rejected.append(rej)
@@ -203,17 +239,62 @@ def _read_interactions(
     return stats, rejected
 
 
+def _spark_inputs(
+    cfg: Config, files: list[tuple[InteractionSource, str, Path]], tmp: Path
+) -> tuple[list[tuple[InteractionSource, str, Path]], Callable[[str], Path]]:
+    """Expand URI sources into their files (listed by Spark) and copy remote tables to ``tmp``."""
+    from recctl.engine.spark.ingest import expand_spark_paths, localise_tables
+    from recctl.engine.spark.session import get_spark
+
+    spark = get_spark(cfg.engine)
+    expanded: list[tuple[InteractionSource, str, Path]] = []
+    for src, key, path in files:
+        if is_uri(path):
+            uris = expand_spark_paths(spark, str(path), cfg.resolve, f"{key}.path")
+            expanded += [(src, key, uri) for uri in uris]  # type: ignore[misc]
+        else:
+            expanded.append((src, key, path))
+    return expanded, localise_tables(spark, cfg, tmp / "remote")
+
+
+def _spark_interactions(
+    files: list[tuple[InteractionSource, str, Path]],
+    tmp: Path,
+    progress: Progress | None,
+    run: StageRun,
+    order_offset: int,
+    resolve: Callable[[str], Path],
+) -> InteractionsResult:
+    """The Spark pass over the interaction files (:mod:`recctl.engine.spark.ingest`)."""
+    from recctl.engine.spark.ingest import SparkFile, ingest_interactions_spark
+    from recctl.engine.spark.session import get_spark
+
+    spark = get_spark(run.cfg.engine)
+    spark_files = [
+        SparkFile(location=str(path), src=src, key=key, file_idx=idx, order=order_offset + idx)
+        for idx, (src, key, path) in enumerate(files)
+    ]
+    result = ingest_interactions_spark(
+        spark, run.cfg, spark_files, run.dir / "interactions.parquet", tmp, resolve=resolve, progress=progress
+    )
+    run.summary["engine"] = {"kind": "spark", "master": spark.sparkContext.master}
+    return result
+
+
 def _run_full(cfg: Config, tmp: Path, reset_batches: bool, progress: Progress | None) -> Manifest:
     files = _configured_files(cfg)
     live, gone = ([], []) if reset_batches else _live_batches(cfg)
     first_src, first_key = cfg.data.interaction_sources()[0], _source_key(cfg, 0)
     files += [(first_src, first_key, Path(b["path"])) for b in live]
-    inputs = list(dict.fromkeys([p for _, _, p in files] + _table_files(cfg)))
+    inputs = _local(list(dict.fromkeys([p for _, _, p in files] + _table_files(cfg))))
     with StageRun(cfg, "ingest", sections=["data"], inputs=inputs, hash_inputs_in_background=True) as run:
-        stats, rejected = _read_interactions(files, tmp, progress, run)
+        resolve = cfg.resolve
+        if cfg.engine.is_spark:
+            files, resolve = _spark_inputs(cfg, files, tmp)
+        stats, rejected = _read_interactions(files, tmp, progress, run, resolve=resolve)
         for stat in stats[len(files) - len(live) :]:
             stat.source = "append"
-        tables, table_rejects = _write_tables(cfg, run, tmp)
+        tables, table_rejects = _write_tables(cfg, run, tmp, resolve)
         quarantined = [(str(p), rejected[i]) for i, (src, _, p) in enumerate(files) if src.on_error == "quarantine"]
         n_rejected = write_rejected(quarantined, run.dir / "rejected.parquet")
         if table_rejects.height:
@@ -312,7 +393,9 @@ def _append_rejects(path: Path, extra: pl.DataFrame) -> None:
     merged.write_parquet(path, compression="zstd")
 
 
-def _write_tables(cfg: Config, run: StageRun, tmp: Path) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+def _write_tables(
+    cfg: Config, run: StageRun, tmp: Path, resolve: Callable[[str], Path]
+) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
     tables: dict[str, pl.DataFrame] = {}
     rejects = []
     run.summary["tables"] = []
@@ -322,7 +405,7 @@ def _write_tables(cfg: Config, run: StageRun, tmp: Path) -> tuple[dict[str, pl.D
     ):
         if src is None:
             continue
-        result = read_table(src, cfg.resolve, key=key, id_name=id_name, tmp_dir=tmp / "tables")
+        result = read_table(src, resolve, key=key, id_name=id_name, tmp_dir=tmp / "tables")
         result.frame.write_parquet(run.dir / name, compression="zstd")
         tables[name] = result.frame
         rejects.append(result.rejected)
