@@ -110,7 +110,15 @@ def run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifest
     )
 
     report(progress, "preprocess", 1, _STEPS)
-    frame, info = filter_min_counts(frame, pc.min_user_interactions, pc.min_item_interactions, pc.kcore)
+    if cfg.engine.is_spark:  # the pair counts and k-core rounds as Spark jobs (same rule, same result)
+        from recctl.engine.spark.preprocess import filter_events_spark
+        from recctl.engine.spark.session import get_spark
+
+        spark = get_spark(cfg.engine)
+        frame, info = filter_events_spark(spark, cfg, ingest_dir / "interactions.parquet", frame)
+        summary["engine"] = {"kind": "spark", "master": spark.sparkContext.master}
+    else:
+        frame, info = filter_min_counts(frame, pc.min_user_interactions, pc.min_item_interactions, pc.kcore)
     summary["filter"] = info
 
     report(progress, "preprocess", 2, _STEPS)
