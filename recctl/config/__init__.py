@@ -311,6 +311,8 @@ def is_uri(path: str | os.PathLike[str]) -> bool:
     text = str(path)
     scheme, sep, _ = text.partition("://")
     return bool(sep) and scheme.replace("+", "").isalnum() and len(scheme) > 1
+
+
 #: values a config may hold once YAML aliases are expanded (a real config holds a few hundred)
 MAX_EXPANDED_VALUES = 100_000
 

@@ -31,6 +31,7 @@ _MODEL_MODULES = (
     "recctl.models.content",
     "recctl.models.blend",
     "recctl.models.sasrec",
+    "recctl.models.spark_als",
 )
 _loaded = False
 

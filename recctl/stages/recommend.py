@@ -309,12 +309,24 @@ class _Stats:
         self, lists: Lists, user_ids: pl.Series, exclude: sp.csr_matrix | None, rules: ItemRules, n_items: int
     ) -> None:
         names = lists.source_names
-        lengths = lists.lengths
-        self.users += len(lists)
         valid = lists.items >= 0
         codes, counts = np.unique(lists.sources[valid], return_counts=True)
-        for code, count in zip(codes, counts, strict=True):
-            self.by_source[names[code]] = self.by_source.get(names[code], 0) + int(count)
+        by_source = {names[code]: int(count) for code, count in zip(codes, counts, strict=True)}
+        self.record(lists.lengths, by_source, user_ids, exclude, rules, n_items)
+
+    def record(
+        self,
+        lengths: np.ndarray,
+        by_source: dict[str, int],
+        user_ids: pl.Series,
+        exclude: sp.csr_matrix | None,
+        rules: ItemRules,
+        n_items: int,
+    ) -> None:
+        """Count a block of lists from their lengths and rows per source (the Spark path has no ``Lists``)."""
+        self.users += len(lengths)
+        for name, count in by_source.items():
+            self.by_source[name] = self.by_source.get(name, 0) + count
         short = np.flatnonzero(lengths < self.k)
         if len(short):
             sub = None if exclude is None else exclude[short]
@@ -430,13 +442,7 @@ def _iter_tables(serving: Serving, plan: _Plan) -> Iterator[tuple[int, Lists, pa
     rows_per_block = block_rows_for(serving.n_items, rc.batch_size, int(rc.max_block_mb * 2**20))
     item_ids = serving.item_ids.to_arrow()
     for start, lists in iter_blocks(lambda a, b: _build_block(plan, a, b), len(audience), rows_per_block, rc.n_jobs):
-        stop = start + len(lists)
-        per_row: dict[str, Any] = {
-            Columns.Model: model_col.take(pa.array(plan.builder_of_user[start:stop].astype(np.int64)))
-        }
-        if plan.variants is not None:
-            per_row[Columns.Variant] = plan.variants.slice(start, stop - start)
-        yield start, lists, to_arrow(lists, audience.user_ids.slice(start, stop - start), item_ids, per_row=per_row)
+        yield start, lists, _lists_table(plan, lists, start, item_ids, model_col)
 
 
 def lists_frame(serving: Serving, audience: Audience, *, main: str | None = None) -> pl.DataFrame:
@@ -482,19 +488,90 @@ def _write_lists(serving: Serving, plan: _Plan, path: Path, short_path: Path, *,
     writer = _StreamWriter(path, schema)
     total = len(audience)
     try:
-        for start, lists, table in _iter_tables(serving, plan):
-            stop = start + len(lists)
-            user_ids = audience.user_ids.slice(start, stop - start)
-            writer.write(table.select(schema.names).cast(schema))
-            exclude = None if audience.exclude is None else audience.exclude[start:stop]
-            stats.add(lists, user_ids, exclude, serving.rules, serving.n_items)
-            report(progress, "recommend", stop, total)
+        if serving.cfg.engine.is_spark:
+            _write_on_spark(serving, plan, writer, stats, progress)
+        else:
+            for start, lists, table in _iter_tables(serving, plan):
+                stop = start + len(lists)
+                user_ids = audience.user_ids.slice(start, stop - start)
+                writer.write(table.select(schema.names).cast(schema))
+                exclude = None if audience.exclude is None else audience.exclude[start:stop]
+                stats.add(lists, user_ids, exclude, serving.rules, serving.n_items)
+                report(progress, "recommend", stop, total)
     finally:
         writer.close()
     stats.rows = writer.rows
     short = pa.concat_tables(stats.short) if stats.short else short_schema().empty_table()
     pq.write_table(short, short_path, compression="zstd")
     return stats
+
+
+def _lists_table(plan: _Plan, lists: Lists, start: int, item_ids: pa.Array, model_col: pa.Array) -> pa.Table:
+    """Long rows of the lists of audience rows ``start:start + len(lists)`` (both engines)."""
+    stop = start + len(lists)
+    per_row: dict[str, Any] = {
+        Columns.Model: model_col.take(pa.array(plan.builder_of_user[start:stop].astype(np.int64)))
+    }
+    if plan.variants is not None:
+        per_row[Columns.Variant] = plan.variants.slice(start, stop - start)
+    return to_arrow(lists, plan.audience.user_ids.slice(start, stop - start), item_ids, per_row=per_row)
+
+
+def _spark_list_task(payload: tuple[_Plan, pa.Array, pa.Schema, int], positions: np.ndarray) -> Any:
+    """What each Spark task runs (``engine: spark``): the list builder on its run of audience rows."""
+    plan, item_ids, schema, rows_per_block = payload
+    model_col = pa.array(plan.model_names, pa.string())
+    first, last = int(positions[0]), int(positions[-1]) + 1  # a range partition's positions are contiguous
+    for start in range(first, last, rows_per_block):
+        lists = _build_block(plan, start, min(last, start + rows_per_block))
+        yield _lists_table(plan, lists, start, item_ids, model_col).select(schema.names).cast(schema)
+
+
+def _write_on_spark(
+    serving: Serving, plan: _Plan, writer: _StreamWriter, stats: _Stats, progress: Progress | None
+) -> None:
+    """Build every list on the executors with the same builder; write them in audience order.
+
+    The plan (list builders with their models and rules, the audience with its histories) is
+    broadcast once; audience rows are range-partitioned, so the partitions' results, read back in
+    order, are in audience order. Each task builds its rows block by block on one thread (Spark
+    runs a task per executor core). The statistics are counted here, from the rows.
+    """
+    from recctl.engine.spark.partitions import map_user_partitions
+    from recctl.engine.spark.session import get_spark
+
+    audience = plan.audience
+    schema = writer.schema
+    rc = serving.rc
+    rows_per_block = block_rows_for(serving.n_items, rc.batch_size, int(rc.max_block_mb * 2**20))
+    payload = (plan, serving.item_ids.to_arrow(), schema, rows_per_block)
+    spark = get_spark(serving.cfg.engine)
+    done = 0
+    for table in map_user_partitions(
+        spark, serving.cfg, len(audience), payload, _spark_list_task, schema, name="recommend"
+    ):
+        writer.write(table)
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        # the partition's audience rows: those after the last one counted, up to its last user
+        users = frame[Columns.User].unique(maintain_order=True)
+        stop = done + len(users) if users.len() else done
+        if users.len():
+            last = audience.user_ids.slice(done).index_of(users[-1])
+            stop = done + int(last) + 1 if last is not None else stop
+        ids = audience.user_ids.slice(done, stop - done)
+        lengths = ids.to_frame().join(
+            frame.group_by(Columns.User).len(), on=Columns.User, how="left", maintain_order="left"
+        )
+        by_source = {str(k): int(v) for k, v in frame[Columns.Source].value_counts().iter_rows()}
+        exclude = None if audience.exclude is None else audience.exclude[done:stop]
+        stats.record(lengths["len"].fill_null(0).to_numpy(), by_source, ids, exclude, serving.rules, serving.n_items)
+        done = stop
+        report(progress, "recommend", done, len(audience))
+    if done < len(audience):  # trailing users with empty lists (nothing eligible): counted as short
+        ids = audience.user_ids.slice(done)
+        exclude = None if audience.exclude is None else audience.exclude[done:]
+        stats.record(np.zeros(ids.len(), np.int64), {}, ids, exclude, serving.rules, serving.n_items)
 
 
 def _summary(serving: Serving, plan: _Plan, stats: _Stats, short_path: Path) -> dict[str, Any]:

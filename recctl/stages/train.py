@@ -74,6 +74,11 @@ def run_train(cfg: Config, *, models: list[str] | None = None, progress: Progres
         # K above what the catalogue and rules allow: say so now, not after training
         check_recommend_settings(cfg, pre_dir, configs)
     np.random.seed(cfg.seed)
+    if cfg.engine.is_spark:
+        # Spark-backed kinds (spark_als) train on the configured cluster; the others on the driver
+        from recctl.engine.spark.session import get_spark
+
+        get_spark(cfg.engine)
     refit = bool(cfg.recommend and cfg.recommend.refit_on_all_data)
     datasets = {"train": load_dataset(pre_dir, "train")}
     inputs = preprocess_inputs(pre_dir, pre_manifest) + tuned_inputs

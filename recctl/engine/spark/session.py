@@ -32,7 +32,15 @@ from recctl.errors import MissingExtraError
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
 
-__all__ = ["DEFAULT_CONF", "get_spark", "java_problem", "require_spark", "spark_available", "stop_spark"]
+__all__ = [
+    "DEFAULT_CONF",
+    "current_spark",
+    "get_spark",
+    "java_problem",
+    "require_spark",
+    "spark_available",
+    "stop_spark",
+]
 
 log = logging.getLogger(__name__)
 
@@ -179,3 +187,21 @@ def stop_spark() -> None:
             session.stop()
         except Exception:  # noqa: BLE001 - the JVM may already be gone at interpreter exit
             log.debug("stopping Spark failed", exc_info=True)
+
+
+def current_spark() -> SparkSession:
+    """The session a Spark-backed model trains in: recctl's (the ``engine:`` of the running stage), else
+    one that already exists, else a new ``local[*]`` one.
+
+    Raises
+    ------
+    MissingExtraError
+        pyspark or Java is missing (exit 6).
+    """
+    require_spark()
+    ours = _state["session"]
+    if ours is not None and _alive(ours):
+        return ours
+    from pyspark.sql import SparkSession
+
+    return SparkSession.getActiveSession() or get_spark(EngineConfig(kind="spark"))
