@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ from recctl.evaluation.segments import band_breakdown, recommendation_popularity
 from recctl.progress import Progress, report
 from recctl.stages._common import StageRun, require_stage, timed_stage
 from recctl.workdir import writes_workdir
+
+#: ``rank(model, users, k, exclude, item_mask) -> (len(users), k)`` item indices (``-1`` padded)
+RankFn = Callable[[Any, np.ndarray, int, Any, Any], np.ndarray]
 
 __all__ = [
     "BUILTIN_BASELINE",
@@ -74,6 +78,7 @@ def evaluate_models(
     item_features: Any = None,
     user_ids: np.ndarray | None = None,
     progress: Progress | None = None,
+    rank: RankFn | None = None,
 ) -> tuple[dict[str, Any], pl.DataFrame, dict[str, float]]:
     """Evaluate fitted models under one protocol and compare them.
 
@@ -99,6 +104,9 @@ def evaluate_models(
         Shop ids of all users (for the per-user table).
     progress
         Optional progress callback.
+    rank
+        ``rank(model, users, k, exclude, item_mask) -> (n, k) item indices`` when the ranking runs elsewhere
+        (``engine: spark``: on the executors); default ``model.recommend`` here.
 
     Returns
     -------
@@ -116,15 +124,18 @@ def evaluate_models(
     for i, (name, model) in enumerate(models.items()):
         report(progress, "evaluate", i, len(models))
         t0 = time.perf_counter()
-        top = model.recommend(
-            users,
-            max(ks),
-            exclude=protocol.exclude,
-            item_mask=protocol.candidates,
-            batch_size=batch_size,
-            n_jobs=n_jobs,
-            progress=(lambda done, n=name: report(progress, f"rank {n}", done, len(users))) if progress else None,
-        )
+        if rank is not None:
+            top_items = rank(model, users, max(ks), protocol.exclude, protocol.candidates)
+        else:
+            top_items = model.recommend(
+                users,
+                max(ks),
+                exclude=protocol.exclude,
+                item_mask=protocol.candidates,
+                batch_size=batch_size,
+                n_jobs=n_jobs,
+                progress=(lambda done, n=name: report(progress, f"rank {n}", done, len(users))) if progress else None,
+            ).items
         auc = None
         if "auc" in metrics:
             auc = auc_from_scores(
@@ -135,7 +146,7 @@ def evaluate_models(
                 batch_size=min(batch_size, 1024),
             )
         res = evaluate_rankings(
-            top.items,
+            top_items,
             target_rows,
             ks,
             metrics,
@@ -152,7 +163,7 @@ def evaluate_models(
             "kind": getattr(model, "kind", type(model).__name__),
             "n_users": res.n_users,
             "mean": {k: _clean(v) for k, v in res.mean.items()},
-            "recommendation_popularity": recommendation_popularity(top.items, protocol.popularity, protocol.bands),
+            "recommendation_popularity": recommendation_popularity(top_items, protocol.popularity, protocol.bands),
         }
         log.info("evaluated %s on %d users in %.2fs", name, res.n_users, time.perf_counter() - t0)
     report(progress, "evaluate", len(models), len(models))
@@ -232,6 +243,15 @@ def _long_per_user(results: dict[str, Any], protocol: EvalProtocol, user_ids: np
         }
         frames.append(pl.DataFrame(head).hstack(res.per_user.drop(Columns.UserIdx)))
     return pl.concat(frames, how="vertical")
+
+
+def _spark_rank(cfg: Config) -> RankFn:
+    """Rank on the executors of ``cfg.engine`` (:func:`recctl.engine.spark.ranking.rank_on_spark`)."""
+    from recctl.engine.spark.ranking import rank_on_spark
+    from recctl.engine.spark.session import get_spark
+
+    spark = get_spark(cfg.engine)
+    return lambda model, users, k, exclude, mask: rank_on_spark(spark, cfg, model, users, k, exclude, mask)
 
 
 @writes_workdir
@@ -338,7 +358,10 @@ def run_evaluate(cfg: Config, *, report: bool | None = None, progress: Progress 
             item_features=dataset.item_features,
             user_ids=dataset.user_ids,
             progress=progress,
+            rank=_spark_rank(cfg) if cfg.engine.is_spark else None,
         )
+        if cfg.engine.is_spark:
+            run.summary["engine"] = {"kind": "spark", "ranking": "executors"}
         metrics_json["experiment"] = cfg.name
         if tuning:
             metrics_json["tuning"] = _tuning_table(tuning, metrics_json["models"], ecfg.primary())
