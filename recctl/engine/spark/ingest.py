@@ -237,15 +237,18 @@ class _Plan:
     columns: list[str]
 
 
-def _head(frame: Any, column: str) -> pl.Series:
-    table = frame.select(column).dropna().limit(1_000).toArrow()
-    return pl.from_arrow(table).to_series() if table.num_rows else pl.Series(column, [], pl.String)
+#: rows read once on the driver for the peeks (float ids, timestamp layout, lookup checks); the
+#: local engine looks at the first 1,000 non-empty values of a column, which these rows hold
+#: unless a column is empty on more than 9,000 of them
+_HEAD_ROWS = 10_000
 
 
 def _plan_file(spark: Any, cfg: Config, f: SparkFile, tmp: Path, resolve: Any) -> tuple[Any, _Plan]:
     frame, _ = _reader(spark, f)
     src = f.src
-    schema = dict(pl.from_arrow(frame.limit(0).toArrow()).schema)
+    head = pl.from_arrow(frame.limit(_HEAD_ROWS).toArrow())
+    assert isinstance(head, pl.DataFrame)
+    schema = dict(head.schema)
     missing = {k: c for k, c in _wanted_columns(src, f.key).items() if c not in schema and not src.lookups}
     if missing:
         key, column = next(iter(missing.items()))
@@ -254,7 +257,6 @@ def _plan_file(spark: Any, cfg: Config, f: SparkFile, tmp: Path, resolve: Any) -
         )
     lookups: list[Any] = []
     if src.lookups:
-        head = pl.from_arrow(frame.limit(1_000).toArrow())
         lookups = read_lookups(
             src.lookups,
             head.with_row_index(ROW, offset=1).lazy(),
@@ -268,12 +270,11 @@ def _plan_file(spark: Any, cfg: Config, f: SparkFile, tmp: Path, resolve: Any) -
     cols = src.columns
     fix = src.normalize_numeric_ids
     ids = tuple(
-        float_ids(_head(frame, c).to_frame(c).lazy(), c, schema[c], fix) if c in frame.columns else False
-        for c in (cols.user_id, cols.item_id)
+        float_ids(head.lazy(), c, schema[c], fix) if c in head.columns else False for c in (cols.user_id, cols.item_id)
     )
     time_plan = None
     if src.timestamp_format == "auto" and cols.timestamp is not None and schema.get(cols.timestamp) == pl.String:
-        time_plan = resolve_auto(_head(frame, cols.timestamp), src.timezone)
+        time_plan = resolve_auto(head[cols.timestamp].drop_nulls().head(1_000), src.timezone)
     # rows per input split, splits in byte order: each task's first row number
     from pyspark.sql import functions as F
 

@@ -61,6 +61,8 @@ LOCAL_CONF: dict[str, str] = {
 }
 
 _state: dict[str, Any] = {"session": None, "key": None, "atexit": False}
+#: module lookup (a seam for the tests of the missing-extra path)
+_find_spec = importlib.util.find_spec
 
 
 class JavaMissingError(MissingExtraError):
@@ -78,7 +80,7 @@ class JavaMissingError(MissingExtraError):
 
 def spark_available() -> bool:
     """Whether pyspark (with the Arrow and pandas packages its Arrow functions need) is importable."""
-    return all(importlib.util.find_spec(m) is not None for m in ("pyspark", "pandas", "pyarrow"))
+    return all(_find_spec(m) is not None for m in ("pyspark", "pandas", "pyarrow"))
 
 
 def require_spark(feature: str = "engine: spark") -> None:
@@ -92,7 +94,7 @@ def require_spark(feature: str = "engine: spark") -> None:
         No Java runtime (``JAVA_HOME`` or ``java`` on the PATH).
     """
     for module in ("pyspark", "pandas"):
-        if importlib.util.find_spec(module) is None:
+        if _find_spec(module) is None:
             raise MissingExtraError(feature, "spark", module)
     problem = java_problem()
     if problem:
