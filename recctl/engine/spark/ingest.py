@@ -38,6 +38,7 @@ import pyarrow as pa
 
 from recctl.columns import Columns
 from recctl.config import Config, InteractionSource, is_uri
+from recctl.config.data import FileSource
 from recctl.data.ingest import (
     FILE_IDX,
     PARQUET_WRITE,
@@ -141,7 +142,7 @@ def localise_tables(spark: Any, cfg: Config, tmp: Path) -> Any:
     log); a URI among their paths is copied once into ``tmp`` through Hadoop's file system.
     """
     copies: dict[str, Path] = {}
-    sources = [cfg.data.items, cfg.data.users]
+    sources: list[FileSource | None] = [cfg.data.items, cfg.data.users]
     sources += [lk for src in cfg.data.interaction_sources() for lk in src.lookups]
     for n, src in enumerate(s for s in sources if s is not None):
         for pattern in [src.path] if isinstance(src.path, str) else src.path:

@@ -109,10 +109,15 @@ def filter_min_counts_spark(spark: Any, cfg: Config, interactions: Any) -> tuple
                 f"no interactions left after min-count filtering (min_user_interactions={min_user}, "
                 f"min_item_interactions={min_item}, kcore={kcore}); lower preprocess.min_* ."
             )
-        user_ids = pl.from_arrow(pairs.select(_U).distinct().toArrow()).to_series()
-        item_ids = pl.from_arrow(pairs.select(_I).distinct().toArrow()).to_series()
+        user_ids = _column(pairs.select(_U).distinct().toArrow())
+        item_ids = _column(pairs.select(_I).distinct().toArrow())
     log.info("spark filter: %d rounds, %d users, %d items", rounds, user_ids.len(), item_ids.len())
     return user_ids, item_ids, {"rounds": rounds}
+
+
+def _column(table: pa.Table) -> pl.Series:
+    frame = pl.from_arrow(table)
+    return frame.to_series() if isinstance(frame, pl.DataFrame) else frame
 
 
 def filter_events_spark(

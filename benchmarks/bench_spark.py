@@ -1,0 +1,204 @@
+"""Benchmark: the local engine vs Spark (``engine: spark``) on one generated shop, stage by stage.
+
+Generates an events CSV in the sample shop's layout (``--events`` rows, ``--users`` customers,
+``--items`` products with Zipf-like popularity, 0.01% rows without a customer id and 0.1% exact
+duplicates, so the accounting has work to do), then runs ingest, preprocess, evaluate and
+recommend with the same config on both engines, each engine in a fresh process (so one engine's
+caches do not help the other), and prints seconds per stage and the Spark / local ratio, measured
+in the same run. Spark's session start (JVM, Python workers) is reported on its own line, since a
+real cluster pays it once per run, not per stage. Outputs are compared row by row at the end.
+
+Run::
+
+    nice -n 10 python -m benchmarks.bench_spark                       # 5M and 20M events
+    python -m benchmarks.bench_spark --events 1000000 --master 'local[2]'
+    python -m benchmarks.bench_spark --master 'local-cluster[2,1,2048]'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+STAGES = ("ingest", "preprocess", "evaluate", "recommend")
+HEADER = "customer_id,product_id,event_type,event_time,quantity\n"
+_CHUNK = 1_000_000
+
+
+def generate(path: Path, rows: int, users: int, items: int, seed: int = 0) -> None:
+    """Write ``rows`` events (plus header) to ``path`` in chunks of a million."""
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    start = np.datetime64("2026-01-01T00:00:00", "s")
+    kinds = np.array(["view", "add_to_cart", "purchase"])
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(HEADER)
+        done = 0
+        while done < rows:
+            n = min(_CHUNK, rows - done)
+            user = rng.integers(0, users, n)
+            item = (rng.pareto(1.2, n) * items / 40).astype(np.int64) % items
+            seconds = np.sort(rng.integers(0, 120 * 86400, n))
+            frame = pl.DataFrame(
+                {
+                    "customer_id": [f"C{u:07d}" for u in user],
+                    "product_id": [f"P{i:06d}" for i in item],
+                    "event_type": kinds[rng.choice(3, n, p=[0.7, 0.2, 0.1])],
+                    "event_time": (start + seconds.astype("timedelta64[s]")).astype(str),
+                    "quantity": rng.integers(1, 4, n).astype(str),
+                }
+            ).with_columns(pl.col("event_time").str.replace("T", " "))
+            dirty = pl.Series(rng.random(n) < 0.0001)
+            frame = frame.with_columns(
+                pl.when(dirty).then(pl.lit("")).otherwise(pl.col("customer_id")).alias("customer_id")
+            )
+            k = max(1, n // 1000)
+            dupes = frame.head(n - k).sample(n=k, seed=int(rng.integers(1 << 31)))
+            fh.write(pl.concat([frame.head(n - k), dupes]).write_csv(include_header=False))
+            done += n
+
+
+def config(csv: Path, workdir: Path, engine: dict[str, Any] | None) -> dict[str, Any]:
+    """The benchmark's experiment: popularity served and evaluated, a time split, rules off."""
+    from recctl.data.sample import interactions_source
+
+    raw: dict[str, Any] = {
+        "name": "bench_spark",
+        "workdir": str(workdir),
+        "data": {"interactions": interactions_source(str(csv), on_error="quarantine")},
+        "preprocess": {
+            "event_weights": {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0},
+            "min_user_interactions": 2,
+            "min_item_interactions": 5,
+            "kcore": True,
+            "split": {"strategy": "time", "test_fraction": 0.2, "valid_fraction": 0.1},
+        },
+        "models": {"popular": {"kind": "popularity"}},
+        "evaluate": {"k": [10], "metrics": ["precision", "recall", "ndcg"], "n_bootstrap": 10, "report": False},
+        "recommend": {"model": "popular", "k": 10, "fallback": []},
+    }
+    if engine is not None:
+        raw["engine"] = engine
+    return raw
+
+
+def _child(config_path: Path, engine: str) -> dict[str, float]:
+    """Run the stages in this process; seconds per stage (and Spark's start)."""
+    from recctl.config import load_config
+    from recctl.stages.evaluate import run_evaluate
+    from recctl.stages.ingest import run_ingest
+    from recctl.stages.preprocess import run_preprocess
+    from recctl.stages.recommend import run_recommend
+    from recctl.stages.train import run_train
+
+    cfg = load_config(config_path)
+    out: dict[str, float] = {}
+    if engine == "spark":
+        from recctl.engine.spark.session import get_spark, stop_spark
+
+        t0 = time.perf_counter()
+        spark = get_spark(cfg.engine)
+        spark.range(4).count()  # the first job starts the executors and a Python worker
+        out["session start"] = time.perf_counter() - t0
+    for stage, fn in (("ingest", run_ingest), ("preprocess", run_preprocess), ("train", run_train)):
+        t0 = time.perf_counter()
+        fn(cfg)
+        out[stage] = time.perf_counter() - t0
+    for stage, fn in (("evaluate", run_evaluate), ("recommend", run_recommend)):
+        t0 = time.perf_counter()
+        fn(cfg)
+        out[stage] = time.perf_counter() - t0
+    if engine == "spark":
+        stop_spark()
+    return out
+
+
+def _compare(local: Path, spark: Path) -> dict[str, bool]:
+    import polars as pl
+
+    same = {}
+    for rel in (
+        "ingest/interactions.parquet",
+        "ingest/rejected.parquet",
+        "preprocess/events.parquet",
+        "preprocess/test.parquet",
+        "evaluate/per_user.parquet",
+        "recommend/recommendations.parquet",
+    ):
+        same[rel] = pl.read_parquet(local / rel).equals(pl.read_parquet(spark / rel))
+    return same
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m benchmarks.bench_spark``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, nargs="+", default=[5_000_000, 20_000_000])
+    parser.add_argument("--users", type=int, default=500_000)
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--driver-memory", default="6g")
+    parser.add_argument("--executor-memory", default="2g")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(Path(args.child[0]), args.child[1])))
+        return 0
+    import yaml
+
+    engine = {
+        "kind": "spark",
+        "master": args.master,
+        "conf": {
+            "spark.driver.memory": args.driver_memory,
+            "spark.executor.memory": args.executor_memory,
+            "spark.sql.shuffle.partitions": "16",
+        },
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
+        root = Path(tmp)
+        for n in args.events:
+            csv = root / f"events_{n}.csv"
+            t0 = time.perf_counter()
+            generate(csv, n, args.users, args.items)
+            print(
+                f"\n{n:,} events, {args.users:,} users, {args.items:,} items ({csv.stat().st_size / 1e9:.2f} GB CSV, "
+                f"generated in {time.perf_counter() - t0:.0f} s); Spark master {args.master}",
+                flush=True,
+            )
+            times: dict[str, dict[str, float]] = {}
+            for name, eng in (("local", None), ("spark", engine)):
+                path = root / f"{name}_{n}.yaml"
+                path.write_text(yaml.safe_dump(config(csv, root / f"work_{name}_{n}", eng)))
+                done = subprocess.run(
+                    [sys.executable, "-m", "benchmarks.bench_spark", "--child", str(path), name],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if done.returncode:
+                    print(done.stderr[-4000:])
+                    return done.returncode
+                times[name] = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"{'stage':<16}{'local s':>10}{'spark s':>10}{'spark/local':>13}")
+            for stage in ("session start", "ingest", "preprocess", "train", "evaluate", "recommend"):
+                a, b = times["local"].get(stage), times["spark"].get(stage)
+                ratio = f"{b / a:.2f}x" if a and b else "-"
+                print(f"{stage:<16}{a if a is not None else 0:>10.1f}{b if b is not None else 0:>10.1f}{ratio:>13}")
+            same = _compare(root / f"work_local_{n}", root / f"work_spark_{n}")
+            print("identical outputs:", ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in same.items()), flush=True)
+            for p in root.glob(f"*_{n}*"):
+                if p.is_file():
+                    p.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
