@@ -61,7 +61,7 @@ class SparkALSModel(Recommender):
     config: SparkALSConfig
 
     def _fit(self, dataset: Dataset, progress: ProgressFn | None) -> None:
-        from recctl.engine.spark.session import current_spark, require_spark
+        from recctl.engine.spark.session import current_spark, require_spark, spark_job
 
         require_spark("model kind spark_als")
         from pyspark.ml.recommendation import ALS
@@ -93,7 +93,8 @@ class SparkALSModel(Recommender):
             ratingCol="rating",
             coldStartStrategy="drop",
         )
-        fitted = als.fit(frame)
+        with spark_job("fitting spark_als"):
+            fitted = als.fit(frame)
         self.user_factors_ = _dense_factors(fitted.userFactors.toArrow(), dataset.n_users, cfg.factors)
         self.item_factors_ = _dense_factors(fitted.itemFactors.toArrow(), dataset.n_items, cfg.factors)
         log.info("spark_als: %d x %d factors, rank %d", dataset.n_users, dataset.n_items, cfg.factors)

@@ -13,6 +13,7 @@ from recctl.artifacts import sha256_file
 from recctl.cli.main import app
 from recctl.config import load_config
 from recctl.engine.spark import session as spark_session
+from recctl.engine.spark.session import SparkJobError
 from recctl.errors import MissingExtraError
 from tests.engine.conftest import LOCAL_ENGINE, engine_config, needs_spark
 
@@ -34,8 +35,9 @@ def test_failed_executor_job_leaves_previous_lists(
 
     # a lambda-like local function is pickled by value, so the executors run it instead of the list builder
     monkeypatch.setattr(recommend, "_spark_list_task", explode)
-    with pytest.raises(Exception, match="executor lost mid-job"):
+    with pytest.raises(SparkJobError, match="executor lost mid-job") as err:
         recommend.run_recommend(load_config(config))
+    assert "Nothing was published" in str(err.value)
     assert sha256_file(published) == before
     assert not list(workdir.glob(".recommend.partial-*"))
     assert not (workdir / ".spark-scratch").exists() or not list((workdir / ".spark-scratch").iterdir())

@@ -50,6 +50,7 @@ from recctl.data.ingest import (
 from recctl.data.readers import ROW, detect_format
 from recctl.data.timestamps import UTC_DATETIME, parse_timestamp, resolve_auto
 from recctl.engine.spark.io import Scratch, concat_parts, to_spark_path
+from recctl.engine.spark.session import spark_job
 from recctl.errors import ConfigError, DataError
 from recctl.progress import Progress, report
 
@@ -444,7 +445,7 @@ def ingest_interactions_spark(
     from pyspark.sql import functions as F
 
     resolve = resolve or cfg.resolve
-    with Scratch(cfg, "ingest") as scratch:
+    with spark_job("ingesting the interaction files"), Scratch(cfg, "ingest") as scratch:
         annotated = []
         for step, f in enumerate(files):
             report(progress, "ingest", step, len(files) + 1)

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from recctl.config import Config
 from recctl.engine.spark.io import Scratch, iter_part_tables
+from recctl.engine.spark.session import spark_job
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,8 @@ def map_user_partitions(
     try:
         with Scratch(cfg, name) as scratch:
             location = scratch.path("parts")
-            positions.mapInArrow(task, spark_schema(out_schema)).write.parquet(location)
+            with spark_job(f"running {name} on the executors"):
+                positions.mapInArrow(task, spark_schema(out_schema)).write.parquet(location)
             local = None if scratch.local is None else scratch.local / "parts"
             for table in iter_part_tables(spark, location, local):
                 yield table.select(schema.names).cast(schema)

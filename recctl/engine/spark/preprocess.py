@@ -27,6 +27,7 @@ from recctl.config import Config
 from recctl.config.preprocess import PreprocessConfig
 from recctl.data.preprocess import weight_events
 from recctl.engine.spark.io import Scratch, to_spark_path
+from recctl.engine.spark.session import spark_job
 from recctl.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def filter_min_counts_spark(spark: Any, cfg: Config, interactions: Any) -> tuple
     pair_schema = StructType([StructField(_U, StringType()), StructField(_I, StringType())])
     events = spark.read.parquet(to_spark_path(interactions))
     rounds = 0
-    with Scratch(cfg, "preprocess") as scratch:
+    with spark_job("filtering users and items by their counts"), Scratch(cfg, "preprocess") as scratch:
         pairs = events.mapInArrow(_weighted_pairs_task(pc), pair_schema).distinct()
         location = scratch.path("pairs-0")
         pairs.write.parquet(location)

@@ -18,16 +18,18 @@ progress bar is off (recctl reports its own progress on stderr).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.util
 import logging
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recctl.config.engine import EngineConfig
-from recctl.errors import MissingExtraError
+from recctl.errors import MissingExtraError, RecctlError
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
@@ -63,6 +65,34 @@ LOCAL_CONF: dict[str, str] = {
 _state: dict[str, Any] = {"session": None, "key": None, "atexit": False}
 #: module lookup (a seam for the tests of the missing-extra path)
 _find_spec = importlib.util.find_spec
+
+
+class SparkJobError(RecctlError):
+    """A Spark job failed (a task raised, an executor was lost); the stage published nothing."""
+
+
+@contextlib.contextmanager
+def spark_job(what: str) -> Iterator[None]:
+    """Turn a failed Spark job into :class:`SparkJobError` naming the step and the task's own error.
+
+    The stage's staging directory is discarded as for any failure, so the previous outputs
+    stay; the message keeps the first line of the task's Python error (or the JVM's).
+    """
+    try:
+        yield
+    except Exception as exc:
+        name = type(exc).__module__
+        if not name.startswith(("pyspark", "py4j")):
+            raise
+        text = str(exc)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        cause = next(
+            (line for line in reversed(lines) if "Error:" in line or "Exception:" in line), lines[0] if lines else text
+        )
+        raise SparkJobError(
+            f"Spark job failed while {what}: {cause[:500]}. Nothing was published; the stage's previous outputs "
+            "are unchanged. The executors' logs (Spark UI, or the cluster's log store) have the full trace."
+        ) from exc
 
 
 class JavaMissingError(MissingExtraError):
