@@ -16,7 +16,7 @@
   ``.recctl/ledger.json``; ``export.keep`` prunes only those (:class:`Ledger`).
 * **Debris.** Holding the lock proves no other recctl is writing, so the first command that
   takes it removes what killed runs left: ``.<stage>.partial-<pid>/`` staging directories,
-  ``recctl-ingest-*`` scratch, half-written ``.<name>.XXXXXXXX.tmp`` files, and restores a
+  ``recctl-ingest-*`` and ``.spark-scratch`` (engine: spark) scratch, half-written ``.<name>.XXXXXXXX.tmp`` files, and restores a
   stage directory a crash left renamed aside (``.<stage>.old-*``).
 """
 
@@ -82,7 +82,7 @@ _LEGACY_NAMES = {
 }
 _PARTIAL = re.compile(r"^\.(?P<name>[\w.-]+)\.partial-(?P<pid>\d+)$")
 _OLD = re.compile(r"^\.(?P<name>[\w-]+)\.old-\d+-\d+$")
-_SCRATCH = re.compile(r"^recctl-ingest-\w+$")
+_SCRATCH = re.compile(r"^(recctl-ingest-\w+|\.spark-scratch)$")
 #: temporary files of :func:`recctl.artifacts.atomic_path` (mkstemp: 8 random characters)
 _TMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
