@@ -16,8 +16,9 @@
   ``.recctl/ledger.json``; ``export.keep`` prunes only those (:class:`Ledger`).
 * **Debris.** Holding the lock proves no other recctl is writing, so the first command that
   takes it removes what killed runs left: ``.<stage>.partial-<pid>/`` staging directories,
-  ``recctl-ingest-*`` and ``.spark-scratch`` (engine: spark) scratch, half-written ``.<name>.XXXXXXXX.tmp`` files, and restores a
-  stage directory a crash left renamed aside (``.<stage>.old-*``).
+  ``recctl-ingest-*`` and ``.spark-scratch`` (engine: spark) scratch, half-written
+  ``.<name>.XXXXXXXX.tmp`` files, and restores a stage directory a crash left renamed aside
+  (``.<stage>.old-*``).
 """
 
 from __future__ import annotations
