@@ -25,6 +25,7 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
     "lightfm": {"epochs": 5, "no_components": 8, "num_threads": 1},
     "als": {"factors": 8, "iterations": 3, "num_threads": 1},
     "rp3beta": {"neighbors": 20},
+    "spark_als": {"factors": 4, "iterations": 2, "blocks": 1},
     "blend": {
         "components": [
             {"weight": 0.6, "model": {"kind": "lightfm", "epochs": 3, "no_components": 8, "num_threads": 1}},
@@ -42,15 +43,19 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 #: kinds whose optional extra must be importable to fit
-EXTRAS = {"sasrec": "torch"}
+EXTRAS = {"sasrec": "torch", "spark_als": "pyspark"}
 
 
 def _kinds() -> list[Any]:
+    from recctl.engine.spark.session import java_problem
+
     params = []
     for kind in model_kinds():
         extra = EXTRAS.get(kind)
         missing = extra is not None and importlib.util.find_spec(extra) is None
         marks = [pytest.mark.skip(reason=f"optional extra '{extra}' not installed")] if missing else []
+        if kind == "spark_als" and not missing and java_problem():  # Spark also needs a Java runtime
+            marks = [pytest.mark.skip(reason=f"spark_als needs Java: {java_problem()}")]
         params.append(pytest.param(kind, marks=marks, id=kind))
     return params
 
