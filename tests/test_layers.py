@@ -24,7 +24,16 @@ LAYERS: list[tuple[str, ...]] = [
         "recctl.history",
     ),
     # config validates each model's parameters through the model registry, so it sits with models
-    ("recctl.config", "recctl.data", "recctl.models", "recctl.ranking", "recctl.rules", "recctl.graph"),
+    # the Spark session helper imports only config and errors: the spark_als model kind uses it
+    (
+        "recctl.config",
+        "recctl.data",
+        "recctl.models",
+        "recctl.ranking",
+        "recctl.rules",
+        "recctl.graph",
+        "recctl.engine.spark.session",
+    ),
     (
         "recctl.lists",
         "recctl.evaluation",
@@ -36,6 +45,7 @@ LAYERS: list[tuple[str, ...]] = [
         "recctl.export",
         "recctl.model_store",
         "recctl.htmlreport",
+        "recctl.engine",
     ),
     ("recctl.stages",),
     ("recctl.pipeline", "recctl.experiment"),
