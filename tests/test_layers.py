@@ -46,6 +46,8 @@ LAYERS: list[tuple[str, ...]] = [
         "recctl.model_store",
         "recctl.htmlreport",
         "recctl.engine",
+        "recctl.gates",
+        "recctl.versions",
     ),
     ("recctl.stages",),
     ("recctl.pipeline", "recctl.experiment"),
