@@ -662,6 +662,11 @@ def _best_raw(cfg: Config, result: dict[str, Any]) -> dict[str, Any]:
         raw["models"][name] = m["params"]
     if result["blend"] is not None and result["blend"]["accepted"]:
         raw["models"][BLEND_NAME] = result["blend"]["params"]
+    rec = raw.get("recommend") or {}
+    if "tuned" in [rec.get("model"), *(rec.get("fallback") or [])]:
+        # `recommend.model: tuned` names tune's pick; best.yaml has no tune section, so the pick
+        # becomes an ordinary model of that name and serves the same lists
+        raw["models"]["tuned"] = result["winner"]["params"]
     return raw
 
 

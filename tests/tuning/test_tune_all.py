@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import yaml
 
 from recctl.config import load_config
 from recctl.stages.tune import BLEND_NAME, run_tune
@@ -102,6 +103,9 @@ def test_apply_trains_the_tuned_models_their_defaults_and_the_pick(tmp_path: Pat
             "spaces": {"knn": {"neighbors": {"type": "int", "low": 1, "high": 30}}},
         },
     )
+    raw = yaml.safe_load(path.read_text())
+    raw["recommend"] = {"model": "tuned", "k": 5, "fallback": ["pop"], "refit_on_all_data": False}
+    path.write_text(yaml.safe_dump(raw))
     cfg = load_config(path)
     assert stage_order(cfg).index("tune") < stage_order(cfg).index("train")
     summary = run_tune(cfg).summary
@@ -116,6 +120,10 @@ def test_apply_trains_the_tuned_models_their_defaults_and_the_pick(tmp_path: Pat
     assert row["test_tuned"] is not None and row["test_default"] is not None
     assert row["valid_tuned"] > row["valid_default"]
     assert {"tuned", "knn@default"} <= set(metrics["models"])
+    # best.yaml (no tune section) serves the same pick as an ordinary model named `tuned`
+    best = load_config(path.parent.parent / "work" / "tune" / "best.yaml")
+    assert best.tune is None and best.recommend is not None and best.recommend.model == "tuned"
+    assert best.model_config_for("tuned") is not None
 
 
 def test_sasrec_joins_the_search_when_torch_is_installed(
