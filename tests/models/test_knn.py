@@ -143,3 +143,21 @@ def test_user_knn_beats_popularity_on_planted_data(planted_split):
     assert precision_at(UserKNNModel().fit(train), train, test) > precision_at(
         PopularityModel().fit(train), train, test
     )
+
+
+@pytest.mark.parametrize("k", [3, 12, 40])
+def test_similar_items_from_sparse_rows_equal_the_dense_path(k):
+    # the sparse override must give exactly the base class's lists: neighbours by similarity
+    # (ties to the lower index), then allowed zero-score items in index order, rules first
+    from recctl.models.base import Recommender
+
+    rng = np.random.default_rng(k)
+    x = sp.csr_matrix((rng.random((60, 30)) < 0.1).astype(np.float32))
+    ds = Dataset(np.array([f"u{i}" for i in range(60)]), np.array([f"i{j}" for j in range(30)]), x)
+    model = ItemKNNModel(neighbors=5).fit(ds)
+    items = np.arange(30)
+    for mask in (None, rng.random(30) < 0.7):
+        got = model.similar_items(items, k, item_mask=mask)
+        want = Recommender.similar_items(model, items, k, item_mask=mask)
+        np.testing.assert_array_equal(got.items, want.items)
+        np.testing.assert_array_equal(got.scores, want.scores)
