@@ -84,7 +84,7 @@ def export_columns(with_source: bool, with_variant: bool) -> list[str]:
 
 
 #: side files published next to the main file, by kind
-SIDE_KINDS = ("assignments", "delta", "short_lists")
+SIDE_KINDS = ("assignments", "delta", "short_lists", "related", "related_skus")
 
 
 def dated_name(cfg: ExportConfig, date: str, kind: str = "") -> str:
@@ -502,6 +502,7 @@ def publish(
     generated_at: str,
     extra: dict[str, pl.DataFrame] | None = None,
     pointer_extra: dict[str, Any] | None = None,
+    prepared: dict[str, tuple[Path, int]] | None = None,
 ) -> tuple[PublishedFile, ValidationReport, list[PublishedFile]]:
     """Write, validate and atomically publish the export; then move the latest pointer.
 
@@ -524,6 +525,10 @@ def publish(
         as ``<basename>_<kind>_<date>.<ext>``.
     pointer_extra
         More fields for the ``latest`` pointer (the version id).
+    prepared
+        Side files already written and validated by the caller under a temporary name in
+        ``directory`` (the related-products files): final name -> (temporary path, rows).
+        They are renamed into place only once the main file is, and deleted if it fails.
 
     Returns
     -------
@@ -534,6 +539,24 @@ def publish(
     ExportValidationError
         The file broke the contract; nothing was published or changed in ``directory``.
     """
+    try:
+        return _publish(recs, cfg, directory, exp, date, generated_at, extra, pointer_extra, prepared or {})
+    finally:
+        for tmp, _ in (prepared or {}).values():  # renamed into place on success; leftovers on failure
+            tmp.unlink(missing_ok=True)
+
+
+def _publish(
+    recs: pl.DataFrame,
+    cfg: ExportConfig,
+    directory: Path,
+    exp: ExportExpectations,
+    date: str,
+    generated_at: str,
+    extra: dict[str, pl.DataFrame] | None,
+    pointer_extra: dict[str, Any] | None,
+    prepared: dict[str, tuple[Path, int]],
+) -> tuple[PublishedFile, ValidationReport, list[PublishedFile]]:
     if not _DATE_RE.match(date):
         raise ExportValidationError(f"export date '{date}' is not YYYY-MM-DD.")
     directory.mkdir(parents=True, exist_ok=True)
@@ -558,6 +581,11 @@ def publish(
             write_side_file(frame, tmp, "parquet" if kind == "assignments" else cfg.format)
             _make_readable(tmp)
         side.append(PublishedFile(str(side_path), sha256_file(side_path), side_path.stat().st_size, frame.height))
+    for name, (tmp, rows_written) in prepared.items():
+        _make_readable(tmp)
+        os.replace(tmp, directory / name)
+        final_side = directory / name
+        side.append(PublishedFile(str(final_side), sha256_file(final_side), final_side.stat().st_size, rows_written))
     pointer = {
         "file": final.name,
         "sha256": digest,

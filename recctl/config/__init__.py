@@ -238,6 +238,10 @@ def _check_references(cfg: Config, source: str) -> list[str]:
     if cfg.experiment is not None:
         for variant, spec in cfg.experiment.variants.items():
             need(f"experiment.variants.{variant}.model", spec.model)
+    if cfg.export.related is not None:
+        need("export.related.model", cfg.export.related.model)
+        for i, name in enumerate(cfg.export.related.fallback):
+            need(f"export.related.fallback.{i}", name)
     return problems
 
 

@@ -21,6 +21,7 @@ Example::
       bundle: true                   # also <workdir>/export/bundle/ for recctl.serving.load
       gates: {max_drop: 0.2, metric: baseline}   # refuse a bad night (exit 7, yesterday's file stays)
       versions: 7                    # keep the last 7 publications for `recctl rollback`
+      related: {model: knn, k: 8, fallback: [popular], separator: ","}   # related products per SKU
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pydantic import Field, model_validator
 from recctl.config.base import BaseConfig
 from recctl.metric_registry import MAX_K
 
-__all__ = ["CategoryCap", "ExportConfig", "GatesConfig", "RecommendConfig", "RulesConfig"]
+__all__ = ["CategoryCap", "ExportConfig", "GatesConfig", "RecommendConfig", "RelatedConfig", "RulesConfig"]
 
 
 class CategoryCap(BaseConfig):
@@ -143,6 +144,59 @@ class GatesConfig(BaseConfig):
     )
 
 
+RelatedLayout = Literal["long", "sku_list"]
+RELATED_LAYOUTS: tuple[RelatedLayout, ...] = ("long", "sku_list")
+
+
+class RelatedConfig(BaseConfig):
+    """Related products: K related items for every catalogue item, for a shop's product import."""
+
+    model: str = Field(
+        description="The model (in `models`) whose item similarity ranks related items "
+        "(item_knn, ease, lightfm embeddings, content, ...)."
+    )
+    k: int = Field(default=10, ge=1, description="Related items per catalogue item.")
+    fallback: list[str] = Field(
+        default_factory=list,
+        description="Models that fill lists the main model leaves short: more models with item similarity, or "
+        "popularity (fills with the most popular allowed items).",
+    )
+    min_score: float | None = Field(
+        default=0.0,
+        description="Similarities at or below this are not 'related' (0: no evidence); null keeps every score.",
+    )
+    layouts: list[RelatedLayout] = Field(
+        default_factory=lambda: list(RELATED_LAYOUTS),
+        description="long: one row per item and rank (<basename>_related_<date>); sku_list: one row per item with "
+        "its related SKUs in one cell (<basename>_related_skus_<date>.csv), the shape Magento and WooCommerce "
+        "product CSV imports take.",
+    )
+    sku_column: str = Field(default="sku", description="Header of the item column in the sku_list file.")
+    list_column: str = Field(
+        default="related_skus",
+        description="Header of the list column (Magento: related_skus / crosssell_skus / upsell_skus; "
+        "WooCommerce: Cross-sells / Upsells).",
+    )
+    separator: str = Field(default=",", min_length=1, description="Between the SKUs inside the list cell.")
+    delimiter: Literal[",", ";", "\t", "|"] = Field(
+        default=",", description="Between CSV fields (';' for spreadsheets in locales with a decimal comma)."
+    )
+    bom: bool = Field(default=False, description="Start CSV files with a UTF-8 byte order mark (Excel on Windows).")
+    spreadsheet_safe: bool = Field(
+        default=True,
+        description="Prefix cells starting with = + - @ with ' (CSV injection guard, as the nightly file); "
+        "false for an importer that takes SKUs verbatim.",
+    )
+
+    @model_validator(mode="after")
+    def _separators(self) -> RelatedConfig:
+        if self.model in self.fallback:
+            raise ValueError(f"fallback lists the main model '{self.model}'; list other models only")
+        if self.separator in ('"', "\n", "\r"):
+            raise ValueError("separator cannot be a quote or a line break")
+        return self
+
+
 class ExportConfig(BaseConfig):
     """The nightly file a shop imports (see docs/architecture.md, "Serving and export")."""
 
@@ -164,6 +218,9 @@ class ExportConfig(BaseConfig):
         default=True, description="Also write the serving bundle (<workdir>/export/bundle/, see recctl.serving)."
     )
     gates: GatesConfig = Field(default_factory=GatesConfig)
+    related: RelatedConfig | None = Field(
+        default=None, description="Also publish related products for every catalogue item (see RelatedConfig)."
+    )
     versions: int = Field(
         default=7,
         ge=0,

@@ -184,15 +184,37 @@ class _ModelSource:
 class _SimilarSource:
     """A model's item similarity as a source: row ``i`` of the request is reference item ``ref[i]``."""
 
-    def __init__(self, builder: ListBuilder, name: str, model: Any, ref: np.ndarray) -> None:
+    def __init__(
+        self, builder: ListBuilder, name: str, model: Any, ref: np.ndarray, min_score: float | None = None
+    ) -> None:
         self.name = name
         self.model = model
         self.builder = builder
         self.ref = ref
+        self.min_score = min_score
 
     def candidates(self, rows: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
         top = self.model.similar_items(self.ref[rows], m, item_mask=self.builder.item_mask)
-        return top.items, top.scores
+        items, scores = top.items, top.scores
+        if self.min_score is not None:
+            items, scores = items.copy(), scores.copy()
+            weak = scores <= self.min_score
+            items[weak], scores[weak] = -1, -np.inf
+        return items, scores
+
+
+class _ColdSource:
+    """A model's no-history scores (its most popular allowed items), the same for every row."""
+
+    def __init__(self, builder: ListBuilder, name: str) -> None:
+        self.name = name
+        self.builder = builder
+
+    def candidates(self, rows: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        vector = self.builder.cold_scores(self.name)[None, :].copy()
+        mask_scores(vector, None, None, excluded_cols=self.builder.excluded_cols)
+        items, scores = select_top_k(vector, m)
+        return np.repeat(items, len(rows), axis=0), np.repeat(scores, len(rows), axis=0)
 
 
 class ListBuilder:
@@ -336,11 +358,27 @@ class ListBuilder:
         return self.build(Request.for_visitors([list(item_idx)], self.n_items), k)
 
     # -- lists for items ---------------------------------------------------------------------
-    def similar(self, item_idx: np.ndarray, k: int | None = None) -> Lists:
+    def similar(
+        self, item_idx: np.ndarray, k: int | None = None, *, fill: bool = False, min_score: float | None = None
+    ) -> Lists:
         """Similar items for each reference item, from the chain's models with item similarity.
 
         The first model with ``supports_similar_items`` answers and later ones fill in; the
-        reference item is never returned; item rules and list rules apply as for users.
+        reference item is never returned; item rules are masked before selection and list rules
+        apply as for users.
+
+        Parameters
+        ----------
+        item_idx
+            Reference items.
+        k
+            List length (default: the builder's).
+        fill
+            Also let the chain's models that serve users without history (popularity) fill
+            the slots similarity leaves open, with their most popular allowed items (the
+            related-products file; ``--similar-to`` answers with similarity only).
+        min_score
+            Similarities of the *first* model at or below this are dropped (``0``: no evidence).
 
         Raises
         ------
@@ -353,7 +391,13 @@ class ListBuilder:
             raise ValueError(f"none of the models {self.names} has item similarity")
         k = self.k if k is None else int(k)
         own = sp.csr_matrix((np.ones(len(ref), np.float32), (np.arange(len(ref)), ref)), shape=(len(ref), self.n_items))
-        sources = [_SimilarSource(self, name, model, ref) for name, model in capable]
+        sources: list[Any] = []
+        for name, model in self.chain:
+            if model.supports_similar_items:
+                first = not sources
+                sources.append(_SimilarSource(self, name, model, ref, min_score if first else None))
+            elif fill and model.supports_cold_users and model.supports_item_history:
+                sources.append(_ColdSource(self, name))
         return fill_lists(
             len(ref),
             k,
@@ -365,12 +409,18 @@ class ListBuilder:
         )
 
     def iter_similar(
-        self, item_idx: np.ndarray, k: int | None = None, *, block: int = 1024
+        self,
+        item_idx: np.ndarray,
+        k: int | None = None,
+        *,
+        block: int = 1024,
+        fill: bool = False,
+        min_score: float | None = None,
     ) -> Iterator[tuple[int, Lists]]:
         """:meth:`similar` for many reference items, ``block`` at a time (bounded memory)."""
         ref = np.asarray(item_idx, np.int64).reshape(-1)
         for start in range(0, len(ref), block):
-            yield start, self.similar(ref[start : start + block], k)
+            yield start, self.similar(ref[start : start + block], k, fill=fill, min_score=min_score)
 
 
 def iter_blocks(build: Callable[[int, int], T], n: int, rows: int, n_jobs: int = 1) -> Iterator[tuple[int, T]]:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -37,6 +39,7 @@ from recctl.stages.recommend import (
     load_audience,
     load_serving,
     recommend_section,
+    serving_model_names,
 )
 from recctl.versions import new_version_id, prune_versions, record_version
 from recctl.workdir import writes_workdir
@@ -120,6 +123,79 @@ def _serving_model_files(cfg: Config, names: list[str]) -> dict[str, Path]:
     return out
 
 
+def _prepare_related(
+    cfg: Config, serving: Serving, directory: Path, date: str
+) -> tuple[dict[str, tuple[Path, int]], dict[str, Any]]:
+    """Build, write and validate the related-products files under temporary names (not yet published).
+
+    Raises
+    ------
+    ExportValidationError
+        A related file broke its contract: nothing is published (exit 7).
+    """
+    import tempfile
+
+    from recctl.export import dated_name
+    from recctl.lists import ListBuilder, Lists
+    from recctl.related import RelatedExpectations, related_frame, validate_related, write_related
+
+    rel = cfg.export.related
+    assert rel is not None
+    chain = [(name, serving.models[name]) for name in [rel.model, *rel.fallback]]
+    builder = ListBuilder(chain, serving.rules, rel.k, candidates=serving.rc.rules.candidates)
+    parts = [
+        lists
+        for _, lists in builder.iter_similar(np.arange(serving.n_items), rel.k, fill=True, min_score=rel.min_score)
+    ]
+    lists = Lists(
+        np.concatenate([p.items for p in parts]),
+        np.concatenate([p.scores for p in parts]),
+        np.concatenate([p.sources for p in parts]),
+        parts[0].source_names,
+    )
+    frame = related_frame(lists, serving.item_ids)
+    filled = any(m.supports_cold_users and m.supports_item_history for _, m in chain[1:])
+    exp = RelatedExpectations(rel.k, serving.item_ids, serving.rules, filled)
+    parquet = cfg.export.format == "parquet"
+    prepared: dict[str, tuple[Path, int]] = {}
+    summary: dict[str, Any] = {
+        "model": rel.model,
+        "k": rel.k,
+        "items": serving.n_items,
+        "rows": frame.height,
+        "items_short": int((lists.lengths < rel.k).sum()),
+        "items_empty": int((lists.lengths == 0).sum()),
+        "files": [],
+    }
+    try:
+        for layout in rel.layouts:
+            kind = "related" if layout == "long" else "related_skus"
+            name = dated_name(cfg.export, date, kind)
+            if layout == "long" and not parquet:
+                name = name.rsplit(".", 1)[0] + ".csv"
+            if layout == "sku_list":
+                name = name.rsplit(".", 1)[0] + ".csv"
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+            os.close(fd)
+            tmp = Path(tmp_name)
+            prepared[name] = (tmp, 0)
+            rows = write_related(frame, serving.item_ids, tmp, layout, rel, parquet=parquet and layout == "long")
+            problems = validate_related(tmp, layout, rel, exp, parquet=parquet and layout == "long")
+            if problems:
+                raise ExportValidationError(
+                    f"{name}: the related-products file failed validation, nothing was published:\n  - "
+                    + "\n  - ".join(problems)
+                )
+            prepared[name] = (tmp, rows)
+            summary["files"].append({"file": name, "layout": layout, "rows": rows})
+    except BaseException:
+        for tmp, _ in prepared.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    return prepared, summary
+
+
 @writes_workdir
 @timed_stage
 def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress | None = None) -> Manifest:
@@ -182,7 +258,10 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
         else None
     )
     # the models are needed only for the bundle (its cold scores and similar items)
-    serving = load_serving(cfg, model_names=None if cfg.export.bundle else [])
+    related_cfg = cfg.export.related
+    related_models = [] if related_cfg is None else [related_cfg.model, *related_cfg.fallback]
+    names = [*serving_model_names(cfg), *related_models] if cfg.export.bundle else related_models
+    serving = load_serving(cfg, model_names=list(dict.fromkeys(names)))
     audience = load_audience(cfg, serving)
     exp = _expectations(cfg, serving, audience, recs, holdout)
     report(progress, "serve-export", 1, 3)
@@ -219,6 +298,11 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
                 generated_at=generated_at,
             )
             run.summary["bundle"] = {"directory": str(cfg.stage_dir("export") / "bundle"), **bundle}
+        prepared, related_summary = (
+            _prepare_related(cfg, serving, directory, date or today_utc()) if related_cfg is not None else ({}, None)
+        )
+        if related_summary is not None:
+            run.summary["related"] = related_summary
         extra: dict[str, pl.DataFrame] = {}
         if assignments is not None:
             extra["assignments"] = assignments
@@ -233,6 +317,7 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
             generated_at=generated_at,
             extra=extra,
             pointer_extra={"version": version_id} if version_id else None,
+            prepared=prepared,
         )
         report(progress, "serve-export", 2, 3)
         write_json_atomic(

@@ -69,6 +69,7 @@ __all__ = [
     "read_user_lists",
     "recommend_for_items",
     "recommendation_schema",
+    "serving_model_names",
     "run_recommend",
     "similar_items",
 ]
@@ -183,7 +184,8 @@ class Serving:
         return np.array([self._item_lookup.get(str(i), -1) for i in ids], dtype=np.int64)
 
 
-def _model_names(cfg: Config) -> list[str]:
+def serving_model_names(cfg: Config) -> list[str]:
+    """The models serving needs: main, A/B variants' and the fallback chain, without repeats."""
     rc = recommend_section(cfg)
     names = [rc.model]
     if cfg.experiment is not None:
@@ -234,7 +236,7 @@ def load_serving(cfg: Config, *, model_names: list[str] | None = None) -> Servin
         models={},
         inputs=inputs,
     )
-    for name in _model_names(cfg) if model_names is None else model_names:
+    for name in serving_model_names(cfg) if model_names is None else model_names:
         model = load_serving_model(cfg, name, source)
         if model.n_items != items.height or model.n_users != users.height:
             raise ArtifactError(
@@ -290,6 +292,21 @@ def check_recommend_settings(cfg: Config, data_dir: Path, configs: dict[str, Any
     known = configs or {}
     chain = [(name, create_model(known.get(name) or cfg.model_config_for(name))) for name in _chain_names(cfg)]
     check_list_settings(rc.k, rules, items.height, chain)
+    related = cfg.export.related
+    if related is not None:
+        main = create_model(known.get(related.model) or cfg.model_config_for(related.model))
+        if not main.supports_similar_items:
+            raise ConfigError(
+                f"export.related.model: model '{related.model}' (kind {main.kind}) has no item similarity; "
+                "choose a model that has (item_knn, ease, lightfm, content, rp3beta, als)."
+            )
+        for i, name in enumerate(related.fallback):
+            model = create_model(known.get(name) or cfg.model_config_for(name))
+            if not (model.supports_similar_items or (model.supports_cold_users and model.supports_item_history)):
+                raise ConfigError(
+                    f"export.related.fallback.{i}: model '{name}' (kind {model.kind}) has neither item similarity "
+                    "nor a list for no history (popularity); it cannot fill related products."
+                )
 
 
 # -- writing lists -----------------------------------------------------------------------
