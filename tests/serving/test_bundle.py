@@ -89,3 +89,24 @@ def test_holdout_users_get_nothing(tmp_path: Path) -> None:
     assign = pl.read_parquet(cfg.stage_dir("recommend") / "assignments.parquet")
     held = assign.filter(pl.col(Columns.Variant) == "holdout")[Columns.User].to_list()
     assert held and all(bundle.recommend(u) == [] for u in held)
+
+
+def test_neighbours_masked_first_equal_the_old_over_fetch(tmp_path: Path) -> None:
+    """Issue 18's finding: masking before selection and asking for L gives the lists the bundle
+    used to get by asking for L + (number of masked items) and dropping the masked ones."""
+    from recctl.stages.bundle import item_neighbors
+    from recctl.stages.recommend import load_serving
+
+    config = make_config(tmp_path, recommend={"rules": {"in_stock_column": "in_stock", "require_price": True}})
+    build_workdir(config)
+    serving = load_serving(load_config(config))
+    builder = serving.builder()
+    (items, scores), name = item_neighbors(builder, 6, n_jobs=1)
+    assert name == "knn"
+    mask = serving.rules.item_mask
+    model = serving.models["knn"]
+    wide = model.similar_items(np.arange(serving.n_items), 6 + int((~mask).sum()))
+    for row in range(serving.n_items):
+        keep = [(i, s) for i, s in zip(wide.items[row], wide.scores[row], strict=True) if i >= 0 and mask[i]][:6]
+        assert items[row].tolist() == [i for i, _ in keep]
+        np.testing.assert_allclose(scores[row], [s for _, s in keep], rtol=1e-6)
