@@ -48,6 +48,7 @@ LAYERS: list[tuple[str, ...]] = [
         "recctl.engine",
         "recctl.gates",
         "recctl.versions",
+        "recctl.related",
     ),
     ("recctl.stages",),
     ("recctl.pipeline", "recctl.experiment"),
