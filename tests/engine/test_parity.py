@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from tests.engine.conftest import needs_spark
+from tests.engine.conftest import LOCAL_ENGINE, needs_spark
 
 pytestmark = [needs_spark, pytest.mark.slow]
 
@@ -91,3 +91,39 @@ def test_export_published_and_identical(runs: dict[str, Path]) -> None:
     assert local.drop("generated_at", "score").equals(spark.drop("generated_at", "score"))
     diff = local["score"].cast(pl.Float64) - spark["score"].cast(pl.Float64)
     assert diff.abs().max() < 1e-4
+
+
+def test_dirty_rows_same_reasons_rows_and_raw_values(spark: object, tmp_path: Path) -> None:
+    # empty ids, a bad time, an unknown event, a non-numeric value, a duplicate; rows numbered in the file
+    lines = [
+        "customer_id,product_id,event_type,event_time,quantity",
+        "C1,P1,view,2026-01-01 10:00:00,1",
+        ",P2,view,2026-01-01 10:00:01,1",
+        "C2,,purchase,2026-01-01 10:00:02,2",
+        "C3,P3,view,not a time,1",
+        "C4,P4,teleport,2026-01-01 10:00:04,1",
+        "C5,P5,view,2026-01-01 10:00:05,lots",
+        "C1,P1,view,2026-01-01 10:00:00,1",
+        '" C6 ",P6,add_to_cart,2026-01-01 10:00:06,',
+    ]
+    csv = tmp_path / "dirty.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    from recctl.config import config_from_dict
+    from recctl.data.sample import interactions_source
+    from recctl.stages.ingest import run_ingest
+
+    outputs = {}
+    for name, engine in (("local", None), ("spark", LOCAL_ENGINE)):
+        raw: dict = {
+            "workdir": str(tmp_path / name),
+            "data": {"interactions": interactions_source(str(csv))},
+            "models": {"popular": {"kind": "popularity"}},
+        }
+        if engine is not None:
+            raw["engine"] = engine
+        manifest = run_ingest(config_from_dict(raw, base_dir=tmp_path))
+        outputs[name] = (manifest.summary["files"], tmp_path / name / "ingest")
+    assert outputs["local"][0] == outputs["spark"][0]
+    for file in ("interactions.parquet", "rejected.parquet"):
+        _same_parquet(outputs["local"][1] / file, outputs["spark"][1] / file)
+    assert pl.read_parquet(outputs["spark"][1] / "rejected.parquet").height == 5

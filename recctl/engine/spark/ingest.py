@@ -195,6 +195,9 @@ def _reader(spark: Any, f: SparkFile) -> tuple[Any, str]:
             "encoding": _ENCODINGS[src.encoding],
             "inferSchema": "false",
             "mode": "PERMISSIVE",
+            # an empty field is text "" (as polars reads it, and rejected rows show it), not null;
+            # Spark turns "" into null unless told another marker means missing
+            "nullValue": "\u0000",
         }
         frame = spark.read.options(**options).csv(path)
     elif fmt == "jsonl":
