@@ -12,9 +12,9 @@ The contract (documented for integrators in ``docs/architecture.md``, "Serving a
   row and user counts; ``<basename>_latest.<ext>`` is a relative symlink to it (for
   consumers that follow symlinks; ``export.latest`` picks json, symlink or both).
 * **Atomic and validated.** The file is written under a temporary name in the same
-  directory, read back and validated (schema, exactly K unique items per user with ranks
-  1..K, every expected user present and no other, no excluded or rule-denied item, every
-  item in the catalogue), and only then renamed into place. On failure
+  directory, read back and validated (schema, K unique items per user with ranks 1..K, or
+  every eligible item when fewer are eligible, every expected user present and no other, no
+  excluded or rule-denied item, every item in the catalogue), and only then renamed into place. On failure
   :class:`~recctl.errors.ExportValidationError` (exit 7) is raised and the files already
   published (yesterday's, and the latest pointer) are untouched.
 * **Spreadsheet safety.** In CSV formats a text cell starting with ``= + - @``, a tab or a

@@ -27,8 +27,8 @@ component). End the chain with ``popularity`` and every user gets exactly K item
 ``weight`` is ignored in this mode. ``min_history`` skips a component for users with
 fewer training interactions in both modes.
 
-Unknown users (not in the training data at all) are the pipeline's business: ``recommend``
-uses ``recommend.fallback`` for them.
+Unknown users (not in the training data at all) are the pipeline's business: the list builder
+(:mod:`recctl.lists`) serves them from their history through the recommend chain.
 """
 
 from __future__ import annotations
