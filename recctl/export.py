@@ -42,6 +42,7 @@ from recctl.artifacts import atomic_path, sha256_file, write_json_atomic
 from recctl.columns import Columns
 from recctl.config.recommend import ExportConfig
 from recctl.errors import ExportValidationError
+from recctl.workdir import Ledger, refuse_foreign
 
 __all__ = [
     "EXTENSIONS",
@@ -561,6 +562,15 @@ def _publish(
         raise ExportValidationError(f"export date '{date}' is not YYYY-MM-DD.")
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / dated_name(cfg, date)
+    ext = EXTENSIONS[cfg.format]
+    # recctl replaces only files it published (the folder's ledger); a shop's own file of the
+    # same name is refused before anything is written
+    refuse_foreign(
+        directory,
+        [final.name, *(dated_name(cfg, date, kind) for kind in extra or {})]
+        + [f"{cfg.basename}_latest.json", f"{cfg.basename}_latest.{ext}"],
+    )
+    ledger = Ledger(directory)
     with atomic_path(final) as tmp:
         rows = write_export(recs, tmp, cfg, k=exp.k, generated_at=generated_at)
         report = validate_export(tmp, cfg.format, exp)
@@ -574,6 +584,7 @@ def _publish(
         size = tmp.stat().st_size
         _make_readable(tmp)
     main = PublishedFile(str(final), digest, size, rows, report.users)
+    ledger.record(final.name)
     side: list[PublishedFile] = []
     for kind, frame in (extra or {}).items():
         side_path = directory / dated_name(cfg, date, kind)
@@ -581,11 +592,16 @@ def _publish(
             write_side_file(frame, tmp, "parquet" if kind == "assignments" else cfg.format)
             _make_readable(tmp)
         side.append(PublishedFile(str(side_path), sha256_file(side_path), side_path.stat().st_size, frame.height))
+        ledger.record(side_path.name)
     for name, (tmp, rows_written) in prepared.items():
+        # prepared side files (related products) replace only what recctl published before
+        refuse_foreign(directory, [name])
         _make_readable(tmp)
         os.replace(tmp, directory / name)
         final_side = directory / name
         side.append(PublishedFile(str(final_side), sha256_file(final_side), final_side.stat().st_size, rows_written))
+        ledger.record(name)
+    ledger.save()  # before the pointer moves: a kill after this leaves the new files owned
     pointer = {
         "file": final.name,
         "sha256": digest,
@@ -604,13 +620,14 @@ def _publish(
     # the pointer moves last: a reader following it always finds a complete, validated file
     if cfg.latest in ("json", "both"):
         _make_readable(write_json_atomic(directory / f"{cfg.basename}_latest.json", pointer))
+        ledger.record(f"{cfg.basename}_latest.json")
     if cfg.latest in ("symlink", "both"):
-        _replace_symlink(directory / f"{cfg.basename}_latest.{EXTENSIONS[cfg.format]}", final.name)
-    for ext in set(EXTENSIONS.values()) - {EXTENSIONS[cfg.format]}:
-        # a pointer of a previously configured format would name a stale file: drop it
-        stale = directory / f"{cfg.basename}_latest.{ext}"
-        if stale.is_symlink():
-            stale.unlink()
+        _replace_symlink(directory / f"{cfg.basename}_latest.{ext}", final.name)
+        ledger.record(f"{cfg.basename}_latest.{ext}")
+    for other in set(EXTENSIONS.values()) - {ext}:
+        # a pointer of a previously configured format would name a stale file: drop it (if ours)
+        ledger.remove(f"{cfg.basename}_latest.{other}")
+    ledger.save()
     return main, report, side
 
 
@@ -641,7 +658,11 @@ def _current(directory: Path, cfg: ExportConfig) -> str | None:
 
 
 def prune_old(directory: Path, cfg: ExportConfig, keep: int) -> list[str]:
-    """Delete dated export files beyond the newest ``keep`` (the latest file is never deleted)."""
+    """Delete dated export files beyond the newest ``keep`` (the latest file is never deleted).
+
+    Only files the folder's ledger records with the same sha256 are deleted (recctl deletes
+    nothing it did not write); others of the same name pattern are left and logged.
+    """
     kinds = "|".join(f"_{kind}" for kind in SIDE_KINDS)
     pattern = re.compile(rf"^{re.escape(cfg.basename)}({kinds})?_(\d{{4}}-\d{{2}}-\d{{2}})\.[a-z]+$")
     by_date: dict[str, list[Path]] = {}
@@ -650,12 +671,16 @@ def prune_old(directory: Path, cfg: ExportConfig, keep: int) -> list[str]:
         if m and not p.is_symlink():
             by_date.setdefault(m.group(2), []).append(p)
     current = _current(directory, cfg)
-    removed = []
+    ledger = Ledger(directory)
+    removed: list[str] = []
+    foreign: list[str] = []
     for date in sorted(by_date, reverse=True)[keep:]:
         for p in by_date[date]:
             if p.name != current:
-                p.unlink()
-                removed.append(p.name)
+                (removed if ledger.remove(p.name) else foreign).append(p.name)
+    ledger.save()
+    if foreign:
+        log.warning("%s: export.keep left %d file(s) recctl did not publish: %s", directory, len(foreign), foreign[:5])
     return removed
 
 

@@ -50,6 +50,8 @@ __all__ = [
     "clean_debris",
     "ensure_workdir",
     "exclusive",
+    "export_folder",
+    "refuse_foreign",
     "exclusive_dir",
     "holding",
     "lock_wait",
@@ -79,13 +81,17 @@ _LEGACY_NAMES = {
     "update",
     "exports",
     "abtest",
+    "history",
+    "versions",
+    "events",
     ".tune-checkpoint",
 }
 _PARTIAL = re.compile(r"^\.(?P<name>[\w.-]+)\.partial-(?P<pid>\d+)$")
 _OLD = re.compile(r"^\.(?P<name>[\w-]+)\.old-\d+-\d+$")
 _SCRATCH = re.compile(r"^(recctl-ingest-\w+|\.spark-scratch)$")
-#: temporary files of :func:`recctl.artifacts.atomic_path` (mkstemp: 8 random characters)
-_TMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+#: temporary files of :func:`recctl.artifacts.atomic_path` (mkstemp: 8 random characters), and
+#: of the export's symlink swap (``.<name>.tmp-<pid>``)
+_TMP = re.compile(r"^\..+\.([A-Za-z0-9_]{8}\.tmp|tmp-\d+)$")
 
 
 # -- the lock ------------------------------------------------------------------------------
@@ -237,7 +243,7 @@ def _legacy_workdir(workdir: Path, entries: list[str]) -> bool:
         if name not in _LEGACY_NAMES:
             return False
         path = workdir / name
-        if name in ("exports", "abtest", ".tune-checkpoint"):
+        if name in ("exports", "abtest", "history", "versions", "events", ".tune-checkpoint"):
             continue
         if not (path / MANIFEST_NAME).is_file():
             return False
@@ -350,6 +356,40 @@ def remove_recorded(directory: Path, recorded: dict[str, str], *, keep_in: Path)
         with contextlib.suppress(OSError):
             directory.rmdir()
     return kept
+
+
+@contextlib.contextmanager
+def export_folder(directory: Path, *, wait_s: float) -> Iterator[None]:
+    """Hold the export folder's lock; the first holder clears half-written files of killed runs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with exclusive_dir(directory, wait_s=wait_s, what="export folder") as took:
+        if took:  # only recctl's own temporary names: the folder is the shop's
+            removed = []
+            for path in sorted(directory.iterdir()):
+                if _TMP.match(path.name) and (path.is_file() or path.is_symlink()):
+                    path.unlink()
+                    removed.append(path.name)
+            if removed:
+                log.warning("%s: removed half-written files of interrupted exports: %s", directory, ", ".join(removed))
+        yield
+
+
+def refuse_foreign(directory: Path, names: list[str]) -> None:
+    """Raise unless every name is absent from ``directory`` or a file recctl published there.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file recctl would otherwise replace (exit 3).
+    """
+    ledger = Ledger(directory)
+    for name in names:
+        if not ledger.may_write(name):
+            raise ConfigError(
+                f"{directory / name}: exists and recctl did not publish it (not in {STATE_DIR}/ledger.json); "
+                "recctl never replaces a file it did not write. Move it away, or change export.basename "
+                "or export.directory."
+            )
 
 
 class Ledger:

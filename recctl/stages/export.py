@@ -42,7 +42,7 @@ from recctl.stages.recommend import (
     serving_model_names,
 )
 from recctl.versions import new_version_id, prune_versions, record_version
-from recctl.workdir import writes_workdir
+from recctl.workdir import Ledger, export_folder, lock_wait, refuse_foreign, writes_workdir
 
 __all__ = ["export_directory", "run_serve_export"]
 
@@ -279,7 +279,9 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
         from recctl.incremental.changes import read_previous_export
 
         previous = read_previous_export(directory, cfg.export)
-    with StageRun(cfg, "serve-export", sections=["export", "recommend", "experiment"], inputs=inputs) as run:
+    # the shop's folder is locked too (two workdirs may publish into it); workdir lock first, always
+    folder = export_folder(directory, wait_s=lock_wait(cfg.lock_wait_s))
+    with folder, StageRun(cfg, "serve-export", sections=["export", "recommend", "experiment"], inputs=inputs) as run:
         # the bundle first: if it cannot be built (e.g. a model file is gone) nothing is published
         if cfg.export.bundle:  # arrays + JSON a web application loads with recctl.serving.load
             from recctl.stages.bundle import build_bundle
@@ -345,12 +347,18 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
             from recctl.export import dated_name, write_export
             from recctl.incremental.changes import write_delta
 
+            delta_path = directory / dated_name(cfg.export, date or today_utc(), "delta")
+            refuse_foreign(directory, [delta_path.name])
             run.summary["delta"] = write_delta(
                 recs,
                 previous,
-                directory / dated_name(cfg.export, date or today_utc(), "delta"),
+                delta_path,
                 lambda frame, tmp: write_export(frame, tmp, cfg.export, k=rc.k, generated_at=generated_at),
             )
+            ledger = Ledger(directory)
+            if delta_path.exists():
+                ledger.record(delta_path.name)
+            ledger.save()
         removed = prune_old(directory, cfg.export, cfg.export.keep) if cfg.export.keep else []
         kept_version = None
         if version_id is not None:

@@ -151,7 +151,7 @@ def test_publish_is_atomic_and_keeps_yesterday_on_failure(tmp_path: Path) -> Non
     assert oct(yesterday.stat().st_mode & 0o777) == oct(0o644 & ~_umask())
     with pytest.raises(ExportValidationError, match=r"nothing was published \(recommendations_2026-01-01.csv is still"):
         publish(recs()[:-1], cfg, out, expect(), date="2026-01-02", generated_at="2026-01-02T00:00:00Z")
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.name for p in out.iterdir() if p.name != ".recctl") == [
         "recommendations_2026-01-01.csv",
         "recommendations_latest.csv",
         "recommendations_latest.json",
