@@ -377,11 +377,36 @@ def model_stamp() -> dict[str, Any]:
     return {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "versions": versions}
 
 
+def _sorted(items: Any) -> list[Any]:
+    try:
+        return sorted(items)
+    except TypeError:
+        return sorted(items, key=repr)
+
+
+class _StablePickler(pickle.Pickler):
+    """Pickles sets in sorted order, so the same model gives the same bytes in every process.
+
+    A set's iteration order follows string hashing, which Python salts per process (pydantic
+    configs carry a set of the fields that were set): without this, a rerun of the same training
+    wrote a different file, and "identical to an uninterrupted run" could not be checked by hash.
+    Sets go out as persistent ids ``("set"|"frozenset", sorted items)``, which
+    :class:`_ModelUnpickler` rebuilds; everything else is the C pickler's.
+    """
+
+    def persistent_id(self, obj: Any) -> Any:
+        if type(obj) is set:
+            return ("set", _sorted(obj))
+        if type(obj) is frozenset:
+            return ("frozenset", _sorted(obj))
+        return None
+
+
 def save_pickle(obj: Any, path: str | os.PathLike[str]) -> FileRecord:
     """Pickle ``obj`` to ``path`` atomically, after a version stamp, and return its record (sha256)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         pickle.dump(model_stamp(), handle, protocol=PICKLE_PROTOCOL)
-        pickle.dump(obj, handle, protocol=PICKLE_PROTOCOL)
+        _StablePickler(handle, protocol=PICKLE_PROTOCOL).dump(obj)
     return file_record(path)
 
 
@@ -446,6 +471,15 @@ class _ModelUnpickler(pickle.Unpickler):
     ``builtins.eval``, ``subprocess.Popen``, a class of another package) is refused before it is
     imported, so a crafted file cannot run code however its manifest was rewritten.
     """
+
+    def persistent_load(self, pid: Any) -> Any:
+        # the only persistent ids recctl writes: sets in sorted order (_StablePickler)
+        if isinstance(pid, tuple) and len(pid) == 2 and isinstance(pid[1], list):
+            if pid[0] == "set":
+                return set(pid[1])
+            if pid[0] == "frozenset":
+                return frozenset(pid[1])
+        raise pickle.UnpicklingError(f"unknown persistent id {str(pid)[:80]!r}")
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED_GLOBALS:
