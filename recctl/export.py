@@ -567,7 +567,7 @@ def _publish(
     # same name is refused before anything is written
     refuse_foreign(
         directory,
-        [final.name, *(dated_name(cfg, date, kind) for kind in extra or {})]
+        [final.name, *(dated_name(cfg, date, kind) for kind in extra or {}), *prepared]
         + [f"{cfg.basename}_latest.json", f"{cfg.basename}_latest.{ext}"],
     )
     ledger = Ledger(directory)
@@ -594,8 +594,6 @@ def _publish(
         side.append(PublishedFile(str(side_path), sha256_file(side_path), side_path.stat().st_size, frame.height))
         ledger.record(side_path.name)
     for name, (tmp, rows_written) in prepared.items():
-        # prepared side files (related products) replace only what recctl published before
-        refuse_foreign(directory, [name])
         _make_readable(tmp)
         os.replace(tmp, directory / name)
         final_side = directory / name
