@@ -20,7 +20,10 @@ Messages say what went wrong, where (file, YAML key, row, column) and what to do
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import re
+from collections.abc import Iterator
 
 __all__ = [
     "EXIT_CODES",
@@ -28,6 +31,7 @@ __all__ = [
     "BusyError",
     "MachineError",
     "machine_fault",
+    "writing_into",
     "ConfigError",
     "DataError",
     "ExportValidationError",
@@ -117,6 +121,20 @@ _FAULT_TEXTS = (
 )
 
 
+#: the folders recctl is writing now, innermost last (set by recctl.workdir.exclusive)
+_writing: list[str] = []
+
+
+@contextlib.contextmanager
+def writing_into(path: object) -> Iterator[None]:
+    """While inside, a machine fault reported only as text is attributed to ``path``."""
+    _writing.append(str(path))
+    try:
+        yield
+    finally:
+        _writing.pop()
+
+
 def machine_fault(exc: BaseException, *, include_missing: bool = False) -> MachineError | None:
     """The :class:`MachineError` behind ``exc`` (or its causes), or ``None`` if it is not one.
 
@@ -133,13 +151,16 @@ def machine_fault(exc: BaseException, *, include_missing: bool = False) -> Machi
         if isinstance(current, OSError) and current.errno in _FAULTS:
             code, path = current.errno, current.filename
         else:
-            text = str(current).lower()
-            code = next((c for t, c in _FAULT_TEXTS if t in text), None)
+            text = str(current)
+            code = next((c for t, c in _FAULT_TEXTS if t in text.lower()), None)
+            # a library's message names the file it was reading, not the disk that refused: name
+            # the folder recctl was writing (the workdir), and never repeat its guess about the input
+            found = re.search(r"(/[^\s'\"`,;:()]+)", text)
+            path = _writing[-1] if _writing else (found.group(1) if found else None)
         if code is not None and (code != errno.ENOENT or include_missing):
             where = f"{path}: " if path else ""
-            detail = "" if path else f" ({str(current).strip()[:300]})"
             return MachineError(
-                f"{where}{_FAULTS[code]}{detail}. This is the machine, not the input or recctl: "
+                f"{where}{_FAULTS[code]}. This is the machine, not the input or recctl: "
                 "free space, make the path writable or restore it, then run the command again; "
                 "earlier outputs are intact."
             )

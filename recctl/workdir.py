@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 
 from recctl import clock
 from recctl.artifacts import MANIFEST_NAME, sha256_file, write_json_atomic
-from recctl.errors import BusyError, ConfigError
+from recctl.errors import BusyError, ConfigError, MachineError, RecctlError, machine_fault, writing_into
 
 __all__ = [
     "MARKER",
@@ -263,12 +263,25 @@ def exclusive(cfg: Any) -> Iterator[None]:
     first = not holding(workdir) if workdir.exists() else True
     if first:
         ensure_workdir(workdir)
-    with exclusive_dir(workdir, wait_s=lock_wait(getattr(cfg, "lock_wait_s", None))) as took:
+    with (
+        exclusive_dir(workdir, wait_s=lock_wait(getattr(cfg, "lock_wait_s", None))) as took,
+        writing_into(workdir),
+    ):
         if took:
             removed = clean_debris(workdir)
             if removed:
                 log.warning("%s: removed what interrupted runs left: %s", workdir, ", ".join(removed))
-        yield
+        try:
+            yield
+        except MachineError:
+            raise
+        except Exception as exc:
+            # named here, while it is known which folder was being written (a reader's message
+            # names the input file it was reading, not the disk that refused)
+            fault = machine_fault(exc, include_missing=not isinstance(exc, RecctlError))
+            if fault is None:
+                raise
+            raise fault from exc
 
 
 F = TypeVar("F", bound=Callable[..., Any])
