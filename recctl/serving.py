@@ -113,6 +113,7 @@ def write_bundle(
     similar: Lists | None,
     holdout: list[str],
     card: dict[str, Any],
+    exclusions: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """Write a bundle into ``directory`` (created; normally inside a stage's staging dir).
 
@@ -141,6 +142,9 @@ def write_bundle(
         Users who must get no recommendation.
     card
         Model card fields merged into ``bundle.json``.
+    exclusions
+        ``{"exclude_seen": bool, "exclude_events": [...] | None}``, stored under ``rules`` so a
+        service applies the same exclusions to events that arrive after the bundle.
 
     Returns
     -------
@@ -180,7 +184,7 @@ def write_bundle(
         "sources": list(lists.source_names),
         "cold_sources": list(cold_names),
         "similar_sources": similar_sources,
-        "rules": {**rule_fields, "candidates": candidates, "min_score": min_score},
+        "rules": {**rule_fields, "candidates": candidates, "min_score": min_score, **(exclusions or {})},
         **card,
         "files": files,
     }

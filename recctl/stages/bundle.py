@@ -213,6 +213,7 @@ def build_bundle(
         similar=similar,
         holdout=holdout,
         card=card,
+        exclusions={"exclude_seen": rc.exclude_seen, "exclude_events": rc.rules.exclude_events},
     )
     log.info("serving bundle: %d users, %d items, neighbours from %s", len(audience), serving.n_items, nb_model)
     return {
