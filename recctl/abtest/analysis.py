@@ -27,7 +27,7 @@ from recctl.abtest.assign import HOLDOUT, assign_variants, variant_shares
 from recctl.abtest.outcomes import Revenue, per_user_outcomes, read_assignments, read_outcomes
 from recctl.abtest.stats import (
     bootstrap_mean_diff,
-    holm_adjust,
+    holm,
     mean_interval,
     srm_test,
     two_proportion_ztest,
@@ -324,11 +324,14 @@ def _compare(
     comparisons: list[Comparison] = []
     if not others:
         return comparisons
-    revenue_by_arm = (
-        {v: frame.filter(pl.col(Columns.Variant) == v)[Revenue].to_numpy() for v in [control, *others]}
-        if experiment.n_bootstrap > 0
-        else {}
-    )
+    # per-user values of each arm: the Welch test and the bootstrap work on them directly
+    values_by_arm = {
+        v: {
+            key: frame.filter(pl.col(Columns.Variant) == v)[column].cast(pl.Float64).to_numpy()
+            for key, column in (("clicks", "clicks"), ("revenue", Revenue))
+        }
+        for v in [control, *others]
+    }
     for metric, (_, _label) in METRICS.items():
         rows = []
         for v in others:
@@ -342,27 +345,23 @@ def _compare(
                 )
             else:
                 key = "clicks" if metric == "clicks_per_user" else "revenue"
-                r = welch_ttest(
-                    t[f"{key}_mean"],
-                    _nz(t[f"{key}_var"]),
-                    t["n"],
-                    c[f"{key}_mean"],
-                    _nz(c[f"{key}_var"]),
-                    c["n"],
-                    alpha,
-                )
+                r = welch_ttest(values_by_arm[v][key], values_by_arm[control][key], alpha)
                 base, value, test = c[f"{key}_mean"], t[f"{key}_mean"], "Welch t-test"
             boot = None
             if metric == "revenue_per_user" and experiment.n_bootstrap > 0:
                 boot = bootstrap_mean_diff(
-                    revenue_by_arm[v], revenue_by_arm[control], experiment.n_bootstrap, alpha, seed
+                    values_by_arm[v]["revenue"],
+                    values_by_arm[control]["revenue"],
+                    experiment.n_bootstrap,
+                    alpha,
+                    seed,
                 )
             rows.append((v, r, float(base), float(value), test, boot))
         # Holm's family is the treatments: they are the decision. The holdout answers another
         # question (recommendations vs none), so it keeps its own unadjusted p-value.
         family = [i for i, row in enumerate(rows) if row[0] != HOLDOUT]
         adjusted = np.array([_f(r.p_value) for _, r, *_ in rows])
-        adjusted[family] = holm_adjust(adjusted[family])
+        adjusted[family] = holm(adjusted[family])
         for (v, r, base, value, test, boot), p_adj in zip(rows, adjusted, strict=True):
             comparisons.append(
                 Comparison(

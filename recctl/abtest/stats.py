@@ -1,20 +1,40 @@
-"""Vectorised test statistics for A/B analysis (numpy + scipy.stats, formulas in docstrings).
+"""Test statistics for A/B analysis, delegated to scipy.stats and statsmodels.
 
-Every function accepts scalars or numpy arrays (broadcast), so the same code serves one
-experiment report and ten thousand simulated experiments in the tests.
+Each function is a thin, documented wrapper over a kept library call, so the formulas are the
+libraries' (tested there) and recctl only fixes conventions: two-sided tests, ``1 - alpha``
+intervals, treatment minus control, and what happens in degenerate cases (no conversions in
+either arm, zero variance). The wrappers accept scalars or numpy arrays (broadcast), so the
+same code serves one experiment report and thousands of simulated experiments in the tests.
+
+| quantity | library call |
+| --- | --- |
+| Wilson interval of a rate | ``statsmodels.stats.proportion.proportion_confint(method="wilson")`` |
+| two-proportion z-test (pooled) | ``statsmodels.stats.proportion.test_proportions_2indep(method="score")`` |
+| its interval (unpooled Wald) | ``statsmodels.stats.proportion.confint_proportions_2indep(method="wald")`` |
+| Welch t-test and interval | ``scipy.stats.ttest_ind(equal_var=False)`` and its ``confidence_interval`` |
+| Student-t interval of a mean | ``scipy.stats.t.interval`` |
+| sample ratio mismatch | ``scipy.stats.chisquare`` |
+| Holm's correction | ``recctl.evaluation.comparison.holm`` (``statsmodels.stats.multitest.multipletests``) |
+
+The sparse revenue bootstrap (:func:`bootstrap_mean_diff`) stays here: it is an exact
+``O(B·k)`` shortcut for mostly-zero data that ``scipy.stats.bootstrap`` (``O(B·n)``) lacks.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint, test_proportions_2indep
+
+from recctl.evaluation.comparison import holm
 
 __all__ = [
     "TestResult",
     "bootstrap_mean_diff",
-    "holm_adjust",
+    "holm",
     "mean_interval",
     "srm_test",
     "two_proportion_ztest",
@@ -46,16 +66,11 @@ class TestResult:
     p_value: np.ndarray | float
 
 
-def _z(alpha: float) -> float:
-    return float(stats.norm.ppf(1.0 - alpha / 2.0))
-
-
 def wilson_interval(successes, n, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval of a binomial proportion.
+    """Wilson score interval of a binomial proportion (statsmodels ``proportion_confint``).
 
-    ``(p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)`` with ``p = x/n`` and
-    ``z = Φ⁻¹(1 - alpha/2)``. Unlike the Wald interval it stays inside [0, 1] and keeps its
-    coverage for rare conversions.
+    Unlike the Wald interval it stays inside [0, 1] and keeps its coverage for rare
+    conversions.
 
     Parameters
     ----------
@@ -71,17 +86,15 @@ def wilson_interval(successes, n, alpha: float = 0.05) -> tuple[np.ndarray, np.n
     """
     x = np.asarray(successes, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
-    z = _z(alpha)
+    x, n = np.broadcast_arrays(x, n)
+    empty = n <= 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        p = x / n
-        denom = 1.0 + z * z / n
-        centre = (p + z * z / (2 * n)) / denom
-        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return centre - half, centre + half
+        lo, hi = proportion_confint(np.where(empty, 0, x), np.where(empty, 1, n), alpha=alpha, method="wilson")
+    return np.where(empty, np.nan, lo), np.where(empty, np.nan, hi)
 
 
 def mean_interval(mean, var, n, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """Student-t interval of a mean: ``mean ± t_{1-alpha/2, n-1} · sqrt(var / n)``.
+    """Student-t interval of a mean, ``scipy.stats.t.interval`` at ``n - 1`` degrees of freedom.
 
     By the central limit theorem this holds for skewed per-user values (revenue) once ``n``
     is in the hundreds; ``var`` is the unbiased sample variance (ddof=1).
@@ -102,18 +115,20 @@ def mean_interval(mean, var, n, alpha: float = 0.05) -> tuple[np.ndarray, np.nda
     n = np.asarray(n, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         se = np.sqrt(np.asarray(var, dtype=np.float64) / n)
-        t = stats.t.ppf(1.0 - alpha / 2.0, np.where(n > 1, n - 1, np.nan))
-    return mean - t * se, mean + t * se
+        df = np.where(n > 1, n - 1, np.nan)
+        # scipy refuses a zero scale; a zero-variance mean has a zero-width interval
+        lo, hi = stats.t.interval(1.0 - alpha, df, loc=mean, scale=np.where(se > 0, se, 1.0))
+    return np.where(se > 0, lo, mean + 0 * df), np.where(se > 0, hi, mean + 0 * df)
 
 
 def two_proportion_ztest(x1, n1, x0, n0, alpha: float = 0.05) -> TestResult:
     """Two-proportion z-test of ``p1 - p0`` (treatment 1 vs control 0).
 
-    Test: ``z = (p1 - p0) / sqrt(p̄(1-p̄)(1/n1 + 1/n0))`` with the pooled
-    ``p̄ = (x1 + x0)/(n1 + n0)``, two-sided ``p = 2(1 - Φ(|z|))``.
-    Interval (unpooled Wald): ``p1 - p0 ± z_{1-alpha/2} sqrt(p1(1-p1)/n1 + p0(1-p0)/n0)``.
-    Assumes independent users and enough conversions per arm (≳ 10) for the normal
-    approximation.
+    The test is statsmodels' score test of two independent proportions without correction,
+    which for ``H0: p1 = p0`` is the classic pooled z-test
+    ``z = (p1 - p0) / sqrt(p̄(1-p̄)(1/n1 + 1/n0))``; the interval is the unpooled Wald interval
+    ``p1 - p0 ± z_{1-alpha/2} sqrt(p1(1-p1)/n1 + p0(1-p0)/n0)``. Assumes independent users and
+    enough conversions per arm (≳ 10) for the normal approximation.
 
     Parameters
     ----------
@@ -125,53 +140,61 @@ def two_proportion_ztest(x1, n1, x0, n0, alpha: float = 0.05) -> TestResult:
     Returns
     -------
     TestResult
-        When nobody (or everybody) converted in both arms the p-value is 1.
+        When nobody (or everybody) converted in both arms the statistic is 0 and the p-value 1.
     """
-    x1, n1, x0, n0 = (np.asarray(a, dtype=np.float64) for a in (x1, n1, x0, n0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p1, p0 = x1 / n1, x0 / n0
-        pooled = (x1 + x0) / (n1 + n0)
-        se0 = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0))
-        diff = p1 - p0
-        z = np.where(se0 > 0, diff / se0, 0.0)
-        p = 2.0 * stats.norm.sf(np.abs(z))
-        se = np.sqrt(p1 * (1 - p1) / n1 + p0 * (1 - p0) / n0)
-    zc = _z(alpha)
-    return TestResult(diff, diff - zc * se, diff + zc * se, z, p)
+    x1, n1, x0, n0 = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (x1, n1, x0, n0)))
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        # statsmodels warns about the degenerate all-or-nothing tables handled below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = test_proportions_2indep(x1, n1, x0, n0, method="score", compare="diff", correction=False)
+        low, high = confint_proportions_2indep(x1, n1, x0, n0, method="wald", compare="diff", alpha=alpha)
+        diff = x1 / n1 - x0 / n0
+    pooled = (x1 + x0) / (n1 + n0)
+    degenerate = (pooled <= 0) | (pooled >= 1)
+    z = np.where(degenerate, 0.0, res.statistic)
+    p = np.where(degenerate, 1.0, res.pvalue)
+    return TestResult(diff, low, high, z, p)
 
 
-def welch_ttest(m1, v1, n1, m0, v0, n0, alpha: float = 0.05) -> TestResult:
-    """Welch's unequal-variance t-test of ``mean1 - mean0`` from summary statistics.
+def welch_ttest(values1, values0, alpha: float = 0.05, axis: int = -1) -> TestResult:
+    """Welch's unequal-variance t-test of ``mean(values1) - mean(values0)`` (``scipy.stats.ttest_ind``).
 
-    ``t = (m1 - m0) / sqrt(v1/n1 + v0/n0)``; degrees of freedom by Welch–Satterthwaite
-    ``df = (v1/n1 + v0/n0)² / ((v1/n1)²/(n1-1) + (v0/n0)²/(n0-1))``; two-sided p from Student's t;
-    interval ``m1 - m0 ± t_{1-alpha/2, df} · se``. Assumes independent users; per-user revenue is
+    Degrees of freedom by Welch–Satterthwaite, two-sided p from Student's t, and scipy's
+    ``confidence_interval`` of the difference. Assumes independent users; per-user revenue is
     heavily skewed, so the normal approximation of the mean needs a few hundred users per arm
     (the bootstrap interval is reported beside it as a check).
 
     Parameters
     ----------
-    m1, v1, n1, m0, v0, n0
-        Means, unbiased variances and sizes of treatment and control.
+    values1, values0
+        Per-user values of treatment and control (zeros included); 2-D arrays test each row
+        (``axis``) as one experiment.
     alpha
         1 - confidence level of the interval.
+    axis
+        Axis holding the users.
 
     Returns
     -------
     TestResult
-        Zero variance in both arms gives ``p = 1`` if the means agree, else ``p = 0``.
+        Zero variance in both arms gives ``p = 1`` if the means agree, else ``p = 0`` (scipy
+        returns NaN there).
     """
-    m1, v1, n1, m0, v0, n0 = (np.asarray(a, dtype=np.float64) for a in (m1, v1, n1, m0, v0, n0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a, b = v1 / n1, v0 / n0
-        se = np.sqrt(a + b)
-        diff = m1 - m0
-        df = (a + b) ** 2 / (a * a / (n1 - 1) + b * b / (n0 - 1))
-        t = np.where(se > 0, diff / se, np.where(diff == 0, 0.0, np.inf * np.sign(diff)))
-        df_safe = np.where(np.isfinite(df) & (df > 0), df, 1.0)
-        p = np.where(se > 0, 2.0 * stats.t.sf(np.abs(t), df_safe), np.where(diff == 0, 1.0, 0.0))
-        tc = stats.t.ppf(1.0 - alpha / 2.0, df_safe)
-    return TestResult(diff, diff - tc * se, diff + tc * se, t, p)
+    a = np.asarray(values1, dtype=np.float64)
+    b = np.asarray(values0, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        # scipy warns that a zero-variance sample makes the statistic degenerate; handled below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.ttest_ind(a, b, equal_var=False, axis=axis)
+        ci = res.confidence_interval(1.0 - alpha)
+        diff = a.mean(axis=axis) - b.mean(axis=axis)
+    flat = np.isnan(res.statistic) & (a.var(axis=axis) == 0) & (b.var(axis=axis) == 0)
+    with np.errstate(invalid="ignore"):
+        t = np.where(flat, np.where(diff == 0, 0.0, np.inf * np.sign(diff)), res.statistic)
+    p = np.where(flat, np.where(diff == 0, 1.0, 0.0), res.pvalue)
+    low = np.where(flat, diff, ci.low)
+    high = np.where(flat, diff, ci.high)
+    return TestResult(diff, low, high, t, p)
 
 
 def bootstrap_mean_diff(
@@ -186,7 +209,8 @@ def bootstrap_mean_diff(
     Resampling ``n`` users with replacement from an arm where only ``k`` users have a non-zero
     value is the same, in distribution, as drawing ``m ~ Binomial(n, k/n)`` non-zero users and
     then ``m`` values with replacement from the ``k`` non-zero ones. Revenue per user is mostly
-    zero, so this costs ``O(B·k)`` instead of ``O(B·n)``.
+    zero, so this costs ``O(B·k)`` instead of ``O(B·n)`` (``scipy.stats.bootstrap`` resamples
+    all ``n``).
 
     The p-value is the two-sided bootstrap p of ``H0: diff = 0``,
     ``min(1, 2·min(P*(d ≤ 0), P*(d ≥ 0)))``, from the same resamples.
@@ -239,12 +263,11 @@ def bootstrap_mean_diff(
 
 
 def srm_test(observed, expected_shares) -> tuple[float, int, float]:
-    """Sample ratio mismatch: Pearson chi-square goodness of fit of arm sizes to their weights.
+    """Sample ratio mismatch: Pearson chi-square goodness of fit of arm sizes (``scipy.stats.chisquare``).
 
-    ``χ² = Σ (O_i - E_i)² / E_i`` with ``E_i = N · share_i``, ``df = arms - 1``,
-    ``p = P(χ²_df ≥ χ²)``. A tiny p (the usual threshold is 0.001) means the split is not what
-    was configured: assignment, logging or filtering is broken and every other number in the
-    report is suspect.
+    ``E_i = N · share_i``, ``df = arms - 1``. A tiny p (the usual threshold is 0.001) means the
+    split is not what was configured: assignment, logging or filtering is broken and every
+    other number in the report is suspect. Arms expected to be empty (share 0) are left out.
 
     Parameters
     ----------
@@ -261,33 +284,11 @@ def srm_test(observed, expected_shares) -> tuple[float, int, float]:
     o = np.asarray(observed, dtype=np.float64)
     s = np.asarray(expected_shares, dtype=np.float64)
     e = o.sum() * s / s.sum()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        chi2 = float(np.sum(np.where(e > 0, (o - e) ** 2 / e, 0.0)))
     df = max(len(o) - 1, 1)
-    return chi2, df, float(stats.chi2.sf(chi2, df))
-
-
-def holm_adjust(p_values) -> np.ndarray:
-    """Holm–Bonferroni adjusted p-values (control the family-wise error over comparisons).
-
-    Sorted ascending, ``p̃_(i) = max_{j ≤ i} min(1, (m - j + 1) p_(j))``.
-
-    Parameters
-    ----------
-    p_values
-        Raw p-values of the m comparisons.
-
-    Returns
-    -------
-    np.ndarray
-        Adjusted p-values in the original order.
-    """
-    p = np.asarray(p_values, dtype=np.float64)
-    m = p.size
-    if m <= 1:
-        return p.copy()
-    order = np.argsort(p)
-    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
-    out = np.empty(m)
-    out[order] = adjusted
-    return out
+    keep = e > 0
+    if o.sum() == 0 or keep.sum() < 2:
+        return 0.0, df, 1.0
+    # ddof keeps the degrees of freedom at arms - 1 even when an arm with share 0 is left out
+    expected = o[keep].sum() * s[keep] / s[keep].sum()
+    res = stats.chisquare(o[keep], expected, ddof=df - (int(keep.sum()) - 1))
+    return float(res.statistic), df, float(res.pvalue)

@@ -9,7 +9,7 @@ from scipy import stats
 from recctl.abtest.power import power_proportions
 from recctl.abtest.stats import (
     bootstrap_mean_diff,
-    holm_adjust,
+    holm,
     mean_interval,
     srm_test,
     two_proportion_ztest,
@@ -23,7 +23,7 @@ ALPHA = 0.05
 def test_welch_matches_scipy() -> None:
     rng = np.random.default_rng(1)
     a, b = rng.exponential(3, 300), rng.exponential(2.5, 450)
-    ours = welch_ttest(a.mean(), a.var(ddof=1), a.size, b.mean(), b.var(ddof=1), b.size)
+    ours = welch_ttest(a, b)
     ref = stats.ttest_ind(a, b, equal_var=False)
     assert ours.statistic == pytest.approx(ref.statistic)
     assert ours.p_value == pytest.approx(ref.pvalue)
@@ -61,8 +61,25 @@ def test_mean_interval_matches_scipy() -> None:
 
 
 def test_holm_adjust() -> None:
-    assert holm_adjust([0.01, 0.04, 0.03, 0.005]).round(3).tolist() == [0.03, 0.06, 0.06, 0.02]
-    assert holm_adjust([0.2]).tolist() == [0.2]
+    assert holm([0.01, 0.04, 0.03, 0.005]).round(3).tolist() == [0.03, 0.06, 0.06, 0.02]
+    assert holm([0.2]).tolist() == [0.2]
+
+
+def test_one_holm_for_evaluation_and_ab() -> None:
+    from recctl.evaluation.comparison import holm as evaluation_holm
+
+    assert holm is evaluation_holm
+
+
+def test_degenerate_cases_keep_their_documented_answers() -> None:
+    none = two_proportion_ztest(0, 100, 0, 120)
+    assert float(none.p_value) == 1.0 and float(none.statistic) == 0.0
+    same = welch_ttest(np.ones(30), np.ones(40))
+    assert float(same.p_value) == 1.0 and float(same.ci_low) == float(same.ci_high) == 0.0
+    apart = welch_ttest(np.ones(30), np.zeros(40))
+    assert float(apart.p_value) == 0.0 and float(apart.diff) == 1.0
+    lo, hi = wilson_interval(0, 0)
+    assert np.isnan(lo) and np.isnan(hi)
 
 
 def test_bootstrap_agrees_with_welch_on_sparse_revenue() -> None:
@@ -70,7 +87,7 @@ def test_bootstrap_agrees_with_welch_on_sparse_revenue() -> None:
     a = rng.exponential(40, 3000) * (rng.random(3000) < 0.06)
     b = rng.exponential(40, 3000) * (rng.random(3000) < 0.05)
     lo, hi, p = bootstrap_mean_diff(a, b, n_boot=3000, seed=1)
-    w = welch_ttest(a.mean(), a.var(ddof=1), a.size, b.mean(), b.var(ddof=1), b.size)
+    w = welch_ttest(a, b)
     width = float(w.ci_high - w.ci_low)
     assert lo == pytest.approx(float(w.ci_low), abs=0.1 * width)
     assert hi == pytest.approx(float(w.ci_high), abs=0.1 * width)
@@ -104,7 +121,7 @@ def test_aa_revenue_false_positive_rate_is_alpha() -> None:
     n0, n1, sims = 600, 400, 2000
     r0 = rng.exponential(40, (sims, n0)) * (rng.random((sims, n0)) < 0.2)
     r1 = rng.exponential(40, (sims, n1)) * (rng.random((sims, n1)) < 0.2)
-    res = welch_ttest(r1.mean(1), r1.var(1, ddof=1), n1, r0.mean(1), r0.var(1, ddof=1), n0)
+    res = welch_ttest(r1, r0, axis=1)
     fpr = float(np.mean(res.p_value < ALPHA))
     lo, hi = _rate_band(sims, ALPHA)
     assert lo <= fpr <= hi, fpr
