@@ -105,6 +105,11 @@ def run_all(
     RunReport
         What ran, what was skipped and why.
     """
+    from recctl.data.preflight import check_inputs
+
+    # every column the config names, against the inputs' headers, before the first stage runs
+    # (a typo in recommend.rules used to surface after ingest..evaluate had run)
+    check_inputs(cfg)
     with exclusive(cfg):  # one lock for the whole run; each stage re-enters it
         return _run_all(cfg, force, skip, on_stage, progress)
 

@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 #: dimensions of the item vectors MMR compares (wider feature matrices are projected)
 _MMR_DIMS = 128
-_FALSE = {"false", "0", "no", "n", "f", "out", "out_of_stock", ""}
 
 
 @dataclass
@@ -117,14 +116,28 @@ def _column(items: pl.DataFrame, column: str, key: str) -> pl.Series:
     return items.sort(Columns.ItemIdx)[column]
 
 
-def _truthy(series: pl.Series) -> np.ndarray:
-    """In-stock values to booleans: false/0/no are out of stock; null (unknown) counts as in stock."""
+def _truthy(series: pl.Series, key: str = "recommend.rules.in_stock_column") -> np.ndarray:
+    """In-stock values to booleans: false words (false/0/no, nein, non, ... in the languages of
+    :mod:`recctl.data.locale`) are out of stock; null (unknown) counts as in stock, and so do
+    values that are neither a true nor a false word, with a warning naming them."""
+    from recctl.data.locale import false_words, true_words
+
     if series.dtype == pl.Boolean:
         return series.fill_null(True).to_numpy()
     if series.dtype.is_numeric():
         return (series.fill_null(1) > 0).to_numpy()
     text = series.cast(pl.String).str.strip_chars().str.to_lowercase()
-    return (~text.is_in(list(_FALSE)) | text.is_null()).to_numpy()
+    no = false_words({""})
+    unknown = text.filter(text.is_not_null() & ~text.is_in(list(no | true_words()))).unique().sort()
+    if unknown.len():
+        log.warning(
+            "%s: %d item(s) have in-stock values that are neither a true nor a false word (%s); they are treated "
+            "as in stock. Add the shop's words to data.items.true_values / false_values and re-run ingest.",
+            key,
+            int(text.is_in(unknown.implode()).sum()),
+            ", ".join(repr(v) for v in unknown.head(5).to_list()),
+        )
+    return (~text.is_in(list(no)) | text.is_null()).to_numpy()
 
 
 def _codes(series: pl.Series) -> np.ndarray:

@@ -165,6 +165,17 @@ class InteractionSource(FileSource):
     value_rule: ValueRule | None = None
     cancellations: CancellationRule | None = None
     require: list[RowCheck] = Field(default_factory=list, description="Extra row checks, e.g. a positive price.")
+    max_reject_rate: float | None = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description=(
+            "Largest share of a file's rows that may be unreadable (missing ids, bad timestamps, unknown events, "
+            "non-numeric values) before ingest fails, naming the top reasons, sample values and the config "
+            "change that fixes them. Rows your own rules drop (cancellations, require, value_rule) do not "
+            "count. null turns the check off."
+        ),
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -197,6 +208,22 @@ class TableSource(FileSource):
             "The file has one row per (id, property, value): `columns` then maps attribute names to property "
             "names, and each id gets the latest value of each property."
         ),
+    )
+    true_values: list[str] = Field(
+        default_factory=list,
+        description=(
+            "The shop's own words for true in flag columns (e.g. [vorrätig]); yes/no, ja/nein, oui/non, sí/no "
+            "and other common languages are built in."
+        ),
+    )
+    false_values: list[str] = Field(
+        default_factory=list, description="The shop's own words for false in flag columns (e.g. [ausverkauft])."
+    )
+    max_reject_rate: float | None = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Largest share of rows without an id before ingest fails; null turns the check off.",
     )
     dedupe: Literal["first", "last", "mode"] = Field(
         default="first",

@@ -6,7 +6,9 @@ Feature kinds (``preprocess.features``):
 * multi-valued (``A|B|C``): one column per distinct value, ``<column>=<value>``;
 * numeric: quantile buckets over the catalogue, ``<column>:q<k>of<n>``; missing values get no
   bucket;
-* text: TF-IDF over lower-cased alphanumeric tokens (stop words and 1-character tokens dropped),
+* text: TF-IDF over lower-cased tokens, runs of Unicode letters and digits (``Größe`` stays one
+  token; Cyrillic, Greek, Arabic... catalogues get features too; stop words and 1-character
+  tokens dropped),
   keeping the ``text_max_vocab`` tokens with the highest document frequency among those in at
   least ``text_min_df`` rows; idf is ``ln((1 + n) / (1 + df)) + 1``, each row's text block is
   L2-normalised; named ``<column>:<token>``.
@@ -17,6 +19,7 @@ Rows are aligned with ``item_idx`` / ``user_idx``; a matrix is saved as ``<kind>
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +28,15 @@ import scipy.sparse as sp
 
 from recctl.artifacts import atomic_path, write_parquet_atomic
 from recctl.config.preprocess import FeaturesConfig
+from recctl.data.locale import TOKEN_PATTERN, looks_decimal_comma
 from recctl.errors import ConfigError
 
 __all__ = ["STOP_WORDS", "build_features", "item_feature_spec", "save_features"]
 
 STOP_WORDS = frozenset("a an and are as at be by for from has in is it its of on or our the to with this that".split())
 _ROW = "__idx"
+
+log = logging.getLogger(__name__)
 
 
 def _blocks_categorical(frame: pl.DataFrame, column: str) -> tuple[pl.DataFrame, str]:
@@ -55,9 +61,10 @@ def _blocks_multi(frame: pl.DataFrame, column: str, sep: str) -> tuple[pl.DataFr
     ), "multi_valued"
 
 
-def _blocks_numeric(frame: pl.DataFrame, column: str, n_buckets: int) -> tuple[pl.DataFrame, str]:
+def _blocks_numeric(frame: pl.DataFrame, column: str, n_buckets: int, key: str) -> tuple[pl.DataFrame, str]:
     number = pl.col(column).cast(pl.Float64, strict=False)
     values = frame.select(_ROW, number.alias("__x")).filter(pl.col("__x").is_not_null() & pl.col("__x").is_finite())
+    _warn_unparsed(frame[column], values.height, column, key)
     if values.height == 0:
         return pl.DataFrame(schema={_ROW: pl.UInt32, "__f": pl.String, "__w": pl.Float64}), "numeric"
     # interior quantile edges; duplicates collapse (a column with few distinct values gets fewer buckets)
@@ -69,9 +76,37 @@ def _blocks_numeric(frame: pl.DataFrame, column: str, n_buckets: int) -> tuple[p
     return values.select(_ROW).with_columns(pl.Series("__f", names), pl.lit(1.0).alias("__w")), "numeric"
 
 
+def _warn_unparsed(raw: pl.Series, n_parsed: int, column: str, key: str) -> None:
+    """Warn when values of a numeric feature column are not numbers (they get no bucket, silently otherwise)."""
+    present = raw.drop_nulls()
+    if raw.dtype == pl.String:
+        present = present.filter(present.str.strip_chars().str.len_bytes() > 0)
+    missed = present.len() - n_parsed
+    if missed <= 0:
+        return
+    bad = present.filter(present.cast(pl.Float64, strict=False).is_null()) if raw.dtype == pl.String else present
+    examples = ", ".join(repr(v) for v in bad.head(3).to_list())
+    fix = (
+        "they use a decimal comma: set `data.items.decimal_comma: true` and re-run ingest"
+        if looks_decimal_comma(bad.cast(pl.String))
+        else "check the column, or list it under item_categorical instead"
+    )
+    log.warning(
+        "%s.item_numeric_buckets.%s: %s of %s values are not numbers (e.g. %s) and get no feature; %s.",
+        key,
+        column,
+        f"{missed:,}",
+        f"{present.len():,}",
+        examples,
+        fix,
+    )
+
+
 def _blocks_text(frame: pl.DataFrame, column: str, max_vocab: int, min_df: int) -> tuple[pl.DataFrame, str]:
     tokens = (
-        frame.select(_ROW, pl.col(column).cast(pl.String).str.to_lowercase().str.extract_all(r"[a-z0-9]+").alias("__t"))
+        frame.select(
+            _ROW, pl.col(column).cast(pl.String).str.to_lowercase().str.extract_all(TOKEN_PATTERN).alias("__t")
+        )
         .explode("__t")
         .filter(
             pl.col("__t").is_not_null() & (pl.col("__t").str.len_chars() > 1) & ~pl.col("__t").is_in(list(STOP_WORDS))
@@ -138,7 +173,7 @@ def build_features(
         elif kind == "multi_valued":
             block, group = _blocks_multi(frame, column, str(param))
         elif kind == "numeric":
-            block, group = _blocks_numeric(frame, column, int(param))  # type: ignore[arg-type]
+            block, group = _blocks_numeric(frame, column, int(param), key)  # type: ignore[arg-type]
         else:
             block, group = _blocks_text(frame, column, max_vocab, min_df)
         blocks.append(block.with_columns(pl.col(_ROW).cast(pl.UInt32)))

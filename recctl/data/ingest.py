@@ -71,6 +71,7 @@ __all__ = [
     "file_order_time",
     "float_ids",
     "infer_text_types",
+    "text_column_warnings",
     "ingest_interactions",
     "map_values",
     "narrowed_time_lost_rows",
@@ -349,7 +350,14 @@ def annotate_file(
         from recctl.data.readers import diagnose
 
         raise diagnose(
-            path, fmt, src.encoding, exc, delimiter=scan_delimiter(src.delimiter, fmt), read_from=prepared
+            path,
+            fmt,
+            src.encoding,
+            exc,
+            delimiter=scan_delimiter(src.delimiter, fmt),
+            read_from=prepared,
+            key=key,
+            quote_char=src.quote_char,
         ) from exc
     return AnnotatedFile(
         path=path,
@@ -362,6 +370,7 @@ def annotate_file(
         order=file_idx if order is None else order,
         lookups=joined,
         time_plan=time_plan,
+        key=key,
     )
 
 
@@ -591,6 +600,8 @@ class AnnotatedFile:
     #: with ``timestamp_format: auto``: the one layout the file's first values use (see
     #: :func:`~recctl.data.timestamps.resolve_auto`), or None for the full ``auto``
     time_plan: str | None = None
+    #: the source's YAML key (``data.interactions``), for messages
+    key: str | None = None
 
     def scan(self) -> pl.LazyFrame:
         """A fresh lazy scan of the (prepared) file, lookups joined, with the 1-based :data:`ROW` column."""
@@ -906,6 +917,8 @@ def _read_failure(files: list[AnnotatedFile], exc: BaseException) -> DataError:
         exc,
         delimiter=scan_delimiter(culprit.src.delimiter, culprit.fmt),
         read_from=culprit.prepared,
+        key=culprit.key,
+        quote_char=culprit.src.quote_char,
     )
 
 
@@ -940,8 +953,10 @@ def check_policy(rejected: Path, stats: FileStats, src: InteractionSource, key: 
     ------
     DataError
         Under ``fail``, naming the first offending row, column, value and reason; under any
-        policy, when the file has no data rows or every row fails the same parse (wrong
-        column mapping, wrong ``timestamp_format``, wrong ``event_map``).
+        policy, when the file has no data rows, when every row fails the same parse (wrong
+        column mapping, wrong ``timestamp_format``, wrong ``event_map``), or when more than
+        ``max_reject_rate`` of its rows could not be read (:data:`PARSE_REASONS`): then with
+        the top reasons, sample raw values and the config change that would fix them.
     """
     path = stats.path
     if stats.read == 0:
@@ -951,6 +966,10 @@ def check_policy(rejected: Path, stats: FileStats, src: InteractionSource, key: 
     for reason, n in stats.rejected.items():
         if n == stats.read and reason in PARSE_REASONS:
             raise DataError(_whole_column_message(rejected, path, reason, n, key, src))
+    unreadable = sum(n for reason, n in stats.rejected.items() if reason in PARSE_REASONS)
+    limit = src.max_reject_rate
+    if limit is not None and unreadable > limit * stats.read:
+        raise DataError(_reject_rate_message(rejected, stats, unreadable, limit, key, src))
     if src.on_error == "fail" and stats.n_rejected:
         first = pl.scan_parquet(rejected).sort("row").head(1).collect().row(0, named=True)
         raise DataError(
@@ -961,28 +980,54 @@ def check_policy(rejected: Path, stats: FileStats, src: InteractionSource, key: 
         )
 
 
-def _whole_column_message(rejected: Path, path: str, reason: str, n: int, key: str, src: InteractionSource) -> str:
-    examples = (
-        pl.scan_parquet(rejected)
-        .filter(pl.col("reason") == reason)
-        .select("column", "value")
-        .unique("value", maintain_order=True)
-        .head(5)
-        .collect()
+def _samples(rejected: Path, reason: str, n: int = 5) -> tuple[str | None, list[str], int, list[str]]:
+    """The rows rejected for ``reason``: column, ``n`` distinct raw values, first row, and a wider sample.
+
+    The wider sample (the 500 smallest and 500 largest distinct values) is what the hints guess
+    from: a date layout guessed from the first rows alone cannot tell ``%d/%m`` from ``%m/%d``.
+    """
+    reasons = pl.scan_parquet(rejected).filter(pl.col("reason") == reason)
+    rows = reasons.sort("row").select("row", "column", "value").head(1_000).collect()
+    if rows.height == 0:
+        return None, [], 0, []
+    shown = rows["value"].drop_nulls().unique(maintain_order=True).head(n).to_list()
+    distinct = reasons.select(pl.col("value").drop_nulls().unique().sort()).collect().to_series()
+    wide = pl.concat([distinct.head(500), distinct.tail(500)]).unique(maintain_order=True).to_list()
+    return rows["column"][0], shown, int(rows["row"][0]), wide
+
+
+def _reject_rate_message(
+    rejected: Path, stats: FileStats, unreadable: int, limit: float, key: str, src: InteractionSource
+) -> str:
+    from recctl.data.hints import fix_for
+
+    top = sorted(((n, r) for r, n in stats.rejected.items() if r in PARSE_REASONS), reverse=True)[:3]
+    lines = [
+        f"{stats.path}: {unreadable:,} of {stats.read:,} rows ({unreadable / stats.read:.0%}) could not be read, "
+        f"more than {key}.max_reject_rate ({limit:.0%}). Top reasons:"
+    ]
+    for n, reason in top:
+        column, values, first_row, wide = _samples(rejected, reason)
+        shown = ", ".join(repr(v) for v in values) or "empty"
+        lines.append(
+            f"  - {reason}: {n:,} row{'s' if n != 1 else ''} (first: row {first_row}), column '{column}', "
+            f"e.g. {shown}: {fix_for(reason, column, wide or values, src, key)}."
+        )
+    lines.append(
+        f"Nothing was written. If these rows are expected, raise {key}.max_reject_rate (null turns the check off)."
     )
-    column = examples["column"][0] if examples.height else "?"
-    shown = ", ".join(repr(v) for v in examples["value"].to_list())
-    hints = {
-        "missing_user_id": f"check {key}.columns.user_id",
-        "missing_item_id": f"check {key}.columns.item_id",
-        "bad_timestamp": f"check {key}.columns.timestamp and {key}.timestamp_format (now '{src.timestamp_format}')",
-        "unknown_event": f"check {key}.event_map (knows: {', '.join(src.event_map or {}) or 'nothing'}) "
-        f"or {key}.columns.event",
-        "non_numeric_value": f"check {key}.columns.value: it must map a numeric column",
-    }
+    return "\n".join(lines)
+
+
+def _whole_column_message(rejected: Path, path: str, reason: str, n: int, key: str, src: InteractionSource) -> str:
+    from recctl.data.hints import fix_for
+
+    column, values, _, wide = _samples(rejected, reason)
+    shown = ", ".join(repr(v) for v in values)
     return (
-        f"{path}: column '{column}': none of the {n:,} rows is usable ({reason.replace('_', ' ')}; "
-        f"e.g. {shown}); the column has the wrong type or the mapping is wrong: {hints[reason]}."
+        f"{path}: column '{column or '?'}': none of the {n:,} rows is usable ({reason.replace('_', ' ')}; "
+        f"e.g. {shown}); the column has the wrong type or the mapping is wrong: "
+        f"{fix_for(reason, column, wide or values, src, key)}."
     )
 
 
@@ -1015,13 +1060,25 @@ def write_rejected(rejected: list[tuple[str, Path]], target: Path, previous: Pat
     return pl.scan_parquet(target).select(pl.len()).collect().item()
 
 
-def infer_text_types(frame: pl.DataFrame, exclude: Iterable[str] = (), decimal_comma: bool = False) -> pl.DataFrame:
+def infer_text_types(
+    frame: pl.DataFrame,
+    exclude: Iterable[str] = (),
+    decimal_comma: bool = False,
+    true_values: Iterable[str] = (),
+    false_values: Iterable[str] = (),
+) -> pl.DataFrame:
     """Give text columns the narrowest type every non-empty value fits: Int64, Float64, Boolean or text.
 
     Decided over the whole column (not the first rows), and much faster than letting the CSV
-    reader infer types, which parses the file twice.
+    reader infer types, which parses the file twice. A column is Boolean when all its values
+    are the true/false words of one language (``true/false``, ``yes/no``, ``ja/nein``,
+    ``oui/non``, ...; :func:`recctl.data.locale.flag_language`) plus the shop's own
+    ``true_values`` / ``false_values``, and it uses both a true and a false word.
     """
+    from recctl.data.locale import flag_language
+
     skip = set(exclude)
+    true_values, false_values = list(true_values), list(false_values)
     casts = []
     for name, dtype in frame.schema.items():
         if name in skip or dtype != pl.String:
@@ -1039,10 +1096,40 @@ def infer_text_types(frame: pl.DataFrame, exclude: Iterable[str] = (), decimal_c
                 casts.append(converted.alias(name))
                 break
         else:
-            lowered = col.str.to_lowercase()
-            if lowered.drop_nulls().is_in(["true", "false"]).all():
-                casts.append((lowered == "true").alias(name))
+            lowered = pl.col(name).str.strip_chars().str.to_lowercase()
+            distinct = frame.select(lowered.drop_nulls().unique()).to_series()
+            if distinct.len() > 64:  # a flag column has a handful of spellings, a text column many
+                continue
+            if set(distinct.to_list()) <= {"true", "false"}:
+                yes: Iterable[str] | None = ["true"]  # as before: true/false alone is a flag
+            else:
+                found = flag_language(distinct.to_list(), true_values, false_values)
+                yes = None if found is None else found[1]
+            if yes is not None:
+                casts.append(pl.when(pl.col(name).is_not_null()).then(lowered.is_in(list(yes))).alias(name))
     return frame.with_columns(casts) if casts else frame
+
+
+def text_column_warnings(frame: pl.DataFrame, src: TableSource, key: str, exclude: Iterable[str] = ()) -> list[str]:
+    """Warnings about attribute columns left as text that were probably meant as numbers.
+
+    Today: decimal-comma numbers (``29,41``) in a table read without ``decimal_comma``, which
+    would otherwise silently give no numeric features and no price rule.
+    """
+    from recctl.data.locale import looks_decimal_comma
+
+    found = []
+    skip = set(exclude)
+    for name, dtype in frame.schema.items():
+        if name in skip or dtype != pl.String or src.decimal_comma:
+            continue
+        if looks_decimal_comma(frame[name]):
+            examples = ", ".join(repr(v) for v in frame[name].drop_nulls().head(3).to_list())
+            found.append(
+                f"{key}: column '{name}' holds decimal-comma numbers (e.g. {examples}) and was kept as text, so it "
+                f"gives no numeric features or price rule; set `{key}.decimal_comma: true` to read them as numbers."
+            )
+    return found
 
 
 def _long_to_wide(long: pl.DataFrame, src: TableSource, id_name: str) -> pl.DataFrame:
@@ -1072,7 +1159,13 @@ def _long_to_wide(long: pl.DataFrame, src: TableSource, id_name: str) -> pl.Data
         if name not in wide.columns:
             wide = wide.with_columns(pl.lit(None, pl.String).alias(name))
     wide = wide.select(ROW, id_name, *src.columns)
-    return infer_text_types(wide, exclude=(ROW, id_name), decimal_comma=src.decimal_comma)
+    return infer_text_types(
+        wide,
+        exclude=(ROW, id_name),
+        decimal_comma=src.decimal_comma,
+        true_values=src.true_values,
+        false_values=src.false_values,
+    )
 
 
 @dataclass
@@ -1083,6 +1176,8 @@ class TableResult:
     stats: list[FileStats]
     rejected: pl.DataFrame
     duplicate_ids: int
+    #: data problems that did not stop the read (see :func:`text_column_warnings`)
+    warnings: list[str] = field(default_factory=list)
 
 
 def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Path) -> TableResult:  # noqa: ANN001
@@ -1146,11 +1241,22 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
             ).collect()
             if fmt in ("csv", "tsv", "excel") and long is None:  # read as text: give columns their types
                 selected = infer_text_types(
-                    selected, exclude=(ROW, id_name, BAD_VALUE), decimal_comma=src.decimal_comma
+                    selected,
+                    exclude=(ROW, id_name, BAD_VALUE),
+                    decimal_comma=src.decimal_comma,
+                    true_values=src.true_values,
+                    false_values=src.false_values,
                 )
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise diagnose(
-                path, fmt, src.encoding, exc, delimiter=scan_delimiter(src.delimiter, fmt), read_from=prepared
+                path,
+                fmt,
+                src.encoding,
+                exc,
+                delimiter=scan_delimiter(src.delimiter, fmt),
+                read_from=prepared,
+                key=key,
+                quote_char=src.quote_char,
             ) from exc
         stat = FileStats(
             path=str(path), source=key, policy=src.on_error, read=selected.height, sha256=sha256_file(path)
@@ -1208,5 +1314,9 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
     table = table.select(id_name, *attrs).sort(id_name)
     rejected = pl.concat(rejects) if rejects else pl.DataFrame(schema=REJECTED_SCHEMA)
     return TableResult(
-        frame=table, stats=stats, rejected=rejected.cast(REJECTED_SCHEMA), duplicate_ids=n_rows - table.height
+        frame=table,
+        stats=stats,
+        rejected=rejected.cast(REJECTED_SCHEMA),
+        duplicate_ids=n_rows - table.height,
+        warnings=text_column_warnings(table, src, key, exclude=(id_name,)),
     )

@@ -137,7 +137,14 @@ def _read_table(lookup: Lookup, lkey: str, resolve: Callable[[str], Path], tmp_d
             frames.append(scan.select(_key(pl.col(lookup.on)).alias(_KEY), *keep).collect())
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise diagnose(
-                lpath, fmt, lookup.encoding, exc, delimiter=scan_delimiter(lookup.delimiter, fmt), read_from=prepared
+                lpath,
+                fmt,
+                lookup.encoding,
+                exc,
+                delimiter=scan_delimiter(lookup.delimiter, fmt),
+                read_from=prepared,
+                key=lkey,
+                quote_char=lookup.quote_char,
             ) from exc
     return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
 

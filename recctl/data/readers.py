@@ -20,6 +20,7 @@ import glob
 import gzip
 import json
 import lzma
+import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from recctl.errors import DataError
 
 __all__ = [
     "ROW",
+    "delimiter_hint",
     "detect_format",
     "diagnose",
     "expand_paths",
@@ -413,13 +415,25 @@ def require_columns(
             f"{path}: column '{column}' (mapped by {key}) is not in the file{hint}; "
             f"the file has: {', '.join(have[:30])}."
         )
-        if fmt in ("csv", "tsv") and len(have) == 1:
-            guess = next((d for d in ("::", ";", "\t", "|", ",") if d in have[0] and d != (delimiter or ",")), None)
-            if guess is not None:
-                shown = "\\t" if guess == "\t" else guess
-                msg += f" The header looks '{shown}'-delimited: set `delimiter: \"{shown}\"` for this source."
+        msg += delimiter_hint(have, delimiter, fmt, key)
         raise DataError(msg)
     return schema
+
+
+def delimiter_hint(have: list[str], delimiter: str | None, fmt: str, key: str) -> str:
+    """`` Set `<source>.delimiter: ";"`.`` when a one-column header looks split by another delimiter, else ``""``.
+
+    ``key`` is the YAML key of the mapped column (``data.items.columns.price``); the hint names
+    the source's own ``delimiter`` key.
+    """
+    if fmt not in ("csv", "tsv") or len(have) != 1:
+        return ""
+    guess = next((d for d in ("::", ";", "\t", "|", ",") if d in have[0] and d != (delimiter or ",")), None)
+    if guess is None:
+        return ""
+    shown = "\\t" if guess == "\t" else guess
+    source = re.split(r"\.(columns|id_column|long_format|lookups|cancellations|require)\b", key)[0]
+    return f" The header looks '{shown}'-delimited: set `{source}.delimiter: \"{shown}\"`."
 
 
 def diagnose(
@@ -430,22 +444,38 @@ def diagnose(
     *,
     delimiter: str | None = None,
     read_from: Path | None = None,
+    key: str | None = None,
+    quote_char: str | None = '"',
 ) -> DataError:
     """Turn a polars read failure into a :class:`DataError` that names the line and the fix.
 
     Only runs on the error path: it re-reads the file in Python to locate the first bad line.
-    Messages name ``path`` (the user's file); ``read_from`` is the copy polars actually read
+    Messages name ``path`` (the user's file) and, when given, the source's YAML ``key``
+    (``data.items``) whose setting to change; ``read_from`` is the copy polars actually read
     (decompressed, transcoded, delimiter replaced; see :func:`prepare_file`) and ``delimiter``
     the one-character separator of that copy.
     """
     inspected = read_from or path
     text = _first_line(exc)
+    setting = f"{key}." if key else ""
     if "utf-8" in text.lower() or "utf8" in text.lower():
         line = _first_bad_utf8_line(inspected)
         where = f" at line {line}" if line else ""
+        sample = _bad_bytes_sample(inspected, line)
         return DataError(
-            f"{path}: not valid UTF-8{where}; set `encoding:` to latin1 or cp1252 for this source "
-            "(or utf8-lossy to replace the bad bytes)."
+            f"{path}: not valid UTF-8{where}{sample}; set `{setting}encoding: cp1252` (Windows and Excel exports; "
+            "or latin1, or utf16 for Excel's 'Unicode text'), or utf8-lossy to replace the bad bytes."
+        )
+    unquoted = _unquoted_field(str(exc), quote_char)
+    if unquoted is not None and fmt in ("csv", "tsv"):
+        value, column = unquoted
+        line = _first_line_containing(inspected, value)
+        where = f" at line {line}" if line else ""
+        return DataError(
+            f"{path}{where}: column '{column}' holds {value!r}, which starts with the quote character "
+            f"{quote_char!r} but is not one quoted field (a quoted field ends at its closing quote; quotes inside "
+            f"it are doubled). If the file does not quote fields, set `{setting}quote_char: null`; otherwise "
+            "export it again with proper quoting."
         )
     if fmt == "jsonl":
         if _starts_with(inspected, b"["):
@@ -461,9 +491,49 @@ def diagnose(
         line, problem = _first_ragged_line(inspected, delimiter or ",")
         if line:
             return DataError(
-                f"{path}: line {line} {problem}; check `delimiter:` and quoting of this source, or fix that line."
+                f"{path}: line {line} {problem}; check `{setting}delimiter` and `{setting}quote_char`, "
+                "or fix that line."
             )
-    return DataError(f"{path}: cannot read the file as {fmt} ({text}); check `format:`, `delimiter:` and `encoding:`.")
+    return DataError(
+        f"{path}: cannot read the file as {fmt} ({text}); check `{setting}format`, `{setting}delimiter` and "
+        f"`{setting}encoding`."
+    )
+
+
+def _unquoted_field(message: str, quote_char: str | None) -> tuple[str, str] | None:
+    """``(value, column)`` when polars failed on a field that opens a quote it does not close properly."""
+    if not quote_char:
+        return None
+    match = re.search(r"could not parse `(.*?)` as dtype \S+ at column '([^']*)'", message, re.S)
+    if match and match.group(1).startswith(quote_char) and "not properly escaped" in message:
+        return match.group(1), match.group(2)
+    return None
+
+
+def _first_line_containing(path: Path, value: str) -> int | None:
+    needle = value.encode("utf-8")
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if needle in raw:
+                return number
+    return None
+
+
+def _bad_bytes_sample(path: Path, line: int | None) -> str:
+    """``: 'Gr\\xf6\\xdfe'`` for the first undecodable word of ``line``, shown as cp1252 would read it."""
+    if not line:
+        return ""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if number == line:
+                for word in raw.split():
+                    try:
+                        word.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raw_text = word[:40].decode("utf-8", "backslashreplace")
+                        return f" ({raw_text!r} reads as {word[:40].decode('cp1252', 'replace')!r} in cp1252)"
+                return ""
+    return ""
 
 
 def _first_line(exc: BaseException) -> str:

@@ -3,7 +3,9 @@
 Formats (the ``timestamp_format`` of an interaction source):
 
 * ``auto``: ISO 8601 (``2026-03-01``, ``2026-03-01 12:34``, ``2026-03-01T12:34:56.123Z``,
-  ``...+02:00``), ``YYYY/MM/DD`` variants, or epoch numbers (seconds, or milliseconds when the
+  ``...+02:00``), ``YYYY/MM/DD`` variants, the day-first dotted dates of German, Swiss,
+  Russian... exports (``01.03.2026``, ``01.03.2026 12:34[:56]``: unambiguous, no one writes
+  month-first with dots), or epoch numbers (seconds, or milliseconds when the
   number is too large to be seconds: >= 1e11, i.e. after the year 5138);
 * ``iso``: the ISO forms above only;
 * ``epoch_s`` / ``epoch_ms``: numbers (integer or fractional) since 1970-01-01 UTC;
@@ -28,6 +30,7 @@ UTC_DATETIME = pl.Datetime("us", "UTC")
 
 _NAIVE_ISO = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 _NAIVE_SLASH = ("%Y/%m/%d %H:%M:%S%.f", "%Y/%m/%d %H:%M", "%Y/%m/%d")
+_NAIVE_DOTTED = ("%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y")
 _AWARE_ISO = ("%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M%z")
 _EPOCH_MS_THRESHOLD = 1e11
 
@@ -94,6 +97,9 @@ AUTO_PLANS: dict[str, tuple[str, str]] = {
     "slash": ("%Y/%m/%d %H:%M:%S%.f", "naive"),
     "slash_minutes": ("%Y/%m/%d %H:%M", "naive"),
     "slash_date": ("%Y/%m/%d", "naive"),
+    "dotted_seconds": ("%d.%m.%Y %H:%M:%S", "naive"),
+    "dotted_minutes": ("%d.%m.%Y %H:%M", "naive"),
+    "dotted_date": ("%d.%m.%Y", "naive"),
     "epoch": ("", "epoch"),
 }
 _NUMBER = r"^-?\d+(\.\d+)?$"
@@ -202,8 +208,8 @@ def parse_timestamp(
     if fmt == "auto":
         is_number = text.str.contains(_NUMBER)
         epoch = _auto_epoch(text)
-        slash = [_naive(text, f, timezone) for f in _NAIVE_SLASH]
-        return pl.when(is_number).then(epoch).otherwise(pl.coalesce([_iso(text, timezone), *slash]))
+        other = [_naive(text, f, timezone) for f in (*_NAIVE_SLASH, *_NAIVE_DOTTED)]
+        return pl.when(is_number).then(epoch).otherwise(pl.coalesce([_iso(text, timezone), *other]))
     if "%z" in fmt or "%Z" in fmt or "%:z" in fmt:
         return _aware(text, fmt)
     return _naive(text, fmt, timezone)

@@ -43,6 +43,7 @@ from recctl.data.ingest import (
     rejected_counts,
     write_rejected,
 )
+from recctl.data.preflight import check_inputs
 from recctl.data.readers import expand_paths
 from recctl.errors import DataError
 from recctl.progress import Progress
@@ -168,10 +169,16 @@ def run_ingest(
     Raises
     ------
     DataError
-        Unreadable or empty files, missing columns, bad rows under ``on_error: fail``.
+        Unreadable or empty files, missing columns, bad rows under ``on_error: fail``, more
+        unreadable rows than a source's ``max_reject_rate``.
+    ConfigError
+        A section names a catalogue column no input provides (checked before any work,
+        :func:`recctl.data.preflight.check_inputs`).
     ArtifactError
         ``append`` without a previous ingest run.
     """
+    # every column the config names, checked against the inputs' headers before any work
+    check_inputs(cfg)
     with tempfile.TemporaryDirectory(prefix="recctl-ingest-", dir=_scratch_parent(cfg)) as tmp:
         if append:
             return _run_append(cfg, [Path(p) for p in append], Path(tmp), progress)
@@ -409,6 +416,7 @@ def _write_tables(
         result.frame.write_parquet(run.dir / name, compression="zstd")
         tables[name] = result.frame
         rejects.append(result.rejected)
+        run.summary.setdefault("warnings", []).extend(result.warnings)
         run.summary["tables"].append(
             {
                 "table": key,
@@ -467,6 +475,38 @@ def _finish(
     if table_stats is not None:
         run.summary["tables"] = table_stats
     run.summary["catalogue"] = _catalogue_report(interactions, tables, cfg)
+    warnings = run.summary.get("warnings", []) + _negative_value_warnings(cfg, interactions)
+    run.summary["warnings"] = warnings
+    for warning in warnings:
+        log.warning(warning)
+
+
+def _negative_value_warnings(cfg: Config, interactions: pl.LazyFrame) -> list[str]:
+    """A warning when negative values (returns, cancellations) were accepted as ordinary interactions.
+
+    Online Retail without a ``cancellations`` rule takes 8,841 negative-quantity lines as positive
+    purchases; the rows are kept (they may mean something else), but never silently.
+    """
+    unruled = [
+        (_source_key(cfg, i), src)
+        for i, src in enumerate(cfg.data.interaction_sources())
+        if src.columns.value is not None
+        and src.value_rule is None
+        and (src.cancellations is None or not src.cancellations.negative_value)
+    ]
+    if not unruled:
+        return []
+    n = interactions.select((pl.col(Columns.Value) < 0).sum()).collect().item() or 0
+    if n == 0:
+        return []
+    keys = ", ".join(k for k, _ in unruled)
+    column = unruled[0][1].columns.value
+    return [
+        f"{n:,} accepted rows have a negative value ('{column}'), usually returns or cancellations, and are kept "
+        f"as ordinary interactions: {keys} has no cancellation rule for them. Add "
+        f"`{unruled[0][0]}.cancellations: {{negative_value: true}}` to reject them (reason cancelled), or ignore "
+        "this if negative values mean something else in this export."
+    ]
 
 
 def _catalogue_report(interactions: pl.LazyFrame, tables: dict[str, pl.DataFrame], cfg: Config) -> dict[str, Any]:

@@ -63,13 +63,13 @@ BAD_FILES = [
         "wrong delimiter",
         "events.csv",
         (EVENTS_HEADER + GOOD_ROW).replace(",", ";").encode(),
-        "looks ';'-delimited: set `delimiter: \";\"`",
+        "looks ';'-delimited: set `data.interactions.delimiter: \";\"`",
     ),
     (
         "bad encoding",
         "events.csv",
         (EVENTS_HEADER + GOOD_ROW).encode() + b"u2,i\xe9,view,2026-01-01 10:00:00,1\n",
-        "not valid UTF-8 at line 3; set `encoding:` to latin1",
+        "not valid UTF-8 at line 3",
     ),
     (
         "missing column",

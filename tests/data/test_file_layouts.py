@@ -119,7 +119,7 @@ def test_wrong_number_of_column_names(movielens_1m: Path) -> None:
 
 def test_forgotten_double_colon_delimiter_is_named(movielens_1m: Path) -> None:
     source = {"path": "ratings.dat", "columns": {"user_id": "a", "item_id": "b", "timestamp": "c"}}
-    with pytest.raises(DataError, match=r"set `delimiter: \"::\"`"):
+    with pytest.raises(DataError, match=r"set `data.interactions.delimiter: \"::\"`"):
         run_ingest(make_config(movielens_1m, source))
 
 

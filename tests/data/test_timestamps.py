@@ -68,6 +68,7 @@ def test_utc_suffix() -> None:
         (["2026/03/01 10:00"], "slash_minutes"),
         (["2026-01-01 10:00", "2026-01-01"], None),  # two layouts: keep the full auto
         (["monday", "tuesday"], None),
+        (["01.01.2026 00:02", "13.02.2026 10:00"], "dotted_minutes"),
         ([], None),
     ],
 )
@@ -92,6 +93,9 @@ def test_a_resolved_layout_parses_like_the_full_auto(timezone: str) -> None:
             "2026-01-01",
             "2026/01/01 10:00:00",
             "2026/01/01",
+            "13.01.2026 10:00:00",
+            "13.01.2026 10:00",
+            "13.01.2026",
             "1700000000",
             "1700000000000",
             "1.5",
