@@ -1,269 +1,304 @@
-"""A self-contained HTML report of an evaluation (inline CSS and SVG; opens offline).
+"""A self-contained HTML report of an evaluation that starts with a decision.
 
-:func:`render_report` is a pure function of the ``metrics.json`` content, so a report can
-be rebuilt from a finished evaluation without re-running it. It holds the protocol, the
-comparison table with confidence intervals (and a forest plot of them), mean metrics,
-metric-vs-K curves, the user-segment and popularity-band breakdowns, and the popularity
-distribution of each model's recommendations. It contains no timestamp, so the same
-evaluation always renders the same bytes.
+:func:`render_report` is a pure function of the ``metrics.json`` content and an optional
+context (the decision of :func:`recctl.evaluation.decision.decide`, the serving model, the
+previous run, costs, tuning and who was evaluated; :func:`recctl.stages.evaluate.report_context`
+gathers it), so a report can be rebuilt from a finished evaluation without re-running it.
+
+From the top: **the decision** (which model to ship and why, with the primary metric against
+the baseline, the serving model and the previous run, each with its interval), tuned vs
+default, costs, **who was evaluated and who was not**, sample lists with product titles for a
+few users, then the evidence: the comparison table and its forest plot, mean metrics, metrics
+against K, user segments, popularity bands and the popularity of what each model recommends.
+
+The page and the charts come from :mod:`recctl.htmlreport` (the one layer the A/B report uses
+too): one file, inline CSS and SVG charts with axes (matplotlib, the ``report`` extra; a note
+replaces each chart without it), no script, no network, no timestamp.
 """
-
-# SVG / HTML fragments stay one per line, even past 100 columns: easier to read than split tags
-# ruff: noqa: E501
 
 from __future__ import annotations
 
-import html
-import math
-from collections.abc import Sequence
 from typing import Any
+
+from recctl.htmlreport import (
+    banner,
+    bar_chart,
+    definitions,
+    esc,
+    forest_plot,
+    line_chart,
+    num,
+    page,
+    pvalue,
+    table,
+)
 
 __all__ = ["render_report"]
 
-PALETTE = (
-    "#4e79a7",
-    "#f28e2b",
-    "#59a14f",
-    "#e15759",
-    "#76b7b2",
-    "#edc948",
-    "#b07aa1",
-    "#ff9da7",
-    "#9c755f",
-)
-_W, _H = 420, 240
-_M = {"l": 52, "r": 12, "t": 28, "b": 44}
 
-_CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0 auto;max-width:1180px;
-padding:24px;color:#222;line-height:1.45}
-h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:2px solid #e3e3e3;padding-bottom:4px;margin-top:2em}
-table{border-collapse:collapse;margin:8px 0 16px;font-size:.9em}
-th,td{border:1px solid #ddd;padding:4px 8px;text-align:right}th{background:#f4f4f4}
-td:first-child,th:first-child{text-align:left}
-.better{color:#1a7f37;font-weight:600}.worse{color:#cf222e;font-weight:600}.nodiff{color:#666}
-.higher,.lower{color:#8250df}
-.charts{display:flex;flex-wrap:wrap;gap:12px}.chart{border:1px solid #eee;border-radius:6px;padding:4px}
-dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px}dt{font-weight:600}dd{margin:0}
-.legend span{display:inline-block;margin-right:14px}.swatch{display:inline-block;width:12px;height:12px;
-margin-right:4px;vertical-align:middle}
-.note{color:#555;font-size:.9em}.scroll{overflow-x:auto}
-"""
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _num(value: Any, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return _e(value)
-
-
-def _p(value: Any) -> str:
-    """A p-value: 4 decimals, or scientific notation when tiny (never a misleading 0.0000)."""
-    if isinstance(value, float) and math.isfinite(value) and 0 < value < 1e-4:
-        return f"{value:.1e}"
-    return _num(value, 4)
-
-
-def _color(i: int) -> str:
-    return PALETTE[i % len(PALETTE)]
-
-
-def _legend(names: Sequence[str]) -> str:
-    items = "".join(
-        f'<span><i class="swatch" style="background:{_color(i)}"></i>{_e(n)}</span>' for i, n in enumerate(names)
-    )
-    return f'<div class="legend">{items}</div>'
-
-
-def _frame(title: str, body: str, y_max: float, y_label: str = "") -> str:
-    """SVG with a title, a y axis from 0 to ``y_max`` with 5 grid lines, and ``body``."""
-    plot_h = _H - _M["t"] - _M["b"]
-    grid = []
-    for j in range(5):
-        v = y_max * j / 4
-        y = _M["t"] + plot_h * (1 - j / 4)
-        grid.append(
-            f'<line x1="{_M["l"]}" x2="{_W - _M["r"]}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
-            f'<text x="{_M["l"] - 6}" y="{y + 4:.1f}" font-size="10" text-anchor="end">{v:.3g}</text>'
-        )
-    return (
-        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" '
-        f'viewBox="0 0 {_W} {_H}" role="img" aria-label="{_e(title)}">'
-        f'<text x="{_W / 2}" y="16" font-size="13" font-weight="600" text-anchor="middle">{_e(title)}</text>'
-        f'{"".join(grid)}<text x="12" y="{_M["t"] + plot_h / 2}" font-size="10" '
-        f'transform="rotate(-90 12 {_M["t"] + plot_h / 2})" text-anchor="middle">{_e(y_label)}</text>'
-        f"{body}</svg>"
-    )
-
-
-def line_chart(title: str, xs: Sequence[float], series: dict[str, Sequence[float | None]], y_label: str = "") -> str:
-    """An SVG line chart: one line (with dots) per series over the shared ``xs``."""
-    values = [v for s in series.values() for v in s if v is not None and math.isfinite(v)]
-    y_max = _nice_max(max(values, default=1.0))
-    plot_w, plot_h = _W - _M["l"] - _M["r"], _H - _M["t"] - _M["b"]
-    lo, hi = min(xs), max(xs)
-
-    def px(x: float) -> float:
-        return _M["l"] + (plot_w * (x - lo) / (hi - lo) if hi > lo else plot_w / 2)
-
-    def py(y: float) -> float:
-        return _M["t"] + plot_h * (1 - y / y_max)
-
-    parts = [
-        f'<text x="{px(x):.1f}" y="{_H - _M["b"] + 16}" font-size="10" text-anchor="middle">{_e(x)}</text>' for x in xs
-    ]
-    parts.append(f'<text x="{_M["l"] + plot_w / 2}" y="{_H - 8}" font-size="10" text-anchor="middle">K</text>')
-    for i, (_name, ys) in enumerate(series.items()):
-        pts = [(px(x), py(y)) for x, y in zip(xs, ys, strict=True) if y is not None and math.isfinite(y)]
-        if len(pts) > 1:
-            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
-            parts.append(f'<polyline points="{path}" fill="none" stroke="{_color(i)}" stroke-width="2"/>')
-        parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{_color(i)}"/>' for x, y in pts]
-    return _frame(title, "".join(parts), y_max, y_label)
-
-
-def bar_chart(title: str, groups: Sequence[str], series: dict[str, Sequence[float | None]], y_label: str = "") -> str:
-    """An SVG grouped bar chart: one group per label, one bar per series in each group."""
-    values = [v for s in series.values() for v in s if v is not None and math.isfinite(v)]
-    y_max = _nice_max(max(values, default=1.0))
-    plot_w, plot_h = _W - _M["l"] - _M["r"], _H - _M["t"] - _M["b"]
-    n_groups, n_series = max(len(groups), 1), max(len(series), 1)
-    group_w = plot_w / n_groups
-    bar_w = group_w * 0.8 / n_series
-    parts = []
-    for g, label in enumerate(groups):
-        x0 = _M["l"] + g * group_w + group_w * 0.1
-        parts.append(
-            f'<text x="{x0 + group_w * 0.4:.1f}" y="{_H - _M["b"] + 16}" font-size="10" '
-            f'text-anchor="middle">{_e(label)}</text>'
-        )
-        for i, (name, ys) in enumerate(series.items()):
-            v = ys[g] if g < len(ys) else None
-            if v is None or not math.isfinite(v):
-                continue
-            h = plot_h * max(v, 0.0) / y_max
-            parts.append(
-                f'<rect x="{x0 + i * bar_w:.1f}" y="{_M["t"] + plot_h - h:.1f}" width="{bar_w * 0.92:.1f}" '
-                f'height="{h:.1f}" fill="{_color(i)}"><title>{_e(name)} {_e(label)}: {v:.4f}</title></rect>'
-            )
-    return _frame(title, "".join(parts), y_max, y_label)
-
-
-def forest_plot(title: str, rows: list[dict[str, Any]]) -> str:
-    """Differences with their confidence intervals as horizontal bars around a 0 line."""
-    finite = [v for r in rows for v in (r["ci_low"], r["ci_high"], r["diff"]) if v is not None]
-    span = max((abs(v) for v in finite), default=1.0) or 1.0
-    row_h, left, width = 22, 230, 380
-    height = 40 + row_h * len(rows)
-    total_w = left + width + 20
-
-    def px(v: float) -> float:
-        return left + width / 2 + (width / 2 - 10) * v / span
-
-    parts = [
-        f'<text x="{total_w / 2}" y="16" font-size="13" font-weight="600" text-anchor="middle">{_e(title)}</text>',
-        f'<line x1="{px(0):.1f}" x2="{px(0):.1f}" y1="24" y2="{height - 10}" stroke="#999" stroke-dasharray="3,3"/>',
-    ]
-    for j, r in enumerate(rows):
-        y = 34 + j * row_h
-        color = {"better": "#1a7f37", "worse": "#cf222e"}.get(r["verdict"], "#777")
-        parts.append(
-            f'<text x="{left - 8}" y="{y + 4}" font-size="11" text-anchor="end">'
-            f"{_e(r['model'])} vs {_e(r['reference'])}: {_e(r['metric'])}</text>"
-        )
-        if r["ci_low"] is not None and r["ci_high"] is not None:
-            parts.append(
-                f'<line x1="{px(r["ci_low"]):.1f}" x2="{px(r["ci_high"]):.1f}" y1="{y}" y2="{y}" '
-                f'stroke="{color}" stroke-width="3"/>'
-            )
-        if r["diff"] is not None:
-            parts.append(
-                f'<circle cx="{px(r["diff"]):.1f}" cy="{y}" r="4" fill="{color}">'
-                f"<title>{r['diff']:+.4f}</title></circle>"
-            )
-    return (
-        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{total_w}" height="{height}" '
-        f'viewBox="0 0 {total_w} {height}" role="img" aria-label="{_e(title)}">{"".join(parts)}</svg>'
-    )
-
-
-def _nice_max(v: float) -> float:
-    if not math.isfinite(v) or v <= 0:
-        return 1.0
-    mag = 10 ** math.floor(math.log10(v))
-    for step in (1, 2, 2.5, 5, 10):
-        if v <= step * mag:
-            return step * mag
-    return 10 * mag
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _verdict_cell(verdict: str) -> str:
+def _verdict_cell(verdict: str | None) -> str:
+    verdict = verdict or "–"
     cls = {"better": "better", "worse": "worse", "higher": "higher", "lower": "lower"}.get(verdict, "nodiff")
-    return f'<span class="{cls}">{_e(verdict)}</span>'
+    return f'<span class="{cls}">{esc(verdict)}</span>'
 
 
-def render_report(metrics: dict[str, Any]) -> str:
+def _interval(values: Any) -> str:
+    if not values or values[0] is None or values[1] is None:
+        return "–"
+    return f"[{num(values[0])}, {num(values[1])}]"
+
+
+def _diff(c: dict[str, Any] | None) -> str:
+    if not c or c.get("diff") is None:
+        return "–"
+    return f"{c['diff']:+.4f} [{num(c['ci_low'])}, {num(c['ci_high'])}]"
+
+
+def _seconds(value: Any) -> str:
+    return "–" if value is None else f"{value:,.1f} s"
+
+
+def _decision_section(metrics: dict[str, Any], context: dict[str, Any]) -> list[str]:
+    decision = context.get("decision")
+    if not decision:
+        return []
+    primary = decision["primary_metric"]
+    ev = decision["evidence"]
+    conf = f"{1 - metrics['statistics']['alpha']:.0%}"
+    rows = [
+        ["this run", num(ev.get("mean")), _interval(ev.get("interval")), "", ""],
+    ]
+    base = ev.get("vs_baseline")
+    if base:
+        rows.append(
+            [
+                f"vs baseline {esc(base['reference'])}",
+                num(base["reference_mean"]),
+                "",
+                _diff(base),
+                _verdict_cell(base["verdict"]) + f" (p Holm {pvalue(base['p_holm'])})",
+            ]
+        )
+    serving = ev.get("vs_serving")
+    if serving:
+        rows.append(
+            [
+                f"vs {esc(serving['reference'])} (serving now)",
+                num(serving["reference_mean"]),
+                "",
+                _diff(serving),
+                _verdict_cell(serving["verdict"]) + f" (p Holm {pvalue(serving['p_holm'])})",
+            ]
+        )
+    elif context.get("serving_model") == ev["model"]:
+        rows.append([f"{esc(ev['model'])} serves now", "", "", "", "the same model"])
+    prev = ev.get("previous")
+    if prev:
+        change = prev.get("change")
+        rows.append(
+            [
+                f"previous run ({esc(prev.get('finished_at') or '?')})",
+                num(prev["mean"]),
+                _interval(prev.get("interval")),
+                "–" if change is None else f"{change:+.4f}",
+                "not paired: each run's own interval",
+            ]
+        )
+    else:
+        rows.append(["previous run", "–", "", "", "no earlier evaluate run in this workdir"])
+    kind = "decision"
+    reasons = "".join(f"<li>{esc(r)}.</li>" for r in decision["reasons"])
+    warnings = "".join(f"<li><b>{esc(w)}</b></li>" for w in decision["warnings"])
+    body = f"<h2>Decision: {esc(decision['headline'])}</h2><ul>{reasons}{warnings}</ul>" + table(
+        [f"{primary} of {ev['model']}", "mean", f"{conf} interval", f"difference [{conf} CI]", "verdict"],
+        rows,
+        text_columns=(4,),
+    )
+    return [banner("bad" if decision["warnings"] else kind, body)]
+
+
+def _tuning_section(context: dict[str, Any]) -> list[str]:
+    tuning = context.get("tuning")
+    if not tuning:
+        return ['<h2>Tuned vs default</h2><p class="note">No tuning run in this workdir (recctl tune).</p>']
+    default = tuning.get("default_value")
+    best = tuning.get("best_value")
+    gain = tuning.get("gain_over_default")
+    in_use = tuning.get("tuned_in_use")
+    params = ", ".join(f"{k}={v}" for k, v in (tuning.get("best_params") or {}).items())
+    rows = [
+        [
+            esc(tuning.get("model")),
+            esc(tuning.get("objective")),
+            num(default),
+            num(best),
+            "–" if gain is None else f"{gain:+.4f}",
+            esc(params),
+            "yes" if in_use else "no: recctl train &lt;workdir&gt;/tune/best.yaml",
+        ]
+    ]
+    return [
+        "<h2>Tuned vs default</h2>"
+        + table(
+            ["model", "objective", "default", "tuned", "gain", "best parameters", "evaluated here"],
+            rows,
+            text_columns=(5, 6),
+        )
+        + f'<p class="note">Scored on the validation split by {esc(tuning.get("method", "?"))} search over '
+        f"{esc(tuning.get('n_trials', '?'))} trials; the test split was not used.</p>"
+    ]
+
+
+def _costs_section(names: list[str], context: dict[str, Any]) -> list[str]:
+    costs = context.get("costs") or {}
+    if not costs:
+        return []
+    rows = [
+        [esc(n), _seconds(costs.get(n, {}).get("fit_seconds")), _seconds(costs.get(n, {}).get("score_seconds"))]
+        for n in names
+    ]
+    return [
+        "<h2>Costs</h2>"
+        + table(["model", "fit (train split)", "rank evaluated users"], rows)
+        + '<p class="note">Wall-clock seconds on the machine that ran train and evaluate.</p>'
+    ]
+
+
+def _population_section(metrics: dict[str, Any], context: dict[str, Any]) -> list[str]:
+    proto = metrics["protocol"]
+    pop = context.get("population") or {
+        "users_in_train": proto["n_users_total"],
+        "with_test_items": proto["n_users_with_test_items"],
+        "evaluated": proto["n_users_evaluated"],
+    }
+    total, with_test, evaluated = pop["users_in_train"], pop["with_test_items"], pop["evaluated"]
+    rows = [
+        ["evaluated: at least one relevant test item not seen in training", num(evaluated)],
+        ["not evaluated: no interaction in the test split", num(total - with_test)],
+        ["not evaluated: every test item was already a training item", num(with_test - evaluated)],
+    ]
+    if pop.get("cold_test_users_dropped") is not None:
+        rows.append(
+            [
+                "not evaluated: new in the test period (no training history; dropped by preprocess)",
+                num(pop["cold_test_users_dropped"]),
+            ]
+        )
+    if pop.get("events_dropped_by_min_counts"):
+        rows.append(
+            [
+                "events removed before the split by the min-count filters (preprocess.min_*)",
+                num(pop["events_dropped_by_min_counts"]),
+            ]
+        )
+    share = f" ({evaluated / total:.0%})" if total else ""
+    return [
+        "<h2>Who was evaluated</h2>"
+        + f"<p>{num(evaluated)} of {num(total)} users with training history were evaluated{share}.</p>"
+        + table(["users", "count"], rows, text_columns=(0,))
+    ]
+
+
+def _item_text(item: dict[str, Any]) -> str:
+    title = item.get("title")
+    label = esc(title) if title else esc(item["item_id"])
+    extra = f' <span class="muted">{esc(item["item_id"])}</span>' if title else ""
+    mark = ' <span class="hit">✓</span>' if item.get("hit") else ""
+    return f"{label}{extra}{mark}"
+
+
+def _samples_section(metrics: dict[str, Any], names: list[str]) -> list[str]:
+    samples = metrics.get("samples") or {}
+    users = samples.get("users") or []
+    if not users:
+        return []
+    parts = [
+        "<h2>Sample lists</h2>",
+        '<p class="note">Three evaluated users (a light, a typical and a heavy one by training history) with '
+        f"each model's top {samples.get('k', 5)}; ✓ marks a held-out item the user did interact with.</p>",
+    ]
+    for user in users:
+        depth = max(len(user["history"]), len(user["relevant"]), *(len(v) for v in user["lists"].values()))
+        columns = [("training items (top weights)", user["history"]), ("held out (relevant)", user["relevant"])]
+        columns += [(n, user["lists"].get(n, [])) for n in names if n in user["lists"]]
+        rows = [[_item_text(col[i]) if i < len(col) else "" for _, col in columns] for i in range(depth)]
+        parts.append(
+            f"<h3>User {esc(user['user_id'])}: {user['n_train_items']:,} training items, "
+            f"{user['n_relevant']:,} held out</h3>"
+            + table([c for c, _ in columns], rows, text_columns=tuple(range(len(columns))))
+        )
+    return parts
+
+
+def render_report(metrics: dict[str, Any], context: dict[str, Any] | None = None) -> str:
     """Render the evaluation in ``metrics`` (the ``metrics.json`` content) as one HTML page.
 
     Parameters
     ----------
     metrics
         What :func:`recctl.stages.evaluate.evaluate_models` returns (and ``metrics.json`` holds).
+    context
+        Optional: ``decision`` (:func:`recctl.evaluation.decision.decide`), ``serving_model``,
+        ``costs``, ``tuning``, ``population`` (see :func:`recctl.stages.evaluate.report_context`).
+        Without it the page starts at the evidence.
 
     Returns
     -------
     str
         A complete HTML document with inline CSS and SVG, no external resource.
     """
+    context = context or {}
     proto = metrics["protocol"]
     models = metrics["models"]
     names = list(metrics.get("model_order") or models)
     ks = proto["ks"]
     kmax = max(ks)
     primary = metrics["primary_metric"]
+    stats = metrics["statistics"]
+    conf = f"{1 - stats['alpha']:.0%}"
     title = f"recctl evaluation: {metrics.get('experiment', '')}".rstrip(": ")
     sections = [
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="note">Baseline: <b>{_e(metrics["baseline"])}</b>; best by {_e(primary)}: '
-        f"<b>{_e(metrics.get('best'))}</b>. Metric definitions: docs/metrics.md.</p>",
+        f'<p class="note">Baseline: <b>{esc(metrics["baseline"])}</b>; best by {esc(primary)}: '
+        f"<b>{esc(metrics.get('best'))}</b>. Metric definitions: docs/metrics.md.</p>",
+        *_decision_section(metrics, context),
     ]
+    if context:
+        sections += _tuning_section(context)
+    sections += _costs_section(names, context)
+    sections += _population_section(metrics, context)
+    sections += _samples_section(metrics, names)
 
     # protocol
-    stats = metrics["statistics"]
-    items = [
-        ("Split", proto["split"]),
-        ("Users evaluated", f"{proto['n_users_evaluated']:,} of {proto['n_users_total']:,}"),
-        ("Who is evaluated", proto["users"]),
-        ("Candidate items", proto["candidate_items"]),
-        (
-            "Excluded",
-            f"{proto['excluded']} ({proto['n_test_pairs_excluded']:,} of {proto['n_test_pairs']:,} test "
-            "pairs were training items and are not counted as relevant)",
-        ),
-        ("Relevance", proto["relevance"]),
-        ("K", ", ".join(map(str, ks))),
-        ("Ties", proto["ties"]),
-        (
-            "Comparison",
-            f"{stats['test']}; {stats['interval']}; {stats['correction']}; "
-            f"alpha {stats['alpha']}; seed {stats['seed']}",
-        ),
-        ("Popularity bands", proto["popularity_bands"]["definition"]),
-        ("User segments", proto["user_segments"]["definition"]),
-    ]
-    sections.append("<h2>Protocol</h2><dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items) + "</dl>")
+    sections.append(
+        "<h2>Protocol</h2>"
+        + definitions(
+            [
+                ("Split", esc(proto["split"])),
+                ("Users evaluated", f"{proto['n_users_evaluated']:,} of {proto['n_users_total']:,}"),
+                ("Who is evaluated", esc(proto["users"])),
+                ("Candidate items", esc(proto["candidate_items"])),
+                (
+                    "Excluded",
+                    esc(
+                        f"{proto['excluded']} ({proto['n_test_pairs_excluded']:,} of {proto['n_test_pairs']:,} "
+                        "test pairs were training items and are not counted as relevant)"
+                    ),
+                ),
+                ("Relevance", esc(proto["relevance"])),
+                ("K", esc(", ".join(map(str, ks)))),
+                ("Ties", esc(proto["ties"])),
+                (
+                    "Comparison",
+                    esc(
+                        f"{stats['test']}; {stats['interval']}; {stats['correction']}; alpha {stats['alpha']}; "
+                        f"seed {stats['seed']}"
+                    ),
+                ),
+                ("Popularity bands", esc(proto["popularity_bands"]["definition"])),
+                ("User segments", esc(proto["user_segments"]["definition"])),
+            ]
+        )
+    )
 
     # comparison
     comps = [
@@ -274,22 +309,27 @@ def render_report(metrics: dict[str, Any]) -> str:
     if comps:
         rows = [
             [
-                _e(c["model"]),
-                f"{_e(c['reference'])} ({_e(c['role'])})",
-                _e(c["metric"]),
-                _num(c["model_mean"]),
-                _num(c["reference_mean"]),
+                esc(c["model"]),
+                f"{esc(c['reference'])} ({esc(c['role'])})",
+                esc(c["metric"]),
+                num(c["model_mean"]),
+                num(c["reference_mean"]),
                 f"{c['diff']:+.4f}" if c["diff"] is not None else "–",
-                f"[{_num(c['ci_low'])}, {_num(c['ci_high'])}]",
-                _p(c["p_value"]),
-                _p(c["p_holm"]),
+                f"[{num(c['ci_low'])}, {num(c['ci_high'])}]",
+                pvalue(c["p_value"]),
+                pvalue(c["p_holm"]),
                 _verdict_cell(c["verdict"]),
             ]
             for c in comps
         ]
+        forest = [
+            (f"{c['model']} vs {c['reference']}", c["diff"], c["ci_low"], c["ci_high"], c["verdict"])
+            for c in comps
+            if c["metric"] == primary
+        ]
         sections.append(
             f"<h2>Comparison at K={kmax}</h2>"
-            + _table(
+            + table(
                 [
                     "model",
                     "vs",
@@ -297,122 +337,105 @@ def render_report(metrics: dict[str, Any]) -> str:
                     "model mean",
                     "reference mean",
                     "diff",
-                    f"{1 - stats['alpha']:.0%} CI",
+                    f"{conf} CI",
                     "p",
                     "p (Holm)",
                     "verdict",
                 ],
                 rows,
             )
-            + forest_plot(
-                f"Difference in {primary} with {1 - stats['alpha']:.0%} CI",
-                [c for c in comps if c["metric"] == primary],
-            )
+            + forest_plot(f"Difference in {primary} with {conf} CI", forest, x_label=f"{primary} difference")
         )
     else:
         sections.append("<h2>Comparison</h2><p>Only the baseline was evaluated.</p>")
 
     # mean metrics: one row per metric, one column per model (fits any number of K)
     keys = list(next(iter(models.values()))["mean"]) if models else []
-    rows = [[_e(k)] + [_num(models[n]["mean"].get(k)) for n in names] for k in keys]
+    rows = [[esc(k)] + [num(models[n]["mean"].get(k)) for n in names] for k in keys]
     headers = [n + (" (baseline)" if n == metrics["baseline"] else "") for n in names]
-    sections.append("<h2>Mean metrics</h2>" + '<div class="scroll">' + _table(["metric", *headers], rows) + "</div>")
+    sections.append("<h2>Mean metrics</h2>" + table(["metric", *headers], rows))
 
     # metric vs K
     curve_metrics = [m for m in proto["metrics"] if m != "auc"]
     if len(ks) > 1 and curve_metrics:
         charts = [
             line_chart(
-                f"{m} vs K",
+                f"{m} against K",
                 ks,
                 {n: [models[n]["mean"].get(f"{m}@{k}") for k in ks] for n in names},
-                m,
+                x_label="K",
+                y_label=m,
             )
             for m in curve_metrics
         ]
-        sections.append(
-            "<h2>Metrics against K</h2>" + _legend(names) + '<div class="charts">' + "".join(charts) + "</div>"
-        )
+        sections.append('<h2>Metrics against K</h2><div class="charts">' + "".join(charts) + "</div>")
 
     # segments
     seg = metrics.get("segments", {})
     user_rows = seg.get("users", {})
     if user_rows:
         segments = [r["segment"] for r in user_rows[names[0]]]
-        chart = bar_chart(
-            f"{primary} by user history",
-            segments,
-            {
-                n: [next((r.get(primary) for r in user_rows[n] if r["segment"] == s), None) for s in segments]
-                for n in names
-            },
-            primary,
-        )
+        values = {
+            n: [next((r.get(primary) for r in user_rows[n] if r["segment"] == s), None) for s in segments]
+            for n in names
+        }
         thresholds = proto["user_segments"]
         note = (
-            f'<p class="note">short: at most {thresholds.get("short_max")} training items; long: at least '
-            f"{thresholds.get('long_min')}; new: none.</p>"
+            f'<p class="note">short: at most {esc(thresholds.get("short_max"))} training items; long: at least '
+            f"{esc(thresholds.get('long_min'))}; new: none.</p>"
         )
         table_rows = [
-            [_e(s), str(next(r["n_users"] for r in user_rows[names[0]] if r["segment"] == s))]
-            + [_num(next((r.get(primary) for r in user_rows[n] if r["segment"] == s), None)) for n in names]
-            for s in segments
+            [esc(s), num(next(r["n_users"] for r in user_rows[names[0]] if r["segment"] == s))]
+            + [num(values[n][j]) for n in names]
+            for j, s in enumerate(segments)
         ]
         sections.append(
-            "<h2>User segments</h2>" + note + _legend(names) + chart + _table(["segment", "users", *names], table_rows)
+            "<h2>User segments</h2>"
+            + note
+            + bar_chart(f"{primary} by user history", segments, values, y_label=primary)
+            + table(["segment", "users", *names], table_rows)
         )
     band_rows = seg.get("item_bands", {})
     if band_rows:
         bands = [r["band"] for r in band_rows[names[0]]]
         key = f"recall@{kmax}"
-        chart = bar_chart(
-            f"{key} on relevant items of each popularity band",
-            bands,
-            {n: [r.get(key) for r in band_rows[n]] for n in names},
-            key,
-        )
         table_rows = [
-            [_e(b), str(band_rows[names[0]][j]["n_users"])] + [_num(band_rows[n][j].get(key)) for n in names]
+            [esc(b), num(band_rows[names[0]][j]["n_users"])] + [num(band_rows[n][j].get(key)) for n in names]
             for j, b in enumerate(bands)
         ]
         sections.append(
             "<h2>Item popularity bands</h2>"
             '<p class="note">Recall restricted to the relevant items of each band; a user counts in a band '
             "when they have a relevant item in it.</p>"
-            + _legend(names)
-            + chart
-            + _table(["band", "users", *names], table_rows)
+            + bar_chart(
+                f"{key} on relevant items of each popularity band",
+                bands,
+                {n: [r.get(key) for r in band_rows[n]] for n in names},
+                y_label=key,
+            )
+            + table(["band", "users", *names], table_rows)
         )
 
     # popularity distribution of recommendations
     pops = {n: models[n].get("recommendation_popularity") for n in names if models[n].get("recommendation_popularity")}
     if pops:
         deciles = [f"{10 * (i + 1)}%" for i in range(len(next(iter(pops.values()))["deciles"]))]
-        chart1 = bar_chart(
-            f"Share of top-{kmax} items by catalogue popularity decile",
-            deciles,
-            {n: p["deciles"] for n, p in pops.items()},
-            "share",
-        )
-        chart2 = bar_chart(
-            f"Share of top-{kmax} items by popularity band",
-            ["head", "torso", "tail"],
-            {n: [p["bands"].get(b) for b in ("head", "torso", "tail")] for n, p in pops.items()},
-            "share",
-        )
         sections.append(
             "<h2>Popularity of recommendations</h2>"
             '<p class="note">Decile 10% = the tenth of the catalogue with the most training users.</p>'
-            + _legend(list(pops))
-            + '<div class="charts">'
-            + chart1
-            + chart2
+            '<div class="charts">'
+            + bar_chart(
+                f"Share of top-{kmax} items by popularity decile",
+                deciles,
+                {n: p["deciles"] for n, p in pops.items()},
+                y_label="share of recommended items",
+            )
+            + bar_chart(
+                f"Share of top-{kmax} items by popularity band",
+                ["head", "torso", "tail"],
+                {n: [p["bands"].get(b) for b in ("head", "torso", "tail")] for n, p in pops.items()},
+                y_label="share of recommended items",
+            )
             + "</div>"
         )
-
-    body = "\n".join(sections)
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>'
-        f"<body>\n{body}\n</body></html>\n"
-    )
+    return page(title, sections)

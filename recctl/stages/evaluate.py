@@ -26,10 +26,12 @@ from recctl.columns import Columns
 from recctl.config import Config
 from recctl.data.dataset import Dataset, load_dataset, load_split_matrix
 from recctl.errors import ConfigError
-from recctl.evaluation.comparison import NO_DIFFERENCE, compare_models
+from recctl.evaluation.comparison import NO_DIFFERENCE, bootstrap_mean_ci, compare_models
+from recctl.evaluation.decision import decide
 from recctl.evaluation.metrics import auc_from_scores, evaluate_rankings
 from recctl.evaluation.protocol import EvalProtocol, build_protocol
 from recctl.evaluation.segments import band_breakdown, recommendation_popularity, segment_breakdown
+from recctl.history import append_record, previous_record
 from recctl.progress import Progress, report
 from recctl.stages._common import StageRun, require_stage, timed_stage
 from recctl.workdir import writes_workdir
@@ -77,6 +79,8 @@ def evaluate_models(
     n_jobs: int = -1,
     item_features: Any = None,
     user_ids: np.ndarray | None = None,
+    item_titles: np.ndarray | None = None,
+    item_ids: np.ndarray | None = None,
     progress: Progress | None = None,
     rank: RankFn | None = None,
 ) -> tuple[dict[str, Any], pl.DataFrame, dict[str, float]]:
@@ -102,6 +106,8 @@ def evaluate_models(
         Item feature matrix, for intra-list diversity.
     user_ids
         Shop ids of all users (for the per-user table).
+    item_titles, item_ids
+        A readable name (the catalogue's title) and the shop id per item index, for the sample lists.
     progress
         Optional progress callback.
     rank
@@ -118,6 +124,7 @@ def evaluate_models(
     users = protocol.users
     target_rows = protocol.target[users]
     results = {}
+    ranked_lists: dict[str, np.ndarray] = {}
     model_info: dict[str, Any] = {}
     # timings go to the manifest, not metrics.json, so that file is identical across runs
     timings: dict[str, float] = {}
@@ -158,6 +165,7 @@ def evaluate_models(
             auc=auc,
         )
         results[name] = res
+        ranked_lists[name] = top_items
         timings[name] = round(time.perf_counter() - t0, 3)
         model_info[name] = {
             "kind": getattr(model, "kind", type(model).__name__),
@@ -169,6 +177,13 @@ def evaluate_models(
     report(progress, "evaluate", len(models), len(models))
 
     per_user_cols = [c for c in results[baseline].per_user.columns if c != Columns.UserIdx]
+    if primary in per_user_cols:
+        # each model's own interval of the primary metric (runs are compared by it, unpaired)
+        for i, (name, res) in enumerate(results.items()):
+            low, high = bootstrap_mean_ci(
+                res.per_user[primary].to_numpy(), n_bootstrap=n_bootstrap, alpha=alpha, seed=[seed, 10_000 + i]
+            )
+            model_info[name]["interval"] = {primary: [_clean(float(low[0])), _clean(float(high[0]))]}
     means = {name: res.mean.get(primary, float("nan")) for name, res in results.items()}
     finite = {n: v for n, v in means.items() if np.isfinite(v)}
     best = max(finite, key=lambda n: (finite[n], n == baseline)) if finite else None
@@ -218,9 +233,67 @@ def evaluate_models(
         "comparisons": [c.to_dict() for c in comparisons],
         "verdicts_vs_baseline": verdicts,
         "segments": segments,
+        "samples": sample_lists(protocol, ranked_lists, user_ids, item_titles, item_ids=item_ids),
     }
     per_user = _long_per_user(results, protocol, user_ids)
     return metrics_json, per_user, timings
+
+
+#: users shown with their lists in the report, and list length shown
+_N_SAMPLE_USERS, _SAMPLE_K = 3, 5
+#: catalogue columns tried, in order, as an item's readable name in the report
+TITLE_COLUMNS = ("title", "name", "product_name", "description")
+
+
+def sample_lists(
+    protocol: EvalProtocol,
+    top_items: dict[str, np.ndarray],
+    user_ids: np.ndarray | None,
+    item_titles: np.ndarray | None,
+    *,
+    item_ids: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """A few evaluated users with their history, held-out items and every model's top items, titled.
+
+    Users are picked at the 25th, 50th and 75th percentile of training-history length (ties by
+    index), so the sample shows a light, a typical and a heavy user, the same ones every run.
+    """
+    users = protocol.users
+    if len(users) == 0:
+        return {"users": [], "k": _SAMPLE_K}
+    train = protocol.exclude
+    lengths = np.diff(train.indptr)[users] if train is not None else np.zeros(len(users), dtype=np.int64)
+    order = np.lexsort((users, lengths))
+    picks = sorted({int(order[int(q * (len(order) - 1))]) for q in (0.25, 0.5, 0.75)})[:_N_SAMPLE_USERS]
+
+    def item(j: int) -> dict[str, Any]:
+        ident = str(item_ids[j]) if item_ids is not None else str(j)
+        title = None if item_titles is None else item_titles[j]
+        return {"item_id": ident, "title": None if title is None else str(title)}
+
+    shown = []
+    for row in picks:
+        u = int(users[row])
+        relevant = set(protocol.target[u].indices.tolist())
+        history: list[int] = []
+        if train is not None:
+            start, end = train.indptr[u], train.indptr[u + 1]
+            weights = train.data[start:end]
+            history = train.indices[start:end][np.argsort(-weights, kind="stable")][:_SAMPLE_K].tolist()
+        shown.append(
+            {
+                "user_id": str(user_ids[u]) if user_ids is not None else str(u),
+                "n_train_items": int(lengths[row]),
+                "history": [item(j) for j in history],
+                "relevant": [item(j) for j in sorted(relevant)[:_SAMPLE_K]],
+                "n_relevant": len(relevant),
+                "lists": {
+                    name: [{**item(int(j)), "hit": int(j) in relevant} for j in items[row][:_SAMPLE_K] if j >= 0]
+                    for name, items in top_items.items()
+                },
+            }
+        )
+    return {"users": shown, "k": _SAMPLE_K}
 
 
 def _clean(value: float) -> float | None:
@@ -357,6 +430,8 @@ def run_evaluate(cfg: Config, *, report: bool | None = None, progress: Progress 
             n_jobs=ecfg.n_jobs,
             item_features=dataset.item_features,
             user_ids=dataset.user_ids,
+            item_titles=_item_titles(dataset),
+            item_ids=dataset.item_ids,
             progress=progress,
             rank=_spark_rank(cfg) if cfg.engine.is_spark else None,
         )
@@ -366,6 +441,8 @@ def run_evaluate(cfg: Config, *, report: bool | None = None, progress: Progress 
         if tuning:
             metrics_json["tuning"] = _tuning_table(tuning, metrics_json["models"], ecfg.primary())
         metrics_json["schema_version"] = METRICS_SCHEMA_VERSION
+        context = report_context(cfg, metrics_json, timings, train_manifest.summary)
+        decision = decide(metrics_json, context)
         write_json_atomic(run.dir / METRICS_FILE, metrics_json)
         run.add_output(run.dir / METRICS_FILE)
         write_parquet_atomic(per_user, run.dir / PER_USER_FILE)
@@ -373,7 +450,7 @@ def run_evaluate(cfg: Config, *, report: bool | None = None, progress: Progress 
         if ecfg.report if report is None else report:
             from recctl.evaluation.report import render_report
 
-            write_text_atomic(run.dir / REPORT_FILE, render_report(metrics_json))
+            write_text_atomic(run.dir / REPORT_FILE, render_report(metrics_json, {**context, "decision": decision}))
             run.add_output(run.dir / REPORT_FILE)
         run.summary.update(
             baseline=baseline,
@@ -385,7 +462,12 @@ def run_evaluate(cfg: Config, *, report: bool | None = None, progress: Progress 
             verdicts_vs_baseline={
                 n: v.get(metrics_json["primary_metric"]) for n, v in metrics_json["verdicts_vs_baseline"].items()
             },
+            decision={k: decision[k] for k in ("action", "ship", "headline", "reasons", "warnings")},
         )
+        for warning in decision["warnings"]:
+            log.warning(warning)
+    # recorded once the run's outputs are in place: a failed run leaves no history line
+    append_record(cfg.workdir_path, history_record(run.manifest, metrics_json, context, decision))
     return run.manifest
 
 
@@ -442,6 +524,119 @@ def split_statement(preprocess_summary: dict[str, Any]) -> dict[str, Any]:
     if "decay" in weights:
         out["decay"] = weights["decay"]
     return out
+
+
+def _item_titles(dataset: Dataset) -> np.ndarray | None:
+    """The catalogue column that names items best (:data:`TITLE_COLUMNS`), aligned with the item index."""
+    items = dataset.items
+    if items is None:
+        return None
+    column = next((c for c in TITLE_COLUMNS if c in items.columns), None)
+    if column is None:
+        return None
+    ordered = items.sort(Columns.ItemIdx) if Columns.ItemIdx in items.columns else items
+    return ordered[column].cast(pl.String).to_numpy()
+
+
+def report_context(
+    cfg: Config, metrics: dict[str, Any], timings: dict[str, float], train_summary: dict[str, Any]
+) -> dict[str, Any]:
+    """What the report and the decision need besides ``metrics.json``: serving model, history, costs, tuning.
+
+    Parameters
+    ----------
+    cfg
+        The experiment config.
+    metrics
+        This run's ``metrics.json`` content.
+    timings
+        Seconds each model took to rank (and score) the evaluated users.
+    train_summary
+        The train stage's manifest summary (fit seconds per model).
+
+    Returns
+    -------
+    dict
+        ``serving_model``, ``previous`` (last history record or None), ``costs``, ``tuning``
+        (the tune summary, or None) and ``population`` (who was and was not evaluated).
+    """
+    fitted = train_summary.get("models", {})
+    costs = {
+        name: {"fit_seconds": fitted.get(name, {}).get("fit_seconds"), "score_seconds": timings.get(name)}
+        for name in metrics["models"]
+    }
+    return {
+        "serving_model": cfg.recommend.model if cfg.recommend is not None else None,
+        "previous": previous_record(cfg.workdir_path),
+        "costs": costs,
+        "tuning": _tuning(cfg),
+        "population": _population(cfg, metrics),
+    }
+
+
+def _tuning(cfg: Config) -> dict[str, Any] | None:
+    from recctl.artifacts import read_manifest
+
+    try:
+        summary = dict(read_manifest(cfg.stage_dir("tune"), stage="tune").summary)
+    except Exception:  # no tuning run (or an unreadable one): the report says nothing about tuning
+        return None
+    name = summary.get("model")
+    if name not in cfg.models or not summary.get("best_params"):
+        return summary
+    configured = cfg.models[name]
+    summary["tuned_in_use"] = all(configured.get(k) == v for k, v in summary["best_params"].items())
+    return summary
+
+
+def _population(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Who was evaluated and who was not, from the protocol and the preprocess summary."""
+    from recctl.artifacts import read_manifest
+
+    proto = metrics["protocol"]
+    population = {
+        "users_in_train": proto["n_users_total"],
+        "with_test_items": proto["n_users_with_test_items"],
+        "evaluated": proto["n_users_evaluated"],
+    }
+    try:
+        pre = read_manifest(cfg.stage_dir("preprocess"), stage="preprocess").summary
+    except Exception:  # evaluate checked preprocess already; a summary without these keys is fine
+        pre = {}
+    split = pre.get("split", {})
+    if split.get("cold_test_users_dropped"):
+        population["cold_test_users_dropped"] = split.get("cold_test_users")
+    if pre.get("filter", {}).get("events_dropped"):
+        population["events_dropped_by_min_counts"] = pre["filter"]["events_dropped"]
+    return population
+
+
+def history_record(
+    manifest: Manifest, metrics: dict[str, Any], context: dict[str, Any], decision: dict[str, Any]
+) -> dict[str, Any]:
+    """The run-history record of an evaluate run (see :mod:`recctl.history`)."""
+    test = next((r.sha256 for r in manifest.inputs if r.path.endswith("test.parquet")), None)
+    costs = context.get("costs", {})
+    return {
+        "experiment": metrics.get("experiment"),
+        "finished_at": manifest.finished_at,
+        "config_hash": manifest.config_hash,
+        "test_sha256": test,
+        "n_users": metrics["protocol"]["n_users_evaluated"],
+        "primary_metric": metrics["primary_metric"],
+        "baseline": metrics["baseline"],
+        "best": metrics["best"],
+        "serving_model": context.get("serving_model"),
+        "decision": {k: decision[k] for k in ("action", "ship", "headline")},
+        "models": {
+            name: {
+                "mean": info["mean"],
+                "interval": info.get("interval", {}),
+                **{k: v for k, v in costs.get(name, {}).items() if v is not None},
+            }
+            for name, info in metrics["models"].items()
+        },
+    }
 
 
 def read_metrics(cfg: Config) -> dict[str, Any]:

@@ -37,4 +37,4 @@ def test_page_is_self_contained_and_escaped(tmp_path) -> None:
 
 def test_page_shows_a_mismatch_banner() -> None:
     page = render_html(_report({"control": 1, "treatment": 1}, {"control": 600, "treatment": 400}))
-    assert "class='banner bad'" in page and "SAMPLE RATIO MISMATCH" in page
+    assert 'class="banner bad"' in page and "SAMPLE RATIO MISMATCH" in page

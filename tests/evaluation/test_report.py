@@ -47,8 +47,9 @@ def metrics(tmp_path_factory) -> dict:
 def test_report_is_self_contained_and_complete(metrics):
     html = render_report(metrics)
     # nothing to fetch: no external scripts, styles, images or fonts
-    assert not re.search(r"<script|<link|<img|<iframe|\bsrc=|url\(|@import", html, re.I)
-    assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", html)
+    # (``url(#id)`` is a reference inside the page, e.g. a chart's clip path)
+    assert not re.search(r"<script|<link|<img|<iframe|\bsrc=|url\((?!#)|@import", html, re.I)
+    assert not re.search(r"https?://", html)
     for section in (
         "Protocol",
         "Comparison at K=10",
@@ -65,9 +66,49 @@ def test_report_is_self_contained_and_complete(metrics):
 
 
 def test_report_escapes_names():
-    from recctl.evaluation.report import _table
+    from recctl.htmlreport import table
 
-    assert "&lt;b&gt;" in _table(["<b>"], [])
+    assert "&lt;b&gt;" in table(["<b>"], [])
+
+
+def test_report_starts_with_the_decision_and_history_feeds_the_next_run(tmp_path):
+    path = build_workdir(tmp_path, evaluate={"k": [5, 10], "baseline": "popular", "n_bootstrap": 50, "report": True})
+    cfg = load_config(path)
+    first = run_evaluate(cfg)
+    decision = first.summary["decision"]
+    # by_category knows each user's favourite category: better than plain popularity, and the best
+    assert decision["action"] == "switch" and decision["ship"] == "by_category"
+    html = (cfg.stage_dir("evaluate") / "report.html").read_text()
+    order = [
+        html.index(h)
+        for h in (
+            "Decision: Ship by_category",
+            "Costs",
+            "Who was evaluated",
+            "Sample lists",
+            "Protocol",
+            "Comparison at K=10",
+        )
+    ]
+    assert order == sorted(order)
+    assert "no earlier evaluate run in this workdir" in html
+    assert "not evaluated: no interaction in the test split" in html
+    history = (cfg.workdir_path / "history" / "evaluate.jsonl").read_text().splitlines()
+    assert len(history) == 1 and json.loads(history[0])["decision"]["ship"] == "by_category"
+    run_evaluate(cfg)
+    html = (cfg.stage_dir("evaluate") / "report.html").read_text()
+    assert "previous run (" in html and "no earlier evaluate run" not in html
+    assert len((cfg.workdir_path / "history" / "evaluate.jsonl").read_text().splitlines()) == 2
+
+
+def test_without_matplotlib_the_report_says_how_to_get_charts(metrics, monkeypatch):
+    import recctl.htmlreport.charts as charts
+
+    monkeypatch.setattr(charts, "charts_available", lambda: False)
+    html = render_report(metrics)
+    assert "<svg" not in html
+    assert "pip install &#x27;recctl[report]&#x27;" in html
+    assert "Comparison at K=10" in html and "<table>" in html  # the numbers are all still there
 
 
 def _browser() -> str | None:
@@ -124,13 +165,23 @@ def _png_ink_share(path, max_rows: int = 500) -> float:
     return ink / (width * height)
 
 
+#: a test-only probe: the width the laid-out page needs, written where --dump-dom shows it
+_PROBE = (
+    "<script>window.addEventListener('load',()=>{document.body.dataset.scrollWidth="
+    "document.documentElement.scrollWidth;document.body.dataset.viewport=window.innerWidth;});</script>"
+)
+
+
 @pytest.mark.slow
-def test_report_renders_in_headless_browser(metrics, tmp_path):
+@pytest.mark.parametrize(("width", "height"), [(1280, 1600), (390, 844)], ids=["desktop", "phone"])
+def test_report_renders_in_headless_browser(metrics, tmp_path, width, height):
     browser = _browser()
     if browser is None:
         pytest.skip("no headless Chromium on this machine (apt-get install chromium)")
     page = tmp_path / "report.html"
     page.write_text(render_report(metrics), encoding="utf-8")
+    probed = tmp_path / "probed.html"
+    probed.write_text(render_report(metrics).replace("</body>", _PROBE + "</body>"), encoding="utf-8")
     env = {**os.environ, "HOME": str(tmp_path)}
     common = [
         browser,
@@ -142,18 +193,24 @@ def test_report_renders_in_headless_browser(metrics, tmp_path):
         f"--user-data-dir={tmp_path / 'profile'}",
     ]
     dom = subprocess.run(
-        [*common, "--dump-dom", page.as_uri()],
+        [*common, f"--window-size={width},{height}", "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()],
         capture_output=True,
         text=True,
         timeout=120,
         env=env,
         check=True,
     ).stdout
-    # the browser parsed the page into a DOM that holds the tables and the inline charts
+    # the browser parsed the page into a DOM that holds the tables and the inline charts with axes
     assert "<svg" in dom and "<table>" in dom and "Comparison at K=10" in dom
+    assert "ndcg@10 difference" in dom  # the forest plot's axis label
+    needed = re.search(r'data-scroll-width="(\d+)"', dom)
+    viewport = re.search(r'data-viewport="(\d+)"', dom)
+    assert needed and viewport, "the probe did not run"
+    # nothing makes the page wider than the screen: wide tables scroll inside their own box
+    assert int(needed.group(1)) <= int(viewport.group(1)), (needed.group(1), viewport.group(1))
     shot = tmp_path / "shot.png"
     subprocess.run(
-        [*common, "--window-size=1200,1600", f"--screenshot={shot}", page.as_uri()],
+        [*common, f"--window-size={width},{height}", f"--screenshot={shot}", page.as_uri()],
         capture_output=True,
         timeout=120,
         env=env,
