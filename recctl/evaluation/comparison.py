@@ -61,7 +61,7 @@ class Comparison:
         return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in asdict(self).items()}
 
 
-def holm(p_values: Sequence[float]) -> np.ndarray:
+def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     """Holm's step-down adjusted p-values (family-wise error control, any dependence).
 
     ``statsmodels.stats.multitest.multipletests(method="holm")``: the i-th smallest p-value is

@@ -117,7 +117,45 @@ def _decision_section(metrics: dict[str, Any], context: dict[str, Any]) -> list[
     return [banner("bad" if decision["warnings"] else kind, body)]
 
 
-def _tuning_section(context: dict[str, Any]) -> list[str]:
+def _tune_all_section(tuning: dict[str, Any]) -> list[str]:
+    """``metrics.json["tuning"]`` (tune-all): default vs tuned per model, on validation and on test."""
+    metric = tuning.get("metric", "")
+    rows = [
+        [
+            esc(name) + (" <b>(winner)</b>" if name == tuning.get("winner") else ""),
+            num(r.get("valid_default")),
+            num(r.get("valid_tuned")),
+            pvalue(r.get("valid_p_value")),
+            num(r.get("test_default")),
+            num(r.get("test_tuned")),
+            esc(", ".join(f"{k}={v}" for k, v in (r.get("params") or {}).items())),
+        ]
+        for name, r in tuning.get("models", {}).items()
+    ]
+    if not rows:
+        return [f'<h2>Tuned vs default</h2><p class="note">{esc(tuning.get("note", "no model changed by tuning"))}</p>']
+    return [
+        "<h2>Tuned vs default</h2>"
+        + table(
+            [
+                "model",
+                f"default {metric} (valid)",
+                "tuned (valid)",
+                "p (valid)",
+                "default (test)",
+                "tuned (test)",
+                "tuned parameters",
+            ],
+            rows,
+            text_columns=(6,),
+        )
+        + f'<p class="note">{esc(tuning.get("note", ""))}</p>'
+    ]
+
+
+def _tuning_section(metrics: dict[str, Any], context: dict[str, Any]) -> list[str]:
+    if metrics.get("tuning"):
+        return _tune_all_section(metrics["tuning"])
     tuning = context.get("tuning")
     if not tuning:
         return ['<h2>Tuned vs default</h2><p class="note">No tuning run in this workdir (recctl tune).</p>']
@@ -262,8 +300,8 @@ def render_report(metrics: dict[str, Any], context: dict[str, Any] | None = None
         f"<b>{esc(metrics.get('best'))}</b>. Metric definitions: docs/metrics.md.</p>",
         *_decision_section(metrics, context),
     ]
-    if context:
-        sections += _tuning_section(context)
+    if context or metrics.get("tuning"):
+        sections += _tuning_section(metrics, context)
     sections += _costs_section(names, context)
     sections += _population_section(metrics, context)
     sections += _samples_section(metrics, names)

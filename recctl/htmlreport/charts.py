@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
@@ -36,7 +36,8 @@ PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b
 #: colours of a difference's verdict in forest plots
 VERDICT_COLOURS = {"better": "#1a7f37", "worse": "#cf222e", "higher": "#8250df", "lower": "#8250df"}
 INSTALL_HINT = "pip install 'recctl[report]'"
-_RC = {
+#: typed Any: matplotlib's stubs want a literal-keyed dict
+_RC: Any = {
     "svg.fonttype": "none",
     "svg.hashsalt": "recctl",
     "font.family": "sans-serif",
@@ -146,7 +147,7 @@ def forest_plot(title: str, rows: Sequence[ForestRow], *, x_label: str = "differ
 def line_chart(
     title: str,
     xs: Sequence[float],
-    series: dict[str, Sequence[float | None]],
+    series: Mapping[str, Sequence[float | None]],
     *,
     x_label: str = "",
     y_label: str = "",
@@ -176,7 +177,7 @@ def line_chart(
 def bar_chart(
     title: str,
     groups: Sequence[str],
-    series: dict[str, Sequence[float | None]],
+    series: Mapping[str, Sequence[float | None]],
     *,
     y_label: str = "",
 ) -> str:
