@@ -45,8 +45,22 @@ def evaluate_command(
     with cli.progress() as progress:
         manifest = run_evaluate(cfg, report=report, progress=progress)
     metrics = read_metrics(cfg)
-    cli.emit({**manifest_summary(manifest), "metrics": metrics}, lambda: render_metrics(cli, metrics))
+
+    def render() -> None:
+        render_metrics(cli, metrics)
+        render_decision(cli, manifest.summary.get("decision"))
+
+    cli.emit({**manifest_summary(manifest), "metrics": metrics}, render)
     cli.note(f"metrics written to {cfg.stage_dir('evaluate')}")
+
+
+def render_decision(cli: Invocation, decision: dict[str, Any] | None) -> None:
+    """Print the shipping decision (which model, why, warnings) on stdout."""
+    if not decision:
+        return
+    cli.say(f"[bold]Decision[/]: {decision['headline']}: " + "; ".join(decision["reasons"]) + ".")
+    for warning in decision.get("warnings", []):
+        cli.say(f"[bold red]Warning[/]: {warning}")
 
 
 def render_metrics(cli: Invocation, metrics: dict[str, Any]) -> None:

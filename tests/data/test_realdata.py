@@ -49,6 +49,17 @@ def test_online_retail_accounting(tmp_path: Path) -> None:
     assert items.height == 4_070 and items.columns == [Columns.Item, "description", "price"]
     assert s["catalogue"]["items"]["missing_from_table"] == 0
     assert pl.read_parquet(cfg.stage_dir("ingest") / "rejected.parquet").height == totals["rejected"]
+    assert s["warnings"] == []  # the cancellation rule takes the returns out
+
+
+def test_online_retail_without_a_cancellation_rule_warns_about_returns(tmp_path: Path) -> None:
+    cfg = _config("online_retail", tmp_path, "online-retail/online_retail.csv.gz")
+    raw = cfg.model_dump(exclude_unset=True)
+    raw["data"]["interactions"].pop("cancellations")
+    cfg = config_from_dict(raw, base_dir=REPO / "configs", source="configs/online_retail.yaml")
+    warnings = run_ingest(cfg).summary["warnings"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("8,841 accepted rows have a negative value ('Quantity')")
 
 
 def test_movielens_ingest_and_preprocess(tmp_path: Path) -> None:
