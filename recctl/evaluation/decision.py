@@ -124,12 +124,13 @@ def decide(metrics: dict[str, Any], context: dict[str, Any] | None = None) -> di
     }[action]
     evidence = _evidence(metrics, ship, baseline, serving, primary, context.get("previous"))
     warnings = []
-    prev = evidence.get("previous")
-    if prev and prev.get("interval") and evidence.get("mean") is not None and evidence["mean"] < prev["interval"][0]:
+    prev = evidence.get("previous") or {}
+    low, high = (prev.get("interval") or [None, None])[:2]
+    if low is not None and high is not None and evidence.get("mean") is not None and evidence["mean"] < low:
         warnings.append(
             f"{primary} of '{ship}' fell from {prev['mean']:.4f} in the previous run ({prev.get('finished_at', '?')}) "
-            f"to {evidence['mean']:.4f}, below that run's interval [{prev['interval'][0]:.4f}, "
-            f"{prev['interval'][1]:.4f}]: check the data before publishing"
+            f"to {evidence['mean']:.4f}, below that run's interval [{low:.4f}, {high:.4f}]: check the data "
+            "before publishing"
         )
     costs = (context.get("costs") or {}).get(ship)
     if costs:
