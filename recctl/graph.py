@@ -553,9 +553,26 @@ def _check(
     names = [r.path for r in manifest.outputs] if verify is True else list(verify or [])
     for out in names:
         try:
-            verify_output(stage_dir(cfg, name), manifest, out)
+            path = verify_output(stage_dir(cfg, name), manifest, out)
         except ArtifactError as exc:
             return Stale(name, f"output {out} changed or missing ({exc})")
+        broken = _unreadable_parquet(path)
+        if broken is not None:
+            return Stale(name, f"output {path} is corrupt although its sha256 matches the manifest ({broken})")
+    return None
+
+
+def _unreadable_parquet(path: Path) -> str | None:
+    """Why a Parquet output cannot be read (its footer), or ``None``: a truncated file whose hash
+    was rewritten into the manifest is caught here, not as a traceback in the next stage."""
+    if path.suffix != ".parquet":
+        return None
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(path)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc)[:200]}"
     return None
 
 

@@ -168,3 +168,20 @@ def test_crafted_model_with_rewritten_manifest_exits_5_and_runs_nothing(shop: Pa
         assert res.exit_code == 5, (command, res.output)
         assert "refused" in res.stderr and "system" in res.stderr
         assert not marker.exists()
+
+
+def test_truncated_parquet_with_a_rewritten_hash_exits_5(shop: Path) -> None:
+    import hashlib
+
+    ingest = shop.parent / "work" / "ingest"
+    target = ingest / "interactions.parquet"
+    target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    manifest = json.loads((ingest / "manifest.json").read_text())
+    for rec in manifest["outputs"]:
+        if rec["path"] == "interactions.parquet":
+            rec["sha256"] = hashlib.sha256(target.read_bytes()).hexdigest()
+            rec["bytes"] = target.stat().st_size
+    (ingest / "manifest.json").write_text(json.dumps(manifest))
+    res = invoke("preprocess", shop)
+    assert res.exit_code == 5, res.output
+    assert "is corrupt" in flat(res.stderr) and "recctl ingest" in res.stderr
