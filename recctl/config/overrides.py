@@ -3,8 +3,9 @@
 An override is applied to the YAML as read, before validation, so it is checked exactly like
 the file: an unknown key, a wrong type or a model that does not exist is refused with the
 dotted key, and the message says which ``--set`` put it there. The value is YAML
-(``--set evaluate.k=[5,10]``, ``--set recommend=null``); paths in it resolve against the config
-file's directory, like the file's own.
+(``--set evaluate.k=[5,10]``, ``--set recommend=null``), or plain text when it does not parse
+as YAML (``--set data.interactions.timestamp_format=%d.%m.%Y``); paths in it resolve against
+the config file's directory, like the file's own.
 
 >>> apply_overrides({"seed": 1, "models": {"pop": {"kind": "popularity"}}}, ["seed=7", "models.pop.n=3"])
 {'seed': 7, 'models': {'pop': {'kind': 'popularity', 'n': 3}}}
@@ -39,7 +40,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     Raises
     ------
     ConfigError
-        Without ``=``, with an empty key part, or when the value is not valid YAML.
+        Without ``=`` or with an empty key part. A value that is not valid YAML is taken as text.
     """
     key, sep, value = text.partition("=")
     parts = key.strip().split(".")
@@ -47,8 +48,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override '{text}': expected KEY=VALUE with a dotted key, e.g. evaluate.k=[5,10]")
     try:
         parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override '{text}': the value is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except yaml.YAMLError:
+        # not YAML (`%d.%m.%Y`, `a: b: c`): the text itself, which validation then checks like any value
+        parsed = value
     return [p.strip() for p in parts], parsed
 
 

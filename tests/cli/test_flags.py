@@ -239,3 +239,23 @@ def test_long_paths_in_stderr_are_never_wrapped(tmp_path: Path) -> None:
 def test_quiet_keeps_errors(tmp_path: Path) -> None:
     result = runner.invoke(app, ["info", str(tmp_path / "missing.yaml"), "-q"])
     assert result.exit_code == 3 and "config file not found" in result.stderr
+
+
+def test_help_imports_no_heavy_library() -> None:
+    # `recctl --help` and completion stay instant: the CLI modules import heavy libraries lazily
+    code = (
+        "import sys, recctl.cli.main; "
+        "print(sorted(m for m in ('polars', 'numpy', 'scipy', 'pyarrow', 'pydantic', 'lightfm') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_serve_answers_json_too(quickstart_config: Path, tmp_path: Path) -> None:
+    pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'recctl[serve]'")
+    schema = tmp_path / "openapi.json"
+    result = runner.invoke(app, ["serve", str(quickstart_config), "--openapi", str(schema), "--json"])
+    assert result.exit_code == 0, result.output
+    assert one_json_object(result.stdout)["openapi"] == str(schema)
+    assert json.loads(schema.read_text())["openapi"].startswith("3.")
