@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from recctl.pipeline import RunReport
     from recctl.progress import Progress
 
-__all__ = ["Experiment", "load_dataset"]
+__all__ = ["Experiment", "history_view", "load_dataset"]
 
 #: catalogue columns added to answers when ``details`` is on (as ``recctl recommend --items`` does)
 _DETAIL_COLUMNS = ("title", "category")
@@ -77,6 +77,42 @@ def load_dataset(cfg: Config, split: str = "train") -> Dataset:
 
     pre_dir, _ = require_stage(cfg, "preprocess")
     return load_from_dir(pre_dir, split)
+
+
+def history_view(cfg: Config, last: int = 10) -> dict[str, Any]:
+    """The workdir's run history: evaluations, runs and publications, the newest ``last`` of each.
+
+    Reads what the stages keep and does not copy it: ``<workdir>/history/evaluate.jsonl`` (one
+    record per finished evaluate: each model's primary metric with its interval, the best and the
+    serving model, the decision), ``history/run.jsonl`` (one per ``recctl run``: what ran, why,
+    how long, the error of a failed run) and the published versions ``recctl rollback`` keeps
+    (:func:`recctl.stages.rollback.versions_table`).
+
+    Parameters
+    ----------
+    cfg
+        The experiment config.
+    last
+        How many of each to return (oldest first).
+
+    Returns
+    -------
+    dict
+        ``workdir``, ``evaluations``, ``runs``, ``publications`` (lists, oldest first) and
+        ``change``: how the serving model's primary metric moved between the last two
+        evaluations (:func:`recctl.history.compare_last_runs`), or ``None``.
+    """
+    from recctl.history import compare_last_runs, read_history
+    from recctl.stages.rollback import versions_table
+
+    evaluations = read_history(cfg.workdir_path, "evaluate", limit=last)
+    return {
+        "workdir": str(cfg.workdir_path),
+        "evaluations": evaluations,
+        "runs": read_history(cfg.workdir_path, "run", limit=last),
+        "publications": versions_table(cfg)[-last:],
+        "change": compare_last_runs(evaluations),
+    }
 
 
 class Experiment:
@@ -195,6 +231,10 @@ class Experiment:
             keep = {m: v for m, v in means.items() if k is None or "@" not in m or m.endswith(f"@{k}")}
             rows.append({"model": name, **keep})
         return pl.DataFrame(rows)
+
+    def history(self, last: int = 10) -> dict[str, Any]:
+        """The last runs' evaluations, run summaries and publications (see :func:`history_view`)."""
+        return history_view(self.config, last)
 
     def model(self, name: str, *, for_serving: bool = False) -> Recommender:
         """The trained model ``name`` (hash checked). ``for_serving``: the copy lists come from."""

@@ -28,12 +28,23 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HISTORY_DIR", "SCHEMA_VERSION", "append_record", "history_path", "previous_record", "read_history"]
+__all__ = [
+    "DEFAULT_KEEP",
+    "HISTORY_DIR",
+    "SCHEMA_VERSION",
+    "append_record",
+    "compare_last_runs",
+    "history_path",
+    "previous_record",
+    "read_history",
+]
 
 log = logging.getLogger(__name__)
 
 HISTORY_DIR = "history"
 SCHEMA_VERSION = 1
+#: records kept per stage when the caller does not say (config ``history.keep``)
+DEFAULT_KEEP = 100
 
 
 def history_path(workdir: Path, stage: str = "evaluate") -> Path:
@@ -41,7 +52,9 @@ def history_path(workdir: Path, stage: str = "evaluate") -> Path:
     return Path(workdir) / HISTORY_DIR / f"{stage}.jsonl"
 
 
-def append_record(workdir: Path, record: dict[str, Any], stage: str = "evaluate") -> Path:
+def append_record(
+    workdir: Path, record: dict[str, Any], stage: str = "evaluate", *, keep: int | None = DEFAULT_KEEP
+) -> Path:
     """Append one record (a finished run) to the stage's history, flushed to disk.
 
     Parameters
@@ -52,6 +65,9 @@ def append_record(workdir: Path, record: dict[str, Any], stage: str = "evaluate"
         Plain JSON data; ``schema_version`` and ``stage`` are added.
     stage
         Which stage's history.
+    keep
+        Keep only the newest ``keep`` records (``None``: all). Older ones are dropped by an
+        atomic rewrite of the file, so a reader sees the file before or after, never half.
 
     Returns
     -------
@@ -66,7 +82,18 @@ def append_record(workdir: Path, record: dict[str, Any], stage: str = "evaluate"
         fh.write(line + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+    if keep is not None:
+        _keep_newest(path, keep)
     return path
+
+
+def _keep_newest(path: Path, keep: int) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    if len(lines) <= keep:
+        return
+    from recctl.artifacts import write_text_atomic
+
+    write_text_atomic(path, "".join(lines[-keep:] if keep > 0 else []))
 
 
 def read_history(workdir: Path, stage: str = "evaluate", limit: int | None = None) -> list[dict[str, Any]]:
@@ -93,3 +120,56 @@ def previous_record(workdir: Path, stage: str = "evaluate") -> dict[str, Any] | 
     """The latest record of the stage (the run before the one being made), or None."""
     records = read_history(workdir, stage, limit=1)
     return records[0] if records else None
+
+
+def _serving_value(record: dict[str, Any]) -> tuple[str | None, float | None, list[float] | None]:
+    model = record.get("serving_model") or record.get("best")
+    entry = (record.get("models") or {}).get(model) or {}
+    metric = record.get("primary_metric")
+    value = (entry.get("mean") or {}).get(metric)
+    interval = (entry.get("interval") or {}).get(metric)
+    return model, value, interval
+
+
+def compare_last_runs(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """How the serving model's primary metric moved between the last two evaluate records.
+
+    Compares what serves now with what served at the previous run (the model may have changed).
+
+    Parameters
+    ----------
+    records
+        Evaluate records, oldest first (:func:`read_history`).
+
+    Returns
+    -------
+    dict or None
+        ``metric, previous_model, previous, model, current, change`` (current - previous),
+        ``relative_change`` (``change / previous``), ``same_test_split`` (whether both were
+        scored on the same test pairs, so the numbers compare directly), ``previous_finished_at``,
+        ``finished_at``; ``None`` with fewer than two records, a changed primary metric or a
+        missing value.
+    """
+    if len(records) < 2:
+        return None
+    previous, latest = records[-2], records[-1]
+    if previous.get("primary_metric") != latest.get("primary_metric"):
+        return None
+    prev_model, prev_value, _ = _serving_value(previous)
+    model, value, interval = _serving_value(latest)
+    if prev_value is None or value is None:
+        return None
+    change = value - prev_value
+    return {
+        "metric": latest.get("primary_metric"),
+        "previous_model": prev_model,
+        "previous": prev_value,
+        "model": model,
+        "current": value,
+        "interval": interval,
+        "change": change,
+        "relative_change": change / prev_value if prev_value else None,
+        "same_test_split": previous.get("test_sha256") == latest.get("test_sha256"),
+        "previous_finished_at": previous.get("finished_at"),
+        "finished_at": latest.get("finished_at"),
+    }

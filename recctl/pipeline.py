@@ -35,7 +35,7 @@ class StageOutcome:
     """What happened to one stage during ``run``."""
 
     stage: str
-    status: str  # "ran" | "skipped" | "not configured"
+    status: str  # "ran" | "skipped" | "not configured" | "failed" (then the run stops)
     reason: str
     duration_s: float = 0.0
     summary: dict[str, Any] = field(default_factory=dict)
@@ -111,18 +111,53 @@ def run_all(
     # (a typo in recommend.rules used to surface after ingest..evaluate had run)
     check_inputs(cfg)
     with exclusive(cfg):  # one lock for the whole run; each stage re-enters it
-        return _run_all(cfg, force, skip, on_stage, progress)
+        started = time.perf_counter()
+        report = RunReport()
+        try:
+            _run_all(cfg, report, force, skip, on_stage, progress)
+        except BaseException as exc:
+            _record_run(cfg, report, started, error=exc)
+            raise
+        _record_run(cfg, report, started)
+        return report
+
+
+def _record_run(cfg: Config, report: RunReport, started: float, *, error: BaseException | None = None) -> None:
+    """One line of run history (``recctl history``): what ran, why, how long; the error if it failed."""
+    from recctl import clock
+    from recctl.history import append_record
+
+    record: dict[str, Any] = {
+        "experiment": cfg.name,
+        "finished_at": clock.utc_stamp(),
+        "duration_s": round(time.perf_counter() - started, 3),
+        "status": "ok" if error is None else "failed",
+        "stages": [
+            {"stage": s.stage, "status": s.status, "reason": s.reason, "duration_s": s.duration_s}
+            for s in report.stages
+        ],
+    }
+    if error is not None:
+        record["error"] = {
+            "type": type(error).__name__,
+            "message": str(error).splitlines()[0][:500] if str(error) else "",
+            "exit_code": getattr(error, "exit_code", 130 if isinstance(error, KeyboardInterrupt) else 1),
+        }
+    try:
+        append_record(cfg.workdir_path, record, stage="run", keep=cfg.history.keep)
+    except OSError as exc:  # history is a convenience: a full disk must not hide the run's own outcome
+        log.warning("run history not written: %s", exc)
 
 
 def _run_all(
     cfg: Config,
+    report: RunReport,
     force: bool,
     skip: tuple[str, ...],
     on_stage: Callable[[StageOutcome], None] | None,
     progress: Progress | None,
-) -> RunReport:
+) -> None:
     functions = _stage_functions()
-    report = RunReport()
     upstream_ran = False
     for stage in stage_order(cfg):
         if stage in skip or not graph.configured(cfg, stage):
@@ -137,11 +172,14 @@ def _run_all(
             else:
                 log.info("running %s: %s", stage, reason)
                 t0 = time.perf_counter()
-                manifest = functions[stage](cfg, progress=progress)
+                try:
+                    manifest = functions[stage](cfg, progress=progress)
+                except BaseException:
+                    report.stages.append(StageOutcome(stage, "failed", reason, round(time.perf_counter() - t0, 3)))
+                    raise
                 outcome = StageOutcome(stage, "ran", reason, round(time.perf_counter() - t0, 3), manifest.summary)
                 upstream_ran = True
         report.stages.append(outcome)
         if on_stage is not None:
             on_stage(outcome)
     log.debug("run finished; any stage ran: %s", upstream_ran)
-    return report

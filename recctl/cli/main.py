@@ -60,6 +60,7 @@ _COMMANDS = [
     ("recctl.cli.serve", "serve_command", "serve"),
     ("recctl.cli.run", "run_command", "run"),
     ("recctl.cli.info", "info_command", "info"),
+    ("recctl.cli.history", "history_command", "history"),
 ]
 # (module, typer app attribute, group name)
 _GROUPS = [("recctl.cli.ab", "ab_app", "ab")]

@@ -24,6 +24,7 @@ from recctl.config.base import BaseConfig
 from recctl.config.data import DataConfig, InteractionSource, TableSource
 from recctl.config.engine import EngineConfig
 from recctl.config.evaluate import EvaluateConfig
+from recctl.config.history import HistoryConfig
 from recctl.config.preprocess import FeaturesConfig, PreprocessConfig, SplitConfig
 from recctl.config.recommend import ExportConfig, RecommendConfig, RulesConfig
 from recctl.config.serve import ServeConfig
@@ -40,6 +41,7 @@ __all__ = [
     "EvaluateConfig",
     "ExportConfig",
     "FeaturesConfig",
+    "HistoryConfig",
     "InteractionSource",
     "PreprocessConfig",
     "RecommendConfig",
@@ -83,6 +85,7 @@ class Config(BaseConfig):
     update: UpdateConfig = Field(default_factory=UpdateConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source_path: Path | None = PrivateAttr(default=None)

@@ -467,7 +467,9 @@ def run_evaluate(cfg: Config, *, report: bool | None = None, progress: Progress 
         for warning in decision["warnings"]:
             log.warning(warning)
     # recorded once the run's outputs are in place: a failed run leaves no history line
-    append_record(cfg.workdir_path, history_record(run.manifest, metrics_json, context, decision))
+    append_record(
+        cfg.workdir_path, history_record(run.manifest, metrics_json, context, decision), keep=cfg.history.keep
+    )
     return run.manifest
 
 

@@ -35,6 +35,7 @@ COMMANDS: dict[str, list[str]] = {
     "serve": [],
     "run": [],
     "info": [],
+    "history": [],
     "ab assign": ["--users", "users.csv"],
     "ab report": [],
     "ab plan": ["--baseline-rate", "0.05", "--mde", "0.1"],
