@@ -23,11 +23,13 @@ def python_blocks(text: str) -> list[str]:
 def test_the_documented_session_runs_on_the_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = python_blocks(DOC.read_text(encoding="utf-8"))
     assert len(blocks) >= 5
-    models = yaml.safe_load((REPO_ROOT / "configs" / "quickstart.yaml").read_text())["models"]
+    raw = yaml.safe_load((REPO_ROOT / "configs" / "quickstart.yaml").read_text())
+    models = raw["models"]
     for spec in models.values():
         if spec["kind"] == "lightfm":
-            spec["epochs"] = 5  # the documented calls, on a lighter training
-    config = write_config(tmp_path, models=models)
+            spec["epochs"] = 5  # the documented calls, on a lighter training and evaluation
+    evaluate = {**raw["evaluate"], "k": [10], "n_bootstrap": 100, "report": False}
+    config = write_config(tmp_path, models=models, evaluate=evaluate)
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {}
     for number, block in enumerate(blocks, start=1):

@@ -199,13 +199,14 @@ def _night(config: Path, *files: Path, env: dict[str, str] | None = None) -> tup
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sample shop with small models (a night takes seconds)."""
+    """The sample shop with one small model and a short evaluation (a night takes seconds)."""
     tmp = tmp_path_factory.mktemp("cron")
-    models = yaml.safe_load((REPO_ROOT / "configs" / "quickstart.yaml").read_text())["models"]
-    for spec in models.values():
-        if spec["kind"] == "lightfm":
-            spec["epochs"] = 5
-    return write_config(tmp, tune=None, models=models)
+    raw = yaml.safe_load((REPO_ROOT / "configs" / "quickstart.yaml").read_text())
+    models = {"popular": raw["models"]["popular"], "lightfm_warp": {**raw["models"]["lightfm_warp"], "epochs": 5}}
+    evaluate = {"k": [10], "metrics": ["precision", "ndcg"], "baseline": "popular", "n_bootstrap": 100, "report": False}
+    export = {**raw["export"], "gates": {"max_drop": 0.2}}  # the history gate is the one under test
+    export.pop("related", None)
+    return write_config(tmp, tune=None, models=models, evaluate=evaluate, export=export)
 
 
 def _next_day_events(directory: Path) -> Path:
