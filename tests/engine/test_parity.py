@@ -116,7 +116,7 @@ def test_dirty_rows_same_reasons_rows_and_raw_values(spark: object, tmp_path: Pa
     for name, engine in (("local", None), ("spark", LOCAL_ENGINE)):
         raw: dict = {
             "workdir": str(tmp_path / name),
-            "data": {"interactions": interactions_source(str(csv))},
+            "data": {"interactions": interactions_source(str(csv), max_reject_rate=None)},
             "models": {"popular": {"kind": "popularity"}},
         }
         if engine is not None:
