@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TypedDict
 
 import polars as pl
 
@@ -21,6 +22,7 @@ from recctl.errors import DataError
 
 __all__ = [
     "ASSIGNMENT_COLUMNS",
+    "OutcomeCoverage",
     "OutcomeLog",
     "Revenue",
     "per_user_outcomes",
@@ -37,6 +39,15 @@ ASSIGNMENT_COLUMNS = [Columns.User, Columns.Variant]
 #: canonical name of the revenue column after mapping
 Revenue = "revenue"
 _KEY = "experiment.outcomes.columns"
+
+
+class OutcomeCoverage(TypedDict):
+    """How the outcome log's users matched the assignments (see :func:`per_user_outcomes`)."""
+
+    unassigned_rows: int
+    unassigned_users: int
+    matched_users: int
+    unassigned_examples: list[str]
 
 
 def read_table(path: Path, what: str) -> pl.DataFrame:
@@ -209,7 +220,7 @@ def _parse_time(series: pl.Series, path: Path, name: str, fmt: str | None) -> pl
                 f"{f' in format {fmt!r}' if fmt else ' (ISO 8601 expected)'}; fix the rows or set "
                 "experiment.outcomes.timestamp_format"
             ) from None
-    tz = parsed.dtype.time_zone  # type: ignore[union-attr]
+    tz = parsed.dtype.time_zone if isinstance(parsed.dtype, pl.Datetime) else None
     return parsed.dt.replace_time_zone("UTC") if tz is None else parsed.dt.convert_time_zone("UTC")
 
 
@@ -322,7 +333,7 @@ def read_outcomes(
     return OutcomeLog(frame, n_rows, n_outside, n_null, event_counts, notes)
 
 
-def per_user_outcomes(assignments: pl.DataFrame, outcomes: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
+def per_user_outcomes(assignments: pl.DataFrame, outcomes: pl.DataFrame) -> tuple[pl.DataFrame, OutcomeCoverage]:
     """One row per assigned user with clicks, conversions and revenue.
 
     Users with no outcome rows count as zero clicks, not converted and zero revenue; outcome
@@ -340,7 +351,8 @@ def per_user_outcomes(assignments: pl.DataFrame, outcomes: pl.DataFrame) -> tupl
     tuple
         The per-user frame ``user_id, variant, clicks, conversions, revenue, rows, converted``
         (``rows``: the user's outcome rows of any event) and
-        ``{"unassigned_rows", "unassigned_users", "matched_users", "unassigned_examples"}``.
+        the :class:`OutcomeCoverage` (``unassigned_rows``, ``unassigned_users``, ``matched_users``,
+        ``unassigned_examples``).
     """
     per_user = outcomes.group_by(Columns.User).agg(
         (pl.col("kind") == "click").sum().cast(pl.Int64).alias("clicks"),
@@ -360,7 +372,7 @@ def per_user_outcomes(assignments: pl.DataFrame, outcomes: pl.DataFrame) -> tupl
         )
         .with_columns((pl.col("conversions") > 0).alias("converted"))
     )
-    extra = {
+    extra: OutcomeCoverage = {
         "unassigned_rows": int(unassigned["rows"].sum() or 0),
         "unassigned_users": unassigned.height,
         "matched_users": per_user.height - unassigned.height,

@@ -20,6 +20,7 @@ Rows are aligned with ``item_idx`` / ``user_idx``; a matrix is saved as ``<kind>
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,11 @@ from recctl.config.preprocess import FeaturesConfig
 from recctl.data.locale import TOKEN_PATTERN, looks_decimal_comma
 from recctl.errors import ConfigError
 
-__all__ = ["STOP_WORDS", "build_features", "item_feature_spec", "save_features"]
+__all__ = ["STOP_WORDS", "FeatureBlock", "build_features", "item_feature_spec", "save_features"]
+
+#: One block of a feature matrix: ``(kind, column, parameter)``, the parameter being the
+#: separator of a multi-valued column, the bucket count of a numeric one, else None.
+FeatureBlock = tuple[str, str, "int | str | None"]
 
 STOP_WORDS = frozenset("a an and are as at be by for from has in is it its of on or our the to with this that".split())
 _ROW = "__idx"
@@ -124,9 +129,9 @@ def _blocks_text(frame: pl.DataFrame, column: str, max_vocab: int, min_df: int) 
     return weighted.select(_ROW, (pl.lit(f"{column}:") + pl.col("__t")).alias("__f"), "__w"), "text"
 
 
-def item_feature_spec(cfg: FeaturesConfig) -> list[tuple[str, str, object]]:
+def item_feature_spec(cfg: FeaturesConfig) -> list[FeatureBlock]:
     """The item feature blocks a config asks for, as ``(kind, column, parameter)``."""
-    spec: list[tuple[str, str, object]] = [("categorical", c, None) for c in cfg.item_categorical]
+    spec: list[FeatureBlock] = [("categorical", c, None) for c in cfg.item_categorical]
     spec += [("multi_valued", c, sep) for c, sep in cfg.item_multi_valued.items()]
     spec += [("numeric", c, n) for c, n in cfg.item_numeric_buckets.items()]
     spec += [("text", c, None) for c in cfg.item_text]
@@ -134,7 +139,7 @@ def item_feature_spec(cfg: FeaturesConfig) -> list[tuple[str, str, object]]:
 
 
 def build_features(
-    table: pl.DataFrame, spec: list[tuple[str, str, object]], *, key: str, max_vocab: int = 2000, min_df: int = 2
+    table: pl.DataFrame, spec: Sequence[FeatureBlock], *, key: str, max_vocab: int = 2000, min_df: int = 2
 ) -> tuple[sp.csr_matrix, pl.DataFrame]:
     """Build a CSR feature matrix whose row ``i`` describes ``table`` row ``i``.
 
@@ -173,7 +178,9 @@ def build_features(
         elif kind == "multi_valued":
             block, group = _blocks_multi(frame, column, str(param))
         elif kind == "numeric":
-            block, group = _blocks_numeric(frame, column, int(param), key)  # type: ignore[arg-type]
+            if not isinstance(param, int):  # item_feature_spec gives the bucket count
+                raise TypeError(f"{key}: numeric feature '{column}' needs a bucket count, got {param!r}")
+            block, group = _blocks_numeric(frame, column, param, key)
         else:
             block, group = _blocks_text(frame, column, max_vocab, min_df)
         blocks.append(block.with_columns(pl.col(_ROW).cast(pl.UInt32)))

@@ -178,9 +178,11 @@ def _spreadsheet_to_parquet(path: Path, sheet: str | int | None, target: Path) -
         from recctl.errors import MissingExtraError
 
         raise MissingExtraError(f"Reading the spreadsheet {path.name}", "excel", "fastexcel") from None
-    which: dict[str, str | int] = {"sheet_name": sheet} if isinstance(sheet, str) else {"sheet_id": sheet or 1}
     try:
-        frame = pl.read_excel(path, engine="calamine", infer_schema_length=0, **which)
+        if isinstance(sheet, str):
+            frame = pl.read_excel(path, engine="calamine", infer_schema_length=0, sheet_name=sheet)
+        else:
+            frame = pl.read_excel(path, engine="calamine", infer_schema_length=0, sheet_id=sheet or 1)
     except Exception as exc:  # fastexcel raises its own error types for a bad file or sheet
         sheets = _sheet_names(path)
         if sheets and sheet is not None:
@@ -261,7 +263,7 @@ def prepare_file(
                 decoder = codecs.getincrementaldecoder("utf-16" if encoding == "utf16" else encoding)()
                 decoded = (decoder.decode(chunk).encode("utf-8") for chunk in chunks)
                 chunks = _chain(decoded, lambda: decoder.decode(b"", final=True).encode("utf-8"))
-            if multi:
+            if multi and delimiter is not None:
                 chunks = _replace_delimiter(chunks, delimiter.encode("utf-8"), _UNIT_SEPARATOR.encode())
             for chunk in chunks:
                 dst.write(chunk)

@@ -181,8 +181,8 @@ def _products(rng: np.random.Generator, sizes: SampleSizes) -> dict[str, np.ndar
     for i in range(n):
         candidates = [b for b, home in enumerate(brand_home) if category[i] in home]
         brand[i] = rng.choice(candidates) if candidates and rng.random() < 0.85 else rng.integers(len(brands))
-    price = np.array([CATEGORY_PRICE[cats[c]] for c in category]) * rng.lognormal(0.0, 0.45, size=n)
-    price = np.round(np.maximum(price, 1.0), 2) - 0.01
+    list_price = np.array([CATEGORY_PRICE[cats[c]] for c in category]) * rng.lognormal(0.0, 0.45, size=n)
+    price = np.round(np.maximum(list_price, 1.0), 2) - 0.01
     titles, descriptions = [], []
     for i in range(n):
         noun = rng.choice(CATEGORIES[cats[category[i]]])
@@ -270,7 +270,8 @@ def generate_sample(out: str | Path, seed: int = 7, sizes: SampleSizes | None = 
     activity = rng.lognormal(0.0, 0.7, size=n_users)
     n_sessions = 1 + rng.poisson(sizes.mean_sessions * activity / activity.mean())
 
-    rows_u, rows_i, rows_e, rows_t, rows_q = [], [], [], [], []
+    # one (user, item, event, time, quantity) tuple per generated event
+    rows: list[tuple[int, int, int, float, int]] = []
     for u in range(n_users):
         # Each customer shops across the whole period, so tastes seen in train carry to test.
         times = np.sort(rng.uniform(0, horizon - 3600, size=n_sessions[u]))
@@ -280,19 +281,20 @@ def generate_sample(out: str | Path, seed: int = 7, sizes: SampleSizes | None = 
             t = t0
             for i in np.minimum(picks, n_items - 1):
                 t += rng.integers(5, 240)
-                rows_u.append(u), rows_i.append(i), rows_e.append(0), rows_t.append(t), rows_q.append(1)
+                rows.append((u, i, 0, t, 1))
                 if rng.random() < 0.3:
                     t += rng.integers(5, 120)
-                    rows_u.append(u), rows_i.append(i), rows_e.append(1), rows_t.append(t), rows_q.append(1)
+                    rows.append((u, i, 1, t, 1))
                     if rng.random() < 0.55:
                         t += rng.integers(30, 600)
                         qty = 1 + rng.poisson(0.4)
-                        rows_u.append(u), rows_i.append(i), rows_e.append(2), rows_t.append(t), rows_q.append(qty)
-    order = np.argsort(np.asarray(rows_t), kind="stable")
+                        rows.append((u, i, 2, t, qty))
+    rows_u, rows_i, rows_e, rows_t, rows_q = (np.asarray(column) for column in zip(*rows, strict=True))
+    order = np.argsort(rows_t, kind="stable")
     events = ["view", "add_to_cart", "purchase"]
-    u_arr, i_arr = np.asarray(rows_u)[order], np.asarray(rows_i)[order]
-    e_arr, q_arr = np.asarray(rows_e)[order], np.asarray(rows_q)[order]
-    ts = _format_ts(np.asarray(rows_t)[order], start)
+    u_arr, i_arr = rows_u[order], rows_i[order]
+    e_arr, q_arr = rows_e[order], rows_q[order]
+    ts = _format_ts(rows_t[order], start)
     lines = [
         [users[u], items[i], events[e], t, str(q)] for u, i, e, t, q in zip(u_arr, i_arr, e_arr, ts, q_arr, strict=True)
     ]

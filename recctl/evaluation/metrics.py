@@ -279,7 +279,8 @@ def evaluate_rankings(
         raise ValueError(f"{sorted(needs_pop)} need item_popularity (training users per item)")
     if "diversity" in metrics and item_features is None:
         raise ValueError("'diversity' needs item_features (an n_items x n_features matrix)")
-    info = _item_info(item_popularity, n_popularity_users, head_items, n_items) if needs_pop else None
+    # popularity information, only when a metric that reads it was asked for
+    info = _item_info(item_popularity, n_popularity_users, head_items, n_items) if needs_pop else {}
     unit_features = _unit_rows(item_features) if "diversity" in metrics else None
 
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -310,7 +311,7 @@ def evaluate_rankings(
                     first = np.argmax(hits[:, :k], axis=1)
                     columns[key] = np.where(hits[:, :k].any(axis=1), 1.0 / (first + 1.0), 0.0)
                 elif m == "hit_rate":
-                    columns[key] = hits[:, :k].any(axis=1).astype(np.float64)
+                    columns[key] = (hk > 0).astype(np.float64)
                 elif m == "user_coverage":
                     columns[key] = (list_len[:, k - 1] >= k).astype(np.float64)
                 elif m == "coverage":

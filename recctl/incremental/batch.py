@@ -18,9 +18,10 @@ has no column: it is dropped until the next full preprocess).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -32,6 +33,9 @@ from recctl.config import Config
 from recctl.data.dataset import Dataset, interactions_matrix
 from recctl.data.preprocess import LAST_TS, decay_weights, weight_events
 from recctl.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from recctl.data.features import FeatureBlock
 
 __all__ = ["GrownData", "PendingRows", "consumed_by_preprocess", "grow_dataset", "pending_rows"]
 
@@ -160,7 +164,7 @@ def _project_features(
     table: pl.DataFrame,
     rows: np.ndarray,
     old_names: pl.DataFrame,
-    spec: list,
+    spec: Sequence[FeatureBlock],
     key: str,
     max_vocab: int,
     min_df: int,
@@ -183,10 +187,11 @@ def _project_features(
     return out, int((~keep).sum())
 
 
-def _load_features(base_dir: Path, prefix: str) -> tuple[sp.csr_matrix | None, pl.DataFrame | None]:
+def _load_features(base_dir: Path, prefix: str) -> tuple[sp.csr_matrix, pl.DataFrame] | None:
+    """A saved feature matrix and its column names, or None when preprocess wrote none."""
     path = base_dir / f"{prefix}_features.npz"
     if not path.exists():
-        return None, None
+        return None
     return sp.load_npz(path).tocsr().astype(np.float32), pl.read_parquet(base_dir / f"{prefix}_feature_names.parquet")
 
 
@@ -277,8 +282,9 @@ def grow_dataset(
         changed_users=changed,
     )
     dropped: dict[str, int] = {}
-    item_f, item_names = _load_features(base_dir, "item")
-    if item_f is not None:
+    item_loaded = _load_features(base_dir, "item")
+    if item_loaded is not None:
+        item_f, item_names = item_loaded
         from recctl.data.features import item_feature_spec
 
         fc = pc.features
@@ -294,9 +300,10 @@ def grow_dataset(
         )
         grown.item_features = sp.vstack([item_f, new_rows], format="csr", dtype=np.float32)
         grown.item_feature_names = item_names
-    user_f, user_names = _load_features(base_dir, "user")
-    if user_f is not None:
-        spec = [("categorical", c, None) for c in pc.features.user_categorical]
+    user_loaded = _load_features(base_dir, "user")
+    if user_loaded is not None:
+        user_f, user_names = user_loaded
+        spec: list[FeatureBlock] = [("categorical", c, None) for c in pc.features.user_categorical]
         rows = np.arange(n_old_users, users_all.height)
         new_rows, dropped["user"] = _project_features(
             users_all, rows, user_names, spec, "preprocess.features.user_categorical", 1, 1
@@ -334,12 +341,14 @@ def _merge_train(
         return train
     if half_life_days is not None and train.height:
         key = [Columns.UserIdx] if reference == "user" else []
-        old = train.group_by(key).agg(pl.col(LAST_TS).max().alias("__old")) if key else None
-        new = events.group_by(key).agg(pl.col(Columns.Timestamp).max().alias("__new")) if key else None
-        if not key:
+        if key:
+            old = train.group_by(key).agg(pl.col(LAST_TS).max().alias("__old"))
+            new = events.group_by(key).agg(pl.col(Columns.Timestamp).max().alias("__new"))
+            refs = old.join(new, on=key, how="inner")
+        else:
             old = pl.DataFrame({"__old": [train[LAST_TS].max()]})
             new = pl.DataFrame({"__new": [events[Columns.Timestamp].max()]})
-        refs = old.join(new, on=key, how="inner") if key else old.hstack(new)
+            refs = old.hstack(new)
         refs = refs.with_columns(
             ((pl.col("__new") - pl.col("__old")).dt.total_seconds() / 86400.0).alias("__gap")
         ).select(*key, "__gap")

@@ -57,20 +57,22 @@ class LightFMUpdateSettings:
     seed: int = 0
 
 
+def _side_plan(n_old: int, n_total: int, features: sp.csr_matrix | None, identity: bool) -> GrowPlan:
+    """The grow plan of one side (``features`` None: a model without features on that side)."""
+    if features is not None:
+        return identity_plan(n_old, n_total - n_old, features.shape[1], identity_first=True, identity=identity)
+    return identity_plan(n_old, n_total - n_old, 0)
+
+
 def _item_plan(model: Any, grown: Dataset) -> GrowPlan:
-    cfg, n_old = model.config, model.n_items
-    if cfg.item_features:
-        n_f = grown.item_features.shape[1]
-        return identity_plan(n_old, grown.n_items - n_old, n_f, identity_first=True, identity=cfg.identity_features)
-    return identity_plan(n_old, grown.n_items - n_old, 0)
+    # _check_grown refused a model that uses features the grown dataset lacks
+    features = grown.item_features if model.config.item_features else None
+    return _side_plan(model.n_items, grown.n_items, features, model.config.identity_features)
 
 
 def _user_plan(model: Any, grown: Dataset) -> GrowPlan:
-    cfg, n_old = model.config, model.n_users
-    if cfg.user_features:
-        n_f = grown.user_features.shape[1]
-        return identity_plan(n_old, grown.n_users - n_old, n_f, identity_first=True, identity=cfg.identity_features)
-    return identity_plan(n_old, grown.n_users - n_old, 0)
+    features = grown.user_features if model.config.user_features else None
+    return _side_plan(model.n_users, grown.n_users, features, model.config.identity_features)
 
 
 def _check_grown(model: Any, grown: Dataset) -> None:

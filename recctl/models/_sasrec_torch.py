@@ -109,8 +109,8 @@ class SASRecNet(nn.Module):
         if item_features is not None:
             coo = item_features.tocoo()
             self.features = torch.sparse_coo_tensor(
-                np.vstack([coo.row, coo.col]).astype(np.int64),
-                coo.data.astype(np.float32),
+                torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64)),
+                torch.from_numpy(coo.data.astype(np.float32)),
                 coo.shape,
                 check_invariants=True,
             ).coalesce()

@@ -51,18 +51,20 @@ class Recommender(ABC):
 
     kind: ClassVar[str] = ""
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    # Capabilities: class-level defaults; a kind whose capabilities depend on its config
+    # (lightfm with or without features, a blend of its components) sets them per instance.
     #: can recommend to users with no training interactions (through features or a fallback)
-    supports_cold_users: ClassVar[bool] = False
+    supports_cold_users: bool = False
     #: can score items with no training interactions (through item features)
-    supports_cold_items: ClassVar[bool] = False
+    supports_cold_items: bool = False
     #: fit needs ``dataset.item_features``
-    needs_item_features: ClassVar[bool] = False
+    needs_item_features: bool = False
     #: ``partial_fit`` takes new interactions without a full retrain
-    supports_incremental: ClassVar[bool] = False
+    supports_incremental: bool = False
     #: ``score_from_items`` works (anonymous / session users; an empty list gives the cold-user scores)
-    supports_item_history: ClassVar[bool] = False
+    supports_item_history: bool = False
     #: ``similar_items`` works
-    supports_similar_items: ClassVar[bool] = False
+    supports_similar_items: bool = False
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         if config is None:

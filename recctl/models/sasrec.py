@@ -268,6 +268,8 @@ class SASRecModel(Recommender):
         self._net: Any = None
         self._opt: Any = None
         self._item_lookup: dict[str, int] | None = None
+        # torch's RNG state (a ByteTensor) between epochs; set by fit, never pickled
+        self._torch_rng: Any = None
 
     # -- torch state that must not leak into the caller's process-wide settings ------------
     @contextmanager
@@ -359,7 +361,8 @@ class SASRecModel(Recommender):
                 self._net.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
             )
         self.epoch_losses_: list[float] = []
-        self._neg_p = None
+        # sampled softmax's item distribution, built by the first epoch that needs it
+        self._neg_p: np.ndarray | None = None
         return valid
 
     def _holdout(self, users: np.ndarray, items: np.ndarray, seed: int):  # noqa: ANN202
@@ -473,11 +476,12 @@ class SASRecModel(Recommender):
         valid = self._setup(dataset, holdout=patience is not None)
         self.best_epoch_ = None
         self.valid_ndcg_: list[float] = []
-        if valid is None or len(valid[1]) == 0:
+        if patience is None or valid is None or len(valid[1]) == 0:
             for _ in self._epochs(progress):
                 pass
             return
-        best, best_weights, waited = -1.0, None, 0
+        best, waited = -1.0, 0
+        best_weights: dict[str, np.ndarray] | None = None
         for epoch in self._epochs(progress):
             ndcg = self._holdout_ndcg(*valid)
             self.valid_ndcg_.append(ndcg)
@@ -489,6 +493,8 @@ class SASRecModel(Recommender):
                 if waited >= patience:
                     log.info("sasrec: stopping early after epoch %d; keeping epoch %d", epoch, self.best_epoch_)
                     break
+        if best_weights is None:  # no epoch ran: the weights stay as they are
+            return
         self.weights_ = best_weights
         with self._torch_scope() as torch:
             self._net.load_state_dict({k: torch.from_numpy(v) for k, v in best_weights.items() if k != "item_table"})

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -74,7 +74,7 @@ def evaluate_models(
     seed: int,
     n_bootstrap: int = 1000,
     alpha: float = 0.05,
-    test: str = "wilcoxon",
+    test: Literal["wilcoxon", "t"] = "wilcoxon",
     batch_size: int = 4096,
     n_jobs: int = -1,
     item_features: Any = None,
@@ -195,7 +195,7 @@ def evaluate_models(
         n_bootstrap=n_bootstrap,
         alpha=alpha,
         test=test,
-        seed=seed,  # type: ignore[arg-type]
+        seed=seed,
     )
     kmax = max(ks)
     segments = {

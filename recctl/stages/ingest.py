@@ -88,8 +88,8 @@ def _table_files(cfg: Config) -> list[Path]:
     for key, src in (("data.items", cfg.data.items), ("data.users", cfg.data.users)):
         if src is not None:
             add(src.path, f"{key}.path")
-    for i, src in enumerate(cfg.data.interaction_sources()):
-        for j, lookup in enumerate(src.lookups):
+    for i, source in enumerate(cfg.data.interaction_sources()):
+        for j, lookup in enumerate(source.lookups):
             add(lookup.path, f"{_source_key(cfg, i)}.lookups.{j}.path")
     return paths
 
@@ -295,7 +295,7 @@ def _run_full(cfg: Config, tmp: Path, reset_batches: bool, progress: Progress | 
     files += [(first_src, first_key, Path(b["path"])) for b in live]
     inputs = _local(list(dict.fromkeys([p for _, _, p in files] + _table_files(cfg))))
     with StageRun(cfg, "ingest", sections=["data"], inputs=inputs, hash_inputs_in_background=True) as run:
-        resolve = cfg.resolve
+        resolve: Callable[[str], Path] = cfg.resolve
         if cfg.engine.is_spark:
             files, resolve = _spark_inputs(cfg, files, tmp)
         stats, rejected = _read_interactions(files, tmp, progress, run, resolve=resolve)

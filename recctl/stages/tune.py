@@ -41,7 +41,7 @@ import yaml
 from recctl import clock
 from recctl.artifacts import Manifest, write_json_atomic, write_parquet_atomic, write_text_atomic
 from recctl.config import Config, config_from_dict
-from recctl.config.tune import ChoiceSpace, TuneConfig
+from recctl.config.tune import ChoiceSpace, FloatSpace, IntSpace, TuneConfig
 from recctl.errors import ConfigError, RecctlError
 from recctl.progress import Progress, report
 from recctl.stages._common import StageRun, require_stage, timed_stage
@@ -56,6 +56,7 @@ from recctl.tuning.records import (
 )
 from recctl.tuning.search import RandomSampler, SearchPlan, make_sampler, run_search
 from recctl.tuning.select import Decision, blend_weight_vectors, decide, describe_params
+from recctl.tuning.space import Space
 from recctl.tuning.spaces import at_edge, default_space, extend_space
 from recctl.tuning.trial import TrialData, TrialResult, load_trial_data, score_on_valid
 from recctl.workdir import writes_workdir
@@ -345,14 +346,15 @@ def _search_model(
         extended: dict[str, Any] = {}
         if decision is not None and space:
             edges = _edges(space, decision.best.params)
-            for param, side in edges.items():
-                spec = space[param]
+            wider: dict[str, IntSpace | FloatSpace] = {}
+            for param, (spec, side) in edges.items():
                 hints.append(
                     f"{name}.{param}: best value {describe_params({param: decision.best.params[param]})} is at the "
                     f"{side} edge of its range [{spec.low:g}, {spec.high:g}]"
                 )
-            wider = {p: extend_space(space[p], s) for p, s in edges.items()}
-            wider = {p: w for p, w in wider.items() if w is not None}
+                beyond = extend_space(spec, side)
+                if beyond is not None:
+                    wider[param] = beyond
             left = None if budget_s is None else budget_s - (time.monotonic() - t0)
             if tune.extend_edges and wider and (left is None or left > 0) and decision.best.status == "complete":
                 # search beyond the edge, the other parameters fixed at the best trial's values
@@ -407,12 +409,15 @@ def _search_model(
     )
 
 
-def _edges(space: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
+def _edges(space: Space, params: dict[str, Any]) -> dict[str, tuple[IntSpace | FloatSpace, str]]:
+    """The ranges whose best value lies at an edge: ``{param: (range, "low" | "high")}``."""
     out = {}
     for key, spec in space.items():
+        if isinstance(spec, ChoiceSpace):  # a choice has no edge
+            continue
         side = at_edge(spec, params.get(key))
         if side is not None:
-            out[key] = side
+            out[key] = (spec, side)
     return out
 
 
@@ -429,7 +434,7 @@ def _tune_blend(cfg: Config, searches: list[ModelSearch], data: TrialData, progr
     """Tune the weights of a blend of the best models; keep it only if it beats the best one for real."""
     import numpy as np
 
-    from recctl.models.blend import BlendConfig, BlendModel
+    from recctl.models.blend import BlendComponent, BlendConfig, BlendModel
 
     tune = cfg.tune
     assert tune is not None
@@ -445,7 +450,7 @@ def _tune_blend(cfg: Config, searches: list[ModelSearch], data: TrialData, progr
         report(progress, f"tune {BLEND_NAME}", number, len(vectors))
         started = time.perf_counter()
         config = BlendConfig(
-            components=[{"weight": w, "model": s.tuned_params} for w, s in zip(weights, top, strict=True)],
+            components=[BlendComponent(weight=w, model=s.tuned_params) for w, s in zip(weights, top, strict=True)],
             random_state=cfg.seed,
         )
         blend = BlendModel(config)
@@ -479,13 +484,13 @@ def _tune_blend(cfg: Config, searches: list[ModelSearch], data: TrialData, progr
     accepted = decision.accepted and chosen.number != 0
     # the best weight vector found, whether or not it beat the best single model for real
     best_blend = max(results, key=lambda r: (r.value or 0.0, -r.number))
-    weights = [best_blend.params.get(f"weight.{s.name}") for s in top]
+    best_weights = [best_blend.params.get(f"weight.{s.name}") for s in top]
     return {
         "components": [s.name for s in top],
         "results": results,
         "decision": decision,
         "accepted": accepted,
-        "weights": weights,
+        "weights": best_weights,
         "value": best_blend.value if accepted else None,
         "best_value": best_blend.value,
         "params": {
@@ -494,7 +499,7 @@ def _tune_blend(cfg: Config, searches: list[ModelSearch], data: TrialData, progr
             "normalize": "minmax",
             "components": [
                 {"weight": w if w is not None else 0.0, "model": s.tuned_params}
-                for w, s in zip(weights, top, strict=True)
+                for w, s in zip(best_weights, top, strict=True)
             ],
         },
         "seconds": round(time.monotonic() - t0, 3),
@@ -523,8 +528,9 @@ def _result(cfg: Config, searches: list[ModelSearch], blend: dict[str, Any] | No
             "n_trials": len(s.results),
             "seconds": round(s.seconds, 3),
         }
-    ranking = sorted((n for n in models if models[n]["value"] is not None), key=lambda n: -models[n]["value"])
-    entries = [(n, models[n]["value"]) for n in ranking]
+    # models by their kept validation value, best first (ties in search order)
+    scored = [(s.name, s.value) for s in searches if s.value is not None]
+    entries: list[tuple[str, float]] = sorted(scored, key=lambda e: -e[1])
     blend_out = None
     if blend is not None:
         blend_out = {k: v for k, v in blend.items() if k not in ("results", "decision")}
@@ -566,7 +572,7 @@ def _summary(
     winner = result["winner"]["name"]
     # the single-model fields describe the best searched model (the blend is a combination of them)
     lead = next(s for s in searches if s.name == (winner if winner != BLEND_NAME else result["blend"]["components"][0]))
-    results = lead.results
+    scored_trials = [r for r in lead.results if r.value is not None]
     d = lead.decision
     assert d is not None
     counts = {st: sum(r.status == st for s in searches for r in s.results) for st in ("complete", "pruned", "failed")}
@@ -622,7 +628,7 @@ def _summary(
                 "status": r.status,
                 "duration_s": r.duration_s,
             }
-            for r in sorted((r for r in results if r.value is not None), key=lambda r: (-r.value, r.number))[:5]
+            for r in sorted(scored_trials, key=lambda r: (-(r.value or 0.0), r.number))[:5]
         ],
         "failures": [
             {"model": s.name, "trial": r.number, "error": r.error}
@@ -652,7 +658,8 @@ def _summary(
     if d.default is not None:
         summary["default_value"] = d.default.value
         summary["default_metrics"] = d.default.metrics
-        summary["gain_over_default"] = None if d.default.value is None else d.chosen.value - d.default.value
+        chosen, default = d.chosen.value, d.default.value
+        summary["gain_over_default"] = None if chosen is None or default is None else chosen - default
     return summary
 
 

@@ -352,7 +352,7 @@ def _write_dataset(run: StageRun, grown: GrownData, events: pl.DataFrame, base_d
         ("item", grown.item_features, grown.item_feature_names),
         ("user", grown.user_features, grown.user_feature_names),
     ):
-        if matrix is not None:
+        if matrix is not None and names is not None:  # grown together from preprocess's features
             for path in save_features(d, prefix, matrix, names):
                 run.add_output(path, matrix.shape[0] if path.suffix == ".npz" else names.height)
 

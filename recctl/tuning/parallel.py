@@ -156,6 +156,6 @@ class TrialRunner:
                     )
                 )
         if broken:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
         return results

@@ -32,20 +32,22 @@ CHECKPOINT_DIR = ".tune-checkpoint"
 #: ``tune:`` keys that do not change what a trial computes
 _BUDGET_KEYS = ("n_trials", "timeout_s", "n_jobs")
 
-_CHECKPOINT_SCHEMA = {
-    "trial": pl.Int64,
-    "status": pl.String,
-    "value": pl.Float64,
-    "params": pl.String,
-    "metrics": pl.String,
-    "best_epoch": pl.Int64,
-    "epochs_run": pl.Int64,
-    "stopped_early": pl.Boolean,
-    "duration_s": pl.Float64,
-    "error": pl.String,
-    "curve": pl.List(pl.Float64),
-    "per_user": pl.List(pl.Float32),
-}
+_CHECKPOINT_SCHEMA = pl.Schema(
+    {
+        "trial": pl.Int64(),
+        "status": pl.String(),
+        "value": pl.Float64(),
+        "params": pl.String(),
+        "metrics": pl.String(),
+        "best_epoch": pl.Int64(),
+        "epochs_run": pl.Int64(),
+        "stopped_early": pl.Boolean(),
+        "duration_s": pl.Float64(),
+        "error": pl.String(),
+        "curve": pl.List(pl.Float64()),
+        "per_user": pl.List(pl.Float32()),
+    }
+)
 
 
 def checkpoint_key(

@@ -51,8 +51,8 @@ def sample_value(spec: ChoiceSpace | IntSpace | FloatSpace, rng: np.random.Gener
             return int(min(max(value, spec.low), spec.high))
         return int(rng.integers(spec.low, spec.high + 1))
     if spec.type == "loguniform":
-        value = math.exp(rng.uniform(math.log(spec.low), math.log(spec.high)))
-        return float(min(max(value, spec.low), spec.high))  # guard exp/log rounding at the ends
+        drawn = math.exp(rng.uniform(math.log(spec.low), math.log(spec.high)))
+        return float(min(max(drawn, spec.low), spec.high))  # guard exp/log rounding at the ends
     return float(rng.uniform(spec.low, spec.high))
 
 

@@ -104,7 +104,7 @@ def at_edge(spec: ChoiceSpace | IntSpace | FloatSpace, value: Any) -> str | None
     return None
 
 
-def extend_space(spec: ChoiceSpace | IntSpace | FloatSpace, side: str) -> ChoiceSpace | IntSpace | FloatSpace | None:
+def extend_space(spec: ChoiceSpace | IntSpace | FloatSpace, side: str) -> IntSpace | FloatSpace | None:
     """The range beyond an edge, for log-scaled ranges only (``None`` when extending is not sensible).
 
     Log-scaled parameters are scales (a regularisation, a neighbourhood size, a confidence):
