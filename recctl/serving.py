@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ import scipy.sparse as sp
 from recctl.artifacts import sha256_file, write_json_atomic
 from recctl.errors import ArtifactError, DataError
 from recctl.lists.fill import Lists, fill_lists
+from recctl.lists.live import LiveScorer, LiveState, live_scorer
+from recctl.ranking import mask_scores, select_top_k
 from recctl.rules import ItemRules
 
 __all__ = [
@@ -114,6 +116,8 @@ def write_bundle(
     holdout: list[str],
     card: dict[str, Any],
     exclusions: dict[str, Any] | None = None,
+    history: sp.csr_matrix | None = None,
+    live: dict[str, LiveState] | None = None,
 ) -> dict[str, str]:
     """Write a bundle into ``directory`` (created; normally inside a stage's staging dir).
 
@@ -145,6 +149,12 @@ def write_bundle(
     exclusions
         ``{"exclude_seen": bool, "exclude_events": [...] | None}``, stored under ``rules`` so a
         service applies the same exclusions to events that arrive after the bundle.
+    history
+        CSR rows (aligned with ``user_ids``) of every item each user had an event with (the
+        list builder's basket), for re-scoring a user with new events; stored once when it
+        equals ``seen``.
+    live
+        Per model name, what re-scores a user without the model (:func:`recctl.lists.live.export_live`).
 
     Returns
     -------
@@ -163,6 +173,22 @@ def write_bundle(
         seen = sp.csr_matrix(seen)
         _save(directory, "seen_indptr.npy", seen.indptr.astype(np.int64), files)
         _save(directory, "seen_indices.npy", seen.indices.astype(np.int32), files)
+    history_kind = None
+    if history is not None:
+        history = sp.csr_matrix(history)
+        history.sort_indices()
+        if seen is not None and _same_pattern(history, seen):
+            history_kind = "seen"
+        else:
+            history_kind = "own"
+            _save(directory, "history_indptr.npy", history.indptr.astype(np.int64), files)
+            _save(directory, "history_indices.npy", history.indices.astype(np.int32), files)
+    live_meta: dict[str, Any] = {}
+    for i, (name, state) in enumerate(sorted((live or {}).items())):
+        prefix = f"live{i}_"
+        for array_name, array in state.flat_arrays().items():
+            _save(directory, f"{prefix}{array_name}.npy", array, files)
+        live_meta[name] = {"prefix": prefix, **state.describe()}
     cold_names, cold_scores = cold
     _save(directory, "cold_scores.npy", np.asarray(cold_scores, np.float32).reshape(len(cold_names), -1), files)
     arrays, rule_fields = rules_arrays(rules)
@@ -185,11 +211,19 @@ def write_bundle(
         "cold_sources": list(cold_names),
         "similar_sources": similar_sources,
         "rules": {**rule_fields, "candidates": candidates, "min_score": min_score, **(exclusions or {})},
+        "history": history_kind,
+        "live": live_meta,
         **card,
         "files": files,
     }
     write_json_atomic(directory / "bundle.json", meta)
     return files
+
+
+def _same_pattern(a: sp.csr_matrix, b: sp.csr_matrix) -> bool:
+    b = sp.csr_matrix(b)
+    b.sort_indices()
+    return a.shape == b.shape and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
 
 
 class _OrderSource:
@@ -242,6 +276,34 @@ class _NeighborSource:
         return items, scores
 
 
+class _VectorSource:
+    """One user's scores over the catalogue (a model re-scored from the bundle's arrays).
+
+    Exclusions and the item rules are masked before selection, as the list builder's model
+    sources do, so asking for ``m`` candidates gives ``m`` eligible ones.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        scores: np.ndarray,
+        exclude: sp.csr_matrix,
+        excluded_cols: np.ndarray | None,
+        min_score: float | None,
+    ) -> None:
+        self.name, self.scores, self.exclude = name, scores, exclude
+        self.excluded_cols, self.min_score = excluded_cols, min_score
+
+    def candidates(self, rows: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        block = np.array(self.scores, np.float32, copy=True).reshape(1, -1)
+        mask_scores(block, self.exclude, None, excluded_cols=self.excluded_cols)
+        items, top = select_top_k(block, m)
+        if self.min_score is not None:
+            weak = top <= self.min_score
+            items[weak], top[weak] = -1, -np.inf
+        return np.repeat(items, len(rows), axis=0), np.repeat(top, len(rows), axis=0)
+
+
 @dataclass
 class Bundle:
     """A loaded serving bundle (see the module docstring); answers from memory, no model code."""
@@ -265,6 +327,9 @@ class Bundle:
     cap_codes: np.ndarray | None = None
     mmr_codes: np.ndarray | None = None
     mmr_vectors: np.ndarray | None = None
+    history_indptr: np.ndarray | None = None
+    history_indices: np.ndarray | None = None
+    live: dict[str, LiveState] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._user_row = {u: i for i, u in enumerate(self.user_ids)}
@@ -291,6 +356,11 @@ class Bundle:
                 ok &= self.item_mask
             idx = np.flatnonzero(ok)
             self._cold_order.append((idx[np.lexsort((idx, -vector[idx]))], vector))
+        self._excluded_cols = None if self.item_mask is None else np.flatnonzero(~np.asarray(self.item_mask, bool))
+        self._scorers: dict[str, LiveScorer] = {}
+        self._exclude_seen = bool(rule_meta.get("exclude_seen", True))
+        events = rule_meta.get("exclude_events")
+        self._exclude_events = None if events is None else frozenset(str(e) for e in events)
 
     @property
     def k(self) -> int:
@@ -335,7 +405,14 @@ class Bundle:
         ]
 
     def recommend(
-        self, user_id: str | None, k: int | None = None, *, exclude: Iterable[str] = (), items: Iterable[str] = ()
+        self,
+        user_id: str | None,
+        k: int | None = None,
+        *,
+        exclude: Iterable[str] = (),
+        items: Iterable[str] = (),
+        events: Iterable[tuple[str, str]] = (),
+        model: str | None = None,
     ) -> list[dict[str, Any]]:
         """Top-``k`` items for one user (known, unknown, or anonymous with recent ``items``).
 
@@ -350,8 +427,15 @@ class Bundle:
         exclude
             Item ids never to return (e.g. the basket, or items bought since the nightly run).
         items
-            Recent item ids of a visitor the nightly run did not know: scored through the
-            item neighbour lists (summed similarities), then the cold sources; never returned.
+            Recent item ids of a visitor the nightly run did not know: scored like a user the
+            models never trained on whose history is these items (:meth:`recommend_live`);
+            never returned.
+        events
+            The user's events since the bundle, oldest first, as ``(item_id, event)``: the
+            list is re-scored from them (:meth:`recommend_live`). Empty: the nightly list.
+        model
+            The model serving this user (an A/B variant's), default the bundle's main model;
+            only used when ``events`` or ``items`` re-score the list.
 
         Returns
         -------
@@ -365,15 +449,15 @@ class Bundle:
             return []
         banned = self._item_indices(exclude, "exclude", strict=False)
         row = self._user_row.get(str(user_id)) if user_id is not None else None
+        events = list(events)
         recent = self._item_indices(items, "items", strict=False) if row is None else []
-        never = set(banned) | set(recent)
-        if row is not None and self.seen_indptr is not None and self.seen_indices is not None:
-            never |= set(self.seen_indices[self.seen_indptr[row] : self.seen_indptr[row + 1]].tolist())
-        excl = sp.csr_matrix(
-            (np.ones(len(never), np.float32), (np.zeros(len(never), np.int64), np.array(sorted(never), np.int64))),
-            shape=(1, self.n_items),
-        )
-        sources: list[Any] = []
+        if events or recent:
+            lists = self._live_lists(row, k, banned, events, recent, model)
+            return self._answer(lists, k)
+        never = set(banned)
+        if row is not None:
+            never.update(self._seen_of(row).tolist())
+        excl = self._exclusion_row(never)
         prefill = None
         if row is not None:
             # the nightly list, minus what must not be shown, compacted: already obeys the rules
@@ -385,17 +469,10 @@ class Bundle:
                 self.user_sources[row][keep][None, :].astype(np.int8),
                 self._sources,
             )
-        elif recent and self.neighbors is not None and self.neighbor_scores is not None:
-            sources.append(
-                _NeighborSource(
-                    str(self.meta.get("neighbors_from") or "neighbors"), self.neighbors, self.neighbor_scores, recent
-                )
-            )
-        sources += self._cold_sources(excl)
         lists = fill_lists(
             1,
             k,
-            sources,
+            self._cold_sources(excl),
             self.rules,
             exclude=excl,
             n_candidates=self._n_candidates(k),
@@ -403,6 +480,111 @@ class Bundle:
             prefill=prefill,
         )
         return self._answer(lists, k)
+
+    # -- a user's events since the bundle ------------------------------------------------------
+    def excludes(self, event: str) -> bool:
+        """Whether an event of this type takes its item out of the user's lists (the file's rules).
+
+        ``recommend.exclude_seen`` on and ``rules.exclude_events`` unset: every event; with
+        ``exclude_events``: only those events; ``exclude_seen`` off: none.
+        """
+        if not self._exclude_seen:
+            return False
+        return self._exclude_events is None or event in self._exclude_events
+
+    def _seen_of(self, row: int) -> np.ndarray:
+        if self.seen_indptr is None or self.seen_indices is None:
+            return np.empty(0, np.int64)
+        return self.seen_indices[self.seen_indptr[row] : self.seen_indptr[row + 1]].astype(np.int64)
+
+    def history_of(self, row: int) -> np.ndarray:
+        """Item indices of bundle user ``row``'s full history (sorted): what a re-score starts from.
+
+        Bundles written before the history was stored fall back to the excluded items.
+        """
+        if self.meta.get("history") == "own" and self.history_indptr is not None and self.history_indices is not None:
+            items = self.history_indices[self.history_indptr[row] : self.history_indptr[row + 1]]
+        else:
+            items = self._seen_of(row)
+        return np.unique(np.asarray(items, np.int64))
+
+    def _exclusion_row(self, never: set[int]) -> sp.csr_matrix:
+        cols = np.fromiter(sorted(never), np.int64, len(never))
+        return sp.csr_matrix(
+            (np.ones(len(cols), np.float32), cols, np.array([0, len(cols)], np.int64)), shape=(1, self.n_items)
+        )
+
+    def scorer(self, model: str) -> LiveScorer | None:
+        """The live scorer of ``model`` (built on first use), or ``None`` when the bundle has none."""
+        scorer = self._scorers.get(model)
+        if scorer is None and model in self.live:
+            scorer = self._scorers[model] = live_scorer(self.live[model], self.n_items)
+        return scorer
+
+    def chain(self, model: str | None = None) -> list[str]:
+        """The models serving a user, in order: ``model`` (default the main one) then the fallbacks."""
+        main = model or self._main
+        return [main, *[str(f) for f in self.meta.get("fallback", []) if f != main]]
+
+    def _live_lists(
+        self,
+        row: int | None,
+        k: int,
+        banned: list[int],
+        events: list[tuple[str, str]],
+        visitor_items: list[int],
+        model: str | None,
+    ) -> Lists:
+        """A list re-scored from the user's history plus their new items (see :meth:`recommend`).
+
+        Each model of the chain, in order, offers candidates: re-scored from its bundle arrays
+        (:mod:`recctl.lists.live`) when it has them, else its no-history scores when it serves
+        users without history; a main model with neither is replaced by the neighbours of the
+        user's items. Then the list builder's fill step, with exclusions = the user's excluded
+        history + the new items the rules exclude + ``banned``.
+        """
+        new: list[int] = []
+        never = set(banned)
+        for item_id, event in events:
+            j = self._item_col.get(str(item_id))
+            if j is None:  # an item the bundle does not know can be neither scored nor shown
+                continue
+            new.append(j)
+            if self.excludes(str(event)):
+                never.add(j)
+        for j in visitor_items:  # a visitor's basket is scored from and never shown
+            new.append(j)
+            never.add(j)
+        history = np.empty(0, np.int64) if row is None else self.history_of(row)
+        if row is not None:
+            never.update(self._seen_of(row).tolist())
+        excl = self._exclusion_row(never)
+        fresh = np.asarray(new, np.int64)
+        cold = dict(zip(self.meta.get("cold_sources", []), self._cold_order, strict=True))
+        sources: list[Any] = []
+        for pos, name in enumerate(self.chain(model)):
+            min_score = self._min_score if pos == 0 else None  # the main model's "no evidence"
+            scorer = self.scorer(name)
+            if scorer is not None:
+                scores = scorer.scores(-1 if row is None else row, history, fresh)
+                sources.append(_VectorSource(name, scores, excl, self._excluded_cols, min_score))
+            elif name in cold:
+                order, vector = cold[name]
+                sources.append(_OrderSource(name, order, vector, excl, min_score))
+            elif pos == 0 and self.neighbors is not None and self.neighbor_scores is not None:
+                basket = np.union1d(history, fresh)
+                if len(basket):
+                    label = str(self.meta.get("neighbors_from") or name)
+                    sources.append(_NeighborSource(label, self.neighbors, self.neighbor_scores, basket.tolist()))
+        return fill_lists(
+            1,
+            k,
+            sources,
+            self.rules,
+            exclude=excl,
+            n_candidates=self._n_candidates(k),
+            n_items=self.n_items,
+        )
 
     def similar(self, item_id: str, k: int | None = None) -> list[dict[str, Any]]:
         """The ``k`` items most similar to ``item_id`` (``recommend --similar-to``'s list).
@@ -507,4 +689,28 @@ def load(path: str | Path, *, verify: bool = True) -> Bundle:
         cap_codes=arr("cap_codes.npy"),
         mmr_codes=arr("mmr_codes.npy"),
         mmr_vectors=arr("mmr_vectors.npy"),
+        history_indptr=arr("history_indptr.npy"),
+        history_indices=arr("history_indices.npy"),
+        live=_live_states(meta, arr),
     )
+
+
+def _live_states(meta: dict[str, Any], arr: Any) -> dict[str, LiveState]:
+    out = {}
+    for name, entry in (meta.get("live") or {}).items():
+        prefix = entry["prefix"]
+        names = _array_names(entry)
+        arrays = {n: arr(f"{prefix}{n}.npy") for n in names}
+        missing = [n for n, a in arrays.items() if a is None]
+        if missing:
+            raise ArtifactError(f"bundle.json: live[{name!r}] lists arrays not in files: {missing}")
+        out[str(name)] = LiveState.from_entry(entry, arrays)
+    return out
+
+
+def _array_names(entry: dict[str, Any], prefix: str = "") -> list[str]:
+    names = [f"{prefix}{n}" for n in entry.get("arrays", [])]
+    for i, sub in enumerate(entry.get("parts") or []):
+        if sub is not None:
+            names += _array_names(sub, f"{prefix}c{i}_")
+    return names

@@ -119,3 +119,11 @@ def copy_workdir(config: Path, dest: Path) -> Path:
 def quickstart_config(tmp_path: Path) -> Path:
     """The quickstart config, pointed at a workdir inside ``tmp_path``."""
     return write_config(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def live_shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A published sample shop with an A/B variant per live-scored model kind (tests/live_shop.py)."""
+    from tests.live_shop import build_live_shop
+
+    return build_live_shop(tmp_path_factory.mktemp("live-shop"))

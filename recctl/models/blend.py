@@ -46,7 +46,7 @@ from recctl.models._similarity import normalize_scores
 from recctl.models.base import ModelConfig, ProgressFn, Recommender
 from recctl.models.registry import create_model, get_model_class, register
 
-__all__ = ["BlendComponent", "BlendConfig", "BlendModel"]
+__all__ = ["BlendComponent", "BlendConfig", "BlendModel", "combine_scores"]
 
 
 class BlendComponent(BaseConfig):
@@ -87,6 +87,48 @@ class BlendConfig(ModelConfig):
         description="Per-user score normalisation (weighted mode; fallback uses minmax).",
     )
     random_state: int | None = Field(default=None, description="Seed handed to components that take one.")
+
+
+def combine_scores(
+    config: BlendConfig, parts: list[tuple[int, np.ndarray, np.ndarray]], shape: tuple[int, int]
+) -> np.ndarray:
+    """A blend's scores from its components' (see the module docstring for the two modes).
+
+    Parameters
+    ----------
+    config
+        The blend's config (``combine``, ``normalize``, the components' weights).
+    parts
+        ``(component index, score block, eligible-row mask)`` triples, in chain order; a
+        component left out (it cannot score this request) is simply absent.
+    shape
+        ``(rows, n_items)`` of the result.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``shape``.
+    """
+    out = np.zeros(shape, np.float64)
+    if config.combine == "weighted":
+        for i, scores, eligible in parts:
+            norm = normalize_scores(scores, config.normalize).astype(np.float64)
+            norm = np.where(np.isfinite(norm), norm, 0.0)
+            out += config.components[i].weight * norm * eligible[:, None]
+        return out.astype(np.float32)
+    assigned = np.zeros(shape, bool)
+    n = len(config.components)
+    for pos, (i, scores, eligible) in enumerate(parts):
+        finite = np.isfinite(scores)
+        low = np.where(finite, scores, np.inf).min(axis=1, keepdims=True)
+        last = pos == len(parts) - 1
+        opinion = finite if last else finite & (scores > low)
+        take = opinion & eligible[:, None] & ~assigned
+        norm = normalize_scores(scores, "minmax")
+        # tiers 2 apart keep every item of an earlier component above all later ones
+        out[take] = 2.0 * (n - i) + norm[take]
+        assigned |= take
+    return out.astype(np.float32)
 
 
 @register("blend")
@@ -132,26 +174,7 @@ class BlendModel(Recommender):
 
     def _combine(self, parts: list[tuple[int, np.ndarray, np.ndarray]], shape: tuple[int, int]) -> np.ndarray:
         """Combine (component index, score block, eligible-row mask) triples."""
-        out = np.zeros(shape, np.float64)
-        if self.config.combine == "weighted":
-            for i, scores, eligible in parts:
-                norm = normalize_scores(scores, self.config.normalize).astype(np.float64)
-                norm = np.where(np.isfinite(norm), norm, 0.0)
-                out += self.config.components[i].weight * norm * eligible[:, None]
-            return out.astype(np.float32)
-        assigned = np.zeros(shape, bool)
-        n = len(self.config.components)
-        for pos, (i, scores, eligible) in enumerate(parts):
-            finite = np.isfinite(scores)
-            low = np.where(finite, scores, np.inf).min(axis=1, keepdims=True)
-            last = pos == len(parts) - 1
-            opinion = finite if last else finite & (scores > low)
-            take = opinion & eligible[:, None] & ~assigned
-            norm = normalize_scores(scores, "minmax")
-            # tiers 2 apart keep every item of an earlier component above all later ones
-            out[take] = 2.0 * (n - i) + norm[take]
-            assigned |= take
-        return out.astype(np.float32)
+        return combine_scores(self.config, parts, shape)
 
     def _score(self, user_idx: np.ndarray) -> np.ndarray:
         history = self.history_[user_idx]

@@ -24,8 +24,8 @@ from recctl.service.bundles import BundleHolder, LoadedBundle
 from recctl.service.eventlog import EventLog, EventLogBusy, EventLogFull, Segment
 from recctl.service.exposures import ExposureLog
 from recctl.service.layout import EventLayout
-from recctl.service.live import LiveEvent, RecentEvents, event_key, personalise
 from recctl.service.metrics import Metrics
+from recctl.service.recent import LiveEvent, RecentEvents, event_key
 
 __all__ = ["EventIn", "Service", "ServiceBusyError", "ServiceError", "ServiceMachineError", "bundle_dir", "events_dir"]
 
@@ -114,10 +114,6 @@ class Service:
         self._inflight: set[tuple[str, bytes]] = set()
         self.metrics = Metrics()
         self.token = self.sc.token or os.environ.get(self.sc.token_env) or None
-        rc = cfg.recommend
-        self.exclude_seen = rc.exclude_seen if rc else True
-        self.exclude_events = list(rc.rules.exclude_events) if rc and rc.rules.exclude_events is not None else None
-        self.event_weights = dict(cfg.preprocess.event_weights)
         self.experiment = cfg.experiment
         self.exposures: ExposureLog | None = None
         if self.experiment is not None and self.sc.exposures:
@@ -280,19 +276,13 @@ class Service:
         events = self.recent.get(user_id)
         if variant == "holdout":
             items: list[dict[str, Any]] = []
-        elif events:
-            items = personalise(
-                bundle,
-                user_id,
-                k,
-                exclude,
-                events,
-                exclude_seen=self.exclude_seen,
-                exclude_events=self.exclude_events,
-                event_weights=self.event_weights,
-            )
         else:
-            items = bundle.recommend(user_id, k, exclude=exclude)
+            # the bundle's one list path: the nightly list, or (with events since the bundle) the
+            # user's variant model re-scored from history + new items, through the fill step
+            model = self.experiment.variants[variant].model if variant is not None and self.experiment else None
+            items = bundle.recommend(
+                user_id, k, exclude=exclude, events=[(e.item_id, e.event) for e in events], model=model
+            )
         return {
             "user_id": user_id,
             "known_user": user_id in bundle._user_row,

@@ -21,10 +21,11 @@ from recctl.columns import Columns
 from recctl.config import Config
 from recctl.lists import ListBuilder, Lists
 from recctl.lists.audience import Audience
+from recctl.lists.live import LiveState, export_live
 from recctl.serving import write_bundle
 from recctl.stages.recommend import Serving
 
-__all__ = ["NEIGHBORS_PER_ITEM", "build_bundle", "item_neighbors", "lists_from_frame", "similar_lists"]
+__all__ = ["NEIGHBORS_PER_ITEM", "build_bundle", "item_neighbors", "lists_from_frame", "live_states", "similar_lists"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,20 @@ def similar_lists(
     )
 
 
+def live_states(serving: Serving, audience: Audience) -> dict[str, LiveState]:
+    """What re-scores a user with new events without the model, for every serving model that has it.
+
+    Main model, A/B variants' and the fallback chain (:func:`recctl.lists.live.export_live`);
+    per-user arrays aligned with the bundle's users (``audience``).
+    """
+    out = {}
+    for name, model in serving.models.items():
+        state = export_live(model, audience.rows)
+        if state is not None:
+            out[name] = state
+    return out
+
+
 def _data_until(cfg: Config, serving: Serving) -> tuple[str | None, str | None]:
     """Latest event time the serving models learnt from, and the latest the histories hold (ISO, UTC)."""
 
@@ -180,6 +195,7 @@ def build_bundle(
     neighbors, nb_model = item_neighbors(builder, max(NEIGHBORS_PER_ITEM, k), rc.n_jobs)
     similar = similar_lists(builder, k, neighbors, nb_model)
     main = serving.models[rc.model]
+    live = live_states(serving, audience)
     data_until, history_until = _data_until(cfg, serving)
     card = {
         "model": rc.model,
@@ -214,6 +230,8 @@ def build_bundle(
         holdout=holdout,
         card=card,
         exclusions={"exclude_seen": rc.exclude_seen, "exclude_events": rc.rules.exclude_events},
+        history=audience.history,
+        live=live,
     )
     log.info("serving bundle: %d users, %d items, neighbours from %s", len(audience), serving.n_items, nb_model)
     return {
@@ -221,4 +239,5 @@ def build_bundle(
         "n_users": len(audience),
         "fallback_from": card["fallback_from"],
         "neighbors_from": nb_model,
+        "live": {name: state.kind for name, state in live.items()},
     }

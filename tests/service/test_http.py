@@ -86,12 +86,14 @@ def test_events_are_reflected_at_once_logged_and_ingestible(serve: Service, shop
     assert items != before[1:] + items[-1:]  # the view's neighbours moved in, not only a shift
     # replaying the same batch adds nothing
     assert serve.post_events(events) == {"accepted": 0, "duplicates": 2, "segment": None}
-    # a visitor the bundle never saw: their items' neighbours, not only the fallback list
-    new = serve.post_events([{"user_id": "NEW-1", "item_id": viewed, "event": "view"}])
+    # an id the bundle never saw, in the kNN variant ("a"; NEW-2 by the salted rule): scored from
+    # the item they viewed, not the no-history list another new id in that variant gets
+    new = serve.post_events([{"user_id": "NEW-2", "item_id": viewed, "event": "view"}])
     assert new["accepted"] == 1
-    visitor = serve.get("/v1/recommendations?user_id=NEW-1")
-    assert visitor["known_user"] is False and visitor["events_since_bundle"] == 1
-    fallback = serve.get("/v1/recommendations?user_id=NEW-2")
+    visitor = serve.get("/v1/recommendations?user_id=NEW-2")
+    assert visitor["known_user"] is False and visitor["events_since_bundle"] == 1 and visitor["variant"] == "a"
+    fallback = serve.get("/v1/recommendations?user_id=NEW-3")
+    assert fallback["variant"] == "a"
     assert [r["item_id"] for r in visitor["items"]] != [r["item_id"] for r in fallback["items"]]
     serve.stop()  # SIGTERM: graceful (uvicorn re-raises the signal after its shutdown)
     # the stop closed the segment; ingest --append takes it unchanged, and twice adds nothing

@@ -14,8 +14,8 @@ from recctl.config.data import InteractionSource
 from recctl.errors import ConfigError
 from recctl.service.eventlog import EventLog, EventLogBusy, list_segments
 from recctl.service.layout import EventLayout
-from recctl.service.live import LiveEvent, RecentEvents, event_key
 from recctl.service.metrics import Metrics
+from recctl.service.recent import LiveEvent, RecentEvents, event_key
 
 WHEN = dt.datetime(2026, 3, 1, 12, 30, 5, 250000, tzinfo=dt.timezone.utc)
 
