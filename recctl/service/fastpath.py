@@ -90,7 +90,9 @@ class FastPath:
                 start = time.perf_counter()
                 body = self._answer(path, scope.get("query_string", b""))
                 if body is not None:
-                    await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+                    # a content-length (not chunked transfer encoding): one write, any client
+                    headers = [*_HEADERS, (b"content-length", str(len(body)).encode())]
+                    await send({"type": "http.response.start", "status": 200, "headers": headers})
                     await send({"type": "http.response.body", "body": body})
                     m = self.service.metrics
                     m.inc("recctl_serve_requests_total", route=path, status="200")

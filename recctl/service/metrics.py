@@ -13,8 +13,23 @@ from collections.abc import Callable
 
 __all__ = ["LATENCY_BUCKETS", "Metrics"]
 
-#: latency histogram bucket bounds, seconds
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+#: latency histogram bucket bounds, seconds (a list from the bundle takes tens of microseconds)
+LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
 
 
 def _labels(pairs: tuple[tuple[str, str], ...]) -> str:
