@@ -469,17 +469,8 @@ class Bundle:
         if row is not None:
             never.update(self._seen_of(row).tolist())
         excl = self._exclusion_row(never)
-        prefill = None
-        if row is not None:
-            # the nightly list, minus what must not be shown, compacted: already obeys the rules
-            listed = self.user_items[row].astype(np.int64)
-            keep = (listed >= 0) & ~np.isin(listed, np.fromiter(never, np.int64, len(never)))
-            prefill = Lists(
-                listed[keep][None, :],
-                self.user_scores[row][keep][None, :].astype(np.float32),
-                self.user_sources[row][keep][None, :].astype(np.int8),
-                self._sources,
-            )
+        # the nightly list, minus what must not be shown, compacted: already obeys the rules
+        prefill = None if row is None else self._nightly_minus(row, never)
         lists = fill_lists(
             1,
             k,
@@ -551,8 +542,9 @@ class Bundle:
         Each model of the chain, in order, offers candidates: re-scored from its bundle arrays
         (:mod:`recctl.lists.live`) when it has them, else its no-history scores when it serves
         users without history; a main model with neither is replaced by the neighbours of the
-        user's items. Then the list builder's fill step, with exclusions = the user's excluded
-        history + the new items the rules exclude + ``banned``.
+        user's items (or, without neighbours, by the user's nightly list). Then the list
+        builder's fill step, with exclusions = the user's excluded history + the new items the
+        rules exclude + ``banned``.
         """
         new: list[int] = []
         never = set(banned)
@@ -573,6 +565,7 @@ class Bundle:
         fresh = np.asarray(new, np.int64)
         cold = dict(zip(self.meta.get("cold_sources", []), self._cold_order, strict=True))
         sources: list[Any] = []
+        prefill = None
         for pos, name in enumerate(self.chain(model)):
             min_score = self._min_score if pos == 0 else None  # the main model's "no evidence"
             scorer = self.scorer(name)
@@ -582,11 +575,13 @@ class Bundle:
             elif name in cold:
                 order, vector = cold[name]
                 sources.append(_OrderSource(name, order, vector, excl, min_score))
-            elif pos == 0 and self.neighbors is not None and self.neighbor_scores is not None:
+            elif pos == 0:
                 basket = np.union1d(history, fresh)
-                if len(basket):
+                if self.neighbors is not None and self.neighbor_scores is not None and len(basket):
                     label = str(self.meta.get("neighbors_from") or name)
                     sources.append(_NeighborSource(label, self.neighbors, self.neighbor_scores, basket.tolist()))
+                elif row is not None:  # nothing to re-score with: the nightly list, minus what left it
+                    prefill = self._nightly_minus(row, never)
         return fill_lists(
             1,
             k,
@@ -595,6 +590,18 @@ class Bundle:
             exclude=excl,
             n_candidates=self._n_candidates(k),
             n_items=self.n_items,
+            prefill=prefill,
+        )
+
+    def _nightly_minus(self, row: int, never: set[int]) -> Lists:
+        """User ``row``'s nightly list without ``never``, compacted (it obeys the rules already)."""
+        listed = self.user_items[row].astype(np.int64)
+        keep = (listed >= 0) & ~np.isin(listed, np.fromiter(never, np.int64, len(never)))
+        return Lists(
+            listed[keep][None, :],
+            self.user_scores[row][keep][None, :].astype(np.float32),
+            self.user_sources[row][keep][None, :].astype(np.int8),
+            self._sources,
         )
 
     def similar(self, item_id: str, k: int | None = None) -> list[dict[str, Any]]:

@@ -9,7 +9,8 @@ What must hold, checked against the models themselves and the one list builder:
 * LightFM starts from the trained vector, SASRec from the trained sequence (or the history),
   the new items appended in the order they came (scores checked against the model's own);
 * the purchased item leaves the list (``exclude_events: [purchase]``), the viewed one may stay;
-* a bundle without the live arrays (written before them) still answers, from neighbours.
+* a bundle without the live arrays (written before them) still answers, from neighbours, or
+  without neighbours from the nightly list minus the excluded items.
 """
 
 from __future__ import annotations
@@ -188,6 +189,18 @@ def test_a_bundle_without_live_arrays_answers_from_neighbours(world: dict, tmp_p
     got = bundle.recommend(user, K, events=[(viewed, "purchase")])
     assert len(got) == K and viewed not in [r["item_id"] for r in got]
     assert {r["source"] for r in got} <= {meta["neighbors_from"], "popular"}
+    # without neighbours either (no model with item similarity): the nightly list minus the
+    # purchase, the gap filled by the fallbacks, as the file would after excluding it
+    for name in ("item_neighbors.npy", "item_neighbor_scores.npy"):
+        (old / name).unlink()
+        del meta["files"][name]
+    (old / "bundle.json").write_text(json.dumps(meta))
+    bare = load(old)
+    assert bare.neighbors is None
+    got = bare.recommend(user, K, events=[(viewed, "purchase")])
+    rest = [r["item_id"] for r in nightly if r["item_id"] != viewed]
+    assert len(got) == K and [r["item_id"] for r in got][: len(rest)] == rest
+    assert bare.recommend(user, K, events=[(viewed, "purchase")]) == bare.recommend(user, K, exclude=[viewed])
 
 
 def _one_row(items: list[int], n_items: int):  # noqa: ANN202 - a scipy matrix
