@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from recctl.config import Config
-from recctl.errors import ArtifactError, RecctlError
+from recctl.errors import ArtifactError, BusyError, MachineError
 from recctl.service.bundles import BundleHolder, LoadedBundle
 from recctl.service.eventlog import EventLog, EventLogBusy, EventLogFull, Segment
 from recctl.service.exposures import ExposureLog
@@ -29,7 +29,7 @@ from recctl.service.layout import EventLayout
 from recctl.service.metrics import Metrics
 from recctl.service.recent import LiveEvent, RecentEvents, event_key
 
-__all__ = ["EventIn", "Service", "ServiceBusyError", "ServiceError", "ServiceMachineError", "bundle_dir", "events_dir"]
+__all__ = ["EventIn", "Service", "ServiceError", "bundle_dir", "events_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +42,6 @@ class ServiceError(Exception):
         self.status = status
         self.message = message
         self.loc = loc
-
-
-class ServiceBusyError(RecctlError):
-    """Another process holds the event log or the port (exit 8)."""
-
-    exit_code = 8
-
-
-class ServiceMachineError(RecctlError):
-    """The machine refuses the event log: disk full, read-only or missing path, permission (exit 9)."""
-
-    exit_code = 9
 
 
 @dataclass
@@ -136,19 +124,19 @@ class Service:
         ------
         ArtifactError
             No published bundle, or a broken one (run ``recctl serve-export CONFIG``).
-        ServiceBusyError
-            Another ``recctl serve`` writes this workdir's event log.
-        ServiceMachineError
-            The event log directory cannot be created or written.
+        BusyError
+            Another ``recctl serve`` writes this workdir's event log (exit 8).
+        MachineError
+            The event log directory cannot be created or written (exit 9).
         """
         self.holder.load_first()
         try:
             segments = self.events.open()
         except EventLogBusy as exc:
-            raise ServiceBusyError(str(exc)) from None
+            raise BusyError(str(exc)) from None
         except OSError as exc:
             path = exc.filename or self.events.directory
-            raise ServiceMachineError(
+            raise MachineError(
                 f"{path}: the event log cannot be opened ({exc.strerror or exc}); check the disk and permissions"
             ) from None
         self._replay(segments)

@@ -45,7 +45,7 @@ def single_threaded_blas() -> None:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    from recctl.service.core import ServiceBusyError
+    from recctl.errors import BusyError, ConfigError
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -55,9 +55,7 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise ServiceBusyError(f"{host}:{port} is already in use; stop the other server or pass --port") from None
-        from recctl.errors import ConfigError
-
+            raise BusyError(f"{host}:{port} is already in use; stop the other server or pass --port") from None
         raise ConfigError(f"serve.host / serve.port: cannot bind {host}:{port} ({exc.strerror})") from None
     sock.set_inheritable(True)
     return sock
@@ -77,7 +75,7 @@ def run_service(cfg: Config, *, host: str | None = None, port: int | None = None
         FastAPI or uvicorn is not installed (exit 6: ``pip install 'recctl[serve]'``).
     ArtifactError
         No published bundle or a broken one (exit 5).
-    ServiceBusyError
+    BusyError
         The port or this workdir's event log is held by another process (exit 8).
     """
     require_extra()
