@@ -159,7 +159,8 @@ class BlendModel(Recommender):
         for comp in self.config.components:
             model_config = get_model_class(comp.model["kind"]).config_class.model_validate(comp.model)
             # like the train stage: a component without its own seed takes the blend's
-            if "random_state" in type(model_config).model_fields and model_config.random_state is None:
+            seeded = "random_state" in type(model_config).model_fields
+            if seeded and getattr(model_config, "random_state", None) is None:
                 model_config = model_config.model_copy(update={"random_state": self.config.random_state})
             models.append(create_model(model_config))
         return models
