@@ -45,12 +45,16 @@ from recctl.columns import Columns
 from recctl.config.preprocess import SplitConfig
 from recctl.errors import ConfigError, DataError
 
-__all__ = ["SPLIT", "assign_splits", "describe_rule", "read_pairs_file", "round_half_up"]
+__all__ = ["SPLIT", "SPLIT_DTYPE", "assign_splits", "describe_rule", "read_pairs_file", "round_half_up"]
 
 #: name of the split label column in ``events.parquet``
 SPLIT = "split"
 _U, _I, _T = Columns.UserIdx, Columns.ItemIdx, Columns.Timestamp
 _TRAIN = "tune_train"
+_LABELS = (_TRAIN, "valid", "test")
+#: the labels while preprocess runs (the files store them as text)
+SPLIT_DTYPE = pl.Enum(list(_LABELS))
+_SHIFT = 1 << 32
 
 
 def round_half_up(x: float) -> int:
@@ -111,24 +115,49 @@ def _time_cut(times: pl.Series, fraction: float) -> Any:
     n_take = min(round_half_up(fraction * times.len()), times.len())
     if n_take == 0:
         return None
-    return times.sort()[times.len() - n_take]
+    # the (n - n_take)-th smallest, by selection (linear) rather than a full sort
+    physical = times.to_physical()
+    position = times.len() - n_take
+    cut = np.partition(physical.to_numpy(), position)[position]
+    return pl.Series([cut], dtype=physical.dtype).cast(times.dtype)[0]
+
+
+def _label(labelled: pl.DataFrame, take: pl.Expr | pl.Series, label: str) -> pl.DataFrame:
+    """Label ``label`` the ``tune_train`` events where ``take`` holds."""
+    pool = pl.col(SPLIT) == _TRAIN
+    return labelled.with_columns(
+        pl.when(pool & take).then(pl.lit(label, dtype=SPLIT_DTYPE)).otherwise(pl.col(SPLIT)).alias(SPLIT)
+    )
 
 
 def _label_time(labelled: pl.DataFrame, fraction: float, label: str, cut: Any, info: dict[str, Any]) -> pl.DataFrame:
-    pool = pl.col(SPLIT) == _TRAIN
     if cut is None:
-        cut = _time_cut(labelled.filter(pool)[_T], fraction)
+        cut = _time_cut(labelled.filter(pl.col(SPLIT) == _TRAIN)[_T], fraction)
     if cut is None:
         return labelled
     info[f"{label}_start"] = str(cut)
-    return labelled.with_columns(
-        pl.when(pool & (pl.col(_T) >= cut)).then(pl.lit(label)).otherwise(pl.col(SPLIT)).alias(SPLIT)
-    )
+    return _label(labelled, pl.col(_T) >= cut, label)
+
+
+def _pair_key() -> pl.Expr:
+    """One UInt64 per (user_idx, item_idx): the filters and counts below hash one integer, not two columns."""
+    return pl.col(_U).cast(pl.UInt64) * _SHIFT + pl.col(_I).cast(pl.UInt64)
 
 
 def _pair_label(labelled: pl.DataFrame, strategy: str, amount: float, label: str, seed: int) -> pl.DataFrame:
     """Label ``label`` the chosen (user, item) pairs among each user's ``tune_train`` events."""
-    pairs = labelled.filter(pl.col(SPLIT) == _TRAIN).group_by(_U, _I).agg(pl.col(_T).max().alias("__last")).sort(_U, _I)
+    key = _pair_key()
+    pairs = (
+        labelled.filter(pl.col(SPLIT) == _TRAIN)
+        .group_by(key.alias("__pair"))
+        .agg(pl.col(_T).max().alias("__last"))
+        .sort("__pair")
+        .select(
+            (pl.col("__pair") // _SHIFT).cast(labelled.schema[_U]).alias(_U),
+            (pl.col("__pair") % _SHIFT).cast(labelled.schema[_I]).alias(_I),
+            "__last",
+        )
+    )
     n = pl.len().over(_U)
     if strategy == "random":
         keyed = pairs.with_columns(pl.Series("__key", np.random.default_rng(seed).random(pairs.height)))
@@ -140,25 +169,19 @@ def _pair_label(labelled: pl.DataFrame, strategy: str, amount: float, label: str
         n_take = pl.when(n > int(amount)).then(pl.lit(int(amount))).otherwise(0)
     else:
         n_take = pl.min_horizontal(_round_half_up_expr(n * amount), n - 1)
-    chosen = keyed.filter(rank <= n_take).select(_U, _I, pl.lit(True).alias("__take"))
-    out = labelled.join(chosen, on=[_U, _I], how="left")
-    return out.with_columns(
-        pl.when((pl.col(SPLIT) == _TRAIN) & pl.col("__take").fill_null(False))
-        .then(pl.lit(label))
-        .otherwise(pl.col(SPLIT))
-        .alias(SPLIT)
-    ).drop("__take")
+    chosen = keyed.filter(rank <= n_take).select(key).to_series()
+    return _label(labelled, key.is_in(chosen.implode()), label)
 
 
 def _file_label(labelled: pl.DataFrame, pairs: pl.DataFrame, label: str, info: dict[str, Any]) -> pl.DataFrame:
-    listed = pairs.select(_U, _I).unique().with_columns(pl.lit(True).alias("__take"))
-    out = labelled.join(listed, on=[_U, _I], how="left")
-    found = out.filter(pl.col("__take").fill_null(False)).select(_U, _I).unique().height
-    info[f"{label}_pairs_listed"] = int(listed.height)
-    info[f"{label}_pairs_not_in_data"] = int(listed.height - found)
+    key = _pair_key()
+    listed = pairs.select(key).to_series().unique()
+    in_data = labelled.select(key).to_series().unique()
+    found = int(listed.is_in(in_data.implode()).sum())
+    info[f"{label}_pairs_listed"] = int(listed.len())
+    info[f"{label}_pairs_not_in_data"] = int(listed.len() - found)
     # a pair listed in both files stays test: validation is carved from the training part only
-    take = pl.col("__take").fill_null(False) & (pl.col(SPLIT) == _TRAIN)
-    return out.with_columns(pl.when(take).then(pl.lit(label)).otherwise(pl.col(SPLIT)).alias(SPLIT)).drop("__take")
+    return _label(labelled, key.is_in(listed.implode()), label)
 
 
 def _carve(
@@ -183,6 +206,14 @@ def _carve(
     return _pair_label(labelled, strategy, fraction, label, seed)
 
 
+def _user_has(labelled: pl.DataFrame, which: pl.Expr) -> pl.Expr:
+    """Per event: whether its user has some event where ``which`` holds (counted by user index, not hashed)."""
+    users = labelled[_U].to_numpy()
+    size = int(users.max()) + 1 if len(users) else 0
+    has = np.bincount(users[labelled.select(which).to_series().to_numpy()], minlength=size) > 0
+    return pl.lit(pl.Series(has[users]))
+
+
 def assign_splits(
     events: pl.DataFrame,
     cfg: SplitConfig,
@@ -195,7 +226,8 @@ def assign_splits(
     Parameters
     ----------
     events
-        ``user_idx, item_idx, timestamp, ...`` (any further columns are kept).
+        ``user_idx, item_idx, timestamp, ...`` (any further columns are kept); the indices are
+        non-negative integers (as preprocess numbers them).
     cfg
         ``preprocess.split``.
     seed
@@ -207,8 +239,9 @@ def assign_splits(
     Returns
     -------
     (polars.DataFrame, dict)
-        The labelled events and a summary: the rule of each split in words, cut times, events
-        per split, users dropped.
+        The labelled events (``split`` is an Enum of the three labels, :data:`SPLIT_DTYPE`: one
+        byte an event, and it compares equal to the label's text) and a summary: the rule of
+        each split in words, cut times, events per split, users dropped.
     """
     held_out = held_out or {}
     valid_strategy = cfg.validation_strategy
@@ -218,32 +251,32 @@ def assign_splits(
         "test_rule": describe_rule(cfg.strategy, cfg),
         "valid_rule": describe_rule(valid_strategy, cfg, validation=True),
     }
-    labelled = events.with_columns(pl.lit(_TRAIN).alias(SPLIT))
+    labelled = events.with_columns(pl.lit(_TRAIN, dtype=SPLIT_DTYPE).alias(SPLIT))
     labelled = _carve(labelled, cfg.strategy, cfg, "test", seed, held_out.get("test"), info)
     if valid_strategy != "none":
         labelled = _carve(labelled, valid_strategy, cfg, "valid", seed + 1, held_out.get("valid"), info)
 
     # validation users unseen in tune_train cannot be scored by a model fit on tune_train:
     # their events go back to tune_train (they stay in train either way)
-    tune_users = labelled.filter(pl.col(SPLIT) == _TRAIN).select(_U).unique()
-    in_tune = pl.col(_U).is_in(tune_users[_U].implode())
-    moved = labelled.filter((pl.col(SPLIT) == "valid") & ~in_tune).height
+    back = (pl.col(SPLIT) == "valid") & ~_user_has(labelled, pl.col(SPLIT) == _TRAIN)
+    info["valid_events_moved_to_tune_train"] = int(labelled.select(back.sum()).item())
     labelled = labelled.with_columns(
-        pl.when((pl.col(SPLIT) == "valid") & ~in_tune).then(pl.lit(_TRAIN)).otherwise(pl.col(SPLIT)).alias(SPLIT)
+        pl.when(back).then(pl.lit(_TRAIN, dtype=SPLIT_DTYPE)).otherwise(pl.col(SPLIT)).alias(SPLIT)
     )
-    info["valid_events_moved_to_tune_train"] = moved
 
-    train_users = labelled.filter(pl.col(SPLIT) != "test").select(_U).unique()
-    cold = labelled.filter((pl.col(SPLIT) == "test") & ~pl.col(_U).is_in(train_users[_U].implode()))
-    info["cold_test_users"] = cold[_U].n_unique()
-    info["cold_test_events"] = cold.height
-    if cfg.drop_cold_test_users and cold.height:
-        labelled = labelled.filter(~((pl.col(SPLIT) == "test") & ~pl.col(_U).is_in(train_users[_U].implode())))
+    cold = (pl.col(SPLIT) == "test") & ~_user_has(labelled, pl.col(SPLIT) != "test")
+    cold_users, cold_events = labelled.select(pl.col(_U).filter(cold).n_unique(), cold.sum()).row(0)
+    info["cold_test_users"] = int(cold_users)
+    info["cold_test_events"] = int(cold_events)
+    if cfg.drop_cold_test_users and cold_events:
+        labelled = labelled.filter(~cold)
         info["cold_test_users_dropped"] = True
-    counts = dict(labelled.group_by(SPLIT).agg(pl.len()).iter_rows())
-    info["events"] = {name: int(counts.get(name, 0)) for name in (_TRAIN, "valid", "test")}
-    pair_counts = dict(labelled.select(_U, _I, SPLIT).unique().group_by(SPLIT).agg(pl.len()).iter_rows())
-    info["pairs"] = {name: int(pair_counts.get(name, 0)) for name in (_TRAIN, "valid", "test")}
+    counts = {
+        label: (n_events, n_pairs)
+        for label, n_events, n_pairs in labelled.group_by(SPLIT).agg(pl.len(), _pair_key().n_unique()).rows()
+    }
+    info["events"] = {name: int(counts[name][0]) if name in counts else 0 for name in _LABELS}
+    info["pairs"] = {name: int(counts[name][1]) if name in counts else 0 for name in _LABELS}
     if info["events"]["test"] == 0:
         raise ConfigError(
             "preprocess.split: the test split is empty after filtering; lower min counts, move "

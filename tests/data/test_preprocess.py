@@ -16,6 +16,7 @@ from recctl.data.preprocess import (
     decay_weights,
     filter_min_counts,
     index_events,
+    read_weighted_events,
     weight_events,
 )
 from recctl.errors import ArtifactError, ConfigError, DataError
@@ -101,10 +102,15 @@ def test_kcore_is_iterative() -> None:
             ("u4", "d", "view", 0, 1),
         ]
     )
-    one_pass, _ = filter_min_counts(raw, 2, 2, kcore=False)
-    core, info = filter_min_counts(raw, 2, 2, kcore=True)
-    assert core.height < one_pass.height
-    pairs = core.select(Columns.User, Columns.Item).unique()
+    coded, _ = read_weighted_events(raw, pl.Series([], dtype=pl.String), PreprocessConfig(event_weights={"view": 1.0}))
+    one_pass, _ = filter_min_counts(coded, 2, 2, kcore=False)
+    core, info = filter_min_counts(coded, 2, 2, kcore=True)
+    assert core.frame.height < one_pass.frame.height
+    pairs = (
+        index_events(core)[0]
+        .select(Columns.UserIdx, Columns.ItemIdx)
+        .rename({Columns.UserIdx: Columns.User, Columns.ItemIdx: Columns.Item})
+    )
     assert pairs.group_by(Columns.User).len()["len"].min() >= 2
     assert pairs.group_by(Columns.Item).len()["len"].min() >= 2
     assert info["rounds"] >= 2
@@ -112,9 +118,12 @@ def test_kcore_is_iterative() -> None:
 
 def test_index_is_sorted_and_keeps_catalogue() -> None:
     raw = _raw([("u2", "b", "view", 0, 1), ("u1", "a", "view", 0, 1)])
-    _, users, items = index_events(raw, pl.Series(["z", "a"]))
+    coded, _ = read_weighted_events(raw, pl.Series(["z", "a"]), PreprocessConfig(event_weights={"view": 1.0}))
+    events, users, items = index_events(coded)
     assert users.rows() == [("u1", 0), ("u2", 1)]
     assert items.rows() == [("a", 0), ("b", 1), ("z", 2)]
+    # u2 viewed b, u1 viewed a
+    assert sorted(events.select(Columns.UserIdx, Columns.ItemIdx).rows()) == [(0, 0), (1, 1)]
 
 
 @pytest.mark.parametrize(("how", "expected"), [("sum", 5.0), ("max", 4.0), ("last", 1.0)])
@@ -199,3 +208,55 @@ def test_same_input_same_indices(tmp_path: Path, small_shop: Path) -> None:
         )
     ma = (a.stage_dir("preprocess") / "train.parquet").read_bytes()
     assert ma == (b.stage_dir("preprocess") / "train.parquet").read_bytes()
+
+
+def test_ids_coded_without_hashes_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    # two distinct ids sharing a 64-bit hash is the (rare) case where ids are looked up as strings
+    import recctl.data.preprocess as prep
+
+    raw = _raw([("u2", "b", "view", 0, 1), ("u1", "a", "purchase", 1, 1), ("u2", "a", "view", 2, 1)])
+    cfg = PreprocessConfig(event_weights={"view": 1.0, "purchase": 2.0})
+    hashed, _ = read_weighted_events(raw, pl.Series(["z"]), cfg)
+    monkeypatch.setattr(prep, "_codes_by_hash", lambda universe, code: None)
+    looked_up, _ = read_weighted_events(raw, pl.Series(["z"]), cfg)
+    assert hashed.frame.equals(looked_up.frame)
+    assert hashed.frame[prep.USER_CODE].to_list() == [1, 0, 1]
+    assert hashed.item_ids.to_list() == ["a", "b", "z"] and hashed.in_catalogue.tolist() == [False, False, True]
+
+
+@pytest.mark.parametrize("hashed", [True, False])
+def test_event_without_an_id_is_refused_not_dropped(monkeypatch: pytest.MonkeyPatch, hashed: bool) -> None:
+    import recctl.data.preprocess as prep
+
+    if not hashed:
+        monkeypatch.setattr(prep, "_codes_by_hash", lambda universe, code: None)
+    raw = _raw([("u1", "a", "view", 0, 1), ("u2", "b", "view", 1, 1)])
+    raw = raw.with_columns(
+        pl.when(pl.col(Columns.User) == "u2").then(None).otherwise(pl.col(Columns.User)).alias(Columns.User)
+    )
+    with pytest.raises(DataError, match="1 event\\(s\\) without a user id and 0 without an item id"):
+        read_weighted_events(raw, pl.Series(["a"]), PreprocessConfig(event_weights={"view": 1.0}))
+
+
+@pytest.mark.parametrize(
+    ("max_user", "step_us"),
+    [(50, 1_000_000), (50, 1_234), (2**31 - 1, 3_600_000_001)],  # whole seconds; microseconds; > 64 key bits
+)
+def test_sort_events_is_the_four_column_sort(max_user: int, step_us: int) -> None:
+    from recctl.data.preprocess import sort_events
+
+    rng = np.random.default_rng(3)
+    n = 2_000
+    frame = pl.DataFrame(
+        {
+            Columns.UserIdx: rng.choice([0, 7, max_user], n).astype(np.int32),
+            Columns.ItemIdx: rng.integers(0, 30, n).astype(np.int32),
+            Columns.Event: rng.choice(["view", "add_to_cart", "purchase"], n),
+            Columns.Timestamp: [T0 + dt.timedelta(microseconds=int(k) * step_us) for k in rng.integers(0, 40, n)],
+            Columns.Weight: np.arange(n, dtype=np.float64),
+        }
+    ).with_columns(pl.col(Columns.Event).cast(pl.Enum(["add_to_cart", "purchase", "view"])))
+    keys = [Columns.UserIdx, Columns.Timestamp, Columns.ItemIdx, Columns.Event]
+    got = sort_events(frame)
+    assert got.select(keys).equals(frame.sort(keys).select(keys))
+    assert sorted(got[Columns.Weight].to_list()) == list(range(n))  # every row once

@@ -25,7 +25,7 @@ import pyarrow as pa
 from recctl.columns import Columns
 from recctl.config import Config
 from recctl.config.preprocess import PreprocessConfig
-from recctl.data.preprocess import weight_events
+from recctl.data.preprocess import CodedEvents, keep_ids, weight_events
 from recctl.engine.spark.io import Scratch, to_spark_path
 from recctl.engine.spark.session import spark_job
 from recctl.errors import DataError
@@ -121,9 +121,7 @@ def _column(table: pa.Table) -> pl.Series:
     return frame.to_series() if isinstance(frame, pl.DataFrame) else frame
 
 
-def filter_events_spark(
-    spark: Any, cfg: Config, interactions: Any, weighted: pl.DataFrame
-) -> tuple[pl.DataFrame, dict]:
+def filter_events_spark(spark: Any, cfg: Config, interactions: Any, coded: CodedEvents) -> tuple[CodedEvents, dict]:
     """:func:`recctl.data.preprocess.filter_min_counts` with the counting done by Spark.
 
     Parameters
@@ -134,16 +132,15 @@ def filter_events_spark(
         The experiment config.
     interactions
         Path of ``ingest/interactions.parquet`` (what Spark reads).
-    weighted
-        The driver's weighted events (:func:`~recctl.data.preprocess.weight_events` of the same file).
+    coded
+        The driver's weighted events (:func:`~recctl.data.preprocess.read_weighted_events` of the same file).
 
     Returns
     -------
-    (polars.DataFrame, dict)
+    (CodedEvents, dict)
         The weighted events that survive, in their order, and the local engine's summary
         (``rounds``, ``events_dropped``).
     """
     users, items, info = filter_min_counts_spark(spark, cfg, interactions)
-    kept = weighted.filter(pl.col(_U).is_in(users.implode()) & pl.col(_I).is_in(items.implode()))
-    info["events_dropped"] = weighted.height - kept.height
+    kept, info["events_dropped"] = keep_ids(coded, users, items)
     return kept, info
