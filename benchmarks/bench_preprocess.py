@@ -1,0 +1,162 @@
+"""Preprocess against the hand-written polars job (issue 18, item 2), optionally before/after a change.
+
+On generated shops (:func:`benchmarks.bench_scale.generate_shop`, the scaling benchmark's
+shop and config), ingests once, then runs in turn, each in its own process and measured by
+``os.wait4`` (CPU = user + system of all threads, peak resident memory):
+
+* ``recctl preprocess`` of this checkout;
+* with ``--baseline DIR``: ``recctl preprocess`` of the recctl source tree in ``DIR`` (e.g.
+  ``git archive main | tar -x -C DIR``), on the same ingested files, and its outputs compared
+  with this checkout's, file by file (rows equal; weights to 1e-12 relative);
+* the preprocess job written directly in polars (``bench_scale``'s "by hand" job).
+
+It prints per size each run's CPU and peak and the ratios to the hand-written job measured in
+the same round; with ``--repeats`` the rounds are interleaved and the median ratio is shown.
+The machine may be shared: read the ratios, and use ``nice``.
+
+Run::
+
+    nice -n 10 python -m benchmarks.bench_preprocess                      # 0.5M, 1M, 2M events
+    git archive main | tar -x -C /tmp/base
+    nice -n 10 python -m benchmarks.bench_preprocess --baseline /tmp/base --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.bench_scale import _BY_HAND, _sizes, generate_shop_apart, measure, write_config
+
+_HERE = Path(__file__).resolve().parents[1]
+_CLI = "from recctl.cli.main import app; app()"
+_FILES = ("users", "items", "events", "train", "test", "tune_train", "valid", "all")
+
+
+def _preprocess(config: Path, source: Path | None) -> dict[str, Any]:
+    """``recctl preprocess CONFIG`` in its own process, from ``source`` (a recctl tree; default: this one)."""
+    # env execs python in place (wait4 still measures the python process); the working
+    # directory is outside any checkout, since `python -c` puts it first on sys.path
+    cmd = ["env", f"PYTHONPATH={source or _HERE}", sys.executable, "-c", _CLI, "preprocess", str(config)]
+    res = measure(cmd, cwd=config.parent)
+    if res["rc"] != 0:
+        raise RuntimeError(f"preprocess ({source or 'this checkout'}) failed ({res['rc']}):\n{res['stderr']}")
+    return {k: res[k] for k in ("cpu_s", "wall_s", "peak_mb")}
+
+
+def _by_hand(work: Path, scratch: Path) -> dict[str, Any]:
+    out = scratch / "by_hand"
+    out.mkdir(exist_ok=True)
+    res = measure([sys.executable, "-c", _BY_HAND, str(work), str(out)], cwd=scratch)
+    shutil.rmtree(out, ignore_errors=True)
+    if res["rc"] != 0:
+        raise RuntimeError(f"by-hand preprocess failed:\n{res['stderr']}")
+    return {k: res[k] for k in ("cpu_s", "wall_s", "peak_mb")}
+
+
+def compare_outputs(a: Path, b: Path) -> list[str]:
+    """Differences between two preprocess output folders (empty when every file holds the same rows)."""
+    import numpy as np
+    import polars as pl
+
+    problems = []
+    for name in _FILES:
+        x, y = pl.read_parquet(a / f"{name}.parquet"), pl.read_parquet(b / f"{name}.parquet")
+        if x.schema != y.schema or x.height != y.height:
+            problems.append(f"{name}: schema/rows {x.schema}/{x.height} vs {y.schema}/{y.height}")
+            continue
+        exact = [c for c in x.columns if c != "weight"]
+        if not x.select(exact).equals(y.select(exact)):
+            problems.append(f"{name}: rows differ")
+        elif "weight" in x.columns and not np.allclose(x["weight"].to_numpy(), y["weight"].to_numpy(), rtol=1e-12):
+            problems.append(f"{name}: weights differ")
+    return problems
+
+
+def _compare_apart(a: Path, b: Path) -> list[str]:
+    """:func:`compare_outputs` in a child process (reading the files here would raise this
+    process's peak memory, which every later child's ``wait4`` peak includes)."""
+    code = "import json, sys; from pathlib import Path; from benchmarks.bench_preprocess import compare_outputs as c; "
+    code += "print(json.dumps(c(Path(sys.argv[1]), Path(sys.argv[2]))))"
+    out = subprocess.run([sys.executable, "-c", code, str(a), str(b)], check=True, cwd=_HERE, capture_output=True)
+    return list(json.loads(out.stdout))
+
+
+def run_size(root: Path, n_events: int, n_items: int, baseline: Path | None, repeats: int) -> dict[str, Any]:
+    """Every variant on one generated shop, ``repeats`` interleaved rounds."""
+    folder = root / f"events_{n_events}"
+    folder.mkdir()
+    generate_shop_apart(folder, n_events, n_items)
+    config = write_config(folder, {"popular": {"kind": "popularity"}, "top": {"kind": "popularity"}})
+    ingest = measure([sys.executable, "-c", _CLI, "ingest", str(config)], cwd=folder)
+    if ingest["rc"] != 0:
+        raise RuntimeError(f"ingest failed:\n{ingest['stderr']}")
+    work = folder / "work"
+    rounds: list[dict[str, Any]] = []
+    differences: list[str] = []
+    for _ in range(repeats):
+        row = {"recctl": _preprocess(config, None)}
+        if baseline is not None:
+            shutil.rmtree(folder / "current", ignore_errors=True)
+            shutil.copytree(work / "preprocess", folder / "current")
+            row["baseline"] = _preprocess(config, baseline)
+            differences = _compare_apart(folder / "current", work / "preprocess")
+        row["by_hand"] = _by_hand(work, folder)
+        rounds.append(row)
+        line = "  ".join(f"{k} cpu {v['cpu_s']:6.1f} s peak {v['peak_mb']:6.0f} MB" for k, v in row.items())
+        print(f"  {n_events:>11,}  {line}", flush=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    ratios = {}
+    for name in rounds[0]:
+        if name == "by_hand":
+            continue
+        ratios[name] = {
+            m: round(statistics.median(r[name][m] / r["by_hand"][m] for r in rounds), 2) for m in ("cpu_s", "peak_mb")
+        }
+    return {"events": n_events, "items": n_items, "rounds": rounds, "ratios": ratios, "differences": differences}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the sizes and print the ratios to the hand-written polars job."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=_sizes, default=_sizes("5e5,1e6,2e6"), help="Event counts (comma-separated).")
+    ap.add_argument("--items", type=int, default=50_000)
+    ap.add_argument("--baseline", type=Path, default=None, help="A recctl source tree to compare with.")
+    ap.add_argument("--repeats", type=int, default=1, help="Interleaved rounds per size (median ratio).")
+    ap.add_argument("--scratch", type=Path, default=None, help="Where shops are generated (default: a temp dir).")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    baseline = args.baseline.resolve() if args.baseline else None
+    if baseline is not None and not (baseline / "recctl" / "__init__.py").exists():
+        ap.error(f"--baseline {baseline}: no recctl/__init__.py there")
+    root = Path(tempfile.mkdtemp(prefix="recctl-pre-", dir=args.scratch))
+    print(f"load average {os.getloadavg()[0]:.1f} at start; scratch {root}", flush=True)
+    try:
+        runs = [run_size(root, n, args.items, baseline, args.repeats) for n in args.events]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        json.dump(runs, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    print(f"\nratio to the hand-written polars job (median of {args.repeats}; {args.items:,} items)")
+    print(f"  {'events':>11s}  {'variant':9s} {'CPU':>6s} {'peak':>6s}")
+    for run in runs:
+        for name, r in run["ratios"].items():
+            print(f"  {run['events']:>11,}  {name:9s} {r['cpu_s']:6.2f} {r['peak_mb']:6.2f}")
+        if baseline is not None:
+            print(f"  {'':>11s}  outputs vs baseline: {'; '.join(run['differences']) or 'identical'}")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
