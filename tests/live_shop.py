@@ -8,9 +8,13 @@ epochs: the point is the scoring paths, not quality.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from tests.conftest import write_config
+
+#: sasrec trains through torch (the ``neural`` extra); without it the shop has no sequence variant
+HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 #: A/B variant -> model name; every kind with a live scoring rule, plus popularity
 VARIANTS = {
@@ -53,6 +57,9 @@ MODELS = {
         ],
     },
 }
+
+if not HAS_TORCH:
+    del VARIANTS["seq"], MODELS["seq"]
 
 K = 8
 

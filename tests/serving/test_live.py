@@ -27,7 +27,7 @@ from recctl.lists import Request
 from recctl.ranking import TopK
 from recctl.serving import load
 from recctl.stages.recommend import load_audience, load_serving
-from tests.live_shop import VARIANTS, K
+from tests.live_shop import HAS_TORCH, VARIANTS, K
 from tests.ties import assert_same_top_k_up_to_ties
 
 pytestmark = pytest.mark.slow
@@ -129,6 +129,7 @@ def test_lightfm_folds_the_new_items_into_the_trained_vector(world: dict) -> Non
         np.testing.assert_allclose(same, model.score(np.array([row]))[0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.skipif(not HAS_TORCH, reason="sasrec needs torch: pip install 'recctl[neural]'")
 def test_sasrec_scores_the_trained_sequence_with_the_new_items_appended(world: dict) -> None:
     from recctl.models.sasrec import _pad_rows
 
