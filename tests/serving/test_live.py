@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recctl.abtest.assign import assign_variants
 from recctl.config import load_config
 from recctl.lists import Request
 from recctl.ranking import TopK
@@ -153,8 +154,9 @@ def test_sasrec_scores_the_trained_sequence_with_the_new_items_appended(world: d
 
 def test_views_stay_purchases_leave_and_no_events_is_the_nightly_list(world: dict) -> None:
     bundle, audience = world["bundle"], world["audience"]
-    pos = _users(world, known=True, n=1)[0]
-    user = audience.user_ids[pos]
+    # the nightly list is the user's A/B variant's: take a user the control (knn) serves
+    known = [audience.user_ids[p] for p in _users(world, known=True, n=200)]
+    user = next(u for u, v in zip(known, assign_variants(known, world["cfg"].experiment), strict=True) if v == "knn")
     nightly = bundle.recommend(user, K, model="knn")
     assert bundle.recommend(user, K, events=[], model="knn") == nightly
     top = nightly[0]["item_id"]
