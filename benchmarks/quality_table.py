@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import json
 import os
 import sys
 import time
@@ -115,6 +117,7 @@ class Fold:
     items: np.ndarray
     x: sp.csr_matrix  # binary (users x items) training matrix
     truth: sp.csr_matrix  # binary relevant held-out items (not in training)
+    next_item: np.ndarray  # per user: the first held-out event's item (time order), -1 if none or untrained
 
     @property
     def n_users(self) -> int:
@@ -137,7 +140,10 @@ def make_fold(train: pl.DataFrame, held: pl.DataFrame) -> Fold:
     truth = _binary(held["uidx"].to_numpy(), held["iidx"].to_numpy(), len(users), len(items))
     truth = (truth - truth.multiply(x)).tocsr()
     truth.eliminate_zeros()
-    return Fold(train, users, items, x, truth)
+    first = held.sort("uidx", "ts", "row").group_by("uidx", maintain_order=True).first()
+    next_item = np.full(len(users), -1, np.int64)
+    next_item[first["uidx"].to_numpy()] = first["iidx"].to_numpy()
+    return Fold(train, users, items, x, truth, next_item)
 
 
 def _binary(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> sp.csr_matrix:
@@ -146,23 +152,80 @@ def _binary(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> sp.
     return mat
 
 
-def ndcg_at_k(score: ScoreFn, fold: Fold, k: int = K, batch: int = 1024) -> float:
-    """Mean NDCG@k over users with a relevant held-out item; training items are never ranked."""
-    users = np.flatnonzero(np.diff(fold.truth.indptr) > 0)
-    discount = 1.0 / np.log2(np.arange(2, k + 2))
-    total = 0.0
-    for start in range(0, len(users), batch):
-        u = users[start : start + batch]
+@dataclass
+class Scored:
+    """A score function evaluated on a fold (rows: the fold's users with a relevant item)."""
+
+    ndcg: float
+    loss: float | None = None  # mean full-softmax cross-entropy of each user's next held-out item
+    matrix: np.ndarray | None = None  # raw scores of those users (kept to blend without refitting)
+
+
+def eval_users(fold: Fold) -> np.ndarray:
+    """The users NDCG averages over: those with at least one relevant held-out item."""
+    return np.flatnonzero(np.diff(fold.truth.indptr) > 0)
+
+
+def evaluate(score: ScoreFn, fold: Fold, *, loss: bool = False, keep: bool = False, batch: int = 1024) -> Scored:
+    """NDCG@10 of ``score`` on ``fold``; optionally the next-item loss and the raw score matrix.
+
+    The loss is the cross-entropy of a softmax over every trained item (the training objective
+    of both SASRecs) of each user's first held-out event among trained items, averaged over
+    users: the "validation loss" an epoch can be chosen by (as RecTools' own validation does
+    for a held-out next item).
+    """
+    users = eval_users(fold)
+    todo = np.union1d(users, np.flatnonzero(fold.next_item >= 0)) if loss else users
+    is_eval = np.isin(todo, users)
+    discount = 1.0 / np.log2(np.arange(2, K + 2))
+    total, losses = 0.0, []
+    kept = np.empty((len(users), fold.n_items), np.float32) if keep else None
+    row = 0
+    for start in range(0, len(todo), batch):
+        u = todo[start : start + batch]
         s = np.array(score(u), dtype=np.float32, copy=True)
-        seen = fold.x[u].tocoo()
-        s[seen.row, seen.col] = -np.inf
-        top = np.argpartition(-s, k, axis=1)[:, :k]
-        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(s, top, 1), axis=1, kind="stable"), 1)
-        rel = fold.truth[u]
-        hits = np.asarray(rel[np.arange(len(u))[:, None], top].todense()) > 0
-        ideal = np.cumsum(discount)[np.minimum(np.diff(rel.indptr), k) - 1]
-        total += float(((hits * discount).sum(axis=1) / ideal).sum())
-    return total / max(len(users), 1)
+        if loss:
+            has = fold.next_item[u] >= 0
+            logits = s[has].astype(np.float64)
+            target = logits[np.arange(has.sum()), fold.next_item[u][has]]
+            # an item the model cannot score (RecTools drops users with one event, and items
+            # only they had) has -inf: such targets are left out, the same set every epoch
+            top = logits.max(axis=1, keepdims=True)
+            lse = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
+            losses.append((lse - target)[np.isfinite(target)])
+        e = is_eval[start : start + batch]
+        u, s = u[e], s[e]
+        if kept is not None:
+            kept[row : row + len(u)] = s
+        row += len(u)
+        total += _ndcg_sum(s, u, fold, discount)
+    return Scored(total / max(len(users), 1), float(np.concatenate(losses).mean()) if losses else None, kept)
+
+
+def _ndcg_sum(s: np.ndarray, u: np.ndarray, fold: Fold, discount: np.ndarray) -> float:
+    """Sum of NDCG@K over the rows ``s`` (scores of users ``u``); training items are masked in place."""
+    if not len(u):
+        return 0.0
+    seen = fold.x[u].tocoo()
+    s[seen.row, seen.col] = -np.inf
+    top = np.argpartition(-s, K, axis=1)[:, :K]
+    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(s, top, 1), axis=1, kind="stable"), 1)
+    rel = fold.truth[u]
+    hits = np.asarray(rel[np.arange(len(u))[:, None], top].todense()) > 0
+    ideal = np.cumsum(discount)[np.minimum(np.diff(rel.indptr), K) - 1]
+    return float(((hits * discount).sum(axis=1) / ideal).sum())
+
+
+def ndcg_at_k(score: ScoreFn, fold: Fold) -> float:
+    """Mean NDCG@10 over users with a relevant held-out item; training items are never ranked."""
+    return evaluate(score, fold).ndcg
+
+
+def from_matrix(matrix: np.ndarray, fold: Fold) -> ScoreFn:
+    """A score function reading the rows :func:`evaluate` kept (for the fold's evaluated users)."""
+    pos = np.full(fold.n_users, -1, np.int64)
+    pos[eval_users(fold)] = np.arange(matrix.shape[0])
+    return lambda u: matrix[pos[u]]
 
 
 # -- candidates ---------------------------------------------------------------------------------------
@@ -172,6 +235,8 @@ class Candidate:
 
     ``fit(fold, params)`` returns a score function; epoch-wise models instead implement
     ``fit_epochs(fold, params, max_epochs)`` yielding ``(epoch, score_fn)`` after each epoch.
+    ``select`` names how the epoch count is chosen on validation: by NDCG@10 (``ndcg``), by the
+    next-item loss (``loss``), or both (two rows).
     """
 
     name: str
@@ -180,6 +245,18 @@ class Candidate:
     grid: list[dict[str, Any]] = field(default_factory=list)
     fit: Callable[[Fold, dict[str, Any]], ScoreFn] | None = None
     fit_epochs: Callable[[Fold, dict[str, Any], int], Iterator[tuple[int, ScoreFn]]] | None = None
+    select: tuple[str, ...] = ("ndcg",)
+
+
+@dataclass
+class Choice:
+    """What validation chose for one selection rule."""
+
+    rule: str  # "ndcg" or "loss"
+    params: dict[str, Any]
+    valid: float  # validation NDCG@10 of the choice
+    valid_loss: float | None = None
+    matrix: np.ndarray | None = None  # validation scores of the choice (for blends)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -188,32 +265,92 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
-def select_on_validation(cand: Candidate, valid: Fold, max_epochs: int) -> tuple[dict[str, Any], float, float]:
-    """The grid point (and epoch count) with the best validation NDCG@10; also the search time."""
-    best: tuple[float, dict[str, Any]] = (-1.0, cand.defaults)
+def select_on_validation(
+    cand: Candidate, valid: Fold, max_epochs: int, keep: bool = False
+) -> tuple[list[Choice], float]:
+    """Per selection rule, the grid point (and epoch count) validation picks; also the search time.
+
+    ``ndcg``: the best validation NDCG@10; ``loss``: the lowest next-item loss (epoch-wise
+    models only). With ``keep`` the chosen point's validation scores are kept for blending.
+    """
+    best: dict[str, Choice] = {}
     t0 = time.perf_counter()
+    want_loss = "loss" in cand.select
     for point in cand.grid or [{}]:
         params = {**cand.defaults, **point}
         if cand.fit_epochs is not None:
-            for epoch, score in cand.fit_epochs(valid, params, max_epochs):
-                value = ndcg_at_k(score, valid)
-                if value > best[0]:
-                    best = (value, {**params, "epochs": epoch})
+            steps = (
+                (epoch, {**params, "epochs": epoch}, score)
+                for epoch, score in cand.fit_epochs(valid, params, max_epochs)
+            )
         else:
             assert cand.fit is not None
-            value = ndcg_at_k(cand.fit(valid, params), valid)
-            if value > best[0]:
-                best = (value, params)
-    return best[1], best[0], time.perf_counter() - t0
+            steps = iter([(0, params, cand.fit(valid, params))])
+        for epoch, at, score in steps:
+            res = evaluate(score, valid, loss=want_loss, keep=keep)
+            if epoch:
+                extra = f" loss {res.loss:.4f}" if res.loss is not None else ""
+                print(
+                    f"      {cand.name} epoch {epoch}: valid NDCG@10 {res.ndcg:.4f}{extra} "
+                    f"({time.perf_counter() - t0:.0f}s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if "ndcg" in cand.select and ("ndcg" not in best or res.ndcg > best["ndcg"].valid):
+                best["ndcg"] = Choice("ndcg", at, res.ndcg, res.loss, res.matrix)
+            if (
+                want_loss
+                and res.loss is not None
+                and ("loss" not in best or res.loss < (best["loss"].valid_loss or np.inf))
+            ):
+                best["loss"] = Choice("loss", at, res.ndcg, res.loss, res.matrix)
+    return [best[r] for r in cand.select if r in best], time.perf_counter() - t0
 
 
-def fit_final(cand: Candidate, fold: Fold, params: dict[str, Any]) -> ScoreFn:
-    """Fit on the whole training part with the chosen parameters."""
-    if cand.fit_epochs is not None:
-        # every yield scores the same (trained further) model: the last one is the final model
-        return [s for _, s in cand.fit_epochs(fold, params, int(params.get("epochs", 1)))][-1]
-    assert cand.fit is not None
-    return cand.fit(fold, params)
+@dataclass
+class Final:
+    """A setting refitted on the whole training part and scored on test."""
+
+    test: Scored
+    fit_s: float
+
+
+def fit_finals(cand: Candidate, fold: Fold, settings: list[dict[str, Any]], keep: bool = False) -> list[Final]:
+    """Fit each setting on the whole training part and score it on test.
+
+    Epoch-wise settings that differ only in their epoch count share one training run, scored at
+    each count (a model trained for E epochs is the same whether or not training continues
+    after E: nothing else depends on the count); ``fit_s`` is then the training time up to it.
+    """
+    out: dict[int, Final] = {}
+    if cand.fit_epochs is None:
+        assert cand.fit is not None
+        for i, params in enumerate(settings):
+            score, fit_s = timed(lambda p=params: cand.fit(fold, p))
+            out[i] = Final(evaluate(score, fold, keep=keep), fit_s)
+        return [out[i] for i in range(len(settings))]
+    groups: dict[str, list[int]] = {}
+    for i, params in enumerate(settings):
+        groups.setdefault(repr(sorted((k, v) for k, v in params.items() if k != "epochs")), []).append(i)
+    for members in groups.values():
+        wanted = {int(settings[i].get("epochs", 1)): [] for i in members}
+        for i in members:
+            wanted[int(settings[i].get("epochs", 1))].append(i)
+        base = {k: v for k, v in settings[members[0]].items() if k != "epochs"}
+        steps = cand.fit_epochs(fold, base, max(wanted))
+        spent = 0.0
+        while True:
+            t0 = time.perf_counter()
+            step = next(steps, None)
+            spent += time.perf_counter() - t0
+            if step is None:
+                break
+            epoch, score = step
+            if epoch in wanted:
+                result = evaluate(score, fold, keep=keep)
+                for i in wanted[epoch]:
+                    out[i] = Final(result, spent)
+    return [out[i] for i in range(len(settings))]
 
 
 # -- independent baselines ------------------------------------------------------------------------------
@@ -309,11 +446,14 @@ def rectools_sasrec_epochs(fold: Fold, params: dict[str, Any], max_epochs: int) 
         model.fit_partial(dataset, min_epochs=1, max_epochs=1)
 
         def score(u: np.ndarray, m: Any = model) -> np.ndarray:
-            recs = m.recommend(users=u, dataset=dataset, k=K, filter_viewed=True)
-            out = np.full((len(u), fold.n_items), -1e9, np.float32)
-            pos = {int(x): r for r, x in enumerate(u)}
-            rows = np.array([pos[int(x)] for x in recs[RC.User]])
-            out[rows, recs[RC.Item].to_numpy().astype(np.int64)] = -recs[RC.Rank].to_numpy()
+            # every item's score (the logit its softmax is trained on): the caller masks what
+            # the user had, and the next-item loss needs the whole row
+            recs = m.recommend(users=u, dataset=dataset, k=fold.n_items, filter_viewed=False)
+            out = np.full((len(u), fold.n_items), -np.inf, np.float32)
+            pos = np.full(fold.n_users, -1, np.int64)
+            pos[u] = np.arange(len(u))
+            rows = pos[recs[RC.User].to_numpy().astype(np.int64)]
+            out[rows, recs[RC.Item].to_numpy().astype(np.int64)] = recs[RC.Score].to_numpy()
             return out
 
         yield epoch, score
@@ -424,6 +564,7 @@ def candidates(threads: int, kinds: list[str]) -> list[Candidate]:
             {"lr": 2e-3, "n_factors": 64, "n_heads": 2, "max_len": 50, "threads": threads},
             [{}],
             fit_epochs=rectools_sasrec_epochs,
+            select=("loss", "ndcg"),
         ),
     ]
     return out
@@ -441,6 +582,9 @@ class Row:
     test: float
     fit_s: float
     search_s: float | None
+    valid_loss: float | None = None
+    load: float = field(default_factory=lambda: round(os.getloadavg()[0], 1))  # 1-min load when the row ended
+    finished: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
 
 
 def run_dataset(name: str, args: argparse.Namespace) -> list[Row]:
@@ -452,36 +596,61 @@ def run_dataset(name: str, args: argparse.Namespace) -> list[Row]:
     full, vfold = make_fold(train, test), make_fold(inner, valid)
     print(
         f"== {name}: {events.height:,} events; train {full.n_users:,} users x {full.n_items:,} items; "
-        f"test users {int((np.diff(full.truth.indptr) > 0).sum()):,}",
+        f"test users {len(eval_users(full)):,}",
         file=sys.stderr,
+        flush=True,
     )
     from recctl.models.registry import model_kinds
 
     rows: list[Row] = []
-    blend_inputs: list[tuple[float, Candidate, dict[str, Any]]] = []
+    # the two best tuned recctl rows on validation, with their validation and test scores
+    blend_inputs: list[tuple[float, str, np.ndarray, np.ndarray, float]] = []
     for cand in candidates(args.threads, model_kinds()):
         if args.models and not any(m in cand.name for m in args.models):
             continue
-        settings = ["tuned"] if cand.source == "independent" else ["default", "tuned"]
-        for setting in settings:
-            if setting == "default":
-                params, value, search_s = dict(cand.defaults), None, None
-                if cand.fit_epochs is not None:
-                    params["epochs"] = _default_epochs(cand.name)
-            else:
-                params, value, search_s = select_on_validation(cand, vfold, args.max_epochs)
-            score, fit_s = timed(lambda c=cand, p=params: fit_final(c, full, p))
-            test_ndcg = ndcg_at_k(score, full)
+        own = cand.source == "recctl"
+        choices, search_s = select_on_validation(cand, vfold, args.max_epochs, keep=own)
+        settings: list[tuple[str, dict[str, Any], Choice | None]] = []
+        if own:
+            params = dict(cand.defaults)
+            if cand.fit_epochs is not None:
+                params["epochs"] = _default_epochs(cand.name)
+            settings.append(("default", params, None))
+        for choice in choices:
+            label = (
+                "tuned" if len(choices) == 1 else f"tuned ({'valid loss' if choice.rule == 'loss' else 'valid NDCG'})"
+            )
+            settings.append((label, choice.params, choice))
+        finals = fit_finals(cand, full, [p for _, p, _ in settings], keep=own)
+        for (setting, params, choice), final in zip(settings, finals, strict=True):
             shown = {k: v for k, v in params.items() if k not in ("threads", "num_threads", "random_state", "every")}
-            rows.append(Row(name, cand.name, cand.source, setting, str(shown), value, test_ndcg, fit_s, search_s))
-            print(f"   {cand.name:28s} {setting:8s} test {test_ndcg:.4f} fit {fit_s:7.1f}s {shown}", file=sys.stderr)
-            if cand.source == "recctl" and setting == "tuned" and value is not None:
-                blend_inputs.append((value, cand, params))
+            value = None if choice is None else choice.valid
+            row = Row(name, cand.name, cand.source, setting, str(shown), value, final.test.ndcg, final.fit_s, None)
+            if choice is not None:
+                row.search_s = search_s
+                row.valid_loss = choice.valid_loss
+            rows.append(_kept(row, args))
+            print(
+                f"   {cand.name:28s} {setting:8s} test {final.test.ndcg:.4f} fit {final.fit_s:7.1f}s {shown}",
+                file=sys.stderr,
+                flush=True,
+            )
+            if own and choice is not None and choice.matrix is not None and final.test.matrix is not None:
+                blend_inputs.append((choice.valid, cand.name, choice.matrix, final.test.matrix, final.fit_s))
+                blend_inputs = sorted(blend_inputs, key=lambda t: -t[0])[:2]  # keep memory bounded
     if len(blend_inputs) >= 2:
-        rows.append(_blend_row(name, blend_inputs, vfold, full))
+        rows.append(_kept(_blend_row(name, blend_inputs, vfold, full), args))
     if args.tune_budget > 0 and (not args.models or "tune" in args.models):
-        rows.append(recctl_tune_pick(name, train, test, full, args))
+        rows.append(_kept(recctl_tune_pick(name, train, test, full, args), args))
     return rows
+
+
+def _kept(row: Row, args: argparse.Namespace) -> Row:
+    """Append a finished row to ``--jsonl`` (a long run's rows survive its interruption)."""
+    if args.jsonl:
+        with open(args.jsonl, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(dataclasses.asdict(row)) + "\n")
+    return row
 
 
 def _default_epochs(name: str) -> int:
@@ -490,23 +659,25 @@ def _default_epochs(name: str) -> int:
     return int(get_model_class(name).config_class().epochs)  # type: ignore[attr-defined]
 
 
-def _blend_row(name: str, tuned: list[tuple[float, Candidate, dict[str, Any]]], vfold: Fold, full: Fold) -> Row:
-    """recctl's two best tuned models blended (per-user min-max scores), the weight chosen on validation."""
+def _blend_row(name: str, top: list[tuple[float, str, np.ndarray, np.ndarray, float]], vfold: Fold, full: Fold) -> Row:
+    """recctl's two best tuned models blended (per-user min-max scores), the weight chosen on validation.
+
+    The components' scores at their chosen settings were kept when they were evaluated, so
+    the blend needs no refit; ``fit s`` is the sum of the components' final fits.
+    """
     from recctl.models._similarity import normalize_scores
 
-    (_, a, pa), (_, b, pb) = sorted(tuned, key=lambda t: -t[0])[:2]
+    (_, a, va, ta, fa), (_, b, vb, tb, fb) = top
     t0 = time.perf_counter()
-    sa, sb = fit_final(a, vfold, pa), fit_final(b, vfold, pb)
     best = (-1.0, 1.0)
     for w in np.linspace(0.0, 1.0, 11):
-        value = ndcg_at_k(_mix(sa, sb, float(w), normalize_scores), vfold)
+        value = ndcg_at_k(_mix(from_matrix(va, vfold), from_matrix(vb, vfold), float(w), normalize_scores), vfold)
         best = max(best, (value, float(w)))
     search_s = time.perf_counter() - t0
-    (fa, fb), fit_s = timed(lambda: (fit_final(a, full, pa), fit_final(b, full, pb)))
-    test = ndcg_at_k(_mix(fa, fb, best[1], normalize_scores), full)
-    label = f"blend {a.name} x {best[1]:.1f} + {b.name} x {1 - best[1]:.1f}"
-    print(f"   {label:28s} tuned    test {test:.4f}", file=sys.stderr)
-    return Row(name, "blend", "recctl", "tuned", label, best[0], test, fit_s, search_s)
+    test = ndcg_at_k(_mix(from_matrix(ta, full), from_matrix(tb, full), best[1], normalize_scores), full)
+    label = f"blend {a} x {best[1]:.1f} + {b} x {1 - best[1]:.1f}"
+    print(f"   {label:28s} tuned    test {test:.4f}", file=sys.stderr, flush=True)
+    return Row(name, "blend", "recctl", "tuned", label, best[0], test, fa + fb, search_s)
 
 
 def _mix(sa: ScoreFn, sb: ScoreFn, w: float, normalize: Callable[..., np.ndarray]) -> ScoreFn:
@@ -596,7 +767,10 @@ def recctl_tune_pick(name: str, train: pl.DataFrame, test: pl.DataFrame, full: F
     run_preprocess(cfg)
     summary = run_tune(cfg).summary
     search_s = time.perf_counter() - t0
-    _, fit_s = timed(lambda: run_train(cfg))
+    # `recctl train` trains every model; the table needs only tune's pick (`tuned`), so the
+    # cheapest model is named and `tuned` comes with it (tune.apply); fit s is the pick's own
+    trained = run_train(cfg, models=["popular"]).summary["models"]
+    fit_s = float(trained["tuned"]["fit_seconds"])
     model = load_trained_model(cfg, "tuned")
     data = load_dataset(cfg.stage_dir("preprocess"), "train")
     user_pos = {u: i for i, u in enumerate(np.asarray(data.user_ids).astype(str))}
@@ -615,9 +789,18 @@ def recctl_tune_pick(name: str, train: pl.DataFrame, test: pl.DataFrame, full: F
     ranking = {
         e["model"]: round(float(e["value"]), 4) for e in summary.get("ranking", []) if e.get("value") is not None
     }
-    label = f"winner {winner}; validation ranking {ranking}"
+    seconds = {n: round(float(m["seconds"])) for n, m in summary.get("models", {}).items()}
+    trials = {n: int(m["n_trials"]) for n, m in summary.get("models", {}).items()}
+    blend = summary.get("blend") or {}
+    label = (
+        f"winner {winner}; validation ranking {ranking}; blend {blend.get('components')} x {blend.get('weights')} "
+        f"({blend.get('decision')}); seconds per model {seconds}; trials {trials}"
+    )
     valid_value = ranking.get(str(winner))
-    print(f"   recctl tune pick ({winner})      test {value:.4f} search {search_s:.0f}s", file=sys.stderr)
+    print(
+        f"   recctl tune pick ({winner})      test {value:.4f} search {search_s:.0f}s fit {fit_s:.0f}s", file=sys.stderr
+    )
+    print(f"      {label}", file=sys.stderr, flush=True)
     return Row(name, "recctl tune pick", "recctl", "tune", label, valid_value, value, fit_s, search_s)
 
 
@@ -628,15 +811,16 @@ def render(rows: list[Row]) -> str:
         part = [r for r in rows if r.dataset == name]
         out += [
             f"\n### {name}\n",
-            "| model | by | setting | NDCG@10 test | NDCG@10 valid | fit s | search s | parameters |",
+            "| model | by | setting | NDCG@10 test | NDCG@10 valid | fit s | search s | load | parameters |",
         ]
-        out.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for r in sorted(part, key=lambda r: -r.test):
             valid = f"{r.valid:.4f}" if r.valid is not None else "–"
             search = f"{r.search_s:.0f}" if r.search_s is not None else "–"
+            loss = f"; valid loss {r.valid_loss:.4f}" if r.valid_loss is not None else ""
             out.append(
                 f"| {r.model} | {r.source} | {r.setting} | {r.test:.4f} | {valid} | {r.fit_s:.1f} | {search} "
-                f"| `{r.params}` |"
+                f"| {r.load:.1f} | `{r.params}`{loss} |"
             )
         base = [r for r in part if r.source == "independent"]
         own = [r for r in part if r.source == "recctl" and r.setting == "tuned" and r.valid is not None]
@@ -664,7 +848,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tune-trials", type=int, default=6, help="tune.n_trials per model")
     parser.add_argument("--workdir", default="/tmp/recctl-quality", help="scratch folder for recctl's runs")
+    parser.add_argument("--jsonl", default="", help="append every finished row to this JSON-lines file")
+    parser.add_argument(
+        "--render", default="", help="comma-separated JSON-lines files: print their rows as tables, run nothing"
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        rows = [Row(**json.loads(line)) for f in args.render.split(",") for line in Path(f).read_text().splitlines()]
+        print(render(rows))
+        return 0
     args.models = [m for m in args.models.split(",") if m]
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     with contextlib.suppress(ImportError):
