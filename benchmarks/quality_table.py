@@ -700,7 +700,7 @@ def recctl_tune_pick(name: str, train: pl.DataFrame, test: pl.DataFrame, full: F
 
     from recctl.config import load_config
     from recctl.data.dataset import load_dataset
-    from recctl.model_store import load_trained_model
+    from recctl.models.base import Recommender
     from recctl.stages.ingest import run_ingest
     from recctl.stages.preprocess import run_preprocess
     from recctl.stages.train import run_train
@@ -768,10 +768,12 @@ def recctl_tune_pick(name: str, train: pl.DataFrame, test: pl.DataFrame, full: F
     summary = run_tune(cfg).summary
     search_s = time.perf_counter() - t0
     # `recctl train` trains every model; the table needs only tune's pick (`tuned`), so the
-    # cheapest model is named and `tuned` comes with it (tune.apply); fit s is the pick's own
-    trained = run_train(cfg, models=["popular"]).summary["models"]
-    fit_s = float(trained["tuned"]["fit_seconds"])
-    model = load_trained_model(cfg, "tuned")
+    # cheapest model is named and `tuned` comes with it (tune.apply); fit s is the pick's own.
+    # The train stage then holds fewer models than the config lists, which `load_trained_model`
+    # rightly calls stale: the file is read straight from what train just wrote (sha256 checked)
+    pick = run_train(cfg, models=["popular"]).summary["models"]["tuned"]
+    fit_s = float(pick["fit_seconds"])
+    model = Recommender.load(cfg.stage_dir("train") / pick["file"], pick["sha256"])
     data = load_dataset(cfg.stage_dir("preprocess"), "train")
     user_pos = {u: i for i, u in enumerate(np.asarray(data.user_ids).astype(str))}
     item_pos = {it: i for i, it in enumerate(np.asarray(data.item_ids).astype(str))}
