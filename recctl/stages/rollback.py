@@ -10,8 +10,11 @@ The version's files are checked against their recorded sha256 first; then, in th
    the rollback;
 3. the ``latest`` pointer (JSON and symlink) moves to the version's file, last.
 
-A failure before step 3 leaves the pointer where it was. After a rollback ``recctl run`` keeps
-the rolled-back publication until something upstream changes (a new day's ingest, a retrain).
+All of it runs under the export folder's lock (:func:`recctl.workdir.export_folder`, taken after
+the workdir lock, as serve-export does), so a rollback and a publication from another workdir
+into the same folder take turns. A failure before step 3 leaves the pointer where it was.
+After a rollback ``recctl run`` keeps the rolled-back publication until something upstream
+changes (a new day's ingest, a retrain).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from recctl.export import move_pointer, read_pointer
 from recctl.stages._common import StageRun
 from recctl.stages.export import export_directory
 from recctl.versions import Version, list_versions
-from recctl.workdir import Ledger, writes_workdir
+from recctl.workdir import Ledger, export_folder, lock_wait, writes_workdir
 
 __all__ = ["current_version", "run_rollback", "versions_table"]
 
@@ -117,17 +120,29 @@ def run_rollback(cfg: Config, *, to: str | None = None) -> Manifest:
     ------
     ArtifactError
         No such version, nothing earlier, or a version file that was altered.
+    BusyError
+        Another process (e.g. a serve-export from another workdir) holds the export folder
+        longer than ``lock_wait_s`` (exit 8); nothing moved.
     """
+    if not list_versions(cfg.workdir_path):  # refused before the shop's folder is touched
+        _pick(cfg, [], to)
+    directory = export_directory(cfg)
+    # the shop's folder is locked as serve-export locks it (workdir lock first, always): a rollback
+    # and a publication from another workdir into the same folder take turns
+    with export_folder(directory, wait_s=lock_wait(cfg.lock_wait_s)):
+        return _rollback(cfg, directory, to)
+
+
+def _rollback(cfg: Config, directory: Path, to: str | None) -> Manifest:
+    """:func:`run_rollback`'s work, with the workdir and the export folder locked."""
     versions = list_versions(cfg.workdir_path)
-    target = _pick(cfg, versions, to)
+    target = _pick(cfg, versions, to)  # reads the pointer: under the folder's lock
     pointer = target.pointer
     files = sorted(rel for rel in target.meta.get("files", {}) if rel.startswith("published/"))
     checked = {rel: target.file(rel) for rel in files}  # every sha256 checked before anything moves
     bundle_files = sorted(rel for rel in target.meta.get("files", {}) if rel.startswith("bundle/"))
     for rel in bundle_files:
         target.file(rel)
-    directory = export_directory(cfg)
-    directory.mkdir(parents=True, exist_ok=True)
     restored = []
     for rel, source in checked.items():
         dest = directory / source.name

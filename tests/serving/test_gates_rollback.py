@@ -8,6 +8,8 @@ input or a model worse than popularity is refused with a message naming the gate
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -161,3 +163,36 @@ def test_only_the_last_versions_are_kept_and_an_altered_version_is_refused(publi
     )
     res = invoke("rollback", published, "--to", "1999")
     assert res.exit_code == 5 and "no version matches" in " ".join(res.stderr.split())
+
+
+def test_rollback_waits_its_turn_for_the_export_folder(published: Path) -> None:
+    # another workdir publishing into the same folder holds its lock: rollback moves nothing
+    ok("serve-export", published, "--date", "2026-05-02")
+    before = _state(published)
+    code = (
+        "import time; from pathlib import Path; from recctl.workdir import exclusive_dir\n"
+        f"with exclusive_dir(Path({str(_exports(published))!r}), wait_s=0, what='export folder'):\n"
+        "    print('held', flush=True); time.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        res = runner.invoke(app, ["rollback", str(published)], env={"RECCTL_LOCK_WAIT": "0"})
+        assert res.exit_code == 8, res.output
+        err = " ".join(res.stderr.split())
+        assert "export folder busy" in err and f"pid {holder.pid}" in err
+        assert _state(published) == before
+        assert json.loads((_exports(published) / "recommendations_latest.json").read_text())["file"] == (
+            "recommendations_2026-05-02.csv"
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+    # the lock died with its holder: the rollback now goes through
+    res = runner.invoke(app, ["rollback", str(published)], env={"RECCTL_LOCK_WAIT": "0"})
+    assert res.exit_code == 0, res.output
+    assert json.loads((_exports(published) / "recommendations_latest.json").read_text())["file"] == (
+        "recommendations_2026-05-01.csv"
+    )
