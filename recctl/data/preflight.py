@@ -38,7 +38,7 @@ from recctl.config.data import FileSource, InteractionSource
 from recctl.data.readers import delimiter_hint, detect_format, expand_paths
 from recctl.errors import ConfigError, DataError, RecctlError
 
-__all__ = ["check_inputs", "read_header"]
+__all__ = ["check_inputs", "interaction_columns", "read_header"]
 
 log = logging.getLogger(__name__)
 
@@ -146,12 +146,28 @@ def _check_interactions(cfg: Config, problems: _Problems) -> None:
         for path, header in _headers(expand_paths(src.path, cfg.resolve, f"{key}.path"), src, problems).items():
             if header is None:
                 continue
-            for k, column in _interaction_columns(src, key).items():
+            for k, column in interaction_columns(src, key).items():
                 if column not in header:
                     problems.missing(k, column, str(path), header, raw=True, src=src)
 
 
-def _interaction_columns(src: InteractionSource, key: str) -> dict[str, str]:
+def interaction_columns(src: InteractionSource, key: str) -> dict[str, str]:
+    """The raw columns an interaction source names, by the config key that names each.
+
+    Parameters
+    ----------
+    src
+        The interaction source.
+    key
+        Its config key, e.g. ``data.interactions`` or ``data.interactions.1``.
+
+    Returns
+    -------
+    dict
+        ``{"<key>.columns.user_id": "customer", "<key>.cancellations.column": ..., ...}``: the
+        mapped columns, the cancellation column and every ``require`` check's column. The local
+        preflight and the Spark engine's ingest check a file's header against the same list.
+    """
     wanted = {f"{key}.columns.{name}": raw for name, raw in src.columns.model_dump().items() if raw is not None}
     if src.cancellations is not None and src.cancellations.column:
         wanted[f"{key}.cancellations.column"] = src.cancellations.column

@@ -47,6 +47,7 @@ from recctl.data.ingest import (
     float_ids,
     read_lookups,
 )
+from recctl.data.preflight import interaction_columns
 from recctl.data.readers import ROW, detect_format
 from recctl.data.timestamps import UTC_DATETIME, parse_timestamp, resolve_auto
 from recctl.engine.spark.io import Scratch, concat_parts, to_spark_path
@@ -218,15 +219,6 @@ def _reader(spark: Any, f: SparkFile) -> tuple[Any, str]:
     return frame, fmt
 
 
-def _wanted_columns(src: InteractionSource, key: str) -> dict[str, str]:
-    wanted = {f"{key}.columns.{name}": raw for name, raw in src.columns.model_dump().items() if raw is not None}
-    if src.cancellations is not None and src.cancellations.column:
-        wanted[f"{key}.cancellations.column"] = src.cancellations.column
-    for i, check in enumerate(src.require):
-        wanted[f"{key}.require.{i}.column"] = check.column
-    return wanted
-
-
 @dataclass
 class _Plan:
     """What every annotation task of one file needs (pickled into the task)."""
@@ -254,7 +246,7 @@ def _plan_file(spark: Any, cfg: Config, f: SparkFile, tmp: Path, resolve: Any) -
     head = pl.from_arrow(frame.limit(_HEAD_ROWS).toArrow())
     assert isinstance(head, pl.DataFrame)
     schema = dict(head.schema)
-    missing = {k: c for k, c in _wanted_columns(src, f.key).items() if c not in schema and not src.lookups}
+    missing = {k: c for k, c in interaction_columns(src, f.key).items() if c not in schema and not src.lookups}
     if missing:
         key, column = next(iter(missing.items()))
         raise DataError(
