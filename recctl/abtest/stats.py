@@ -14,7 +14,7 @@ same code serves one experiment report and thousands of simulated experiments in
 | Welch t-test and interval | ``scipy.stats.ttest_ind(equal_var=False)`` and its ``confidence_interval`` |
 | Student-t interval of a mean | ``scipy.stats.t.interval`` |
 | sample ratio mismatch | ``scipy.stats.chisquare`` |
-| Holm's correction | ``recctl.evaluation.comparison.holm`` (``statsmodels.stats.multitest.multipletests``) |
+| Holm's correction | ``recctl.evaluation.comparison.holm`` (statsmodels ``multipletests``' arithmetic, tested) |
 
 The sparse revenue bootstrap (:func:`bootstrap_mean_diff`) stays here: it is an exact
 ``O(B·k)`` shortcut for mostly-zero data that ``scipy.stats.bootstrap`` (``O(B·n)``) lacks.

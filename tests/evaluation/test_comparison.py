@@ -36,6 +36,40 @@ def test_holm_matches_textbook_procedure(p):
     assert holm(p).tolist() == pytest.approx(reference.holm(p))
 
 
+@pytest.mark.parametrize(
+    "p",
+    [
+        [0.01, 0.04, 0.03, 0.005],
+        [0.05, 0.05, 0.01, 0.05, 0.2],  # ties
+        [0.5, float("nan"), 0.9, 0.001],  # NaN kept out of m
+        [0.0, 1.0, 0.3],
+        [0.02],
+        list(np.random.default_rng(7).random(12)),
+    ],
+)
+def test_holm_is_statsmodels_holm(p):
+    # the same arithmetic as statsmodels' multipletests(method="holm"); a few cases only, as
+    # each multipletests call collects garbage (test_holm_matches_textbook_procedure covers many)
+    from statsmodels.stats.multitest import multipletests
+
+    values = np.asarray(p, dtype=np.float64)
+    expected = np.full(values.shape, np.nan)
+    ok = ~np.isnan(values)
+    expected[ok] = multipletests(values[ok], method="holm")[1]
+    np.testing.assert_allclose(holm(p), expected, rtol=1e-12, atol=0)
+
+
+def test_holm_runs_no_garbage_collection(monkeypatch):
+    # statsmodels' multipletests collects garbage on every call (seconds in a large process)
+    import gc
+
+    def refuse() -> int:
+        raise AssertionError("holm ran gc.collect()")
+
+    monkeypatch.setattr(gc, "collect", refuse)
+    assert holm([0.2, 0.01]).tolist() == pytest.approx([0.2, 0.02])
+
+
 def test_bootstrap_interval_covers_the_true_difference():
     # 200 simulated experiments with a known mean difference of 0.1: a 90% interval must
     # cover it in about 90% of them (binomial sd ~ 2 points)
