@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from recctl import clock
+from tests.spark_session import spark  # noqa: F401 - the one SparkSession of the test session
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()

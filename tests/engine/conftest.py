@@ -1,9 +1,9 @@
-"""Spark engine fixtures: one local-mode SparkSession for the whole test session, tiny data.
+"""Spark engine fixtures: the whole pipeline once per engine on the sample, shared read-only.
 
-The Spark tests skip with a reason where they cannot run: no pyspark (``pip install
-'recctl[spark]'``; CI installs it in ``.ci/run``) or no Java runtime. Each JVM start costs
-seconds, so every in-process Spark test shares the session the engine section below starts;
-the local-cluster test runs the CLI in a subprocess (separate executor processes) once.
+Every in-process Spark test uses the test session's one SparkSession (``tests/spark_session.py``;
+skipped with a reason without pyspark or Java). ``runs`` builds one workdir per engine, once;
+tests only read them (a test that writes copies the workdir first). The local-cluster test
+runs the CLI in a subprocess (separate executor processes) once.
 """
 
 from __future__ import annotations
@@ -13,21 +13,9 @@ from typing import Any
 
 import pytest
 
-from recctl.engine.spark.session import java_problem, spark_available
+from tests.spark_session import LOCAL_ENGINE, needs_spark, spark_skip_reason
 
-#: the engine section of the in-process tests: small input splits, so the sample's events file
-#: is read as several splits (row numbering across splits is exercised), few shuffle partitions
-LOCAL_ENGINE: dict[str, Any] = {
-    "kind": "spark",
-    "master": "local[2]",
-    "partitions": 3,
-    "conf": {
-        "spark.sql.files.maxPartitionBytes": "1m",
-        "spark.sql.shuffle.partitions": "4",
-        "spark.default.parallelism": "2",
-        "spark.driver.memory": "768m",
-    },
-}
+__all__ = ["LOCAL_ENGINE", "MODELS", "engine_config", "needs_spark", "spark_skip_reason"]
 
 #: models that keep the end-to-end runs short; spark_als is the distributed kind
 MODELS: dict[str, Any] = {
@@ -35,30 +23,6 @@ MODELS: dict[str, Any] = {
     "knn": {"kind": "item_knn", "neighbors": 20},
     "als": {"kind": "spark_als", "factors": 8, "iterations": 3, "blocks": 2},
 }
-
-
-def spark_skip_reason() -> str | None:
-    """Why Spark cannot run here, or None."""
-    if not spark_available():
-        return "pyspark is not installed (pip install 'recctl[spark]'; CI installs it)"
-    return java_problem()
-
-
-needs_spark = pytest.mark.skipif(spark_skip_reason() is not None, reason=str(spark_skip_reason()))
-
-
-@pytest.fixture(scope="session")
-def spark() -> Any:
-    """The shared local-mode session (started once; stopped at the end of the test session)."""
-    reason = spark_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    from recctl.config.engine import EngineConfig
-    from recctl.engine.spark.session import get_spark, stop_spark
-
-    session = get_spark(EngineConfig.model_validate(LOCAL_ENGINE))
-    yield session
-    stop_spark()
 
 
 @pytest.fixture(scope="session")

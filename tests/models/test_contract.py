@@ -68,6 +68,14 @@ def build(kind: str, seed: int = 7) -> Recommender:
     return cls.from_config({"kind": kind, **params})
 
 
+@pytest.fixture(autouse=True)
+def _shared_spark(request):
+    """spark_als trains in the test session's one SparkSession (tests/spark_session.py), not a session of its own."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("kind") == "spark_als":
+        request.getfixturevalue("spark")
+
+
 @pytest.fixture(scope="module")
 def fitted(planted):
     cache: dict[str, Recommender] = {}
