@@ -108,22 +108,76 @@ def test_dirty_rows_same_reasons_rows_and_raw_values(spark: object, tmp_path: Pa
     ]
     csv = tmp_path / "dirty.csv"
     csv.write_text("\n".join(lines) + "\n")
+    outputs = _ingest_on_both_engines(tmp_path, str(csv))
+    assert pl.read_parquet(outputs["spark"] / "rejected.parquet").height == 5
+
+
+def _ingest_on_both_engines(tmp_path: Path, path: str) -> dict[str, Path]:
+    """Ingest ``path`` (the sample's layout) on each engine; the summaries must agree; the ingest folders."""
     from recctl.config import config_from_dict
     from recctl.data.sample import interactions_source
     from recctl.stages.ingest import run_ingest
 
-    outputs = {}
+    outputs, summaries = {}, {}
     for name, engine in (("local", None), ("spark", LOCAL_ENGINE)):
         raw: dict = {
             "workdir": str(tmp_path / name),
-            "data": {"interactions": interactions_source(str(csv), max_reject_rate=None)},
+            "data": {"interactions": interactions_source(path, max_reject_rate=None)},
             "models": {"popular": {"kind": "popularity"}},
         }
         if engine is not None:
             raw["engine"] = engine
         manifest = run_ingest(config_from_dict(raw, base_dir=tmp_path))
-        outputs[name] = (manifest.summary["files"], tmp_path / name / "ingest")
-    assert outputs["local"][0] == outputs["spark"][0]
+        summaries[name], outputs[name] = manifest.summary["files"], tmp_path / name / "ingest"
+    assert summaries["local"] == summaries["spark"]
     for file in ("interactions.parquet", "rejected.parquet"):
-        _same_parquet(outputs["local"][1] / file, outputs["spark"][1] / file)
-    assert pl.read_parquet(outputs["spark"][1] / "rejected.parquet").height == 5
+        _same_parquet(outputs["local"] / file, outputs["spark"] / file)
+    return outputs
+
+
+def test_blank_lines_and_quoted_line_breaks_read_as_the_local_engine_reads_them(spark: object, tmp_path: Path) -> None:
+    # Spark's CSV reader drops blank lines and cuts quoted line breaks; the local engine reads a
+    # blank line as a row (empty_row, or its one whitespace field) and a quoted break as text
+    head = "customer_id,product_id,event_type,event_time,quantity"
+    # file 1 (CRLF): over 1 MB (a long unmapped column), so Spark reads it as two splits, with
+    # blank and whitespace lines in both
+    note = "n" * 250
+    rows = [
+        f"C{i % 97},P{i % 89},view,2026-01-01 {i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d},1,{note}"
+        for i in range(5_000)
+    ]
+    for at, blank in ((5, ""), (6, ""), (1_000, "   "), (2_500, ""), (4_500, " \t "), (4_990, ",,,,,")):
+        rows.insert(at, blank)
+    big = tmp_path / "gaps-1.csv"
+    big.write_text("\r\n".join([f"{head},note", *rows, "", ""]), newline="")
+    assert big.stat().st_size > 1.2 * 2**20  # LOCAL_ENGINE reads 1 MB splits
+    # file 2: quoted fields holding line breaks (one over a blank line): read with multiLine
+    quoted = [
+        head,
+        "C1,P1,view,2026-01-01 10:00:00,1",
+        "   ",
+        '"C2","P2',
+        "",
+        'Y",view,2026-01-01 10:00:01,1',
+        "",
+        '"C3","P3 ""big""",view,2026-01-01 10:00:02,"1"',
+        '"C4 line',
+        'two",P4,purchase,2026-01-01 10:00:03,1',
+        "C1,P1,view,2026-01-01 10:00:00,1",
+    ]
+    (tmp_path / "gaps-2.csv").write_text("\n".join(quoted) + "\n")
+    outputs = _ingest_on_both_engines(tmp_path, str(tmp_path / "gaps-*.csv"))
+    rejected = pl.read_parquet(outputs["spark"] / "rejected.parquet")
+    first = rejected.filter(pl.col("source").str.ends_with("gaps-1.csv"))
+    # the blank rows keep their place (the trailing blank line too): later rows keep the file's numbers
+    assert first.filter(pl.col("reason") == "empty_row")["row"].to_list() == [6, 7, 2_501, 4_991, 5_007]
+    assert first.filter(pl.col("reason") == "missing_user_id")["row"].to_list() == [1_001, 4_501]
+    second = rejected.filter(pl.col("source").str.ends_with("gaps-2.csv"))
+    assert second.select("row", "reason").rows() == [
+        (2, "missing_user_id"),
+        (3, "bad_item_id"),
+        (4, "empty_row"),
+        (6, "bad_user_id"),
+    ]
+    assert "P2\n\nY" in second["value"].to_list()  # one field over three lines
+    assert "C3" in pl.read_parquet(outputs["spark"] / "interactions.parquet")["user_id"].to_list()

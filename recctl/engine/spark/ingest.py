@@ -13,6 +13,10 @@ What is shared with the local engine, and how:
 * **Row numbers are the file's.** A first, cheap job counts the rows of every input split; the
   splits in byte order give each task the number of its first row, so rejected rows and
   file-order times carry the same 1-based row numbers as on the local engine.
+* **Blank lines and quoted line breaks count as the local engine counts them**: a line pass over
+  each CSV/TSV file (:mod:`recctl.engine.spark.csv_lines`) turns on ``multiLine`` only where a
+  quoted field holds a line break, and the blank records Spark's reader drops are numbered and
+  annotated on the driver.
 * **De-duplication keeps the first copy in file and row order** (a window over the canonical
   columns ordered by file and row), charges each later copy to its file, and the accepted rows
   are written in file and row order, as the local stream writes them.
@@ -50,6 +54,7 @@ from recctl.data.ingest import (
 from recctl.data.preflight import interaction_columns
 from recctl.data.readers import ROW, detect_format
 from recctl.data.timestamps import UTC_DATETIME, parse_timestamp, resolve_auto
+from recctl.engine.spark.csv_lines import LineScan, local_rows, scan_lines
 from recctl.engine.spark.io import Scratch, concat_parts, to_spark_path
 from recctl.engine.spark.session import spark_job
 from recctl.errors import ConfigError, DataError
@@ -167,8 +172,13 @@ def localise_tables(spark: Any, cfg: Config, tmp: Path) -> Any:
     return resolve
 
 
-def _reader(spark: Any, f: SparkFile) -> tuple[Any, str]:
-    """A Spark DataFrame of the raw file (text columns for CSV/TSV) and its format."""
+def _reader(spark: Any, f: SparkFile) -> tuple[Any, LineScan]:
+    """A Spark DataFrame of the raw file (text columns for CSV/TSV) and what its lines hold.
+
+    CSV/TSV files get a line pass first (:func:`recctl.engine.spark.csv_lines.scan_lines`): a file
+    with quoted line breaks is read with ``multiLine`` (one task), and the blank records Spark's
+    reader drops are returned so the annotation numbers and rejects them as the local engine does.
+    """
     src, where = f.src, f.key
     fmt = detect_format(Path(f.location.rsplit("/", 1)[-1]), src.format)
     lowered = f.location.lower()
@@ -187,10 +197,16 @@ def _reader(spark: Any, f: SparkFile) -> tuple[Any, str]:
             f"{where}.skip_lines: Spark's CSV reader cannot skip preamble lines; remove them, or use engine: local."
         )
     path = to_spark_path(f.location)
+    lines = LineScan()
     if fmt in ("csv", "tsv"):
+        sep = src.delimiter or ("\t" if fmt == "tsv" else ",")
+        if src.encoding != "utf16":  # the text pass reads bytes as UTF-8 lines: fine for 8-bit codes
+            lines = scan_lines(spark, path, quote=src.quote_char, has_header=src.has_header, delimiter=sep)
+            if lines.multiline:
+                log.info("%s: quoted fields hold line breaks; reading the file as one Spark task", f.location)
         options = {
             "header": str(src.has_header).lower(),
-            "sep": src.delimiter or ("\t" if fmt == "tsv" else ","),
+            "sep": sep,
             "quote": src.quote_char if src.quote_char is not None else "\u0000",
             "escape": src.quote_char if src.quote_char is not None else "\\",
             "encoding": _ENCODINGS[src.encoding],
@@ -199,6 +215,7 @@ def _reader(spark: Any, f: SparkFile) -> tuple[Any, str]:
             # an empty field is text "" (as polars reads it, and rejected rows show it), not null;
             # Spark turns "" into null unless told another marker means missing
             "nullValue": "\u0000",
+            "multiLine": str(lines.multiline).lower(),
         }
         frame = spark.read.options(**options).csv(path)
     elif fmt == "jsonl":
@@ -216,7 +233,7 @@ def _reader(spark: Any, f: SparkFile) -> tuple[Any, str]:
         frame = frame.toDF(*src.column_names)
     elif not src.has_header:
         frame = frame.toDF(*[f"column_{i + 1}" for i in range(len(frame.columns))])
-    return frame, fmt
+    return frame, lines
 
 
 @dataclass
@@ -232,6 +249,8 @@ class _Plan:
     offsets: dict[int, int]
     lookups: list[Any]
     columns: list[str]
+    #: local row numbers of the records Spark's reader drops (blank lines), sorted
+    skipped: np.ndarray
 
 
 #: rows read once on the driver for the peeks (float ids, timestamp layout, lookup checks); the
@@ -240,8 +259,8 @@ class _Plan:
 _HEAD_ROWS = 10_000
 
 
-def _plan_file(spark: Any, cfg: Config, f: SparkFile, tmp: Path, resolve: Any) -> tuple[Any, _Plan]:
-    frame, _ = _reader(spark, f)
+def _plan_file(spark: Any, cfg: Config, f: SparkFile, tmp: Path, resolve: Any) -> tuple[Any, _Plan, LineScan]:
+    frame, lines = _reader(spark, f)
     src = f.src
     head = pl.from_arrow(frame.limit(_HEAD_ROWS).toArrow())
     assert isinstance(head, pl.DataFrame)
@@ -297,8 +316,9 @@ def _plan_file(spark: Any, cfg: Config, f: SparkFile, tmp: Path, resolve: Any) -
         offsets=offsets,
         lookups=lookups,
         columns=list(frame.columns),
+        skipped=np.array([row for row, _ in lines.skipped], dtype=np.int64),
     )
-    return frame, plan
+    return frame, plan, lines
 
 
 def _annotate_task(plan: _Plan):  # noqa: ANN202 - returns the mapInArrow function
@@ -323,7 +343,9 @@ def _annotate_task(plan: _Plan):  # noqa: ANN202 - returns the mapInArrow functi
                     for c, t in frame.schema.items()
                     if t == pl.String
                 )
-            lf = frame.with_row_index(ROW, offset=first).with_columns(pl.col(ROW).cast(pl.Int64)).lazy()
+            # the file's row numbers: Spark's record numbers, counting the blank records it dropped
+            rows = local_rows(np.arange(first, first + n, dtype=np.int64), plan.skipped)
+            lf = frame.with_columns(pl.Series(ROW, rows)).lazy()
             if plan.lookups:
                 lf = apply_lookups(lf, plan.lookups)
             accepted_lf, rejected_lf = annotate_rows(
@@ -331,7 +353,6 @@ def _annotate_task(plan: _Plan):  # noqa: ANN202 - returns the mapInArrow functi
             )
             accepted, rejected = pl.collect_all([accepted_lf, rejected_lf])
             # the annotation keeps row order: accepted rows are the rows not rejected, in order
-            rows = np.arange(first, first + n, dtype=np.int64)
             kept = np.setdiff1d(rows, rejected["row"].to_numpy(), assume_unique=True)
             first += n
             out = pl.concat(
@@ -444,7 +465,7 @@ def ingest_interactions_spark(
         annotated = []
         for step, f in enumerate(files):
             report(progress, "ingest", step, len(files) + 1)
-            frame, plan = _plan_file(spark, cfg, f, tmp, resolve)
+            frame, plan, lines = _plan_file(spark, cfg, f, tmp, resolve)
             out = scratch.path(f"annotated-{f.file_idx}")
             frame.mapInArrow(_annotate_task(plan), _spark_schema()).write.parquet(out)
             rejected = _collect_rejected(spark, out)
@@ -454,6 +475,8 @@ def ingest_interactions_spark(
                 out = scratch.path(f"annotated-{f.file_idx}-auto")
                 frame.mapInArrow(_annotate_task(plan), _spark_schema()).write.parquet(out)
                 rejected = _collect_rejected(spark, out)
+            if lines.skipped:
+                rejected = pl.concat([rejected, _annotate_skipped(plan, lines)]).sort("row")
             path = tmp / f"rejected-{f.file_idx}.parquet"
             rejected.sort("row").write_parquet(path)
             annotated.append((out, path))
@@ -488,6 +511,42 @@ def ingest_interactions_spark(
         duplicates={f.file_idx: by_file.get(f.file_idx, (0, 0))[1] for f in files},
         rejected_files={f.file_idx: p for f, (_, p) in zip(files, annotated, strict=True)},
         method="spark_window",
+    )
+
+
+def _annotate_skipped(plan: _Plan, lines: LineScan) -> pl.DataFrame:
+    """The blank records Spark's reader dropped, read and judged as the local engine reads them.
+
+    Each is whitespace only (no quotes), so its fields are its text split on the delimiter, an
+    empty field being missing; the same annotation then gives the local engine's reasons
+    (``empty_row`` for a blank line) under the same row numbers.
+    """
+    from recctl.data.lookups import apply_lookups
+
+    sep = lines.delimiter
+    nulls = set(plan.src.null_values or ())
+    width = len(plan.columns)
+    values: list[list[str | None]] = [[] for _ in range(width)]
+    for _, text in lines.skipped:
+        fields = (text.split(sep) + [""] * width)[:width]
+        for column, value in zip(values, fields, strict=True):
+            column.append(None if value == "" or value in nulls else value)
+    frame = pl.DataFrame(
+        {name: pl.Series(name, column, pl.String) for name, column in zip(plan.columns, values, strict=True)}
+    ).with_columns(pl.Series(ROW, plan.skipped))
+    lf = frame.lazy()
+    if plan.lookups:
+        lf = apply_lookups(lf, plan.lookups)
+    accepted, rejected = pl.collect_all(
+        annotate_rows(lf, plan.schema, plan.src, plan.float_ids, order=plan.order, time_plan=plan.time_plan)
+    )
+    if accepted.height:  # pragma: no cover - a whitespace-only line has no ids to accept
+        raise DataError(f"{plan.src}: a blank line was accepted as an interaction; report this.")
+    return rejected.select(
+        pl.col("row").cast(pl.Int64),
+        pl.col("reason").cast(pl.String),
+        pl.col("column").cast(pl.String),
+        pl.col("value").cast(pl.String),
     )
 
 
