@@ -46,7 +46,7 @@ from recctl.artifacts import sha256_file
 from recctl.columns import Columns
 from recctl.config.data import FileSource, InteractionSource, TableSource
 from recctl.data.lookups import JoinedLookup, apply_lookups, read_lookups
-from recctl.data.readers import ROW, detect_format, prepare_file, require_columns, scan_delimiter, scan_file
+from recctl.data.readers import ROW, detect_format, prepare_file, require_columns, scan_file
 from recctl.data.timestamps import UTC_DATETIME, parse_timestamp, resolve_auto
 from recctl.errors import DataError
 from recctl.progress import Progress, report
@@ -354,18 +354,9 @@ def annotate_file(
             head = lf.select(pl.col(cols.timestamp)).drop_nulls().head(1_000).collect().to_series()
             time_plan = resolve_auto(head, src.timezone)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        from recctl.data.readers import diagnose
+        from recctl.data.readers import diagnose_source
 
-        raise diagnose(
-            path,
-            fmt,
-            src.encoding,
-            exc,
-            delimiter=scan_delimiter(src.delimiter, fmt),
-            read_from=prepared,
-            key=key,
-            quote_char=src.quote_char,
-        ) from exc
+        raise diagnose_source(path, fmt, src, exc, read_from=prepared, key=key) from exc
     return AnnotatedFile(
         path=path,
         prepared=prepared,
@@ -906,7 +897,7 @@ def _exact_rewrite(
 
 def _read_failure(files: list[AnnotatedFile], exc: BaseException) -> DataError:
     """Name the file polars failed on: re-read each alone (error path only) and diagnose the first that fails."""
-    from recctl.data.readers import diagnose
+    from recctl.data.readers import diagnose_source
 
     culprit = files[0] if files else None
     for ann in files:
@@ -917,16 +908,7 @@ def _read_failure(files: list[AnnotatedFile], exc: BaseException) -> DataError:
             break
     if culprit is None:
         return DataError(f"cannot read the interaction files: {exc}")
-    return diagnose(
-        culprit.path,
-        culprit.fmt,
-        culprit.src.encoding,
-        exc,
-        delimiter=scan_delimiter(culprit.src.delimiter, culprit.fmt),
-        read_from=culprit.prepared,
-        key=culprit.key,
-        quote_char=culprit.src.quote_char,
-    )
+    return diagnose_source(culprit.path, culprit.fmt, culprit.src, exc, read_from=culprit.prepared, key=culprit.key)
 
 
 def narrowed_time_lost_rows(ann: AnnotatedFile, rejected: Path) -> int:
@@ -1213,7 +1195,7 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
     DataError
         On unreadable files, missing columns, and under ``on_error: fail`` on rows without an id.
     """
-    from recctl.data.readers import diagnose, expand_paths
+    from recctl.data.readers import diagnose_source, expand_paths
 
     missing_reason = "missing_item_id" if id_name == Columns.Item else "missing_user_id"
     frames, stats, rejects = [], [], []
@@ -1255,16 +1237,7 @@ def read_table(src: TableSource, resolve, *, key: str, id_name: str, tmp_dir: Pa
                     false_values=src.false_values,
                 )
         except (pl.exceptions.PolarsError, OSError) as exc:
-            raise diagnose(
-                path,
-                fmt,
-                src.encoding,
-                exc,
-                delimiter=scan_delimiter(src.delimiter, fmt),
-                read_from=prepared,
-                key=key,
-                quote_char=src.quote_char,
-            ) from exc
+            raise diagnose_source(path, fmt, src, exc, read_from=prepared, key=key) from exc
         stat = FileStats(
             path=str(path), source=key, policy=src.on_error, read=selected.height, sha256=sha256_file(path)
         )

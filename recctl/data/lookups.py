@@ -31,11 +31,10 @@ from recctl.config.data import Lookup
 from recctl.data.readers import (
     ROW,
     detect_format,
-    diagnose,
+    diagnose_source,
     expand_paths,
     prepare_file,
     require_columns,
-    scan_delimiter,
 )
 from recctl.errors import DataError
 
@@ -136,16 +135,7 @@ def _read_table(lookup: Lookup, lkey: str, resolve: Callable[[str], Path], tmp_d
         try:
             frames.append(scan.select(_key(pl.col(lookup.on)).alias(_KEY), *keep).collect())
         except (pl.exceptions.PolarsError, OSError) as exc:
-            raise diagnose(
-                lpath,
-                fmt,
-                lookup.encoding,
-                exc,
-                delimiter=scan_delimiter(lookup.delimiter, fmt),
-                read_from=prepared,
-                key=lkey,
-                quote_char=lookup.quote_char,
-            ) from exc
+            raise diagnose_source(lpath, fmt, lookup, exc, read_from=prepared, key=lkey) from exc
     return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
 
 

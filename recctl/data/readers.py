@@ -24,6 +24,7 @@ import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import polars as pl
 
@@ -34,6 +35,7 @@ __all__ = [
     "delimiter_hint",
     "detect_format",
     "diagnose",
+    "diagnose_source",
     "expand_paths",
     "prepare_file",
     "require_columns",
@@ -436,6 +438,33 @@ def delimiter_hint(have: list[str], delimiter: str | None, fmt: str, key: str) -
     shown = "\\t" if guess == "\t" else guess
     source = re.split(r"\.(columns|id_column|long_format|lookups|cancellations|require)\b", key)[0]
     return f" The header looks '{shown}'-delimited: set `{source}.delimiter: \"{shown}\"`."
+
+
+class ReadSettings(Protocol):
+    """A configured source's reading settings (interaction, item, user and lookup sources)."""
+
+    @property
+    def encoding(self) -> str: ...
+    @property
+    def delimiter(self) -> str | None: ...
+    @property
+    def quote_char(self) -> str | None: ...
+
+
+def diagnose_source(
+    path: Path, fmt: str, source: ReadSettings, exc: BaseException, *, read_from: Path | None, key: str | None
+) -> DataError:
+    """:func:`diagnose` for a configured source: its encoding, delimiter and quote character."""
+    return diagnose(
+        path,
+        fmt,
+        source.encoding,
+        exc,
+        delimiter=scan_delimiter(source.delimiter, fmt),
+        read_from=read_from,
+        key=key,
+        quote_char=source.quote_char,
+    )
 
 
 def diagnose(

@@ -58,6 +58,12 @@ def _seconds(value: Any) -> str:
     return "–" if value is None else f"{value:,.1f} s"
 
 
+def _comparison_row(label: str, comparison: dict[str, Any]) -> list[str]:
+    """One evidence row: this run against a reference model (its mean, difference, verdict)."""
+    verdict = _verdict_cell(comparison["verdict"]) + f" (p Holm {pvalue(comparison['p_holm'])})"
+    return [label, num(comparison["reference_mean"]), "", _diff(comparison), verdict]
+
+
 def _decision_section(metrics: dict[str, Any], context: dict[str, Any]) -> list[str]:
     decision = context.get("decision")
     if not decision:
@@ -70,26 +76,10 @@ def _decision_section(metrics: dict[str, Any], context: dict[str, Any]) -> list[
     ]
     base = ev.get("vs_baseline")
     if base:
-        rows.append(
-            [
-                f"vs baseline {esc(base['reference'])}",
-                num(base["reference_mean"]),
-                "",
-                _diff(base),
-                _verdict_cell(base["verdict"]) + f" (p Holm {pvalue(base['p_holm'])})",
-            ]
-        )
+        rows.append(_comparison_row(f"vs baseline {esc(base['reference'])}", base))
     serving = ev.get("vs_serving")
     if serving:
-        rows.append(
-            [
-                f"vs {esc(serving['reference'])} (serving now)",
-                num(serving["reference_mean"]),
-                "",
-                _diff(serving),
-                _verdict_cell(serving["verdict"]) + f" (p Holm {pvalue(serving['p_holm'])})",
-            ]
-        )
+        rows.append(_comparison_row(f"vs {esc(serving['reference'])} (serving now)", serving))
     elif context.get("serving_model") == ev["model"]:
         rows.append([f"{esc(ev['model'])} serves now", "", "", "", "the same model"])
     prev = ev.get("previous")
