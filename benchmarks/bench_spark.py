@@ -13,12 +13,22 @@ Run::
     nice -n 10 python -m benchmarks.bench_spark                       # 5M and 20M events
     python -m benchmarks.bench_spark --events 1000000 --master 'local[2]'
     python -m benchmarks.bench_spark --master 'local-cluster[2,1,2048]'
+
+Long runs in pieces (one engine per invocation, e.g. under a lock held for a limited time):
+``--keep DIR`` keeps the generated CSV and both workdirs there, ``--jsonl FILE`` appends one
+record per (size, engine) with the seconds, the load average and the peak RSS, and skips what
+it already holds; the table and the comparison are printed once both engines of a size are in::
+
+    python -m benchmarks.bench_spark --events 20000000 --engines local --keep /tmp/b --jsonl /tmp/b/r.jsonl
+    python -m benchmarks.bench_spark --events 20000000 --engines spark --keep /tmp/b --jsonl /tmp/b/r.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -146,13 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--driver-memory", default="6g")
     parser.add_argument("--executor-memory", default="2g")
+    parser.add_argument("--engines", nargs="+", choices=["local", "spark"], default=["local", "spark"])
+    parser.add_argument("--keep", type=Path, help="keep the CSV and workdirs in this folder (resumable runs)")
+    parser.add_argument("--jsonl", type=Path, help="append one record per (size, engine); skip recorded ones")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(_child(Path(args.child[0]), args.child[1])))
         return 0
-    import yaml
-
     engine = {
         "kind": "spark",
         "master": args.master,
@@ -162,38 +173,75 @@ def main(argv: list[str] | None = None) -> int:
             "spark.sql.shuffle.partitions": "16",
         },
     }
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        return _run(args, engine, args.keep)
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
-        root = Path(tmp)
-        for n in args.events:
-            csv = root / f"events_{n}.csv"
+        return _run(args, engine, Path(tmp))
+
+
+def _recorded(jsonl: Path | None) -> dict[tuple[int, str], dict[str, Any]]:
+    if jsonl is None or not jsonl.exists():
+        return {}
+    records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    return {(r["events"], r["engine"]): r for r in records}
+
+
+def _run(args: argparse.Namespace, engine: dict[str, Any], root: Path) -> int:
+    import yaml
+
+    for n in args.events:
+        csv = root / f"events_{n}.csv"
+        done_before = _recorded(args.jsonl)
+        todo = [name for name in args.engines if (n, name) not in done_before]
+        if todo and not csv.exists():
             t0 = time.perf_counter()
             generate(csv, n, args.users, args.items)
-            print(
-                f"\n{n:,} events, {args.users:,} users, {args.items:,} items ({csv.stat().st_size / 1e9:.2f} GB CSV, "
-                f"generated in {time.perf_counter() - t0:.0f} s); Spark master {args.master}",
-                flush=True,
+            size = csv.stat().st_size / 1e9
+            print(f"generated {csv} ({size:.2f} GB) in {time.perf_counter() - t0:.0f} s", flush=True)
+        print(f"\n{n:,} events, {args.users:,} users, {args.items:,} items; Spark master {args.master}", flush=True)
+        times: dict[str, dict[str, float]] = {k[1]: v["seconds"] for k, v in done_before.items() if k[0] == n}
+        for name in todo:
+            eng = engine if name == "spark" else None
+            path = root / f"{name}_{n}.yaml"
+            path.write_text(yaml.safe_dump(config(csv, root / f"work_{name}_{n}", eng)))
+            load_before = os.getloadavg()[0]
+            done = subprocess.run(
+                [sys.executable, "-m", "benchmarks.bench_spark", "--child", str(path), name],
+                capture_output=True,
+                text=True,
+                check=False,
             )
-            times: dict[str, dict[str, float]] = {}
-            for name, eng in (("local", None), ("spark", engine)):
-                path = root / f"{name}_{n}.yaml"
-                path.write_text(yaml.safe_dump(config(csv, root / f"work_{name}_{n}", eng)))
-                done = subprocess.run(
-                    [sys.executable, "-m", "benchmarks.bench_spark", "--child", str(path), name],
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                )
-                if done.returncode:
-                    print(done.stderr[-4000:])
-                    return done.returncode
-                times[name] = json.loads(done.stdout.strip().splitlines()[-1])
-            print(f"{'stage':<16}{'local s':>10}{'spark s':>10}{'spark/local':>13}")
-            for stage in ("session start", "ingest", "preprocess", "train", "evaluate", "recommend"):
-                a, b = times["local"].get(stage), times["spark"].get(stage)
-                ratio = f"{b / a:.2f}x" if a and b else "-"
-                print(f"{stage:<16}{a if a is not None else 0:>10.1f}{b if b is not None else 0:>10.1f}{ratio:>13}")
+            if done.returncode:
+                print(done.stderr[-4000:])
+                return done.returncode
+            times[name] = json.loads(done.stdout.strip().splitlines()[-1])
+            record = {
+                "events": n,
+                "engine": name,
+                "seconds": times[name],
+                "load_before": round(load_before, 2),
+                "load_after": round(os.getloadavg()[0], 2),
+                # peak RSS of the largest finished descendant so far (Python driver or a JVM): an upper bound
+                "max_rss_gb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6, 2),
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            print(json.dumps(record), flush=True)
+            if args.jsonl is not None:
+                with open(args.jsonl, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(record) + "\n")
+        if not {"local", "spark"} <= times.keys():
+            print(f"waiting for the other engine ({', '.join(sorted(times))} done)", flush=True)
+            continue
+        print(f"{'stage':<16}{'local s':>10}{'spark s':>10}{'spark/local':>13}")
+        for stage in ("session start", "ingest", "preprocess", "train", "evaluate", "recommend"):
+            a, b = times["local"].get(stage), times["spark"].get(stage)
+            ratio = f"{b / a:.2f}x" if a and b else "-"
+            print(f"{stage:<16}{a if a is not None else 0:>10.1f}{b if b is not None else 0:>10.1f}{ratio:>13}")
+        if (root / f"work_local_{n}").is_dir() and (root / f"work_spark_{n}").is_dir():
             same = _compare(root / f"work_local_{n}", root / f"work_spark_{n}")
             print("identical outputs:", ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in same.items()), flush=True)
+        if args.keep is None:
             for p in root.glob(f"*_{n}*"):
                 if p.is_file():
                     p.unlink()

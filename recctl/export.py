@@ -55,10 +55,12 @@ __all__ = [
     "export_columns",
     "neutralise_formulas",
     "move_pointer",
+    "pointer_record",
     "prune_old",
     "publish",
     "read_pointer",
     "read_export",
+    "validate_date",
     "validate_export",
     "write_export",
     "write_side_file",
@@ -558,8 +560,7 @@ def _publish(
     pointer_extra: dict[str, Any] | None,
     prepared: dict[str, tuple[Path, int]],
 ) -> tuple[PublishedFile, ValidationReport, list[PublishedFile]]:
-    if not _DATE_RE.match(date):
-        raise ExportValidationError(f"export date '{date}' is not YYYY-MM-DD.")
+    validate_date(date)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / dated_name(cfg, date)
     ext = EXTENSIONS[cfg.format]
@@ -600,21 +601,17 @@ def _publish(
         side.append(PublishedFile(str(final_side), sha256_file(final_side), final_side.stat().st_size, rows_written))
         ledger.record(name)
     ledger.save()  # before the pointer moves: a kill after this leaves the new files owned
-    pointer = {
-        "file": final.name,
-        "sha256": digest,
-        "bytes": size,
-        "rows": rows,
-        "users": report.users,
-        "k": exp.k,
-        "format": cfg.format,
-        "date": date,
-        "generated_at": generated_at,
-        "columns": _expected_schema(cfg.format, exp),
-        "side_files": {Path(s.path).name: s.sha256 for s in side},
-        "short_lists": report.short_users,
-        **(pointer_extra or {}),
-    }
+    pointer = pointer_record(
+        cfg,
+        exp,
+        main,
+        report,
+        file=final.name,
+        side_files={Path(s.path).name: s.sha256 for s in side},
+        date=date,
+        generated_at=generated_at,
+        extra=pointer_extra,
+    )
     # the pointer moves last: a reader following it always finds a complete, validated file
     if cfg.latest in ("json", "both"):
         _make_readable(write_json_atomic(directory / f"{cfg.basename}_latest.json", pointer))
@@ -627,6 +624,42 @@ def _publish(
         ledger.remove(f"{cfg.basename}_latest.{other}")
     ledger.save()
     return main, report, side
+
+
+def validate_date(date: str) -> None:
+    """Refuse an export date that is not ``YYYY-MM-DD`` (:class:`ExportValidationError`)."""
+    if not _DATE_RE.match(date):
+        raise ExportValidationError(f"export date '{date}' is not YYYY-MM-DD.")
+
+
+def pointer_record(
+    cfg: ExportConfig,
+    exp: ExportExpectations,
+    main: PublishedFile,
+    report: ValidationReport,
+    *,
+    file: str,
+    side_files: dict[str, str],
+    date: str,
+    generated_at: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``<basename>_latest.json`` content naming a validated file (``file`` relative to the directory)."""
+    return {
+        "file": file,
+        "sha256": main.sha256,
+        "bytes": main.bytes,
+        "rows": main.rows,
+        "users": report.users,
+        "k": exp.k,
+        "format": cfg.format,
+        "date": date,
+        "generated_at": generated_at,
+        "columns": _expected_schema(cfg.format, exp),
+        "side_files": side_files,
+        "short_lists": report.short_users,
+        **(extra or {}),
+    }
 
 
 def read_pointer(directory: Path, cfg: ExportConfig) -> dict[str, Any] | None:

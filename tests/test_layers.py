@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
         "recctl.rules",
         "recctl.graph",
         "recctl.engine.spark.session",
+        "recctl.engine.spark.hadoopfs",
     ),
     (
         "recctl.lists",

@@ -18,7 +18,7 @@ def serve_export_command(
 ) -> None:
     """Publish the recommend stage's lists as the nightly file (csv, csv_wide, jsonl or parquet).
 
-    The file <basename>_<YYYY-MM-DD>.<ext> is written under a temporary name, validated (schema, K unique items per user or every eligible item when fewer, every customer present, no seen or rule-excluded item), and only then renamed into export.directory; <basename>_latest.json (and a <basename>_latest.<ext> symlink) then point to it.
+    The file <basename>_<YYYY-MM-DD>.<ext> is written under a temporary name, validated (schema, K unique items per user or every eligible item when fewer, every customer present, no seen or rule-excluded item), and only then renamed into export.directory; <basename>_latest.json (and a <basename>_latest.<ext> symlink) then point to it. With engine: spark, export.directory may be a URI (s3a://, gs://, abfss://, hdfs://): the files are staged under _staging/, validated there, moved to published/<run>/, and <basename>_latest.json is written last (docs/spark.md).
 
     Before anything is written the publication gates (export.gates) compare the new lists with the published file and the last evaluation: too few customers or rows, a drop of more than export.gates.max_drop, a serving model below the baseline: exit 7, nothing published. Each publication is kept as a version for `recctl rollback`; with export.related, related products for every catalogue item are published alongside.
 

@@ -313,6 +313,27 @@ def _check_files(cfg: Config, source: str) -> list[str]:
     return problems
 
 
+def _check_export_uri(cfg: Config, source: str) -> list[str]:
+    """An ``export.directory`` URI (object store, HDFS) is published through Spark, pointer only."""
+    export = cfg.export
+    if not is_uri(export.directory):
+        return []
+    where = f"{source}: export.directory: '{export.directory}' is a URI"
+    problems = []
+    if not cfg.engine.is_spark:
+        problems.append(
+            f"{where}; the local engine publishes to local folders only. Set `engine: {{kind: spark, ...}}` "
+            "to publish through Spark's file systems, or use a local (or mounted) folder."
+        )
+    if export.latest == "symlink":
+        problems.append(f"{where}; object stores have no symlinks: set export.latest: json")
+    if export.delta:
+        problems.append(f"{where}; export.delta needs a local folder: set export.delta: false")
+    if export.related is not None:
+        problems.append(f"{where}; export.related needs a local folder: remove export.related")
+    return problems
+
+
 def is_uri(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a URI with a scheme (``s3a://``, ``hdfs://``, ``file://``) rather than a local path."""
     text = str(path)
@@ -420,6 +441,7 @@ def config_from_dict(
     cfg._source_path = Path(source) if source != "config" else None
     problems = _validate_models(cfg, source)
     problems += _check_references(cfg, source)
+    problems += _check_export_uri(cfg, source)
     if check_files:
         problems += _check_files(cfg, source)
     if problems:

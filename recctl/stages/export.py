@@ -11,9 +11,12 @@ published in ``<workdir>/export/manifest.json`` (sha256, rows, users) next to a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ import polars as pl
 from recctl import clock
 from recctl.artifacts import Manifest, read_manifest, write_json_atomic
 from recctl.columns import Columns
-from recctl.config import Config
+from recctl.config import Config, is_uri
 from recctl.errors import ArtifactError, ExportValidationError
 from recctl.export import ExportExpectations, prune_old, publish, published_dict, read_pointer, today_utc
 from recctl.gates import Evaluation, check_gates
@@ -44,7 +47,7 @@ from recctl.stages.recommend import (
 from recctl.versions import new_version_id, prune_versions, record_version
 from recctl.workdir import Ledger, export_folder, lock_wait, refuse_foreign, writes_workdir
 
-__all__ = ["export_directory", "run_serve_export"]
+__all__ = ["export_directory", "remote_directory", "run_serve_export"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,18 @@ def export_directory(cfg: Config) -> Path:
     """Where published files go: ``export.directory``, relative to the workdir unless absolute."""
     p = Path(cfg.export.directory).expanduser()
     return p if p.is_absolute() else cfg.workdir_path / p
+
+
+def remote_directory(cfg: Config) -> str | None:
+    """``export.directory`` when it is a URI (published through Spark: staging, validation, pointer), else None."""
+    return cfg.export.directory.rstrip("/") if is_uri(cfg.export.directory) else None
+
+
+def _remote_fs(cfg: Config) -> Any:
+    from recctl.engine.spark.hadoopfs import HadoopFS
+    from recctl.engine.spark.session import get_spark
+
+    return HadoopFS(get_spark(cfg.engine))
 
 
 def _expectations(
@@ -227,9 +242,15 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
     rec_dir, rec_manifest = require_stage(cfg, "recommend", [RECOMMEND_FILE])
     report(progress, "serve-export", 0, 3)
     recs = pl.read_parquet(rec_dir / RECOMMEND_FILE)
+    remote = remote_directory(cfg)
     directory = export_directory(cfg)
     # a bad night (half the input, a broken model) is refused before anything is written
-    previous_pointer = read_pointer(directory, cfg.export)
+    if remote is not None:
+        from recctl.engine.spark.publish import read_remote_pointer
+
+        previous_pointer = read_remote_pointer(_remote_fs(cfg), remote, cfg.export)
+    else:
+        previous_pointer = read_pointer(directory, cfg.export)
     if previous_pointer is not None and previous_pointer.get("format") != cfg.export.format:
         previous_pointer = None  # rows of another format are not comparable
     evaluation, why = _evaluation(cfg)
@@ -280,8 +301,14 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
 
         previous = read_previous_export(directory, cfg.export)
     # the shop's folder is locked too (two workdirs may publish into it); workdir lock first, always
-    folder = export_folder(directory, wait_s=lock_wait(cfg.lock_wait_s))
-    with folder, StageRun(cfg, "serve-export", sections=["export", "recommend", "experiment"], inputs=inputs) as run:
+    # (an object store has no lock: concurrent publishers each commit a whole validated file, last wins)
+    folder = export_folder(directory, wait_s=lock_wait(cfg.lock_wait_s)) if remote is None else contextlib.nullcontext()
+    local_copies: Path | None = None
+    with (
+        contextlib.ExitStack() as cleanup,
+        folder,
+        StageRun(cfg, "serve-export", sections=["export", "recommend", "experiment"], inputs=inputs) as run,
+    ):
         # the bundle first: if it cannot be built (e.g. a model file is gone) nothing is published
         if cfg.export.bundle:  # arrays + JSON a web application loads with recctl.serving.load
             from recctl.stages.bundle import build_bundle
@@ -310,17 +337,38 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
             extra["assignments"] = assignments
         if short is not None:
             extra["short_lists"] = short
-        main, validation, side = publish(
-            recs,
-            cfg.export,
-            directory,
-            exp,
-            date=date or today_utc(),
-            generated_at=generated_at,
-            extra=extra,
-            pointer_extra={"version": version_id} if version_id else None,
-            prepared=prepared,
-        )
+        removed: list[str] = []
+        if remote is not None:
+            from recctl.engine.spark.publish import publish_remote
+            from recctl.engine.spark.session import get_spark
+
+            # written locally first (kept for the version record), then staged and validated remotely
+            local_copies = Path(tempfile.mkdtemp(prefix=".export-remote.", suffix=".tmp", dir=cfg.workdir_path))
+            cleanup.callback(shutil.rmtree, local_copies, True)
+            main, validation, side, removed = publish_remote(
+                get_spark(cfg.engine),
+                recs,
+                cfg.export,
+                remote,
+                exp,
+                local_copies,
+                date=date or today_utc(),
+                generated_at=generated_at,
+                extra=extra,
+                pointer_extra={"version": version_id} if version_id else None,
+            )
+        else:
+            main, validation, side = publish(
+                recs,
+                cfg.export,
+                directory,
+                exp,
+                date=date or today_utc(),
+                generated_at=generated_at,
+                extra=extra,
+                pointer_extra={"version": version_id} if version_id else None,
+                prepared=prepared,
+            )
         report(progress, "serve-export", 2, 3)
         write_json_atomic(
             run.dir / "validation.json",
@@ -359,15 +407,23 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
             if delta_path.exists():
                 ledger.record(delta_path.name)
             ledger.save()
-        removed = prune_old(directory, cfg.export, cfg.export.keep) if cfg.export.keep else []
+        if remote is None and cfg.export.keep:
+            removed = prune_old(directory, cfg.export, cfg.export.keep)
         kept_version = None
         if version_id is not None:
-            pointer = read_pointer(directory, cfg.export) or {}
+            if remote is not None and local_copies is not None:  # the local copies of what was published
+                from recctl.engine.spark.publish import read_remote_pointer
+
+                pointer = read_remote_pointer(_remote_fs(cfg), remote, cfg.export) or {}
+                files = [local_copies / Path(f.path).name for f in [main, *side]]
+            else:
+                pointer = read_pointer(directory, cfg.export) or {}
+                files = [Path(main.path), *[Path(f.path) for f in side]]
             kept_version = record_version(
                 cfg.workdir_path,
                 version_id,
                 pointer=pointer,
-                published=[Path(main.path), *[Path(f.path) for f in side]],
+                published=files,
                 bundle=run.dir / "bundle" if cfg.export.bundle else None,
                 models=_serving_model_files(cfg, list(serving.models)),
                 metrics=cfg.stage_dir("evaluate") / "metrics.json" if evaluation is not None else None,
@@ -385,7 +441,7 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
             run.summary["versions_pruned"] = pruned_versions
         run.summary.update(
             format=cfg.export.format,
-            directory=str(directory),
+            directory=remote or str(directory),
             file=Path(main.path).name,
             published=published_dict([main, *side]),
             rows=main.rows,

@@ -27,10 +27,10 @@ from typing import Any
 from recctl import clock
 from recctl.artifacts import Manifest, atomic_path, sha256_file
 from recctl.config import Config
-from recctl.errors import ArtifactError
+from recctl.errors import ArtifactError, ConfigError
 from recctl.export import move_pointer, read_pointer
 from recctl.stages._common import StageRun
-from recctl.stages.export import export_directory
+from recctl.stages.export import export_directory, remote_directory
 from recctl.versions import Version, list_versions
 from recctl.workdir import Ledger, export_folder, lock_wait, writes_workdir
 
@@ -120,10 +120,19 @@ def run_rollback(cfg: Config, *, to: str | None = None) -> Manifest:
     ------
     ArtifactError
         No such version, nothing earlier, or a version file that was altered.
+    ConfigError
+        ``export.directory`` is a URI (exit 3): rollback works on local folders only.
     BusyError
         Another process (e.g. a serve-export from another workdir) holds the export folder
         longer than ``lock_wait_s`` (exit 8); nothing moved.
     """
+    remote = remote_directory(cfg)
+    if remote is not None:
+        raise ConfigError(
+            f"export.directory: '{remote}' is a URI; recctl rollback moves pointers in local folders only. "
+            "To go back on the object store, copy the wanted version's published/<run>/ pointer "
+            "(its <basename>_latest.json from an earlier run) over the current one, or re-run serve-export."
+        )
     if not list_versions(cfg.workdir_path):  # refused before the shop's folder is touched
         _pick(cfg, [], to)
     directory = export_directory(cfg)
