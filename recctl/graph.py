@@ -12,7 +12,10 @@ Every command reads this declaration: ``recctl run`` (order, what to skip), ``re
    (the manifest records each upstream's outputs digest and run id);
 3. the config sections it declares are unchanged (dotted keys: ``recommend.refit_on_all_data``);
 4. its raw inputs (ingest's data files, recommend's allow/deny lists) are the same files with
-   the same sha256, and no new one matches the config;
+   the same sha256, and no new one matches the config; a remote input (a URI, ``engine: spark``)
+   is not read on the driver: its fingerprint is its Hadoop file status (length and
+   modification time, with the file system's checksum when it offers one: HDFS, S3A ETags),
+   recorded as the sha256 of that text (:func:`input_record`);
 5. stage-specific facts hold (train holds every configured model).
 
 Every stage command refuses a stale upstream (exit 5) naming the first stale stage and the
@@ -37,8 +40,17 @@ from pathlib import Path
 from typing import Any
 
 from recctl import clock
-from recctl.artifacts import MANIFEST_NAME, Manifest, config_hash, read_manifest, sha256_file, verify_output
-from recctl.config import Config
+from recctl.artifacts import (
+    MANIFEST_NAME,
+    FileRecord,
+    Manifest,
+    config_hash,
+    file_record,
+    read_manifest,
+    sha256_file,
+    verify_output,
+)
+from recctl.config import Config, is_uri
 from recctl.errors import ArtifactError
 
 __all__ = [
@@ -49,6 +61,7 @@ __all__ = [
     "check",
     "configured",
     "current_update",
+    "input_record",
     "order",
     "outputs_digest",
     "raw_inputs",
@@ -306,31 +319,78 @@ def upstream_records(cfg: Config, name: str) -> dict[str, dict[str, Any]]:
 
 
 # -- raw inputs ----------------------------------------------------------------------------
-def raw_inputs(cfg: Config, name: str, manifest: Manifest | None = None) -> list[Path]:
-    """The files outside the workdir a run of ``name`` would read now (raw data, rule lists)."""
+def raw_inputs(cfg: Config, name: str, manifest: Manifest | None = None) -> list[Path | str]:
+    """The files outside the workdir a run of ``name`` would read now (raw data, rule lists).
+
+    Local files are paths; remote ones (``engine: spark``) are URIs (``str``), globs expanded by
+    the Spark session's Hadoop file system.
+    """
     if name == "ingest":
         return _ingest_raw_inputs(cfg, manifest)
     if name in ("recommend", "recommend-users") and cfg.recommend is not None:
         rules = cfg.recommend.rules
-        return [cfg.resolve(v) for v in (rules.allow_list, rules.deny_list) if v]
+        return [x for v in (rules.allow_list, rules.deny_list) if v for x in _one_input(cfg, v)]
     if name in ("evaluate", "tune") and cfg.evaluate.candidates == "allow_list" and cfg.evaluate.candidate_list:
-        return [cfg.resolve(cfg.evaluate.candidate_list)]
+        return _one_input(cfg, cfg.evaluate.candidate_list)
     return []
 
 
-def _ingest_raw_inputs(cfg: Config, manifest: Manifest | None) -> list[Path]:
+def _one_input(cfg: Config, value: str) -> list[Path | str]:
+    return list(_remote_files(cfg, value)) if is_uri(value) else [cfg.resolve(value)]
+
+
+def _expand(cfg: Config, spec: str | list[str], key: str) -> list[Path | str]:
     from recctl.data.readers import expand_paths
 
-    paths: list[Path] = []
+    out: list[Path | str] = []
+    for pattern in [spec] if isinstance(spec, str) else spec:
+        out += _remote_files(cfg, pattern) if is_uri(pattern) else expand_paths(pattern, cfg.resolve, key)
+    return out
+
+
+def _remote_files(cfg: Config, pattern: str) -> list[str]:
+    """The files a URI (glob allowed) names now, listed by the Spark session's Hadoop file system."""
+    from recctl.engine.spark.hadoopfs import HadoopFS
+    from recctl.engine.spark.session import get_spark
+
+    files = [f.uri for f in HadoopFS(get_spark(cfg.engine)).glob(pattern)]
+    if not files:
+        raise ArtifactError(f"no file matches '{pattern}' (listed through Spark's Hadoop file system)")
+    return files
+
+
+def input_record(cfg: Config, path: Path | str, rows: int | None = None) -> FileRecord:
+    """A manifest input record: a local file's sha256, or a remote file's fingerprint.
+
+    A URI is not read on the driver: its record's ``sha256`` is the sha256 of its Hadoop file
+    status text (the file system's checksum when there is one, the length, else the
+    modification time; :meth:`recctl.engine.spark.hadoopfs.FileInfo.fingerprint`) and
+    ``bytes`` its length. Equal records mean the same object, not re-read.
+    """
+    if not is_uri(path):
+        return file_record(path, rows)
+    from recctl.engine.spark.hadoopfs import HadoopFS
+    from recctl.engine.spark.session import get_spark
+
+    info = HadoopFS(get_spark(cfg.engine)).info(str(path))
+    return FileRecord(path=str(path), sha256=_status_digest(info.fingerprint()), bytes=info.length, rows=rows)
+
+
+def _status_digest(fingerprint: str) -> str:
+    return hashlib.sha256(f"hadoop-file-status:{fingerprint}".encode()).hexdigest()
+
+
+def _ingest_raw_inputs(cfg: Config, manifest: Manifest | None) -> list[Path | str]:
+    paths: list[Path | str] = []
     sources = cfg.data.interaction_sources()
     for i, src in enumerate(sources):
         key = "data.interactions" if not isinstance(cfg.data.interactions, list) else f"data.interactions.{i}"
-        paths += expand_paths(src.path, cfg.resolve, f"{key}.path")
+        paths += _expand(cfg, src.path, f"{key}.path")
         for j, lookup in enumerate(src.lookups):
-            paths += expand_paths(lookup.path, cfg.resolve, f"{key}.lookups.{j}.path")
+            paths += _expand(cfg, lookup.path, f"{key}.lookups.{j}.path")
     for key, table in (("data.items", cfg.data.items), ("data.users", cfg.data.users)):
         if table is not None:
-            paths += expand_paths(table.path, cfg.resolve, f"{key}.path")
+            paths += _expand(cfg, table.path, f"{key}.path")
     # batches added with `ingest --append` are inputs of every later full ingest too
     if manifest is not None:
         for batch in manifest.summary.get("batches", []):
@@ -340,12 +400,18 @@ def _ingest_raw_inputs(cfg: Config, manifest: Manifest | None) -> list[Path]:
 
 
 class _Hashes:
-    """sha256 of files, computed once per (path, size, mtime) within one check."""
+    """sha256 of files, computed once per (path, size, mtime) within one check; URIs by file status."""
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, int, int], str] = {}
 
-    def of(self, path: Path) -> str | None:
+    def of(self, path: Path | str, cfg: Config) -> str | None:
+        if is_uri(path):
+            try:
+                return input_record(cfg, path).sha256
+            except Exception:  # noqa: BLE001 - a vanished object (FileNotFoundException through py4j)
+                return None
+        path = Path(path)
         try:
             st = path.stat()
         except OSError:
@@ -423,6 +489,9 @@ def _raw_reason(cfg: Config, name: str, manifest: Manifest, hashes: _Hashes) -> 
     # inside the workdir, e.g. the service's event log)
     recorded = {}
     for rec in manifest.inputs:
+        if is_uri(rec.path):
+            recorded[rec.path] = rec.sha256
+            continue
         p = Path(rec.path)
         full = str(p if p.is_absolute() else workdir / p)
         if not _inside(Path(full), workdir) or full in now:
@@ -431,9 +500,11 @@ def _raw_reason(cfg: Config, name: str, manifest: Manifest, hashes: _Hashes) -> 
         if path not in recorded:
             return f"new raw input {path}"
     for path, sha in recorded.items():
-        actual = hashes.of(Path(path))
+        actual = hashes.of(path, cfg)
         if actual is None:
             return f"raw input {path} is gone"
+        if actual != sha and is_uri(path):
+            return f"raw input {path} changed (its file status: length, modification time or checksum)"
         if actual != sha:
             return f"raw input {path} changed (sha256 {actual[:12]}…, recorded {sha[:12]}…)"
     if name == "ingest" and set(recorded) - set(now):

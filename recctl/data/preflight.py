@@ -33,7 +33,7 @@ from pathlib import Path
 import polars as pl
 
 from recctl.columns import Columns
-from recctl.config import Config, TableSource
+from recctl.config import Config, TableSource, is_uri
 from recctl.config.data import FileSource, InteractionSource
 from recctl.data.readers import delimiter_hint, detect_format, expand_paths
 from recctl.errors import ConfigError, DataError, RecctlError
@@ -120,6 +120,12 @@ class _Problems:
         (self.data if raw else self.config).append(line)
 
 
+def _local_files(cfg: Config, spec: str | list[str], key: str) -> list[Path]:
+    """The local files a path spec names; URIs (engine: spark) are checked by Spark as it lists and reads them."""
+    patterns = [p for p in ([spec] if isinstance(spec, str) else spec) if not is_uri(p)]
+    return expand_paths(patterns, cfg.resolve, key) if patterns else []
+
+
 def _headers(paths: list[Path], src: FileSource, problems: _Problems) -> dict[Path, list[str] | None]:
     out: dict[Path, list[str] | None] = {}
     for path in paths:
@@ -143,7 +149,7 @@ def _check_interactions(cfg: Config, problems: _Problems) -> None:
             # columns then come from the joined tables: ingest checks keys and columns as it opens
             # them, also before any row is read, with messages about the lookup that is wrong
             continue
-        for path, header in _headers(expand_paths(src.path, cfg.resolve, f"{key}.path"), src, problems).items():
+        for path, header in _headers(_local_files(cfg, src.path, f"{key}.path"), src, problems).items():
             if header is None:
                 continue
             for k, column in interaction_columns(src, key).items():
@@ -183,7 +189,7 @@ def _table_columns(
     if src is None:
         return {id_name}
     canonical: set[str] | None = {id_name, *src.columns} if (src.columns or src.long_format) else None
-    for path, header in _headers(expand_paths(src.path, cfg.resolve, f"{key}.path"), src, problems).items():
+    for path, header in _headers(_local_files(cfg, src.path, f"{key}.path"), src, problems).items():
         if header is None:
             return canonical  # unknown header: only the explicit mapping is known
         wanted = {f"{key}.id_column": src.id_column}

@@ -30,7 +30,7 @@ from recctl.artifacts import (
     sha256_file,
     utc_now,
 )
-from recctl.config import Config
+from recctl.config import Config, is_uri
 from recctl.errors import ArtifactError
 from recctl.graph import require_stage
 from recctl.workdir import STATE_DIR, exclusive, remove_recorded
@@ -126,7 +126,7 @@ class StageRun:
         stage: str,
         *,
         sections: Iterable[str] | None = None,
-        inputs: Iterable[Path] = (),
+        inputs: Iterable[Path | str] = (),
         input_rows: dict[str, int] | None = None,
         hash_inputs_in_background: bool = False,
         extends: Manifest | None = None,
@@ -146,15 +146,19 @@ class StageRun:
         # the raw files the graph says this stage reads are always among its recorded inputs
         paths += [p for p in graph.raw_inputs(cfg, stage) if p not in paths]
         self._pending_inputs: Future[list[FileRecord]] | None = None
+        # remote inputs (URIs) by their file status, here in the calling thread (it owns the Spark
+        # session); local files by sha256, in the background when asked
+        remote = [graph.input_record(cfg, p, rows.get(str(p))) for p in paths if is_uri(p)]
+        local = [Path(p) for p in paths if not is_uri(p)]
         if hash_inputs_in_background:
             # hashing a multi-GB export costs ~0.7 s/GB; hashlib releases the GIL, so a stage
             # whose own work leaves a core idle at times (polars streaming) hides part of it
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash-inputs")
-            self._pending_inputs = pool.submit(lambda: [file_record(p, rows.get(str(p))) for p in paths])
+            self._pending_inputs = pool.submit(lambda: remote + [file_record(p, rows.get(str(p))) for p in local])
             pool.shutdown(wait=False)
             records: list[FileRecord] = []
         else:
-            records = [file_record(p, rows.get(str(p))) for p in paths]
+            records = remote + [file_record(p, rows.get(str(p))) for p in local]
         self.manifest = Manifest(
             stage=stage,
             config_section=section,

@@ -95,10 +95,11 @@ def _table_files(cfg: Config) -> list[Path]:
 
 
 def _local(paths: list[Path]) -> list[Path]:
-    """The local files among ``paths``: remote ones (URIs) cannot be hashed, so they are not manifest inputs.
+    """The local files among ``paths`` (hashed); remote ones (URIs) are recorded from the graph's listing.
 
-    A run whose sources include a URI therefore always re-runs ingest under ``recctl run``
-    (``ingest_inputs`` lists the URI, which no manifest records).
+    :func:`recctl.graph.raw_inputs` expands a URI glob through Spark's Hadoop file system and
+    :class:`~recctl.stages._common.StageRun` records each remote file by its file status
+    (:func:`recctl.graph.input_record`): no remote byte is read on the driver to hash it.
     """
     return [p for p in paths if not is_uri(p)]
 

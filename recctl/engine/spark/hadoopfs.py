@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-__all__ = ["ATOMIC_PUT_SCHEMES", "FileInfo", "HadoopFS", "fingerprint"]
+__all__ = ["ATOMIC_PUT_SCHEMES", "FileInfo", "HadoopFS", "fingerprint", "hadoop_uri"]
 
 #: object stores whose writes become visible whole when the stream closes (one PUT): a pointer is
 #: replaced by writing it in place; other file systems replace it by a rename over the old one
@@ -80,7 +80,7 @@ class HadoopFS:
             children = fs.listStatus(status.getPath()) if status.isDirectory() else [status]
             for child in children:
                 if child.isFile():
-                    out.append(self.info(str(child.getPath().toString())))
+                    out.append(self.info(hadoop_uri(child.getPath())))
         return sorted(out, key=lambda f: f.uri)
 
     def children(self, uri: str) -> list[tuple[str, bool, int]]:
@@ -162,6 +162,15 @@ class HadoopFS:
         fs, path = self._fs(uri)
         if fs.exists(path):
             fs.delete(path, True)
+
+
+def hadoop_uri(path: Any) -> str:
+    """A Hadoop Path as a URI with ``//`` (Hadoop prints local files as ``file:/tmp/x``)."""
+    text = str(path.toUri().toString())
+    scheme, colon, rest = text.partition(":")
+    if colon and rest.startswith("/") and not rest.startswith("//"):
+        return f"{scheme}://{rest}"
+    return text
 
 
 def fingerprint(spark: Any, pattern: str) -> list[tuple[str, str]]:

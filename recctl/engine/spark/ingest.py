@@ -55,6 +55,7 @@ from recctl.data.preflight import interaction_columns
 from recctl.data.readers import ROW, detect_format
 from recctl.data.timestamps import UTC_DATETIME, parse_timestamp, resolve_auto
 from recctl.engine.spark.csv_lines import LineScan, local_rows, scan_lines
+from recctl.engine.spark.hadoopfs import hadoop_uri
 from recctl.engine.spark.io import Scratch, concat_parts, to_spark_path
 from recctl.engine.spark.session import spark_job
 from recctl.errors import ConfigError, DataError
@@ -135,7 +136,7 @@ def expand_spark_paths(spark: Any, spec: str | list[str], resolve: Any, key: str
         hpath = jvm.org.apache.hadoop.fs.Path(pattern)
         fs = hpath.getFileSystem(spark._jsc.hadoopConfiguration())  # noqa: SLF001
         statuses = fs.globStatus(hpath) or []
-        files = sorted(str(s.getPath().toString()) for s in statuses if s.isFile())
+        files = sorted(hadoop_uri(s.getPath()) for s in statuses if s.isFile())
         if not files:
             raise DataError(f"{key}: no file matches '{pattern}' (listed through Spark's Hadoop file system).")
         out.extend(files)
