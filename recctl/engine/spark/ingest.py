@@ -23,6 +23,13 @@ What is shared with the local engine, and how:
 * The rejected rows (few) come back to the driver, where the local engine's ``on_error``
   policies, the whole-column checks and ``rejected.parquet`` writer take over unchanged.
 
+* **UTF-16 text** (``encoding: utf16``, Excel's "Unicode text") is transcoded to UTF-8 by one
+  executor task per file (the local engine's codec: a byte-order mark sets the byte order),
+  into the scratch folder, and the copy read as any UTF-8 file (line pass, row numbers, blank
+  lines): Spark's own reader splits lines on the byte ``0x0A``, which cuts UTF-16 characters.
+  A file that starts with a UTF-16 byte-order mark under another ``encoding`` is refused (exit 4)
+  naming the file and the setting.
+
 Not read by Spark (a ConfigError says so and names the key): spreadsheets, ``skip_lines``, zip and
 xz archives (gzip and bz2 are read natively). Catalogue, user and lookup tables are small and are
 read on the driver by the local readers; remote ones are copied to the scratch folder first.
@@ -70,7 +77,6 @@ _ENCODINGS = {
     "utf8-lossy": "UTF-8",
     "latin1": "ISO-8859-1",
     "cp1252": "windows-1252",
-    "utf16": "UTF-16",
 }
 _REASON, _COLUMN, _RAW = "__reason", "__column", "__raw_value"
 #: what every annotation task returns: accepted rows (reason null) and rejected ones
@@ -173,7 +179,47 @@ def localise_tables(spark: Any, cfg: Config, tmp: Path) -> Any:
     return resolve
 
 
-def _reader(spark: Any, f: SparkFile) -> tuple[Any, LineScan]:
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _first_bytes(spark: Any, path: str, n: int) -> bytes:
+    """The first ``n`` bytes of a file (decompressed for .gz), through Hadoop's file system."""
+    jvm = spark._jvm  # noqa: SLF001 - Hadoop's FileSystem is only reachable through the gateway
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hpath.getFileSystem(spark._jsc.hadoopConfiguration())  # noqa: SLF001
+    stream = fs.open(hpath)
+    try:
+        if path.lower().endswith(".gz"):
+            stream = jvm.java.util.zip.GZIPInputStream(stream)
+        data = jvm.org.apache.commons.io.IOUtils.toByteArray(stream, n) if fs.getFileStatus(hpath).getLen() else b""
+    except Exception:  # noqa: BLE001 - shorter than n bytes, or not gzip after all: Spark's reader will say
+        return b""
+    finally:
+        stream.close()
+    return bytes(data)
+
+
+def _utf8_copy(spark: Any, path: str, location: str, out: str) -> str:
+    """A UTF-16 text file transcoded to UTF-8 by one executor task, written under ``out``; returns ``out``."""
+    lowered = location.lower()
+
+    def decode(pair: tuple[str, bytes]) -> list[str]:
+        import bz2
+        import gzip
+
+        data = bytes(pair[1])
+        if lowered.endswith(".gz"):
+            data = gzip.decompress(data)
+        elif lowered.endswith(".bz2"):
+            data = bz2.decompress(data)
+        text = data.decode("utf-16")  # the local engine's codec: the BOM sets the byte order
+        return [text.removesuffix("\n")]  # saveAsTextFile ends the record with a line break
+
+    spark.sparkContext.binaryFiles(path, minPartitions=1).flatMap(decode).saveAsTextFile(out)
+    return out
+
+
+def _reader(spark: Any, f: SparkFile, scratch: Scratch) -> tuple[Any, LineScan]:
     """A Spark DataFrame of the raw file (text columns for CSV/TSV) and what its lines hold.
 
     CSV/TSV files get a line pass first (:func:`recctl.engine.spark.csv_lines.scan_lines`): a file
@@ -198,19 +244,29 @@ def _reader(spark: Any, f: SparkFile) -> tuple[Any, LineScan]:
             f"{where}.skip_lines: Spark's CSV reader cannot skip preamble lines; remove them, or use engine: local."
         )
     path = to_spark_path(f.location)
+    encoding = src.encoding
+    if fmt in ("csv", "tsv", "jsonl"):
+        if encoding == "utf16":
+            path, encoding = _utf8_copy(spark, path, f.location, scratch.path(f"utf8-{f.file_idx}")), "utf8"
+        elif _first_bytes(spark, path, 2) in _UTF16_BOMS:
+            raise DataError(
+                f"{f.location}: the file is UTF-16 (it starts with a UTF-16 byte-order mark) but "
+                f"{where}.encoding is {encoding}; set `{where}.encoding: utf16` (Excel's 'Unicode text'), "
+                "or export the file as UTF-8."
+            )
     lines = LineScan()
     if fmt in ("csv", "tsv"):
         sep = src.delimiter or ("\t" if fmt == "tsv" else ",")
-        if src.encoding != "utf16":  # the text pass reads bytes as UTF-8 lines: fine for 8-bit codes
-            lines = scan_lines(spark, path, quote=src.quote_char, has_header=src.has_header, delimiter=sep)
-            if lines.multiline:
-                log.info("%s: quoted fields hold line breaks; reading the file as one Spark task", f.location)
+        # the text pass reads bytes as UTF-8 lines: fine for 8-bit codes (UTF-16 is a UTF-8 copy by now)
+        lines = scan_lines(spark, path, quote=src.quote_char, has_header=src.has_header, delimiter=sep)
+        if lines.multiline:
+            log.info("%s: quoted fields hold line breaks; reading the file as one Spark task", f.location)
         options = {
             "header": str(src.has_header).lower(),
             "sep": sep,
             "quote": src.quote_char if src.quote_char is not None else "\u0000",
             "escape": src.quote_char if src.quote_char is not None else "\\",
-            "encoding": _ENCODINGS[src.encoding],
+            "encoding": _ENCODINGS[encoding],
             "inferSchema": "false",
             "mode": "PERMISSIVE",
             # an empty field is text "" (as polars reads it, and rejected rows show it), not null;
@@ -260,8 +316,10 @@ class _Plan:
 _HEAD_ROWS = 10_000
 
 
-def _plan_file(spark: Any, cfg: Config, f: SparkFile, tmp: Path, resolve: Any) -> tuple[Any, _Plan, LineScan]:
-    frame, lines = _reader(spark, f)
+def _plan_file(
+    spark: Any, cfg: Config, f: SparkFile, tmp: Path, resolve: Any, scratch: Scratch
+) -> tuple[Any, _Plan, LineScan]:
+    frame, lines = _reader(spark, f, scratch)
     src = f.src
     head = pl.from_arrow(frame.limit(_HEAD_ROWS).toArrow())
     assert isinstance(head, pl.DataFrame)
@@ -466,7 +524,7 @@ def ingest_interactions_spark(
         annotated = []
         for step, f in enumerate(files):
             report(progress, "ingest", step, len(files) + 1)
-            frame, plan, lines = _plan_file(spark, cfg, f, tmp, resolve)
+            frame, plan, lines = _plan_file(spark, cfg, f, tmp, resolve, scratch)
             out = scratch.path(f"annotated-{f.file_idx}")
             frame.mapInArrow(_annotate_task(plan), _spark_schema()).write.parquet(out)
             rejected = _collect_rejected(spark, out)
