@@ -5,14 +5,17 @@
 nobody touched have an all-zero Gram row and get no weight: leaving them out saves time and
 keeps the matrix invertible whatever ``l2``).
 
-The inversion runs in float32: a Cholesky factorisation (LAPACK ``spotrf``), the inverse of
-the triangular factor (recursively, through BLAS triangular products) and ``P = L⁻ᵀ L⁻¹`` as
-blocked matrix products over the triangle, in the Gram matrix's own memory: about ``n³`` flops
-and ``4 n²`` bytes plus half that in temporaries (20,000 items: 1.6 + 0.8 GB). The previous
-path (a float64 or float32 ``cho_solve`` against an identity matrix) cost ``2.3 n³`` flops and
-three ``n x n`` matrices. Before
-fitting, the memory it needs is compared with what the machine has available; when it would
-not fit, a ``ConfigError`` says so and names the sparse alternatives.
+The inversion runs in float32, in the dense Gram matrix's own memory (``4 n²`` bytes; 20,000
+items: 1.6 GB, no other ``n x n`` array; the sparse product it is made from is counted at up to
+half that): a Cholesky factorisation, the inverse of the triangular factor and ``P = L⁻ᵀ L⁻¹``,
+each a recursive block algorithm whose work is triangular solves, triangular products and
+symmetric rank-k updates on large blocks, at matrix-product speed: about ``n³`` flops in all.
+The block routines are called in place on sub-blocks through :mod:`recctl.models._blas`
+(scipy's wrappers copy every sub-block, and OpenBLAS's own ``spotrf`` ran at about 40% of
+matrix-product speed on 6,000 items). ``python -m benchmarks.bench_ease`` times it against the
+previous paths.
+Before fitting, the memory it needs is compared with what the machine has available; when it
+would not fit, a ``ConfigError`` says so and names the sparse alternatives.
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ import os
 from typing import Literal
 
 import numpy as np
-import scipy.linalg
 import scipy.sparse as sp
 from pydantic import Field
 
 from recctl.data.dataset import Dataset
 from recctl.errors import ConfigError
+from recctl.models import _blas
 from recctl.models._similarity import binarize
 from recctl.models.base import ModelConfig, ProgressFn, Recommender
 from recctl.models.registry import register
@@ -36,9 +39,12 @@ __all__ = ["EASEConfig", "EASEModel", "available_memory", "ease_weights"]
 
 log = logging.getLogger(__name__)
 
-#: columns of the triangular product computed per block (a block of 1,024 columns of 20,000
-#: rows is 80 MB)
+#: columns mirrored per block (a block of 1,024 columns of 20,000 rows is 80 MB)
 _BLOCK = 1024
+#: the inversion's speed assumed by tune's budget (a 2-core machine under some load does 1-2e11)
+_FLOPS_PER_S = 1e11
+#: blocks at most this large go to LAPACK's own routine in the recursive algorithms
+_LEAF = 512
 
 
 class EASEConfig(ModelConfig):
@@ -69,26 +75,61 @@ def available_memory() -> int | None:
         return None
 
 
-def _lower_inverse(low: np.ndarray) -> int:
-    """Invert a lower-triangular matrix in place, recursively through matrix products; LAPACK's info.
-
-    ``[[A, 0], [B, C]]⁻¹ = [[A⁻¹, 0], [-C⁻¹ B A⁻¹, C⁻¹]]``: the off-diagonal block is two
-    triangular matrix products (BLAS ``strmm``), which run at matrix-product speed, where
-    OpenBLAS's ``strtri`` ran 2-4x slower on the same matrices (measured at 4,000 items: 5.1 s
-    against 1.4 s); small blocks go to ``strtri``.
-    """
-    n = low.shape[0]
-    if n <= 256:
-        inv, info = scipy.linalg.lapack.strtri(low, lower=1)
-        low[...] = inv
-        return int(info)
+def _split(n: int) -> int:
+    """Where a recursive block algorithm splits ``n`` rows: about half, on a multiple of 64 when that large."""
     h = n // 2
-    info = _lower_inverse(low[:h, :h]) or _lower_inverse(low[h:, h:])
+    return h // 64 * 64 if h >= 64 else h
+
+
+def _cholesky(a: np.ndarray) -> int:
+    """Lower Cholesky factor of ``a`` in place, recursively; LAPACK's ``info`` (0 = positive definite).
+
+    ``[[A, ·], [B, C]] = L Lᵀ`` with ``L = [[L₁, 0], [B L₁⁻ᵀ, L₂]]``, ``L₂ = chol(C - B L₁⁻ᵀ L₁⁻¹ Bᵀ)``:
+    one triangular solve and one symmetric rank-k update per level, both at matrix-product speed
+    on large blocks (OpenBLAS's ``spotrf`` ran at about 40% of it on 6,000 items).
+    """
+    n = a.shape[0]
+    if n <= _LEAF:
+        return _blas.potrf(a)
+    h = _split(n)
+    info = _cholesky(a[:h, :h])
     if info:
         return info
-    off = scipy.linalg.blas.strmm(1.0, low[:h, :h], low[h:, :h], side=1, lower=1)  # B A⁻¹
-    low[h:, :h] = scipy.linalg.blas.strmm(-1.0, low[h:, h:], off, side=0, lower=1)  # -C⁻¹ B A⁻¹
-    return 0
+    _blas.trsm("R", "T", 1.0, a[:h, :h], a[h:, :h])
+    _blas.syrk("N", -1.0, a[h:, :h], 1.0, a[h:, h:])
+    info = _cholesky(a[h:, h:])
+    return info + h if info else 0
+
+
+def _lower_inverse(a: np.ndarray) -> int:
+    """Invert a lower-triangular matrix in place, recursively; LAPACK's ``info``.
+
+    ``[[A, 0], [B, C]]⁻¹ = [[A⁻¹, 0], [-C⁻¹ B A⁻¹, C⁻¹]]``: two triangular solves with the blocks
+    before they are inverted.
+    """
+    n = a.shape[0]
+    if n <= _LEAF:
+        return _blas.trtri(a)
+    h = _split(n)
+    _blas.trsm("R", "N", 1.0, a[:h, :h], a[h:, :h])  # B A⁻¹
+    _blas.trsm("L", "N", -1.0, a[h:, h:], a[h:, :h])  # -C⁻¹ B A⁻¹
+    return _lower_inverse(a[:h, :h]) or _lower_inverse(a[h:, h:])
+
+
+def _gram_of_inverse(a: np.ndarray) -> int:
+    """``Lᵀ L`` of the lower-triangular ``a`` into its lower triangle, in place, recursively.
+
+    With ``L = [[A, 0], [B, C]]``: ``Lᵀ L = [[AᵀA + BᵀB, ·], [CᵀB, CᵀC]]``, computed in that order
+    so every block is read before it is overwritten.
+    """
+    n = a.shape[0]
+    if n <= _LEAF:
+        return _blas.lauum(a)
+    h = _split(n)
+    info = _gram_of_inverse(a[:h, :h])
+    _blas.syrk("T", 1.0, a[h:, :h], 1.0, a[:h, :h])
+    _blas.trmm("L", "T", 1.0, a[h:, h:], a[h:, :h])
+    return info or _gram_of_inverse(a[h:, h:])
 
 
 def ease_weights(gram: np.ndarray, l2: float) -> np.ndarray:
@@ -100,29 +141,26 @@ def ease_weights(gram: np.ndarray, l2: float) -> np.ndarray:
         When ``gram + l2 I`` is not positive definite in float32 (``l2`` too small for the scale).
     """
     n = gram.shape[0]
+    if gram.dtype != np.float32 or not gram.flags.c_contiguous:
+        raise TypeError("ease_weights needs a C-ordered float32 Gram matrix")
     gram[np.diag_indices(n)] += np.float32(l2)
-    # a C-ordered symmetric matrix is its own transpose: hand LAPACK the Fortran-ordered view so it
-    # works in place; its lower triangle is the matrix's upper one, equal by symmetry
+    # a C-ordered symmetric matrix is its own transpose: the Fortran-ordered view is the same
+    # matrix, and the in-place routines work on its lower triangle (the C-ordered upper one)
     work = gram.T
-    chol, info = scipy.linalg.lapack.spotrf(work, lower=1, clean=1, overwrite_a=1)
-    if info == 0:
-        info = _lower_inverse(chol)
+    info = _cholesky(work) or _lower_inverse(work)
     if info != 0:
         raise ConfigError(
             f"ease: XᵀX + l2·I is not positive definite in float32 (LAPACK info {info}): l2={l2:g} is too small "
             "for the scale of the interactions. Raise models.<name>.l2 (typical values 10-5,000)."
         )
-    inv = chol  # L⁻¹, lower triangular
-    # P = L⁻ᵀ L⁻¹ by column blocks: P[:, J] needs the rows of L⁻¹ from J's first row down (the
-    # rest are zero); each block's product is finished before it overwrites L⁻¹'s upper triangle
-    # and its own diagonal block, which later blocks never read
-    for j0 in range(0, n, _BLOCK):
-        j1 = min(n, j0 + _BLOCK)
-        inv[:j1, j0:j1] = inv[j0:, :j1].T @ inv[j0:, j0:j1]
+    _gram_of_inverse(work)  # P = L⁻ᵀ L⁻¹ = (XᵀX + l2·I)⁻¹ in the C-ordered upper triangle
+    precision = gram
     for j0 in range(0, n, _BLOCK):  # mirror the upper triangle into the lower one
         j1 = min(n, j0 + _BLOCK)
-        inv[j1:, j0:j1] = inv[j0:j1, j1:].T
-    precision = inv
+        precision[j1:, j0:j1] = precision[j0:j1, j1:].T
+        square = precision[j0:j1, j0:j1]
+        below = np.tril_indices(j1 - j0, -1)
+        square[below] = square.T[below]
     diag = np.diag(precision).copy()
     precision /= -diag[None, :]
     precision[np.diag_indices(n)] = 0.0
@@ -145,6 +183,12 @@ class EASEModel(Recommender):
     supports_item_history = True
     supports_similar_items = True
     config: EASEConfig
+
+    @classmethod
+    def estimate_fit_seconds(cls, config: ModelConfig, dataset: Dataset) -> float | None:
+        """About ``n³`` float32 flops at :data:`_FLOPS_PER_S`, ``n`` = items with training interactions."""
+        n = int(np.count_nonzero(np.bincount(dataset.interactions.indices, minlength=dataset.n_items)))
+        return 1.0 + n**3 / _FLOPS_PER_S
 
     def _matrix(self, dataset: Dataset) -> sp.csr_matrix:
         x = sp.csr_matrix(dataset.interactions, dtype=np.float32)
@@ -178,7 +222,8 @@ class EASEModel(Recommender):
         active = np.flatnonzero(np.diff(x.tocsc().indptr) > 0)
         self._check_size(len(active))
         xa = x[:, active].tocsr()
-        gram = np.ascontiguousarray((xa.T @ xa).toarray(), dtype=np.float32)
+        dense = (xa.T @ xa).toarray()  # Fortran-ordered (the product is CSC): symmetric, so its
+        gram = dense.T if dense.flags.f_contiguous else dense  # transpose is the C-ordered Gram, no copy
         self.weights_ = ease_weights(gram, self.config.l2)
         self.active_ = active.astype(np.int64)
         self.user_items_ = xa

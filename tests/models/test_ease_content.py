@@ -35,6 +35,38 @@ def test_ease_matches_the_closed_form(planted):
     )
 
 
+def test_ease_recursive_blocks_match_the_closed_form(planted, monkeypatch):
+    # real catalogues go through the recursive block algorithms (leaves of 512 items); small
+    # leaves and mirror blocks make the planted data take every branch
+    import recctl.models.ease as ease
+
+    monkeypatch.setattr(ease, "_LEAF", 7)
+    monkeypatch.setattr(ease, "_BLOCK", 13)
+    x = (planted.interactions.toarray() > 0).astype(np.float64)
+    active = np.flatnonzero(x.sum(axis=0) > 0)
+    xa = x[:, active]
+    p = np.linalg.inv(xa.T @ xa + 30.0 * np.eye(len(active)))
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    model = EASEModel(l2=30.0).fit(planted)
+    np.testing.assert_allclose(model.weights_, b, rtol=1e-4, atol=1e-6)
+
+
+def test_ease_cholesky_reports_the_first_failing_minor_like_lapack(monkeypatch):
+    import scipy.linalg
+
+    import recctl.models.ease as ease
+
+    monkeypatch.setattr(ease, "_LEAF", 4)
+    rng = np.random.default_rng(3)
+    m = rng.standard_normal((40, 40))
+    a = m @ m.T + 40 * np.eye(40)
+    a[25, 25] = -1.0  # the leading minor of order 26 is not positive definite
+    expected = scipy.linalg.lapack.dpotrf(a, lower=1)[1]
+    work = np.asfortranarray(a, dtype=np.float32)
+    assert expected == 26 and ease._cholesky(work) == expected
+
+
 def test_ease_l2_too_small_for_float32_is_a_config_error(planted):
     with pytest.raises(ConfigError, match="l2=1e-60 is 0 in float32"):
         EASEModel(l2=1e-60).fit(planted)
