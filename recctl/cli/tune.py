@@ -138,6 +138,8 @@ def _render(cli: Invocation, summary: dict[str, Any], stage_dir: Any) -> None:
     if summary.get("default_value") is not None:
         line += f" (configured parameters: {summary['default_value']:.4f}, gain {summary['gain_over_default']:+.4f})"
     cli.say(line)
+    for skipped in summary.get("skipped", []):
+        cli.say(f"[yellow]skipped {escape(skipped['model'])}[/]: {escape(skipped['reason'])}")
     for failure in summary["failures"][:3]:
         cli.say(f"[yellow]trial {failure['trial']} failed[/]: {escape(str(failure['error']))}")
     for hint in summary.get("hints", []):

@@ -108,8 +108,9 @@ class TuneConfig(BaseConfig):
         default=None,
         gt=0,
         description=(
-            "Wall-time budget of the whole search, shared by the models (each gets an equal share of what is "
-            "left when it starts; its first trial always runs)."
+            "Wall-time budget of the whole search, shared by the models and held: a trial starts only when its "
+            "estimated cost fits in its model's share, a model whose first trial would not fit is skipped (and "
+            "listed), epoch-wise trials are cut at their limit."
         ),
     )
     objective: str = Field(default="ndcg@10", description="metric@k on the validation split, maximised.")

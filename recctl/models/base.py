@@ -128,6 +128,16 @@ class Recommender(ABC):
         """
         return None
 
+    @classmethod
+    def estimate_fit_seconds(cls, config: ModelConfig, dataset: Dataset) -> float | None:
+        """A rough upper estimate of one fit's wall time on ``dataset`` on this machine, or ``None``.
+
+        ``recctl tune`` skips a model whose first trial would not fit in what is left of its
+        time budget (:mod:`recctl.tuning.budget`); ``None`` (the default) means unknown: the
+        first trial runs whenever time is left, later ones are estimated from it.
+        """
+        return None
+
     def iter_fit(self, dataset: Dataset):  # noqa: ANN201
         """Fit epoch by epoch, yielding the number of epochs done after each one.
 

@@ -6,7 +6,9 @@ metric that ``evaluate`` reports for the chosen configuration is an honest one.
 
 Each model named by ``tune.models`` (or ``tune.model``; default: every model) is searched in
 its own space (``tune.spaces.<name>``, else its kind's default space,
-:mod:`recctl.tuning.spaces`), within an equal share of what is left of ``tune.timeout_s``. A
+:mod:`recctl.tuning.spaces`), within its share of what is left of ``tune.timeout_s``, which
+holds for the whole search (:mod:`recctl.tuning.budget`: models whose first trial would not
+fit are skipped and listed under ``skipped``, epoch-wise trials are cut at their limit). A
 tuned value replaces the configured one only when it is a real improvement on validation
 (:mod:`recctl.tuning.select`); a best value at the edge of a log-scaled range is searched
 beyond it. With two or more models a weighted blend of the best ones is tuned too. The models
@@ -46,6 +48,7 @@ from recctl.errors import ConfigError, RecctlError
 from recctl.progress import Progress, report
 from recctl.stages._common import StageRun, require_stage, timed_stage
 from recctl.tuning.best_config import best_config_dict, tuned_model_params
+from recctl.tuning.budget import BLEND_WEIGHT, EPOCH_WISE_TRIALS, EPOCH_WISE_WEIGHT, Budget
 from recctl.tuning.parallel import TrialRunner, effective_jobs
 from recctl.tuning.records import (
     checkpoint_key,
@@ -98,6 +101,8 @@ class ModelSearch:
     n_resumed: int = 0
     hints: list[str] = field(default_factory=list)
     extended: dict[str, Any] = field(default_factory=dict)
+    #: why the model was not searched (its first trial would not fit in the time left)
+    skipped: str | None = None
 
     @property
     def value(self) -> float | None:
@@ -182,20 +187,22 @@ def run_tune(
     pre_dir, pre_manifest = require_stage(cfg, "preprocess", TUNE_INPUTS)
     split_hashes = {n: pre_manifest.output(n).sha256 for n in ("tune_train.parquet", "valid.parquet")}
     with StageRun(cfg, "tune", sections=_SECTIONS, inputs=_inputs(pre_dir, pre_manifest)) as run:
-        # the stage's clock starts here, before the search: duration_s is the whole search
-        t0 = time.monotonic()
+        # the budget starts here, before the data is read: it holds for the whole search
+        clock = Budget(tune.timeout_s)
         allowed = _allowed_ids(cfg)
         data = load_trial_data(pre_dir, cfg.evaluate.candidates, allowed)
-        searches: list[ModelSearch] = []
-        jobs: list[int] = []
-        for i, name in enumerate(names):
-            left = len(names) - i + (1 if tune.blend and len(names) > 1 else 0)
-            share = None
-            if tune.timeout_s is not None:
-                share = max(0.0, tune.timeout_s - (time.monotonic() - t0)) / left
-            searches.append(
-                _search_model(cfg, name, pre_dir, data, split_hashes, share, allowed, progress, on_trial, jobs)
+        by_name: dict[str, ModelSearch] = {}
+        jobs: list[int] = [1]
+        weights = _budget_weights(cfg, names)
+        weights_left = sum(weights.values()) + (BLEND_WEIGHT if tune.blend and len(names) > 1 else 0.0)
+        for name in sorted(names, key=lambda n: (weights[n], _first_estimate(cfg, n, data) or 0.0)):
+            share = clock.share(weights[name], weights_left)
+            weights_left -= weights[name]
+            run_first = not any(s.value is not None for s in by_name.values())
+            by_name[name] = _search_model(
+                cfg, name, pre_dir, data, split_hashes, share, allowed, progress, on_trial, jobs, run_first
             )
+        searches = [by_name[n] for n in names]  # reported in the configured order
         done = [s for s in searches if s.value is not None]
         if not done:
             errors = "; ".join(f"{s.name} trial {r.number}: {r.error}" for s in searches for r in s.results if r.error)[
@@ -207,11 +214,17 @@ def run_tune(
                 f"{cfg.workdir_path / '.tune-checkpoint'}."
             )
         blend = None
+        blend_skipped = None
         if tune.blend and len(done) >= 2:
-            blend = _tune_blend(cfg, done, data, progress)
+            blend, blend_skipped = _tune_blend(cfg, done, data, progress, clock)
         result = _result(cfg, searches, blend)
-        summary = _summary(cfg, searches, blend, result, time.monotonic() - t0)
+        summary = _summary(cfg, searches, blend, result, clock.spent())
         summary["n_jobs"] = max(jobs)
+        summary["budget"] = {"timeout_s": tune.timeout_s, "spent_s": round(clock.spent(), 3)}
+        summary["skipped"] = [{"model": s.name, "reason": s.skipped} for s in searches if s.skipped]
+        if blend_skipped:
+            summary["skipped"].append({"model": BLEND_NAME, "reason": blend_skipped})
+        result["skipped"] = summary["skipped"]
 
         frames = [trials_frame(s.results, tune.objective).with_columns(pl.lit(s.name).alias("model")) for s in searches]
         if blend is not None:
@@ -248,6 +261,25 @@ def _available(cfg: Config, names: list[str]) -> list[str]:
     return kept
 
 
+def _epoch_wise(cfg: Config, name: str) -> bool:
+    from recctl.models.registry import get_model_class
+
+    return bool(getattr(get_model_class(cfg.model_config_for(name).kind), "supports_epochs", False))
+
+
+def _budget_weights(cfg: Config, names: list[str]) -> dict[str, float]:
+    """Each model's weight in the split of the time budget (epoch-wise models more, searched last)."""
+    return {n: EPOCH_WISE_WEIGHT if _epoch_wise(cfg, n) else 1.0 for n in names}
+
+
+def _first_estimate(cfg: Config, name: str, data: TrialData) -> float | None:
+    """The model's own estimate of one trial's fit on the tuning data (``None``: unknown)."""
+    from recctl.models.registry import get_model_class
+
+    config = cfg.model_config_for(name)
+    return get_model_class(config.kind).estimate_fit_seconds(config, data.dataset)
+
+
 def _model_tune(tune: TuneConfig, name: str, space: dict[str, Any]) -> TuneConfig:
     # the per-model view of the section: what the samplers, the plan and the checkpoint read
     return tune.model_copy(update={"model": name, "models": None, "space": space, "spaces": {}})
@@ -264,12 +296,13 @@ def _search_model(
     progress: Progress | None,
     on_trial: TrialCallback | None,
     n_jobs_used: list[int],
+    run_first: bool = True,
 ) -> ModelSearch:
     from recctl.models.registry import get_model_class
 
     tune = cfg.tune
     assert tune is not None
-    t0 = time.monotonic()
+    clock = Budget(budget_s)
     model_config = cfg.model_config_for(name)
     fields = set(type(model_config).model_fields) - {"kind"}
     kind = model_config.kind
@@ -304,6 +337,26 @@ def _search_model(
     resumed = len([r for r in done if r.number < n_trials])
     if resumed:
         log.info("%s: resuming %d finished trials from %s", name, resumed, ckpt)
+    estimate = _first_estimate(cfg, name, data)
+    if not resumed and not run_first and budget_s is not None and (budget_s <= 0 or (estimate or 0.0) > budget_s):
+        why = (
+            f"no time left of tune.timeout_s={tune.timeout_s:g}"
+            if budget_s <= 0
+            else f"its first trial would take about {estimate:.0f}s, more than its {budget_s:.0f}s share of "
+            f"tune.timeout_s={tune.timeout_s:g}"
+        )
+        log.warning("tune: skipping %s: %s", name, why)
+        return ModelSearch(
+            name=name,
+            kind=kind,
+            space={k: v.model_dump(mode="json") for k, v in space.items()},
+            results=list(done),
+            decision=None,
+            tuned_params=base_params,
+            base_params=dict(cfg.models[name]),
+            seconds=0.0,
+            skipped=why,
+        )
     n_jobs = effective_jobs(tune.n_jobs, base_params, n_trials - resumed)
     plan = SearchPlan(
         tune=mtune,
@@ -312,6 +365,8 @@ def _search_model(
         n_trials=n_trials,
         seed=cfg.seed,
         n_jobs=n_jobs,
+        epoch_wise=epoch_wise,
+        trial_share=min(n_trials, EPOCH_WISE_TRIALS) if epoch_wise else 1,
     )
     task = f"tune {name}"
     report(progress, task, resumed, n_trials)
@@ -340,7 +395,16 @@ def _search_model(
     runner_data = data if n_jobs == 1 else None
     with TrialRunner(pre_dir, n_jobs, runner_data, cfg.evaluate.candidates, allowed) as runner:
         sampler = make_sampler(mtune, cfg.seed)
-        results = run_search(plan, sampler, runner, done, on_result=record, timeout_s=budget_s)
+        results = run_search(
+            plan,
+            sampler,
+            runner,
+            done,
+            on_result=record,
+            timeout_s=budget_s,
+            first_estimate_s=estimate,
+            run_first=run_first,
+        )
         decision = decide(results, tune.alpha)
         hints: list[str] = []
         extended: dict[str, Any] = {}
@@ -355,7 +419,7 @@ def _search_model(
                 beyond = extend_space(spec, side)
                 if beyond is not None:
                     wider[param] = beyond
-            left = None if budget_s is None else budget_s - (time.monotonic() - t0)
+            left = clock.left()
             if tune.extend_edges and wider and (left is None or left > 0) and decision.best.status == "complete":
                 # search beyond the edge, the other parameters fixed at the best trial's values
                 ext_space = {
@@ -369,6 +433,8 @@ def _search_model(
                     n_trials=len(results) + n_ext,
                     seed=cfg.seed,
                     n_jobs=1,
+                    epoch_wise=epoch_wise,
+                    trial_share=plan.trial_share,
                 )
                 all_done = list(results)
                 sampler = RandomSampler(ext_space, cfg.seed + 7919, offset=0)
@@ -379,6 +445,7 @@ def _search_model(
                     results + [r for r in done if r.number >= n_trials],
                     on_result=record,
                     timeout_s=left,
+                    run_first=False,
                 )
                 decision = decide(results, tune.alpha)
                 extended = {p: [w.low, w.high] for p, w in wider.items()}
@@ -402,7 +469,7 @@ def _search_model(
         decision=decision,
         tuned_params=tuned,
         base_params=dict(cfg.models[name]),
-        seconds=time.monotonic() - t0,
+        seconds=clock.spent(),
         n_resumed=resumed,
         hints=hints,
         extended=extended,
@@ -430,17 +497,42 @@ def _fit_tuned(search: ModelSearch, data: TrialData, seed: int) -> Any:
     return create_model(config).fit(data.dataset)
 
 
-def _tune_blend(cfg: Config, searches: list[ModelSearch], data: TrialData, progress: Progress | None) -> dict[str, Any]:
-    """Tune the weights of a blend of the best models; keep it only if it beats the best one for real."""
+def _refit_seconds(search: ModelSearch) -> float:
+    """About what refitting a search's kept parameters costs: its chosen trial's time (to its best epoch)."""
+    if search.decision is None:
+        return 0.0
+    chosen = next((r for r in search.results if r.number == search.decision.chosen.number), None)
+    if chosen is None or chosen.duration_s <= 0:
+        return 0.0
+    return chosen.duration_s * (chosen.best_epoch or 1) / max(chosen.epochs_run, chosen.best_epoch or 1, 1)
+
+
+def _tune_blend(
+    cfg: Config, searches: list[ModelSearch], data: TrialData, progress: Progress | None, clock: Budget
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Tune the weights of a blend of the best models; keep it only if it beats the best one for real.
+
+    Returns the blend's result, or ``None`` and why when refitting its components would not fit
+    in what is left of the time budget.
+    """
     import numpy as np
 
     from recctl.models.blend import BlendComponent, BlendConfig, BlendModel
 
     tune = cfg.tune
     assert tune is not None
-    t0 = time.monotonic()
     ranked = sorted(searches, key=lambda s: -(s.value or 0.0))
     top = [s for s in ranked if s.kind not in ("blend",)][: tune.blend_top]
+    refit = sum(_refit_seconds(s) for s in top)
+    left = clock.left()
+    if left is not None and refit > left:
+        why = (
+            f"refitting {', '.join(s.name for s in top)} would take about {refit:.0f}s, more than the {left:.0f}s "
+            f"left of tune.timeout_s={tune.timeout_s:g}"
+        )
+        log.warning("tune: skipping the blend: %s", why)
+        return None, why
+    t0 = time.monotonic()
     fitted = [_fit_tuned(s, data, cfg.seed) for s in top]
     history = np.diff(data.dataset.interactions.indptr).astype(np.int64)
     vectors = blend_weight_vectors(len(top), tune.blend_trials, cfg.seed)
@@ -472,7 +564,9 @@ def _tune_blend(cfg: Config, searches: list[ModelSearch], data: TrialData, progr
                 per_user=per_user,
             )
         )
-        if tune.timeout_s is not None and time.monotonic() - t0 > tune.timeout_s:
+        left = clock.left()
+        mean_s = sum(r.duration_s for r in results) / len(results)
+        if left is not None and mean_s > left:  # another weight vector would end past the budget
             break
     # trial 0 of the comparison is the best single model: a blend must beat it for real
     base = (
@@ -503,7 +597,7 @@ def _tune_blend(cfg: Config, searches: list[ModelSearch], data: TrialData, progr
             ],
         },
         "seconds": round(time.monotonic() - t0, 3),
-    }
+    }, None
 
 
 def _result(cfg: Config, searches: list[ModelSearch], blend: dict[str, Any] | None) -> dict[str, Any]:
@@ -527,6 +621,7 @@ def _result(cfg: Config, searches: list[ModelSearch], blend: dict[str, Any] | No
             "hints": s.hints,
             "n_trials": len(s.results),
             "seconds": round(s.seconds, 3),
+            "skipped": s.skipped,
         }
     # models by their kept validation value, best first (ties in search order)
     scored = [(s.name, s.value) for s in searches if s.value is not None]

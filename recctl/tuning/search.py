@@ -18,13 +18,13 @@ same seed and the same ``n_jobs`` give the same trials, however long each one ta
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from recctl.config.tune import ChoiceSpace, FloatSpace, IntSpace, TuneConfig
 from recctl.errors import MissingExtraError
+from recctl.tuning.budget import Budget
 from recctl.tuning.parallel import TrialRunner
 from recctl.tuning.space import Space, grid_points, sample_params
 from recctl.tuning.trial import TrialResult, TrialSpec, median_curve
@@ -166,6 +166,11 @@ class SearchPlan:
         The experiment seed.
     n_jobs
         Trials per batch (worker processes).
+    epoch_wise
+        The model trains epoch by epoch (its trials can be cut at a time limit).
+    trial_share
+        An epoch-wise trial gets at most ``1 / trial_share`` of the search's time budget, so
+        the budget holds at least that many trials.
     """
 
     tune: TuneConfig
@@ -174,9 +179,13 @@ class SearchPlan:
     n_trials: int
     seed: int
     n_jobs: int = 1
+    epoch_wise: bool = False
+    trial_share: int = 1
 
-    def spec(self, number: int, params: dict[str, Any], done: list[TrialResult]) -> TrialSpec:
-        """The spec of trial ``number`` given the trials finished so far."""
+    def spec(
+        self, number: int, params: dict[str, Any], done: list[TrialResult], time_limit_s: float | None = None
+    ) -> TrialSpec:
+        """The spec of trial ``number`` given the trials finished so far (and its time limit)."""
         return TrialSpec(
             number=number,
             params=params,
@@ -189,7 +198,23 @@ class SearchPlan:
             prune_warmup_epochs=self.tune.prune_warmup_epochs,
             median=median_curve(done),
             seed=self.seed,
+            time_limit_s=time_limit_s if self.epoch_wise else None,
         )
+
+    def next_cost(self, done: list[TrialResult]) -> float | None:
+        """The estimated cost of the next trial from the finished ones (``None`` before the first).
+
+        A one-shot model's longest trial; for an epoch-wise model (whose trials are cut at
+        their time limit) the time of ``min(patience, 2) + 1`` epochs at its slowest trial's
+        pace, about the least a trial needs to show anything.
+        """
+        timed = [r for r in done if r.duration_s > 0 and r.status != "failed"]
+        if not timed:
+            return None
+        if self.epoch_wise:
+            per_epoch = max(r.duration_s / max(r.epochs_run, 1) for r in timed)
+            return per_epoch * (min(self.tune.patience, 2) + 1)
+        return max(r.duration_s for r in timed)
 
 
 def run_search(
@@ -200,6 +225,8 @@ def run_search(
     *,
     on_result: Callable[[TrialResult, list[TrialResult]], None] | None = None,
     timeout_s: float | None = None,
+    first_estimate_s: float | None = None,
+    run_first: bool = True,
 ) -> list[TrialResult]:
     """Run trials until the budget is spent; return every trial (resumed ones included).
 
@@ -218,7 +245,12 @@ def run_search(
         Called after each new trial with it and the list of all trials so far (the stage
         checkpoints there; the CLI draws progress).
     timeout_s
-        No new batch starts after this many seconds (the first batch always runs).
+        Time budget of this search: a batch starts only when its estimated cost
+        (:meth:`SearchPlan.next_cost`, else ``first_estimate_s``) fits in what is left.
+    first_estimate_s
+        The model's own estimate of a trial before any has finished (``None``: unknown).
+    run_first
+        The first batch runs whatever the estimate (the search must report something).
 
     Returns
     -------
@@ -229,24 +261,28 @@ def run_search(
     for number in sorted(results):
         sampler.tell(results[number])
     offset = 1 if plan.tune.include_default else 0
-    budget = plan.n_trials if sampler.size is None else min(plan.n_trials, sampler.size + offset)
+    n_budget = plan.n_trials if sampler.size is None else min(plan.n_trials, sampler.size + offset)
     if sampler.size is not None and sampler.size + offset < plan.n_trials:
-        log.info("the grid has %d points; running %d trials, not %d", sampler.size, budget, plan.n_trials)
-    t0 = time.monotonic()
-    todo = [n for n in range(budget) if n not in results]
+        log.info("the grid has %d points; running %d trials, not %d", sampler.size, n_budget, plan.n_trials)
+    clock = Budget(timeout_s)
+    todo = [n for n in range(n_budget) if n not in results]
     first = True
     while todo:
-        # the first batch always runs, so a search always has a result to report
-        if timeout_s is not None and not first and time.monotonic() - t0 >= timeout_s:
-            log.info("wall-time budget of %.0fs spent; %d trials not started", timeout_s, len(todo))
-            break
+        finished = [results[n] for n in sorted(results)]
+        left = clock.left()
+        if left is not None and not (first and run_first):
+            cost = plan.next_cost(list(done) + finished) or (None if finished else first_estimate_s)
+            if left <= 0 or (cost is not None and cost > left):
+                what = "spent" if left <= 0 else f"{left:.0f}s left, a trial takes about {cost:.0f}s"
+                log.info("time budget of %.0fs %s; %d trials not started", timeout_s, what, len(todo))
+                break
         first = False
         batch, todo = todo[: max(1, plan.n_jobs)], todo[max(1, plan.n_jobs) :]
-        finished = [results[n] for n in sorted(results)]
+        limit = None if left is None or timeout_s is None else min(left, timeout_s / max(1, plan.trial_share))
         specs = []
         for number in batch:
             params = dict(plan.default_params) if offset and number == 0 else sampler.ask(number)
-            specs.append(plan.spec(number, params, finished))
+            specs.append(plan.spec(number, params, finished, limit))
         for result in runner.run(specs):
             sampler.tell(result)
             results[result.number] = result

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recctl.data.dataset import Dataset, load_dataset, load_split_matrix
+from recctl.tuning import budget
 
 __all__ = [
     "REPORT_METRICS",
@@ -105,6 +105,9 @@ class TrialSpec:
         below ``median[epoch - 1]`` (the median curve of finished trials) is stopped.
     seed
         Given to models with a ``random_state`` that the config leaves unset.
+    time_limit_s
+        An epoch-wise trial stops after the epoch that leaves less than one more epoch's time
+        within this many seconds (its share of the tune budget); ``None``: no limit.
     """
 
     number: int
@@ -118,6 +121,7 @@ class TrialSpec:
     prune_warmup_epochs: int = 3
     median: list[float] | None = None
     seed: int = 42
+    time_limit_s: float | None = None
 
     @property
     def objective(self) -> str:
@@ -131,7 +135,8 @@ class TrialResult:
 
     ``status`` is ``complete``, ``pruned`` (stopped by the median rule) or ``failed`` (the
     model raised; ``error`` says why). ``value`` and ``metrics`` are those of the best epoch;
-    ``curve`` holds the objective after every epoch.
+    ``curve`` holds the objective after every epoch; ``cut_at_budget``: an epoch-wise trial
+    stopped by its time limit.
     """
 
     number: int
@@ -145,6 +150,7 @@ class TrialResult:
     duration_s: float = 0.0
     error: str | None = None
     curve: list[float] = field(default_factory=list)
+    cut_at_budget: bool = False
     #: the objective per validation user at the best epoch (users in index order), for paired tests
     per_user: np.ndarray | None = field(default=None, repr=False)
 
@@ -222,7 +228,7 @@ def run_trial(spec: TrialSpec, data: TrialData) -> TrialResult:
     """
     from recctl.models.registry import create_model
 
-    t0 = time.perf_counter()
+    started = budget.now()
     result = TrialResult(number=spec.number, params=dict(spec.params), status="complete")
     best = -math.inf
     since_best = 0
@@ -246,6 +252,11 @@ def run_trial(spec: TrialSpec, data: TrialData) -> TrialResult:
             if since_best >= spec.patience:
                 result.stopped_early = True
                 break
+            if spec.time_limit_s is not None:
+                spent = budget.now() - started
+                if spent + spent / epoch > spec.time_limit_s:  # another epoch would end past the limit
+                    result.cut_at_budget = True
+                    break
             if (
                 spec.prune
                 and spec.median
@@ -270,5 +281,5 @@ def run_trial(spec: TrialSpec, data: TrialData) -> TrialResult:
     finally:
         if epochs is not None and hasattr(epochs, "close"):
             epochs.close()
-    result.duration_s = round(time.perf_counter() - t0, 3)
+    result.duration_s = round(budget.now() - started, 3)  # the budget's clock: estimates are made from it
     return result
