@@ -181,9 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jsonl", type=Path, help="append one record per (size, engine); skip recorded ones")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--fit", action="store_true", help="print the fitted trend of a --jsonl file and exit")
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(_child(Path(args.child[0]), args.child[1], args.resume)))
+        return 0
+    if args.fit:
+        if args.jsonl is None:
+            parser.error("--fit reads --jsonl FILE")
+        print(fit(args.jsonl))
         return 0
     engine = {
         "kind": "spark",
@@ -199,6 +205,45 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, engine, args.keep)
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
         return _run(args, engine, Path(tmp))
+
+
+STAGE_ROWS = ("ingest", "preprocess", "train", "evaluate", "recommend")
+
+
+def fit(jsonl: Path) -> str:
+    """Per stage, a least-squares line ``seconds = a + b x events`` per engine over the recorded sizes.
+
+    Returns the table as text: the fitted per-million-event cost of each engine, their ratio,
+    and the size where the lines cross (Spark cheaper beyond it), or why they do not. An
+    extrapolation from the sizes measured, on this machine's cores: labelled as such.
+    """
+    import numpy as np
+
+    records = _recorded(jsonl)
+    sizes = sorted({n for n, e in records if (n, "local") in records and (n, "spark") in records})
+    lines = [f"fitted over {', '.join(f'{n / 1e6:g}M' for n in sizes)} events (both engines at each size)"]
+    if len(sizes) < 2:
+        return lines[0] + ": need two sizes or more"
+    lines.append(
+        f"{'stage':<12}{'local s/M':>10}{'spark s/M':>10}{'ratio':>8}{'spark fixed s':>15}  Spark cheaper from"
+    )
+    for stage in (*STAGE_ROWS, "total"):
+
+        def secs(engine: str, n: int, stage: str = stage) -> float:
+            got = records[(n, engine)]["seconds"]
+            return sum(got.get(s, 0.0) for s in STAGE_ROWS) if stage == "total" else float(got.get(stage, 0.0))
+
+        x = np.array(sizes, float) / 1e6
+        (bl, al), (bs, as_) = (np.polyfit(x, [secs(e, n) for n in sizes], 1) for e in ("local", "spark"))
+        if bs < bl:
+            cross = (as_ - al) / (bl - bs)
+            verdict = "always" if cross <= 0 else f"~{cross:.0f}M events (extrapolated)"
+        else:
+            verdict = "never on this machine (Spark's per-event cost is higher)"
+        lines.append(
+            f"{stage:<12}{bl:>10.2f}{bs:>10.2f}{bs / bl if bl > 0 else float('nan'):>7.1f}x{as_:>15.1f}  {verdict}"
+        )
+    return "\n".join(lines)
 
 
 def _run_child(cmd: list[str], args: argparse.Namespace) -> subprocess.CompletedProcess[str]:

@@ -212,5 +212,9 @@ def publish_remote(
                     fs.delete(uri)
                 except Exception:  # noqa: BLE001 - the first error is the one to report
                     log.warning("could not delete %s after a failed publication", uri)
-    pruned = _sweep(fs, directory, cfg, run)
+    try:  # published already: housekeeping that fails must not fail the publication
+        pruned = _sweep(fs, directory, cfg, run)
+    except Exception as exc:  # noqa: BLE001 - py4j carries the file system's own error
+        log.warning("%s: published, but old runs could not be pruned (%s)", directory, str(exc).splitlines()[0])
+        pruned = []
     return main, report, side, pruned
