@@ -796,7 +796,8 @@ def recctl_tune_pick(name: str, train: pl.DataFrame, test: pl.DataFrame, full: F
     blend = summary.get("blend") or {}
     label = (
         f"winner {winner}; validation ranking {ranking}; blend {blend.get('components')} x {blend.get('weights')} "
-        f"({blend.get('decision')}); seconds per model {seconds}; trials {trials}"
+        f"({blend.get('decision')}); seconds per model {seconds}; trials {trials}; "
+        f"skipped {summary.get('skipped') or 'none'}; budget {summary.get('budget')}"
     )
     valid_value = ranking.get(str(winner))
     print(

@@ -58,6 +58,14 @@ class EASEConfig(ModelConfig):
         description="Refuse catalogues with more trained items than this (the memory check applies below it too).",
     )
     use_weights: bool = Field(default=False, description="Interaction weights (true) or 0/1 (false).")
+    recency_half_life: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "Score a trained user's history by recency: the item of their k-th most recent event (k = 0 for the "
+            "latest) weighs 0.5^(k / recency_half_life); 0 = every item alike. Needs per-event timestamps."
+        ),
+    )
 
 
 def available_memory() -> int | None:
@@ -226,9 +234,38 @@ class EASEModel(Recommender):
         gram = dense.T if dense.flags.f_contiguous else dense  # transpose is the C-ordered Gram, no copy
         self.weights_ = ease_weights(gram, self.config.l2)
         self.active_ = active.astype(np.int64)
-        self.user_items_ = xa
+        self.user_items_ = self._recency(dataset, xa, active) if self.config.recency_half_life > 0 else xa
         if progress:
             progress(1.0)
+
+    def _recency(self, dataset: Dataset, xa: sp.csr_matrix, active: np.ndarray) -> sp.csr_matrix:
+        """``xa`` with each user's items weighted by how recent their last event is (see the config)."""
+        from recctl.columns import Columns
+
+        events = dataset.events
+        if events is None or not events.height:
+            log.warning(
+                "ease: recency_half_life needs per-event timestamps (events.parquet); the histories are scored "
+                "unweighted. Re-run `recctl preprocess` to write events.parquet."
+            )
+            return xa
+        # each (user, item) at its last event; events with equal timestamps keep their file order
+        frame = (
+            events.select(Columns.UserIdx, Columns.ItemIdx, Columns.Timestamp)
+            .sort([Columns.UserIdx, Columns.Timestamp], maintain_order=True)
+            .unique(subset=[Columns.UserIdx, Columns.ItemIdx], keep="last", maintain_order=True)
+        )
+        users = frame[Columns.UserIdx].to_numpy().astype(np.int64)
+        items = frame[Columns.ItemIdx].to_numpy().astype(np.int64)
+        starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
+        ends = np.r_[starts[1:], len(users)]
+        lengths = ends - starts
+        age = np.repeat(ends, lengths) - 1 - np.arange(len(users))  # 0 for each user's latest item
+        weight = np.power(0.5, age / self.config.recency_half_life).astype(np.float32)
+        pos = np.searchsorted(active, items)
+        known = (pos < len(active)) & (active[np.minimum(pos, len(active) - 1)] == items)
+        recency = sp.csr_matrix((weight[known], (users[known], pos[known])), shape=xa.shape, dtype=np.float32)
+        return sp.csr_matrix(xa.multiply(recency), dtype=np.float32)
 
     def _expand(self, block: np.ndarray) -> np.ndarray:
         out = np.zeros((block.shape[0], self.n_items), np.float32)

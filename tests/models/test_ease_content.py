@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from recctl.data.dataset import Dataset
 from recctl.errors import ConfigError, RecctlError
@@ -154,3 +155,27 @@ def test_content_dense_and_sparse_scoring_paths_agree(planted, monkeypatch):
     monkeypatch.setattr(content, "_DENSE_MAX_ENTRIES", 0)
     sparse = ContentModel().fit(planted).score(np.arange(20))
     np.testing.assert_allclose(dense, sparse, rtol=1e-5, atol=1e-6)
+
+
+def test_ease_recency_weights_each_users_history_by_its_last_events():
+    import polars as pl
+
+    from recctl.columns import Columns
+
+    x = sp.csr_matrix(np.array([[1, 1, 1, 0], [0, 1, 1, 1], [1, 0, 1, 1]], dtype=np.float32))
+    # user 0 saw items 2, 0, 1 in that order, then item 2 again (its latest); ties keep file order
+    events = pl.DataFrame(
+        {
+            Columns.UserIdx: [0, 0, 0, 0, 1, 1, 1, 2, 2, 2],
+            Columns.ItemIdx: [2, 0, 1, 2, 3, 1, 2, 0, 3, 2],
+            Columns.Timestamp: [1, 2, 3, 4, 5, 5, 6, 1, 2, 3],
+        }
+    )
+    data = Dataset(np.array(["a", "b", "c"]), np.array(["i", "j", "k", "l"]), x, events=events)
+    plain = EASEModel(l2=1.0).fit(data)
+    model = EASEModel(l2=1.0, recency_half_life=2.0).fit(data)
+    np.testing.assert_allclose(model.weights_, plain.weights_)  # the weights are learnt unweighted
+    ages = np.array([[2, 1, 0, -1], [-1, 1, 0, 2], [2, -1, 0, 1]], dtype=np.float64)
+    w = np.where(ages >= 0, 0.5 ** (ages / 2.0), 0.0)
+    np.testing.assert_allclose(model.user_items_.toarray(), w, rtol=1e-6)
+    np.testing.assert_allclose(model.score(np.arange(3)), w @ plain.weights_, rtol=1e-5, atol=1e-6)

@@ -36,9 +36,9 @@ def test_a_noise_level_gain_keeps_the_configured_parameters() -> None:
 
 def test_edges_are_found_and_log_ranges_extended() -> None:
     space = default_space("ease")
-    assert at_edge(space["l2"], 1.1) == "low" and at_edge(space["l2"], 500.0) is None
+    assert at_edge(space["l2"], 21.0) == "low" and at_edge(space["l2"], 500.0) is None
     wider = extend_space(space["l2"], "low")
-    assert (wider.low, wider.high) == (0.1, 1.0)
+    assert (wider.low, wider.high) == (2.0, 20.0)
     assert extend_space(default_space("rp3beta")["beta"], "high") is None  # a bounded linear range: report only
     assert blend_weight_vectors(2, 5, 1)[0] == [0.5, 0.5]
     assert all(abs(sum(w) - 1) < 0.01 for w in blend_weight_vectors(3, 6, 1))
