@@ -146,7 +146,7 @@ class FileRecord:
 
 
 def file_record(
-    path: str | os.PathLike[str], rows: int | None = None, *, relative_to: Path | None = None
+    path: str | os.PathLike[str], rows: int | None = None, *, relative_to: Path | None = None, sha256: str | None = None
 ) -> FileRecord:
     """Hash ``path`` and describe it for a manifest.
 
@@ -158,13 +158,16 @@ def file_record(
         Its row count, when it is a table.
     relative_to
         If given, record the path relative to this directory (keeps manifests portable).
+    sha256
+        The file's hash when the caller has just computed it from the very bytes it wrote (a
+        multi-GB bundle array is not read back to hash it twice).
     """
     p = Path(path)
     shown = str(p)
     if relative_to is not None:
         with contextlib.suppress(ValueError):
             shown = os.path.relpath(p.resolve(), relative_to.resolve())
-    return FileRecord(path=shown, sha256=sha256_file(p), bytes=p.stat().st_size, rows=rows)
+    return FileRecord(path=shown, sha256=sha256 or sha256_file(p), bytes=p.stat().st_size, rows=rows)
 
 
 @dataclass

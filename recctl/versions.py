@@ -96,6 +96,7 @@ def record_version(
     models: dict[str, Path],
     metrics: Path | None,
     summary: dict[str, Any],
+    known_sha256: dict[Path, str] | None = None,
 ) -> Version:
     """Record one publication as a version (written aside, then renamed into place).
 
@@ -117,6 +118,10 @@ def record_version(
         ``evaluate/metrics.json`` of those models, or ``None``.
     summary
         Headline numbers to show in ``recctl rollback --list``.
+    known_sha256
+        Hashes the caller already holds for some of these files (the bundle's arrays hashed as
+        they were written, model files checked against their manifest when loaded): a kept
+        file is a hard link to the same bytes, so hashing a multi-GB model again adds nothing.
     """
     root = workdir / VERSIONS_DIR
     staging = root / f".{version_id}.partial-{os.getpid()}"
@@ -125,9 +130,11 @@ def record_version(
         shutil.rmtree(staging)
     files: dict[str, str] = {}
 
+    known = known_sha256 or {}
+
     def keep(src: Path, relative: str) -> None:
         _link_or_copy(src, staging / relative)
-        files[relative] = sha256_file(staging / relative)
+        files[relative] = known.get(src) or sha256_file(staging / relative)
 
     for path in published:
         keep(path, f"published/{path.name}")

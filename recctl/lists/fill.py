@@ -425,6 +425,28 @@ def eligible_capacity(rules: ItemRules, exclude_rows: sp.csr_matrix | None, n_ro
     return np.minimum(left, int(rules.cap)).clip(min=0).sum(axis=1).astype(np.int64)
 
 
+def numpy_arrow(values: np.ndarray) -> Any:
+    """A numeric numpy array as an Arrow array over the same memory (no copy).
+
+    ``pyarrow.array`` on a numpy array (or a list) imports pandas the first time (about a
+    second of CPU in a CLI process that never needs it); building from the buffer does not.
+    Bool arrays are not supported (Arrow packs them to bits).
+    """
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(values)
+    if values.dtype == np.bool_:
+        raise TypeError("numpy_arrow: bool arrays are bit-packed in Arrow; convert them with pyarrow.array")
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
+
+
+def string_arrow(values: list[str]) -> Any:
+    """Python strings as an Arrow ``string`` array, through polars (see :func:`numpy_arrow` for why)."""
+    import pyarrow as pa
+
+    return pl.Series(values, dtype=pl.String).to_arrow().cast(pa.string())
+
+
 def to_arrow(
     lists: Lists,
     user_ids: Any,
@@ -461,14 +483,14 @@ def to_arrow(
         return values if isinstance(values, pa.Array) else pa.array(values)
 
     rows, ranks = np.nonzero(lists.items >= 0)
-    take_rows = pa.array(rows.astype(np.int64))
-    names = pa.array(lists.source_names, pa.string())
+    take_rows = numpy_arrow(rows.astype(np.int64))
+    names = string_arrow(list(lists.source_names))
     columns = {
         "user_id": arrow(user_ids).take(take_rows),
-        "rank": pa.array((ranks + 1).astype(np.int32)),
-        "item_id": arrow(item_ids).take(pa.array(lists.items[rows, ranks].astype(np.int64))),
-        "score": pa.array(lists.scores[rows, ranks].astype(np.float32)),
-        "source": names.take(pa.array(lists.sources[rows, ranks].astype(np.int64))),
+        "rank": numpy_arrow((ranks + 1).astype(np.int32)),
+        "item_id": arrow(item_ids).take(numpy_arrow(lists.items[rows, ranks].astype(np.int64))),
+        "score": numpy_arrow(lists.scores[rows, ranks].astype(np.float32)),
+        "source": names.take(numpy_arrow(lists.sources[rows, ranks].astype(np.int64))),
     }
     for name, values in (per_row or {}).items():
         columns[name] = arrow(values).take(take_rows)

@@ -134,34 +134,21 @@ class ItemKNNModel(Recommender):
         if n == 0 or k <= 0:
             return TopK(np.arange(n), items, scores)
         allowed = np.ones(n_items, bool) if item_mask is None else np.asarray(item_mask, bool)
-        sub = sim[item_idx]
-        rows = np.repeat(np.arange(n), np.diff(sub.indptr))
-        cols = sub.indices.astype(np.int64)
-        vals = sub.data.astype(np.float32)
-        ok = allowed[cols] & (cols != item_idx[rows])
-        rows, cols, vals = rows[ok], cols[ok], vals[ok]
-        order = np.lexsort((cols, -vals, rows))
-        rows, cols, vals = rows[order], cols[order], vals[order]
-        rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
-        take = rank < k
-        items[rows[take], rank[take]] = cols[take]
-        scores[rows[take], rank[take]] = vals[take]
-        found = np.bincount(rows[take], minlength=n)
+        whole = n == sim.shape[0] and np.array_equal(item_idx, np.arange(n))
+        sub = sim if whole else sim[item_idx]
+        if not sub.has_sorted_indices:
+            sub = sub.copy()
+            sub.sort_indices()
+        found = _top_stored(sub, item_idx, allowed, items, scores)
         short = np.flatnonzero(found < k)
         if len(short):
             # fill with allowed zero-score items in index order: enough candidates are the first
             # k + N + 1 allowed items (at most N are neighbours, one is the item itself)
             width = int(np.diff(sim.indptr).max(initial=0))
             cand = np.flatnonzero(allowed)[: k + width + 1]
-            valid = cand[None, :] != item_idx[short][:, None]
-            taken = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n_items))[short][:, cand].toarray() > 0
-            valid &= ~taken
-            need = (k - found[short])[:, None]
-            pick = valid & (np.cumsum(valid, axis=1) <= need)
-            r_loc, c_loc = np.nonzero(pick)
-            slot = found[short][r_loc] + (np.cumsum(pick, axis=1)[r_loc, c_loc] - 1)
-            items[short[r_loc], slot] = cand[c_loc]
-            scores[short[r_loc], slot] = 0.0
+            items[short], scores[short] = _fill_zero_scores(
+                cand, item_idx[short], found[short], items[short], scores[short]
+            )
         return TopK(np.arange(n), items, scores)
 
     def _partial_fit(self, dataset: Dataset, progress: ProgressFn | None) -> None:
@@ -221,3 +208,59 @@ class ItemKNNModel(Recommender):
         self.similarity_ = self._similarity(self._item_vectors(new))
         self.update_info_ = {"mode": "rebuild", "reason": reason}
         log.info("item_knn: similarity rebuilt in full (%s)", reason)
+
+
+def _top_stored(
+    sub: sp.csr_matrix, item_idx: np.ndarray, allowed: np.ndarray, items: np.ndarray, scores: np.ndarray
+) -> np.ndarray:
+    """Fill ``items``/``scores`` (n x K, in place) with each row's best allowed stored neighbours.
+
+    Rows of ``sub`` (sorted indices) are laid out as an ``n x N`` table (N = the longest row) and
+    sorted by score with a stable sort, so ties keep the lower item index first, as the
+    catalogue-wide kernel does. Work is ``n x N``. Returns how many were found per row.
+    """
+    n, k = items.shape
+    lens = np.diff(sub.indptr)
+    width = int(lens.max(initial=0))
+    if width == 0 or k == 0:
+        return np.zeros(n, np.int64)
+    rows = np.repeat(np.arange(n), lens)
+    pos = np.arange(len(rows)) - sub.indptr[rows]
+    cols = sub.indices.astype(np.int64)
+    ok = allowed[cols] & (cols != item_idx[rows])
+    keys = np.full((n, width), np.inf, np.float32)  # -similarity; +inf = masked or absent
+    keys[rows[ok], pos[ok]] = -np.asarray(sub.data[ok], np.float32)
+    table = np.full((n, width), -1, np.int64)
+    table[rows, pos] = cols
+    order = np.argsort(keys, axis=1, kind="stable")[:, :k]
+    best = np.take_along_axis(keys, order, axis=1)
+    hit = np.isfinite(best)
+    m = order.shape[1]
+    items[:, :m] = np.where(hit, np.take_along_axis(table, order, axis=1), -1)
+    scores[:, :m] = np.where(hit, -best, -np.inf)
+    return hit.sum(axis=1)
+
+
+def _fill_zero_scores(
+    cand: np.ndarray, own: np.ndarray, found: np.ndarray, items: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Complete short rows with candidates ``cand`` (sorted) at score 0, in index order.
+
+    A candidate is skipped when it is the row's own item or already in its list. Returns the
+    completed copies of ``items`` and ``scores``.
+    """
+    items, scores = items.copy(), scores.copy()
+    k = items.shape[1]
+    valid = cand[None, :] != own[:, None]
+    if len(cand):
+        where = np.minimum(np.searchsorted(cand, items), len(cand) - 1)
+        listed = (items >= 0) & (cand[where] == items)
+        r = np.broadcast_to(np.arange(len(items))[:, None], items.shape)
+        valid[r[listed], where[listed]] = False
+    need = (k - found)[:, None]
+    pick = valid & (np.cumsum(valid, axis=1) <= need)
+    r_loc, c_loc = np.nonzero(pick)
+    slot = found[r_loc] + (np.cumsum(pick, axis=1)[r_loc, c_loc] - 1)
+    items[r_loc, slot] = cand[c_loc]
+    scores[r_loc, slot] = 0.0
+    return items, scores

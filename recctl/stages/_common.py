@@ -203,9 +203,9 @@ class StageRun:
                 rec.path = p.resolve().relative_to(workdir).as_posix()
         return self.manifest.inputs
 
-    def add_output(self, path: Path, rows: int | None = None) -> None:
-        """Record an output file (already written inside ``self.dir``)."""
-        self.manifest.outputs.append(file_record(path, rows, relative_to=self.dir))
+    def add_output(self, path: Path, rows: int | None = None, *, sha256: str | None = None) -> None:
+        """Record an output file (already written inside ``self.dir``); ``sha256`` when already known."""
+        self.manifest.outputs.append(file_record(path, rows, relative_to=self.dir, sha256=sha256))
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:

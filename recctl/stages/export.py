@@ -123,11 +123,13 @@ def _evaluation(cfg: Config) -> tuple[Evaluation | None, str | None]:
     return Evaluation(metric, rc.model, mean(rc.model), baseline, mean(baseline)), None
 
 
-def _serving_model_files(cfg: Config, names: list[str]) -> dict[str, Path]:
+def _serving_model_files(cfg: Config, names: list[str]) -> tuple[dict[str, Path], dict[Path, str]]:
+    """The serving models' files, and their sha256 as their manifest records them (checked on loading)."""
     from recctl.incremental.current import serving_source
 
     source = serving_source(cfg)
-    out = {}
+    out, known = {}, {}
+    recorded = {Path(rec.path).name: rec.sha256 for rec in source.manifest.outputs}
     for name in names:
         path = source.model_file(name)
         if cfg.recommend is not None and cfg.recommend.refit_on_all_data and source.stage == "train":
@@ -135,7 +137,9 @@ def _serving_model_files(cfg: Config, names: list[str]) -> dict[str, Path]:
             path = source.models_dir / entry.get("serve_file", path.name)
         if path.exists():
             out[name] = path
-    return out
+            if path.name in recorded:
+                known[path] = recorded[path.name]
+    return out, known
 
 
 def _prepare_related(
@@ -327,6 +331,8 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
                 generated_at=generated_at,
             )
             run.summary["bundle"] = {"directory": str(cfg.stage_dir("export") / "bundle"), **bundle}
+            for name, digest in bundle["files"].items():  # hashed as written: not read back to hash again
+                run.add_output(run.dir / "bundle" / name, sha256=digest)
         prepared, related_summary = (
             _prepare_related(cfg, serving, directory, date or today_utc()) if related_cfg is not None else ({}, None)
         )
@@ -419,13 +425,16 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
             else:
                 pointer = read_pointer(directory, cfg.export) or {}
                 files = [Path(main.path), *[Path(f.path) for f in side]]
+            model_files, known = _serving_model_files(cfg, list(serving.models))
+            if cfg.export.bundle:
+                known.update({run.dir / "bundle" / name: digest for name, digest in bundle["files"].items()})
             kept_version = record_version(
                 cfg.workdir_path,
                 version_id,
                 pointer=pointer,
                 published=files,
                 bundle=run.dir / "bundle" if cfg.export.bundle else None,
-                models=_serving_model_files(cfg, list(serving.models)),
+                models=model_files,
                 metrics=cfg.stage_dir("evaluate") / "metrics.json" if evaluation is not None else None,
                 summary={
                     "users": main.users,
@@ -436,6 +445,7 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
                     if evaluation is None
                     else {"name": evaluation.metric, "model": evaluation.model, "value": evaluation.value},
                 },
+                known_sha256=known,
             )
             pruned_versions = prune_versions(cfg.workdir_path, cfg.export.versions, protect={version_id})
             run.summary["versions_pruned"] = pruned_versions

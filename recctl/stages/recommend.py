@@ -49,6 +49,7 @@ from recctl.lists import ListBuilder, Lists, Request, eligible_capacity, to_arro
 from recctl.lists.audience import ORIGINS, Audience, build_audience
 from recctl.lists.builder import iter_blocks
 from recctl.lists.checks import check_list_settings
+from recctl.lists.fill import numpy_arrow, string_arrow
 from recctl.progress import Progress, report
 from recctl.ranking import block_rows_for
 from recctl.rules import ItemRules, build_item_rules
@@ -352,8 +353,8 @@ class _Stats:
                 pa.table(
                     {
                         Columns.User: user_ids.gather(short).to_arrow(),
-                        "n_items": pa.array(lengths[short].astype(np.int32)),
-                        "n_eligible": pa.array(eligible.astype(np.int32)),
+                        "n_items": numpy_arrow(lengths[short].astype(np.int32)),
+                        "n_eligible": numpy_arrow(eligible.astype(np.int32)),
                     },
                     schema=short_schema(),
                 )
@@ -455,7 +456,7 @@ def _iter_tables(serving: Serving, plan: _Plan) -> Iterator[tuple[int, Lists, pa
     """``(start, lists, rows)`` per block of the plan's audience, in order, built on all cores."""
     rc = serving.rc
     audience = plan.audience
-    model_col = pa.array(plan.model_names, pa.string())
+    model_col = string_arrow(plan.model_names)
     rows_per_block = block_rows_for(serving.n_items, rc.batch_size, int(rc.max_block_mb * 2**20))
     item_ids = serving.item_ids.to_arrow()
     for start, lists in iter_blocks(lambda a, b: _build_block(plan, a, b), len(audience), rows_per_block, rc.n_jobs):
@@ -490,7 +491,7 @@ def lists_frame(serving: Serving, audience: Audience, *, main: str | None = None
     plan = _plan(serving, audience, variants, main=main)
     schema = recommendation_schema(plan.variants is not None)
     tables = [table.select(schema.names).cast(schema) for _, _, table in _iter_tables(serving, plan)]
-    frame = pl.from_arrow(pa.concat_tables(tables) if tables else schema.empty_table())
+    frame = pl.from_arrow(pa.concat_tables(tables) if tables else pa.Table.from_batches([], schema=schema))
     assert isinstance(frame, pl.DataFrame)
     return frame
 
@@ -518,7 +519,8 @@ def _write_lists(serving: Serving, plan: _Plan, path: Path, short_path: Path, *,
     finally:
         writer.close()
     stats.rows = writer.rows
-    short = pa.concat_tables(stats.short) if stats.short else short_schema().empty_table()
+    # (an empty table from batches: Schema.empty_table() makes pyarrow import pandas, ~1 CPU s)
+    short = pa.concat_tables(stats.short) if stats.short else pa.Table.from_batches([], schema=short_schema())
     pq.write_table(short, short_path, compression="zstd")
     return stats
 
@@ -527,7 +529,7 @@ def _lists_table(plan: _Plan, lists: Lists, start: int, item_ids: pa.Array, mode
     """Long rows of the lists of audience rows ``start:start + len(lists)`` (both engines)."""
     stop = start + len(lists)
     per_row: dict[str, Any] = {
-        Columns.Model: model_col.take(pa.array(plan.builder_of_user[start:stop].astype(np.int64)))
+        Columns.Model: model_col.take(numpy_arrow(plan.builder_of_user[start:stop].astype(np.int64)))
     }
     if plan.variants is not None:
         per_row[Columns.Variant] = plan.variants.slice(start, stop - start)
@@ -537,7 +539,7 @@ def _lists_table(plan: _Plan, lists: Lists, start: int, item_ids: pa.Array, mode
 def _spark_list_task(payload: tuple[_Plan, pa.Array, pa.Schema, int], positions: np.ndarray) -> Any:
     """What each Spark task runs (``engine: spark``): the list builder on its run of audience rows."""
     plan, item_ids, schema, rows_per_block = payload
-    model_col = pa.array(plan.model_names, pa.string())
+    model_col = string_arrow(plan.model_names)
     first, last = int(positions[0]), int(positions[-1]) + 1  # a range partition's positions are contiguous
     for start in range(first, last, rows_per_block):
         lists = _build_block(plan, start, min(last, start + rows_per_block))

@@ -155,9 +155,9 @@ def test_similar_items_from_sparse_rows_equal_the_dense_path(k):
     x = sp.csr_matrix((rng.random((60, 30)) < 0.1).astype(np.float32))
     ds = Dataset(np.array([f"u{i}" for i in range(60)]), np.array([f"i{j}" for j in range(30)]), x)
     model = ItemKNNModel(neighbors=5).fit(ds)
-    items = np.arange(30)
-    for mask in (None, rng.random(30) < 0.7):
-        got = model.similar_items(items, k, item_mask=mask)
-        want = Recommender.similar_items(model, items, k, item_mask=mask)
-        np.testing.assert_array_equal(got.items, want.items)
-        np.testing.assert_array_equal(got.scores, want.scores)
+    for items in (np.arange(30), rng.choice(30, 12)):  # the whole catalogue (the bundle) or some, repeated
+        for mask in (None, rng.random(30) < 0.7):
+            got = model.similar_items(items, k, item_mask=mask)
+            want = Recommender.similar_items(model, items, k, item_mask=mask)
+            np.testing.assert_array_equal(got.items, want.items)
+            np.testing.assert_array_equal(got.scores, want.scores)
