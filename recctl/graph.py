@@ -399,11 +399,17 @@ def _ingest_raw_inputs(cfg: Config, manifest: Manifest | None) -> list[Path | st
     return list(dict.fromkeys(paths))
 
 
+#: sha256 by (path, size, mtime) for the life of the process: one command checks the freshness
+#: of several stages (each walking up to the raw files), and a multi-GB raw event file was hashed
+#: once per check; a file rewritten since has another size or modification time
+_SEEN: dict[tuple[str, int, int], str] = {}
+
+
 class _Hashes:
-    """sha256 of files, computed once per (path, size, mtime) within one check; URIs by file status."""
+    """sha256 of files, computed once per (path, size, mtime) in a process; URIs by file status."""
 
     def __init__(self) -> None:
-        self._seen: dict[tuple[str, int, int], str] = {}
+        self._seen = _SEEN
 
     def of(self, path: Path | str, cfg: Config) -> str | None:
         if is_uri(path):

@@ -174,8 +174,9 @@ def build_audience(
         pl.col(Columns.Item).cast(pl.String),
         pl.col(Columns.Event).cast(pl.String),
     )
-    with_events = events.select(Columns.User).unique()
-    ids = with_events
+    # collected once: a lazy frame used twice is scanned (and made unique) twice
+    with_events = events.select(Columns.User).unique().collect()
+    ids = with_events.lazy()
     if customers is not None:
         ids = pl.concat([ids, customers.cast(pl.String).rename(Columns.User).to_frame().lazy()])
     audience = (
@@ -186,11 +187,13 @@ def build_audience(
         .collect()
     )
     item_map = items.select(pl.col(Columns.Item).cast(pl.String), pl.col(Columns.ItemIdx).cast(pl.Int64))
+    # no unique(): _matrix sums repeated pairs into one entry; the event is kept only when
+    # exclude_events picks among them
+    by_event = exclude_seen and exclude_events is not None
     pairs = (
         events.join(audience.lazy(), on=Columns.User)
         .join(item_map.lazy(), on=Columns.Item)
-        .select(_POS, Columns.ItemIdx, Columns.Event)
-        .unique()
+        .select(_POS, Columns.ItemIdx, *([Columns.Event] if by_event else []))
         .collect()
     )
     n_users, n_items = audience.height, items.height
@@ -215,7 +218,7 @@ def build_audience(
         .to_numpy()
         .astype(np.int64)
     )
-    active = audience.join(with_events.collect(), on=Columns.User, how="semi")[_POS].to_numpy()
+    active = audience.join(with_events, on=Columns.User, how="semi")[_POS].to_numpy()
     has_events = np.zeros(n_users, bool)
     has_events[active] = True
     return Audience(audience[Columns.User], model_rows, has_events, history, exclude)

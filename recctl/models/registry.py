@@ -34,6 +34,21 @@ _MODEL_MODULES = (
     "recctl.models.spark_als",
 )
 _loaded = False
+#: the module of each built-in kind: a look-up imports only that one (``recctl recommend`` with an
+#: ALS model need not import EASE's LAPACK wrappers or LightFM); other names load every module
+_KIND_MODULE = {
+    "popularity": "recctl.models.popularity",
+    "lightfm": "recctl.models.lightfm_model",
+    "item_knn": "recctl.models.item_knn",
+    "user_knn": "recctl.models.user_knn",
+    "ease": "recctl.models.ease",
+    "rp3beta": "recctl.models.rp3beta",
+    "als": "recctl.models.als",
+    "content": "recctl.models.content",
+    "blend": "recctl.models.blend",
+    "sasrec": "recctl.models.sasrec",
+    "spark_als": "recctl.models.spark_als",
+}
 
 
 def register(kind: str) -> Callable[[C], C]:
@@ -72,6 +87,10 @@ def get_model_class(kind: str) -> type[Recommender]:
     ConfigError
         Naming the registered kinds (and the closest match) when ``kind`` is unknown.
     """
+    if isinstance(kind, str) and kind not in MODELS and kind in _KIND_MODULE:
+        importlib.import_module(_KIND_MODULE[kind])
+    if isinstance(kind, str) and kind in MODELS:
+        return MODELS[kind]
     _load_all()
     if not isinstance(kind, str):  # e.g. `kind: [item_knn]` in the YAML
         raise ConfigError(f"a model kind is one name, got {kind!r}; registered: {', '.join(sorted(MODELS))}")

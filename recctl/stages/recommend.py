@@ -459,8 +459,34 @@ def _iter_tables(serving: Serving, plan: _Plan) -> Iterator[tuple[int, Lists, pa
     model_col = string_arrow(plan.model_names)
     rows_per_block = block_rows_for(serving.n_items, rc.batch_size, int(rc.max_block_mb * 2**20))
     item_ids = serving.item_ids.to_arrow()
+    # score blocks are small (16 MB of scores: ~200 users at 20,000 items); their rows are
+    # turned into Arrow tables a batch (recommend.batch_size users) at a time, so the per-call
+    # cost of the conversion and of writing is paid once per batch, not once per block
+    pending: list[Lists] = []
+    first = 0
     for start, lists in iter_blocks(lambda a, b: _build_block(plan, a, b), len(audience), rows_per_block, rc.n_jobs):
-        yield start, lists, _lists_table(plan, lists, start, item_ids, model_col)
+        if not pending:
+            first = start
+        pending.append(lists)
+        if sum(len(p) for p in pending) >= rc.batch_size:
+            merged = _concat_lists(pending)
+            pending = []
+            yield first, merged, _lists_table(plan, merged, first, item_ids, model_col)
+    if pending:
+        merged = _concat_lists(pending)
+        yield first, merged, _lists_table(plan, merged, first, item_ids, model_col)
+
+
+def _concat_lists(parts: list[Lists]) -> Lists:
+    """Consecutive blocks' lists as one (same sources: every block is recoded to the plan's)."""
+    if len(parts) == 1:
+        return parts[0]
+    return Lists(
+        np.concatenate([p.items for p in parts]),
+        np.concatenate([p.scores for p in parts]),
+        np.concatenate([p.sources for p in parts]),
+        parts[0].source_names,
+    )
 
 
 def lists_frame(serving: Serving, audience: Audience, *, main: str | None = None) -> pl.DataFrame:

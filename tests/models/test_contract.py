@@ -195,3 +195,12 @@ def test_similar_items_capability_is_honest(kind, planted, fitted):
     else:
         with pytest.raises(UnsupportedError):
             model.similar_items(np.array([0]), K)
+
+
+def test_each_built_in_kind_is_looked_up_in_its_own_module():
+    # get_model_class imports only the kind's module: the table must name where each kind lives
+    from recctl.models import registry
+
+    assert sorted(registry._KIND_MODULE) == model_kinds()
+    for kind, module in registry._KIND_MODULE.items():
+        assert get_model_class(kind).__module__ == module
