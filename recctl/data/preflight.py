@@ -35,7 +35,7 @@ import polars as pl
 from recctl.columns import Columns
 from recctl.config import Config, TableSource, is_uri
 from recctl.config.data import FileSource, InteractionSource
-from recctl.data.readers import delimiter_hint, detect_format, expand_paths
+from recctl.data.readers import delimiter_hint, detect_format, expand_paths, utf16_mismatch
 from recctl.errors import ConfigError, DataError, RecctlError
 
 __all__ = ["check_inputs", "interaction_columns", "read_header"]
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 _HEAD_BYTES = 1 << 16
 
 
-def read_header(path: Path, src: FileSource) -> list[str] | None:
+def read_header(path: Path, src: FileSource, key: str = "the source") -> list[str] | None:
     """The column names ingest will see in ``path``, from its first bytes only; None when unknown.
 
     Text files (CSV/TSV, compressed or not, any configured encoding) are decoded as ingest
@@ -63,6 +63,8 @@ def read_header(path: Path, src: FileSource) -> list[str] | None:
         return None
     with _open_decompressed(path, _compression(path)) as fh:
         raw = fh.read(_HEAD_BYTES)
+    if (mismatch := utf16_mismatch(path, raw, src.encoding, key)) is not None:
+        raise mismatch
     codec = {"utf8": "utf-8-sig", "utf8-lossy": "utf-8-sig", "utf16": "utf-16"}.get(src.encoding, src.encoding)
     text = codecs.getincrementaldecoder(codec)(errors="replace").decode(raw)
     lines = text.splitlines()
@@ -126,11 +128,11 @@ def _local_files(cfg: Config, spec: str | list[str], key: str) -> list[Path]:
     return expand_paths(patterns, cfg.resolve, key) if patterns else []
 
 
-def _headers(paths: list[Path], src: FileSource, problems: _Problems) -> dict[Path, list[str] | None]:
+def _headers(paths: list[Path], src: FileSource, key: str, problems: _Problems) -> dict[Path, list[str] | None]:
     out: dict[Path, list[str] | None] = {}
     for path in paths:
         try:
-            out[path] = read_header(path, src)
+            out[path] = read_header(path, src, key)
         except DataError as exc:  # the header itself contradicts the config
             problems.data.append(str(exc))
             out[path] = None
@@ -149,7 +151,7 @@ def _check_interactions(cfg: Config, problems: _Problems) -> None:
             # columns then come from the joined tables: ingest checks keys and columns as it opens
             # them, also before any row is read, with messages about the lookup that is wrong
             continue
-        for path, header in _headers(_local_files(cfg, src.path, f"{key}.path"), src, problems).items():
+        for path, header in _headers(_local_files(cfg, src.path, f"{key}.path"), src, key, problems).items():
             if header is None:
                 continue
             for k, column in interaction_columns(src, key).items():
@@ -189,7 +191,7 @@ def _table_columns(
     if src is None:
         return {id_name}
     canonical: set[str] | None = {id_name, *src.columns} if (src.columns or src.long_format) else None
-    for path, header in _headers(_local_files(cfg, src.path, f"{key}.path"), src, problems).items():
+    for path, header in _headers(_local_files(cfg, src.path, f"{key}.path"), src, key, problems).items():
         if header is None:
             return canonical  # unknown header: only the explicit mapping is known
         wanted = {f"{key}.id_column": src.id_column}
@@ -237,7 +239,7 @@ def _check_outcomes(cfg: Config, problems: _Problems) -> None:
     if not path.is_file():
         return  # the shop returns it after the experiment; `ab report` checks it then
     src = FileSource(path=str(path))
-    header = _headers([path], src, problems).get(path)
+    header = _headers([path], src, "experiment.outcomes", problems).get(path)
     if header is None:
         return
     for name, column in exp.outcomes.columns.model_dump().items():

@@ -37,6 +37,7 @@ __all__ = [
     "diagnose",
     "diagnose_source",
     "expand_paths",
+    "utf16_mismatch",
     "prepare_file",
     "require_columns",
     "scan_delimiter",
@@ -438,6 +439,25 @@ def delimiter_hint(have: list[str], delimiter: str | None, fmt: str, key: str) -
     shown = "\\t" if guess == "\t" else guess
     source = re.split(r"\.(columns|id_column|long_format|lookups|cancellations|require)\b", key)[0]
     return f" The header looks '{shown}'-delimited: set `{source}.delimiter: \"{shown}\"`."
+
+
+#: the byte-order marks a UTF-16 file (Excel's "Unicode text" export) starts with
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def utf16_mismatch(location: str | Path, first_bytes: bytes, encoding: str, key: str) -> DataError | None:
+    """The error for a UTF-16 file configured under another encoding; None when they agree.
+
+    Read as UTF-8 such a file shows every character with a NUL byte beside it, and the
+    symptoms (columns that are "not in the file" yet look the same) hide the cause; both
+    engines check the first bytes and name the setting instead.
+    """
+    if encoding == "utf16" or first_bytes[:2] not in UTF16_BOMS:
+        return None
+    return DataError(
+        f"{location}: the file is UTF-16 (it starts with a UTF-16 byte-order mark) but {key}.encoding is "
+        f"{encoding}; set `{key}.encoding: utf16` (Excel's 'Unicode text'), or export the file as UTF-8."
+    )
 
 
 class ReadSettings(Protocol):

@@ -19,7 +19,7 @@ from recctl.columns import Columns
 from recctl.data.readers import _replace_delimiter, prepare_file
 from recctl.errors import DataError
 from recctl.stages.ingest import run_ingest
-from tests.data.conftest import EVENTS_HEADER, make_config, shop_source
+from tests.data.conftest import EVENTS_HEADER, make_config, shop_source, write_yaml
 
 runner = CliRunner()
 
@@ -268,6 +268,18 @@ def test_excel_unicode_text_export_utf16_tabs(tmp_path: Path, events_csv: Path) 
     assert utf16.summary["totals"] == plain.summary["totals"]
     users = pl.read_parquet(tmp_path / "work" / "ingest" / "interactions.parquet")[Columns.User]
     assert "J\u00fcrgen" in users.to_list()
+
+
+def test_utf16_file_under_the_default_encoding_names_the_setting(tmp_path: Path, events_csv: Path) -> None:
+    """Read as UTF-8 a UTF-16 header looks like spaced-out names; the error names the encoding instead."""
+    (tmp_path / "export.csv").write_bytes(events_csv.read_text().encode("utf-16"))
+    config = write_yaml(tmp_path, shop_source("export.csv"))
+    result = CliRunner().invoke(app, ["ingest", str(config)])
+    assert result.exit_code == 4, result.output
+    message = " ".join(result.output.split())
+    assert "export.csv: the file is UTF-16" in message
+    assert "set `data.interactions.encoding: utf16`" in message
+    assert "is not in the file" not in message
 
 
 @pytest.mark.parametrize("compressed", [False, True])

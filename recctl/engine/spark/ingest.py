@@ -59,7 +59,7 @@ from recctl.data.ingest import (
     read_lookups,
 )
 from recctl.data.preflight import interaction_columns
-from recctl.data.readers import ROW, detect_format
+from recctl.data.readers import ROW, detect_format, utf16_mismatch
 from recctl.data.timestamps import UTC_DATETIME, parse_timestamp, resolve_auto
 from recctl.engine.spark.csv_lines import LineScan, local_rows, scan_lines
 from recctl.engine.spark.hadoopfs import hadoop_uri
@@ -179,7 +179,6 @@ def localise_tables(spark: Any, cfg: Config, tmp: Path) -> Any:
     return resolve
 
 
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 def _first_bytes(spark: Any, path: str, n: int) -> bytes:
@@ -248,12 +247,8 @@ def _reader(spark: Any, f: SparkFile, scratch: Scratch) -> tuple[Any, LineScan]:
     if fmt in ("csv", "tsv", "jsonl"):
         if encoding == "utf16":
             path, encoding = _utf8_copy(spark, path, f.location, scratch.path(f"utf8-{f.file_idx}")), "utf8"
-        elif _first_bytes(spark, path, 2) in _UTF16_BOMS:
-            raise DataError(
-                f"{f.location}: the file is UTF-16 (it starts with a UTF-16 byte-order mark) but "
-                f"{where}.encoding is {encoding}; set `{where}.encoding: utf16` (Excel's 'Unicode text'), "
-                "or export the file as UTF-8."
-            )
+        elif (mismatch := utf16_mismatch(f.location, _first_bytes(spark, path, 2), encoding, where)) is not None:
+            raise mismatch
     lines = LineScan()
     if fmt in ("csv", "tsv"):
         sep = src.delimiter or ("\t" if fmt == "tsv" else ",")
