@@ -179,8 +179,6 @@ def localise_tables(spark: Any, cfg: Config, tmp: Path) -> Any:
     return resolve
 
 
-
-
 def _first_bytes(spark: Any, path: str, n: int) -> bytes:
     """The first ``n`` bytes of a file (decompressed for .gz), through Hadoop's file system."""
     jvm = spark._jvm  # noqa: SLF001 - Hadoop's FileSystem is only reachable through the gateway
