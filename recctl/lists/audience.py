@@ -124,13 +124,14 @@ class Audience:
 def _matrix(frame: pl.DataFrame, n_users: int, n_items: int) -> sp.csr_matrix:
     if frame.height == 0:
         return sp.csr_matrix((n_users, n_items), dtype=np.float32)
-    rows = frame[_POS].to_numpy().astype(np.int64)
-    cols = frame[Columns.ItemIdx].to_numpy().astype(np.int64)
-    mat = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
-    mat.sum_duplicates()
-    mat.data[:] = 1.0  # only the pattern matters
-    mat.sort_indices()
-    return mat
+    # only the pattern matters: each (row, item) pair once, sorted, as one int64 key (polars'
+    # unique + sort run on all cores; scipy's COO -> CSR + sum_duplicates is 2-5x the CPU)
+    key = (frame[_POS].cast(pl.Int64) * n_items + frame[Columns.ItemIdx].cast(pl.Int64)).unique().sort().to_numpy()
+    rows = key // n_items
+    indptr = np.zeros(n_users + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_users), out=indptr[1:])
+    cols = (key - rows * n_items).astype(np.int32)
+    return sp.csr_matrix((np.ones(len(key), np.float32), cols, indptr), shape=(n_users, n_items))
 
 
 def build_audience(

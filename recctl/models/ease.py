@@ -286,8 +286,10 @@ class EASEModel(Recommender):
 
     def _similar_items(self, item_idx: np.ndarray) -> np.ndarray:
         # row i of B: how strongly having item i predicts each other item (0 for untrained items)
-        out = np.zeros((len(item_idx), self.n_items), np.float32)
         pos = np.searchsorted(self.active_, item_idx)
         known = (pos < len(self.active_)) & (self.active_[np.minimum(pos, len(self.active_) - 1)] == item_idx)
+        if len(self.active_) == self.n_items and known.all():  # every item trained: B's rows as they are
+            return np.asarray(self.weights_[pos], np.float32)  # (a copy: the caller masks in place)
+        out = np.zeros((len(item_idx), self.n_items), np.float32)
         out[np.ix_(np.flatnonzero(known), self.active_)] = self.weights_[pos[known]]
         return out
