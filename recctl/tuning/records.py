@@ -42,6 +42,7 @@ _CHECKPOINT_SCHEMA = pl.Schema(
         "best_epoch": pl.Int64(),
         "epochs_run": pl.Int64(),
         "stopped_early": pl.Boolean(),
+        "cut_at_budget": pl.Boolean(),
         "duration_s": pl.Float64(),
         "error": pl.String(),
         "curve": pl.List(pl.Float64()),
@@ -78,6 +79,7 @@ def write_checkpoint(path: Path, results: list[TrialResult]) -> None:
         "best_epoch": [r.best_epoch for r in results],
         "epochs_run": [r.epochs_run for r in results],
         "stopped_early": [r.stopped_early for r in results],
+        "cut_at_budget": [r.cut_at_budget for r in results],
         "duration_s": [r.duration_s for r in results],
         "error": [r.error for r in results],
         "curve": [[_json_float(v) for v in r.curve] for r in results],
@@ -102,6 +104,7 @@ def read_checkpoint(path: Path) -> list[TrialResult]:
                 best_epoch=row["best_epoch"],
                 epochs_run=int(row["epochs_run"]),
                 stopped_early=bool(row["stopped_early"]),
+                cut_at_budget=bool(row.get("cut_at_budget")),  # absent from older checkpoints
                 duration_s=float(row["duration_s"]),
                 error=row["error"],
                 curve=[v if v is not None else float("nan") for v in row["curve"]],
@@ -132,7 +135,7 @@ def trials_frame(results: list[TrialResult], objective: str) -> pl.DataFrame:
 
     Columns: ``trial, status, <objective>``, one ``param.<name>`` column per searched
     parameter, one column per recorded metric (``precision@10`` ...), ``best_epoch,
-    epochs_run, stopped_early, duration_s, error``, and ``params`` (JSON) and ``curve`` (the
+    epochs_run, stopped_early, cut_at_budget, duration_s, error``, and ``params`` (JSON) and ``curve`` (the
     objective after every epoch).
     """
     results = sorted(results, key=lambda r: r.number)
@@ -151,6 +154,7 @@ def trials_frame(results: list[TrialResult], objective: str) -> pl.DataFrame:
         best_epoch=pl.Series([r.best_epoch for r in results], dtype=pl.Int64),
         epochs_run=pl.Series([r.epochs_run for r in results], dtype=pl.Int64),
         stopped_early=pl.Series([r.stopped_early for r in results], dtype=pl.Boolean),
+        cut_at_budget=pl.Series([r.cut_at_budget for r in results], dtype=pl.Boolean),
         duration_s=pl.Series([r.duration_s for r in results], dtype=pl.Float64),
         error=pl.Series([r.error for r in results], dtype=pl.String),
         params=pl.Series([json.dumps(r.params, sort_keys=True) for r in results], dtype=pl.String),

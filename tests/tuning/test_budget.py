@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import polars as pl
 import pytest
 
 from recctl.config import load_config
@@ -111,6 +112,8 @@ def test_tune_all_keeps_to_the_budget_and_gives_the_sequence_model_several_trial
     # seq's share (3 of the 5 weights left after pop: 150 s) is cut into trials of at most 50 s
     assert summary["models"]["seq"]["n_trials"] >= 3
     assert summary["skipped"] == []
+    trials = pl.read_parquet(tmp_path / "work" / "tune" / "trials.parquet").filter(pl.col("model") == "seq")
+    assert trials["cut_at_budget"].all()  # patience 20 never stops them: the time limit does
 
 
 class CostlyConfig(ModelConfig):
