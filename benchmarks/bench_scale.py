@@ -39,6 +39,16 @@ Run::
     nice -n 10 python -m benchmarks.bench_scale --events 1e6,5e6,2e7   # the issue's range
     nice -n 10 python -m benchmarks.bench_scale --events 2e5,5e5 --item-series 5000,10000 --quick
     python -m benchmarks.bench_scale --json                            # machine-readable
+
+A long series can be run one size at a time (e.g. one size per hold of a shared lock): with
+``--jsonl FILE`` every finished size is appended to ``FILE`` as one JSON line, sizes already
+there are skipped, and the table and fits are printed over every row of the file;
+``--render FILE`` prints them without running anything::
+
+    for n in 1e6 2e6 5e6 1e7 2e7; do
+        flock bench.lock nice -n 10 python -m benchmarks.bench_scale --events $n --item-series "" --jsonl scale.jsonl
+    done
+    python -m benchmarks.bench_scale --render scale.jsonl
 """
 
 from __future__ import annotations
@@ -372,8 +382,14 @@ def projected_size(sizes: list[float], peaks: list[float], limit_mb: float = LIM
     return float(s2 * (limit_mb / m2) ** (1.0 / b))
 
 
-def events_series(root: Path, sizes: list[int], n_items: int, quick: bool) -> list[dict[str, Any]]:
-    """Every stage on shops of ``sizes`` events; peers per size."""
+def events_series(
+    root: Path, sizes: list[int], n_items: int, quick: bool, sink: Path | None = None
+) -> list[dict[str, Any]]:
+    """Every stage on shops of ``sizes`` events; peers per size.
+
+    With ``sink``, each finished size is appended there as one JSON line (``"series":
+    "events"``) as soon as it is measured.
+    """
     runs = []
     for n_events in sizes:
         folder = root / f"events_{n_events}"
@@ -411,11 +427,14 @@ def events_series(root: Path, sizes: list[int], n_items: int, quick: bool) -> li
         )
         print(f"    item_knn fit vs implicit: {json.dumps(peers)}", flush=True)
         shutil.rmtree(folder, ignore_errors=True)
+        _append(sink, "events", runs[-1], quick)
     return runs
 
 
-def items_series(root: Path, item_sizes: list[int], n_events: int, quick: bool) -> list[dict[str, Any]]:
-    """serve-export with and without the bundle on shops of growing catalogues."""
+def items_series(
+    root: Path, item_sizes: list[int], n_events: int, quick: bool, sink: Path | None = None
+) -> list[dict[str, Any]]:
+    """serve-export with and without the bundle on shops of growing catalogues (appended to ``sink``)."""
     runs = []
     for n_items in item_sizes:
         folder = root / f"items_{n_items}"
@@ -445,7 +464,34 @@ def items_series(root: Path, item_sizes: list[int], n_events: int, quick: bool) 
         )
         runs.append(result)
         shutil.rmtree(folder, ignore_errors=True)
+        _append(sink, "items", result, quick)
     return runs
+
+
+def _append(sink: Path | None, series: str, row: dict[str, Any], quick: bool) -> None:
+    """Append one measured size to the JSON-lines file ``sink`` (with the load average and the time)."""
+    if sink is None:
+        return
+    record = {
+        "series": series,
+        "quick": quick,
+        "load_average": round(os.getloadavg()[0], 1),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **row,
+    }
+    with sink.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def read_rows(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """The rows of a ``--jsonl`` file by series, sorted by size; the last row of a size wins."""
+    rows: dict[str, dict[tuple[int, int], dict[str, Any]]] = {"events": {}, "items": {}}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[row["series"]][(row["events"], row["items"])] = row
+    return {series: [by_size[k] for k in sorted(by_size)] for series, by_size in rows.items()}
 
 
 def summarise(runs: list[dict[str, Any]], size_key: str, scale: float = 1.0) -> dict[str, Any]:
@@ -472,7 +518,7 @@ def _sizes(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the series and print (or dump as JSON) the per-stage table and fits."""
+    """Run the series (or read them from ``--jsonl``/``--render``) and print the per-stage table and fits."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=_sizes, default=_sizes("1e6,2e6,5e6"), help="Event counts (comma-separated).")
     ap.add_argument("--items", type=int, default=50_000, help="Catalogue of the events series.")
@@ -480,18 +526,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--item-series-events", type=int, default=1_000_000)
     ap.add_argument("--quick", action="store_true", help="Fewer LightFM epochs.")
     ap.add_argument("--scratch", type=Path, default=None, help="Where shops are generated (default: a temp dir).")
+    ap.add_argument("--jsonl", type=Path, default=None, help="Append each size here; skip sizes already there.")
+    ap.add_argument("--render", type=Path, default=None, help="Print the table of a --jsonl file; run nothing.")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help="Also write the JSON result to this file.")
     args = ap.parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="recctl-scale-", dir=args.scratch))
-    print(f"load average {os.getloadavg()[0]:.1f} at start; scratch {root}", flush=True)
-    try:
-        print("events series", flush=True)
-        ev_runs = events_series(root, args.events, args.items, args.quick)
-        print("items series", flush=True)
-        it_runs = items_series(root, args.item_series, args.item_series_events, args.quick)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    if args.render is not None:
+        if not args.render.exists():
+            ap.error(f"--render {args.render}: no such file")
+        rows = read_rows(args.render)
+        ev_runs, it_runs = rows["events"], rows["items"]
+    else:
+        done = read_rows(args.jsonl) if args.jsonl else {"events": [], "items": []}
+        have_ev = {r["events"] for r in done["events"] if r["items"] == args.items}
+        have_it = {r["items"] for r in done["items"] if r["events"] == args.item_series_events}
+        ev_sizes = [n for n in args.events if n not in have_ev]
+        it_sizes = [n for n in args.item_series if n not in have_it]
+        if args.jsonl and (len(ev_sizes) < len(args.events) or len(it_sizes) < len(args.item_series)):
+            print(f"already in {args.jsonl}: events {sorted(have_ev)}, items {sorted(have_it)} (skipped)")
+        root = Path(tempfile.mkdtemp(prefix="recctl-scale-", dir=args.scratch))
+        print(f"load average {os.getloadavg()[0]:.1f} at start; scratch {root}", flush=True)
+        try:
+            print("events series", flush=True)
+            ev_runs = events_series(root, ev_sizes, args.items, args.quick, args.jsonl)
+            print("items series", flush=True)
+            it_runs = items_series(root, it_sizes, args.item_series_events, args.quick, args.jsonl)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        if args.jsonl:  # the table covers every size measured so far
+            rows = read_rows(args.jsonl)
+            ev_runs = [r for r in rows["events"] if r["items"] == args.items]
+            it_runs = [r for r in rows["items"] if r["events"] == args.item_series_events]
     result = {
         "load_average_end": round(os.getloadavg()[0], 1),
         "events_series": ev_runs,
@@ -505,26 +570,55 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    sizes = ", ".join(f"{r['events']:,}" for r in ev_runs)
-    print(f"\nper stage vs events ({sizes}; {args.items:,} items)")
-    print(f"  {'stage':30s} {'CPU exp':>8s} {'mem exp':>8s} {'events at 16 GB':>16s}")
-    for stage, fit in result["events_fit"].items():
-        proj = fit["projected_size_at_16gb"]
-        print(
-            f"  {stage:30s} {fit['cpu_exponent'] or float('nan'):8.2f} {fit['memory_exponent'] or float('nan'):8.2f} "
-            f"{'not growing' if proj is None else f'{proj:,.0f}':>16s}"
-        )
-    print(f"\nserve-export vs items x K (K={K}; {args.item_series_events:,} events)")
-    for stage, fit in result["items_x_k_fit"].items():
-        if not stage.startswith("serve-export"):
-            continue
-        proj = fit["projected_size_at_16gb"]
-        print(
-            f"  {stage:30s} CPU exp {fit['cpu_exponent']}, mem exp {fit['memory_exponent']}, "
-            f"items at 16 GB: {'not growing' if proj is None else f'{proj:,.0f}'}"
-        )
-    print(f"load average {result['load_average_end']} at the end")
+    render(result)
     return 0
+
+
+def render(result: dict[str, Any]) -> None:
+    """Print the per-size table (CPU s / peak MB per stage), the fits and the 16 GB projections."""
+    ev_runs, it_runs = result["events_series"], result["items_series"]
+    if ev_runs:
+        print("\nCPU s / peak MB per stage (events series)")
+        header = "".join(f"{r['events']:>16,}" for r in ev_runs)
+        print(f"  {'stage':30s}{header}")
+        for stage in ev_runs[0]["stages"]:
+            cells = "".join(
+                f"{r['stages'][stage]['cpu_s']:>8.1f}/{r['stages'][stage]['peak_mb']:<7.0f}"
+                if stage in r["stages"]
+                else f"{'-':>16s}"
+                for r in ev_runs
+            )
+            print(f"  {stage:30s}{cells}")
+        hand = "preprocess (by hand, polars)"
+        if all(hand in r["stages"] for r in ev_runs):
+            ratios = ", ".join(
+                f"{r['events']:,}: CPU {r['stages']['preprocess']['cpu_s'] / r['stages'][hand]['cpu_s']:.2f}x "
+                f"peak {r['stages']['preprocess']['peak_mb'] / r['stages'][hand]['peak_mb']:.2f}x"
+                for r in ev_runs
+            )
+            print(f"  preprocess / by hand: {ratios}")
+        sizes = ", ".join(f"{r['events']:,}" for r in ev_runs)
+        print(f"\nper stage vs events ({sizes}; {ev_runs[0]['items']:,} items)")
+        print(f"  {'stage':30s} {'CPU exp':>8s} {'mem exp':>8s} {'events at 16 GB':>16s}")
+        for stage, fit in result["events_fit"].items():
+            proj = fit["projected_size_at_16gb"]
+            cpu_exp, mem_exp = fit["cpu_exponent"], fit["memory_exponent"]
+            print(
+                f"  {stage:30s} {float('nan') if cpu_exp is None else cpu_exp:8.2f} "
+                f"{float('nan') if mem_exp is None else mem_exp:8.2f} "
+                f"{'not growing' if proj is None else f'{proj:,.0f}':>16s}"
+            )
+    if it_runs:
+        print(f"\nserve-export vs items x K (K={K}; {it_runs[0]['events']:,} events)")
+        for stage, fit in result["items_x_k_fit"].items():
+            if not stage.startswith("serve-export"):
+                continue
+            proj = fit["projected_size_at_16gb"]
+            print(
+                f"  {stage:30s} CPU exp {fit['cpu_exponent']}, mem exp {fit['memory_exponent']}, "
+                f"items at 16 GB: {'not growing' if proj is None else f'{proj:,.0f}'}"
+            )
+    print(f"load average {result['load_average_end']} at the end")
 
 
 if __name__ == "__main__":
