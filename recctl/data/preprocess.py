@@ -22,6 +22,7 @@ import polars as pl
 
 from recctl.columns import Columns
 from recctl.config.preprocess import PreprocessConfig
+from recctl.data.idcodes import HashCodes, verify_codes
 from recctl.errors import ConfigError, DataError
 
 __all__ = [
@@ -49,7 +50,6 @@ LAST_TS = "last_ts"
 USER_CODE, ITEM_CODE = "user_code", "item_code"
 _U, _I = Columns.User, Columns.Item
 _PAIR = "__pair"
-_HASH = {USER_CODE: "__user_hash", ITEM_CODE: "__item_hash"}
 _SEED = 0x5EC7
 #: a pair key is user_idx * 2**32 + item_idx (indices are Int32, so both fit)
 _SHIFT = 1 << 32
@@ -201,19 +201,41 @@ def _universe(ids: pl.Series, name: str) -> pl.Series:
     return ids.drop_nulls().unique().sort().rename(name)
 
 
-def _codes_by_hash(universe: pl.Series, code: str) -> pl.DataFrame | None:
-    """``hash, code`` of every distinct id, or None when two ids share a 64-bit hash.
+#: the second hash's seed (:func:`recctl.data.idcodes.verify_codes`)
+_CHECK_SEED = 0x2B7E1516
 
-    Joining the events' id hashes to this table (a partitioned join on integers) codes 20M
-    events in about half the CPU of looking each id string up (an ``Enum`` cast): the table of
-    1M user ids does not fit in the cache, and the strings are never held per event. When
-    the distinct ids' hashes are distinct, equal hashes mean equal ids, so the codes are
-    exact; otherwise the caller looks the strings up.
+
+def _id_hash(ids: Any, seed: int) -> Any:
+    """The 64-bit hash of ids (an expression or a series) under ``seed``."""
+    return ids.hash(seed)
+
+
+def _first_of_each_hash(column: str) -> pl.Expr:
+    """One id per distinct 64-bit hash.
+
+    Hashing and keeping the first of each hash costs a quarter of a ``unique`` of the strings
+    (20M events, 1M users): distinct hashes are integers. Two ids of one hash would keep only
+    one here; :func:`recctl.data.idcodes.verify_codes` catches that afterwards.
     """
-    hashes = universe.hash(_SEED)
-    if hashes.n_unique() != universe.len():
-        return None
-    return pl.DataFrame({_HASH[code]: hashes, code: np.arange(universe.len(), dtype=np.uint32)})
+    return pl.col(column).filter(_id_hash(pl.col(column), _SEED).is_first_distinct())
+
+
+def _code_by_hash(frame: pl.DataFrame, column: str, universe: pl.Series, code: str) -> tuple[pl.DataFrame, bool]:
+    """Replace ``column``'s two hash columns in ``frame`` by the ``code`` of each event's id.
+
+    Returns the frame and whether every event's second hash agrees with its code's (False: two
+    ids share a first hash, and the frame is returned unchanged).
+    """
+    hashed, check = f"__{column}_hash", f"__{column}_check"
+    keys = _id_hash(universe, _SEED)
+    if keys.n_unique() != keys.len():  # e.g. two catalogue ids of one hash
+        return frame, False
+    codes = HashCodes(keys.to_numpy()).lookup(frame[hashed].to_numpy())
+    if (codes == universe.len()).any() or not verify_codes(
+        codes, frame[check].to_numpy(), _id_hash(universe, _CHECK_SEED).to_numpy()
+    ):
+        return frame, False
+    return frame.drop(hashed, check).with_columns(pl.Series(code, codes)), True
 
 
 def read_weighted_events(
@@ -225,6 +247,12 @@ def read_weighted_events(
     dropped). Ids become codes in sorted text order: users among the input's users, items among
     the input's items and ``catalogue_ids``. Each event then takes 25 bytes (against ~70 with
     its strings), and the filters, id maps and aggregation that follow work on integers.
+
+    The distinct ids are read as one id per hash (:func:`_first_of_each_hash`), then the
+    events, each carrying two 64-bit hashes per id instead of the id:
+    :class:`recctl.data.idcodes.HashCodes` turns the first into the code and
+    :func:`recctl.data.idcodes.verify_codes` checks the second. In the (about 1 in 10^7 at 1M
+    ids) case of two ids sharing a hash, the strings are read again and looked up (exact).
 
     Parameters
     ----------
@@ -249,25 +277,21 @@ def read_weighted_events(
         A weight that is not finite.
     """
     scan = source.lazy() if isinstance(source, pl.DataFrame) else pl.scan_parquet(source)
+    # three small queries: one select of all three read the columns whole first (2x the CPU)
     types = scan.select(pl.col(Columns.Event).unique()).collect().to_series()
     check_event_types(types, cfg)
-    users = _universe(scan.select(pl.col(_U).unique()).collect().to_series(), _U)
+    users = _universe(scan.select(_first_of_each_hash(_U)).collect().to_series(), _U)
     listed = catalogue_ids.cast(pl.String)
-    seen_items = scan.select(pl.col(_I).unique()).collect().to_series()
+    seen_items = scan.select(_first_of_each_hash(_I)).collect().to_series()
     items = _universe(pl.concat([listed.rename(_I), seen_items]), _I)
     n_in = int(scan.select(pl.len()).collect().item())
-    user_codes, item_codes = _codes_by_hash(users, USER_CODE), _codes_by_hash(items, ITEM_CODE)
-    by_hash = user_codes is not None and item_codes is not None
-    if by_hash:  # per event only a 64-bit hash of each id: no string is held per event
-        ids = [pl.col(_U).hash(_SEED).alias(_HASH[USER_CODE]), pl.col(_I).hash(_SEED).alias(_HASH[ITEM_CODE])]
-    else:  # two distinct ids share a hash (about 1 run in 10^7 at 1M ids): a look-up of the strings
-        ids = [
-            pl.col(_U).cast(pl.Enum(users)).to_physical().cast(pl.UInt32).alias(USER_CODE),
-            pl.col(_I).cast(pl.Enum(items)).to_physical().cast(pl.UInt32).alias(ITEM_CODE),
-        ]
     frame = (
         scan.select(
-            *ids,
+            *(
+                _id_hash(pl.col(c), seed).alias(f"__{c}_{what}")
+                for c in (_U, _I)
+                for what, seed in (("hash", _SEED), ("check", _CHECK_SEED))
+            ),
             # an Enum in text order: sorting by it is sorting by the text
             pl.col(Columns.Event).cast(pl.Enum(types.drop_nulls().sort())),
             pl.col(Columns.Timestamp),
@@ -276,14 +300,24 @@ def read_weighted_events(
         .filter(pl.col(Columns.Weight) > 0)
         .collect()
     )
-    if by_hash:
-        assert user_codes is not None and item_codes is not None
-        for codes in (user_codes, item_codes):
-            hashed, code = codes.columns
-            # only the hash column goes through the join: joining the whole frame copied it twice
-            looked_up = frame.select(hashed).join(codes, on=hashed, how="left", maintain_order="left")[code]
-            frame = frame.drop(hashed).with_columns(looked_up)
-        frame = frame.select(USER_CODE, ITEM_CODE, Columns.Event, Columns.Timestamp, Columns.Weight)
+    frame, users_ok = _code_by_hash(frame, _U, users, USER_CODE)
+    frame, items_ok = _code_by_hash(frame, _I, items, ITEM_CODE)
+    if not (users_ok and items_ok):
+        # two ids share a 64-bit hash, or an id is null: look the strings up (exact, slower)
+        users = _universe(scan.select(pl.col(_U).unique()).collect().to_series(), _U)
+        items = _universe(pl.concat([listed.rename(_I), scan.select(pl.col(_I).unique()).collect().to_series()]), _I)
+        frame = (
+            scan.select(
+                pl.col(_U).cast(pl.Enum(users)).to_physical().cast(pl.UInt32).alias(USER_CODE),
+                pl.col(_I).cast(pl.Enum(items)).to_physical().cast(pl.UInt32).alias(ITEM_CODE),
+                pl.col(Columns.Event).cast(pl.Enum(types.drop_nulls().sort())),
+                pl.col(Columns.Timestamp),
+                event_weight(cfg).alias(Columns.Weight),
+            )
+            .filter(pl.col(Columns.Weight) > 0)
+            .collect()
+        )
+    frame = frame.select(USER_CODE, ITEM_CODE, Columns.Event, Columns.Timestamp, Columns.Weight)
     missing = {c: frame[c].null_count() for c in (USER_CODE, ITEM_CODE)}
     if any(missing.values()):
         # ingest rejects events without an id, so only a hand-made file gets here; an event

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -210,6 +211,13 @@ def test_same_input_same_indices(tmp_path: Path, small_shop: Path) -> None:
     assert ma == (b.stage_dir("preprocess") / "train.parquet").read_bytes()
 
 
+def _weak_hash(ids: Any, seed: int) -> Any:
+    """A first hash that collides for ids of one length (the second, checking hash stays real)."""
+    import recctl.data.preprocess as prep
+
+    return ids.str.len_bytes().fill_null(0).cast(pl.UInt64) if seed == prep._SEED else ids.hash(seed)
+
+
 def test_ids_coded_without_hashes_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     # two distinct ids sharing a 64-bit hash is the (rare) case where ids are looked up as strings
     import recctl.data.preprocess as prep
@@ -217,7 +225,8 @@ def test_ids_coded_without_hashes_are_the_same(monkeypatch: pytest.MonkeyPatch) 
     raw = _raw([("u2", "b", "view", 0, 1), ("u1", "a", "purchase", 1, 1), ("u2", "a", "view", 2, 1)])
     cfg = PreprocessConfig(event_weights={"view": 1.0, "purchase": 2.0})
     hashed, _ = read_weighted_events(raw, pl.Series(["z"]), cfg)
-    monkeypatch.setattr(prep, "_codes_by_hash", lambda universe, code: None)
+    # a first hash under which u1 and u2 (and a and b) collide: the second hash catches it
+    monkeypatch.setattr(prep, "_id_hash", _weak_hash)
     looked_up, _ = read_weighted_events(raw, pl.Series(["z"]), cfg)
     assert hashed.frame.equals(looked_up.frame)
     assert hashed.frame[prep.USER_CODE].to_list() == [1, 0, 1]
@@ -229,7 +238,7 @@ def test_event_without_an_id_is_refused_not_dropped(monkeypatch: pytest.MonkeyPa
     import recctl.data.preprocess as prep
 
     if not hashed:
-        monkeypatch.setattr(prep, "_codes_by_hash", lambda universe, code: None)
+        monkeypatch.setattr(prep, "_id_hash", _weak_hash)
     raw = _raw([("u1", "a", "view", 0, 1), ("u2", "b", "view", 1, 1)])
     raw = raw.with_columns(
         pl.when(pl.col(Columns.User) == "u2").then(None).otherwise(pl.col(Columns.User)).alias(Columns.User)

@@ -1,0 +1,108 @@
+"""Integer codes for id strings, looked up by 64-bit hash in numpy tables.
+
+Preprocess gives every user and item id a code (its position among the sorted distinct ids)
+without holding the id strings per event: each event carries a 64-bit hash of its id, and
+:class:`HashCodes` maps hashes to codes. A polars join of 20M event hashes to 1M distinct ones
+cost 3.4 CPU-s at 20M events (most of the stage's read step); these tables answer the same in
+about 0.7 s: a few levels of direct-address tables (multiplicative hashing, one key per slot,
+keys that share a slot go to the next level), each queried with one gather and one compare,
+in chunks that keep the temporaries in cache.
+
+A hash identifies an id only when no two distinct ids share it: :func:`verify_codes` checks each
+event's second, independent hash against its code's, so two ids merged by the first hash are
+caught (both 64-bit hashes would have to collide, about ``n**2 / 2**129`` for ``n`` ids).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["HashCodes", "verify_codes"]
+
+#: odd 64-bit multipliers, one per level (multiplicative hashing: the slot is the product's top bits)
+_MULTIPLIERS = (
+    0x9E3779B97F4A7C15,
+    0xC2B2AE3D27D4EB4F,
+    0x165667B19E3779F9,
+    0xD6E8FEB86659FD93,
+    0xFF51AFD7ED558CCD,
+    0xC4CEB9FE1A85EC53,
+)
+#: a level has 8 slots per key left to place: ~88% of them get a slot of their own
+_LOAD_BITS = 3
+#: events looked up at a time (their temporaries stay in cache)
+_CHUNK = 1 << 20
+
+
+class HashCodes:
+    """Hash -> code look-up for a set of distinct 64-bit keys (a key's code is its position).
+
+    Parameters
+    ----------
+    keys
+        Distinct ``uint64`` hashes; ``keys[c]`` gets code ``c``.
+    """
+
+    def __init__(self, keys: np.ndarray) -> None:
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        self.missing = len(keys)
+        self._levels: list[tuple[np.uint64, np.uint64, np.ndarray, np.ndarray]] = []
+        left = np.arange(len(keys), dtype=np.uint32)
+        while left.size:
+            level = len(self._levels)
+            if level >= 64:  # equal keys never separate; the caller passes distinct ones
+                raise ValueError("HashCodes: the keys are not distinct")
+            bits = max(int(left.size).bit_length() + _LOAD_BITS, 4)
+            mult = np.uint64(_MULTIPLIERS[level % len(_MULTIPLIERS)] + 2 * (level // len(_MULTIPLIERS)))
+            shift = np.uint64(64 - bits)
+            k = keys[left]
+            slots = (k * mult) >> shift
+            alone = np.bincount(slots, minlength=1 << bits)[slots] == 1
+            table_key = np.zeros(1 << bits, dtype=np.uint64)
+            table_code = np.full(1 << bits, self.missing, dtype=np.uint32)
+            table_key[slots[alone]] = k[alone]
+            table_code[slots[alone]] = left[alone]
+            # an empty slot must match no query: key 0 can only land in slot 0 (0 x mult = 0), so
+            # an empty slot 0 holds 1, whose slot (the multiplier's top bits) is not 0
+            if table_code[0] == self.missing:
+                table_key[0] = 1
+            self._levels.append((mult, shift, table_key, table_code))
+            left = left[~alone]
+
+    def lookup(self, query: np.ndarray) -> np.ndarray:
+        """The code of every hash in ``query`` (``uint32``); :attr:`missing` (the key count) when absent."""
+        query = np.ascontiguousarray(query, dtype=np.uint64)
+        out = np.empty(len(query), dtype=np.uint32)
+        for lo in range(0, len(query), _CHUNK):
+            out[lo : lo + _CHUNK] = self._lookup(query[lo : lo + _CHUNK])
+        return out
+
+    def _lookup(self, query: np.ndarray) -> np.ndarray:
+        out = np.full(len(query), self.missing, dtype=np.uint32)
+        pending: np.ndarray | None = None
+        for mult, shift, table_key, table_code in self._levels:
+            q = query if pending is None else query[pending]
+            slots = (q * mult) >> shift
+            hit = table_key[slots] == q
+            if pending is None:
+                np.copyto(out, table_code[slots], where=hit)
+                pending = np.flatnonzero(~hit)
+            else:
+                out[pending[hit]] = table_code[slots[hit]]
+                pending = pending[~hit]
+            if pending.size == 0:
+                break
+        return out
+
+
+def verify_codes(codes: np.ndarray, check: np.ndarray, check_of_code: np.ndarray) -> bool:
+    """Whether every event's second hash ``check`` equals the second hash of the id its code names.
+
+    ``check_of_code[c]`` is the second hash of the id with code ``c``. False means two distinct
+    ids share a first hash (their events were given one code): the caller codes the strings
+    another way.
+    """
+    for lo in range(0, len(codes), _CHUNK):
+        if not np.array_equal(check_of_code[codes[lo : lo + _CHUNK]], check[lo : lo + _CHUNK]):
+            return False
+    return True
