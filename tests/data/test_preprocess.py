@@ -249,7 +249,8 @@ def test_event_without_an_id_is_refused_not_dropped(monkeypatch: pytest.MonkeyPa
 
 @pytest.mark.parametrize(
     ("max_user", "step_us"),
-    [(50, 1_000_000), (50, 1_234), (2**31 - 1, 3_600_000_001)],  # whole seconds; microseconds; > 64 key bits
+    # one key (whole seconds; microseconds); two keys (user + time fit, item + event do not); three
+    [(50, 1_000_000), (50, 1_234), (2**31 - 1, 25_000_001), (2**31 - 1, 3_600_000_001)],
 )
 def test_sort_events_is_the_four_column_sort(max_user: int, step_us: int) -> None:
     from recctl.data.preprocess import sort_events
