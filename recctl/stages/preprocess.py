@@ -35,6 +35,7 @@ from recctl.data.preprocess import (
     decay_weights,
     filter_min_counts,
     index_events,
+    no_hugepage_advice,
     pair_order,
     read_weighted_events,
     sort_events,
@@ -92,7 +93,17 @@ def run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifest
         An event type without a weight, a feature column not in the catalogue, an empty split.
     DataError
         Nothing left after filtering.
+
+    Notes
+    -----
+    numpy's huge-page advice is off while it runs (:func:`recctl.data.preprocess.no_hugepage_advice`).
     """
+    with no_hugepage_advice():
+        return _run_preprocess(cfg, progress=progress)
+
+
+def _run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifest:
+    """:func:`run_preprocess`'s steps."""
     ingest_dir, _ = require_stage(cfg, "ingest", ["interactions.parquet", "items.parquet"])
     pc = cfg.preprocess
     inputs = [ingest_dir / "interactions.parquet", ingest_dir / "items.parquet"]

@@ -270,3 +270,18 @@ def test_sort_events_is_the_four_column_sort(max_user: int, step_us: int) -> Non
     got = sort_events(frame)
     assert got.select(keys).equals(frame.sort(keys).select(keys))
     assert sorted(got[Columns.Weight].to_list()) == list(range(n))  # every row once
+
+
+def test_hugepage_advice_is_off_inside_and_restored_after() -> None:
+    from recctl.data.preprocess import no_hugepage_advice
+
+    toggle = getattr(getattr(getattr(np, "_core", None), "multiarray", None), "_set_madvise_hugepage", None)
+    if toggle is None:
+        pytest.skip("this numpy has no huge-page switch")
+    before = toggle(True)  # returns the setting it replaces
+    try:
+        with no_hugepage_advice():
+            assert toggle(False) is False  # off inside
+        assert toggle(True) is True  # restored
+    finally:
+        toggle(before)
