@@ -215,23 +215,23 @@ def _top_stored(
 ) -> np.ndarray:
     """Fill ``items``/``scores`` (n x K, in place) with each row's best allowed stored neighbours.
 
-    Rows of ``sub`` (sorted indices) are laid out as an ``n x N`` table (N = the longest row) and
-    sorted by score with a stable sort, so ties keep the lower item index first, as the
-    catalogue-wide kernel does. Work is ``n x N``. Returns how many were found per row.
+    Rows of ``sub`` (sorted indices) are laid out as an ``n x N`` table (N = the longest row,
+    filled in CSR order through a boolean mask: no per-entry row numbers) and sorted by score
+    with a stable sort, so ties keep the lower item index first, as the catalogue-wide kernel
+    does. Work and memory are ``n x N`` (few large temporaries: fresh memory is costly to fault
+    in). Returns how many were found per row.
     """
     n, k = items.shape
     lens = np.diff(sub.indptr)
     width = int(lens.max(initial=0))
     if width == 0 or k == 0:
         return np.zeros(n, np.int64)
-    rows = np.repeat(np.arange(n), lens)
-    pos = np.arange(len(rows)) - sub.indptr[rows]
-    cols = sub.indices.astype(np.int64)
-    ok = allowed[cols] & (cols != item_idx[rows])
-    keys = np.full((n, width), np.inf, np.float32)  # -similarity; +inf = masked or absent
-    keys[rows[ok], pos[ok]] = -np.asarray(sub.data[ok], np.float32)
-    table = np.full((n, width), -1, np.int64)
-    table[rows, pos] = cols
+    filled = np.arange(width)[None, :] < lens[:, None]  # the table cells that hold an entry, row-major
+    table = np.full((n, width), -1, np.int32)
+    table[filled] = sub.indices
+    keys = np.full((n, width), np.inf, np.float32)  # -similarity; +inf = masked, own item or absent
+    keys[filled] = -np.asarray(sub.data, np.float32)
+    keys[~allowed[table] | (table == item_idx[:, None]) | ~filled] = np.inf
     order = np.argsort(keys, axis=1, kind="stable")[:, :k]
     best = np.take_along_axis(keys, order, axis=1)
     hit = np.isfinite(best)
