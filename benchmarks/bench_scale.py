@@ -528,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scratch", type=Path, default=None, help="Where shops are generated (default: a temp dir).")
     ap.add_argument("--jsonl", type=Path, default=None, help="Append each size here; skip sizes already there.")
     ap.add_argument("--render", type=Path, default=None, help="Print the table of a --jsonl file; run nothing.")
+    ap.add_argument("--markdown", action="store_true", help="Print the events table as Markdown (for docs).")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help="Also write the JSON result to this file.")
     args = ap.parse_args(argv)
@@ -570,8 +571,38 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
+    if args.markdown:
+        print(markdown(result))
+        return 0
     render(result)
     return 0
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The events series as a Markdown table: CPU s / peak MB per stage and size, exponents, 16 GB size."""
+    runs, fits = result["events_series"], result["events_fit"]
+    if not runs:
+        return "(no events series)"
+    sizes = [f"{r['events'] / 1e6:g}M" for r in runs]
+    lines = [
+        "| stage | " + " | ".join(f"{s}: CPU s / peak MB" for s in sizes) + " | CPU exp | mem exp | events at 16 GB |",
+        "| --- " * (len(sizes) + 4) + "|",
+    ]
+    for stage, fit in fits.items():
+        cells = [
+            f"{r['stages'][stage]['cpu_s']:.1f} / {r['stages'][stage]['peak_mb']:.0f}" if stage in r["stages"] else "-"
+            for r in runs
+        ]
+        proj = fit["projected_size_at_16gb"]
+        exps = [("-" if e is None else f"{e:.2f}") for e in (fit["cpu_exponent"], fit["memory_exponent"])]
+        lines.append(
+            f"| {stage} | "
+            + " | ".join(cells)
+            + f" | {exps[0]} | {exps[1]} | "
+            + ("-" if len(runs) < 2 else "not growing" if proj is None else f"{proj / 1e6:,.0f}M")
+            + " |"
+        )
+    return "\n".join(lines)
 
 
 def render(result: dict[str, Any]) -> None:
