@@ -68,6 +68,18 @@ def test_ease_cholesky_reports_the_first_failing_minor_like_lapack(monkeypatch):
     assert expected == 26 and ease._cholesky(work) == expected
 
 
+def test_ease_fortran_ordered_weights_of_old_files_load_c_ordered(planted, tmp_path):
+    """Old files hold Fortran-ordered weights; scoring them would copy the matrix on every call."""
+    import pickle
+
+    model = EASEModel(l2=50.0).fit(planted)
+    expected = model.score(np.arange(planted.n_users))
+    model.weights_ = np.asfortranarray(model.weights_)
+    loaded = pickle.loads(pickle.dumps(model))
+    assert loaded.weights_.flags.c_contiguous
+    np.testing.assert_array_equal(loaded.score(np.arange(planted.n_users)), expected)
+
+
 def test_ease_l2_too_small_for_float32_is_a_config_error(planted):
     with pytest.raises(ConfigError, match="l2=1e-60 is 0 in float32"):
         EASEModel(l2=1e-60).fit(planted)
