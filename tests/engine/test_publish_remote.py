@@ -7,10 +7,12 @@ staging and the pointer, and in validation.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +84,13 @@ def test_publication_stages_validates_then_commits_the_pointer(
     assert err.value.exit_code == 7 and f"{first['file']} is still the latest file" in str(err.value)
     assert _pointer(store) == first
 
-    # the next good run commits; keep: 1 prunes the first run's prefix, the day-old staging is swept
+    # the next good run commits; keep: 1 prunes the first run's prefix, the day-old staging is swept;
+    # its run name sorts BEFORE the first's (same second under the test clock, a lower random
+    # suffix): the run just committed must still count as the newest
     monkeypatch.undo()
+    first_run = dt.datetime.strptime(first["file"].split("/")[1][:15], "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc)
+    monkeypatch.setattr(publish.clock, "now", lambda: first_run)
+    monkeypatch.setattr(publish.uuid, "uuid4", lambda: uuid.UUID(int=0))
     run_serve_export(cfg, date="2026-12-02")
     second = _pointer(store)
     assert second["file"].endswith("recs_2026-12-02.csv") and second["sha256"] == sha256_file(store / second["file"])

@@ -116,11 +116,15 @@ def _sweep(fs: HadoopFS, directory: str, cfg: ExportConfig, current: str | None)
             fs.delete(_join(directory, STAGING, name))
     removed: list[str] = []
     if cfg.keep:
-        runs = sorted((n for n, is_dir, _ in fs.children(_join(directory, PUBLISHED)) if is_dir), reverse=True)
+        # the run just committed is the newest whatever its name: two runs in the same second
+        # (or a clock set back) would otherwise be ordered by their random suffix
+        older = sorted(
+            (n for n, is_dir, _ in fs.children(_join(directory, PUBLISHED)) if is_dir and n != current), reverse=True
+        )
+        runs = ([current] if current else []) + older
         for name in runs[cfg.keep :]:
-            if name != current:
-                fs.delete(_join(directory, PUBLISHED, name))
-                removed.append(f"{PUBLISHED}/{name}")
+            fs.delete(_join(directory, PUBLISHED, name))
+            removed.append(f"{PUBLISHED}/{name}")
     return removed
 
 
