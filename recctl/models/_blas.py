@@ -78,22 +78,25 @@ def _ref(x: Any) -> Any:
     return ctypes.byref(x)
 
 
-def trsm(side: str, trans: str, alpha: float, a: np.ndarray, b: np.ndarray) -> None:
-    """``b ← alpha · op(a)⁻¹ b`` (side ``"L"``) or ``alpha · b op(a)⁻¹`` (``"R"``); ``a`` lower, non-unit."""
+def _triangular(
+    routine: Callable[..., None], side: str, trans: str, alpha: float, a: np.ndarray, b: np.ndarray
+) -> None:
+    """``strsm``/``strmm`` (same arguments) with ``a`` lower triangular, non-unit, on ``b`` in place."""
     m, n = b.shape
     pa, lda = _block(a)
     pb, ldb = _block(b)
     args = (_c(side), _c("L"), _c(trans), _c("N"), _ref(_i(m)), _ref(_i(n)), _ref(_f(alpha)))
-    _strsm(*args, pa, _ref(lda), pb, _ref(ldb))
+    routine(*args, pa, _ref(lda), pb, _ref(ldb))
+
+
+def trsm(side: str, trans: str, alpha: float, a: np.ndarray, b: np.ndarray) -> None:
+    """``b ← alpha · op(a)⁻¹ b`` (side ``"L"``) or ``alpha · b op(a)⁻¹`` (``"R"``); ``a`` lower, non-unit."""
+    _triangular(_strsm, side, trans, alpha, a, b)
 
 
 def trmm(side: str, trans: str, alpha: float, a: np.ndarray, b: np.ndarray) -> None:
     """``b ← alpha · op(a) b`` (side ``"L"``) or ``alpha · b op(a)`` (``"R"``); ``a`` lower, non-unit."""
-    m, n = b.shape
-    pa, lda = _block(a)
-    pb, ldb = _block(b)
-    args = (_c(side), _c("L"), _c(trans), _c("N"), _ref(_i(m)), _ref(_i(n)), _ref(_f(alpha)))
-    _strmm(*args, pa, _ref(lda), pb, _ref(ldb))
+    _triangular(_strmm, side, trans, alpha, a, b)
 
 
 def syrk(trans: str, alpha: float, a: np.ndarray, beta: float, c: np.ndarray) -> None:

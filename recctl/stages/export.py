@@ -344,6 +344,12 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
         if short is not None:
             extra["short_lists"] = short
         removed: list[str] = []
+        common: dict[str, Any] = {  # what the file and its pointer say, remote or local alike
+            "date": date or today_utc(),
+            "generated_at": generated_at,
+            "extra": extra,
+            "pointer_extra": {"version": version_id} if version_id else None,
+        }
         if remote is not None:
             from recctl.engine.spark.publish import publish_remote
             from recctl.engine.spark.session import get_spark
@@ -358,10 +364,7 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
                 remote,
                 exp,
                 local_copies,
-                date=date or today_utc(),
-                generated_at=generated_at,
-                extra=extra,
-                pointer_extra={"version": version_id} if version_id else None,
+                **common,
             )
         else:
             main, validation, side = publish(
@@ -369,11 +372,8 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
                 cfg.export,
                 directory,
                 exp,
-                date=date or today_utc(),
-                generated_at=generated_at,
-                extra=extra,
-                pointer_extra={"version": version_id} if version_id else None,
                 prepared=prepared,
+                **common,
             )
         report(progress, "serve-export", 2, 3)
         write_json_atomic(

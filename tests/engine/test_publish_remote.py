@@ -18,8 +18,10 @@ from typing import Any
 
 import polars as pl
 import pytest
+from typer.testing import CliRunner
 
 from recctl.artifacts import sha256_file
+from recctl.cli.main import app
 from recctl.config import load_config
 from recctl.errors import ConfigError, ExportValidationError
 from recctl.export import ValidationReport
@@ -100,9 +102,26 @@ def test_publication_stages_validates_then_commits_the_pointer(
 
 def test_uri_export_directory_needs_spark_and_a_json_pointer(tmp_path: Path) -> None:
     uri = (tmp_path / "store").as_uri()
-    config = engine_config(tmp_path, None, "local-uri", export={"directory": uri, "latest": "symlink", "delta": True})
+    config = engine_config(
+        tmp_path,
+        None,
+        "local-uri",
+        export={"directory": uri, "latest": "symlink", "delta": True, "related": {"model": "knn", "k": 5}},
+    )
     with pytest.raises(ConfigError) as err:
         load_config(config)
     text = str(err.value)
     assert "export.directory" in text and "engine: {kind: spark" in text
     assert "set export.latest: json" in text and "export.delta: false" in text
+    assert "remove export.related" in text
+
+
+def test_rollback_refuses_a_uri_export_directory(tmp_path: Path) -> None:
+    uri = (tmp_path / "store").as_uri()
+    export = {"directory": uri, "latest": "json", "delta": False, "related": None}
+    config = engine_config(tmp_path, LOCAL_ENGINE, "rollback-uri", export=export)
+    result = CliRunner().invoke(app, ["rollback", str(config)])
+    assert result.exit_code == 3, result.output
+    message = " ".join(result.output.split())
+    assert f"export.directory: '{uri}' is a URI; recctl rollback moves pointers in local folders only" in message
+    assert not (tmp_path / "store").exists()  # nothing written
