@@ -222,7 +222,8 @@ def load_dataset(preprocess_dir: str | Path, split: str = "train") -> Dataset:
             pl.read_parquet(d / "events.parquet")
             .filter(pl.col("split").is_in(wanted))
             .drop("split")
-            .sort([Columns.UserIdx, Columns.Timestamp])
+            # stable: events at one timestamp keep the file's order (as events.parquet holds them)
+            .sort([Columns.UserIdx, Columns.Timestamp], maintain_order=True)
         )
     return Dataset(
         user_ids=users[Columns.User].to_numpy().astype(object),

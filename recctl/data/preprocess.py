@@ -474,7 +474,8 @@ def aggregate(events: pl.DataFrame, how: str) -> pl.DataFrame:
     elif how == "max":
         weight = pl.col(Columns.Weight).max()
     elif how == "last":
-        weight = pl.col(Columns.Weight).sort_by(Columns.Timestamp).last()
+        # stable: of events at one time, the last in the input (file) order
+        weight = pl.col(Columns.Weight).sort_by(Columns.Timestamp, maintain_order=True).last()
     else:  # the config restricts the values; guard against programmatic misuse
         raise ValueError(f"unknown aggregate '{how}'")
     if _PAIR not in events.columns:
@@ -492,21 +493,22 @@ def aggregate(events: pl.DataFrame, how: str) -> pl.DataFrame:
 
 
 def sort_events(events: pl.DataFrame) -> pl.DataFrame:
-    """``events`` sorted by ``user_idx, timestamp, item_idx, event`` (the order of ``events.parquet``).
+    """``events`` sorted by ``user_idx, timestamp``; events at one (user, time) keep their input order.
 
-    The sort runs on one unsigned 64-bit key ``(user, time, item, event)`` when the four fit in
-    64 bits (1M users, 120 days in seconds and 150k item-event pairs take 62: 20-30% less CPU
-    than two keys at 20M events), else on two, ``(user, time)`` and ``(item, event)``, about
-    twice as fast as on the four columns: the time is counted from the earliest event in its
-    coarsest exact unit (whole seconds when every timestamp is, as in most exports), so a
-    user index of 26 bits (67M users) and 38 bits of time (8,700 years in seconds) share one
-    key. When they do not fit, the user is a key of its own. ``event`` is an Enum in text
-    order, so the order is the text's.
+    This is the order of ``events.parquet`` and the tie rule of every split: the stage passes
+    the events in file order (``ingest/interactions.parquet``'s rows, which ingest writes file
+    by file in row order, appended batches after, on both engines), so lines of one basket
+    sharing a timestamp stay in the order the shop exported them. Sorting ties by item id
+    instead taught sequence models the catalogue's code order, which the test never rewards.
+
+    The stable sort runs on one unsigned 64-bit key ``(user, time)`` when both fit in 64 bits
+    (a user index of 26 bits and 38 bits of time: 67M users over 8,700 years in seconds), else
+    on the two columns: the time is counted from the earliest event in its coarsest exact unit
+    (whole seconds when every timestamp is, as in most exports).
     """
-    by_columns = (Columns.UserIdx, Columns.Timestamp, Columns.ItemIdx, Columns.Event)
-    event_type = events.schema[Columns.Event]
+    by_columns = (Columns.UserIdx, Columns.Timestamp)
     times = events[Columns.Timestamp].to_physical()
-    if events.height == 0 or times.null_count() or not isinstance(event_type, pl.Enum):
+    if events.height == 0 or times.null_count():
         return events.sort(*by_columns, maintain_order=True)
     values = times.to_numpy()  # Int64 without nulls: a view, not a copy
     t0, t1 = int(values.min()), int(values.max())
@@ -516,21 +518,11 @@ def sort_events(events: pl.DataFrame) -> pl.DataFrame:
         offset = offset // unit
     time_bits = max((t1 - t0) // unit, 1).bit_length()
     user_bits = max(int(events[Columns.UserIdx].to_numpy().max()), 1).bit_length()
-    item_event = pl.col(Columns.ItemIdx).cast(pl.UInt64) * len(event_type.categories) + pl.col(
-        Columns.Event
-    ).to_physical().cast(pl.UInt64)
-    # the largest (item, event) key is (max item + 1) x types - 1
-    largest = (int(events[Columns.ItemIdx].to_numpy().max()) + 1) * len(event_type.categories) - 1
-    item_event_bits = max(largest, 1).bit_length()
-    user_time = pl.col(Columns.UserIdx).cast(pl.UInt64) * (1 << time_bits) + offset.cast(pl.UInt64)
-    if user_bits + time_bits + item_event_bits <= 64:
-        keys = [user_time * (1 << item_event_bits) + item_event]
-    elif user_bits + time_bits <= 64:
-        keys = [user_time, item_event]
+    if user_bits + time_bits <= 64:
+        keys = [pl.col(Columns.UserIdx).cast(pl.UInt64) * (1 << time_bits) + offset.cast(pl.UInt64)]
     else:
-        keys = [pl.col(Columns.UserIdx), offset, item_event]
-    # stable: events equal in all four columns (weights may differ) keep their input order, so
-    # the file and the sums over it are the same from run to run
+        keys = [pl.col(Columns.UserIdx), offset]
+    # stable: the input (file) order breaks ties
     return events[events.select(pl.arg_sort_by(keys, maintain_order=True)).to_series()]
 
 

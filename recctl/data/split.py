@@ -15,7 +15,7 @@ Strategies (``preprocess.split.strategy``; ``f`` is ``test_fraction`` or ``valid
   gives the cut as a date instead. A user who viewed an item before the cut and bought it after
   has it in both (evaluation excludes items seen in training from the ranking anyway).
 * ``user_time``: per user, the latest ``round(f x n)`` of the user's ``n`` (user, item) pairs by
-  their last event (ties by item index) are test, at most ``n - 1``: a user always keeps a pair
+  their last event are test, at most ``n - 1``: a user always keeps a pair
   in train, and a user with ``round(f x n) = 0`` keeps everything in train. The per-user
   temporal protocol of most papers ("each user's last 20% by time").
 * ``leave_last``: per user, the ``n_last`` latest pairs are test (validation: ``valid_n_last``).
@@ -23,6 +23,14 @@ Strategies (``preprocess.split.strategy``; ``f`` is ``test_fraction`` or ``valid
 * ``random``: per user, a seeded random ``round(f x n)`` of the user's pairs (at most ``n - 1``).
 * ``files``: the (user, item) pairs listed in ``test_file`` (and ``valid_file``) are test (and
   validation); everything else is train. Reproduces a published protocol's exact split.
+
+**Equal timestamps keep the file order.** Of two events at one timestamp (lines of one invoice,
+one basket) the later in the file is the later event, as a stable sort by time leaves them
+(pandas' and RecTools' per-user splits): the stage passes the events sorted by user and time
+with ties in file order (:func:`recctl.data.preprocess.sort_events`), and ``user_time`` and
+``leave_last`` rank each pair by its last event in that order. A frame in another order is
+ranked by time with ties in its row order. ``time`` never cuts a timestamp in two, so its
+ties need no rule.
 
 For every strategy but ``time``, all events of one (user, item) pair share a split, so a test
 pair is never half-seen in training. ``assign_splits`` also returns a plain-language statement
@@ -144,13 +152,37 @@ def _pair_key() -> pl.Expr:
     return pl.col(_U).cast(pl.UInt64) * _SHIFT + pl.col(_I).cast(pl.UInt64)
 
 
+def _in_event_order(frame: pl.DataFrame) -> bool:
+    """Whether ``frame`` is sorted by user, then time (as :func:`recctl.data.preprocess.sort_events` leaves it)."""
+    user_step = pl.col(_U).diff()
+    time_step = pl.col(_T).to_physical().diff()
+    return bool(frame.select(((user_step > 0) | ((user_step == 0) & (time_step >= 0))).all()).item())
+
+
+def _event_rank(frame: pl.DataFrame) -> pl.Expr:
+    """Per event, its place in time: later events get higher numbers; equal timestamps by row order.
+
+    A frame already sorted by user and time (the stage's) needs no sort: within a user, the row
+    number is the order. Otherwise the events are ranked by time, ties by row order.
+    """
+    if _in_event_order(frame):
+        return pl.int_range(pl.len(), dtype=pl.UInt32)
+    return pl.col(_T).rank("ordinal")
+
+
 def _pair_label(labelled: pl.DataFrame, strategy: str, amount: float, label: str, seed: int) -> pl.DataFrame:
-    """Label ``label`` the chosen (user, item) pairs among each user's ``tune_train`` events."""
+    """Label ``label`` the chosen (user, item) pairs among each user's ``tune_train`` events.
+
+    "Latest" pairs are ranked by their last event, and of two events at one timestamp the one
+    later in ``labelled``'s row order is the later (the stage passes the events in file order
+    within each timestamp): a basket's last line is its latest, as in the file.
+    """
     key = _pair_key()
+    pool = labelled.filter(pl.col(SPLIT) == _TRAIN)
     pairs = (
-        labelled.filter(pl.col(SPLIT) == _TRAIN)
-        .group_by(key.alias("__pair"))
-        .agg(pl.col(_T).max().alias("__last"))
+        pool.select(key.alias("__pair"), _event_rank(pool).alias("__last"))
+        .group_by("__pair")
+        .agg(pl.col("__last").max())
         .sort("__pair")
         .select(
             (pl.col("__pair") // _SHIFT).cast(labelled.schema[_U]).alias(_U),
@@ -158,13 +190,14 @@ def _pair_label(labelled: pl.DataFrame, strategy: str, amount: float, label: str
             "__last",
         )
     )
+    del pool
     n = pl.len().over(_U)
     if strategy == "random":
         keyed = pairs.with_columns(pl.Series("__key", np.random.default_rng(seed).random(pairs.height)))
         rank = pl.col("__key").rank("ordinal").over(_U)
-    else:  # latest first; ties by the higher item index, so the order is total and repeatable
+    else:  # latest first: ranks of distinct events, so the order is total and repeatable
         keyed = pairs
-        rank = pl.struct(pl.col("__last"), pl.col(_I)).rank("ordinal", descending=True).over(_U)
+        rank = pl.col("__last").rank("ordinal", descending=True).over(_U)
     if strategy == "leave_last":
         n_take = pl.when(n > int(amount)).then(pl.lit(int(amount))).otherwise(0)
     else:

@@ -263,11 +263,13 @@ def grow_dataset(
 
     umap = users_all.select(Columns.User, Columns.UserIdx)
     imap = items_all.select(Columns.Item, Columns.ItemIdx)
+    # by user and time, equal timestamps in the batch's file order (the joins may reorder rows)
     events = (
-        weighted.join(umap, on=Columns.User)
+        weighted.with_row_index("__row")
+        .join(umap, on=Columns.User)
         .join(imap, on=Columns.Item)
+        .sort(Columns.UserIdx, Columns.Timestamp, "__row")
         .select(Columns.UserIdx, Columns.ItemIdx, Columns.Event, Columns.Timestamp, Columns.Weight)
-        .sort(Columns.UserIdx, Columns.Timestamp, Columns.ItemIdx, Columns.Event)
     )
     train = _merge_train(train, events, pc.aggregate, pc.half_life_days, pc.decay_reference)
     changed = np.unique(events[Columns.UserIdx].to_numpy()).astype(np.int64)

@@ -6,7 +6,7 @@ Reads ``<workdir>/ingest/`` (hash-checked against its manifest) and writes
 1. weight every event (:func:`recctl.data.preprocess.weight_events`);
 2. drop users / items under the minimum counts, iteratively with ``kcore``;
 3. index ids in sorted order (stable: same input, same indices), keeping catalogue items
-   without interactions;
+   without interactions; sort the events by user and time, equal timestamps in file order;
 4. label every event ``tune_train`` / ``valid`` / ``test`` (:mod:`recctl.data.split`);
 5. aggregate each split to one row per (user, item) (``train`` = ``tune_train`` + ``valid``);
    the training splits (``train``, ``tune_train``, ``all``) are decayed first, each relative to
@@ -150,6 +150,11 @@ def _run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifes
 
     report(progress, "preprocess", 3, _STEPS)
     held_out = _held_out_pairs(cfg, user_map, item_map)
+    # the events are in file order here; sorted by user and time they keep it within a
+    # timestamp, the order events.parquet holds and the splits rank "latest" by
+    frame = sort_events(
+        frame.select(Columns.UserIdx, Columns.ItemIdx, Columns.Event, Columns.Timestamp, Columns.Weight)
+    )
     labelled, info = assign_splits(frame, pc.split, cfg.seed, held_out=held_out)
     del frame
     summary["split"] = info
@@ -166,9 +171,8 @@ def _run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifes
         users_out = users_out.sort(Columns.UserIdx)
         _write(run, users_out, d / "users.parquet")
         _write(run, items_out, d / "items.parquet")
-        events = sort_events(
-            labelled.select(Columns.UserIdx, Columns.ItemIdx, Columns.Event, Columns.Timestamp, Columns.Weight, SPLIT)
-        )
+        # still in sort_events' order: the split labels and the user re-index keep the rows in place
+        events = labelled
         del labelled
         _write(run, events, d / "events.parquet", text=(Columns.Event, SPLIT))
         n_events = events.height
@@ -247,16 +251,14 @@ def _distinct(indices: pl.Series) -> int:
 
 
 def _reindex_users(labelled: pl.DataFrame, user_map: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    present = labelled.select(Columns.UserIdx).unique()
-    kept = user_map.join(present, on=Columns.UserIdx, how="semi").sort(Columns.User)
-    remap = kept.with_row_index("__new").with_columns(pl.col("__new").cast(pl.Int32))
-    labelled = (
-        labelled.join(remap.select(Columns.UserIdx, "__new"), on=Columns.UserIdx)
-        .drop(Columns.UserIdx)
-        .rename({"__new": Columns.UserIdx})
-    )
-    user_map = remap.select(Columns.User, pl.col("__new").alias(Columns.UserIdx))
-    return labelled, user_map
+    """Number the users left after the split ``0..n-1`` (still in id order), keeping the rows' order."""
+    users = labelled[Columns.UserIdx].to_numpy()
+    present = np.bincount(users, minlength=user_map.height) > 0
+    new_index = (np.cumsum(present) - 1).astype(np.int32)
+    labelled = labelled.with_columns(pl.Series(Columns.UserIdx, new_index[users]))
+    # user_map is in index order (indices are positions in the sorted ids)
+    kept = user_map.sort(Columns.UserIdx).filter(pl.Series(present))
+    return labelled, kept.with_columns(pl.Series(Columns.UserIdx, np.arange(kept.height, dtype=np.int32)))
 
 
 def _embedding_paths(cfg: Config) -> list[Path]:

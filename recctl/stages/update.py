@@ -253,7 +253,9 @@ def run_update(cfg: Config, *, check_drift: bool = False, progress: Progress | N
     events = _events_frame(base["data_dir"], grown)
     fitted_on = ["tune_train", "valid", "test"] if refit else ["tune_train", "valid"]
     dataset = grown.dataset(
-        events=events.filter(pl.col(SPLIT).is_in(fitted_on)).drop(SPLIT).sort(Columns.UserIdx, Columns.Timestamp)
+        events=events.filter(pl.col(SPLIT).is_in(fitted_on))
+        .drop(SPLIT)
+        .sort(Columns.UserIdx, Columns.Timestamp, maintain_order=True)
     )
     grow_s = time.perf_counter() - t0
     report(progress, "update", 1, len(names) + 2)

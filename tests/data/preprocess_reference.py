@@ -3,7 +3,8 @@
 A plain transcription of the stage's data flow over string ids (weights, min-count / k-core filter
 on string pairs, id maps by joins, splits, one ``group_by`` per split file), kept here so that
 the faster stage (integer codes, pair-ordered aggregation) can be checked to give the same
-files. Not used by recctl itself.
+files. Not used by recctl itself. It carries each event's row in ``interactions.parquet`` as a
+column (the stage keeps the rows in order instead): equal timestamps are ordered by it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from recctl.errors import ConfigError
 
 _U, _I = Columns.User, Columns.Item
 _T = Columns.Timestamp
+#: each event's row in ingest/interactions.parquet (file order)
+_ROW = "__row"
 _TRAIN = "tune_train"
 
 SPLIT_FILES = (
@@ -70,7 +73,7 @@ def aggregate(events: pl.DataFrame, how: str) -> pl.DataFrame:
     weight = {
         "sum": pl.col(Columns.Weight).sum(),
         "max": pl.col(Columns.Weight).max(),
-        "last": pl.col(Columns.Weight).sort_by(Columns.Timestamp).last(),
+        "last": pl.col(Columns.Weight).sort_by(Columns.Timestamp, _ROW).last(),
     }[how]
     return (
         events.group_by(Columns.UserIdx, Columns.ItemIdx)
@@ -105,16 +108,20 @@ def _label_time(labelled: pl.DataFrame, fraction: float, label: str, cut: Any, i
 
 def _pair_label(labelled: pl.DataFrame, strategy: str, amount: float, label: str, seed: int) -> pl.DataFrame:
     """Label ``label`` the chosen (user, item) pairs among each user's ``tune_train`` events."""
+    # a pair's last event: the latest, and of events at one timestamp the later in the file (_ROW)
     pairs = (
-        labelled.filter(pl.col(SPLIT) == _TRAIN).group_by(_UX, _IX).agg(pl.col(_T).max().alias("__last")).sort(_UX, _IX)
+        labelled.filter(pl.col(SPLIT) == _TRAIN)
+        .group_by(_UX, _IX)
+        .agg(pl.col(_T).max().alias("__last"), pl.col(_ROW).sort_by(_T, _ROW).last().alias("__last_row"))
+        .sort(_UX, _IX)
     )
     n = pl.len().over(_UX)
     if strategy == "random":
         keyed = pairs.with_columns(pl.Series("__key", np.random.default_rng(seed).random(pairs.height)))
         rank = pl.col("__key").rank("ordinal").over(_UX)
-    else:  # latest first; ties by the higher item index, so the order is total and repeatable
+    else:  # latest first; equal times: later in the file first
         keyed = pairs
-        rank = pl.struct(pl.col("__last"), pl.col(_IX)).rank("ordinal", descending=True).over(_UX)
+        rank = pl.struct(pl.col("__last"), pl.col("__last_row")).rank("ordinal", descending=True).over(_UX)
     if strategy == "leave_last":
         n_take = pl.when(n > int(amount)).then(pl.lit(int(amount))).otherwise(0)
     else:
@@ -233,7 +240,8 @@ def reference_preprocess(
     """
     pc = cfg.preprocess
     ingest_dir = Path(cfg.stage_dir("ingest"))
-    frame = pl.read_parquet(ingest_dir / "interactions.parquet")
+    # the file order, carried as a column through every join: it breaks ties in time
+    frame = pl.read_parquet(ingest_dir / "interactions.parquet").with_row_index(_ROW)
     frame, weights = weight_events(frame, pc)
     frame, filt = filter_min_counts(frame, pc.min_user_interactions, pc.min_item_interactions, pc.kcore)
     catalogue = pl.read_parquet(ingest_dir / "items.parquet")
@@ -253,9 +261,9 @@ def reference_preprocess(
         "items": item_map.join(catalogue, on=Columns.Item, how="left").sort(Columns.ItemIdx),
     }
     events = labelled.select(
-        Columns.UserIdx, Columns.ItemIdx, Columns.Event, Columns.Timestamp, Columns.Weight, SPLIT
-    ).sort(Columns.UserIdx, Columns.Timestamp, Columns.ItemIdx, Columns.Event)
-    out["events"] = events
+        Columns.UserIdx, Columns.ItemIdx, Columns.Event, Columns.Timestamp, Columns.Weight, SPLIT, _ROW
+    ).sort(Columns.UserIdx, Columns.Timestamp, _ROW)
+    out["events"] = events.drop(_ROW)
     for name, labels in SPLIT_FILES:
         part = events.filter(pl.col(SPLIT).is_in(labels))
         if name in _TRAINING:

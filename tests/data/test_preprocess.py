@@ -23,7 +23,7 @@ from recctl.data.preprocess import (
 from recctl.errors import ArtifactError, ConfigError, DataError
 from recctl.stages.ingest import run_ingest
 from recctl.stages.preprocess import run_preprocess
-from tests.data.conftest import make_config, shop_source
+from tests.data.conftest import EVENTS_HEADER, make_config, shop_source
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -249,10 +249,10 @@ def test_event_without_an_id_is_refused_not_dropped(monkeypatch: pytest.MonkeyPa
 
 @pytest.mark.parametrize(
     ("max_user", "step_us"),
-    # one key (whole seconds; microseconds); two keys (user + time fit, item + event do not); three
+    # one key (whole seconds; microseconds); two columns (user + time do not fit in 64 bits)
     [(50, 1_000_000), (50, 1_234), (2**31 - 1, 25_000_001), (2**31 - 1, 3_600_000_001)],
 )
-def test_sort_events_is_the_four_column_sort(max_user: int, step_us: int) -> None:
+def test_sort_events_is_a_stable_sort_by_user_and_time(max_user: int, step_us: int) -> None:
     from recctl.data.preprocess import sort_events
 
     rng = np.random.default_rng(3)
@@ -263,13 +263,13 @@ def test_sort_events_is_the_four_column_sort(max_user: int, step_us: int) -> Non
             Columns.ItemIdx: rng.integers(0, 30, n).astype(np.int32),
             Columns.Event: rng.choice(["view", "add_to_cart", "purchase"], n),
             Columns.Timestamp: [T0 + dt.timedelta(microseconds=int(k) * step_us) for k in rng.integers(0, 40, n)],
-            Columns.Weight: np.arange(n, dtype=np.float64),
+            Columns.Weight: np.arange(n, dtype=np.float64),  # the input row: ties must keep it ascending
         }
     ).with_columns(pl.col(Columns.Event).cast(pl.Enum(["add_to_cart", "purchase", "view"])))
-    keys = [Columns.UserIdx, Columns.Timestamp, Columns.ItemIdx, Columns.Event]
     got = sort_events(frame)
-    assert got.select(keys).equals(frame.sort(keys).select(keys))
-    assert sorted(got[Columns.Weight].to_list()) == list(range(n))  # every row once
+    # whole rows, in order: equal (user, time) keep their input order, whatever their item or event
+    assert got.equals(frame.sort(Columns.UserIdx, Columns.Timestamp, maintain_order=True))
+    assert got.equals(frame.sort(Columns.UserIdx, Columns.Timestamp, Columns.Weight))
 
 
 def test_hugepage_advice_is_off_inside_and_restored_after() -> None:
@@ -285,3 +285,54 @@ def test_hugepage_advice_is_off_inside_and_restored_after() -> None:
         assert toggle(True) is True  # restored
     finally:
         toggle(before)
+
+
+def test_equal_timestamps_keep_the_file_order_from_raw_files_to_splits(tmp_path: Path) -> None:
+    """Two files and an appended batch: lines at one time stay in file order in events.parquet and the splits."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    t1, t2 = "2026-01-01 10:00:00", "2026-01-02 10:00:00"
+
+    def write(name: str, lines: list[str]) -> Path:
+        path = raw / name
+        path.write_text(EVENTS_HEADER + "".join(f"{line},1\n" for line in lines), encoding="utf-8")
+        return path
+
+    # u1's first invoice z9, a1, m5 (not in id order), then b2, y8 and, appended later at the same time, c3
+    write("events-1.csv", [f"u1,z9,purchase,{t1}", f"u1,a1,purchase,{t1}", f"u2,a1,view,{t1}", f"u1,m5,purchase,{t1}"])
+    write("events-2.csv", [f"u1,b2,purchase,{t2}", f"u2,z9,view,{t2}", f"u1,y8,purchase,{t2}"])
+    appended = write("batch.csv", [f"u1,c3,purchase,{t2}", f"u2,m5,view,{t2}"])
+    cfg = make_config(
+        tmp_path,
+        shop_source(str(raw / "events-*.csv")),
+        preprocess={
+            "event_weights": {"view": 1.0, "purchase": 1.0},
+            "min_user_interactions": 1,
+            "min_item_interactions": 1,
+            "split": {"strategy": "leave_last", "n_last": 2, "valid_n_last": 1},
+        },
+    )
+    run_ingest(cfg)
+    run_ingest(cfg, append=[appended])
+    run_preprocess(cfg)
+    d = cfg.stage_dir("preprocess")
+    items = pl.read_parquet(d / "items.parquet").select(Columns.Item, Columns.ItemIdx)
+    users = pl.read_parquet(d / "users.parquet").select(Columns.User, Columns.UserIdx)
+    events = (
+        pl.read_parquet(d / "events.parquet")
+        .with_row_index("row")
+        .join(items, on=Columns.ItemIdx)
+        .join(users, on=Columns.UserIdx)
+        .sort("row")
+    )
+    u1 = events.filter(pl.col(Columns.User) == "u1")
+    assert u1[Columns.Item].to_list() == ["z9", "a1", "m5", "b2", "y8", "c3"]
+    assert u1["split"].to_list() == ["tune_train"] * 3 + ["valid", "test", "test"]
+    u2 = events.filter(pl.col(Columns.User) == "u2")
+    assert u2[Columns.Item].to_list() == ["a1", "z9", "m5"]
+    # what sequence models read: the training events, in the same order
+    ds = load_dataset(d, "train")
+    assert ds.events is not None
+    first = int(users.filter(pl.col(Columns.User) == "u1")[Columns.UserIdx][0])
+    seq = ds.events.filter(pl.col(Columns.UserIdx) == first)[Columns.ItemIdx].to_list()
+    assert [ds.item_ids[i] for i in seq] == ["z9", "a1", "m5", "b2"]

@@ -205,3 +205,40 @@ def test_files_strategy_through_preprocess(tmp_path) -> None:  # noqa: ANN001
     split = manifest.summary["split"]
     assert split["valid_strategy"] == "user_time" and split["events"]["valid"] > 0
     assert str(tmp_path / "test.csv") in {r.path for r in manifest.inputs}
+
+
+def _basket() -> pl.DataFrame:
+    """One user, two invoices: items 5, 1, 3 at one time, then items 4, 0, 2 at one later time (file order)."""
+    t1, t2 = T0, T0 + dt.timedelta(hours=1)
+    rows = [(0, 5, t1), (0, 1, t1), (0, 3, t1), (0, 4, t2), (0, 0, t2), (0, 2, t2)]
+    return pl.DataFrame(rows, schema={U: pl.Int32, IT: pl.Int32, T: pl.Datetime("us", "UTC")}, orient="row")
+
+
+def _items(labelled: pl.DataFrame, label: str) -> list[int]:
+    return labelled.filter(pl.col(SPLIT) == label)[IT].to_list()
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_equal_timestamps_keep_the_file_order(shuffled: bool) -> None:
+    """Of a basket's lines at one time, the last in the file is the latest: never the highest item index."""
+    events = _basket()
+    if shuffled:  # not sorted by time: ranked by time, ties still by row order
+        events = events[[3, 0, 4, 1, 5, 2]]
+    labelled, _ = assign_splits(events, SplitConfig(strategy="leave_last", n_last=2, valid_n_last=1), 1)
+    assert _items(labelled, "test") == [0, 2]  # the second invoice's last two lines
+    assert _items(labelled, "valid") == [4]  # its first line, the latest left
+    labelled, _ = assign_splits(events, SplitConfig(strategy="user_time", test_fraction=0.5, valid_fraction=0.34), 1)
+    assert sorted(_items(labelled, "test")) == [0, 2, 4]  # round(0.5 x 6) = 3: the second invoice
+    assert _items(labelled, "valid") == [3]  # round(0.34 x 3) = 1: the first invoice's last line
+    # a global time cut never cuts the invoice in two
+    labelled, _ = assign_splits(events, SplitConfig(strategy="time", test_fraction=0.2, valid_fraction=0), 1)
+    assert sorted(_items(labelled, "test")) == [0, 2, 4]
+
+
+def test_a_pair_is_as_late_as_its_last_line() -> None:
+    """A repeated item counts at its last event, and equal times are ordered by the rows."""
+    t1 = T0
+    rows = [(0, 7, t1), (0, 8, t1), (0, 7, t1), (0, 9, t1 - dt.timedelta(days=1))]
+    events = pl.DataFrame(rows, schema={U: pl.Int32, IT: pl.Int32, T: pl.Datetime("us", "UTC")}, orient="row")
+    labelled, _ = assign_splits(events, SplitConfig(strategy="leave_last", n_last=1, valid_strategy="none"), 1)
+    assert _items(labelled, "test") == [7, 7]  # item 7's second line comes after item 8's
