@@ -57,7 +57,8 @@ class HashCodes:
             shift = np.uint64(64 - bits)
             k = keys[left]
             slots = (k * mult) >> shift
-            alone = np.bincount(slots, minlength=1 << bits)[slots] == 1
+            # numpy < 2 refuses to bincount uint64 ("cannot cast safely"): slots fit in intp
+            alone = np.bincount(slots.astype(np.intp), minlength=1 << bits)[slots] == 1
             table_key = np.zeros(1 << bits, dtype=np.uint64)
             table_code = np.full(1 << bits, self.missing, dtype=np.uint32)
             table_key[slots[alone]] = k[alone]
