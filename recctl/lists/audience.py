@@ -23,6 +23,8 @@ ids, never on the longest one.
 
 from __future__ import annotations
 
+import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,6 +78,44 @@ class Audience:
         """Users per origin (``model``, ``fallback``, ``customer_file``)."""
         counts = np.bincount(self.origin, minlength=len(ORIGINS))
         return {name: int(n) for name, n in zip(ORIGINS, counts, strict=True)}
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The audience as plain numpy arrays (for a cache file; :meth:`from_arrays` reverses it).
+
+        Ids are kept as an Arrow IPC stream of the id column (bytes), never as numpy strings;
+        ``exclude`` is stored only when it is not the history itself.
+        """
+        buffer = io.BytesIO()
+        self.user_ids.cast(pl.String).rename(Columns.User).to_frame().write_ipc(buffer, compression="uncompressed")
+        out = {
+            "user_ids_ipc": np.frombuffer(buffer.getbuffer(), np.uint8),
+            "rows": self.rows,
+            "has_events": self.has_events,
+            "history_indptr": self.history.indptr,
+            "history_indices": self.history.indices,
+            "exclude": np.array(0 if self.exclude is None else 1 if self.exclude is self.history else 2, np.int8),
+            "shape": np.array(self.history.shape, np.int64),
+        }
+        if self.exclude is not None and self.exclude is not self.history:
+            out["exclude_indptr"], out["exclude_indices"] = self.exclude.indptr, self.exclude.indices
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> Audience:
+        """The audience :meth:`to_arrays` gave (the same ids, rows, history and exclusions)."""
+        user_ids = pl.read_ipc(io.BytesIO(np.asarray(arrays["user_ids_ipc"], np.uint8).tobytes()))[Columns.User]
+        shape = tuple(int(x) for x in arrays["shape"])
+
+        def csr(prefix: str) -> sp.csr_matrix:
+            indices = np.asarray(arrays[f"{prefix}_indices"])
+            return sp.csr_matrix(
+                (np.ones(len(indices), np.float32), indices, np.asarray(arrays[f"{prefix}_indptr"])), shape=shape
+            )
+
+        history = csr("history")
+        kind = int(arrays["exclude"])
+        exclude = None if kind == 0 else history if kind == 1 else csr("exclude")
+        return cls(user_ids, np.asarray(arrays["rows"]), np.asarray(arrays["has_events"]), history, exclude)
 
     def request(self, start: int = 0, stop: int | None = None) -> Request:
         """The list builder's request for users ``start:stop``."""

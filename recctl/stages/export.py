@@ -287,7 +287,7 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
     related_models = [] if related_cfg is None else [related_cfg.model, *related_cfg.fallback]
     names = [*serving_model_names(cfg), *related_models] if cfg.export.bundle else related_models
     serving = load_serving(cfg, model_names=list(dict.fromkeys(names)))
-    audience = load_audience(cfg, serving)
+    audience = load_audience(cfg, serving, cache=True)
     exp = _expectations(cfg, serving, audience, recs, holdout)
     report(progress, "serve-export", 1, 3)
     inputs = [rec_dir / RECOMMEND_FILE] + ([rec_dir / ASSIGNMENTS_FILE] if assignments is not None else [])
@@ -426,6 +426,8 @@ def run_serve_export(cfg: Config, *, date: str | None = None, progress: Progress
                 pointer = read_pointer(directory, cfg.export) or {}
                 files = [Path(main.path), *[Path(f.path) for f in side]]
             model_files, known = _serving_model_files(cfg, list(serving.models))
+            if remote is None:  # hashed as published: not read back to hash again
+                known.update({Path(f.path): f.sha256 for f in [main, *side]})
             if cfg.export.bundle:
                 known.update({run.dir / "bundle" / name: digest for name, digest in bundle["files"].items()})
             kept_version = record_version(

@@ -250,21 +250,33 @@ def load_serving(cfg: Config, *, model_names: list[str] | None = None) -> Servin
     return serving
 
 
-def load_audience(cfg: Config, serving: Serving) -> Audience:
+def load_audience(cfg: Config, serving: Serving, *, cache: bool = False) -> Audience:
     """Every customer the inputs name, with their full history (:mod:`recctl.lists.audience`).
 
     Reads ``ingest/interactions.parquet`` (every accepted event, appended batches included) and
     ``ingest/users.parquet`` (the customer file) after checking them against the ingest manifest.
+
+    With ``cache``, the audience is kept in ``<workdir>/.recctl/cache/audience.npz``, keyed by
+    the sha256 of everything it is built from (the ingested events and customer file, the
+    serving id maps, the exclusion settings): ``recommend`` writes it and ``serve-export``
+    reads it instead of building the same histories again. A cache whose key differs is
+    rebuilt (and replaced); a cache that cannot be read is rebuilt too.
     """
-    ingest_dir, _ = require_stage(cfg, "ingest", ["interactions.parquet"])
+    ingest_dir, ingest_manifest = require_stage(cfg, "ingest", ["interactions.parquet"])
     customers = None
     users_path = ingest_dir / "users.parquet"
     if users_path.exists():
-        customers = pl.read_parquet(users_path, columns=[Columns.User])[Columns.User]
         serving.inputs.append(users_path)
     serving.inputs.append(ingest_dir / "interactions.parquet")
     rc = serving.rc
-    return build_audience(
+    key = _audience_key(serving, ingest_manifest, users_path) if cache else None
+    if key is not None:
+        cached = _read_cached_audience(cfg, key)
+        if cached is not None:
+            return cached
+    if users_path.exists():
+        customers = pl.read_parquet(users_path, columns=[Columns.User])[Columns.User]
+    audience = build_audience(
         pl.scan_parquet(ingest_dir / "interactions.parquet"),
         serving.users,
         serving.items.select(Columns.Item, Columns.ItemIdx),
@@ -272,6 +284,72 @@ def load_audience(cfg: Config, serving: Serving) -> Audience:
         exclude_seen=rc.exclude_seen,
         exclude_events=rc.rules.exclude_events,
     )
+    if key is not None:
+        _write_cached_audience(cfg, key, audience)
+    return audience
+
+
+#: bump when build_audience's result for the same inputs changes
+_AUDIENCE_CACHE_VERSION = 1
+
+
+def _audience_cache_path(cfg: Config) -> Path:
+    from recctl.workdir import STATE_DIR
+
+    return cfg.workdir_path / STATE_DIR / "cache" / "audience.npz"
+
+
+def _audience_key(serving: Serving, ingest_manifest: Manifest, users_path: Path) -> str | None:
+    """sha256 over what :func:`build_audience` reads; ``None`` when an input's hash is unknown."""
+    import hashlib
+    import json
+
+    from recctl.artifacts import sha256_file
+
+    try:
+        events_sha = ingest_manifest.output("interactions.parquet").sha256  # verified by require_stage
+    except ArtifactError:
+        return None
+    if not events_sha:
+        return None
+    rc = serving.rc
+    parts = {
+        "version": _AUDIENCE_CACHE_VERSION,
+        "events": events_sha,
+        # the customer file and the serving id maps (small files: hashed here)
+        "customers": sha256_file(users_path) if users_path.exists() else None,
+        "users": sha256_file(serving.data_dir / "users.parquet"),
+        "items": sha256_file(serving.data_dir / "items.parquet"),
+        "exclude_seen": rc.exclude_seen,
+        "exclude_events": rc.rules.exclude_events,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _read_cached_audience(cfg: Config, key: str) -> Audience | None:
+    path = _audience_cache_path(cfg)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["key"]) != key:
+                return None
+            return Audience.from_arrays({name: data[name] for name in data.files})
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError) as exc:  # a damaged cache is rebuilt, never trusted
+        log.warning("%s: unreadable audience cache, rebuilding it (%s)", path, exc)
+        return None
+
+
+def _write_cached_audience(cfg: Config, key: str, audience: Audience) -> None:
+    from recctl.artifacts import atomic_path
+
+    path = _audience_cache_path(cfg)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            arrays: dict[str, Any] = {"key": np.array(key), **audience.to_arrays()}
+            np.savez(handle, **arrays)
+    except OSError as exc:  # a cache is an optimisation: failing to write it fails nothing
+        log.warning("%s: could not write the audience cache (%s)", path, exc)
 
 
 def check_recommend_settings(cfg: Config, data_dir: Path, configs: dict[str, Any] | None = None) -> None:
@@ -709,7 +787,7 @@ def run_recommend(
         return _recommend_changed(cfg, changed_since, progress=progress)
     serving = load_serving(cfg)
     check_list_settings(serving.rc.k, serving.rules, serving.n_items, list(serving.builder().chain))
-    audience = load_audience(cfg, serving)
+    audience = load_audience(cfg, serving, cache=users is None)
     if users is not None:
         ids = list(dict.fromkeys(str(u).strip() for u in users if str(u).strip()))
         if not ids:

@@ -211,3 +211,34 @@ def test_similar_to_equals_the_bundle_for_every_item(shop: dict) -> None:
             (r["item_id"], r["source"]) for r in bundle.similar(str(item))
         ]
         assert str(item) not in frame[Columns.Item].to_list()
+
+
+def test_the_cached_audience_is_the_one_built_from_the_inputs(shop: dict) -> None:
+    """recommend leaves the audience for serve-export; read back it equals a fresh build, and a
+    cache whose key no longer matches its inputs is rebuilt, never used."""
+    from recctl.stages.recommend import _audience_cache_path
+
+    cfg = shop["cfg"]
+    path = _audience_cache_path(cfg)
+    assert path.exists()
+    serving = load_serving(cfg)
+    built = load_audience(cfg, serving)
+    cached = load_audience(cfg, serving, cache=True)
+    assert cached.user_ids.to_list() == built.user_ids.to_list()
+    assert "=1+1" in cached.user_ids.to_list()  # customer-file-only ids too
+    np.testing.assert_array_equal(cached.rows, built.rows)
+    np.testing.assert_array_equal(cached.has_events, built.has_events)
+    assert built.exclude is not None and cached.exclude is not None  # purchases only: not the history
+    for a, b in ((cached.history, built.history), (cached.exclude, built.exclude)):
+        assert a.shape == b.shape and (a != b).nnz == 0
+    # a stale key (as after a new ingest) is not trusted: rebuilt and written again
+    with np.load(path) as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays["key"] = np.array("0" * 64)
+    arrays["rows"] = np.full_like(arrays["rows"], -1)
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+    again = load_audience(cfg, serving, cache=True)
+    np.testing.assert_array_equal(again.rows, built.rows)
+    with np.load(path) as data:
+        assert str(data["key"]) != "0" * 64
