@@ -25,6 +25,7 @@ The contract (documented for integrators in ``docs/architecture.md``, "Serving a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -59,6 +60,7 @@ __all__ = [
     "prune_old",
     "publish",
     "read_pointer",
+    "long_rows",
     "read_export",
     "validate_date",
     "validate_export",
@@ -153,8 +155,16 @@ def write_export(recs: pl.DataFrame, path: Path, cfg: ExportConfig, *, k: int, g
     generated_at
         ISO 8601 UTC time the lists were generated.
     """
-    with_variant = Columns.Variant in recs.columns
-    long = _long_frame(recs, generated_at, cfg.include_source, with_variant)
+    return _write_long(long_rows(recs, cfg, generated_at), path, cfg, k=k)
+
+
+def long_rows(recs: pl.DataFrame, cfg: ExportConfig, generated_at: str) -> pl.DataFrame:
+    """The long rows an export writes (its columns, sorted by user then rank), before any format."""
+    return _long_frame(recs, generated_at, cfg.include_source, Columns.Variant in recs.columns)
+
+
+def _write_long(long: pl.DataFrame, path: Path, cfg: ExportConfig, *, k: int) -> int:
+    with_variant = Columns.Variant in long.columns
     if cfg.format == "parquet":
         typed = long.with_columns(
             pl.col(Columns.Rank).cast(pl.Int32),
@@ -295,6 +305,8 @@ class ValidationReport:
     users: int = 0
     short_users: int = 0
     problems: list[str] = field(default_factory=list)
+    #: sha256 of the file, when validation read all of its bytes (so publishing need not again)
+    sha256: str | None = field(default=None, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -330,7 +342,48 @@ def _header(path: Path, fmt: str) -> list[str]:
     return list(json.loads(first)) if first.strip() else []
 
 
-def validate_export(path: Path, fmt: str, exp: ExportExpectations, *, max_examples: int = 5) -> ValidationReport:
+def _file_holds(path: Path, fmt: str, written: pl.DataFrame, report: ValidationReport) -> str | None:
+    """Whether ``path`` is a complete serialisation of ``written`` (bytes only), else why not.
+
+    A CSV file is read whole for it; its sha256 is then set on ``report``.
+    """
+    rows = written.height
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.read_metadata(path)
+        except Exception as exc:  # pyarrow raises several types for a damaged footer
+            return f"the written parquet file cannot be read back: {exc}"
+        if meta.num_rows != rows:
+            return f"the written file holds {meta.num_rows} rows, {rows} were written"
+        return None
+    # CSV: a cell holding a line end or a quote is quoted, and may span lines: counting lines
+    # then proves nothing, so such rows are checked by parsing the file back
+    text_cols = [c for c, t in written.schema.items() if t == pl.String]
+    awkward = written.select(pl.any_horizontal(pl.col(text_cols).str.contains(r'["\r\n]')).any()).item()
+    if awkward:
+        parsed = read_export(path, fmt)
+        return None if parsed.height == rows else f"the written file holds {parsed.height} rows, {rows} were written"
+    with open(path, "rb") as handle:
+        data = handle.read()
+    report.sha256 = hashlib.sha256(data).hexdigest()
+    if not data.endswith(b"\n"):
+        return "the written file does not end with a line end (truncated?)"
+    lines = data.count(b"\n")
+    if lines != rows + 1:
+        return f"the written file holds {lines - 1} rows, {rows} were written"
+    return None
+
+
+def validate_export(
+    path: Path,
+    fmt: str,
+    exp: ExportExpectations,
+    *,
+    max_examples: int = 5,
+    written: pl.DataFrame | None = None,
+) -> ValidationReport:
     """Check a written export file against the contract before it is published.
 
     Parameters
@@ -343,6 +396,12 @@ def validate_export(path: Path, fmt: str, exp: ExportExpectations, *, max_exampl
         Expectations: K, the users who must be present, id maps, exclusions, item mask.
     max_examples
         How many offending users / items to quote per problem.
+    written
+        The long rows (:func:`long_rows`) this process has just written to ``path`` as
+        ``csv`` or ``parquet``: the contract is then checked on them rather than on the file
+        parsed back, and the file itself by bytes (header, one line per row and a final line
+        end for CSV; row count and columns from the footer for Parquet). Other formats, and
+        ``written=None``, read the file back.
 
     Returns
     -------
@@ -355,7 +414,14 @@ def validate_export(path: Path, fmt: str, exp: ExportExpectations, *, max_exampl
     if header != wanted:
         report.problems.append(f"columns are {header}, the contract says {wanted}")
         return report
-    frame = read_export(path, fmt)
+    if written is not None and fmt in ("csv", "parquet"):
+        problem = _file_holds(path, fmt, written, report)
+        if problem is not None:
+            report.problems.append(problem)
+            return report
+        frame = written
+    else:
+        frame = read_export(path, fmt)
     report.rows = frame.height
     if frame.height == 0:
         report.problems.append("the file has no rows")
@@ -573,19 +639,20 @@ def _publish(
     )
     ledger = Ledger(directory)
     with atomic_path(final) as tmp:
-        rows = write_export(recs, tmp, cfg, k=exp.k, generated_at=generated_at)
-        report = validate_export(tmp, cfg.format, exp)
+        written = long_rows(recs, cfg, generated_at)
+        rows = _write_long(written, tmp, cfg, k=exp.k)
+        report = validate_export(tmp, cfg.format, exp, written=written)
         if not report.ok:
             current = _current(directory, cfg)
             raise ExportValidationError(
                 f"{final.name}: the export failed validation, nothing was published"
                 f"{f' ({current} is still the latest file)' if current else ''}:\n  - " + "\n  - ".join(report.problems)
             )
-        digest = sha256_file(tmp)
+        digest = report.sha256 or sha256_file(tmp)
         size = tmp.stat().st_size
         _make_readable(tmp)
     main = PublishedFile(str(final), digest, size, rows, report.users)
-    ledger.record(final.name)
+    ledger.record(final.name, sha256=digest)
     side: list[PublishedFile] = []
     for kind, frame in (extra or {}).items():
         side_path = directory / dated_name(cfg, date, kind)
@@ -593,13 +660,13 @@ def _publish(
             write_side_file(frame, tmp, "parquet" if kind == "assignments" else cfg.format)
             _make_readable(tmp)
         side.append(PublishedFile(str(side_path), sha256_file(side_path), side_path.stat().st_size, frame.height))
-        ledger.record(side_path.name)
+        ledger.record(side_path.name, sha256=side[-1].sha256)
     for name, (tmp, rows_written) in prepared.items():
         _make_readable(tmp)
         os.replace(tmp, directory / name)
         final_side = directory / name
         side.append(PublishedFile(str(final_side), sha256_file(final_side), final_side.stat().st_size, rows_written))
-        ledger.record(name)
+        ledger.record(name, sha256=side[-1].sha256)
     ledger.save()  # before the pointer moves: a kill after this leaves the new files owned
     pointer = pointer_record(
         cfg,

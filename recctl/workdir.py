@@ -438,13 +438,17 @@ class Ledger:
         path = self.directory / name
         return not (path.exists() or path.is_symlink()) or self.owns(name)
 
-    def record(self, name: str) -> None:
-        """Record ``name`` (already written) as published by recctl."""
+    def record(self, name: str, *, sha256: str | None = None) -> None:
+        """Record ``name`` (already written) as published by recctl.
+
+        ``sha256``: its hash when the caller has just computed it from the file as written
+        (not hashed again).
+        """
         path = self.directory / name
         if path.is_symlink():
             self.files[name] = {"symlink": os.readlink(path), "published_at": clock.utc_stamp()}
         else:
-            self.files[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+            self.files[name] = {"sha256": sha256 or sha256_file(path), "bytes": path.stat().st_size}
             self.files[name]["published_at"] = clock.utc_stamp()
 
     def remove(self, name: str) -> bool:

@@ -16,6 +16,7 @@ from recctl.config.recommend import ExportConfig
 from recctl.errors import ExportValidationError
 from recctl.export import (
     ExportExpectations,
+    long_rows,
     neutralise_formulas,
     prune_old,
     publish,
@@ -69,6 +70,10 @@ def test_formats_round_trip_and_validate(tmp_path: Path, fmt: str, variant: bool
     assert n == (9 if fmt in ("csv", "parquet") else 3)
     report = validate_export(path, fmt, expect(with_variant=variant))
     assert report.ok, report.problems
+    if fmt in ("csv", "parquet"):  # what publish does: the rows it wrote, and the file by bytes
+        written = long_rows(recs(variant=variant), cfg, "2026-01-02T03:04:05Z")
+        same = validate_export(path, fmt, expect(with_variant=variant), written=written)
+        assert same == report
     back = read_export(path, fmt).with_columns(
         pl.col(Columns.Rank).cast(pl.Int32), pl.col(Columns.Score).cast(pl.Float64)
     )
@@ -121,12 +126,50 @@ def test_neutralise_formulas_leaves_plain_text() -> None:
         (recs().with_columns(pl.lit(float("nan")).alias(Columns.Score)), {}, "non-finite score"),
     ],
 )
-def test_validation_catches_broken_files(tmp_path: Path, frame: pl.DataFrame, exp: dict, message: str) -> None:
+@pytest.mark.parametrize("from_written", [False, True], ids=["read-back", "written-rows"])
+def test_validation_catches_broken_files(
+    tmp_path: Path, frame: pl.DataFrame, exp: dict, message: str, from_written: bool
+) -> None:
     path = tmp_path / "out.csv"
     write_export(frame, path, ExportConfig(), k=K, generated_at="2026-01-02T03:04:05Z")
-    report = validate_export(path, "csv", expect(**exp))
+    written = long_rows(frame, ExportConfig(), "2026-01-02T03:04:05Z") if from_written else None
+    report = validate_export(path, "csv", expect(**exp), written=written)
     assert not report.ok
     assert any(message in p for p in report.problems), report.problems
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_file_that_does_not_hold_the_written_rows_is_refused(tmp_path: Path, fmt: str) -> None:
+    """Validating the rows just written still checks the file: cut short, it is refused."""
+    cfg = ExportConfig(format=fmt)
+    path = tmp_path / f"out.{fmt}"
+    write_export(recs(), path, cfg, k=K, generated_at="2026-01-02T03:04:05Z")
+    written = long_rows(recs(), cfg, "2026-01-02T03:04:05Z")
+    assert validate_export(path, fmt, expect(), written=written).ok
+    data = path.read_bytes()
+    if fmt == "csv":  # one row and the last line end lost
+        path.write_bytes(data[: data.rstrip(b"\n").rfind(b"\n") + 1])
+        assert validate_export(path, fmt, expect(), written=written).problems == [
+            "the written file holds 8 rows, 9 were written"
+        ]
+        path.write_bytes(data[:-3])
+        assert "does not end with a line end" in validate_export(path, fmt, expect(), written=written).problems[0]
+    else:  # rows of another frame under the same footer shape
+        write_export(recs()[:6], path, cfg, k=K, generated_at="2026-01-02T03:04:05Z")
+        assert validate_export(path, fmt, expect(), written=written).problems == [
+            "the written file holds 6 rows, 9 were written"
+        ]
+
+
+def test_ids_with_line_ends_are_checked_by_parsing_the_file(tmp_path: Path) -> None:
+    """A quoted cell may span lines: the file is then parsed back, not counted by line ends."""
+    users = ["u1", 'say "hi"\nthere', "u3"]
+    frame = recs(users)
+    path = tmp_path / "out.csv"
+    write_export(frame, path, ExportConfig(), k=K, generated_at="2026-01-02T03:04:05Z")
+    written = long_rows(frame, ExportConfig(), "2026-01-02T03:04:05Z")
+    exp = expect(users=np.array(users, dtype=object), user_ids=np.array(users, dtype=object))
+    assert validate_export(path, "csv", exp, written=written).ok
 
 
 def test_validation_rejects_wrong_schema(tmp_path: Path) -> None:
@@ -147,6 +190,10 @@ def test_publish_is_atomic_and_keeps_yesterday_on_failure(tmp_path: Path) -> Non
     before = yesterday.read_bytes()
     pointer = json.loads((out / "recommendations_latest.json").read_text())
     assert pointer["file"] == yesterday.name and pointer["rows"] == 9 and pointer["users"] == 3 and pointer["k"] == K
+    # the hash taken while validating is the published file's (pointer, ledger, result alike)
+    digest = __import__("hashlib").sha256(before).hexdigest()
+    ledger = json.loads((out / ".recctl" / "ledger.json").read_text())
+    assert pointer["sha256"] == main.sha256 == ledger["files"][yesterday.name]["sha256"] == digest
     assert os.readlink(out / "recommendations_latest.csv") == yesterday.name
     assert oct(yesterday.stat().st_mode & 0o777) == oct(0o644 & ~_umask())
     with pytest.raises(ExportValidationError, match=r"nothing was published \(recommendations_2026-01-01.csv is still"):
