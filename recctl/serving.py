@@ -166,13 +166,13 @@ def write_bundle(
     _save_json(directory, "users.json", [str(u) for u in user_ids], files)
     _save_json(directory, "items.json", [str(i) for i in item_ids], files)
     _save_json(directory, "holdout.json", [str(u) for u in holdout], files)
-    _save(directory, "user_items.npy", lists.items.astype(np.int32), files)
-    _save(directory, "user_scores.npy", lists.scores.astype(np.float32), files)
-    _save(directory, "user_sources.npy", lists.sources.astype(np.int8), files)
+    _save(directory, "user_items.npy", lists.items.astype(np.int32, copy=False), files)
+    _save(directory, "user_scores.npy", lists.scores.astype(np.float32, copy=False), files)
+    _save(directory, "user_sources.npy", lists.sources.astype(np.int8, copy=False), files)
     if seen is not None:
         seen = sp.csr_matrix(seen)
-        _save(directory, "seen_indptr.npy", seen.indptr.astype(np.int64), files)
-        _save(directory, "seen_indices.npy", seen.indices.astype(np.int32), files)
+        _save(directory, "seen_indptr.npy", seen.indptr.astype(np.int64, copy=False), files)
+        _save(directory, "seen_indices.npy", seen.indices.astype(np.int32, copy=False), files)
     history_kind = None
     if history is not None:
         history = sp.csr_matrix(history)
@@ -181,8 +181,8 @@ def write_bundle(
             history_kind = "seen"
         else:
             history_kind = "own"
-            _save(directory, "history_indptr.npy", history.indptr.astype(np.int64), files)
-            _save(directory, "history_indices.npy", history.indices.astype(np.int32), files)
+            _save(directory, "history_indptr.npy", history.indptr.astype(np.int64, copy=False), files)
+            _save(directory, "history_indices.npy", history.indices.astype(np.int32, copy=False), files)
     live_meta: dict[str, Any] = {}
     for i, (name, state) in enumerate(sorted((live or {}).items())):
         prefix = f"live{i}_"
@@ -195,13 +195,13 @@ def write_bundle(
     for name, array in arrays.items():
         _save(directory, name, array, files)
     if neighbors is not None:
-        _save(directory, "item_neighbors.npy", neighbors[0].astype(np.int32), files)
-        _save(directory, "item_neighbor_scores.npy", neighbors[1].astype(np.float32), files)
+        _save(directory, "item_neighbors.npy", neighbors[0].astype(np.int32, copy=False), files)
+        _save(directory, "item_neighbor_scores.npy", neighbors[1].astype(np.float32, copy=False), files)
     similar_sources: list[str] = []
     if similar is not None:
-        _save(directory, "similar_items.npy", similar.items.astype(np.int32), files)
-        _save(directory, "similar_scores.npy", similar.scores.astype(np.float32), files)
-        _save(directory, "similar_sources.npy", similar.sources.astype(np.int8), files)
+        _save(directory, "similar_items.npy", similar.items.astype(np.int32, copy=False), files)
+        _save(directory, "similar_scores.npy", similar.scores.astype(np.float32, copy=False), files)
+        _save(directory, "similar_sources.npy", similar.sources.astype(np.int8, copy=False), files)
         similar_sources = list(similar.source_names)
     meta = {
         "format": BUNDLE_FORMAT,

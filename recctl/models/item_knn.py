@@ -210,28 +210,63 @@ class ItemKNNModel(Recommender):
         log.info("item_knn: similarity rebuilt in full (%s)", reason)
 
 
+#: rows of the n x N neighbour table laid out at once by _top_stored (a few MB of temporaries:
+#: reused from block to block instead of fresh pages, whose faults cost more than the sort)
+_TOP_BLOCK_ROWS = 4096
+
+
 def _top_stored(
     sub: sp.csr_matrix, item_idx: np.ndarray, allowed: np.ndarray, items: np.ndarray, scores: np.ndarray
 ) -> np.ndarray:
     """Fill ``items``/``scores`` (n x K, in place) with each row's best allowed stored neighbours.
 
-    Rows of ``sub`` (sorted indices) are laid out as an ``n x N`` table (N = the longest row,
-    filled in CSR order through a boolean mask: no per-entry row numbers) and sorted by score
-    with a stable sort, so ties keep the lower item index first, as the catalogue-wide kernel
-    does. Work and memory are ``n x N`` (few large temporaries: fresh memory is costly to fault
-    in). Returns how many were found per row.
+    Rows of ``sub`` (sorted indices) are taken :data:`_TOP_BLOCK_ROWS` at a time, each block laid
+    out as a ``rows x N`` table (N = the block's longest row, filled in CSR order through a
+    boolean mask: no per-entry row numbers) and sorted by score with a stable sort, so ties
+    keep the lower item index first, as the catalogue-wide kernel does. Work is ``n x N``;
+    memory a block's table (the same temporaries for every block: fresh memory is costly to
+    fault in). Returns how many were found per row.
     """
     n, k = items.shape
-    lens = np.diff(sub.indptr)
+    found = np.zeros(n, np.int64)
+    if k == 0:
+        return found
+    for start in range(0, n, _TOP_BLOCK_ROWS):
+        stop = min(n, start + _TOP_BLOCK_ROWS)
+        found[start:stop] = _top_block(
+            sub.indptr[start : stop + 1],
+            sub.indices,
+            sub.data,
+            item_idx[start:stop],
+            allowed,
+            items[start:stop],
+            scores[start:stop],
+        )
+    return found
+
+
+def _top_block(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    own: np.ndarray,
+    allowed: np.ndarray,
+    items: np.ndarray,
+    scores: np.ndarray,
+) -> np.ndarray:
+    """:func:`_top_stored` for one block of rows (``indptr`` its slice; ``items``/``scores`` views)."""
+    lens = np.diff(indptr)
     width = int(lens.max(initial=0))
-    if width == 0 or k == 0:
-        return np.zeros(n, np.int64)
+    if width == 0:
+        return np.zeros(len(lens), np.int64)
+    k = items.shape[1]
+    lo, hi = int(indptr[0]), int(indptr[-1])
     filled = np.arange(width)[None, :] < lens[:, None]  # the table cells that hold an entry, row-major
-    table = np.full((n, width), -1, np.int32)
-    table[filled] = sub.indices
-    keys = np.full((n, width), np.inf, np.float32)  # -similarity; +inf = masked, own item or absent
-    keys[filled] = -np.asarray(sub.data, np.float32)
-    keys[~allowed[table] | (table == item_idx[:, None]) | ~filled] = np.inf
+    table = np.full((len(lens), width), -1, np.int32)
+    table[filled] = indices[lo:hi]
+    keys = np.full((len(lens), width), np.inf, np.float32)  # -similarity; +inf = masked, own item or absent
+    keys[filled] = -np.asarray(data[lo:hi], np.float32)
+    keys[~allowed[table] | (table == own[:, None]) | ~filled] = np.inf
     order = np.argsort(keys, axis=1, kind="stable")[:, :k]
     best = np.take_along_axis(keys, order, axis=1)
     hit = np.isfinite(best)
