@@ -9,6 +9,7 @@ or Ctrl-C never leaves a half-written file where a reader would take it for a wh
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -123,7 +124,16 @@ def write_parquet_atomic(frame: Any, path: str | os.PathLike[str]) -> Path:
 
 
 def library_versions() -> dict[str, str]:
-    """Return the versions of Python and of the libraries that shape recctl's results."""
+    """Return the versions of Python and of the libraries that shape recctl's results.
+
+    Read once per process (the libraries a process has imported do not change under it; each
+    look-up scans the installed distributions' metadata, ~50 ms).
+    """
+    return dict(_library_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _library_versions() -> dict[str, str]:
     from importlib import metadata
 
     versions = {"python": platform.python_version()}

@@ -36,8 +36,21 @@ NEIGHBORS_PER_ITEM = 20
 def lists_from_frame(recs: pl.DataFrame, user_ids: pl.Series, item_ids: pl.Series, k: int, sources: list[str]) -> Lists:
     """Long rows (``user_id, rank, item_id, score, source``) as ``(n_users, k)`` lists aligned with ``user_ids``.
 
-    Ids are matched by polars joins (Arrow strings), never converted to numpy strings.
+    Ids are matched as polars strings, never converted to numpy strings: by binary search in
+    ``user_ids`` (sorted, as the audience is) and an enum of ``item_ids`` when every row's ids
+    are found that way (``recommendations.parquet`` as written); otherwise by joins, which drop
+    rows of unknown users, items or sources.
     """
+    coded = _codes_by_search(recs, user_ids, item_ids, sources)
+    out = Lists.empty(len(user_ids), k, sources)
+    if coded is not None:
+        row, col, item_code, source_code = coded
+        scores = recs[Columns.Score].to_numpy().astype(np.float32, copy=False)
+        ok = (col >= 0) & (col < k)
+        out.items[row[ok], col[ok]] = item_code[ok]
+        out.scores[row[ok], col[ok]] = scores[ok]
+        out.sources[row[ok], col[ok]] = source_code[ok]
+        return out
     rows = pl.DataFrame({Columns.User: user_ids.cast(pl.String)}).with_row_index("__row")
     items = pl.DataFrame({Columns.Item: item_ids.cast(pl.String)}).with_row_index("__item")
     codes = pl.DataFrame({Columns.Source: pl.Series(sources, dtype=pl.String)}).with_row_index("__src")
@@ -53,7 +66,6 @@ def lists_from_frame(recs: pl.DataFrame, user_ids: pl.Series, item_ids: pl.Serie
         .join(items, on=Columns.Item)
         .join(codes, on=Columns.Source)
     )
-    out = Lists.empty(len(user_ids), k, sources)
     r = joined["__row"].to_numpy().astype(np.int64)
     c = joined[Columns.Rank].to_numpy().astype(np.int64) - 1
     ok = (c >= 0) & (c < k)
@@ -61,6 +73,37 @@ def lists_from_frame(recs: pl.DataFrame, user_ids: pl.Series, item_ids: pl.Serie
     out.scores[r[ok], c[ok]] = joined[Columns.Score].to_numpy().astype(np.float32)[ok]
     out.sources[r[ok], c[ok]] = joined["__src"].to_numpy().astype(np.int8)[ok]
     return out
+
+
+def _codes_by_search(
+    recs: pl.DataFrame, user_ids: pl.Series, item_ids: pl.Series, sources: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(row, rank - 1, item index, source code) per row of ``recs``, or ``None`` when an id is not found.
+
+    Cheaper than joining a million rows on strings: users by binary search in the sorted
+    ``user_ids`` (checked equal afterwards), items and sources through an enum (unknown ids
+    raise, and the caller joins instead).
+    """
+    users = user_ids.cast(pl.String)
+    wanted = recs[Columns.User].cast(pl.String)
+    if len(users) == 0 or wanted.has_nulls() or not users.is_sorted():
+        return None
+    pos = users.search_sorted(wanted).clip(0, len(users) - 1)
+    if not bool((users.gather(pos) == wanted).all()):
+        return None
+    try:
+        items = recs[Columns.Item].cast(pl.String).cast(pl.Enum(item_ids.cast(pl.String))).to_physical()
+        src = recs[Columns.Source].cast(pl.String).cast(pl.Enum(sources)).to_physical()
+    except (pl.exceptions.PolarsError, ValueError, TypeError):
+        return None
+    if items.has_nulls() or src.has_nulls():
+        return None
+    return (
+        pos.to_numpy().astype(np.int64, copy=False),
+        recs[Columns.Rank].to_numpy().astype(np.int64) - 1,
+        items.to_numpy().astype(np.int64),
+        src.to_numpy().astype(np.int8),
+    )
 
 
 def item_neighbors(

@@ -110,3 +110,35 @@ def test_neighbours_masked_first_equal_the_old_over_fetch(tmp_path: Path) -> Non
         keep = [(i, s) for i, s in zip(wide.items[row], wide.scores[row], strict=True) if i >= 0 and mask[i]][:6]
         assert items[row].tolist() == [i for i, _ in keep]
         np.testing.assert_allclose(scores[row], [s for _, s in keep], rtol=1e-6)
+
+
+def test_lists_from_frame_search_and_join_paths_agree() -> None:
+    """The nightly rows placed by binary search + enums equal the join path's, and rows of
+    unknown users, items or sources (which only joins can drop) fall back to the joins."""
+    from recctl.stages.bundle import lists_from_frame
+
+    users = pl.Series(["a", "b", "c", "d"])
+    items = pl.Series(["p2", "p0", "p1"])  # catalogue order is not id order
+    recs = pl.DataFrame(
+        {
+            Columns.User: ["a", "a", "c", "d", "d"],
+            Columns.Rank: [1, 2, 1, 1, 2],
+            Columns.Item: ["p1", "p2", "p0", "p2", "p1"],
+            Columns.Score: [0.9, 0.5, 0.7, 0.3, 0.2],
+            Columns.Source: ["knn", "popular", "knn", "popular", "popular"],
+        }
+    ).with_columns(pl.col(Columns.Rank).cast(pl.Int32), pl.col(Columns.Score).cast(pl.Float32))
+    fast = lists_from_frame(recs, users, items, 2, ["knn", "popular"])
+    assert fast.items.tolist() == [[2, 0], [-1, -1], [1, -1], [0, 2]]
+    assert fast.sources.tolist() == [[0, 1], [-1, -1], [0, -1], [1, 1]]
+    np.testing.assert_allclose(fast.scores[0], [0.9, 0.5])
+    for extra in (
+        {Columns.User: "zz", Columns.Item: "p0", Columns.Source: "knn"},  # unknown user
+        {Columns.User: "b", Columns.Item: "GHOST", Columns.Source: "knn"},  # unknown item
+        {Columns.User: "b", Columns.Item: "p0", Columns.Source: "other"},  # unknown source
+    ):
+        row = pl.DataFrame({**extra, Columns.Rank: 1, Columns.Score: 1.0}).select(recs.columns).cast(recs.schema)
+        joined = lists_from_frame(pl.concat([recs, row]).sort(Columns.User), users, items, 2, ["knn", "popular"])
+        np.testing.assert_array_equal(joined.items, fast.items)
+        np.testing.assert_array_equal(joined.sources, fast.sources)
+        np.testing.assert_array_equal(joined.scores, fast.scores)
