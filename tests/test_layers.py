@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
         "recctl.artifacts",
         "recctl.workdir",
         "recctl.history",
+        "recctl.memory",
     ),
     # config validates each model's parameters through the model registry, so it sits with models
     # the Spark session helper imports only config and errors: the spark_als model kind uses it

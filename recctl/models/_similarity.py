@@ -8,11 +8,15 @@ normalisation, and per-user score normalisation for blending.
 
 from __future__ import annotations
 
+import queue
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.lib.stride_tricks import sliding_window_view
+
+from recctl.memory import no_hugepage_advice
 
 __all__ = [
     "TermWeights",
@@ -45,8 +49,9 @@ def binarize(mat: sp.csr_matrix) -> sp.csr_matrix:
 
 def row_norms(mat: sp.csr_matrix) -> np.ndarray:
     """Euclidean norm of every row of a sparse matrix, as float64."""
-    sq = sp.csr_matrix(mat, copy=True)
-    sq.data = sq.data.astype(np.float64) ** 2
+    mat = sp.csr_matrix(mat)
+    # the squares in a matrix sharing mat's index arrays (no copy of them)
+    sq = sp.csr_matrix((np.square(mat.data, dtype=np.float64), mat.indices, mat.indptr), shape=mat.shape)
     return np.sqrt(np.asarray(sq.sum(axis=1)).ravel())
 
 
@@ -123,6 +128,7 @@ def topn_similarity(
     rows: np.ndarray | None = None,
     block_entries: int = DEFAULT_BLOCK_ENTRIES,
     n_jobs: int = -1,
+    transposed: sp.csr_matrix | None = None,
 ) -> sp.csr_matrix:
     """Sparse top-N similarity between the rows of ``vectors``.
 
@@ -131,7 +137,10 @@ def topn_similarity(
     similarities (ties broken by the lower column); an entity is never its own neighbour.
 
     Rows are computed in blocks of about ``block_entries`` multiply-adds, on ``n_jobs``
-    threads (scipy's sparse product and the numpy selection release the GIL).
+    threads (scipy's sparse product and the numpy selection release the GIL). Each worker
+    reuses one set of buffers for its blocks' products and selections, and numpy's huge-page
+    advice is off meanwhile (:func:`recctl.memory.no_hugepage_advice`): on Linux, faulting in
+    fresh memory block after block cost more than the selection's arithmetic.
 
     Parameters
     ----------
@@ -151,6 +160,9 @@ def topn_similarity(
         ``20 * block_entries`` bytes per worker.
     n_jobs
         Worker threads (``-1``: all cores).
+    transposed
+        ``vectors.T`` as CSR (float32) when the caller has it (item-kNN's user x item matrix):
+        saves one transposition. Must hold the same entries.
 
     Returns
     -------
@@ -159,50 +171,69 @@ def topn_similarity(
     """
     from recctl.ranking import resolve_n_jobs
 
-    vectors = sp.csr_matrix(vectors, dtype=np.float32)
-    n = vectors.shape[0]
-    rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
-    norms = row_norms(vectors).astype(np.float32) if normalize else None
-    vt = vectors.T.tocsr()
-    keep = min(n_neighbors, max(n - 1, 0))
-    blocks = _row_blocks(vectors, vt, rows, block_entries)
+    with no_hugepage_advice():
+        vectors = sp.csr_matrix(vectors, dtype=np.float32)
+        n = vectors.shape[0]
+        rows = np.arange(n) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
+        norms = row_norms(vectors).astype(np.float32) if normalize else None
+        vt = vectors.T.tocsr() if transposed is None else sp.csr_matrix(transposed, dtype=np.float32)
+        keep = min(n_neighbors, max(n - 1, 0))
+        blocks, flops = _row_blocks(vectors, vt, rows, block_entries)
+        if not blocks or keep <= 0:
+            return sp.csr_matrix((n, n), dtype=np.float32)
+        idx = np.int32 if max(int(flops.max()), n, vectors.nnz, vt.nnz) < np.iinfo(np.int32).max - n else np.int64
+        a = _Csr.of(vectors, idx)
+        b = _Csr.of(vt, idx)
+        workers = min(resolve_n_jobs(n_jobs), len(blocks))
+        spare: queue.SimpleQueue[_Workspace] = queue.SimpleQueue()
+        for _ in range(workers):
+            spare.put(_Workspace(int(flops.max()), n, idx))
 
-    def one(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        contiguous = int(r[-1]) - int(r[0]) + 1 == len(r)
-        sub = vectors[int(r[0]) : int(r[-1]) + 1] if contiguous else vectors[r]
-        local, cols, vals = _row_topn_entries(
-            sparse_product(sub, vt), keep, None if norms is None else norms[r], norms, shrink, r
-        )
-        return vals, r[local], cols
+        def one(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            ws = spare.get()
+            try:
+                local, cols, vals = _block_topn(a, b, r, keep, norms, shrink, ws)
+            finally:
+                spare.put(ws)
+            order = np.argsort(local, kind="stable")  # rows in order (ties were appended last)
+            return r[local[order]], cols[order].astype(idx), vals[order]
 
-    workers = min(resolve_n_jobs(n_jobs), len(blocks))
-    if workers <= 1:
-        parts = [one(r) for r in blocks]
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(one, blocks))
-    if not parts:
-        return sp.csr_matrix((n, n), dtype=np.float32)
-    # blocks hold disjoint rows: concatenating their entries is the whole matrix
-    data, row_ids, col_ids = (np.concatenate(x) for x in zip(*parts, strict=True))
-    out = sp.csr_matrix((data, (row_ids, col_ids)), shape=(n, n), dtype=np.float32)
-    out.sort_indices()
-    return out
+        if workers <= 1:
+            parts = [one(r) for r in blocks]
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                parts = list(pool.map(one, blocks))
+        # blocks hold disjoint, increasing rows: their entries in turn are the matrix in CSR order
+        row_ids = np.concatenate([p[0] for p in parts])
+        indptr = np.zeros(n + 1, idx)
+        indptr[1:] = np.cumsum(np.bincount(row_ids, minlength=n))
+        del row_ids
+        cols = np.concatenate([p[1] for p in parts])
+        data = np.concatenate([p[2] for p in parts])
+        out = sp.csr_matrix((data, cols, indptr), shape=(n, n))
+        out.sort_indices()
+        return out
 
 
-def _row_blocks(vectors: sp.csr_matrix, vt: sp.csr_matrix, rows: np.ndarray, budget: int) -> list[np.ndarray]:
+def _row_blocks(
+    vectors: sp.csr_matrix, vt: sp.csr_matrix, rows: np.ndarray, budget: int
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Split ``rows`` into consecutive blocks of about ``budget`` multiply-adds of ``vectors @ vt``.
 
     Sized by work rather than by row count: popular items cost far more than the tail, and
     equal-work blocks keep both the memory per block and the threads' shares even. A block
-    is also kept under ``budget`` dense cells, the size of its dense selection.
+    is also kept under ``budget`` dense cells, the size of its dense selection. Returns the
+    blocks and each block's multiply-adds (the size of its product's buffers).
     """
     if not len(rows):
-        return []
+        return [], np.zeros(1, np.int64)
     # a row's work: the summed lengths of the vt rows its entries point at
-    per_entry = np.cumsum(np.diff(vt.indptr)[vectors.indices], dtype=np.int64)
-    ends = np.concatenate(([0], per_entry))[vectors.indptr.astype(np.int64)]
-    work = np.diff(ends)[rows].astype(np.float64)
+    lengths = np.diff(vectors.indptr)
+    filled = np.flatnonzero(lengths)
+    work_all = np.zeros(len(lengths), np.int64)
+    if len(filled):
+        work_all[filled] = np.add.reduceat(np.diff(vt.indptr)[vectors.indices], vectors.indptr[filled], dtype=np.int64)
+    work = work_all[rows]
     # a new block starts wherever the work done so far crosses a multiple of the budget ...
     ids = ((np.cumsum(work) - work) // max(budget, 1)).astype(np.int64)
     starts = np.concatenate(([0], np.flatnonzero(np.diff(ids)) + 1, [len(rows)]))
@@ -210,7 +241,85 @@ def _row_blocks(vectors: sp.csr_matrix, vt: sp.csr_matrix, rows: np.ndarray, bud
     max_rows = max(1, budget // max(vt.shape[1], 1))
     cuts = sorted({int(x) for a, b in zip(starts[:-1], starts[1:], strict=True) for x in range(a, b, max_rows)})
     cuts.append(len(rows))
-    return [rows[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    cum = np.concatenate(([0], np.cumsum(work)))
+    flops = cum[cuts[1:]] - cum[cuts[:-1]]
+    return [rows[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)], flops
+
+
+class _Csr:
+    """A CSR matrix's arrays in one index dtype, as scipy's product routine wants them."""
+
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, shape: tuple[int, int]) -> None:
+        self.indptr, self.indices, self.data, self.shape = indptr, indices, data, shape
+
+    @classmethod
+    def of(cls, mat: sp.csr_matrix, idx: type, dtype: type = np.float32) -> _Csr:
+        """The arrays of ``mat`` in index dtype ``idx`` and value ``dtype`` (copied only if needed)."""
+        return cls(
+            mat.indptr.astype(idx, copy=False),
+            mat.indices.astype(idx, copy=False),
+            np.asarray(mat.data, dtype),
+            (int(mat.shape[0]), int(mat.shape[1])),
+        )
+
+    def rows(self, r: np.ndarray) -> _Csr:
+        """The rows ``r`` (sorted): views when they are consecutive, else a copy."""
+        lo, hi = int(r[0]), int(r[-1]) + 1
+        if hi - lo == len(r):
+            p0, p1 = int(self.indptr[lo]), int(self.indptr[hi])
+            indptr = self.indptr[lo : hi + 1] - self.indptr[lo]
+            return _Csr(indptr, self.indices[p0:p1], self.data[p0:p1], (len(r), self.shape[1]))
+        sub = sp.csr_matrix((self.data, self.indices, self.indptr), shape=self.shape)[r]
+        return _Csr.of(sub, self.indptr.dtype.type)
+
+
+class _Workspace:
+    """Buffers one worker reuses from block to block: a product and its selection's scratch.
+
+    Sized for the largest block's multiply-adds plus one row (the selection reads windows of
+    up to a row's length past a block's last entry): 17 bytes per multiply-add with 32-bit
+    indices; only the pages the blocks' products reach are ever touched.
+    """
+
+    def __init__(self, capacity: int, n_cols: int, idx: type) -> None:
+        size = capacity + n_cols + 1
+        self.indices: np.ndarray = np.empty(size, idx)
+        self.data = np.empty(size, np.float32)
+        self.scratch = np.empty(size, np.float32)
+        self.rowid: np.ndarray = np.empty(size, idx)
+        self.other: np.ndarray = np.empty(size, idx)  # also viewed as float32 scratch
+        self.flags = np.empty(size, bool)
+
+    @classmethod
+    def holding(cls, dots: sp.csr_matrix) -> _Workspace:
+        """A workspace whose product buffers hold a copy of ``dots``' entries."""
+        idx = np.int32 if max(dots.nnz, dots.shape[1]) < np.iinfo(np.int32).max // 2 else np.int64
+        ws = cls(dots.nnz, dots.shape[1], idx)
+        ws.indices[: dots.nnz] = dots.indices
+        ws.data[: dots.nnz] = dots.data
+        return ws
+
+
+def _block_topn(
+    a: _Csr,
+    b: _Csr,
+    r: np.ndarray,
+    keep: int,
+    norms: np.ndarray | None,
+    shrink: float,
+    ws: _Workspace,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-``keep`` ``(local row, column, value)`` entries of rows ``r`` of ``a @ b``, in ``ws``."""
+    n_rows, n_cols = len(r), b.shape[1]
+    indptr = _product_into(a.rows(r), b, ws.indices, ws.data)
+    nnz = int(indptr[-1])
+    if not nnz:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+    row_n = None if norms is None else norms[r]
+    if nnz >= DENSE_MIN_DENSITY * n_rows * n_cols:
+        dots = sp.csr_matrix((ws.data[:nnz], ws.indices[:nnz], indptr), shape=(n_rows, n_cols))
+        return _dense_row_topn(dots, keep, row_n, norms, shrink, r)
+    return _select_entries(indptr, nnz, keep, row_n, norms, shrink, r, ws)
 
 
 def sparse_product(a: sp.csr_matrix, b: sp.csr_matrix) -> sp.csr_matrix:
@@ -219,34 +328,28 @@ def sparse_product(a: sp.csr_matrix, b: sp.csr_matrix) -> sp.csr_matrix:
     scipy's ``@`` first runs a whole counting pass to size its output; here the output is
     sized by the multiply-add count instead (an upper bound, cheap from ``b``'s row lengths),
     which saves about 40% of the product's time. The result holds no duplicate entries and
-    its column indices are not sorted within rows. Falls back to ``@`` when scipy's internal
-    routine is not available.
+    its column indices are not sorted within rows.
     """
-    try:
-        from scipy.sparse._sparsetools import csr_matmat
-    except ImportError:  # pragma: no cover - a scipy without the internal routine
-        return sp.csr_matrix(a @ b)
-    n_rows, n_cols = a.shape[0], b.shape[1]
     flops = int(np.diff(b.indptr)[a.indices].sum()) if a.nnz else 0
-    idx = np.int32 if max(flops, n_cols, a.nnz, b.nnz) < np.iinfo(np.int32).max else np.int64
-    indptr = np.empty(n_rows + 1, idx)
+    idx = np.int32 if max(flops, b.shape[1], a.nnz, b.nnz) < np.iinfo(np.int32).max else np.int64
     indices = np.empty(flops, idx)
-    data = np.empty(flops, np.result_type(a.dtype, b.dtype))
-    csr_matmat(
-        n_rows,
-        n_cols,
-        a.indptr.astype(idx, copy=False),
-        a.indices.astype(idx, copy=False),
-        a.data,
-        b.indptr.astype(idx, copy=False),
-        b.indices.astype(idx, copy=False),
-        b.data,
-        indptr,
-        indices,
-        data,
-    )
+    dtype = np.result_type(a.dtype, b.dtype).type
+    data = np.empty(flops, dtype)
+    indptr = _product_into(_Csr.of(a, idx, dtype), _Csr.of(b, idx, dtype), indices, data)
     nnz = int(indptr[-1])
-    return sp.csr_matrix((data[:nnz], indices[:nnz], indptr), shape=(n_rows, n_cols))
+    return sp.csr_matrix((data[:nnz], indices[:nnz], indptr), shape=(a.shape[0], b.shape[1]))
+
+
+def _product_into(a: _Csr, b: _Csr, indices: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """``a @ b`` written into ``indices``/``data`` (long enough for its multiply-adds); returns its indptr.
+
+    scipy's SMMP routine (``csr_matmat``), which ``@`` calls after a counting pass.
+    """
+    from scipy.sparse._sparsetools import csr_matmat
+
+    indptr = np.empty(a.shape[0] + 1, a.indptr.dtype)
+    csr_matmat(a.shape[0], b.shape[1], a.indptr, a.indices, a.data, b.indptr, b.indices, b.data, indptr, indices, data)
+    return indptr
 
 
 def sparse_row_topn(
@@ -263,9 +366,9 @@ def sparse_row_topn(
     Ties are broken by the lower column index, so the result is deterministic. Two ways,
     same entries:
 
-    * a block with few stored entries per cell is selected on those entries only: rows are
-      padded into buckets of similar length (at most 2x padding) and one ``partition`` per
-      bucket finds each row's ``keep``-th value; no sort of the entries;
+    * a block with few stored entries per cell is selected on those entries only: each row's
+      ``keep``-th value is found by one ``partition`` per bucket of rows of similar length
+      (padded at most 2x); no sort of the entries;
     * a denser block (at least ``DENSE_MIN_DENSITY`` of its cells stored, as item-item
       products of a shop with many events per item are) becomes a dense array selected by
       the ranking kernel's grouped top-K, which reads it once at memory speed.
@@ -284,37 +387,62 @@ def sparse_row_topn(
         Per row, a column to drop (the entity itself).
     """
     dots = sp.csr_matrix(dots, dtype=np.float32)
-    r, c, v = _row_topn_entries(dots, keep, row_norms, col_norms, shrink, self_cols)
+    n_rows, n_cols = dots.shape
+    if not n_rows or keep <= 0 or not dots.nnz:
+        return sp.csr_matrix(dots.shape, dtype=np.float32)
+    if row_norms is None or col_norms is None:
+        row_norms = col_norms = None
+    if dots.nnz >= DENSE_MIN_DENSITY * n_rows * n_cols:
+        r, c, v = _dense_row_topn(dots, keep, row_norms, col_norms, shrink, self_cols)
+    else:
+        ws = _Workspace.holding(dots)
+        r, c, v = _select_entries(
+            dots.indptr.astype(ws.rowid.dtype), dots.nnz, keep, row_norms, col_norms, shrink, self_cols, ws
+        )
     return sp.csr_matrix((v, (r, c)), shape=dots.shape, dtype=np.float32)
 
 
-def _row_topn_entries(
-    dots: sp.csr_matrix,
+def _select_entries(
+    indptr: np.ndarray,
+    nnz: int,
     keep: int,
     row_norms: np.ndarray | None,
     col_norms: np.ndarray | None,
     shrink: float,
     self_cols: np.ndarray | None,
+    ws: _Workspace,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`sparse_row_topn` as ``(row, column, value)`` arrays (no matrix built)."""
-    n_rows, n_cols = dots.shape
-    if not n_rows or keep <= 0 or not dots.nnz:
-        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
-    if dots.data.dtype != np.float32:
-        dots = sp.csr_matrix(dots, dtype=np.float32)
-    if dots.nnz >= DENSE_MIN_DENSITY * n_rows * n_cols:
-        return _dense_row_topn(dots, keep, row_norms, col_norms, shrink, self_cols)
-    indptr = dots.indptr.astype(np.int64)
+    """The top-``keep`` entries per row of the CSR product held in ``ws`` (values changed in place).
+
+    Returns ``(row, column, value)`` arrays: the positive entries above their row's
+    ``keep``-th largest value, plus the lowest-column ties at it.
+    """
+    n_rows = len(indptr) - 1
+    c, v, rowid = ws.indices[:nnz], ws.data[:nnz], ws.rowid[:nnz]
     lengths = np.diff(indptr)
-    r = np.repeat(np.arange(n_rows), lengths)
-    c = dots.indices
-    v = dots.data.copy()
+    # each entry's row: 1 at every row start, summed up (no fresh nnz-sized array)
+    rowid[:] = 0
+    np.add.at(rowid, indptr[1:-1][indptr[1:-1] < nnz], 1)
+    np.cumsum(rowid, dtype=rowid.dtype, out=rowid)
     if row_norms is not None and col_norms is not None:
-        denom = row_norms[r] * col_norms[c] + np.float32(shrink)
-        np.divide(v, denom, out=v, where=denom > 0)
-        v[denom <= 0] = 0.0
+        # the same float32 operations as the brute force: dot / (row_norm * col_norm + shrink)
+        den, other = ws.scratch[:nnz], ws.other.view(np.float32)[:nnz]
+        np.take(np.asarray(col_norms, np.float32), c, out=den)
+        np.take(np.asarray(row_norms, np.float32), rowid, out=other)
+        np.multiply(other, den, out=den)
+        if shrink:
+            np.add(den, np.float32(shrink), out=den)
+        if float(den.min()) > 0:
+            np.divide(v, den, out=v)
+        else:
+            np.divide(v, den, out=v, where=den > 0)
+            v[den <= 0] = 0.0
+    flags = ws.flags[:nnz]
     if self_cols is not None:
-        v[c == np.asarray(self_cols)[r]] = 0.0
+        own = ws.other[:nnz]
+        np.take(np.asarray(self_cols, own.dtype), rowid, out=own)
+        np.equal(c, own, out=flags)
+        np.putmask(v, flags, np.float32(0.0))
     # each row's keep-th largest value (-inf: the row has at most `keep` entries, all kept)
     threshold = np.full(n_rows, -np.inf, np.float32)
     long_rows = np.flatnonzero(lengths > keep)
@@ -322,41 +450,46 @@ def _row_topn_entries(
         bucket = np.ceil(np.log2(lengths[long_rows])).astype(np.int64)
         for b in np.unique(bucket):
             members = long_rows[bucket == b]
-            threshold[members] = _kth_largest(v, indptr, members, keep)
-    return _keep_above(r, c, v, threshold, keep, n_rows)
-
-
-def _kth_largest(v: np.ndarray, indptr: np.ndarray, members: np.ndarray, keep: int) -> np.ndarray:
-    """The ``keep``-th largest of ``v`` in each of the CSR rows ``members`` (padded, one partition)."""
-    lengths = indptr[members + 1] - indptr[members]
-    width = int(lengths.max())
-    padded = np.full((len(members), width), -np.inf, np.float32)
-    local = np.repeat(np.arange(len(members)), lengths)
-    pos = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    padded[local, pos] = v[indptr[members][local] + pos]
-    return np.partition(padded, width - keep, axis=1)[:, width - keep]
-
-
-def _keep_above(
-    r: np.ndarray, c: np.ndarray, v: np.ndarray, threshold: np.ndarray, keep: int, n_rows: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Entries above their row's threshold, plus the lowest-column ties at it (up to ``keep``)."""
-    positive = v > 0
-    row_threshold = threshold[r]
-    above = positive & (v > row_threshold)
-    at = positive & (v == row_threshold)
-    rows_a, cols_a, vals_a = r[above], c[above], v[above]
-    if at.any():
-        tr, tc, tv = r[at], c[at], v[at]
+            threshold[members] = _kth_largest(ws.data, indptr, members, keep)
+    # kept: positive and above the threshold ...
+    cut = ws.scratch[:nnz]
+    np.take(np.maximum(threshold, np.float32(0.0)), rowid, out=cut)
+    np.greater(v, cut, out=flags)
+    at = np.flatnonzero(flags)
+    rows_a, cols_a, vals_a = rowid[at].astype(np.int64), c[at].astype(np.int64), v[at]
+    # ... plus, where fewer than `keep` are above a positive threshold, the lowest-column ties at it
+    room = keep - np.bincount(rows_a, minlength=n_rows)
+    tied = (threshold > 0) & (room > 0)
+    if tied.any():
+        at_value = np.where(tied, threshold, np.float32(np.nan))
+        np.take(at_value, rowid, out=cut)
+        np.equal(v, cut, out=flags)
+        at = np.flatnonzero(flags)
+        tr, tc, tv = rowid[at].astype(np.int64), c[at].astype(np.int64), v[at]
         order = np.lexsort((tc, tr))
         tr, tc, tv = tr[order], tc[order], tv[order]
-        room = keep - np.bincount(rows_a, minlength=n_rows)
         rank = np.arange(len(tr)) - np.searchsorted(tr, tr)
         take = rank < room[tr]
         rows_a = np.concatenate([rows_a, tr[take]])
         cols_a = np.concatenate([cols_a, tc[take]])
         vals_a = np.concatenate([vals_a, tv[take]])
     return rows_a, cols_a, vals_a
+
+
+def _kth_largest(buf: np.ndarray, indptr: np.ndarray, members: np.ndarray, keep: int) -> np.ndarray:
+    """The ``keep``-th largest value in each of the CSR rows ``members`` of ``buf``.
+
+    Each row is copied as one window of the bucket's width (``buf`` extends at least that far
+    past the last entry), the cells past the row's end set to ``-inf``, and one in-place
+    ``partition`` finds every row's value.
+    """
+    starts = indptr[members]
+    lengths = indptr[members + 1] - starts
+    width = int(lengths.max())
+    padded = sliding_window_view(buf, width)[starts]
+    padded[np.arange(width)[None, :] >= lengths[:, None]] = -np.inf
+    padded.partition(width - keep, axis=1)
+    return padded[:, width - keep]
 
 
 def _dense_row_topn(
@@ -367,7 +500,7 @@ def _dense_row_topn(
     shrink: float,
     self_cols: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_row_topn_entries` through a dense block (same values, same tie-break)."""
+    """:func:`_select_entries` through a dense block (same values, same tie-break)."""
     from recctl.ranking import select_top_k
 
     n_rows, n_cols = dots.shape

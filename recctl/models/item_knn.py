@@ -86,18 +86,28 @@ class ItemKNNModel(Recommender):
     def _item_vectors(self, x: sp.csr_matrix) -> sp.csr_matrix:
         cfg = self.config
         item_users = x.T.tocsr()
+        if cfg.weighting == "none":
+            return item_users
         weights = fit_term_weights(item_users, cfg.weighting, cfg.bm25_k1, cfg.bm25_b)
         return weights.transform(item_users)
 
-    def _similarity(self, vectors: sp.csr_matrix, rows: np.ndarray | None = None) -> sp.csr_matrix:
+    def _similarity(self, x: sp.csr_matrix, rows: np.ndarray | None = None) -> sp.csr_matrix:
+        """Top-N similarity of the item vectors of ``x`` (users x items), rows ``rows`` only if given."""
         cfg = self.config
         return topn_similarity(
-            vectors, cfg.neighbors, shrink=cfg.shrink, normalize=cfg.normalize, rows=rows, n_jobs=cfg.n_jobs
+            self._item_vectors(x),
+            cfg.neighbors,
+            shrink=cfg.shrink,
+            normalize=cfg.normalize,
+            rows=rows,
+            n_jobs=cfg.n_jobs,
+            # unweighted, the item vectors' transpose is x itself: one transposition saved
+            transposed=x if cfg.weighting == "none" else None,
         )
 
     def _fit(self, dataset: Dataset, progress: ProgressFn | None) -> None:
         self.user_items_ = self._matrix(dataset)
-        self.similarity_ = self._similarity(self._item_vectors(self.user_items_))
+        self.similarity_ = self._similarity(self.user_items_)
         self.update_info_: dict[str, object] = {"mode": "fit"}
         if progress:
             progress(1.0)
@@ -188,7 +198,7 @@ class ItemKNNModel(Recommender):
             return
         sim = self.similarity_.copy()
         sim.resize((n_items, n_items))
-        fresh = self._similarity(self._item_vectors(new), rows=rows)
+        fresh = self._similarity(new, rows=rows)
         keep = np.ones(n_items, bool)
         keep[rows] = False
         sim = sp.csr_matrix(sp.diags(keep.astype(np.float32)) @ sim + fresh, dtype=np.float32)
@@ -205,7 +215,7 @@ class ItemKNNModel(Recommender):
 
     def _rebuild(self, new: sp.csr_matrix, reason: str) -> None:
         self.user_items_ = new
-        self.similarity_ = self._similarity(self._item_vectors(new))
+        self.similarity_ = self._similarity(new)
         self.update_info_ = {"mode": "rebuild", "reason": reason}
         log.info("item_knn: similarity rebuilt in full (%s)", reason)
 

@@ -166,3 +166,14 @@ def test_sparse_product_equals_scipy():
     got = sparse_product(a, b)
     np.testing.assert_allclose(got.toarray(), (a @ b).toarray(), rtol=1e-6)
     assert sparse_product(a[:0], b).shape == (0, 50)
+
+
+def test_topn_similarity_from_a_given_transpose_and_index_dtypes_agree():
+    # item-kNN passes its user x item matrix as the item vectors' transpose; same entries, same result
+    rng = np.random.default_rng(7)
+    x = sp.csr_matrix((rng.random((300, 120)) < 0.05).astype(np.float32))  # users x items, 0/1
+    vectors = x.T.tocsr()
+    plain = topn_similarity(vectors, 5, block_entries=500)
+    given = topn_similarity(vectors, 5, block_entries=500, transposed=x)
+    assert (plain != given).nnz == 0 and plain.has_sorted_indices and given.has_sorted_indices
+    np.testing.assert_array_equal(given.toarray(), _float32_reference(vectors, 5, 0.0))
