@@ -461,16 +461,16 @@ def items_series(
         for command in ("ingest", "preprocess", "train", "recommend"):
             result["stages"][command] = run_stage(command, config)
         sides = {"serve-export (bundle off)": plain, "serve-export (bundle on)": config}
-        runs: dict[str, list[dict[str, Any]]] = {label: [] for label in sides}
+        side_runs: dict[str, list[dict[str, Any]]] = {label: [] for label in sides}
         ratios = []
         for r in range(max(1, export_rounds)):
             order = list(sides) if r % 2 == 0 else list(reversed(sides))
             for label in order:
-                runs[label].append(run_stage("serve-export", sides[label]))
-            on_cpu = runs["serve-export (bundle on)"][-1]["cpu_s"]
-            off_cpu = runs["serve-export (bundle off)"][-1]["cpu_s"]
+                side_runs[label].append(run_stage("serve-export", sides[label]))
+            on_cpu = side_runs["serve-export (bundle on)"][-1]["cpu_s"]
+            off_cpu = side_runs["serve-export (bundle off)"][-1]["cpu_s"]
             ratios.append(round(on_cpu / max(off_cpu, 1e-9), 3))
-        for label, measured in runs.items():
+        for label, measured in side_runs.items():
             result["stages"][label] = sorted(measured, key=lambda m: m["cpu_s"])[len(measured) // 2]
         manifest = json.loads((folder / "work" / "train" / "manifest.json").read_text())
         result["fit_seconds"] = {n: m["fit_seconds"] for n, m in manifest["summary"]["models"].items()}
