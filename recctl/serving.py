@@ -24,7 +24,9 @@ little-endian data, readable from any language), so a service in another languag
   allowed items (raw similarity, rules masked first) from the first model of the chain with
   item similarity, for visitors known only by recent items;
 * ``similar_items.npy`` / ``similar_scores.npy`` / ``similar_sources.npy`` (n_items x K): the
-  finished "similar products" lists (what ``recommend --similar-to`` answers);
+  finished "similar products" lists (what ``recommend --similar-to`` answers); not written
+  when they are exactly the first K neighbours (no list rules re-rank them:
+  ``bundle.json["similar"] == "neighbors"``, and ``load`` takes them from there);
 * ``holdout.json``: users held out of an A/B experiment (they get an empty list).
 
 Every answer goes through :func:`recctl.lists.fill_lists`, the fill step of the one list
@@ -198,11 +200,15 @@ def write_bundle(
         _save(directory, "item_neighbors.npy", neighbors[0].astype(np.int32, copy=False), files)
         _save(directory, "item_neighbor_scores.npy", neighbors[1].astype(np.float32, copy=False), files)
     similar_sources: list[str] = []
+    similar_kind = None
     if similar is not None:
-        _save(directory, "similar_items.npy", similar.items.astype(np.int32, copy=False), files)
-        _save(directory, "similar_scores.npy", similar.scores.astype(np.float32, copy=False), files)
-        _save(directory, "similar_sources.npy", similar.sources.astype(np.int8, copy=False), files)
         similar_sources = list(similar.source_names)
+        if _neighbors_head(similar, neighbors):  # the same bytes again: not written twice
+            similar_kind = "neighbors"
+        else:
+            _save(directory, "similar_items.npy", similar.items.astype(np.int32, copy=False), files)
+            _save(directory, "similar_scores.npy", similar.scores.astype(np.float32, copy=False), files)
+            _save(directory, "similar_sources.npy", similar.sources.astype(np.int8, copy=False), files)
     meta = {
         "format": BUNDLE_FORMAT,
         "version": BUNDLE_VERSION,
@@ -210,6 +216,8 @@ def write_bundle(
         "sources": list(lists.source_names),
         "cold_sources": list(cold_names),
         "similar_sources": similar_sources,
+        "similar": similar_kind,
+        **({"similar_k": int(similar.items.shape[1])} if similar_kind and similar is not None else {}),
         "rules": {**rule_fields, "candidates": candidates, "min_score": min_score, **(exclusions or {})},
         "history": history_kind,
         "live": live_meta,
@@ -218,6 +226,22 @@ def write_bundle(
     }
     write_json_atomic(directory / "bundle.json", meta)
     return files
+
+
+def _neighbors_head(similar: Lists, neighbors: tuple[np.ndarray, np.ndarray] | None) -> bool:
+    """Whether the similar lists are exactly the first K neighbours, all from one source (code 0)."""
+    if neighbors is None or len(similar.source_names) != 1:
+        return False
+    k = similar.items.shape[1]
+    items, scores = neighbors
+    if items.shape[0] != similar.items.shape[0] or items.shape[1] < k:
+        return False
+    head = items[:, :k]
+    return bool(
+        np.array_equal(similar.items, head)
+        and np.array_equal(similar.scores.astype(np.float32, copy=False), scores[:, :k].astype(np.float32, copy=False))
+        and np.array_equal(similar.sources, np.where(head >= 0, 0, -1))
+    )
 
 
 def _same_pattern(a: sp.csr_matrix, b: sp.csr_matrix) -> bool:
@@ -687,6 +711,14 @@ def load(path: str | Path, *, verify: bool = True) -> Bundle:
             raise ArtifactError(f"{d / 'bundle.json'}: lists no {name}; run `recctl serve-export CONFIG` again.")
         return value
 
+    neighbors, neighbor_scores = arr("item_neighbors.npy"), arr("item_neighbor_scores.npy")
+    similar = (arr("similar_items.npy"), arr("similar_scores.npy"), arr("similar_sources.npy"))
+    if meta.get("similar") == "neighbors":  # written once: the first K neighbours (views, no copy)
+        if neighbors is None or neighbor_scores is None:
+            raise ArtifactError(f"{meta_path}: similar lists from neighbours, but no item_neighbors.npy is listed.")
+        k = int(meta.get("similar_k", meta["k"]))
+        head = neighbors[:, :k]
+        similar = (head, neighbor_scores[:, :k], np.where(head >= 0, 0, -1).astype(np.int8))
     return Bundle(
         meta=meta,
         user_ids=js("users.json"),
@@ -695,14 +727,14 @@ def load(path: str | Path, *, verify: bool = True) -> Bundle:
         user_scores=need("user_scores.npy"),
         user_sources=need("user_sources.npy"),
         cold_scores=need("cold_scores.npy"),
-        neighbors=arr("item_neighbors.npy"),
-        neighbor_scores=arr("item_neighbor_scores.npy"),
+        neighbors=neighbors,
+        neighbor_scores=neighbor_scores,
         holdout=frozenset(js("holdout.json")),
         seen_indptr=arr("seen_indptr.npy"),
         seen_indices=arr("seen_indices.npy"),
-        similar_items=arr("similar_items.npy"),
-        similar_scores=arr("similar_scores.npy"),
-        similar_sources=arr("similar_sources.npy"),
+        similar_items=similar[0],
+        similar_scores=similar[1],
+        similar_sources=similar[2],
         item_mask=arr("item_mask.npy"),
         cap_codes=arr("cap_codes.npy"),
         mmr_codes=arr("mmr_codes.npy"),

@@ -142,3 +142,23 @@ def test_lists_from_frame_search_and_join_paths_agree() -> None:
         np.testing.assert_array_equal(joined.items, fast.items)
         np.testing.assert_array_equal(joined.sources, fast.sources)
         np.testing.assert_array_equal(joined.scores, fast.scores)
+
+
+def test_similar_lists_equal_to_the_neighbours_head_are_stored_once(bundle_config: Path) -> None:
+    """Without list rules that re-rank, each item's similar list is its first K neighbours: the
+    bundle stores them once and answers exactly what ``--similar-to`` does, for every item."""
+    from recctl.stages.recommend import similar_items
+
+    cfg = load_config(bundle_config)
+    directory = cfg.stage_dir("export") / "bundle"
+    meta = json.loads((directory / "bundle.json").read_text())
+    assert meta["similar"] == "neighbors" and meta["similar_k"] == meta["k"]
+    assert not any(name.startswith("similar_") for name in meta["files"])
+    bundle = load(directory)
+    assert bundle.similar_items is not None and bundle.neighbors is not None
+    np.testing.assert_array_equal(bundle.similar_items, bundle.neighbors[:, : meta["k"]])
+    for item in bundle.item_ids:
+        frame = similar_items(cfg, item)
+        assert list(zip(frame[Columns.Item], frame[Columns.Source], strict=True)) == [
+            (r["item_id"], r["source"]) for r in bundle.similar(item)
+        ], item
