@@ -196,7 +196,7 @@ def topn_similarity(
             finally:
                 spare.put(ws)
             order = np.argsort(local, kind="stable")  # rows in order (ties were appended last)
-            return r[local[order]], cols[order].astype(idx), vals[order]
+            return np.bincount(local, minlength=len(r)), cols[order].astype(idx), vals[order]
 
         if workers <= 1:
             parts = [one(r) for r in blocks]
@@ -204,10 +204,10 @@ def topn_similarity(
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 parts = list(pool.map(one, blocks))
         # blocks hold disjoint, increasing rows: their entries in turn are the matrix in CSR order
-        row_ids = np.concatenate([p[0] for p in parts])
+        counts = np.zeros(n, np.int64)
+        counts[np.concatenate(blocks)] = np.concatenate([p[0] for p in parts])
         indptr = np.zeros(n + 1, idx)
-        indptr[1:] = np.cumsum(np.bincount(row_ids, minlength=n))
-        del row_ids
+        indptr[1:] = np.cumsum(counts)
         cols = np.concatenate([p[1] for p in parts])
         data = np.concatenate([p[2] for p in parts])
         out = sp.csr_matrix((data, cols, indptr), shape=(n, n))
@@ -317,9 +317,11 @@ def _block_topn(
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
     row_n = None if norms is None else norms[r]
     if nnz >= DENSE_MIN_DENSITY * n_rows * n_cols:
+        # (the scratch arrays stay untouched: a worker's resident memory is its sparse blocks')
         dots = sp.csr_matrix((ws.data[:nnz], ws.indices[:nnz], indptr), shape=(n_rows, n_cols))
         return _dense_row_topn(dots, keep, row_n, norms, shrink, r)
-    return _select_entries(indptr, nnz, keep, row_n, norms, shrink, r, ws)
+    _similarities_in_place(indptr, nnz, row_n, norms, shrink, r, ws)
+    return _select_entries(indptr, nnz, keep, ws)
 
 
 def sparse_product(a: sp.csr_matrix, b: sp.csr_matrix) -> sp.csr_matrix:
@@ -396,36 +398,32 @@ def sparse_row_topn(
         r, c, v = _dense_row_topn(dots, keep, row_norms, col_norms, shrink, self_cols)
     else:
         ws = _Workspace.holding(dots)
-        r, c, v = _select_entries(
-            dots.indptr.astype(ws.rowid.dtype), dots.nnz, keep, row_norms, col_norms, shrink, self_cols, ws
-        )
+        indptr = dots.indptr.astype(ws.rowid.dtype)
+        _similarities_in_place(indptr, dots.nnz, row_norms, col_norms, shrink, self_cols, ws)
+        r, c, v = _select_entries(indptr, dots.nnz, keep, ws)
     return sp.csr_matrix((v, (r, c)), shape=dots.shape, dtype=np.float32)
 
 
-def _select_entries(
+def _similarities_in_place(
     indptr: np.ndarray,
     nnz: int,
-    keep: int,
     row_norms: np.ndarray | None,
     col_norms: np.ndarray | None,
     shrink: float,
     self_cols: np.ndarray | None,
     ws: _Workspace,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The top-``keep`` entries per row of the CSR product held in ``ws`` (values changed in place).
+) -> None:
+    """Turn the CSR product held in ``ws`` into similarities, in place; fills ``ws.rowid``.
 
-    Returns ``(row, column, value)`` arrays: the positive entries above their row's
-    ``keep``-th largest value, plus the lowest-column ties at it.
+    Cosine ``dot / (row_norm * col_norm + shrink)`` when both norms are given (the same
+    float32 operations as a dense brute force), and each row's own column (``self_cols``) 0.
     """
-    n_rows = len(indptr) - 1
     c, v, rowid = ws.indices[:nnz], ws.data[:nnz], ws.rowid[:nnz]
-    lengths = np.diff(indptr)
     # each entry's row: 1 at every row start, summed up (no fresh nnz-sized array)
     rowid[:] = 0
     np.add.at(rowid, indptr[1:-1][indptr[1:-1] < nnz], 1)
     np.cumsum(rowid, dtype=rowid.dtype, out=rowid)
     if row_norms is not None and col_norms is not None:
-        # the same float32 operations as the brute force: dot / (row_norm * col_norm + shrink)
         den, other = ws.scratch[:nnz], ws.other.view(np.float32)[:nnz]
         np.take(np.asarray(col_norms, np.float32), c, out=den)
         np.take(np.asarray(row_norms, np.float32), rowid, out=other)
@@ -437,12 +435,25 @@ def _select_entries(
         else:
             np.divide(v, den, out=v, where=den > 0)
             v[den <= 0] = 0.0
-    flags = ws.flags[:nnz]
     if self_cols is not None:
-        own = ws.other[:nnz]
+        own, flags = ws.other[:nnz], ws.flags[:nnz]
         np.take(np.asarray(self_cols, own.dtype), rowid, out=own)
         np.equal(c, own, out=flags)
         np.putmask(v, flags, np.float32(0.0))
+
+
+def _select_entries(
+    indptr: np.ndarray, nnz: int, keep: int, ws: _Workspace
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The top-``keep`` entries per row of the CSR similarities held in ``ws``.
+
+    Runs after :func:`_similarities_in_place` (which fills ``ws.rowid``). Returns ``(row,
+    column, value)`` arrays: the positive entries above their row's ``keep``-th largest value,
+    plus the lowest-column ties at it.
+    """
+    n_rows = len(indptr) - 1
+    c, v, rowid, flags = ws.indices[:nnz], ws.data[:nnz], ws.rowid[:nnz], ws.flags[:nnz]
+    lengths = np.diff(indptr)
     # each row's keep-th largest value (-inf: the row has at most `keep` entries, all kept)
     threshold = np.full(n_rows, -np.inf, np.float32)
     long_rows = np.flatnonzero(lengths > keep)
@@ -506,11 +517,14 @@ def _dense_row_topn(
     n_rows, n_cols = dots.shape
     dense = dots.toarray()
     if row_norms is not None and col_norms is not None:
-        # the same float32 operations as the sparse path, so values are identical
-        denom = np.multiply.outer(np.asarray(row_norms, np.float32), np.asarray(col_norms, np.float32))
-        denom += np.float32(shrink)
-        np.divide(dense, denom, out=dense, where=denom > 0)
-        del denom
+        # the same float32 operations as the sparse path, so values are identical; row by row,
+        # so no block-sized denominator array
+        cn = np.asarray(col_norms, np.float32)
+        denom = np.empty(n_cols, np.float32)
+        for i, rn in enumerate(np.asarray(row_norms, np.float32)):
+            np.multiply(rn, cn, out=denom)
+            denom += np.float32(shrink)
+            np.divide(dense[i], denom, out=dense[i], where=denom > 0)
     if self_cols is not None:
         dense[np.arange(n_rows), np.asarray(self_cols)] = 0.0
     items, vals = select_top_k(dense, min(keep, n_cols))
