@@ -21,7 +21,8 @@ class SplitConfig(BaseConfig):
         description=(
             "`time`: one cut in time for everyone; `user_time`: each user's latest `test_fraction` of their "
             "items; `leave_last`: each user's latest `n_last` items; `random`: a seeded random share of each "
-            "user's items; `files`: the pairs listed in `test_file` (a published protocol)."
+            "user's items; `files`: the pairs listed in `test_file` (a published protocol). Latest is by an "
+            "item's last event; events with equal timestamps are in file order (a basket's last line is its latest)."
         ),
     )
     test_fraction: float = Field(

@@ -380,8 +380,8 @@ def _merge_train(
         weight = pl.col(Columns.Weight).sum()
     elif how == "max":
         weight = pl.col(Columns.Weight).max()
-    else:  # last: the pair's weight is that of its latest event
-        weight = pl.col(Columns.Weight).sort_by(LAST_TS).last()
+    else:  # last: the pair's weight is that of its latest event (equal times: the new batch's, it comes later)
+        weight = pl.col(Columns.Weight).sort_by(LAST_TS, maintain_order=True).last()
     return (
         both.group_by(Columns.UserIdx, Columns.ItemIdx)
         .agg(weight.alias(Columns.Weight), pl.col(LAST_TS).max())
