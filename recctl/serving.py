@@ -46,6 +46,7 @@ Python API::
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -78,8 +79,13 @@ BUNDLE_VERSION = 2
 
 def _save(directory: Path, name: str, array: np.ndarray, files: dict[str, str]) -> None:
     path = directory / name
-    np.save(path, np.ascontiguousarray(array), allow_pickle=False)
-    files[name] = sha256_file(path)
+    array = np.ascontiguousarray(array)
+    np.save(path, array, allow_pickle=False)
+    # hashed from memory: the file is the .npy header, then the array's bytes in C order
+    with open(path, "rb") as handle:
+        digest = hashlib.sha256(handle.read(path.stat().st_size - array.nbytes))
+    digest.update(array.reshape(-1).view(np.uint8).data)
+    files[name] = digest.hexdigest()
 
 
 def _save_json(directory: Path, name: str, obj: Any, files: dict[str, str]) -> None:

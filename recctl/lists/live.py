@@ -160,8 +160,8 @@ def export_live(model: Any, rows: np.ndarray) -> LiveState | None:
             "similarity",
             {},
             {
-                "sim_indptr": sim.indptr.astype(np.int64),
-                "sim_indices": sim.indices.astype(np.int32),
+                "sim_indptr": sim.indptr.astype(np.int64, copy=False),  # the model's arrays, not copies
+                "sim_indices": sim.indices.astype(np.int32, copy=False),
                 "sim_data": sim.data,
             },
         )
