@@ -8,15 +8,24 @@ shop and config), ingests once, then runs in turn, each in its own process and m
 * with ``--baseline DIR``: ``recctl preprocess`` of the recctl source tree in ``DIR`` (e.g.
   ``git archive main | tar -x -C DIR``), on the same ingested files, and its outputs compared
   with this checkout's, file by file (rows equal; weights to 1e-12 relative);
-* the preprocess job written directly in polars (``bench_scale``'s "by hand" job).
+* the preprocess job written directly in polars, twice: ``by_hand`` (``bench_scale``'s job:
+  weights, pair sums, min counts, a time cut, ``train`` / ``test`` and the id maps written)
+  and ``by_hand_full`` (the same job writing every file ``recctl preprocess``'s consumers
+  read: ``events.parquet`` by user and time with split labels, ``tune_train`` / ``valid``,
+  ``all``, ids in sorted order, catalogue columns with the item ids).
 
-It prints per size each run's CPU and peak and the ratios to the hand-written job measured in
-the same round; with ``--repeats`` the rounds are interleaved and the median ratio is shown.
+It prints per size each run's CPU and peak and the ratios to both hand-written jobs measured
+in the same round; with ``--repeats`` the rounds are interleaved and the median ratio is shown.
 The machine may be shared: read the ratios, and use ``nice``.
+
+With ``--steps`` the stage also runs once more with each of its steps timed (CPU seconds of
+the stage module's calls: reading, filtering, sorting, each file written...), which shows what
+the extra files cost.
 
 Run::
 
     nice -n 10 python -m benchmarks.bench_preprocess                      # 0.5M, 1M, 2M events
+    nice -n 10 python -m benchmarks.bench_preprocess --events 2e7 --steps
     git archive main | tar -x -C /tmp/base
     nice -n 10 python -m benchmarks.bench_preprocess --baseline /tmp/base --repeats 2
 """
@@ -34,7 +43,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_scale import _BY_HAND, _sizes, generate_shop_apart, measure, write_config
+from benchmarks.bench_scale import _BY_HAND, _BY_HAND_FULL, _sizes, generate_shop_apart, measure, write_config
 
 _HERE = Path(__file__).resolve().parents[1]
 _CLI = "from recctl.cli.main import app; app()"
@@ -52,14 +61,83 @@ def _preprocess(config: Path, source: Path | None) -> dict[str, Any]:
     return {k: res[k] for k in ("cpu_s", "wall_s", "peak_mb")}
 
 
-def _by_hand(work: Path, scratch: Path) -> dict[str, Any]:
+#: the hand-written polars jobs the stage is measured against
+_PEERS = {"by_hand": _BY_HAND, "by_hand_full": _BY_HAND_FULL}
+
+
+def _by_hand(work: Path, scratch: Path, script: str) -> dict[str, Any]:
     out = scratch / "by_hand"
     out.mkdir(exist_ok=True)
-    res = measure([sys.executable, "-c", _BY_HAND, str(work), str(out)], cwd=scratch)
+    res = measure([sys.executable, "-c", script, str(work), str(out)], cwd=scratch)
     shutil.rmtree(out, ignore_errors=True)
     if res["rc"] != 0:
         raise RuntimeError(f"by-hand preprocess failed:\n{res['stderr']}")
     return {k: res[k] for k in ("cpu_s", "wall_s", "peak_mb")}
+
+
+#: the functions of ``recctl.stages.preprocess`` timed by ``--steps``
+_STEPS = (
+    "read_weighted_events",
+    "filter_min_counts",
+    "index_events",
+    "sort_events",
+    "assign_splits",
+    "pair_order",
+    "decay_weights",
+    "aggregate",
+    "check_weights",
+    "_write",
+)
+
+
+def step_times(config: Path) -> dict[str, float]:
+    """Run the stage in this process with each call of :data:`_STEPS` timed (CPU seconds).
+
+    ``_write`` is counted per file (``write <name>``, hashing for the manifest included);
+    ``(rest)`` is everything else from the stage's start.
+    """
+    import functools
+    import resource
+
+    import recctl.stages.preprocess as stage
+    from recctl.config import load_config
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    spent: dict[str, float] = {}
+
+    def timed(name: str, fn: Any) -> Any:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            start = cpu()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                key = f"write {Path(args[2]).stem}" if name == "_write" else name
+                spent[key] = spent.get(key, 0.0) + cpu() - start
+
+        return inner
+
+    for name in _STEPS:
+        setattr(stage, name, timed(name, getattr(stage, name)))
+    cfg = load_config(config)
+    start = cpu()
+    stage.run_preprocess(cfg)
+    total = cpu() - start
+    spent["(rest)"] = total - sum(spent.values())
+    spent["total"] = total
+    return {k: round(v, 2) for k, v in spent.items()}
+
+
+def _steps_apart(config: Path) -> dict[str, float]:
+    """:func:`step_times` in its own process (from this checkout)."""
+    code = "import json, sys; from pathlib import Path; from benchmarks.bench_preprocess import step_times; "
+    code += "print(json.dumps(step_times(Path(sys.argv[1]))))"
+    cmd = [sys.executable, "-c", code, str(config)]
+    out = subprocess.run(cmd, check=True, cwd=_HERE, capture_output=True, text=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def compare_outputs(a: Path, b: Path) -> list[str]:
@@ -90,7 +168,9 @@ def _compare_apart(a: Path, b: Path) -> list[str]:
     return list(json.loads(out.stdout))
 
 
-def run_size(root: Path, n_events: int, n_items: int, baseline: Path | None, repeats: int) -> dict[str, Any]:
+def run_size(
+    root: Path, n_events: int, n_items: int, baseline: Path | None, repeats: int, steps: bool = False
+) -> dict[str, Any]:
     """Every variant on one generated shop, ``repeats`` interleaved rounds."""
     folder = root / f"events_{n_events}"
     folder.mkdir()
@@ -109,19 +189,29 @@ def run_size(root: Path, n_events: int, n_items: int, baseline: Path | None, rep
             shutil.copytree(work / "preprocess", folder / "current")
             row["baseline"] = _preprocess(config, baseline)
             differences = _compare_apart(folder / "current", work / "preprocess")
-        row["by_hand"] = _by_hand(work, folder)
+        for peer, script in _PEERS.items():
+            row[peer] = _by_hand(work, folder, script)
         rounds.append(row)
         line = "  ".join(f"{k} cpu {v['cpu_s']:6.1f} s peak {v['peak_mb']:6.0f} MB" for k, v in row.items())
         print(f"  {n_events:>11,}  {line}", flush=True)
+    step_cpu = _steps_apart(config) if steps else None
     shutil.rmtree(folder, ignore_errors=True)
-    ratios = {}
-    for name in rounds[0]:
-        if name == "by_hand":
-            continue
-        ratios[name] = {
-            m: round(statistics.median(r[name][m] / r["by_hand"][m] for r in rounds), 2) for m in ("cpu_s", "peak_mb")
-        }
-    return {"events": n_events, "items": n_items, "rounds": rounds, "ratios": ratios, "differences": differences}
+    ratios: dict[str, dict[str, dict[str, float]]] = {}
+    for peer in _PEERS:
+        for name in rounds[0]:
+            if name in _PEERS:
+                continue
+            ratios.setdefault(peer, {})[name] = {
+                m: round(statistics.median(r[name][m] / r[peer][m] for r in rounds), 2) for m in ("cpu_s", "peak_mb")
+            }
+    return {
+        "events": n_events,
+        "items": n_items,
+        "rounds": rounds,
+        "ratios": ratios,
+        "differences": differences,
+        "steps_cpu_s": step_cpu,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", type=Path, default=None, help="A recctl source tree to compare with.")
     ap.add_argument("--repeats", type=int, default=1, help="Interleaved rounds per size (median ratio).")
     ap.add_argument("--scratch", type=Path, default=None, help="Where shops are generated (default: a temp dir).")
+    ap.add_argument("--steps", action="store_true", help="Also time the stage's steps (one more run per size).")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     baseline = args.baseline.resolve() if args.baseline else None
@@ -140,20 +231,24 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="recctl-pre-", dir=args.scratch))
     print(f"load average {os.getloadavg()[0]:.1f} at start; scratch {root}", flush=True)
     try:
-        runs = [run_size(root, n, args.items, baseline, args.repeats) for n in args.events]
+        runs = [run_size(root, n, args.items, baseline, args.repeats, args.steps) for n in args.events]
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if args.json:
         json.dump(runs, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    print(f"\nratio to the hand-written polars job (median of {args.repeats}; {args.items:,} items)")
-    print(f"  {'events':>11s}  {'variant':9s} {'CPU':>6s} {'peak':>6s}")
+    print(f"\nratio to the hand-written polars jobs (median of {args.repeats}; {args.items:,} items)")
+    print(f"  {'events':>11s}  {'variant':9s} {'vs':12s} {'CPU':>6s} {'peak':>6s}")
     for run in runs:
-        for name, r in run["ratios"].items():
-            print(f"  {run['events']:>11,}  {name:9s} {r['cpu_s']:6.2f} {r['peak_mb']:6.2f}")
+        for peer, by_variant in run["ratios"].items():
+            for name, r in by_variant.items():
+                print(f"  {run['events']:>11,}  {name:9s} {peer:12s} {r['cpu_s']:6.2f} {r['peak_mb']:6.2f}")
         if baseline is not None:
             print(f"  {'':>11s}  outputs vs baseline: {'; '.join(run['differences']) or 'identical'}")
+        if run["steps_cpu_s"]:
+            cells = ", ".join(f"{k} {v:.2f}" for k, v in run["steps_cpu_s"].items())
+            print(f"  {'':>11s}  steps (CPU s, one run): {cells}")
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     return 0
 

@@ -265,6 +265,59 @@ indexed.filter(pl.col("last_ts") >= cut).write_parquet(f"{out}/test.parquet")
 users.write_parquet(f"{out}/users.parquet"); items.write_parquet(f"{out}/items.parquet")
 """
 
+#: the same job producing every file ``recctl preprocess``'s consumers read: ``events.parquet``
+#: (each kept event with its weight and split label, by user and time: sequence models, EASE's
+#: recency, the bundle's histories, ``update``), ``tune_train`` / ``valid`` (``tune``), ``all``
+#: (``train`` with ``recommend.refit_on_all_data``, the default), ids numbered in sorted order
+#: (the same input gives the same indices) and the catalogue's columns beside the item ids
+#: (the rules); written as a polars user would (defaults, one group-by per (pair, split))
+_BY_HAND_FULL = r"""
+import sys
+import polars as pl
+work, out = sys.argv[1], sys.argv[2]
+weights = {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
+ev = (
+    pl.scan_parquet(f"{work}/ingest/interactions.parquet")
+    .select(
+        "user_id", "item_id", "event", "timestamp",
+        pl.col("event").replace_strict(weights, default=0.0).alias("weight"),
+    )
+    .filter(pl.col("weight") > 0)
+    .collect()
+)
+pairs = ev.select("user_id", "item_id").unique()
+pairs = pairs.filter(pl.len().over("user_id") >= 2).filter(pl.len().over("item_id") >= 2)
+users = pairs.select(pl.col("user_id").unique().sort()).with_row_index("user_idx")
+items = pairs.select(pl.col("item_id").unique().sort()).with_row_index("item_idx")
+del pairs
+# the file's order kept through the joins and the sort: equal timestamps stay in file order, as in recctl
+ev = ev.join(users, on="user_id", maintain_order="left").join(items, on="item_id", maintain_order="left")
+ev = ev.drop("user_id", "item_id")
+cut = ev["timestamp"].quantile(0.8, "lower")
+valid_cut = ev.filter(pl.col("timestamp") < cut)["timestamp"].quantile(0.9, "lower")
+label = (
+    pl.when(pl.col("timestamp") >= cut).then(pl.lit("test"))
+    .when(pl.col("timestamp") >= valid_cut).then(pl.lit("valid"))
+    .otherwise(pl.lit("tune_train"))
+)
+ev = ev.with_columns(label.cast(pl.Enum(["tune_train", "valid", "test"])).alias("split"))
+ev = ev.sort("user_idx", "timestamp", maintain_order=True)
+ev.with_columns(pl.col("split").cast(pl.String)).write_parquet(f"{out}/events.parquet")
+part = ev.group_by("user_idx", "item_idx", "split").agg(
+    pl.col("weight").sum(), pl.col("timestamp").max().alias("last_ts")
+)
+del ev
+for name in ("test", "tune_train", "valid"):
+    part.filter(pl.col("split") == name).drop("split").write_parquet(f"{out}/{name}.parquet")
+def pairs_of(frame):
+    return frame.group_by("user_idx", "item_idx").agg(pl.col("weight").sum(), pl.col("last_ts").max())
+pairs_of(part.filter(pl.col("split") != "test")).write_parquet(f"{out}/train.parquet")
+pairs_of(part).write_parquet(f"{out}/all.parquet")
+users.write_parquet(f"{out}/users.parquet")
+catalogue = pl.read_parquet(f"{work}/ingest/items.parquet")
+items.join(catalogue, on="item_id", how="left").write_parquet(f"{out}/items.parquet")
+"""
+
 _KNN = r"""
 import json, resource, sys, time, warnings
 import numpy as np, scipy.sparse as sp
@@ -344,11 +397,11 @@ def _tie_equivalent(a_file: Path, b_file: Path) -> dict[str, Any]:
     return {"rows": n, "rows_with_different_values": int(differing.sum()), "identical_entries": identical}
 
 
-def by_hand_preprocess(work: Path, scratch: Path) -> dict[str, Any]:
-    """The preprocess job written directly in polars, in its own process."""
+def by_hand_preprocess(work: Path, scratch: Path, script: str = _BY_HAND) -> dict[str, Any]:
+    """The preprocess job written directly in polars (``script``: the minimal job by default), in its own process."""
     out = scratch / "by_hand"
     out.mkdir(exist_ok=True)
-    res = measure([sys.executable, "-c", _BY_HAND, str(work), str(out)])
+    res = measure([sys.executable, "-c", script, str(work), str(out)])
     if res["rc"] != 0:
         raise RuntimeError(f"by-hand preprocess failed:\n{res['stderr']}")
     shutil.rmtree(out, ignore_errors=True)

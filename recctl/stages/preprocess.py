@@ -40,7 +40,7 @@ from recctl.data.preprocess import (
     read_weighted_events,
     sort_events,
 )
-from recctl.data.split import SPLIT, assign_splits, read_pairs_file
+from recctl.data.split import SPLIT, SPLIT_DTYPE, assign_splits, read_pairs_file
 from recctl.errors import ConfigError
 from recctl.progress import Progress, report
 from recctl.stages._common import StageRun, require_stage, timed_stage
@@ -180,13 +180,15 @@ def _run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifes
 
         report(progress, "preprocess", 4, _STEPS)
         # every split file is a run-by-run aggregation of one pair-ordered copy (each pair's
-        # events keep their time order), instead of a hash group_by per file
-        pairs = pair_order(events)
+        # events keep their time order), instead of a hash group_by per file; the copy holds
+        # only what the aggregates read (the user stays for decay_weights' per-user reference)
+        pairs = pair_order(events.select(Columns.UserIdx, Columns.ItemIdx, Columns.Timestamp, Columns.Weight, SPLIT))
         del events
+        labels_of = pairs[SPLIT].to_physical().to_numpy()
         split_rows = {}
         weight_ranges = {}
         for name, labels in _SPLIT_FILES:
-            part = pairs if name == "all" else pairs.filter(pl.col(SPLIT).is_in(labels))
+            part = pairs if name == "all" else pairs.filter(_label_mask(labels_of, labels))
             if name in _TRAINING_SPLITS:
                 # decayed relative to this part's own time: a test event never ages a training one
                 part = decay_weights(part, pc.half_life_days, pc.decay_reference)
@@ -243,6 +245,15 @@ def _write(run: StageRun, frame: pl.DataFrame, path: Path, *, text: tuple[str, .
             tmp, compression="zstd", compression_level=1, statistics=True
         )
     run.add_output(path, frame.height)
+
+
+def _label_mask(codes: np.ndarray, labels: list[str]) -> pl.Series:
+    """Which events carry one of ``labels``, from the split column's Enum codes (a table look-up:
+    ``is_in`` on the Enum compared strings, ~0.6 CPU-s per split file at 20M events)."""
+    categories = SPLIT_DTYPE.categories.to_list()
+    table = np.zeros(len(categories), dtype=bool)
+    table[[categories.index(label) for label in labels]] = True
+    return pl.Series(table[codes])
 
 
 def _distinct(indices: pl.Series) -> int:
