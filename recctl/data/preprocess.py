@@ -13,8 +13,6 @@ pair keys.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,6 @@ __all__ = [
     "aggregate",
     "check_event_types",
     "check_weights",
-    "no_hugepage_advice",
     "decay_weights",
     "event_weight",
     "filter_min_counts",
@@ -56,29 +53,6 @@ _PAIR = "__pair"
 _SEED = 0x5EC7
 #: a pair key is user_idx * 2**32 + item_idx (indices are Int32, so both fit)
 _SHIFT = 1 << 32
-
-
-@contextlib.contextmanager
-def no_hugepage_advice() -> Iterator[None]:
-    """Stop numpy asking for transparent huge pages for new arrays while the block runs.
-
-    numpy advises ``MADV_HUGEPAGE`` for every array of 4 MB or more; where the kernel's THP
-    ``defrag`` setting is ``madvise`` (a common default), each such page fault may compact
-    memory first, in the faulting thread. At 20M events that made fresh numpy arrays cost far
-    more in system time than their arithmetic: ``filter_min_counts`` took 4.3 CPU-s, 0.6 without
-    the advice (``NUMPY_MADVISE_HUGEPAGE=0`` does the same for a whole process). The setting is
-    restored afterwards; on a numpy without the switch this does nothing.
-    """
-    switch = getattr(getattr(np, "_core", None), "multiarray", None)
-    toggle = getattr(switch, "_set_madvise_hugepage", None)
-    if toggle is None:
-        yield
-        return
-    previous = toggle(False)
-    try:
-        yield
-    finally:
-        toggle(previous)
 
 
 def check_event_types(types: pl.Series, cfg: PreprocessConfig) -> None:

@@ -35,13 +35,13 @@ from recctl.data.preprocess import (
     decay_weights,
     filter_min_counts,
     index_events,
-    no_hugepage_advice,
     pair_order,
     read_weighted_events,
     sort_events,
 )
 from recctl.data.split import SPLIT, SPLIT_DTYPE, assign_splits, read_pairs_file
 from recctl.errors import ConfigError
+from recctl.memory import no_hugepage_advice
 from recctl.progress import Progress, report
 from recctl.stages._common import StageRun, require_stage, timed_stage
 from recctl.workdir import writes_workdir
@@ -96,7 +96,7 @@ def run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifest
 
     Notes
     -----
-    numpy's huge-page advice is off while it runs (:func:`recctl.data.preprocess.no_hugepage_advice`).
+    numpy's huge-page advice is off while it runs (:func:`recctl.memory.no_hugepage_advice`).
     """
     with no_hugepage_advice():
         return _run_preprocess(cfg, progress=progress)

@@ -273,7 +273,7 @@ def test_sort_events_is_a_stable_sort_by_user_and_time(max_user: int, step_us: i
 
 
 def test_hugepage_advice_is_off_inside_and_restored_after() -> None:
-    from recctl.data.preprocess import no_hugepage_advice
+    from recctl.memory import no_hugepage_advice
 
     toggle = getattr(getattr(getattr(np, "_core", None), "multiarray", None), "_set_madvise_hugepage", None)
     if toggle is None:
