@@ -327,15 +327,19 @@ def _audience_key(serving: Serving, ingest_manifest: Manifest, users_path: Path)
 
 
 def _read_cached_audience(cfg: Config, key: str) -> Audience | None:
+    import zipfile
+
     path = _audience_cache_path(cfg)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        # opened here, not by np.load: it leaves its own handle open when the file is damaged
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
             if str(data["key"]) != key:
                 return None
             return Audience.from_arrays({name: data[name] for name in data.files})
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError) as exc:  # a damaged cache is rebuilt, never trusted
+    # a damaged cache (cut short: BadZipFile / EOFError) is rebuilt, never trusted
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         log.warning("%s: unreadable audience cache, rebuilding it (%s)", path, exc)
         return None
 
@@ -541,14 +545,15 @@ def _iter_tables(serving: Serving, plan: _Plan) -> Iterator[tuple[int, Lists, pa
     # turned into Arrow tables a batch (recommend.batch_size users) at a time, so the per-call
     # cost of the conversion and of writing is paid once per batch, not once per block
     pending: list[Lists] = []
-    first = 0
+    pending_users = first = 0
     for start, lists in iter_blocks(lambda a, b: _build_block(plan, a, b), len(audience), rows_per_block, rc.n_jobs):
         if not pending:
             first = start
         pending.append(lists)
-        if sum(len(p) for p in pending) >= rc.batch_size:
+        pending_users += len(lists)
+        if pending_users >= rc.batch_size:
             merged = _concat_lists(pending)
-            pending = []
+            pending, pending_users = [], 0
             yield first, merged, _lists_table(plan, merged, first, item_ids, model_col)
     if pending:
         merged = _concat_lists(pending)

@@ -242,3 +242,22 @@ def test_the_cached_audience_is_the_one_built_from_the_inputs(shop: dict) -> Non
     np.testing.assert_array_equal(again.rows, built.rows)
     with np.load(path) as data:
         assert str(data["key"]) != "0" * 64
+
+
+def test_a_damaged_audience_cache_is_rebuilt_not_trusted(shop: dict, caplog: pytest.LogCaptureFixture) -> None:
+    """A cache file cut short (a truncated zip) or not an npz at all is rebuilt with a warning."""
+    from recctl.stages.recommend import _audience_cache_path
+
+    cfg = shop["cfg"]
+    path = _audience_cache_path(cfg)
+    serving = load_serving(cfg)
+    built = load_audience(cfg, serving)
+    whole = path.read_bytes()
+    for damaged in (whole[: len(whole) // 2], b"not a cache"):
+        path.write_bytes(damaged)
+        with caplog.at_level("WARNING"):
+            again = load_audience(cfg, serving, cache=True)
+        np.testing.assert_array_equal(again.rows, built.rows)
+        assert "unreadable audience cache" in caplog.text
+        caplog.clear()
+        assert path.read_bytes() != damaged  # replaced by a good one
