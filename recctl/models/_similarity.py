@@ -345,13 +345,28 @@ def sparse_product(a: sp.csr_matrix, b: sp.csr_matrix) -> sp.csr_matrix:
 def _product_into(a: _Csr, b: _Csr, indices: np.ndarray, data: np.ndarray) -> np.ndarray:
     """``a @ b`` written into ``indices``/``data`` (long enough for its multiply-adds); returns its indptr.
 
-    scipy's SMMP routine (``csr_matmat``), which ``@`` calls after a counting pass.
+    scipy's SMMP routine (``csr_matmat``), which ``@`` calls after a counting pass. That
+    routine is scipy's private API: should a scipy release move it, the product falls back to
+    ``@`` (the same routine behind the counting pass, so the same entries in the same order).
     """
-    from scipy.sparse._sparsetools import csr_matmat
-
+    try:
+        from scipy.sparse._sparsetools import csr_matmat
+    except ImportError:
+        return _product_by_matmul(a, b, indices, data)
     indptr = np.empty(a.shape[0] + 1, a.indptr.dtype)
     csr_matmat(a.shape[0], b.shape[1], a.indptr, a.indices, a.data, b.indptr, b.indices, b.data, indptr, indices, data)
     return indptr
+
+
+def _product_by_matmul(a: _Csr, b: _Csr, indices: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """:func:`_product_into` through scipy's public ``@``, copied into the same buffers."""
+    product = sp.csr_matrix((a.data, a.indices, a.indptr), shape=a.shape) @ sp.csr_matrix(
+        (b.data, b.indices, b.indptr), shape=b.shape
+    )
+    nnz = product.nnz
+    indices[:nnz] = product.indices
+    data[:nnz] = product.data
+    return product.indptr.astype(a.indptr.dtype, copy=False)
 
 
 def sparse_row_topn(

@@ -177,3 +177,23 @@ def test_topn_similarity_from_a_given_transpose_and_index_dtypes_agree():
     given = topn_similarity(vectors, 5, block_entries=500, transposed=x)
     assert (plain != given).nnz == 0 and plain.has_sorted_indices and given.has_sorted_indices
     np.testing.assert_array_equal(given.toarray(), _float32_reference(vectors, 5, 0.0))
+
+
+def test_similarity_without_scipys_private_product_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should a scipy release move ``_sparsetools.csr_matmat``, ``@`` takes over: same matrix."""
+    import builtins
+
+    from recctl.models._similarity import topn_similarity
+
+    x = _random_sparse(5, (120, 90), density=0.08)
+    before = topn_similarity(x, 7, shrink=1.0, block_entries=5_000, n_jobs=1)
+    real_import = builtins.__import__
+
+    def no_sparsetools(name: str, *args: object, **kwargs: object) -> object:
+        if name == "scipy.sparse._sparsetools":
+            raise ImportError("moved")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_sparsetools)
+    after = topn_similarity(x, 7, shrink=1.0, block_entries=5_000, n_jobs=1)
+    np.testing.assert_array_equal(after.toarray(), before.toarray())
