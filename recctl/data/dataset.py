@@ -15,8 +15,11 @@ Layout of ``<workdir>/preprocess/`` (the contract between ``preprocess`` and eve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -103,6 +106,33 @@ class IdIndex:
         return np.array([self._item_lookup.get(str(u), -1) for u in ids], dtype=np.int64)
 
 
+class _EventsOnDemand:
+    """The ``Dataset.events`` field: a frame given directly, or read on first access.
+
+    Only sequence and recency models read the per-event frame (``sasrec``, EASE with
+    ``recency_half_life``, ``popularity`` with ``mode: recent``), and at 20M events it holds
+    ~0.5 GB and costs ~2.7 CPU-s to read: every other model, ``evaluate`` and the second
+    (``all``) dataset of a refit must not pay for it. A dataclass field whose default is a
+    descriptor routes ``__init__``'s assignment and every read through it (documented
+    dataclass behaviour), so ``Dataset(..., events=frame)`` and ``dataset.events`` work as
+    for a plain field.
+    """
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> pl.DataFrame | None:
+        if obj is None:  # the class-level read: the field's default
+            return None
+        loader = obj.__dict__.get("_events_loader")
+        if loader is not None:  # a failed read is retried on the next access, not forgotten
+            obj.__dict__["_events"] = loader()
+            del obj.__dict__["_events_loader"]
+        return obj.__dict__.get("_events")
+
+    def __set__(self, obj: Any, value: pl.DataFrame | None) -> None:
+        obj.__dict__.pop("_events_loader", None)
+        # ``field(default=...)`` hands __init__ the descriptor itself when no frame is given
+        obj.__dict__["_events"] = None if isinstance(value, _EventsOnDemand) else value
+
+
 @dataclass
 class Dataset(IdIndex):
     """Everything a model can learn from, in index space.
@@ -117,7 +147,9 @@ class Dataset(IdIndex):
         Optional CSR feature matrices (rows aligned with item / user indices).
     events
         Optional per-event frame (``user_idx, item_idx, event, timestamp, weight``) of the
-        training split, time-ordered: for recency and sequence models.
+        training split, time-ordered: for recency and sequence models. A dataset from
+        :func:`load_dataset` reads it from ``events.parquet`` the first time it is asked for
+        (:meth:`events_on_demand`).
     items
         Optional catalogue attributes (``item_idx`` + columns), for content models and rules.
     """
@@ -129,11 +161,21 @@ class Dataset(IdIndex):
     item_feature_names: list[str] | None = None
     user_features: sp.csr_matrix | None = None
     user_feature_names: list[str] | None = None
-    events: pl.DataFrame | None = None
+    events: _EventsOnDemand = field(default=_EventsOnDemand(), repr=False, compare=False)
     items: pl.DataFrame | None = None
     split: str = "train"
     _user_lookup: dict[str, int] | None = field(default=None, repr=False)
     _item_lookup: dict[str, int] | None = field(default=None, repr=False)
+
+    def events_on_demand(self, loader: Callable[[], pl.DataFrame | None]) -> Dataset:
+        """Read ``events`` by calling ``loader`` the first time it is accessed (then keep it).
+
+        ``loader`` must be picklable if the dataset is (a :func:`functools.partial` of a
+        module-level function is).
+        """
+        self.__dict__.pop("_events", None)
+        self.__dict__["_events_loader"] = loader
+        return self
 
     @classmethod
     def from_frames(
@@ -213,19 +255,7 @@ def load_dataset(preprocess_dir: str | Path, split: str = "train") -> Dataset:
 
     item_features, item_names = features("item")
     user_features, user_names = features("user")
-    events = None
-    if (d / "events.parquet").exists():
-        wanted = {"tune_train": ["tune_train"], "train": ["tune_train", "valid"]}.get(
-            split, ["tune_train", "valid", "test"]
-        )
-        events = (
-            pl.read_parquet(d / "events.parquet")
-            .filter(pl.col("split").is_in(wanted))
-            .drop("split")
-            # stable: events at one timestamp keep the file's order (as events.parquet holds them)
-            .sort([Columns.UserIdx, Columns.Timestamp], maintain_order=True)
-        )
-    return Dataset(
+    dataset = Dataset(
         user_ids=users[Columns.User].to_numpy().astype(object),
         item_ids=items[Columns.Item].to_numpy().astype(object),
         interactions=train,
@@ -233,7 +263,24 @@ def load_dataset(preprocess_dir: str | Path, split: str = "train") -> Dataset:
         item_feature_names=item_names,
         user_features=user_features,
         user_feature_names=user_names,
-        events=events,
         items=items,
         split=split,
+    )
+    if (d / "events.parquet").exists():
+        dataset.events_on_demand(partial(_read_split_events, d / "events.parquet", split))
+    return dataset
+
+
+def _read_split_events(path: Path, split: str) -> pl.DataFrame:
+    """The events of ``split`` (``train`` = tune_train + valid, ``all`` adds test), time-ordered."""
+    wanted = {"tune_train": ["tune_train"], "train": ["tune_train", "valid"]}.get(
+        split, ["tune_train", "valid", "test"]
+    )
+    return (
+        pl.scan_parquet(path)
+        .filter(pl.col("split").is_in(wanted))
+        .drop("split")
+        # stable: events at one timestamp keep the file's order (as events.parquet holds them)
+        .sort([Columns.UserIdx, Columns.Timestamp], maintain_order=True)
+        .collect()
     )

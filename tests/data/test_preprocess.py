@@ -195,6 +195,19 @@ def test_stage_layout_is_what_dataset_loads(tmp_path: Path, small_shop: Path) ->
     assert ds.item_features.shape[0] == items.height and len(ds.item_feature_names) == ds.item_features.shape[1]
     assert ds.user_features.shape[0] == users.height
     assert manifest.summary["n_cold_items"] >= 1
+    # the per-event frame is read when a model first asks for it, not by load_dataset: models
+    # without sequences (and evaluate, and the refit's second dataset) never pay for it
+    lazy = load_dataset(d, "all")
+    moved = d / "events.parquet.away"
+    (d / "events.parquet").rename(moved)
+    with pytest.raises(FileNotFoundError):
+        _ = lazy.events
+    moved.rename(d / "events.parquet")
+    assert lazy.events is not None and lazy.events.height == events.height
+    assert ds.events is not None and ds.events.height == events.filter(pl.col("split") != "test").height
+    assert lazy.events.columns == [Columns.UserIdx, Columns.ItemIdx, Columns.Event, Columns.Timestamp, Columns.Weight]
+    ds.events = None  # a frame set on the dataset replaces the one it would read
+    assert ds.events is None
 
 
 def test_same_input_same_indices(tmp_path: Path, small_shop: Path) -> None:
