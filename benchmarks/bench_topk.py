@@ -11,7 +11,10 @@ recommend stage streams them), and, measured in the same run on the same embeddi
     no selection, the best of two ways of running it (a thread pool with one BLAS thread per
     worker, and one caller with multi-threaded BLAS);
 (c) for information, recctl's LightFM model path (``iter_recommend`` -> ``_score``), which
-    folds the user and item biases into the one product per block (``--no-model`` skips it).
+    folds the user and item biases into the one product per block (``--no-model`` skips it);
+(d) with ``--numpy-kernel``, the same kernel with the numpy selection
+    (``RECCTL_TOPK_SELECTION=numpy``; what runs where ``recctl._topk`` is not built), checked to
+    return the same lists.
 
 Kernel, floor and model path alternate over ``--rounds`` slices of users, and CPU seconds are
 reported next to wall time, so load from other processes hits all of them alike.
@@ -23,6 +26,8 @@ Run::
     python -m benchmarks.bench_topk                 # the issue's sizes (about 2 minutes on 2 cores)
     python -m benchmarks.bench_topk --users 20000   # quicker
     python -m benchmarks.bench_topk --json          # machine-readable
+    python -m benchmarks.bench_topk --users 20000 --no-model --numpy-kernel   # compiled vs numpy selection
+    OPENBLAS_NUM_THREADS=1 python -m benchmarks.bench_topk --n-jobs 1 ...      # one core
 """
 
 from __future__ import annotations
@@ -39,7 +44,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import scipy.sparse as sp
 
-from recctl.ranking import DEFAULT_BLOCK_BYTES, block_rows_for, iter_top_k, resolve_n_jobs
+from recctl.ranking import (
+    DEFAULT_BLOCK_BYTES,
+    SELECTION_ENV,
+    block_rows_for,
+    iter_top_k,
+    resolve_n_jobs,
+    selection_backend,
+)
 
 
 def make_data(n_users: int, n_items: int, n_factors: int, seen_per_user: int, seed: int):
@@ -246,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="Skip timing recctl's LightFM model path (matmul + biases through iter_recommend).",
     )
+    ap.add_argument(
+        "--numpy-kernel",
+        action="store_true",
+        help=f"Also time the kernel with the numpy selection ({SELECTION_ENV}=numpy) in the same rounds.",
+    )
     ap.add_argument("--rounds", type=int, default=4, help="Kernel and floor alternate over this many slices of users.")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -263,12 +280,25 @@ def main(argv: list[str] | None = None) -> int:
     scores_all = np.empty((args.users, args.k), np.float32)
     model = lightfm_model(user_f, item_f) if args.with_model else None
     model_s = {"wall_s": 0.0, "cpu_s": 0.0}
+    numpy_kernel = {"wall_s": 0.0, "cpu_s": 0.0, "lists_differing": 0}
+    backend = selection_backend()
     for r in range(args.rounds):
         lo, hi = bounds[r], bounds[r + 1]
-        order = ("kernel", "floor", "model") if r % 2 == 0 else ("model", "floor", "kernel")
+        order = ("kernel", "floor", "model", "numpy") if r % 2 == 0 else ("numpy", "model", "floor", "kernel")
         for what in order:
             c0 = cpu_s()
-            if what == "kernel":
+            if what == "numpy":
+                if not args.numpy_kernel:
+                    continue
+                os.environ[SELECTION_ENV] = "numpy"
+                try:
+                    part = run_kernel(user_f[lo:hi], item_f, seen[lo:hi], args.k, args.n_jobs, block_bytes)
+                finally:
+                    del os.environ[SELECTION_ENV]
+                numpy_kernel["cpu_s"] += cpu_s() - c0
+                numpy_kernel["wall_s"] += part["wall_s"]
+                numpy_part = part["items"]
+            elif what == "kernel":
                 part = run_kernel(user_f[lo:hi], item_f, seen[lo:hi], args.k, args.n_jobs, block_bytes)
                 kernel["cpu_s"] += cpu_s() - c0
                 kernel["wall_s"] += part["wall_s"]
@@ -284,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
                 floor["pooled_cpu_s"] += part["pooled_cpu_s"]
                 for key in ("wall_s", "pooled_s", "blas_threaded_s"):
                     floor[key] += part[key]
+        if args.numpy_kernel:
+            numpy_kernel["lists_differing"] += int((numpy_part != items_all[lo:hi]).any(axis=1).sum())
     kernel["items"], kernel["scores"] = items_all, scores_all
     floor["wall_s"] = min(floor["pooled_s"], floor["blas_threaded_s"])
     rss_after_kernel = rss_peak_mb()
@@ -304,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             "n_jobs": resolve_n_jobs(args.n_jobs),
             "block_rows": block_rows_for(args.items, 1 << 20, block_bytes),
             "cpus": os.cpu_count(),
+            "selection": backend,
         },
         "kernel_wall_s": round(kernel["wall_s"], 3),
         "kernel_users_per_s": round(args.users / kernel["wall_s"]),
@@ -329,6 +362,14 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_kernel_to_floor_cpu": round(kernel["cpu_s"] / floor["pooled_cpu_s"], 3),
         "speedup_vs_lightfm_loop": round(loop["extrapolated_s"] / kernel["wall_s"], 1),
     }
+    if args.numpy_kernel:
+        result.update(
+            numpy_kernel_wall_s=round(numpy_kernel["wall_s"], 3),
+            numpy_kernel_cpu_s=round(numpy_kernel["cpu_s"], 3),
+            ratio_numpy_kernel_to_floor=round(numpy_kernel["wall_s"] / floor["wall_s"], 3),
+            ratio_numpy_kernel_to_floor_cpu=round(numpy_kernel["cpu_s"] / floor["pooled_cpu_s"], 3),
+            numpy_kernel_lists_differing=numpy_kernel["lists_differing"],
+        )
     if args.json:
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -336,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         c = result["config"]
         print(
             f"top-{c['k']} for {c['users']:,} users x {c['items']:,} items, {c['factors']} factors, "
-            f"{c['seen_nnz']:,} seen items masked, {c['n_jobs']} workers, {c['block_rows']} users/block"
+            f"{c['seen_nnz']:,} seen items masked, {c['n_jobs']} workers, {c['block_rows']} users/block, "
+            f"selection: {c['selection']}"
         )
         print(f"  recctl kernel        {result['kernel_wall_s']:9.2f} s  ({result['kernel_users_per_s']:,} users/s)")
         print(
@@ -353,6 +395,13 @@ def main(argv: list[str] | None = None) -> int:
             f"(CPU seconds {result['kernel_cpu_s']:.1f} "
             f"vs {result['floor_pooled_cpu_s']:.1f}: robust to other load on a shared machine)"
         )
+        if args.numpy_kernel:
+            print(
+                f"  (d) numpy selection  {result['numpy_kernel_wall_s']:9.2f} s  = "
+                f"{result['ratio_numpy_kernel_to_floor']:.2f}x the floor in wall time, "
+                f"{result['ratio_numpy_kernel_to_floor_cpu']:.2f}x in CPU ({result['numpy_kernel_cpu_s']:.1f} CPU s); "
+                f"lists differing from the kernel's: {result['numpy_kernel_lists_differing']}"
+            )
         print(f"  LightFM loop / kernel{result['speedup_vs_lightfm_loop']:9.1f} x")
         if model is not None:
             print(

@@ -8,13 +8,18 @@ How it stays fast and bounded:
   makes the passes after the matrix product nearly free.
 * **Masks, not copies.** Seen items (a CSR row slice) and rule-excluded items (a column
   list computed once) are written to ``-inf`` in place.
-* **Selection without sorting rows.** For wide catalogues the columns are split into ``G``
+* **Selection without sorting rows, compiled.** ``recctl._topk`` (C, ``recctl/_topk.c``) reads
+  each float32 row once: a heap of the K best items so far, whose worst score is a running
+  threshold, and chunks of 64 scores compared with it by vector instructions, so a chunk is
+  looked at item by item only when it holds a winner. It runs without the GIL.
+* **The numpy fallback** (the extension not built, float64 blocks, or
+  ``RECCTL_TOPK_SELECTION=numpy``): for wide catalogues the columns are split into ``G``
   strided groups; one vectorised pass takes each group's maximum, the K-th largest group
   maximum ``t`` is a provable lower bound of the K-th best score (the K groups holding the K
   best maxima hold K items scoring at least ``t``), so only groups whose maximum reaches
-  ``t`` are gathered and the exact top K is picked among those few hundred candidates. This
-  costs one read of the block instead of ``argpartition``'s several, and it is exact,
-  including ties (broken by the lower item index, so results are deterministic).
+  ``t`` are gathered and the exact top K is picked among those few hundred candidates.
+  Both paths are exact, including ties (broken by the lower item index, so results are
+  deterministic and equal to a stable sort by descending score), and return the same lists.
 * **All cores.** Blocks run on a thread pool: BLAS products and numpy passes release the GIL.
   While the pool runs, BLAS is limited to one thread per worker (``threadpoolctl``) so that
   ``n_jobs`` workers x BLAS threads do not oversubscribe the cores.
@@ -23,6 +28,7 @@ How it stays fast and bounded:
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 from collections import deque
@@ -42,6 +48,7 @@ __all__ = [
     "max_threads",
     "resolve_n_jobs",
     "select_top_k",
+    "selection_backend",
     "top_k",
 ]
 
@@ -54,6 +61,32 @@ ProgressFn = Callable[[int], None]
 DEFAULT_BLOCK_BYTES = 16 * 1024 * 1024
 #: below this many columns a plain argpartition is as fast as the grouped selection
 _GROUPED_MIN_ITEMS = 2048
+#: environment variable: ``numpy`` selects with numpy even when the compiled selection is built
+SELECTION_ENV = "RECCTL_TOPK_SELECTION"
+
+_log = logging.getLogger(__name__)
+
+
+def _load_compiled() -> tuple[Callable[..., None] | None, str]:
+    """The compiled selection ``recctl._topk.select_f32``, or None and why it is missing."""
+    try:
+        from recctl._topk import select_f32
+    except ImportError as exc:  # built with `pip install -e .`; optional, so a failed build lands here
+        _log.debug("recctl._topk is not built (%s): top-K selection runs in numpy (same lists, slower)", exc)
+        return None, str(exc)
+    return select_f32, ""
+
+
+_SELECT_F32, _COMPILED_MISSING = _load_compiled()
+
+
+def selection_backend() -> str:
+    """Which top-K selection runs: ``"compiled"`` or ``"numpy (<why>)"`` (shown by ``recctl info``)."""
+    if _SELECT_F32 is None:
+        return f"numpy (recctl._topk not built: {_COMPILED_MISSING}; reinstall with `pip install -e .`)"
+    if os.environ.get(SELECTION_ENV, "").strip().lower() == "numpy":
+        return f"numpy ({SELECTION_ENV}=numpy)"
+    return "compiled"
 
 
 @dataclass
@@ -273,11 +306,47 @@ def _select_grouped(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
     return _finish(c_rows, c_items, c_vals, n, k)
 
 
+def _select_compiled(
+    scores: np.ndarray, k: int, exclude: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of a float block by ``recctl._topk`` (one pass per row, GIL released).
+
+    ``exclude`` (CSR ``(indptr, indices)`` of the block's rows, see :func:`_excluded_rows`)
+    is written to ``-inf`` in ``scores`` (a float32 C-contiguous block; otherwise a copy) just
+    before each row is read. ``k`` >= 1.
+    """
+    assert _SELECT_F32 is not None
+    scores = np.ascontiguousarray(scores, dtype=np.float32)
+    n = scores.shape[0]
+    items = np.empty((n, k), np.int64)
+    top = np.empty((n, k), np.float32)
+    if exclude is None:
+        _SELECT_F32(scores, k, items, top)
+    else:
+        if not scores.flags.writeable:
+            scores = scores.copy()
+        indptr, indices = (np.ascontiguousarray(a, dtype=np.int64) for a in exclude)
+        _SELECT_F32(scores, k, items, top, indptr, indices)
+    return items, top
+
+
+def _select_numpy(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k in numpy: grouped maxima for wide blocks, argpartition for narrow ones."""
+    n_items = scores.shape[1]
+    if n_items >= _GROUPED_MIN_ITEMS and _group_shape(n_items, k)[0] >= 4 * k:
+        return _select_grouped(scores, k)
+    if np.isnan(scores).any():
+        scores = np.nan_to_num(scores, nan=-np.inf, posinf=np.inf, neginf=-np.inf)
+    return _select_partition(scores, k)
+
+
 def select_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Pick the K best columns of every row without sorting whole rows.
 
     Items scoring ``-inf`` (or NaN) are never selected; ties are broken by the lower item
     index, so results are deterministic and equal to a stable sort by descending score.
+    float32 blocks go through the compiled selection when it is built (see
+    :func:`selection_backend`), others through numpy; both give the same lists.
 
     Parameters
     ----------
@@ -298,32 +367,37 @@ def select_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     n, n_items = scores.shape
     if n == 0 or n_items == 0 or k <= 0:
         return np.full((n, max(k, 0)), -1, np.int64), np.full((n, max(k, 0)), -np.inf, np.float32)
-    if n_items >= _GROUPED_MIN_ITEMS and _group_shape(n_items, k)[0] >= 4 * k:
-        return _select_grouped(scores, k)
-    if np.isnan(scores).any():
-        scores = np.nan_to_num(scores, nan=-np.inf, posinf=np.inf, neginf=-np.inf)
-    return _select_partition(scores, k)
+    if _SELECT_F32 is not None and scores.dtype == np.float32 and _compiled_wanted():
+        return _select_compiled(scores, k)
+    return _select_numpy(scores, k)
 
 
-def _excluded_entries(exclude: sp.csr_matrix | None, users: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(block_row, item)`` pairs of ``exclude``'s rows for ``users``, without building a matrix.
+def _compiled_wanted() -> bool:
+    # read per call (a dictionary lookup per block): a benchmark or a debugging session can
+    # switch paths in one process
+    return os.environ.get(SELECTION_ENV, "").strip().lower() != "numpy"
 
-    A contiguous user range reads the CSR arrays directly (building a scipy matrix per block
-    cost about as much as the masking itself); other orders take a fancy row index.
+
+def _excluded_rows(exclude: sp.csr_matrix | None, users: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``exclude``'s CSR rows for ``users`` as ``(indptr, indices)``, without building a matrix.
+
+    ``indptr`` has ``len(users) + 1`` entries and is not rebased: row ``r``'s items are
+    ``indices[indptr[r] - indptr[0] : indptr[r + 1] - indptr[0]]``. A contiguous user range
+    reads the CSR arrays directly (building a scipy matrix per block cost about as much as the
+    masking itself); other orders take a fancy row index.
     """
     if exclude is None or not len(users):
         return None
     first, last = int(users[0]), int(users[-1])
     if last - first + 1 == len(users) and (len(users) == 1 or bool((np.diff(users) == 1).all())):
         indptr = exclude.indptr[first : last + 2]
-        cols = exclude.indices[int(indptr[0]) : int(indptr[-1])]
-        counts = np.diff(indptr)
+        indices = exclude.indices[int(indptr[0]) : int(indptr[-1])]
     else:
         sub = exclude[users]
-        cols, counts = sub.indices, np.diff(sub.indptr)
-    if not len(cols):
+        indptr, indices = sub.indptr, sub.indices
+    if not len(indices):
         return None
-    return np.repeat(np.arange(len(users)), counts), cols
+    return indptr, indices
 
 
 def _block_top_k(
@@ -342,9 +416,14 @@ def _block_top_k(
         scores = scores.copy()
     if excluded_cols is not None and len(excluded_cols):
         scores[:, excluded_cols] = -np.inf
-    seen = _excluded_entries(exclude, users)
+    seen = _excluded_rows(exclude, users)
+    if _SELECT_F32 is not None and k > 0 and scores.shape[1] and _compiled_wanted():
+        # the compiled selection writes the seen items to -inf row by row as it reads the row
+        items, top = _select_compiled(scores, k, seen)
+        return TopK(users, items, top)
     if seen is not None:
-        scores[seen] = -np.inf
+        indptr, indices = seen
+        scores[np.repeat(np.arange(len(users)), np.diff(indptr)), indices] = -np.inf
     items, top = select_top_k(scores, k)
     return TopK(users, items, top)
 

@@ -41,11 +41,16 @@ def info_command(cli: Invocation) -> None:
         row["status"] = graph.status(cfg, stage)
         rows.append(row)
 
+    from recctl.ranking import selection_backend
+
+    selection = selection_backend()  # "compiled", or "numpy (why)": same lists, slower
+
     def render() -> None:
         cli.table(
             f"{cfg.name} in {cfg.workdir_path}",
             ["stage", "finished at", "seconds", "outputs", "status"],
             [[r["stage"], r["finished_at"], r["duration_s"], r["outputs"], r["status"]] for r in rows],
         )
+        cli.note(f"top-K selection: {selection}")
 
-    cli.emit({"workdir": str(cfg.workdir_path), "stages": rows}, render)
+    cli.emit({"workdir": str(cfg.workdir_path), "stages": rows, "topk_selection": selection}, render)

@@ -10,7 +10,11 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recctl import ranking
 from recctl.ranking import TopK, block_rows_for, iter_top_k, mask_scores, select_top_k, top_k
+
+#: the two selections behind select_top_k: compiled (recctl._topk) and the numpy fallback
+SELECTIONS = {"compiled": ranking._select_compiled, "numpy": ranking._select_numpy}
 
 
 def naive_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -31,7 +35,7 @@ def naive_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 def score_blocks(draw: st.DrawFn) -> np.ndarray:
     """Score blocks from narrow to wide (both selection paths), with ties, -inf and NaN."""
     n = draw(st.integers(1, 5))
-    m = draw(st.sampled_from([1, 2, 7, 40, 300, 2100, 2500, 5003]))
+    m = draw(st.sampled_from([1, 2, 7, 40, 64, 65, 300, 2100, 2500, 5003]))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     if draw(st.booleans()):
         scores = rng.integers(-3, 4, size=(n, m)).astype(np.float32)  # many ties
@@ -45,13 +49,82 @@ def score_blocks(draw: st.DrawFn) -> np.ndarray:
     return scores
 
 
+def test_compiled_selection_is_built() -> None:
+    # `pip install -e .` / `make install` compile recctl/_topk.c; without it every ranking runs
+    # the slower numpy selection (recctl info says so)
+    assert ranking._SELECT_F32 is not None, f"recctl._topk is not built: {ranking._COMPILED_MISSING}"
+    assert ranking.selection_backend() == "compiled"
+
+
 @settings(max_examples=120, deadline=None)
 @given(score_blocks(), st.integers(1, 25))
 def test_select_top_k_matches_naive_reference(scores: np.ndarray, k: int) -> None:
-    items, top = select_top_k(scores, k)
     ref_items, ref_top = naive_top_k(scores, k)
+    for select in (select_top_k, *SELECTIONS.values()):
+        items, top = select(scores.copy(), k)
+        np.testing.assert_array_equal(items, ref_items)
+        np.testing.assert_array_equal(top, ref_top)
+
+
+@settings(max_examples=60, deadline=None)
+@given(score_blocks(), st.integers(1, 12), st.integers(0, 2**32 - 1))
+def test_compiled_exclusions_match_masking_first(scores: np.ndarray, k: int, seed: int) -> None:
+    # the compiled selection writes excluded items to -inf as it reads each row: the same lists
+    # as masking the block first (CSR rows with repeated and unsorted items, empty rows)
+    n, m = scores.shape
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, min(m, 6) + 1, n)
+    indptr = np.concatenate(([0], np.cumsum(counts))) + 3  # not rebased, as a CSR row slice
+    indices = rng.integers(0, m, int(counts.sum()))
+    masked = scores.copy()
+    masked[np.repeat(np.arange(n), counts), indices] = -np.inf
+    ref_items, ref_top = naive_top_k(masked, k)
+    block = scores.copy()
+    items, top = ranking._select_compiled(block, k, (indptr, indices.astype(np.int32)))
     np.testing.assert_array_equal(items, ref_items)
     np.testing.assert_array_equal(top, ref_top)
+    np.testing.assert_array_equal(block, masked)  # in place, as mask_scores
+
+
+def test_compiled_selection_rejects_bad_buffers() -> None:
+    from recctl._topk import select_f32
+
+    scores = np.zeros((2, 5), np.float32)
+    items, top = np.empty((2, 3), np.int64), np.empty((2, 3), np.float32)
+    with pytest.raises(TypeError, match="scores"):
+        select_f32(scores.astype(np.float64), 3, items, top)
+    with pytest.raises(ValueError, match="items"):
+        select_f32(scores, 4, items, top)
+    with pytest.raises(ValueError, match="k must be"):
+        select_f32(scores, 0, items, top)
+    with pytest.raises(ValueError, match="outside the 5 columns"):
+        select_f32(scores, 3, items, top, np.array([0, 1, 1]), np.array([5]))
+    with pytest.raises(ValueError, match="indptr"):
+        select_f32(scores, 3, items, top, np.array([0, 2, 1]), np.array([1, 2]))
+    with pytest.raises((BufferError, ValueError), match="contiguous"):
+        select_f32(np.zeros((4, 5), np.float32)[::2], 3, items, top)  # not C-contiguous
+    assert not np.isneginf(scores).any()  # nothing written before the checks passed
+
+
+def test_without_the_extension_numpy_selects_the_same_lists(monkeypatch) -> None:
+    monkeypatch.setattr(ranking, "_SELECT_F32", None)
+    monkeypatch.setattr(ranking, "_COMPILED_MISSING", "No module named 'recctl._topk'")
+    assert ranking.selection_backend().startswith("numpy (recctl._topk not built")
+    u, v, seen = _factor_model(n_users=40)
+    got = top_k(lambda r: u[r] @ v.T, np.arange(40), 7, exclude=seen)
+    full = u @ v.T
+    full[seen.nonzero()] = -np.inf
+    np.testing.assert_array_equal(got.items, naive_top_k(full, 7)[0])
+
+
+def test_float64_blocks_are_ranked_by_their_own_values() -> None:
+    # float64 blocks take the numpy path: values equal only after rounding to float32 keep
+    # their float64 order
+    scores = np.zeros((1, 3000), np.float64)
+    scores[0, 10] = 1.0
+    scores[0, 5] = 1.0 - 1e-12
+    items, top = select_top_k(scores, 2)
+    assert items.tolist() == [[10, 5]] and top.dtype == np.float32
 
 
 @pytest.mark.parametrize("n_items", [3000, 5003, 50_000])
@@ -126,8 +199,11 @@ def _factor_model(n_users: int = 300, n_items: int = 2500, seed: int = 0):
     return u, v, seen
 
 
+@pytest.mark.parametrize("selection", ["compiled", "numpy"])
 @pytest.mark.parametrize(("n_jobs", "reverse"), [(1, False), (2, False), (2, True)])
-def test_iter_top_k_blocks_in_order_excluding_seen(n_jobs: int, reverse: bool) -> None:
+def test_iter_top_k_blocks_in_order_excluding_seen(n_jobs: int, reverse: bool, selection: str, monkeypatch) -> None:
+    monkeypatch.setenv(ranking.SELECTION_ENV, selection)
+    assert ranking.selection_backend().startswith(selection)
     u, v, seen = _factor_model()
     mask = np.ones(v.shape[0], bool)
     mask[:100] = False
