@@ -22,7 +22,11 @@ little-endian data, readable from any language), so a service in another languag
   item and list rules, so every refill obeys them;
 * ``item_neighbors.npy`` / ``item_neighbor_scores.npy`` (n_items x L): each item's most similar
   allowed items (raw similarity, rules masked first) from the first model of the chain with
-  item similarity, for visitors known only by recent items;
+  item similarity, for visitors known only by recent items; not written when that model is
+  an item kNN whose top-N similarity the bundle holds anyway as its live state
+  (``bundle.json["neighbors"] == {"live": <model>, "length": L}``): ``load`` derives the
+  table from those rows (:func:`recctl.models.neighbors.stored_neighbors`, the model's own
+  ``similar_items``);
 * ``similar_items.npy`` / ``similar_scores.npy`` / ``similar_sources.npy`` (n_items x K): the
   finished "similar products" lists (what ``recommend --similar-to`` answers); not written
   when they are exactly the first K neighbours (no list rules re-rank them:
@@ -60,6 +64,7 @@ from recctl.artifacts import sha256_file, write_json_atomic
 from recctl.errors import ArtifactError, DataError
 from recctl.lists.fill import Lists, fill_lists
 from recctl.lists.live import LiveScorer, LiveState, live_scorer
+from recctl.models.neighbors import stored_neighbors
 from recctl.ranking import mask_scores, select_top_k
 from recctl.rules import ItemRules
 
@@ -67,6 +72,7 @@ __all__ = [
     "BUNDLE_FORMAT",
     "BUNDLE_VERSION",
     "Bundle",
+    "DerivedNeighbors",
     "load",
     "published_bundle_dir",
     "rules_arrays",
@@ -74,7 +80,34 @@ __all__ = [
 ]
 
 BUNDLE_FORMAT = "recctl-serving-bundle"
-BUNDLE_VERSION = 2
+BUNDLE_VERSION = 3
+#: versions this recctl reads (2: the neighbour table always stored)
+READS_VERSIONS = (2, 3)
+
+
+@dataclass(frozen=True)
+class DerivedNeighbors:
+    """A neighbour table the bundle does not store: ``load`` derives it from a live similarity.
+
+    Attributes
+    ----------
+    live
+        The serving model (a key of ``write_bundle``'s ``live``, kind ``similarity``) whose
+        stored top-N rows give the table: each item's ``length`` best allowed stored neighbours
+        (:func:`recctl.models.neighbors.stored_neighbors`), exactly its ``similar_items``.
+    length
+        Neighbours per item (L).
+    similar_sources
+        When the similar-item lists are the table's first ``similar_k`` columns: their source
+        names (code 0 is ``live``); ``None`` when they are stored (list rules re-rank them).
+    similar_k
+        See ``similar_sources``.
+    """
+
+    live: str
+    length: int
+    similar_sources: list[str] | None = None
+    similar_k: int | None = None
 
 
 def _save(directory: Path, name: str, array: np.ndarray, files: dict[str, str]) -> None:
@@ -119,7 +152,7 @@ def write_bundle(
     rules: ItemRules,
     candidates: int | None,
     min_score: float | None,
-    neighbors: tuple[np.ndarray, np.ndarray] | None,
+    neighbors: tuple[np.ndarray, np.ndarray] | DerivedNeighbors | None,
     similar: Lists | None,
     holdout: list[str],
     card: dict[str, Any],
@@ -147,9 +180,11 @@ def write_bundle(
     min_score
         ``recommend.min_score`` (applies to the main model's source).
     neighbors
-        ``(items, scores)`` (n_items x L) raw similar items, or ``None``.
+        ``(items, scores)`` (n_items x L) raw similar items, or a :class:`DerivedNeighbors` (not
+        stored: derived at load from one of the ``live`` similarities), or ``None``.
     similar
-        Finished similar-item lists (n_items x K), or ``None``.
+        Finished similar-item lists (n_items x K), or ``None`` (none, or the derived
+        neighbours' head: :attr:`DerivedNeighbors.similar_k`).
     holdout
         Users who must get no recommendation.
     card
@@ -202,11 +237,22 @@ def write_bundle(
     arrays, rule_fields = rules_arrays(rules)
     for name, array in arrays.items():
         _save(directory, name, array, files)
-    if neighbors is not None:
-        _save(directory, "item_neighbors.npy", neighbors[0].astype(np.int32, copy=False), files)
-        _save(directory, "item_neighbor_scores.npy", neighbors[1].astype(np.float32, copy=False), files)
+    neighbors_meta: dict[str, Any] | None = None
     similar_sources: list[str] = []
     similar_kind = None
+    similar_k = None if similar is None else int(similar.items.shape[1])
+    if isinstance(neighbors, DerivedNeighbors):
+        source = (live or {}).get(neighbors.live)
+        if source is None or source.kind != "similarity":
+            raise ValueError(f"neighbours derived from live[{neighbors.live!r}], which holds no similarity")
+        neighbors_meta = {"live": neighbors.live, "length": int(neighbors.length)}
+        if neighbors.similar_k is not None and similar is None:
+            similar_kind, similar_k = "neighbors", int(neighbors.similar_k)
+            similar_sources = list(neighbors.similar_sources or [neighbors.live])
+        neighbors = None
+    elif neighbors is not None:
+        _save(directory, "item_neighbors.npy", neighbors[0].astype(np.int32, copy=False), files)
+        _save(directory, "item_neighbor_scores.npy", neighbors[1].astype(np.float32, copy=False), files)
     if similar is not None:
         similar_sources = list(similar.source_names)
         if _neighbors_head(similar, neighbors):  # the same bytes again: not written twice
@@ -223,7 +269,8 @@ def write_bundle(
         "cold_sources": list(cold_names),
         "similar_sources": similar_sources,
         "similar": similar_kind,
-        **({"similar_k": int(similar.items.shape[1])} if similar_kind and similar is not None else {}),
+        **({"similar_k": similar_k} if similar_kind else {}),
+        "neighbors": neighbors_meta,
         "rules": {**rule_fields, "candidates": candidates, "min_score": min_score, **(exclusions or {})},
         "history": history_kind,
         "live": live_meta,
@@ -692,10 +739,10 @@ def load(path: str | Path, *, verify: bool = True) -> Bundle:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise ArtifactError(f"{meta_path}: unreadable ({exc}); run `recctl serve-export CONFIG` again.") from exc
-    if meta.get("format") != BUNDLE_FORMAT or meta.get("version") != BUNDLE_VERSION:
+    if meta.get("format") != BUNDLE_FORMAT or meta.get("version") not in READS_VERSIONS:
         raise ArtifactError(
             f"{meta_path}: format {meta.get('format')!r} version {meta.get('version')!r}; this recctl reads "
-            f"{BUNDLE_FORMAT} version {BUNDLE_VERSION}; run `recctl serve-export CONFIG` again."
+            f"{BUNDLE_FORMAT} versions {', '.join(map(str, READS_VERSIONS))}; run `recctl serve-export CONFIG` again."
         )
     files: dict[str, str] = meta.get("files", {})
     for name, digest in files.items():
@@ -717,7 +764,11 @@ def load(path: str | Path, *, verify: bool = True) -> Bundle:
             raise ArtifactError(f"{d / 'bundle.json'}: lists no {name}; run `recctl serve-export CONFIG` again.")
         return value
 
+    live = _live_states(meta, arr)
+    item_mask = arr("item_mask.npy")
     neighbors, neighbor_scores = arr("item_neighbors.npy"), arr("item_neighbor_scores.npy")
+    if isinstance(meta.get("neighbors"), dict):
+        neighbors, neighbor_scores = _derived_neighbors(meta_path, meta["neighbors"], live, item_mask)
     similar = (arr("similar_items.npy"), arr("similar_scores.npy"), arr("similar_sources.npy"))
     if meta.get("similar") == "neighbors":  # written once: the first K neighbours (views, no copy)
         if neighbors is None or neighbor_scores is None:
@@ -741,14 +792,34 @@ def load(path: str | Path, *, verify: bool = True) -> Bundle:
         similar_items=similar[0],
         similar_scores=similar[1],
         similar_sources=similar[2],
-        item_mask=arr("item_mask.npy"),
+        item_mask=item_mask,
         cap_codes=arr("cap_codes.npy"),
         mmr_codes=arr("mmr_codes.npy"),
         mmr_vectors=arr("mmr_vectors.npy"),
         history_indptr=arr("history_indptr.npy"),
         history_indices=arr("history_indices.npy"),
-        live=_live_states(meta, arr),
+        live=live,
     )
+
+
+def _derived_neighbors(
+    meta_path: Path, entry: dict[str, Any], live: dict[str, LiveState], item_mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The neighbour table a bundle did not store (``bundle.json["neighbors"]``), from its live similarity.
+
+    The same function and arguments as the writer's model used (its ``similar_items`` over the
+    whole catalogue with the item rules), so the table is the one it would have stored.
+    """
+    state = live.get(str(entry.get("live")))
+    if state is None or state.kind != "similarity":
+        raise ArtifactError(
+            f"{meta_path}: neighbours derived from live[{entry.get('live')!r}], which the bundle does not hold "
+            "as a similarity; run `recctl serve-export CONFIG` again."
+        )
+    a = state.arrays
+    n = len(a["sim_indptr"]) - 1
+    sim = sp.csr_matrix((a["sim_data"], a["sim_indices"], a["sim_indptr"]), shape=(n, n))
+    return stored_neighbors(sim, np.arange(n), min(n, int(entry["length"])), item_mask, index_dtype=np.int32)
 
 
 def _live_states(meta: dict[str, Any], arr: Any) -> dict[str, LiveState]:

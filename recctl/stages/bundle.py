@@ -22,10 +22,19 @@ from recctl.config import Config
 from recctl.lists import ListBuilder, Lists
 from recctl.lists.audience import Audience
 from recctl.lists.live import LiveState, export_live
-from recctl.serving import write_bundle
+from recctl.models.neighbors import stored_rows_rank
+from recctl.serving import DerivedNeighbors, write_bundle
 from recctl.stages.recommend import Serving
 
-__all__ = ["NEIGHBORS_PER_ITEM", "build_bundle", "item_neighbors", "lists_from_frame", "live_states", "similar_lists"]
+__all__ = [
+    "NEIGHBORS_PER_ITEM",
+    "build_bundle",
+    "derived_neighbors",
+    "item_neighbors",
+    "lists_from_frame",
+    "live_states",
+    "similar_lists",
+]
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +131,41 @@ def item_neighbors(
             )
             return (top.items, top.scores), name
     return None, None
+
+
+def derived_neighbors(builder: ListBuilder, live: dict[str, LiveState], length: int, k: int) -> DerivedNeighbors | None:
+    """The neighbour table as a reference to a live similarity the bundle holds anyway, or ``None``.
+
+    When the chain's first model with item similarity is an item kNN (its ``similar_items``
+    reads its stored top-N rows: :func:`recctl.models.neighbors.stored_neighbors`) and its top-N
+    similarity is in ``live``, the table is those rows' masked top-``length``: ``load`` derives
+    it, and it is neither computed nor written here. The similar-item lists are then its first
+    ``k`` columns when no list rule re-ranks them and every item has ``k`` allowed neighbours
+    (or no other model could fill a shorter list): what :func:`similar_lists` would return.
+    """
+    capable = [(name, m) for name, m in builder.chain if m.supports_similar_items]
+    if not capable:
+        return None
+    name, model = capable[0]
+    state = live.get(name)
+    sim = getattr(model, "similarity_", None)
+    if (
+        getattr(model, "kind", None) != "item_knn"
+        or state is None
+        or state.kind != "similarity"
+        or sim is None
+        or sim.dtype != np.float32
+        or not stored_rows_rank(state.arrays["sim_data"])
+    ):
+        return None
+    allowed = builder.n_items if builder.item_mask is None else int(builder.item_mask.sum())
+    head = not builder.rules.reranks and length >= k and (allowed - 1 >= k or len(capable) == 1)
+    return DerivedNeighbors(
+        live=name,
+        length=length,
+        similar_sources=[n for n, _ in capable] if head else None,
+        similar_k=k if head else None,
+    )
 
 
 def similar_lists(
@@ -235,10 +279,18 @@ def build_bundle(
     cold = (
         np.stack([builder.cold_scores(name) for name in cold_names]) if cold_names else np.empty((0, builder.n_items))
     )
-    neighbors, nb_model = item_neighbors(builder, max(NEIGHBORS_PER_ITEM, k), rc.n_jobs)
-    similar = similar_lists(builder, k, neighbors, nb_model)
     main = serving.models[rc.model]
     live = live_states(serving, audience)
+    length = max(NEIGHBORS_PER_ITEM, k)
+    derived = derived_neighbors(builder, live, min(builder.n_items, length), k)
+    neighbors: tuple[np.ndarray, np.ndarray] | DerivedNeighbors | None
+    nb_model: str | None
+    if derived is not None:  # the table is the live similarity's masked top rows: derived at load
+        neighbors, nb_model = derived, derived.live
+        similar = None if derived.similar_k is not None else similar_lists(builder, k, None, None)
+    else:
+        neighbors, nb_model = item_neighbors(builder, length, rc.n_jobs)
+        similar = similar_lists(builder, k, neighbors, nb_model)
     data_until, history_until = _data_until(cfg, serving)
     card = {
         "model": rc.model,

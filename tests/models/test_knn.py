@@ -151,10 +151,10 @@ def test_similar_items_from_sparse_rows_equal_the_dense_path(k, block_rows, monk
     # the sparse override must give exactly the base class's lists: neighbours by similarity
     # (ties to the lower index), then allowed zero-score items in index order, rules first;
     # whatever the blocks of rows the neighbour table is laid out in
-    from recctl.models import item_knn
+    from recctl.models import neighbors
     from recctl.models.base import Recommender
 
-    monkeypatch.setattr(item_knn, "_TOP_BLOCK_ROWS", block_rows)
+    monkeypatch.setattr(neighbors, "_TOP_BLOCK_ROWS", block_rows)
 
     rng = np.random.default_rng(k)
     x = sp.csr_matrix((rng.random((60, 30)) < 0.1).astype(np.float32))

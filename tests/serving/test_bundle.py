@@ -162,3 +162,49 @@ def test_similar_lists_equal_to_the_neighbours_head_are_stored_once(bundle_confi
         assert list(zip(frame[Columns.Item], frame[Columns.Source], strict=True)) == [
             (r["item_id"], r["source"]) for r in bundle.similar(item)
         ], item
+
+
+def test_neighbour_table_derived_at_load_equals_the_stored_one(tmp_path: Path) -> None:
+    """The kNN's neighbour table is not written: ``load`` derives it from the live similarity the
+    bundle holds, and it equals the table the bundle used to store (masked by the item rules)."""
+    from recctl.stages.bundle import NEIGHBORS_PER_ITEM, item_neighbors
+    from recctl.stages.recommend import load_serving
+
+    config = make_config(tmp_path, recommend={"rules": {"in_stock_column": "in_stock", "require_price": True}})
+    build_workdir(config)
+    cfg = load_config(config)
+    run_recommend(cfg)
+    run_serve_export(cfg, date="2026-04-01")
+    directory = cfg.stage_dir("export") / "bundle"
+    meta = json.loads((directory / "bundle.json").read_text())
+    serving = load_serving(cfg)
+    length = min(serving.n_items, NEIGHBORS_PER_ITEM)
+    assert meta["version"] == 3 and meta["neighbors"] == {"live": "knn", "length": length}
+    assert "item_neighbors.npy" not in meta["files"] and not (directory / "item_neighbors.npy").exists()
+    (items, scores), _ = item_neighbors(serving.builder(), length, n_jobs=1)
+    assert serving.rules.item_mask is not None and not serving.rules.item_mask.all()
+    bundle = load(directory)
+    assert bundle.neighbors is not None and bundle.neighbor_scores is not None
+    np.testing.assert_array_equal(bundle.neighbors, items.astype(np.int32))
+    np.testing.assert_array_equal(bundle.neighbor_scores, scores.astype(np.float32))
+
+    # a version-2 bundle (the table stored, no "neighbors" entry) still loads, to the same answers
+    old = tmp_path / "v2"
+    old.mkdir()
+    for path in directory.iterdir():
+        (old / path.name).write_bytes(path.read_bytes())
+    np.save(old / "item_neighbors.npy", items.astype(np.int32))
+    np.save(old / "item_neighbor_scores.npy", scores.astype(np.float32))
+    from recctl.artifacts import sha256_file
+
+    files = {**meta["files"], **{n: sha256_file(old / n) for n in ("item_neighbors.npy", "item_neighbor_scores.npy")}}
+    v2 = {key: value for key, value in meta.items() if key != "neighbors"}
+    (old / "bundle.json").write_text(json.dumps({**v2, "version": 2, "files": files}))
+    before = load(old)
+    np.testing.assert_array_equal(before.neighbors, bundle.neighbors)
+    for item in bundle.item_ids[:20]:
+        assert before.similar(item) == bundle.similar(item)
+        assert before.recommend(None, 4, items=[item]) == bundle.recommend(None, 4, items=[item])
+    (old / "bundle.json").write_text(json.dumps({**v2, "version": 1, "files": files}))
+    with pytest.raises(ArtifactError, match="reads recctl-serving-bundle versions 2, 3"):
+        load(old)

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from recctl.abtest.assign import assign_variants
+from recctl.artifacts import sha256_file
 from recctl.config import load_config
 from recctl.lists import Request
 from recctl.ranking import TopK
@@ -180,6 +181,16 @@ def test_a_bundle_without_live_arrays_answers_from_neighbours(world: dict, tmp_p
     old = tmp_path / "bundle"
     shutil.copytree(src, old)
     meta = json.loads((old / "bundle.json").read_text())
+    if isinstance(meta.get("neighbors"), dict):  # a version-2 bundle: the table stored, no live arrays
+        table = load(src)
+        assert table.neighbors is not None and table.neighbor_scores is not None
+        for name, array in (
+            ("item_neighbors.npy", table.neighbors),
+            ("item_neighbor_scores.npy", table.neighbor_scores),
+        ):
+            np.save(old / name, array)
+            meta["files"][name] = sha256_file(old / name)
+        meta["version"], meta["neighbors"] = 2, None
     for name in [n for n in meta["files"] if n.startswith(("live", "history_"))]:
         (old / name).unlink()
         del meta["files"][name]
