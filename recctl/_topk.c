@@ -16,6 +16,9 @@
  * Semantics (the same as the numpy path and a stable sort by descending score): NaN and -inf are
  * never selected (NaN > x and -inf > x are false for every threshold starting at -inf); rows with
  * fewer than K eligible items are padded with item -1 and score -inf.
+ *
+ * knn_rows (after select_f32) is item-kNN's similarity fit: a row of a sparse product, its cosines
+ * and its top-N in one pass, for recctl/models/_similarity.py.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -296,8 +299,245 @@ done:
     return result;
 }
 
+/*
+ * knn_rows: top-N cosine (or dot-product) neighbours of entity rows, fused (recctl/models/_similarity.py).
+ *
+ * For each requested row i of A (entities x features, CSR) the row of A @ B (B = A's transpose as
+ * CSR) is accumulated into a dense array of one float per entity, in the order scipy's SMMP product
+ * (csr_matmat) adds the same terms, so every dot product is the same float32 value; the touched
+ * columns are remembered in a list. Those entries then become cosines dot / (|a_i| |a_k| + shrink)
+ * (the same float32 operations as the numpy path), the entity itself and non-positive values are
+ * dropped, and a heap keeps the N best (ties to the lower column). Nothing the size of the product is
+ * ever written: per call, one float, one int and one byte per entity are the whole workspace.
+ */
+
+typedef struct {
+    float v;
+    int32_t c;
+} neighbour;
+
+/* a ranks below b: a lower value, or the same value and a higher column */
+static inline int nb_worse(const neighbour *a, const neighbour *b) {
+    return a->v < b->v || (a->v == b->v && a->c > b->c);
+}
+
+static inline void nb_sift_down(neighbour *heap, Py_ssize_t size, Py_ssize_t pos) {
+    neighbour item = heap[pos];
+    for (;;) {
+        Py_ssize_t child = 2 * pos + 1;
+        if (child >= size) break;
+        if (child + 1 < size && nb_worse(&heap[child + 1], &heap[child])) child++;
+        if (!nb_worse(&heap[child], &item)) break;
+        heap[pos] = heap[child];
+        pos = child;
+    }
+    heap[pos] = item;
+}
+
+static inline void nb_sift_up(neighbour *heap, Py_ssize_t pos) {
+    neighbour item = heap[pos];
+    while (pos > 0) {
+        Py_ssize_t parent = (pos - 1) / 2;
+        if (!nb_worse(&item, &heap[parent])) break;
+        heap[pos] = heap[parent];
+        pos = parent;
+    }
+    heap[pos] = item;
+}
+
+/* a 1-D C-contiguous buffer of int32 ('i', or 'l' where long is 4 bytes), float32 or int64 */
+static int check_vector(const Py_buffer *view, const char *name, char fmt, Py_ssize_t length) {
+    char got = format_char(view);
+    int ok;
+    if (fmt == 'q')
+        ok = (got == 'l' || got == 'q') && view->itemsize == 8;
+    else if (fmt == 'i')
+        ok = (got == 'i' || got == 'l') && view->itemsize == 4;
+    else
+        ok = got == 'f' && view->itemsize == 4;
+    if (view->ndim != 1 || !ok) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a 1-D C-contiguous %s buffer", name,
+                     fmt == 'q' ? "int64" : fmt == 'i' ? "int32" : "float32");
+        return -1;
+    }
+    if (length >= 0 && view->shape[0] != length) {
+        PyErr_Format(PyExc_ValueError, "%s: length %zd, expected %zd", name, view->shape[0], length);
+        return -1;
+    }
+    return 0;
+}
+
+/* CSR structure: indptr non-decreasing within [0, nnz], every index in [0, n_cols) */
+static int check_csr(const int32_t *indptr, Py_ssize_t n_rows, const int32_t *indices, Py_ssize_t nnz,
+                     Py_ssize_t n_cols, const char *name) {
+    if (indptr[0] < 0 || indptr[n_rows] > nnz) {
+        PyErr_Format(PyExc_ValueError, "%s: indptr points outside its %zd entries", name, nnz);
+        return -1;
+    }
+    for (Py_ssize_t r = 0; r < n_rows; r++) {
+        if (indptr[r + 1] < indptr[r]) {
+            PyErr_Format(PyExc_ValueError, "%s: indptr decreases at row %zd", name, r);
+            return -1;
+        }
+    }
+    int32_t lo = 0, hi = 0;
+    for (Py_ssize_t e = indptr[0]; e < indptr[n_rows]; e++) {
+        lo = indices[e] < lo ? indices[e] : lo;
+        hi = indices[e] > hi ? indices[e] : hi;
+    }
+    if (lo < 0 || (indptr[n_rows] > indptr[0] && hi >= n_cols)) {
+        PyErr_Format(PyExc_ValueError, "%s: a column index is outside [0, %zd)", name, n_cols);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(knn_rows_doc,
+             "knn_rows(a_indptr, a_indices, a_data, b_indptr, b_indices, b_data, rows, norms, shrink, keep,\n"
+             "         out_indices, out_data, out_counts)\n--\n\n"
+             "Top-``keep`` neighbours of the entity rows ``rows`` (int64) of ``A @ B``, where ``A`` is the\n"
+             "(n x d) CSR of entity vectors and ``B`` its (d x n) transpose as CSR (int32 index arrays,\n"
+             "float32 values). With ``norms`` (float32, n) entries are cosines ``dot / (norms[i] * norms[k] +\n"
+             "shrink)``, else dot products; the entity itself and values <= 0 are never kept; ties go to the\n"
+             "lower column. Row ``r`` of ``rows`` writes its ``out_counts[r]`` entries, by column, to\n"
+             "``out_indices`` (int32) / ``out_data`` (float32) right after row ``r - 1``'s (the rows' entries\n"
+             "are packed from the start; ``keep`` slots per row is room enough). Runs without the GIL.");
+
+static PyObject *knn_rows(PyObject *self, PyObject *args) {
+    PyObject *obj[12];
+    float shrink;
+    Py_ssize_t keep;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOfnOOO:knn_rows", &obj[0], &obj[1], &obj[2], &obj[3], &obj[4], &obj[5],
+                          &obj[6], &obj[7], &shrink, &keep, &obj[8], &obj[9], &obj[10]))
+        return NULL;
+    if (keep < 1) {
+        PyErr_SetString(PyExc_ValueError, "keep must be at least 1");
+        return NULL;
+    }
+    /* buffers: 0-2 A, 3-5 B, 6 rows, 7 norms (optional), 8-10 outputs */
+    static const char fmts[11] = {'i', 'i', 'f', 'i', 'i', 'f', 'q', 'f', 'i', 'f', 'i'};
+    static const char *names[11] = {"a_indptr", "a_indices", "a_data", "b_indptr", "b_indices", "b_data",
+                                    "rows",     "norms",     "out_indices", "out_data", "out_counts"};
+    PyObject *src[11] = {obj[0], obj[1], obj[2], obj[3], obj[4], obj[5], obj[6], obj[7], obj[8], obj[9], obj[10]};
+    Py_buffer views[11];
+    int got[11] = {0};
+    PyObject *result = NULL;
+    float *sums = NULL;
+    int32_t *touched = NULL;
+    unsigned char *seen = NULL;
+    neighbour *heap = NULL;
+    int cosine = src[7] != Py_None;
+    for (int b = 0; b < 11; b++) {
+        if (b == 7 && !cosine) continue;
+        if (PyObject_GetBuffer(src[b], &views[b], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (b >= 8 ? PyBUF_WRITABLE : 0)) <
+            0)
+            goto done;
+        got[b] = 1;
+        if (check_vector(&views[b], names[b], fmts[b], -1) < 0) goto done;
+    }
+    Py_ssize_t n = views[0].shape[0] - 1, d = views[3].shape[0] - 1, n_rows = views[6].shape[0];
+    if (n < 0 || d < 0 || check_vector(&views[2], "a_data", 'f', views[1].shape[0]) < 0 ||
+        check_vector(&views[5], "b_data", 'f', views[4].shape[0]) < 0 ||
+        (cosine && check_vector(&views[7], "norms", 'f', n) < 0) ||
+        check_vector(&views[8], "out_indices", 'i', n_rows * keep) < 0 ||
+        check_vector(&views[9], "out_data", 'f', n_rows * keep) < 0 ||
+        check_vector(&views[10], "out_counts", 'i', n_rows) < 0)
+        goto done;
+    const int32_t *ap = views[0].buf, *aj = views[1].buf, *bp = views[3].buf, *bj = views[4].buf;
+    const float *ax = views[2].buf, *bx = views[5].buf;
+    const int64_t *rows = views[6].buf;
+    if (check_csr(ap, n, aj, views[1].shape[0], d, "A") < 0 || check_csr(bp, d, bj, views[4].shape[0], n, "B") < 0)
+        goto done;
+    for (Py_ssize_t r = 0; r < n_rows; r++) {
+        if (rows[r] < 0 || rows[r] >= n) {
+            PyErr_Format(PyExc_ValueError, "rows[%zd] = %lld is not a row of A (%zd rows)", r, (long long)rows[r], n);
+            goto done;
+        }
+    }
+    sums = (float *)PyMem_RawCalloc((size_t)n + 1, sizeof(float));
+    touched = (int32_t *)PyMem_RawMalloc(((size_t)n + 1) * sizeof(int32_t));
+    seen = (unsigned char *)PyMem_RawCalloc((size_t)n + 1, 1);
+    heap = (neighbour *)PyMem_RawMalloc((size_t)keep * sizeof(neighbour));
+    if (sums == NULL || touched == NULL || seen == NULL || heap == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    {
+        const float *norms = cosine ? views[7].buf : NULL;
+        int32_t *out_indices = views[8].buf, *out_counts = views[10].buf;
+        float *out_data = views[9].buf;
+        Py_ssize_t written = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t r = 0; r < n_rows; r++) {
+            int64_t i = rows[r];
+            Py_ssize_t n_touched = 0, size = 0;
+            /* the row of the product, term by term as scipy's csr_matmat adds them */
+            for (int32_t jj = ap[i]; jj < ap[i + 1]; jj++) {
+                int32_t j = aj[jj];
+                float a = ax[jj];
+                for (int32_t kk = bp[j]; kk < bp[j + 1]; kk++) {
+                    int32_t k = bj[kk];
+                    sums[k] += a * bx[kk];
+                    if (!seen[k]) {
+                        seen[k] = 1;
+                        touched[n_touched++] = k;
+                    }
+                }
+            }
+            float row_norm = cosine ? norms[i] : 0.0f;
+            for (Py_ssize_t t = 0; t < n_touched; t++) {
+                int32_t k = touched[t];
+                float v = sums[k];
+                sums[k] = 0.0f;
+                seen[k] = 0;
+                if (k == i) continue;
+                if (cosine) {
+                    float den = row_norm * norms[k];
+                    den = den + shrink;
+                    v = den > 0.0f ? v / den : 0.0f;
+                }
+                if (!(v > 0.0f)) continue;
+                neighbour e = {v, k};
+                if (size < keep) {
+                    heap[size] = e;
+                    nb_sift_up(heap, size);
+                    size++;
+                } else if (nb_worse(&heap[0], &e)) {
+                    heap[0] = e;
+                    nb_sift_down(heap, size, 0);
+                }
+            }
+            /* the kept entries by column (insertion sort: keep is small) */
+            for (Py_ssize_t p = 1; p < size; p++) {
+                neighbour e = heap[p];
+                Py_ssize_t q = p;
+                for (; q > 0 && heap[q - 1].c > e.c; q--) heap[q] = heap[q - 1];
+                heap[q] = e;
+            }
+            for (Py_ssize_t p = 0; p < size; p++) {
+                out_indices[written + p] = heap[p].c;
+                out_data[written + p] = heap[p].v;
+            }
+            written += size;
+            out_counts[r] = (int32_t)size;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_RawFree(sums);
+    PyMem_RawFree(touched);
+    PyMem_RawFree(seen);
+    PyMem_RawFree(heap);
+    for (int b = 10; b >= 0; b--)
+        if (got[b]) PyBuffer_Release(&views[b]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"select_f32", select_f32, METH_VARARGS, select_f32_doc},
+    {"knn_rows", knn_rows, METH_VARARGS, knn_rows_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -2,13 +2,16 @@
 
 Everything here works on scipy sparse matrices and dense numpy blocks, with no Python loop
 over users or items: term weighting (TF-IDF, BM25), cosine similarity with shrinkage and
-top-N pruning computed block by block (memory bounded by ``block_entries`` floats), row
+top-N pruning (row by row in the compiled ``recctl._topk.knn_rows`` when it is built, else
+block by block in numpy, memory bounded by ``block_entries`` floats; the same matrix), row
 normalisation, and per-user score normalisation for blending.
 """
 
 from __future__ import annotations
 
+import os
 import queue
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -37,6 +40,32 @@ DEFAULT_BLOCK_ENTRIES = 1 << 22
 #: a product block with at least this share of its cells stored is selected densely (measured
 #: crossover: a dense cell costs about a tenth of a stored entry's selection)
 DENSE_MIN_DENSITY = 1 / 10
+#: calls of the compiled kernel per worker thread (equal work each: the threads finish together)
+_CHUNKS_PER_WORKER = 4
+_INT32_MAX = np.iinfo(np.int32).max
+#: entries per run of rows where a per-entry temporary is made (8 MB of float64)
+_RUN_ENTRIES = 1 << 20
+
+
+def _load_knn_rows() -> Callable[..., None] | None:
+    """The compiled fused kernel ``recctl._topk.knn_rows``, or None when the extension is not built."""
+    try:
+        from recctl._topk import knn_rows
+    except ImportError:  # optional build (see recctl.ranking): the numpy path gives the same lists
+        return None
+    return knn_rows
+
+
+_KNN_ROWS = _load_knn_rows()
+
+
+def _compiled_kernel() -> Callable[..., None] | None:
+    """``knn_rows`` unless it is missing or ``RECCTL_TOPK_SELECTION=numpy`` asks for numpy."""
+    from recctl.ranking import SELECTION_ENV
+
+    if os.environ.get(SELECTION_ENV, "").strip().lower() == "numpy":
+        return None
+    return _KNN_ROWS
 
 
 def binarize(mat: sp.csr_matrix) -> sp.csr_matrix:
@@ -48,11 +77,31 @@ def binarize(mat: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def row_norms(mat: sp.csr_matrix) -> np.ndarray:
-    """Euclidean norm of every row of a sparse matrix, as float64."""
+    """Euclidean norm of every row of a sparse matrix, as float64.
+
+    Squared and summed by runs of rows of about ``_RUN_ENTRIES`` entries, each a matrix sharing
+    ``mat``'s index arrays: the float64 squares never exist all at once (at 15M entries they
+    were 120 MB, the fit's high-water mark). Each row's sum is the same sequence of additions.
+    """
     mat = sp.csr_matrix(mat)
-    # the squares in a matrix sharing mat's index arrays (no copy of them)
-    sq = sp.csr_matrix((np.square(mat.data, dtype=np.float64), mat.indices, mat.indptr), shape=mat.shape)
-    return np.sqrt(np.asarray(sq.sum(axis=1)).ravel())
+    sums = np.zeros(mat.shape[0], np.float64)
+    for lo, hi in _entry_runs(mat.indptr):
+        p0, p1 = int(mat.indptr[lo]), int(mat.indptr[hi])
+        sq = sp.csr_matrix(
+            (np.square(mat.data[p0:p1], dtype=np.float64), mat.indices[p0:p1], mat.indptr[lo : hi + 1] - p0),
+            shape=(hi - lo, mat.shape[1]),
+        )
+        sums[lo:hi] = np.asarray(sq.sum(axis=1)).ravel()
+    return np.sqrt(sums)
+
+
+def _entry_runs(indptr: np.ndarray, entries: int | None = None) -> list[tuple[int, int]]:
+    """Consecutive row ranges ``(lo, hi)`` of a CSR matrix holding about ``entries`` entries each."""
+    entries = entries or _RUN_ENTRIES
+    n = len(indptr) - 1
+    cuts = np.searchsorted(indptr, np.arange(entries, int(indptr[-1]), entries), side="right") - 1
+    bounds = np.unique(np.concatenate(([0], np.clip(cuts, 0, n), [n])))
+    return [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo] or [(0, n)]
 
 
 def l2_normalize_rows(mat: sp.csr_matrix) -> sp.csr_matrix:
@@ -136,11 +185,15 @@ def topn_similarity(
     else the plain dot product. Each row keeps its ``n_neighbors`` largest positive
     similarities (ties broken by the lower column); an entity is never its own neighbour.
 
-    Rows are computed in blocks of about ``block_entries`` multiply-adds, on ``n_jobs``
-    threads (scipy's sparse product and the numpy selection release the GIL). Each worker
-    reuses one set of buffers for its blocks' products and selections, and numpy's huge-page
-    advice is off meanwhile (:func:`recctl.memory.no_hugepage_advice`): on Linux, faulting in
-    fresh memory block after block cost more than the selection's arithmetic.
+    With the compiled extension built (``recctl._topk.knn_rows``, the default) each row of the
+    product is accumulated, turned into cosines and cut to its top N in one pass, on ``n_jobs``
+    threads, with nothing the size of the product ever stored: memory is the output plus one
+    float per entity per thread. Without it (or with ``RECCTL_TOPK_SELECTION=numpy``) the same
+    matrix comes from numpy: rows in blocks of about ``block_entries`` multiply-adds (scipy's
+    sparse product and the numpy selection release the GIL), each worker reusing one set of
+    buffers. Either way numpy's huge-page advice is off meanwhile
+    (:func:`recctl.memory.no_hugepage_advice`): on Linux, faulting in fresh memory cost more
+    than the arithmetic done on it.
 
     Parameters
     ----------
@@ -156,8 +209,8 @@ def topn_similarity(
     rows
         Compute only these rows (the others are left empty); all rows when ``None``.
     block_entries
-        Multiply-adds (an upper bound of the products stored) per block: memory is about
-        ``20 * block_entries`` bytes per worker.
+        Numpy path only: multiply-adds (an upper bound of the products stored) per block;
+        memory is about ``20 * block_entries`` bytes per worker.
     n_jobs
         Worker threads (``-1``: all cores).
     transposed
@@ -178,9 +231,12 @@ def topn_similarity(
         norms = row_norms(vectors).astype(np.float32) if normalize else None
         vt = vectors.T.tocsr() if transposed is None else sp.csr_matrix(transposed, dtype=np.float32)
         keep = min(n_neighbors, max(n - 1, 0))
-        blocks, flops = _row_blocks(vectors, vt, rows, block_entries)
-        if not blocks or keep <= 0:
+        if not len(rows) or keep <= 0:
             return sp.csr_matrix((n, n), dtype=np.float32)
+        kernel = _compiled_kernel()
+        if kernel is not None and max(vectors.nnz, vt.nnz, len(rows) * keep, n, vt.shape[0]) < _INT32_MAX:
+            return _fused_topn(kernel, vectors, vt, rows, keep, norms, shrink, resolve_n_jobs(n_jobs))
+        blocks, flops = _row_blocks(vectors, vt, rows, block_entries)
         idx = np.int32 if max(int(flops.max()), n, vectors.nnz, vt.nnz) < np.iinfo(np.int32).max - n else np.int64
         a = _Csr.of(vectors, idx)
         b = _Csr.of(vt, idx)
@@ -227,13 +283,7 @@ def _row_blocks(
     """
     if not len(rows):
         return [], np.zeros(1, np.int64)
-    # a row's work: the summed lengths of the vt rows its entries point at
-    lengths = np.diff(vectors.indptr)
-    filled = np.flatnonzero(lengths)
-    work_all = np.zeros(len(lengths), np.int64)
-    if len(filled):
-        work_all[filled] = np.add.reduceat(np.diff(vt.indptr)[vectors.indices], vectors.indptr[filled], dtype=np.int64)
-    work = work_all[rows]
+    work = _row_work(vectors, vt)[rows]
     # a new block starts wherever the work done so far crosses a multiple of the budget ...
     ids = ((np.cumsum(work) - work) // max(budget, 1)).astype(np.int64)
     starts = np.concatenate(([0], np.flatnonzero(np.diff(ids)) + 1, [len(rows)]))
@@ -244,6 +294,93 @@ def _row_blocks(
     cum = np.concatenate(([0], np.cumsum(work)))
     flops = cum[cuts[1:]] - cum[cuts[:-1]]
     return [rows[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)], flops
+
+
+def _row_work(vectors: sp.csr_matrix, vt: sp.csr_matrix) -> np.ndarray:
+    """Multiply-adds of each row of ``vectors @ vt``: the summed lengths of the vt rows its entries point at."""
+    lengths, vt_lengths = np.diff(vectors.indptr), np.diff(vt.indptr)
+    work = np.zeros(len(lengths), np.int64)
+    for lo, hi in _entry_runs(vectors.indptr):  # by runs: no entry-sized int64 temporary
+        filled = lo + np.flatnonzero(lengths[lo:hi])
+        if len(filled):
+            p0, p1 = int(vectors.indptr[lo]), int(vectors.indptr[hi])
+            per_entry = vt_lengths[vectors.indices[p0:p1]]
+            work[filled] = np.add.reduceat(per_entry, vectors.indptr[filled] - p0, dtype=np.int64)
+    return work
+
+
+def _fused_topn(
+    kernel: Callable[..., None],
+    vectors: sp.csr_matrix,
+    vt: sp.csr_matrix,
+    rows: np.ndarray,
+    keep: int,
+    norms: np.ndarray | None,
+    shrink: float,
+    workers: int,
+) -> sp.csr_matrix:
+    """:func:`topn_similarity` through the compiled ``knn_rows``: same entries, no product buffers.
+
+    Each call accumulates one row of the product at a time in a dense array of one float per
+    entity and keeps that row's top ``keep`` (see ``recctl/_topk.c``), so memory is the output
+    plus one such array per thread. The rows go in ``_CHUNKS_PER_WORKER * workers`` runs of equal
+    work over the threads; each run packs its rows' entries from the start of its slice of the
+    output, and the runs are then moved together (a few memmoves, no full copy).
+    """
+    n = vectors.shape[0]
+    a, b = _Csr.of(vectors, np.int32), _Csr.of(vt, np.int32)
+    rows = np.ascontiguousarray(rows, np.int64)
+    cosine = None if norms is None else np.ascontiguousarray(norms, np.float32)
+    indices = np.empty(len(rows) * keep, np.int32)
+    data = np.empty(len(rows) * keep, np.float32)
+    counts = np.zeros(len(rows), np.int32)
+    runs = _even_runs(_row_work(vectors, vt)[rows], 1 if workers <= 1 else _CHUNKS_PER_WORKER * workers)
+
+    def one(run: tuple[int, int]) -> None:
+        lo, hi = run
+        kernel(
+            a.indptr, a.indices, a.data, b.indptr, b.indices, b.data, rows[lo:hi], cosine, float(shrink), keep,
+            indices[lo * keep : hi * keep], data[lo * keep : hi * keep], counts[lo:hi],
+        )  # fmt: skip
+
+    if workers <= 1 or len(runs) == 1:
+        for run in runs:
+            one(run)
+    else:
+        with ThreadPoolExecutor(max_workers=min(workers, len(runs))) as pool:
+            list(pool.map(one, runs))
+    # move each run's packed entries down behind the previous run's
+    nnz = 0
+    for lo, hi in runs:
+        got = int(counts[lo:hi].sum())
+        if nnz != lo * keep:
+            indices[nnz : nnz + got] = indices[lo * keep : lo * keep + got]
+            data[nnz : nnz + got] = data[lo * keep : lo * keep + got]
+        nnz += got
+    # give back the unused tail in place (realloc, no copy) when no view of the buffers is left
+    for buf in (indices, data):
+        try:
+            buf.resize(nnz, refcheck=True)
+        except ValueError:
+            indices, data = indices[:nnz].copy(), data[:nnz].copy()
+            break
+    per_row = np.zeros(n, np.int64)
+    per_row[rows] = counts
+    indptr = np.zeros(n + 1, np.int32)
+    np.cumsum(per_row, out=indptr[1:])
+    out = sp.csr_matrix((data, indices, indptr), shape=(n, n))
+    out.has_sorted_indices = True  # each row written by column
+    return out
+
+
+def _even_runs(work: np.ndarray, parts: int) -> list[tuple[int, int]]:
+    """Split ``len(work)`` rows into at most ``parts`` consecutive runs of about equal summed work."""
+    total = int(work.sum())
+    if parts <= 1 or len(work) <= 1 or total == 0:
+        return [(0, len(work))]
+    cuts = np.searchsorted(np.cumsum(work), np.linspace(0, total, parts + 1)[1:-1], side="right")
+    bounds = np.unique(np.concatenate(([0], cuts, [len(work)])))
+    return [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 class _Csr:

@@ -134,12 +134,26 @@ def _float32_reference(x: sp.csr_matrix, keep: int, shrink: float) -> np.ndarray
     return out
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test through the compiled fused kernel and through the numpy blocks."""
+    import recctl.models._similarity as sim
+
+    if request.param == "compiled" and sim._KNN_ROWS is None:
+        pytest.skip("recctl._topk is not built (pip install -e .): only the numpy path runs")
+    if request.param == "numpy":
+        monkeypatch.setenv("RECCTL_TOPK_SELECTION", "numpy")
+    return str(request.param)
+
+
 @pytest.mark.parametrize(
     ("shape", "density", "dense_path"),
     [((2000, 4000), 0.002, False), ((300, 400), 0.3, True)],  # a sparse and a dense item-item product
 )
 @pytest.mark.parametrize("shrink", [0.0, 3.0])
-def test_topn_similarity_equals_brute_force_on_both_selection_paths(monkeypatch, shape, density, dense_path, shrink):
+def test_topn_similarity_equals_brute_force_on_both_selection_paths(
+    monkeypatch, engine, shape, density, dense_path, shrink
+):
     import recctl.models._similarity as sim
 
     calls: list[int] = []
@@ -155,7 +169,55 @@ def test_topn_similarity_equals_brute_force_on_both_selection_paths(monkeypatch,
     for n_jobs in (1, 2):
         got = topn_similarity(x, 7, shrink=shrink, block_entries=20_000, n_jobs=n_jobs)
         np.testing.assert_array_equal(got.toarray(), _float32_reference(x, 7, shrink))
-    assert bool(calls) == dense_path
+        assert got.has_sorted_indices and (np.diff(got.indptr) <= 7).all()
+    assert bool(calls) == (dense_path and engine == "numpy")
+
+
+def test_compiled_and_numpy_similarities_are_the_same_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weighted vectors (float sums: the order of additions matters), shrink, dot products, row subsets."""
+    import recctl.models._similarity as sim
+
+    if sim._KNN_ROWS is None:
+        pytest.skip("recctl._topk is not built (pip install -e .)")
+    rng = np.random.default_rng(11)
+    x = sp.random(400, 700, density=0.03, random_state=rng, format="csr", dtype=np.float32)  # users x items
+    x.data = rng.gamma(1.0, 2.0, x.nnz).astype(np.float32)
+    vectors = x.T.tocsr()
+    rows = np.array([0, 5, 6, 7, 300, 699])
+    cases: list[dict] = [
+        {"shrink": 0.0},
+        {"shrink": 2.5, "n_jobs": 2},
+        {"normalize": False, "n_jobs": 2},
+        {"rows": rows, "shrink": 1.0},
+        {"rows": rows[::-1], "n_jobs": 2},  # unsorted rows: sorted first
+    ]
+    for kwargs in cases:
+        compiled = topn_similarity(vectors, 9, transposed=x, **kwargs)
+        monkeypatch.setenv("RECCTL_TOPK_SELECTION", "numpy")
+        plain = topn_similarity(vectors, 9, transposed=x, block_entries=3_000, **kwargs)
+        monkeypatch.delenv("RECCTL_TOPK_SELECTION")
+        assert compiled.has_sorted_indices and plain.has_sorted_indices
+        np.testing.assert_array_equal(compiled.indptr, plain.indptr)
+        np.testing.assert_array_equal(compiled.indices, plain.indices)
+        np.testing.assert_array_equal(compiled.data, plain.data)  # bit for bit
+
+
+def test_compiled_kernel_refuses_malformed_input() -> None:
+    import recctl.models._similarity as sim
+
+    if sim._KNN_ROWS is None:
+        pytest.skip("recctl._topk is not built (pip install -e .)")
+    x = sp.csr_matrix(np.eye(3, dtype=np.float32))
+    a = (x.indptr.astype(np.int32), x.indices.astype(np.int32), x.data)
+    out = (np.empty(6, np.int32), np.empty(6, np.float32), np.empty(3, np.int32))
+    bad = x.indices.astype(np.int32).copy()
+    bad[1] = 7  # a column beyond the matrix
+    with pytest.raises(ValueError, match="outside"):
+        sim._KNN_ROWS(*a, a[0], bad, x.data, np.arange(3), None, 0.0, 2, *out)
+    with pytest.raises(ValueError, match="rows"):
+        sim._KNN_ROWS(*a, *a, np.array([0, 3]), None, 0.0, 2, out[0][:4], out[1][:4], out[2][:2])
+    with pytest.raises(TypeError, match="int32"):
+        sim._KNN_ROWS(x.indptr.astype(np.int64), *a[1:], *a, np.arange(3), None, 0.0, 2, *out)
 
 
 def test_sparse_product_equals_scipy():
