@@ -97,9 +97,16 @@ def _codes_by_search(
     wanted = recs[Columns.User].cast(pl.String)
     if len(users) == 0 or wanted.has_nulls() or not users.is_sorted():
         return None
-    pos = users.search_sorted(wanted).clip(0, len(users) - 1)
-    if not bool((users.gather(pos) == wanted).all()):
-        return None
+    # one look-up per run of equal ids (the file holds each user's rows together), not per row
+    run = wanted.rle_id()
+    first = wanted.filter(run.is_first_distinct())
+    if len(first) == len(users) and bool((first == users).all()):  # every user, in order
+        pos = run
+    else:
+        at = users.search_sorted(first).clip(0, len(users) - 1)
+        if not bool((users.gather(at) == first).all()):
+            return None
+        pos = at.gather(run)
     try:
         items = recs[Columns.Item].cast(pl.String).cast(pl.Enum(item_ids.cast(pl.String))).to_physical()
         src = recs[Columns.Source].cast(pl.String).cast(pl.Enum(sources)).to_physical()

@@ -130,6 +130,11 @@ def test_lists_from_frame_search_and_join_paths_agree() -> None:
     ).with_columns(pl.col(Columns.Rank).cast(pl.Int32), pl.col(Columns.Score).cast(pl.Float32))
     fast = lists_from_frame(recs, users, items, 2, ["knn", "popular"])
     assert fast.items.tolist() == [[2, 0], [-1, -1], [1, -1], [0, 2]]
+    # every user has rows (each id looked up once, by position): the same as without user "b"
+    every = lists_from_frame(
+        recs.filter(pl.col(Columns.User) != "b"), users.filter(users != "b"), items, 2, ["knn", "popular"]
+    )
+    np.testing.assert_array_equal(every.items, fast.items[[0, 2, 3]])
     assert fast.sources.tolist() == [[0, 1], [-1, -1], [0, -1], [1, 1]]
     np.testing.assert_allclose(fast.scores[0], [0.9, 0.5])
     for extra in (
