@@ -54,11 +54,15 @@ def lists_from_frame(recs: pl.DataFrame, user_ids: pl.Series, item_ids: pl.Serie
     out = Lists.empty(len(user_ids), k, sources)
     if coded is not None:
         row, col, item_code, source_code = coded
-        scores = recs[Columns.Score].to_numpy().astype(np.float32, copy=False)
+        scores = recs[Columns.Score].to_numpy()
+        # one flat position per row, values put straight from polars' buffers: few fresh copies
+        flat = row.astype(np.int64) * k + col
         ok = (col >= 0) & (col < k)
-        out.items[row[ok], col[ok]] = item_code[ok]
-        out.scores[row[ok], col[ok]] = scores[ok]
-        out.sources[row[ok], col[ok]] = source_code[ok]
+        if not ok.all():
+            flat, item_code, scores, source_code = flat[ok], item_code[ok], scores[ok], source_code[ok]
+        np.put(out.items, flat, item_code)
+        np.put(out.scores, flat, scores)
+        np.put(out.sources, flat, source_code)
         return out
     rows = pl.DataFrame({Columns.User: user_ids.cast(pl.String)}).with_row_index("__row")
     items = pl.DataFrame({Columns.Item: item_ids.cast(pl.String)}).with_row_index("__item")
@@ -89,6 +93,8 @@ def _codes_by_search(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """(row, rank - 1, item index, source code) per row of ``recs``, or ``None`` when an id is not found.
 
+    Integer arrays of polars' own types (no widening copies), to be cast where they are put.
+
     Cheaper than joining a million rows on strings: users by binary search in the sorted
     ``user_ids`` (checked equal afterwards), items and sources through an enum (unknown ids
     raise, and the caller joins instead).
@@ -115,10 +121,10 @@ def _codes_by_search(
     if items.has_nulls() or src.has_nulls():
         return None
     return (
-        pos.to_numpy().astype(np.int64, copy=False),
-        recs[Columns.Rank].to_numpy().astype(np.int64) - 1,
-        items.to_numpy().astype(np.int64),
-        src.to_numpy().astype(np.int8),
+        pos.to_numpy(),
+        recs[Columns.Rank].to_numpy() - 1,
+        items.to_numpy(),
+        src.to_numpy(),
     )
 
 
