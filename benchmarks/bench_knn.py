@@ -48,6 +48,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks.bench_scale import _tie_equivalent, generate_shop_apart, measure, run_stage, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     rounds: dict[str, list[dict[str, float]]] = {w: [] for w in (*RUNS, "recctl_numpy")}
     with tempfile.TemporaryDirectory(prefix="recctl-knn-") as tmp:
         matrix, desc = shop_matrix(args, Path(tmp))
+        with np.load(matrix) as saved:
+            desc += f" ({saved['shape'][0]:,} x {saved['shape'][1]:,}, {int(saved['indptr'][-1]):,} pairs)"
         files = {w: Path(tmp) / f"{w}.npz" for w in rounds}
         for r in range(args.rounds):
             for which in RUNS if r % 2 == 0 else RUNS[::-1]:
