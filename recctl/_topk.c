@@ -404,7 +404,21 @@ PyDoc_STRVAR(knn_rows_doc,
              "``out_indices`` (int32) / ``out_data`` (float32) right after row ``r - 1``'s (the rows' entries\n"
              "are packed from the start; ``keep`` slots per row is room enough). Runs without the GIL.");
 
-static PyObject *knn_rows(PyObject *self, PyObject *args) {
+/* no fused multiply-add: the products and sums must round as scipy's and numpy's separate float32
+ * operations do (x86-64's baseline has no FMA, but aarch64's has, and GCC contracts by default) */
+#if defined(__clang__)
+#define NO_FP_CONTRACT _Pragma("clang fp contract(off)")
+#define NO_FP_CONTRACT_ATTR
+#elif defined(__GNUC__)
+#define NO_FP_CONTRACT
+#define NO_FP_CONTRACT_ATTR __attribute__((optimize("fp-contract=off")))
+#else
+#define NO_FP_CONTRACT
+#define NO_FP_CONTRACT_ATTR
+#endif
+
+NO_FP_CONTRACT_ATTR static PyObject *knn_rows(PyObject *self, PyObject *args) {
+    NO_FP_CONTRACT
     PyObject *obj[12];
     float shrink;
     Py_ssize_t keep;
