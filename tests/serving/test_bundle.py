@@ -213,3 +213,39 @@ def test_neighbour_table_derived_at_load_equals_the_stored_one(tmp_path: Path) -
     (old / "bundle.json").write_text(json.dumps({**v2, "version": 1, "files": files}))
     with pytest.raises(ArtifactError, match="reads recctl-serving-bundle versions 2, 3"):
         load(old)
+
+
+def test_which_neighbour_tables_are_derived_at_load() -> None:
+    """Only an item kNN's table (the chain's first model with similarity, its rows in the bundle)
+    is left to ``load``; the similar lists are its head unless list rules re-rank them or a
+    list could be short while another model could fill it."""
+    from types import SimpleNamespace
+
+    import scipy.sparse as sp
+
+    from recctl.lists.live import LiveState
+    from recctl.stages.bundle import derived_neighbors
+
+    sim = sp.csr_matrix(np.array([[0, 0.5, 0], [0.5, 0, 0.2], [0, 0.2, 0]], np.float32))
+    state = LiveState("similarity", {}, {"sim_data": sim.data})
+
+    def model(kind: str, similar: bool = True) -> SimpleNamespace:
+        return SimpleNamespace(kind=kind, supports_similar_items=similar, similarity_=sim)
+
+    def builder(chain: list, mask: np.ndarray | None = None, reranks: bool = False) -> SimpleNamespace:
+        return SimpleNamespace(chain=chain, n_items=3, item_mask=mask, rules=SimpleNamespace(reranks=reranks))
+
+    knn, rp3, als = model("item_knn"), model("rp3beta"), model("als", similar=False)
+    live = {"knn": state, "rp3": state}
+    got = derived_neighbors(builder([("als", als), ("knn", knn)]), live, 3, 2)
+    assert got is not None and (got.live, got.length, got.similar_k, got.similar_sources) == ("knn", 3, 2, ["knn"])
+    assert derived_neighbors(builder([("rp3", rp3), ("knn", knn)]), live, 3, 2) is None  # rp3beta: dense rows
+    assert derived_neighbors(builder([("knn", knn)]), {}, 3, 2) is None  # no live rows to derive from
+    reranked = derived_neighbors(builder([("knn", knn)], reranks=True), live, 3, 2)
+    assert reranked is not None and reranked.similar_k is None
+    short = builder([("knn", knn), ("rp3", rp3)], mask=np.array([True, True, False]))  # 1 allowed neighbour < k
+    cut = derived_neighbors(short, live, 3, 2)
+    assert cut is not None and cut.similar_k is None
+    alone = builder([("knn", knn)], mask=np.array([True, True, False]))
+    single = derived_neighbors(alone, live, 3, 2)
+    assert single is not None and single.similar_k == 2
