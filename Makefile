@@ -8,8 +8,8 @@ BIN    := $(VENV)/bin
 
 .PHONY: demo test install lint typecheck sample bench clean
 
-# recctl/_topk.c: the compiled top-K selection is built by the editable install
-$(BIN)/recctl: pyproject.toml recctl/_topk.c
+# recctl/_kernels.c: the compiled kernels (top-K selection, item-kNN rows) are built by the editable install
+$(BIN)/recctl: pyproject.toml recctl/_kernels.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel setuptools
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -13,7 +13,7 @@ recommend stage streams them), and, measured in the same run on the same embeddi
 (c) for information, recctl's LightFM model path (``iter_recommend`` -> ``_score``), which
     folds the user and item biases into the one product per block (``--no-model`` skips it);
 (d) with ``--numpy-kernel``, the same kernel with the numpy selection
-    (``RECCTL_TOPK_SELECTION=numpy``; what runs where ``recctl._topk`` is not built), checked to
+    (``RECCTL_TOPK_SELECTION=numpy``; what runs where ``recctl._kernels`` is not built), checked to
     return the same lists.
 
 Kernel, floor and model path alternate over ``--rounds`` slices of users, and CPU seconds are

@@ -8,7 +8,7 @@ How it stays fast and bounded:
   makes the passes after the matrix product nearly free.
 * **Masks, not copies.** Seen items (a CSR row slice) and rule-excluded items (a column
   list computed once) are written to ``-inf`` in place.
-* **Selection without sorting rows, compiled.** ``recctl._topk`` (C, ``recctl/_topk.c``) reads
+* **Selection without sorting rows, compiled.** ``recctl._kernels`` (C, ``recctl/_kernels.c``) reads
   each float32 row once: a heap of the K best items so far, whose worst score is a running
   threshold, and chunks of 64 scores compared with it by vector instructions, so a chunk is
   looked at item by item only when it holds a winner. It runs without the GIL.
@@ -68,11 +68,11 @@ _log = logging.getLogger(__name__)
 
 
 def _load_compiled() -> tuple[Callable[..., None] | None, str]:
-    """The compiled selection ``recctl._topk.select_f32``, or None and why it is missing."""
+    """The compiled selection ``recctl._kernels.select_f32``, or None and why it is missing."""
     try:
-        from recctl._topk import select_f32
+        from recctl._kernels import select_f32
     except ImportError as exc:  # built with `pip install -e .`; optional, so a failed build lands here
-        _log.debug("recctl._topk is not built (%s): top-K selection runs in numpy (same lists, slower)", exc)
+        _log.debug("recctl._kernels is not built (%s): top-K selection runs in numpy (same lists, slower)", exc)
         return None, str(exc)
     return select_f32, ""
 
@@ -83,7 +83,7 @@ _SELECT_F32, _COMPILED_MISSING = _load_compiled()
 def selection_backend() -> str:
     """Which top-K selection runs: ``"compiled"`` or ``"numpy (<why>)"`` (shown by ``recctl info``)."""
     if _SELECT_F32 is None:
-        return f"numpy (recctl._topk not built: {_COMPILED_MISSING}; reinstall with `pip install -e .`)"
+        return f"numpy (recctl._kernels not built: {_COMPILED_MISSING}; reinstall with `pip install -e .`)"
     if os.environ.get(SELECTION_ENV, "").strip().lower() == "numpy":
         return f"numpy ({SELECTION_ENV}=numpy)"
     return "compiled"
@@ -309,7 +309,7 @@ def _select_grouped(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
 def _select_compiled(
     scores: np.ndarray, k: int, exclude: tuple[np.ndarray, np.ndarray] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k of a float block by ``recctl._topk`` (one pass per row, GIL released).
+    """Exact top-k of a float block by ``recctl._kernels`` (one pass per row, GIL released).
 
     ``exclude`` (CSR ``(indptr, indices)`` of the block's rows, see :func:`_excluded_rows`)
     is written to ``-inf`` in ``scores`` (a float32 C-contiguous block; otherwise a copy) just

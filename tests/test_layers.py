@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
         "recctl.workdir",
         "recctl.history",
         "recctl.memory",
-        "recctl._topk",  # compiled (recctl/_topk.c): imports nothing of recctl
+        "recctl._kernels",  # compiled (recctl/_kernels.c): imports nothing of recctl
     ),
     # config validates each model's parameters through the model registry, so it sits with models
     # the Spark session helper imports only config and errors: the spark_als model kind uses it

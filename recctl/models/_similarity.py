@@ -2,7 +2,7 @@
 
 Everything here works on scipy sparse matrices and dense numpy blocks, with no Python loop
 over users or items: term weighting (TF-IDF, BM25), cosine similarity with shrinkage and
-top-N pruning (row by row in the compiled ``recctl._topk.knn_rows`` when it is built, else
+top-N pruning (row by row in the compiled ``recctl._kernels.knn_rows`` when it is built, else
 block by block in numpy, memory bounded by ``block_entries`` floats; the same matrix), row
 normalisation, and per-user score normalisation for blending.
 """
@@ -48,9 +48,9 @@ _RUN_ENTRIES = 1 << 20
 
 
 def _load_knn_rows() -> Callable[..., None] | None:
-    """The compiled fused kernel ``recctl._topk.knn_rows``, or None when the extension is not built."""
+    """The compiled fused kernel ``recctl._kernels.knn_rows``, or None when the extension is not built."""
     try:
-        from recctl._topk import knn_rows
+        from recctl._kernels import knn_rows
     except ImportError:  # optional build (see recctl.ranking): the numpy path gives the same lists
         return None
     return knn_rows
@@ -185,7 +185,7 @@ def topn_similarity(
     else the plain dot product. Each row keeps its ``n_neighbors`` largest positive
     similarities (ties broken by the lower column); an entity is never its own neighbour.
 
-    With the compiled extension built (``recctl._topk.knn_rows``, the default) each row of the
+    With the compiled extension built (``recctl._kernels.knn_rows``, the default) each row of the
     product is accumulated, turned into cosines and cut to its top N in one pass, on ``n_jobs``
     threads, with nothing the size of the product ever stored: memory is the output plus one
     float per entity per thread. Without it (or with ``RECCTL_TOPK_SELECTION=numpy``) the same
@@ -322,7 +322,7 @@ def _fused_topn(
     """:func:`topn_similarity` through the compiled ``knn_rows``: same entries, no product buffers.
 
     Each call accumulates one row of the product at a time in a dense array of one float per
-    entity and keeps that row's top ``keep`` (see ``recctl/_topk.c``), so memory is the output
+    entity and keeps that row's top ``keep`` (see ``recctl/_kernels.c``), so memory is the output
     plus one such array per thread. The rows go in ``_CHUNKS_PER_WORKER * workers`` runs of equal
     work over the threads; each run packs its rows' entries from the start of its slice of the
     output, and the runs are then moved together (a few memmoves, no full copy).

@@ -140,7 +140,7 @@ def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     import recctl.models._similarity as sim
 
     if request.param == "compiled" and sim._KNN_ROWS is None:
-        pytest.skip("recctl._topk is not built (pip install -e .): only the numpy path runs")
+        pytest.skip("recctl._kernels is not built (pip install -e .): only the numpy path runs")
     if request.param == "numpy":
         monkeypatch.setenv("RECCTL_TOPK_SELECTION", "numpy")
     return str(request.param)
@@ -178,7 +178,7 @@ def test_compiled_and_numpy_similarities_are_the_same_matrix(monkeypatch: pytest
     import recctl.models._similarity as sim
 
     if sim._KNN_ROWS is None:
-        pytest.skip("recctl._topk is not built (pip install -e .)")
+        pytest.skip("recctl._kernels is not built (pip install -e .)")
     rng = np.random.default_rng(11)
     x = sp.random(400, 700, density=0.03, random_state=rng, format="csr", dtype=np.float32)  # users x items
     x.data = rng.gamma(1.0, 2.0, x.nnz).astype(np.float32)
@@ -206,7 +206,7 @@ def test_compiled_kernel_refuses_malformed_input() -> None:
     import recctl.models._similarity as sim
 
     if sim._KNN_ROWS is None:
-        pytest.skip("recctl._topk is not built (pip install -e .)")
+        pytest.skip("recctl._kernels is not built (pip install -e .)")
     x = sp.csr_matrix(np.eye(3, dtype=np.float32))
     a = (x.indptr.astype(np.int32), x.indices.astype(np.int32), x.data)
     out = (np.empty(6, np.int32), np.empty(6, np.float32), np.empty(3, np.int32))

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from recctl import ranking
 from recctl.ranking import TopK, block_rows_for, iter_top_k, mask_scores, select_top_k, top_k
 
-#: the two selections behind select_top_k: compiled (recctl._topk) and the numpy fallback
+#: the two selections behind select_top_k: compiled (recctl._kernels) and the numpy fallback
 SELECTIONS = {"compiled": ranking._select_compiled, "numpy": ranking._select_numpy}
 
 
@@ -50,9 +50,9 @@ def score_blocks(draw: st.DrawFn) -> np.ndarray:
 
 
 def test_compiled_selection_is_built() -> None:
-    # `pip install -e .` / `make install` compile recctl/_topk.c; without it every ranking runs
+    # `pip install -e .` / `make install` compile recctl/_kernels.c; without it every ranking runs
     # the slower numpy selection (recctl info says so)
-    assert ranking._SELECT_F32 is not None, f"recctl._topk is not built: {ranking._COMPILED_MISSING}"
+    assert ranking._SELECT_F32 is not None, f"recctl._kernels is not built: {ranking._COMPILED_MISSING}"
     assert ranking.selection_backend() == "compiled"
 
 
@@ -87,7 +87,7 @@ def test_compiled_exclusions_match_masking_first(scores: np.ndarray, k: int, see
 
 
 def test_compiled_selection_rejects_bad_buffers() -> None:
-    from recctl._topk import select_f32
+    from recctl._kernels import select_f32
 
     scores = np.zeros((2, 5), np.float32)
     items, top = np.empty((2, 3), np.int64), np.empty((2, 3), np.float32)
@@ -108,8 +108,8 @@ def test_compiled_selection_rejects_bad_buffers() -> None:
 
 def test_without_the_extension_numpy_selects_the_same_lists(monkeypatch) -> None:
     monkeypatch.setattr(ranking, "_SELECT_F32", None)
-    monkeypatch.setattr(ranking, "_COMPILED_MISSING", "No module named 'recctl._topk'")
-    assert ranking.selection_backend().startswith("numpy (recctl._topk not built")
+    monkeypatch.setattr(ranking, "_COMPILED_MISSING", "No module named 'recctl._kernels'")
+    assert ranking.selection_backend().startswith("numpy (recctl._kernels not built")
     u, v, seen = _factor_model(n_users=40)
     got = top_k(lambda r: u[r] @ v.T, np.arange(40), 7, exclude=seen)
     full = u @ v.T

@@ -1,11 +1,15 @@
 /*
- * recctl._topk: exact top-K of every row of a float32 score block in one pass over the row.
+ * recctl._kernels: recctl's compiled kernels, each with a numpy fallback in its Python module that
+ * gives the same results (used when this extension is not built, or RECCTL_TOPK_SELECTION=numpy):
  *
- * The compiled half of recctl/ranking.py's selection (docs/architecture.md, "The top-K kernel").
+ *   select_f32  exact top-K of every row of a float32 score block in one pass over the row, the
+ *               selection of recctl/ranking.py (docs/architecture.md, "The top-K kernel");
+ *   knn_rows    item-kNN's similarity fit (recctl/models/_similarity.py), further below.
+ *
  * Plain CPython C API and the buffer protocol (no numpy headers, so it builds against any numpy);
- * the loop runs without the GIL, so the kernel's thread pool runs it on every core.
+ * the loops run without the GIL, so the callers' thread pools run them on every core.
  *
- * Per row: a binary min-heap of the K best (score, item) pairs seen so far, its root the worst of
+ * select_f32, per row: a binary min-heap of the K best (score, item) pairs seen so far, its root the worst of
  * them; the root's score is the running threshold. Items are visited in increasing index order, so
  * an item that only ties the threshold is worse than every item already kept (ties go to the lower
  * index) and is skipped: an item enters iff its score is strictly above the threshold. Once the
@@ -17,9 +21,6 @@
  * Semantics (the same as the numpy path and a stable sort by descending score): NaN and -inf are
  * never selected (NaN > x and -inf > x are false for every threshold starting at -inf); rows with
  * fewer than K eligible items are padded with item -1 and score -inf.
- *
- * knn_rows (after select_f32) is item-kNN's similarity fit: a row of a sparse product, its cosines
- * and its top-N in one pass, for recctl/models/_similarity.py.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -558,8 +559,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    "recctl._topk",
-    "Compiled top-K selection for recctl.ranking (see recctl/_topk.c).",
+    "recctl._kernels",
+    "recctl's compiled kernels: top-K selection (select_f32) and item-kNN similarity rows (knn_rows).",
     -1,
     methods,
     NULL,
@@ -568,4 +569,4 @@ static struct PyModuleDef module = {
     NULL,
 };
 
-PyMODINIT_FUNC PyInit__topk(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }

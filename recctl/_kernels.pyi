@@ -1,4 +1,4 @@
-"""Types of the compiled top-K selection (recctl/_topk.c)."""
+"""Types of recctl's compiled kernels (recctl/_kernels.c): the top-K selection and item-kNN's rows."""
 
 from typing import Any
 
