@@ -475,16 +475,25 @@ def sort_events(events: pl.DataFrame) -> pl.DataFrame:
     sharing a timestamp stay in the order the shop exported them. Sorting ties by item id
     instead taught sequence models the catalogue's code order, which the test never rewards.
 
-    The stable sort runs on one unsigned 64-bit key ``(user, time)`` when both fit in 64 bits
-    (a user index of 26 bits and 38 bits of time: 67M users over 8,700 years in seconds), else
-    on the two columns: the time is counted from the earliest event in its coarsest exact unit
-    (whole seconds when every timestamp is, as in most exports).
+    How (the same rows in the same order every way; a stable polars sort of the frame, which
+    moves the columns ~3x cheaper than an ``arg_sort`` followed by a gather):
+
+    * when the times never decrease down the input (most exports are written in time order;
+      checked in one pass), a stable sort by the user alone already leaves each user's events
+      in time order;
+    * else on one unsigned 64-bit key ``(user, time)`` when both fit in 64 bits (a user index
+      of 26 bits and 38 bits of time: 67M users over 8,700 years in seconds), else on the two
+      columns: the time is counted from the earliest event in its coarsest exact unit (whole
+      seconds when every timestamp is, as in most exports).
     """
     by_columns = (Columns.UserIdx, Columns.Timestamp)
     times = events[Columns.Timestamp].to_physical()
     if events.height == 0 or times.null_count():
         return events.sort(*by_columns, maintain_order=True)
     values = times.to_numpy()  # Int64 without nulls: a view, not a copy
+    if bool((values[1:] >= values[:-1]).all()):
+        # stable: the input order, which is time order here, breaks ties between a user's events
+        return events.sort(Columns.UserIdx, maintain_order=True)
     t0, t1 = int(values.min()), int(values.max())
     offset = pl.col(Columns.Timestamp).to_physical() - t0
     unit = next(u for u in (10**9, 10**6, 10**3, 1) if u == 1 or not (values % u).any())
@@ -497,7 +506,7 @@ def sort_events(events: pl.DataFrame) -> pl.DataFrame:
     else:
         keys = [pl.col(Columns.UserIdx), offset]
     # stable: the input (file) order breaks ties
-    return events[events.select(pl.arg_sort_by(keys, maintain_order=True)).to_series()]
+    return events.sort(keys, maintain_order=True)
 
 
 def pair_order(events: pl.DataFrame) -> pl.DataFrame:

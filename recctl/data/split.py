@@ -253,6 +253,7 @@ def assign_splits(
     seed: int,
     *,
     held_out: dict[str, pl.DataFrame] | None = None,
+    count_pairs: bool = True,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Label every event ``tune_train``, ``valid`` or ``test`` and drop cold test users.
 
@@ -268,6 +269,10 @@ def assign_splits(
     held_out
         ``strategy: files``: ``{"test": pairs, "valid": pairs}`` frames of ``user_idx, item_idx``
         (from :func:`read_pairs_file`, mapped to indices).
+    count_pairs
+        Count the distinct (user, item) pairs of each label into the summary's ``pairs``. The
+        preprocess stage passes False and fills ``pairs`` from its per-split files, whose rows
+        are those pairs (counting them here hashed every event again: ~1 CPU-s at 20M events).
 
     Returns
     -------
@@ -304,12 +309,11 @@ def assign_splits(
     if cfg.drop_cold_test_users and cold_events:
         labelled = labelled.filter(~cold)
         info["cold_test_users_dropped"] = True
-    counts = {
-        label: (n_events, n_pairs)
-        for label, n_events, n_pairs in labelled.group_by(SPLIT).agg(pl.len(), _pair_key().n_unique()).rows()
-    }
+    per_label = [pl.len()] + ([_pair_key().n_unique()] if count_pairs else [])
+    counts = {label: rest for label, *rest in labelled.group_by(SPLIT).agg(*per_label).rows()}
     info["events"] = {name: int(counts[name][0]) if name in counts else 0 for name in _LABELS}
-    info["pairs"] = {name: int(counts[name][1]) if name in counts else 0 for name in _LABELS}
+    if count_pairs:
+        info["pairs"] = {name: int(counts[name][1]) if name in counts else 0 for name in _LABELS}
     if info["events"]["test"] == 0:
         raise ConfigError(
             "preprocess.split: the test split is empty after filtering; lower min counts, move "

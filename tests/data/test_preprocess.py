@@ -261,21 +261,32 @@ def test_event_without_an_id_is_refused_not_dropped(monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.parametrize(
-    ("max_user", "step_us"),
-    # one key (whole seconds; microseconds); two columns (user + time do not fit in 64 bits)
-    [(50, 1_000_000), (50, 1_234), (2**31 - 1, 25_000_001), (2**31 - 1, 3_600_000_001)],
+    ("max_user", "step_us", "in_time_order"),
+    # one key (whole seconds; microseconds); two columns (user + time do not fit in 64 bits);
+    # input already in time order (sorted by the user alone)
+    [
+        (50, 1_000_000, False),
+        (50, 1_234, False),
+        (2**31 - 1, 25_000_001, False),
+        (2**31 - 1, 3_600_000_001, False),
+        (50, 1_000_000, True),
+        (2**31 - 1, 3_600_000_001, True),
+    ],
 )
-def test_sort_events_is_a_stable_sort_by_user_and_time(max_user: int, step_us: int) -> None:
+def test_sort_events_is_a_stable_sort_by_user_and_time(max_user: int, step_us: int, in_time_order: bool) -> None:
     from recctl.data.preprocess import sort_events
 
     rng = np.random.default_rng(3)
     n = 2_000
+    steps = rng.integers(0, 40, n)
+    if in_time_order:  # non-decreasing down the file, with runs of equal timestamps
+        steps = np.sort(steps)
     frame = pl.DataFrame(
         {
             Columns.UserIdx: rng.choice([0, 7, max_user], n).astype(np.int32),
             Columns.ItemIdx: rng.integers(0, 30, n).astype(np.int32),
             Columns.Event: rng.choice(["view", "add_to_cart", "purchase"], n),
-            Columns.Timestamp: [T0 + dt.timedelta(microseconds=int(k) * step_us) for k in rng.integers(0, 40, n)],
+            Columns.Timestamp: [T0 + dt.timedelta(microseconds=int(k) * step_us) for k in steps],
             Columns.Weight: np.arange(n, dtype=np.float64),  # the input row: ties must keep it ascending
         }
     ).with_columns(pl.col(Columns.Event).cast(pl.Enum(["add_to_cart", "purchase", "view"])))

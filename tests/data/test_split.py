@@ -38,6 +38,17 @@ def test_time_split_is_a_clean_cut() -> None:
     assert set(labelled.filter(pl.col(SPLIT) == "valid")[U]) <= tune_users
 
 
+def test_pair_counts_are_optional_and_count_distinct_pairs() -> None:
+    events = _events()
+    cfg = SplitConfig(strategy="user_time", test_fraction=0.3, valid_fraction=0.2)
+    labelled, info = assign_splits(events, cfg, 1)
+    same, without = assign_splits(events, cfg, 1, count_pairs=False)
+    assert same.equals(labelled) and "pairs" not in without
+    assert {k: v for k, v in info.items() if k != "pairs"} == without
+    for label, n in info["pairs"].items():  # what the stage counts instead: its per-label files' rows
+        assert n == labelled.filter(pl.col(SPLIT) == label).select(U, IT).unique().height
+
+
 def test_time_split_by_date() -> None:
     cfg = SplitConfig(strategy="time", test_start="2026-02-01", valid_fraction=0)
     labelled, info = assign_splits(_events(), cfg, 1)
