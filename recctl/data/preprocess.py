@@ -340,6 +340,21 @@ def _keep(coded: CodedEvents, user_ok: np.ndarray, item_ok: np.ndarray) -> Coded
     return CodedEvents(frame, coded.user_ids, coded.item_ids, coded.in_catalogue)
 
 
+def _n_alive(alive: np.ndarray | None, n: int) -> int:
+    return n if alive is None else int(np.count_nonzero(alive))
+
+
+def _alive_only(values: np.ndarray, alive: np.ndarray | None) -> np.ndarray:
+    return values if alive is None else values[alive]
+
+
+def _narrow(alive: np.ndarray | None, keep: np.ndarray) -> np.ndarray | None:
+    """``alive & keep``, still None (every pair) when ``keep`` drops nothing."""
+    if keep.all():
+        return alive
+    return keep if alive is None else alive & keep
+
+
 def filter_min_counts(
     coded: CodedEvents, min_user: int, min_item: int, kcore: bool
 ) -> tuple[CodedEvents, dict[str, Any]]:
@@ -363,22 +378,26 @@ def filter_min_counts(
         .unique()
         .to_numpy()
     )
-    pair_user = (keys >> np.uint64(32)).astype(np.int64)
-    pair_item = (keys & np.uint64(_SHIFT - 1)).astype(np.int64)
+    # both halves are below 2**32, so the shifted / masked keys are read as int64 in place
+    # (bincount's index type) instead of copied
+    pair_user = (keys >> np.uint64(32)).view(np.int64)
+    pair_item = (keys & np.uint64(_SHIFT - 1)).view(np.int64)
     del keys
-    alive = np.ones(len(pair_user), dtype=bool)
     user_ok = np.ones(n_users, dtype=bool)
     item_ok = np.ones(n_items, dtype=bool)
+    # None while every pair is alive: the counts then read the pair arrays themselves, not
+    # masked copies of them (at 20M events a round usually drops nothing)
+    alive: np.ndarray | None = None
     info: dict[str, Any] = {"rounds": 0}
     while True:
-        before = int(alive.sum())
-        user_ok &= np.bincount(pair_user[alive], minlength=n_users) >= min_user
-        alive &= user_ok[pair_user]
-        item_ok &= np.bincount(pair_item[alive], minlength=n_items) >= min_item
-        alive &= item_ok[pair_item]
+        before = _n_alive(alive, len(pair_user))
+        user_ok &= np.bincount(_alive_only(pair_user, alive), minlength=n_users) >= min_user
+        alive = _narrow(alive, user_ok[pair_user])
+        item_ok &= np.bincount(_alive_only(pair_item, alive), minlength=n_items) >= min_item
+        alive = _narrow(alive, item_ok[pair_item])
         info["rounds"] += 1
         # a round that drops no pair drops no event (every pair has one), and the reverse
-        if not kcore or int(alive.sum()) == before:
+        if not kcore or _n_alive(alive, len(pair_user)) == before:
             break
     kept = _keep(coded, user_ok, item_ok)
     info["events_dropped"] = frame.height - kept.frame.height
