@@ -161,6 +161,23 @@ def test_a_file_that_does_not_hold_the_written_rows_is_refused(tmp_path: Path, f
         ]
 
 
+def test_the_byte_check_reads_the_file_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hash, line count and the final line end are the same across chunk boundaries (7-byte chunks)."""
+    import hashlib
+
+    import recctl.export as export
+
+    monkeypatch.setattr(export, "_READ_CHUNK", 7)
+    path = tmp_path / "out.csv"
+    write_export(recs(), path, ExportConfig(), k=K, generated_at="2026-01-02T03:04:05Z")
+    written = long_rows(recs(), ExportConfig(), "2026-01-02T03:04:05Z")
+    report = validate_export(path, "csv", expect(), written=written)
+    assert report.ok and report.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    data = path.read_bytes()
+    path.write_bytes(data[:-1])
+    assert "does not end with a line end" in validate_export(path, "csv", expect(), written=written).problems[0]
+
+
 def test_ids_with_line_ends_are_checked_by_parsing_the_file(tmp_path: Path) -> None:
     """A quoted cell may span lines: the file is then parsed back, not counted by line ends."""
     users = ["u1", 'say "hi"\nthere', "u3"]
