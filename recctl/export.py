@@ -62,6 +62,7 @@ __all__ = [
     "read_pointer",
     "long_rows",
     "read_export",
+    "sort_rows",
     "validate_date",
     "validate_export",
     "write_export",
@@ -78,6 +79,12 @@ _TEXT_COLUMNS = (Columns.User, Columns.Item, Columns.Model, Columns.Source, Colu
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 #: bytes read at a time when a written file is hashed and its line ends counted
 _READ_CHUNK = 8 << 20
+#: CSV rows written at a time (their generated_at column and neutralised cells exist per chunk)
+_WRITE_CHUNK_ROWS = 1 << 18
+#: (user, item) pairs looked up in the exclusions at a time
+_PAIR_CHUNK = 1 << 18
+#: rows grouped by user at a time when validating rows in user order
+_GROUP_CHUNK_ROWS = 1 << 18
 
 
 def export_columns(with_source: bool, with_variant: bool) -> list[str]:
@@ -136,9 +143,24 @@ def _unneutralise(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _long_frame(recs: pl.DataFrame, generated_at: str, with_source: bool, with_variant: bool) -> pl.DataFrame:
-    frame = recs.with_columns(pl.lit(generated_at).alias(Columns.GeneratedAt))
-    return frame.select(export_columns(with_source, with_variant)).sort([Columns.User, Columns.Rank])
+def sort_rows(recs: pl.DataFrame) -> pl.DataFrame:
+    """``recs`` in file order (``user_id`` in byte order, then ``rank``): ``recs`` itself when already so.
+
+    The recommend stage writes its lists in that order, so normally nothing is copied: a sort
+    would make a second copy of every list row (serve-export's memory is those rows).
+    """
+    return recs if _in_file_order(recs) else recs.sort([Columns.User, Columns.Rank])
+
+
+def _in_file_order(recs: pl.DataFrame) -> bool:
+    if recs.height < 2:
+        return True
+    users, ranks = recs[Columns.User], recs[Columns.Rank]
+    if users.null_count() or ranks.null_count() or not ranks.dtype.is_integer() or not users.is_sorted():
+        return False
+    r = ranks.to_numpy()
+    down = np.flatnonzero(r[1:] < r[:-1])  # a rank may fall only where the user changes
+    return not len(down) or bool((users.gather(down) != users.gather(down + 1)).all())
 
 
 def write_export(recs: pl.DataFrame, path: Path, cfg: ExportConfig, *, k: int, generated_at: str) -> int:
@@ -157,27 +179,63 @@ def write_export(recs: pl.DataFrame, path: Path, cfg: ExportConfig, *, k: int, g
     generated_at
         ISO 8601 UTC time the lists were generated.
     """
-    return _write_long(long_rows(recs, cfg, generated_at), path, cfg, k=k)
+    return _write_long(long_rows(recs, cfg), path, cfg, k=k, generated_at=generated_at)
 
 
-def long_rows(recs: pl.DataFrame, cfg: ExportConfig, generated_at: str) -> pl.DataFrame:
-    """The long rows an export writes (its columns, sorted by user then rank), before any format."""
-    return _long_frame(recs, generated_at, cfg.include_source, Columns.Variant in recs.columns)
+def long_rows(recs: pl.DataFrame, cfg: ExportConfig, generated_at: str | None = None) -> pl.DataFrame:
+    """The long rows an export writes (its columns, sorted by user then rank), before any format.
+
+    Without ``generated_at`` that column is left out: it is one value, which the writers add
+    chunk by chunk as they write (as a column of every row it cost ~25 bytes per row at
+    serve-export's peak). The rows share ``recs``' buffers when ``recs`` is in file order
+    (:func:`sort_rows`).
+    """
+    cols = export_columns(cfg.include_source, Columns.Variant in recs.columns)
+    rows = sort_rows(recs)
+    if generated_at is None:
+        return rows.select([c for c in cols if c != Columns.GeneratedAt])
+    return rows.with_columns(pl.lit(generated_at).alias(Columns.GeneratedAt)).select(cols)
 
 
-def _write_long(long: pl.DataFrame, path: Path, cfg: ExportConfig, *, k: int) -> int:
+def _with_generated_at(rows: pl.DataFrame, generated_at: str | None, value: pl.Expr | None = None) -> pl.DataFrame:
+    """``rows`` with the ``generated_at`` column after ``model`` (as ``value``, default the string)."""
+    if Columns.GeneratedAt in rows.columns:
+        return rows
+    if generated_at is None:
+        raise ValueError("the rows have no generated_at column and no generated_at value was given")
+    cols = list(rows.columns)
+    at = cols.index(Columns.Model) + 1
+    column = (pl.lit(generated_at, pl.String) if value is None else value).alias(Columns.GeneratedAt)
+    return rows.with_columns(column).select([*cols[:at], Columns.GeneratedAt, *cols[at:]])
+
+
+def _write_long(long: pl.DataFrame, path: Path, cfg: ExportConfig, *, k: int, generated_at: str | None = None) -> int:
     with_variant = Columns.Variant in long.columns
     if cfg.format == "parquet":
-        typed = long.with_columns(
-            pl.col(Columns.Rank).cast(pl.Int32),
-            pl.col(Columns.Score).cast(pl.Float64),
-            pl.col(Columns.GeneratedAt).str.to_datetime(time_zone="UTC", time_unit="us"),
+
+        def stamp(text: pl.Expr) -> pl.Expr:
+            return text.str.to_datetime(time_zone="UTC", time_unit="us")
+
+        if Columns.GeneratedAt in long.columns:
+            long = long.with_columns(stamp(pl.col(Columns.GeneratedAt)))
+        typed = _with_generated_at(long, generated_at, stamp(pl.lit(generated_at, pl.String))).with_columns(
+            pl.col(Columns.Rank).cast(pl.Int32), pl.col(Columns.Score).cast(pl.Float64)
         )
-        typed.write_parquet(path, compression="zstd", statistics=True)
+        # polars cuts row groups by the frame's chunks: one chunk, as a sorted frame always was,
+        # keeps the file's bytes those of earlier versions (a copy while writing, Parquet only)
+        typed.rechunk().write_parquet(path, compression="zstd", statistics=True)
         return typed.height
     if cfg.format == "csv":
-        neutralise_formulas(long).write_csv(path, float_precision=cfg.float_precision)
+        # in chunks: the generated_at column and the neutralised cells exist for one chunk at a
+        # time (the bytes are those of one write_csv of all rows: polars formats cell by cell)
+        with open(path, "wb") as handle:
+            for start in range(0, max(long.height, 1), _WRITE_CHUNK_ROWS):
+                chunk = _with_generated_at(long.slice(start, _WRITE_CHUNK_ROWS), generated_at)
+                neutralise_formulas(chunk).write_csv(
+                    handle, include_header=start == 0, float_precision=cfg.float_precision
+                )
         return long.height
+    long = _with_generated_at(long, generated_at)
     keys = [Columns.User, Columns.Model, Columns.GeneratedAt] + ([Columns.Variant] if with_variant else [])
     if cfg.format == "csv_wide":
         grouped = long.group_by(keys, maintain_order=True).agg(pl.col(Columns.Item), pl.col(Columns.Score))
@@ -344,11 +402,14 @@ def _header(path: Path, fmt: str) -> list[str]:
     return list(json.loads(first)) if first.strip() else []
 
 
-def _file_holds(path: Path, fmt: str, written: pl.DataFrame, report: ValidationReport) -> str | None:
+def _file_holds(
+    path: Path, fmt: str, written: pl.DataFrame, report: ValidationReport, generated_at: str | None = None
+) -> str | None:
     """Whether ``path`` is a complete serialisation of ``written`` (bytes only), else why not.
 
     A CSV file is read once, in chunks of ``_READ_CHUNK`` bytes (never whole: at 10M rows it is
     ~360 MB, which was serve-export's peak); its sha256 is then set on ``report``.
+    ``generated_at`` is the value written on every row when ``written`` leaves that column out.
     """
     rows = written.height
     if fmt == "parquet":
@@ -364,7 +425,8 @@ def _file_holds(path: Path, fmt: str, written: pl.DataFrame, report: ValidationR
     # CSV: a cell holding a line end or a quote is quoted, and may span lines: counting lines
     # then proves nothing, so such rows are checked by parsing the file back
     text_cols = [c for c, t in written.schema.items() if t == pl.String]
-    awkward = written.select(pl.any_horizontal(pl.col(text_cols).str.contains(r'["\r\n]')).any()).item()
+    awkward = bool(written.select(pl.any_horizontal(pl.col(text_cols).str.contains(r'["\r\n]')).any()).item())
+    awkward |= generated_at is not None and any(ch in generated_at for ch in '"\r\n')
     if awkward:
         parsed = read_export(path, fmt)
         return None if parsed.height == rows else f"the written file holds {parsed.height} rows, {rows} were written"
@@ -389,6 +451,7 @@ def validate_export(
     *,
     max_examples: int = 5,
     written: pl.DataFrame | None = None,
+    generated_at: str | None = None,
 ) -> ValidationReport:
     """Check a written export file against the contract before it is published.
 
@@ -408,11 +471,20 @@ def validate_export(
         parsed back, and the file itself by bytes (header, one line per row and a final line
         end for CSV; row count and columns from the footer for Parquet). Other formats, and
         ``written=None``, read the file back.
+    generated_at
+        The ``generated_at`` value written on every row, when ``written`` leaves that column
+        out (:func:`long_rows` without it).
 
     Returns
     -------
     ValidationReport
         With one line per problem found (empty when valid).
+
+    Notes
+    -----
+    The rows are checked in place: ids are turned into catalogue / customer indices as two
+    integer arrays (no joined copies of the rows), so validating costs a few bytes per row
+    beyond the rows themselves.
     """
     report = ValidationReport()
     header = _header(path, fmt)
@@ -421,7 +493,7 @@ def validate_export(
         report.problems.append(f"columns are {header}, the contract says {wanted}")
         return report
     if written is not None and fmt in ("csv", "parquet"):
-        problem = _file_holds(path, fmt, written, report)
+        problem = _file_holds(path, fmt, written, report, generated_at)
         if problem is not None:
             report.problems.append(problem)
             return report
@@ -432,12 +504,15 @@ def validate_export(
     if frame.height == 0:
         report.problems.append("the file has no rows")
         return report
-    frame = frame.with_columns(
-        pl.col(Columns.User).cast(pl.String),
-        pl.col(Columns.Item).cast(pl.String),
-        pl.col(Columns.Rank).cast(pl.Int64, strict=False).alias("_rank"),
-        pl.col(Columns.Score).cast(pl.Float64, strict=False).alias("_score"),
+    # casts of columns already of that type share their buffers (written rows: no copy)
+    frame = frame.select(
+        pl.col(Columns.User).cast(pl.String), pl.col(Columns.Item).cast(pl.String), Columns.Rank, Columns.Score
     )
+    # written rows are checked in their own types (a cast would hold 8 bytes per row); text read back is cast
+    rank = pl.col(Columns.Rank)
+    rank = rank if frame.schema[Columns.Rank].is_integer() else rank.cast(pl.Int64, strict=False)
+    score = pl.col(Columns.Score)
+    score = score if frame.schema[Columns.Score].is_float() else score.cast(pl.Float64, strict=False)
 
     def examples(values: list[Any]) -> str:
         shown = ", ".join(map(str, values[:max_examples]))
@@ -447,20 +522,23 @@ def validate_export(
         n_null = frame[col].null_count() + int((frame[col].fill_null("") == "").sum())
         if n_null:
             report.problems.append(f"{n_null} row(s) have an empty {col}")
-    bad_rank = frame.filter(pl.col("_rank").is_null() | (pl.col("_rank") < 1) | (pl.col("_rank") > exp.k))
+    bad_rank = frame.filter(rank.is_null() | (rank < 1) | (rank > exp.k))
     if bad_rank.height:
         report.problems.append(
             f"{bad_rank.height} row(s) have a rank outside 1..{exp.k} (e.g. users "
             f"{examples(bad_rank[Columns.User].unique(maintain_order=True).to_list())})"
         )
-    bad_score = frame.filter(pl.col("_score").is_null() | ~pl.col("_score").is_finite())
-    if bad_score.height:
-        report.problems.append(f"{bad_score.height} row(s) have a missing or non-finite score")
-    per_user = frame.group_by(Columns.User).agg(
-        pl.len().alias("n"),
-        pl.col(Columns.Item).n_unique().alias("n_items"),
-        pl.col("_rank").n_unique().alias("n_ranks"),
-        pl.col("_rank").max().alias("max_rank"),
+    n_bad_score = frame.select((score.is_null() | ~score.is_finite()).sum()).item()
+    if n_bad_score:
+        report.problems.append(f"{n_bad_score} row(s) have a missing or non-finite score")
+    per_user = _per_user(
+        frame,
+        [
+            pl.len().alias("n"),
+            pl.col(Columns.Item).n_unique().alias("n_items"),
+            rank.n_unique().alias("n_ranks"),
+            rank.max().alias("max_rank"),
+        ],
     )
     report.users = per_user.height
     users_map = (
@@ -505,38 +583,77 @@ def validate_export(
         report.problems.append(
             f"{len(extra)} user(s) should not be in the file (unknown or held out; e.g. {examples(extra)})"
         )
-    items_map = (
-        pl.DataFrame({Columns.Item: exp.item_ids})
-        .with_row_index("_item_idx")
-        .with_columns(pl.col("_item_idx").cast(pl.Int64))
-    )
-    joined = frame.join(items_map, on=Columns.Item, how="left").join(users_map, on=Columns.User, how="left")
-    unknown_items = joined.filter(pl.col("_item_idx").is_null())[Columns.Item].unique(maintain_order=True).to_list()
-    if unknown_items:
+    item_idx = _positions(frame[Columns.Item], exp.item_ids)
+    unknown = item_idx < 0
+    if unknown.any():
+        unknown_items = frame[Columns.Item].filter(pl.Series(unknown)).unique(maintain_order=True).to_list()
         report.problems.append(
             f"{len(unknown_items)} item id(s) are not in the catalogue (e.g. {examples(unknown_items)})"
         )
-    known = joined.filter(pl.col("_item_idx").is_not_null())
-    item_idx = known["_item_idx"].to_numpy()
-    if exp.item_mask is not None and len(item_idx):
-        denied = known.filter(pl.Series(~exp.item_mask[item_idx]))
-        if denied.height:
+    if exp.item_mask is not None and not unknown.all():
+        denied = ~exp.item_mask[np.where(unknown, 0, item_idx)] & ~unknown
+        n_denied = int(denied.sum())
+        if n_denied:
             report.problems.append(
-                f"{denied.height} row(s) recommend an item the rules exclude (deny/allow list, stock, price; e.g. "
-                f"{examples(denied[Columns.Item].unique(maintain_order=True).to_list())})"
+                f"{n_denied} row(s) recommend an item the rules exclude (deny/allow list, stock, price; e.g. "
+                f"{examples(frame[Columns.Item].filter(pl.Series(denied)).unique(maintain_order=True).to_list())})"
             )
+        del denied
     if exp.exclusions is not None and exp.exclusions.nnz:
-        pairs = known.filter(pl.col("_user_idx").is_not_null())
-        u = pairs["_user_idx"].to_numpy()
-        i = pairs["_item_idx"].to_numpy()
-        hit = np.asarray(exp.exclusions[u, i]).ravel() != 0
+        users_index = pl.DataFrame({"_id": exp.user_ids}).with_row_index("_at")
+        hit = np.zeros(frame.height, dtype=bool)
+        for lo in range(0, frame.height, _PAIR_CHUNK):  # scipy's pair look-up makes per-pair temporaries
+            u = _positions(frame[Columns.User].slice(lo, _PAIR_CHUNK), exp.user_ids, users_index)
+            i = item_idx[lo : lo + _PAIR_CHUNK]
+            known = np.flatnonzero((u >= 0) & (i >= 0))
+            hit[lo + known] = np.asarray(exp.exclusions[u[known], i[known]]).ravel() != 0
         if hit.any():
-            bad = pairs.filter(pl.Series(hit))
+            bad = frame.select(Columns.User, Columns.Item).filter(pl.Series(hit))
             report.problems.append(
                 f"{int(hit.sum())} row(s) recommend an item the user already had (excluded events; e.g. "
-                f"{examples([f'{a}->{b}' for a, b in bad.select(Columns.User, Columns.Item).iter_rows()])})"
+                f"{examples([f'{a}->{b}' for a, b in bad.iter_rows()])})"
             )
     return report
+
+
+def _per_user(frame: pl.DataFrame, aggs: list[pl.Expr]) -> pl.DataFrame:
+    """``frame.group_by(user_id).agg(aggs)`` in user order, a chunk of users at a time when rows are so.
+
+    One group-by over every row held ~90 bytes per row at once (2.5M rows: +220 MB, serve-export's
+    peak); chunks cut at user boundaries give the same groups, in user order.
+    """
+    users = frame[Columns.User]
+    n = frame.height
+    if n <= _GROUP_CHUNK_ROWS or users.null_count() or not users.is_sorted():
+        return frame.group_by(Columns.User).agg(aggs).sort(Columns.User)  # in user order either way
+    parts, lo = [], 0
+    while lo < n:
+        hi = min(lo + _GROUP_CHUNK_ROWS, n)
+        if hi < n:  # back to the first row of the user at hi (past it when one user fills the chunk)
+            hi = int(users.search_sorted(users[hi], side="left"))
+            if hi <= lo:
+                hi = int(users.search_sorted(users[lo], side="right"))
+        parts.append(frame.slice(lo, hi - lo).group_by(Columns.User, maintain_order=True).agg(aggs))
+        lo = hi
+    return pl.concat(parts)
+
+
+def _positions(values: pl.Series, ids: pl.Series, index: pl.DataFrame | None = None) -> np.ndarray:
+    """Each value's position in ``ids`` (an id map: index -> id), -1 when absent, as int32/int64.
+
+    Looked up ``_PAIR_CHUNK`` values at a time (a join of every row at once held its copy);
+    ``index`` is ``ids`` with their row index, when the caller has it already.
+    """
+    if index is None:
+        index = pl.DataFrame({"_id": ids}).with_row_index("_at")
+    small = len(ids) < 2**31 - 1
+    dtype = pl.Int32 if small else pl.Int64
+    out = np.empty(len(values), dtype=np.int32 if small else np.int64)
+    for lo in range(0, len(values), _PAIR_CHUNK):
+        part = pl.DataFrame({"_id": values.slice(lo, _PAIR_CHUNK)})
+        found = part.join(index, on="_id", how="left", maintain_order="left")["_at"]
+        out[lo : lo + part.height] = found.cast(dtype).fill_null(-1).to_numpy()
+    return out
 
 
 @dataclass
@@ -645,9 +762,12 @@ def _publish(
     )
     ledger = Ledger(directory)
     with atomic_path(final) as tmp:
-        written = long_rows(recs, cfg, generated_at)
-        rows = _write_long(written, tmp, cfg, k=exp.k)
-        report = validate_export(tmp, cfg.format, exp, written=written)
+        # the rows share recs' buffers (recs in file order) and carry no generated_at column:
+        # one copy of the list rows for writing and validating (serve-export's memory)
+        written = long_rows(recs, cfg)
+        rows = _write_long(written, tmp, cfg, k=exp.k, generated_at=generated_at)
+        report = validate_export(tmp, cfg.format, exp, written=written, generated_at=generated_at)
+        del written
         if not report.ok:
             current = _current(directory, cfg)
             raise ExportValidationError(

@@ -28,7 +28,15 @@ from recctl.artifacts import Manifest, read_manifest, write_json_atomic
 from recctl.columns import Columns
 from recctl.config import Config, is_uri
 from recctl.errors import ArtifactError, ExportValidationError
-from recctl.export import ExportExpectations, prune_old, publish, published_dict, read_pointer, today_utc
+from recctl.export import (
+    ExportExpectations,
+    prune_old,
+    publish,
+    published_dict,
+    read_pointer,
+    sort_rows,
+    today_utc,
+)
 from recctl.gates import Evaluation, check_gates
 from recctl.lists.audience import Audience
 from recctl.memory import no_hugepage_advice
@@ -255,7 +263,8 @@ def _serve_export(cfg: Config, *, date: str | None, progress: Progress | None) -
     rc = recommend_section(cfg)
     rec_dir, rec_manifest = require_stage(cfg, "recommend", [RECOMMEND_FILE])
     report(progress, "serve-export", 0, 3)
-    recs = pl.read_parquet(rec_dir / RECOMMEND_FILE)
+    # in file order once (normally as read: no copy), so the export's rows share its buffers
+    recs = sort_rows(pl.read_parquet(rec_dir / RECOMMEND_FILE))
     remote = remote_directory(cfg)
     directory = export_directory(cfg)
     # a bad night (half the input, a broken model) is refused before anything is written

@@ -21,6 +21,7 @@ from recctl.export import (
     prune_old,
     publish,
     read_export,
+    sort_rows,
     validate_export,
     write_export,
 )
@@ -74,6 +75,10 @@ def test_formats_round_trip_and_validate(tmp_path: Path, fmt: str, variant: bool
         written = long_rows(recs(variant=variant), cfg, "2026-01-02T03:04:05Z")
         same = validate_export(path, fmt, expect(with_variant=variant), written=written)
         assert same == report
+        rows = long_rows(recs(variant=variant), cfg)  # as publish does: no generated_at column
+        assert Columns.GeneratedAt not in rows.columns
+        stamp = "2026-01-02T03:04:05Z"
+        assert validate_export(path, fmt, expect(with_variant=variant), written=rows, generated_at=stamp) == report
     back = read_export(path, fmt).with_columns(
         pl.col(Columns.Rank).cast(pl.Int32), pl.col(Columns.Score).cast(pl.Float64)
     )
@@ -176,6 +181,85 @@ def test_the_byte_check_reads_the_file_in_chunks(tmp_path: Path, monkeypatch: py
     data = path.read_bytes()
     path.write_bytes(data[:-1])
     assert "does not end with a line end" in validate_export(path, "csv", expect(), written=written).problems[0]
+
+
+def test_rows_in_file_order_are_not_copied_and_others_are_sorted(tmp_path: Path) -> None:
+    """sort_rows returns the frame itself when in (user, rank) order; any order writes the same bytes."""
+    ordered = recs().sort(Columns.User, Columns.Rank)
+    assert sort_rows(ordered) is ordered
+    assert sort_rows(recs()) is not recs()  # USERS are not in byte order
+    within = ordered.with_columns(pl.col(Columns.Rank).reverse().over(Columns.User))  # ranks fall inside a user
+    assert sort_rows(within)[Columns.Rank].to_list() == ordered[Columns.Rank].to_list()
+    shuffled = ordered.sample(fraction=1.0, shuffle=True, seed=3)
+    for fmt in ("csv", "parquet", "jsonl", "csv_wide"):
+        cfg = ExportConfig(format=fmt)
+        a, b = tmp_path / f"a.{fmt}", tmp_path / f"b.{fmt}"
+        write_export(ordered, a, cfg, k=K, generated_at="2026-01-02T03:04:05Z")
+        write_export(shuffled, b, cfg, k=K, generated_at="2026-01-02T03:04:05Z")
+        assert a.read_bytes() == b.read_bytes(), fmt
+
+
+def test_csv_written_in_chunks_holds_the_bytes_of_one_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CSV is written a few rows at a time, generated_at added per chunk: the bytes of one write of all rows."""
+    import recctl.export as export
+
+    users = USERS + ["\tu4", "u5"]
+    frame = recs(users)
+    cfg = ExportConfig()
+    one_write = tmp_path / "one.csv"
+    neutralise_formulas(long_rows(frame, cfg, "2026-01-02T03:04:05Z")).write_csv(
+        one_write, float_precision=cfg.float_precision
+    )
+    monkeypatch.setattr(export, "_WRITE_CHUNK_ROWS", 4)
+    path = tmp_path / "out.csv"
+    assert write_export(frame, path, cfg, k=K, generated_at="2026-01-02T03:04:05Z") == 15
+    assert path.read_bytes() == one_write.read_bytes()
+    empty = tmp_path / "empty.csv"
+    write_export(frame.clear(), empty, cfg, k=K, generated_at="2026-01-02T03:04:05Z")
+    assert empty.read_text().splitlines() == ["user_id,rank,item_id,score,model,generated_at,source"]
+
+
+@pytest.mark.parametrize(
+    ("frame", "exp"),
+    [
+        (recs(), {}),
+        (recs().filter(pl.col(Columns.User) != "u3"), {}),
+        (recs().filter(pl.col(Columns.Rank) != 3), {}),
+        (recs(USERS + ["intruder"]).with_columns(pl.lit("GHOST").alias(Columns.Item)), {}),
+        (
+            recs(),
+            {
+                "item_mask": np.array([False, True, True, True, True, True]),
+                "exclusions": sp.csr_matrix(np.ones((4, 6))),
+            },
+        ),
+    ],
+)
+def test_validation_in_chunks_reports_what_one_pass_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, frame: pl.DataFrame, exp: dict
+) -> None:
+    """Rows grouped per user and ids looked up a few rows at a time: the same report, word for word."""
+    import recctl.export as export
+
+    path = tmp_path / "out.csv"
+    write_export(frame, path, ExportConfig(), k=K, generated_at="2026-01-02T03:04:05Z")
+    written = long_rows(frame, ExportConfig())
+    whole = validate_export(path, "csv", expect(**exp), written=written, generated_at="2026-01-02T03:04:05Z")
+    monkeypatch.setattr(export, "_GROUP_CHUNK_ROWS", 2)
+    monkeypatch.setattr(export, "_PAIR_CHUNK", 2)
+    chunked = validate_export(path, "csv", expect(**exp), written=written, generated_at="2026-01-02T03:04:05Z")
+    assert chunked == whole
+    assert chunked == validate_export(path, "csv", expect(**exp))  # and what reading the file back finds
+
+
+def test_a_generated_at_with_a_line_end_is_checked_by_parsing_the_file(tmp_path: Path) -> None:
+    """Rows written without their generated_at column: its value still decides how the file is checked."""
+    stamp = "2026-01-02\n03:04:05Z"
+    path = tmp_path / "out.csv"
+    write_export(recs(), path, ExportConfig(), k=K, generated_at=stamp)
+    written = long_rows(recs(), ExportConfig())
+    assert validate_export(path, "csv", expect(), written=written, generated_at=stamp).ok
+    assert not validate_export(path, "csv", expect(), written=written).ok  # line ends counted: 9 rows, 18 lines
 
 
 def test_ids_with_line_ends_are_checked_by_parsing_the_file(tmp_path: Path) -> None:
