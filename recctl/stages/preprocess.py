@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from recctl.artifacts import INTERMEDIATE_PARQUET, Manifest, atomic_path
@@ -239,12 +240,25 @@ def _held_out_pairs(cfg: Config, user_map: pl.DataFrame, item_map: pl.DataFrame)
 def _write(run: StageRun, frame: pl.DataFrame, path: Path, *, text: tuple[str, ...] = ()) -> None:
     """Write ``frame`` atomically; the ``text`` columns (Enums while preprocess runs) as strings.
 
-    The cast happens while the file is written, a batch at a time, so no full string copy of
-    a per-event column is ever held. Written as every file recctl reads back itself is
-    (:data:`recctl.artifacts.INTERMEDIATE_PARQUET`).
+    Written as every file recctl reads back itself is (:data:`recctl.artifacts.INTERMEDIATE_PARQUET`).
+    The ``text`` columns go to Parquet as what they are, dictionary-encoded strings: the Enum's
+    codes are the dictionary indices, so no string is built per event (a polars cast to String
+    then re-encoded each value: events.parquet 0.5 against 0.33 CPU-s at 5M events). The Arrow
+    schema is not stored in the file, so every reader sees plain strings, as before; timestamps
+    keep their UTC zone from the Parquet type (another zone takes the polars path below).
     """
     with atomic_path(path) as tmp:
-        frame.lazy().with_columns(pl.col(c).cast(pl.String) for c in text).sink_parquet(tmp, **INTERMEDIATE_PARQUET)
+        if text and all(getattr(d, "time_zone", "UTC") in ("UTC", None) for d in frame.schema.values()):
+            pq.write_table(
+                frame.to_arrow(),
+                tmp,
+                compression=INTERMEDIATE_PARQUET["compression"],
+                write_statistics=INTERMEDIATE_PARQUET["statistics"],
+                use_dictionary=list(text),
+                store_schema=False,
+            )
+        else:
+            frame.lazy().with_columns(pl.col(c).cast(pl.String) for c in text).sink_parquet(tmp, **INTERMEDIATE_PARQUET)
     run.add_output(path, frame.height)
 
 
