@@ -600,11 +600,13 @@ def validate_export(
             )
         del denied
     if exp.exclusions is not None and exp.exclusions.nnz:
-        users_index = pl.DataFrame({"_id": exp.user_ids}).with_row_index("_at")
+        # one look-up per run of a user's rows (the rows are in user order), repeated over the run
+        runs = frame[Columns.User].rle().struct.unnest()
+        user_idx = np.repeat(_positions(runs["value"], exp.user_ids), runs["len"].to_numpy())
+        del runs
         hit = np.zeros(frame.height, dtype=bool)
         for lo in range(0, frame.height, _PAIR_CHUNK):  # scipy's pair look-up makes per-pair temporaries
-            u = _positions(frame[Columns.User].slice(lo, _PAIR_CHUNK), exp.user_ids, users_index)
-            i = item_idx[lo : lo + _PAIR_CHUNK]
+            u, i = user_idx[lo : lo + _PAIR_CHUNK], item_idx[lo : lo + _PAIR_CHUNK]
             known = np.flatnonzero((u >= 0) & (i >= 0))
             hit[lo + known] = np.asarray(exp.exclusions[u[known], i[known]]).ravel() != 0
         if hit.any():
@@ -638,14 +640,12 @@ def _per_user(frame: pl.DataFrame, aggs: list[pl.Expr]) -> pl.DataFrame:
     return pl.concat(parts)
 
 
-def _positions(values: pl.Series, ids: pl.Series, index: pl.DataFrame | None = None) -> np.ndarray:
+def _positions(values: pl.Series, ids: pl.Series) -> np.ndarray:
     """Each value's position in ``ids`` (an id map: index -> id), -1 when absent, as int32/int64.
 
-    Looked up ``_PAIR_CHUNK`` values at a time (a join of every row at once held its copy);
-    ``index`` is ``ids`` with their row index, when the caller has it already.
+    Looked up ``_PAIR_CHUNK`` values at a time (a join of every row at once held its copy).
     """
-    if index is None:
-        index = pl.DataFrame({"_id": ids}).with_row_index("_at")
+    index = pl.DataFrame({"_id": ids}).with_row_index("_at")
     small = len(ids) < 2**31 - 1
     dtype = pl.Int32 if small else pl.Int64
     out = np.empty(len(values), dtype=np.int32 if small else np.int64)
