@@ -18,6 +18,8 @@ import pickle
 import platform
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -37,7 +39,9 @@ __all__ = [
     "Manifest",
     "atomic_path",
     "config_hash",
+    "file_identity",
     "file_record",
+    "known_sha256",
     "library_versions",
     "load_pickle_checked",
     "model_stamp",
@@ -159,18 +163,95 @@ def _library_versions() -> dict[str, str]:
 
 @dataclass
 class FileRecord:
-    """One input or output file of a stage: where it is, its hash, and its row count."""
+    """One input or output file of a stage: where it is, its hash, its row count, its identity.
+
+    ``identity`` is :func:`file_identity` of the file as it was hashed, or ``None`` (manifests
+    written before it existed, a file still changing when it was hashed): while a file's identity
+    is unchanged, its recorded sha256 is reused instead of reading the file again
+    (:func:`known_sha256`; docs/architecture.md, "The artifact contract").
+    """
 
     path: str
     sha256: str
     bytes: int
     rows: int | None = None
+    identity: list[int] | None = None
+
+
+#: a file whose last change (ctime) is this recent when it is hashed gets no identity: a file
+#: system stamps times from a clock that ticks coarsely (a jiffy on Linux, 2 s on FAT), so a
+#: second write within the same tick could leave the identity as it was. Files recctl has just
+#: written itself, under the workdir lock, are exempt (``own=True``).
+RACY_NS = 2_000_000_000
+
+
+def file_identity(st: os.stat_result) -> list[int]:
+    """A file's identity: ``[st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns]``.
+
+    Any write to the file, a truncation, a rename over it or a ``chmod`` changes it; ctime cannot
+    be set by a user process, so an edit that restores the size and modification time (``touch
+    -r``, ``os.utime``) still changes it. Adding or removing a hard link changes it too.
+    """
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _hash_with_identity(path: Path, *, own: bool) -> tuple[str, list[int] | None]:
+    """sha256 of ``path`` and its identity, ``None`` when the identity cannot vouch for the hash
+    (the file changed while it was read, or changed within :data:`RACY_NS` before, unless ``own``)."""
+    before = path.stat()
+    started = time.time_ns()
+    digest = sha256_file(path)
+    identity = file_identity(before)
+    if file_identity(path.stat()) != identity or (not own and started - before.st_ctime_ns < RACY_NS):
+        return digest, None
+    return digest, identity
+
+
+#: sha256 by (path, identity) for the life of the process: one command checks the freshness of
+#: several stages, each walking up to the same raw files
+_SEEN: dict[tuple[str, tuple[int, ...]], str] = {}
+_SEEN_LOCK = threading.Lock()
+
+
+def known_sha256(path: str | os.PathLike[str], record: FileRecord | None = None) -> str:
+    """The sha256 of ``path`` now: ``record``'s when the file's identity is the one it recorded.
+
+    For freshness and bookkeeping (is an input still the file a stage read, is a file recctl is
+    about to delete still the one it wrote), never as the gate before trusting a file's content
+    (model files and bundle arrays are hashed before they are loaded). Otherwise hashed, at most
+    once per process per identity.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be read.
+    """
+    p = Path(path)
+    identity = file_identity(p.stat())
+    if record is not None and record.identity is not None and list(record.identity) == identity:
+        return record.sha256
+    key = (str(p), tuple(identity))
+    with _SEEN_LOCK:
+        seen = _SEEN.get(key)
+    if seen is not None:
+        return seen
+    digest, settled = _hash_with_identity(p, own=False)
+    if settled is not None:
+        with _SEEN_LOCK:
+            _SEEN[(str(p), tuple(settled))] = digest
+    return digest
 
 
 def file_record(
-    path: str | os.PathLike[str], rows: int | None = None, *, relative_to: Path | None = None, sha256: str | None = None
+    path: str | os.PathLike[str],
+    rows: int | None = None,
+    *,
+    relative_to: Path | None = None,
+    sha256: str | None = None,
+    known: FileRecord | None = None,
+    own: bool = False,
 ) -> FileRecord:
-    """Hash ``path`` and describe it for a manifest.
+    """Hash ``path`` and describe it for a manifest, with its identity (:func:`file_identity`).
 
     Parameters
     ----------
@@ -183,13 +264,27 @@ def file_record(
     sha256
         The file's hash when the caller has just computed it from the very bytes it wrote (a
         multi-GB bundle array is not read back to hash it twice).
+    known
+        An earlier record of the same file (an upstream stage's output record): its sha256 is
+        reused when the file's identity is unchanged since.
+    own
+        The file was just written by this recctl process (a stage output in its staging directory):
+        its identity is recorded even though it changed a moment ago (:data:`RACY_NS`).
     """
     p = Path(path)
     shown = str(p)
     if relative_to is not None:
         with contextlib.suppress(ValueError):
             shown = os.path.relpath(p.resolve(), relative_to.resolve())
-    return FileRecord(path=shown, sha256=sha256 or sha256_file(p), bytes=p.stat().st_size, rows=rows)
+    st = p.stat()
+    identity: list[int] | None = file_identity(st)
+    if sha256 is None and known is not None and known.identity is not None and list(known.identity) == identity:
+        sha256 = known.sha256
+    elif sha256 is None:
+        sha256, identity = _hash_with_identity(p, own=own)
+    elif not own:
+        identity = None  # a hash the caller computed from bytes recctl did not write: no identity
+    return FileRecord(path=shown, sha256=sha256, bytes=st.st_size, rows=rows, identity=identity)
 
 
 @dataclass
@@ -220,8 +315,13 @@ class Manifest:
     upstream: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the manifest as plain JSON-serialisable data."""
-        return asdict(self)
+        """Return the manifest as plain JSON-serialisable data (a record without identity has no key)."""
+        data = asdict(self)
+        for where in ("inputs", "outputs"):
+            for rec in data[where]:
+                if rec.get("identity") is None:
+                    rec.pop("identity", None)
+        return data
 
     def output(self, name: str) -> FileRecord:
         """Return the output record whose path ends with ``name``."""
@@ -309,14 +409,16 @@ _FIELD_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
 }
 
 
+_RECORD_KEYS = {"path", "sha256", "bytes", "rows", "identity"}
+
+
 def _file_record(data: object, where: str) -> FileRecord:
     if not isinstance(data, dict):
         raise ValueError(f"an entry of '{where}' is {_json_name(data)}, expected an object")
     path, sha, size, rows = data.get("path"), data.get("sha256"), data.get("bytes"), data.get("rows")
-    if set(data) - {"path", "sha256", "bytes", "rows"}:
-        raise ValueError(
-            f"an entry of '{where}' has unknown keys {sorted(set(data) - {'path', 'sha256', 'bytes', 'rows'})}"
-        )
+    identity = data.get("identity")
+    if set(data) - _RECORD_KEYS:
+        raise ValueError(f"an entry of '{where}' has unknown keys {sorted(set(data) - _RECORD_KEYS)}")
     if not isinstance(path, str) or not path:
         raise ValueError(f"an entry of '{where}' has no path")
     if not isinstance(sha, str) or len(sha) != 64:
@@ -325,7 +427,13 @@ def _file_record(data: object, where: str) -> FileRecord:
         raise ValueError(f"'{where}' entry {path}: bytes is not a count")
     if rows is not None and (not isinstance(rows, int) or isinstance(rows, bool)):
         raise ValueError(f"'{where}' entry {path}: rows is not a count")
-    return FileRecord(path=path, sha256=sha, bytes=size, rows=rows)
+    if identity is not None and (
+        not isinstance(identity, list)
+        or len(identity) != 5
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in identity)
+    ):
+        raise ValueError(f"'{where}' entry {path}: identity is not a list of 5 integers")
+    return FileRecord(path=path, sha256=sha, bytes=size, rows=rows, identity=identity)
 
 
 def read_manifest(stage_dir: str | os.PathLike[str], *, stage: str | None = None, hint: str | None = None) -> Manifest:
@@ -353,8 +461,14 @@ def read_manifest(stage_dir: str | os.PathLike[str], *, stage: str | None = None
         raise ArtifactError(f"{path}: corrupt or hand-edited manifest ({exc}); {todo}.") from exc
 
 
-def verify_output(stage_dir: str | os.PathLike[str], manifest: Manifest, name: str) -> Path:
+def verify_output(
+    stage_dir: str | os.PathLike[str], manifest: Manifest, name: str, *, trust_identity: bool = False
+) -> Path:
     """Return the path of output ``name`` after checking its sha256 against the manifest.
+
+    ``trust_identity``: a freshness check (is it still the file the stage wrote?): the recorded
+    sha256 stands for the file while its identity is the recorded one (:func:`known_sha256`).
+    Without it the file is read and hashed.
 
     Raises
     ------
@@ -373,7 +487,7 @@ def verify_output(stage_dir: str | os.PathLike[str], manifest: Manifest, name: s
         raise ArtifactError(
             f"{path}: listed in the '{manifest.stage}' manifest but missing; re-run `recctl {manifest.stage}`."
         )
-    actual = sha256_file(path)
+    actual = known_sha256(path, record) if trust_identity else sha256_file(path)
     if actual != record.sha256:
         raise ArtifactError(
             f"{path}: sha256 {actual[:12]}… does not match the '{manifest.stage}' manifest "
@@ -432,7 +546,7 @@ def save_pickle(obj: Any, path: str | os.PathLike[str]) -> FileRecord:
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         pickle.dump(model_stamp(), handle, protocol=PICKLE_PROTOCOL)
         _StablePickler(handle, protocol=PICKLE_PROTOCOL).dump(obj)
-    return file_record(path)
+    return file_record(path, own=True)
 
 
 # -- restricted unpickling -----------------------------------------------------------------

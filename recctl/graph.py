@@ -12,7 +12,8 @@ Every command reads this declaration: ``recctl run`` (order, what to skip), ``re
    (the manifest records each upstream's outputs digest and run id);
 3. the config sections it declares are unchanged (dotted keys: ``recommend.refit_on_all_data``);
 4. its raw inputs (ingest's data files, recommend's allow/deny lists) are the same files with
-   the same sha256, and no new one matches the config; a remote input (a URI, ``engine: spark``)
+   the same sha256 (the recorded one while a file's identity is unchanged: size, times, inode;
+   :func:`recctl.artifacts.known_sha256`), and no new one matches the config; a remote input (a URI, ``engine: spark``)
    is not read on the driver: its fingerprint is its Hadoop file status (length and
    modification time, with the file system's checksum when it offers one: HDFS, S3A ETags),
    recorded as the sha256 of that text (:func:`input_record`);
@@ -46,8 +47,8 @@ from recctl.artifacts import (
     Manifest,
     config_hash,
     file_record,
+    known_sha256,
     read_manifest,
-    sha256_file,
     verify_output,
 )
 from recctl.config import Config, is_uri
@@ -62,6 +63,7 @@ __all__ = [
     "configured",
     "current_update",
     "input_record",
+    "known_records",
     "order",
     "outputs_digest",
     "raw_inputs",
@@ -399,36 +401,43 @@ def _ingest_raw_inputs(cfg: Config, manifest: Manifest | None) -> list[Path | st
     return list(dict.fromkeys(paths))
 
 
-#: sha256 by (path, size, mtime) for the life of the process: one command checks the freshness
-#: of several stages (each walking up to the raw files), and a multi-GB raw event file was hashed
-#: once per check; a file rewritten since has another size or modification time
-_SEEN: dict[tuple[str, int, int], str] = {}
-
-
 class _Hashes:
-    """sha256 of files, computed once per (path, size, mtime) in a process; URIs by file status."""
+    """sha256 of files now: the recorded one while a file's identity is unchanged, else hashed
+    (once per identity in a process, :func:`recctl.artifacts.known_sha256`); URIs by file status."""
 
-    def __init__(self) -> None:
-        self._seen = _SEEN
-
-    def of(self, path: Path | str, cfg: Config) -> str | None:
+    def of(self, path: Path | str, cfg: Config, record: FileRecord | None = None) -> str | None:
         if is_uri(path):
             try:
                 return input_record(cfg, path).sha256
             except Exception:  # noqa: BLE001 - a vanished object (FileNotFoundException through py4j)
                 return None
-        path = Path(path)
         try:
-            st = path.stat()
+            return known_sha256(path, record)
         except OSError:
             return None
-        key = (str(path), st.st_size, st.st_mtime_ns)
-        if key not in self._seen:
-            try:
-                self._seen[key] = sha256_file(path)
-            except OSError:
-                return None
-        return self._seen[key]
+
+
+def known_records(cfg: Config, name: str) -> dict[str, FileRecord]:
+    """Records a run of ``name`` may reuse for its inputs, by absolute path: the outputs of the
+    stages it reads (their manifests) and the inputs its own last run recorded (raw files)."""
+    known: dict[str, FileRecord] = {}
+    workdir = cfg.workdir_path
+    try:
+        own = _try_manifest(cfg, name)
+    except ArtifactError:
+        own = None
+    for rec in own.inputs if own is not None else []:
+        if not is_uri(rec.path):
+            p = Path(rec.path)
+            known[str(p if p.is_absolute() else workdir / p)] = rec
+    for u in upstream_of(cfg, name):
+        try:
+            manifest = _try_manifest(cfg, u)
+        except ArtifactError:
+            continue
+        for rec in manifest.outputs if manifest is not None else []:
+            known[str(stage_dir(cfg, u) / rec.path)] = rec
+    return {str(Path(k).resolve()): v for k, v in known.items()}
 
 
 # -- freshness -----------------------------------------------------------------------------
@@ -493,20 +502,21 @@ def _raw_reason(cfg: Config, name: str, manifest: Manifest, hashes: _Hashes) -> 
     # every recorded input by absolute path (files inside the workdir are recorded relative to it);
     # raw inputs are those outside the workdir, and those the graph lists (a batch appended from
     # inside the workdir, e.g. the service's event log)
-    recorded = {}
+    recorded: dict[str, FileRecord] = {}
     for rec in manifest.inputs:
         if is_uri(rec.path):
-            recorded[rec.path] = rec.sha256
+            recorded[rec.path] = rec
             continue
         p = Path(rec.path)
         full = str(p if p.is_absolute() else workdir / p)
         if not _inside(Path(full), workdir) or full in now:
-            recorded[full] = rec.sha256
+            recorded[full] = rec
     for path in now:
         if path not in recorded:
             return f"new raw input {path}"
-    for path, sha in recorded.items():
-        actual = hashes.of(path, cfg)
+    for path, rec in recorded.items():
+        sha = rec.sha256
+        actual = hashes.of(path, cfg, rec)
         if actual is None:
             return f"raw input {path} is gone"
         if actual != sha and is_uri(path):
@@ -630,7 +640,8 @@ def _check(
     names = [r.path for r in manifest.outputs] if verify is True else list(verify or [])
     for out in names:
         try:
-            path = verify_output(stage_dir(cfg, name), manifest, out)
+            # freshness: the recorded sha256 stands while the output's identity is unchanged
+            path = verify_output(stage_dir(cfg, name), manifest, out, trust_identity=True)
         except ArtifactError as exc:
             return Stale(name, f"output {out} changed or missing ({exc})")
         broken = _unreadable_parquet(path)

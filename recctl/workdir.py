@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from recctl import clock
-from recctl.artifacts import MANIFEST_NAME, sha256_file, write_json_atomic
+from recctl.artifacts import MANIFEST_NAME, FileRecord, known_sha256, sha256_file, write_json_atomic
 from recctl.errors import BusyError, ConfigError, MachineError, RecctlError, machine_fault, writing_into
 
 __all__ = [
@@ -344,8 +344,12 @@ def _remove(path: Path) -> None:
 
 
 # -- deleting only what recctl recorded ---------------------------------------------------
-def remove_recorded(directory: Path, recorded: dict[str, str], *, keep_in: Path) -> list[str]:
+def remove_recorded(directory: Path, recorded: dict[str, FileRecord | str], *, keep_in: Path) -> list[str]:
     """Delete ``directory``'s files whose relative path and sha256 are in ``recorded``.
+
+    ``recorded`` maps a relative path to its sha256, or to its manifest record: then the recorded
+    sha256 stands while the file's identity is the recorded one (bookkeeping: the file is being
+    deleted, not read; :func:`recctl.artifacts.known_sha256`).
 
     Whatever else is in it (a file recctl did not write, or one changed since) is moved under
     ``keep_in`` and returned, never deleted.
@@ -357,10 +361,12 @@ def remove_recorded(directory: Path, recorded: dict[str, str], *, keep_in: Path)
             with contextlib.suppress(OSError):
                 path.rmdir()  # empty once its recorded files are gone
             continue
-        sha = recorded.get(rel)
-        if sha is not None and path.is_file() and not path.is_symlink() and sha256_file(path) == sha:
-            path.unlink()
-            continue
+        rec = recorded.get(rel)
+        if rec is not None and path.is_file() and not path.is_symlink():
+            sha = rec if isinstance(rec, str) else rec.sha256
+            if known_sha256(path, None if isinstance(rec, str) else rec) == sha:
+                path.unlink()
+                continue
         kept.append(rel)
     if kept:
         keep_in.parent.mkdir(parents=True, exist_ok=True)

@@ -25,9 +25,10 @@ from recctl.artifacts import (
     FileRecord,
     Manifest,
     config_hash,
+    file_identity,
     file_record,
+    known_sha256,
     read_manifest,
-    sha256_file,
     utc_now,
 )
 from recctl.config import Config, is_uri
@@ -79,7 +80,7 @@ def swap_in(staging: Path, final: Path) -> None:
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     old = None
-    recorded: dict[str, str] = {}
+    recorded: dict[str, FileRecord | str] = {}
     if final.exists():
         recorded = _recorded_files(final)
         old = final.with_name(f".{final.name}.old-{os.getpid()}-{time.time_ns()}")
@@ -98,14 +99,15 @@ def swap_in(staging: Path, final: Path) -> None:
             )
 
 
-def _recorded_files(stage_dir: Path) -> dict[str, str]:
-    """Relative path -> sha256 of the files a stage directory's manifest says recctl wrote."""
+def _recorded_files(stage_dir: Path) -> dict[str, FileRecord | str]:
+    """Relative path -> record (sha256, identity) of the files a stage directory's manifest says
+    recctl wrote, the manifest itself included."""
     try:
         manifest = read_manifest(stage_dir)
     except ArtifactError:
         return {}  # an unreadable manifest vouches for nothing
-    recorded = {Path(r.path).as_posix(): r.sha256 for r in manifest.outputs}
-    recorded[MANIFEST_NAME] = sha256_file(stage_dir / MANIFEST_NAME)
+    recorded: dict[str, FileRecord | str] = {Path(r.path).as_posix(): r for r in manifest.outputs}
+    recorded[MANIFEST_NAME] = known_sha256(stage_dir / MANIFEST_NAME)
     return recorded
 
 
@@ -150,15 +152,22 @@ class StageRun:
         # session); local files by sha256, in the background when asked
         remote = [graph.input_record(cfg, p, rows.get(str(p))) for p in paths if is_uri(p)]
         local = [Path(p) for p in paths if not is_uri(p)]
+        # an upstream output or a raw file recorded before keeps its sha256 while its identity is
+        # unchanged (freshness bookkeeping: the stage reads the file itself, not the record)
+        known = graph.known_records(cfg, stage)
+
+        def record(p: Path) -> FileRecord:
+            return file_record(p, rows.get(str(p)), known=known.get(str(p.resolve())))
+
         if hash_inputs_in_background:
             # hashing a multi-GB export costs ~0.7 s/GB; hashlib releases the GIL, so a stage
             # whose own work leaves a core idle at times (polars streaming) hides part of it
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash-inputs")
-            self._pending_inputs = pool.submit(lambda: remote + [file_record(p, rows.get(str(p))) for p in local])
+            self._pending_inputs = pool.submit(lambda: remote + [record(p) for p in local])
             pool.shutdown(wait=False)
             records: list[FileRecord] = []
         else:
-            records = remote + [file_record(p, rows.get(str(p))) for p in local]
+            records = remote + [record(p) for p in local]
         self.manifest = Manifest(
             stage=stage,
             config_section=section,
@@ -205,7 +214,7 @@ class StageRun:
 
     def add_output(self, path: Path, rows: int | None = None, *, sha256: str | None = None) -> None:
         """Record an output file (already written inside ``self.dir``); ``sha256`` when already known."""
-        self.manifest.outputs.append(file_record(path, rows, relative_to=self.dir, sha256=sha256))
+        self.manifest.outputs.append(file_record(path, rows, relative_to=self.dir, sha256=sha256, own=True))
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:
@@ -214,6 +223,7 @@ class StageRun:
                 return
             self.input_records()
             self._record_unlisted()
+            self._settle_identities()
             self.manifest.finished_at = utc_now()
             self.manifest.duration_s = round(time.perf_counter() - self._t0, 3)
             self.manifest.summary = self.summary
@@ -222,6 +232,21 @@ class StageRun:
             self.dir = self.final_dir
         finally:
             self._lock.__exit__(None, None, None)
+
+    def _settle_identities(self) -> None:
+        # a stage may hard-link an output after recording it (serve-export keeps a version of
+        # the bundle), which changes only its ctime; take that ctime now, so the next run's
+        # recorded deletion does not hash the file again. Anything else about the file changed
+        # (size, mtime, inode): no identity, hashed when next needed.
+        for rec in self.manifest.outputs:
+            if rec.identity is None:
+                continue
+            try:
+                now = file_identity((self.dir / rec.path).stat())
+            except OSError:
+                rec.identity = None
+                continue
+            rec.identity = now if now[:4] == list(rec.identity)[:4] else None
 
     def _record_unlisted(self) -> None:
         # every file a stage leaves in its directory is an output: recorded, hashed, and so
