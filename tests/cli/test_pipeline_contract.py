@@ -185,3 +185,23 @@ def test_truncated_parquet_with_a_rewritten_hash_exits_5(shop: Path) -> None:
     res = invoke("preprocess", shop)
     assert res.exit_code == 5, res.output
     assert "is corrupt" in flat(res.stderr) and "recctl ingest" in res.stderr
+
+
+def test_a_reexport_deletes_the_previous_bundle_without_reading_it(shop: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recctl import artifacts
+
+    ok("serve-export", shop, "-q")  # the copy's files have new identities: this export records its own
+    hashed: list[str] = []
+    real = artifacts.sha256_file
+
+    def counting(path: Any) -> str:
+        hashed.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(artifacts, "sha256_file", counting)
+    ok("serve-export", shop, "-q")
+    old = [p for p in hashed if ".export.old-" in p]
+    # only the old manifest itself is read; its bundle files are known by identity (hard-linked
+    # into a version after they were recorded: StageRun took the ctime that link gave them)
+    assert [Path(p).name for p in old] == ["manifest.json"], old
+    assert not (Path(yaml.safe_load(shop.read_text())["workdir"]) / ".recctl" / "kept").exists()
