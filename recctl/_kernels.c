@@ -313,39 +313,8 @@ done:
  * ever written: per call, one float, one int and one byte per entity are the whole workspace.
  */
 
-typedef struct {
-    float v;
-    int32_t c;
-} neighbour;
-
-/* a ranks below b: a lower value, or the same value and a higher column */
-static inline int nb_worse(const neighbour *a, const neighbour *b) {
-    return a->v < b->v || (a->v == b->v && a->c > b->c);
-}
-
-static inline void nb_sift_down(neighbour *heap, Py_ssize_t size, Py_ssize_t pos) {
-    neighbour item = heap[pos];
-    for (;;) {
-        Py_ssize_t child = 2 * pos + 1;
-        if (child >= size) break;
-        if (child + 1 < size && nb_worse(&heap[child + 1], &heap[child])) child++;
-        if (!nb_worse(&heap[child], &item)) break;
-        heap[pos] = heap[child];
-        pos = child;
-    }
-    heap[pos] = item;
-}
-
-static inline void nb_sift_up(neighbour *heap, Py_ssize_t pos) {
-    neighbour item = heap[pos];
-    while (pos > 0) {
-        Py_ssize_t parent = (pos - 1) / 2;
-        if (!nb_worse(&item, &heap[parent])) break;
-        heap[pos] = heap[parent];
-        pos = parent;
-    }
-    heap[pos] = item;
-}
+/* the heap holds (value, column) pairs as `entry`s (score, index) and ranks them with `worse`, as
+ * select_f32 does: a lower value, or the same value and a higher column, ranks below */
 
 /* a 1-D C-contiguous buffer of int32 ('i', or 'l' where long is 4 bytes), float32 or int64 */
 static int check_vector(const Py_buffer *view, const char *name, char fmt, Py_ssize_t length) {
@@ -442,7 +411,7 @@ NO_FP_CONTRACT_ATTR static PyObject *knn_rows(PyObject *self, PyObject *args) {
     float *sums = NULL;
     int32_t *touched = NULL;
     unsigned char *seen = NULL;
-    neighbour *heap = NULL;
+    entry *heap = NULL;
     int cosine = src[7] != Py_None;
     for (int b = 0; b < 11; b++) {
         if (b == 7 && !cosine) continue;
@@ -474,7 +443,7 @@ NO_FP_CONTRACT_ATTR static PyObject *knn_rows(PyObject *self, PyObject *args) {
     sums = (float *)PyMem_RawCalloc((size_t)n + 1, sizeof(float));
     touched = (int32_t *)PyMem_RawMalloc(((size_t)n + 1) * sizeof(int32_t));
     seen = (unsigned char *)PyMem_RawCalloc((size_t)n + 1, 1);
-    heap = (neighbour *)PyMem_RawMalloc((size_t)keep * sizeof(neighbour));
+    heap = (entry *)PyMem_RawMalloc((size_t)keep * sizeof(entry));
     if (sums == NULL || touched == NULL || seen == NULL || heap == NULL) {
         PyErr_NoMemory();
         goto done;
@@ -514,25 +483,25 @@ NO_FP_CONTRACT_ATTR static PyObject *knn_rows(PyObject *self, PyObject *args) {
                     v = den > 0.0f ? v / den : 0.0f;
                 }
                 if (!(v > 0.0f)) continue;
-                neighbour e = {v, k};
+                entry e = {v, k};
                 if (size < keep) {
                     heap[size] = e;
-                    nb_sift_up(heap, size);
+                    sift_up(heap, size);
                     size++;
-                } else if (nb_worse(&heap[0], &e)) {
+                } else if (worse(&heap[0], &e)) {
                     heap[0] = e;
-                    nb_sift_down(heap, size, 0);
+                    sift_down(heap, size, 0);
                 }
             }
             /* the kept entries by column (insertion sort: keep is small) */
             for (Py_ssize_t p = 1; p < size; p++) {
-                neighbour e = heap[p];
+                entry e = heap[p];
                 Py_ssize_t q = p;
-                for (; q > 0 && heap[q - 1].c > e.c; q--) heap[q] = heap[q - 1];
+                for (; q > 0 && heap[q - 1].i > e.i; q--) heap[q] = heap[q - 1];
                 heap[q] = e;
             }
             for (Py_ssize_t p = 0; p < size; p++) {
-                out_indices[written + p] = heap[p].c;
+                out_indices[written + p] = (int32_t)heap[p].i;
                 out_data[written + p] = heap[p].v;
             }
             written += size;
