@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from recctl import clock
+from recctl import artifacts, clock
 from tests.spark_session import spark  # noqa: F401 - the one SparkSession of the test session
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +47,20 @@ def set_now() -> Iterator[Any]:
 
     yield install
     clock.set_clock(previous)
+
+
+@pytest.fixture
+def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths sha256_file reads, in order (every hashing path goes through artifacts.sha256_file)."""
+    calls: list[str] = []
+    real = artifacts.sha256_file
+
+    def counting(path: Any) -> str:
+        calls.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(artifacts, "sha256_file", counting)
+    return calls
 
 
 @pytest.fixture(scope="session")

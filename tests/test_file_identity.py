@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -19,20 +18,6 @@ from recctl import artifacts
 from recctl.artifacts import FileRecord, Manifest, file_record, known_sha256, sha256_file
 from recctl.cli.main import app
 from tests.conftest import write_config
-
-
-@pytest.fixture
-def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The paths sha256_file reads, in order (every hashing path goes through artifacts.sha256_file)."""
-    calls: list[str] = []
-    real = artifacts.sha256_file
-
-    def counting(path: Any) -> str:
-        calls.append(str(path))
-        return real(path)
-
-    monkeypatch.setattr(artifacts, "sha256_file", counting)
-    return calls
 
 
 def _next_tick(path: Path) -> None:

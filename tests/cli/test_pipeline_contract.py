@@ -187,18 +187,9 @@ def test_truncated_parquet_with_a_rewritten_hash_exits_5(shop: Path) -> None:
     assert "is corrupt" in flat(res.stderr) and "recctl ingest" in res.stderr
 
 
-def test_a_reexport_deletes_the_previous_bundle_without_reading_it(shop: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from recctl import artifacts
-
+def test_a_reexport_deletes_the_previous_bundle_without_reading_it(shop: Path, hashed: list[str]) -> None:
     ok("serve-export", shop, "-q")  # the copy's files have new identities: this export records its own
-    hashed: list[str] = []
-    real = artifacts.sha256_file
-
-    def counting(path: Any) -> str:
-        hashed.append(str(path))
-        return real(path)
-
-    monkeypatch.setattr(artifacts, "sha256_file", counting)
+    hashed.clear()
     ok("serve-export", shop, "-q")
     old = [p for p in hashed if ".export.old-" in p]
     # only the old manifest itself is read; its bundle files are known by identity (hard-linked
