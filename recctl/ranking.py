@@ -43,6 +43,7 @@ __all__ = [
     "ScoreFn",
     "TopK",
     "block_rows_for",
+    "compiled_kernels_wanted",
     "iter_top_k",
     "mask_scores",
     "max_threads",
@@ -84,7 +85,7 @@ def selection_backend() -> str:
     """Which top-K selection runs: ``"compiled"`` or ``"numpy (<why>)"`` (shown by ``recctl info``)."""
     if _SELECT_F32 is None:
         return f"numpy (recctl._kernels not built: {_COMPILED_MISSING}; reinstall with `pip install -e .`)"
-    if os.environ.get(SELECTION_ENV, "").strip().lower() == "numpy":
+    if not compiled_kernels_wanted():
         return f"numpy ({SELECTION_ENV}=numpy)"
     return "compiled"
 
@@ -367,14 +368,18 @@ def select_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     n, n_items = scores.shape
     if n == 0 or n_items == 0 or k <= 0:
         return np.full((n, max(k, 0)), -1, np.int64), np.full((n, max(k, 0)), -np.inf, np.float32)
-    if _SELECT_F32 is not None and scores.dtype == np.float32 and _compiled_wanted():
+    if _SELECT_F32 is not None and scores.dtype == np.float32 and compiled_kernels_wanted():
         return _select_compiled(scores, k)
     return _select_numpy(scores, k)
 
 
-def _compiled_wanted() -> bool:
-    # read per call (a dictionary lookup per block): a benchmark or a debugging session can
-    # switch paths in one process
+def compiled_kernels_wanted() -> bool:
+    """False when ``RECCTL_TOPK_SELECTION=numpy`` asks every compiled kernel (the top-K selection,
+    item-kNN's ``knn_rows``) to give way to its numpy path.
+
+    Read per call (a dictionary lookup per block), so a benchmark or a debugging session can
+    switch paths in one process.
+    """
     return os.environ.get(SELECTION_ENV, "").strip().lower() != "numpy"
 
 
@@ -417,7 +422,7 @@ def _block_top_k(
     if excluded_cols is not None and len(excluded_cols):
         scores[:, excluded_cols] = -np.inf
     seen = _excluded_rows(exclude, users)
-    if _SELECT_F32 is not None and k > 0 and scores.shape[1] and _compiled_wanted():
+    if _SELECT_F32 is not None and k > 0 and scores.shape[1] and compiled_kernels_wanted():
         # the compiled selection writes the seen items to -inf row by row as it reads the row
         items, top = _select_compiled(scores, k, seen)
         return TopK(users, items, top)

@@ -9,7 +9,6 @@ normalisation, and per-user score normalisation for blending.
 
 from __future__ import annotations
 
-import os
 import queue
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -61,11 +60,9 @@ _KNN_ROWS = _load_knn_rows()
 
 def _compiled_kernel() -> Callable[..., None] | None:
     """``knn_rows`` unless it is missing or ``RECCTL_TOPK_SELECTION=numpy`` asks for numpy."""
-    from recctl.ranking import SELECTION_ENV
+    from recctl.ranking import compiled_kernels_wanted
 
-    if os.environ.get(SELECTION_ENV, "").strip().lower() == "numpy":
-        return None
-    return _KNN_ROWS
+    return _KNN_ROWS if compiled_kernels_wanted() else None
 
 
 def binarize(mat: sp.csr_matrix) -> sp.csr_matrix:
