@@ -86,9 +86,7 @@ _STEPS = (
     "index_events",
     "sort_events",
     "assign_splits",
-    "pair_order",
-    "decay_weights",
-    "aggregate",
+    "LabelledEvents",
     "check_weights",
     "_write",
 )

@@ -316,19 +316,24 @@ done:
 /* the heap holds (value, column) pairs as `entry`s (score, index) and ranks them with `worse`, as
  * select_f32 does: a lower value, or the same value and a higher column, ranks below */
 
-/* a 1-D C-contiguous buffer of int32 ('i', or 'l' where long is 4 bytes), float32 or int64 */
+/* a 1-D C-contiguous buffer of the type `fmt` names, as the struct module spells it: 'q' int64,
+ * 'Q' uint64, 'i' int32, 'I' uint32, 'B' uint8, 'f' float32, 'd' float64 (a C long of the same size is
+ * accepted for the integer types); -1 length: any */
 static int check_vector(const Py_buffer *view, const char *name, char fmt, Py_ssize_t length) {
     char got = format_char(view);
     int ok;
-    if (fmt == 'q')
-        ok = (got == 'l' || got == 'q') && view->itemsize == 8;
-    else if (fmt == 'i')
-        ok = (got == 'i' || got == 'l') && view->itemsize == 4;
-    else
-        ok = got == 'f' && view->itemsize == 4;
+    const char *type;
+    switch (fmt) {
+        case 'q': ok = (got == 'l' || got == 'q') && view->itemsize == 8; type = "int64"; break;
+        case 'Q': ok = (got == 'L' || got == 'Q') && view->itemsize == 8; type = "uint64"; break;
+        case 'i': ok = (got == 'i' || got == 'l') && view->itemsize == 4; type = "int32"; break;
+        case 'I': ok = (got == 'I' || got == 'L') && view->itemsize == 4; type = "uint32"; break;
+        case 'B': ok = got == 'B' && view->itemsize == 1; type = "uint8"; break;
+        case 'd': ok = got == 'd' && view->itemsize == 8; type = "float64"; break;
+        default: ok = got == 'f' && view->itemsize == 4; type = "float32"; break;
+    }
     if (view->ndim != 1 || !ok) {
-        PyErr_Format(PyExc_TypeError, "%s: expected a 1-D C-contiguous %s buffer", name,
-                     fmt == 'q' ? "int64" : fmt == 'i' ? "int32" : "float32");
+        PyErr_Format(PyExc_TypeError, "%s: expected a 1-D C-contiguous %s buffer", name, type);
         return -1;
     }
     if (length >= 0 && view->shape[0] != length) {
@@ -520,16 +525,399 @@ done:
     return result;
 }
 
+/*
+ * lookup_codes, aggregate_runs and counting_order: preprocess's id codes, per-(user, item) aggregates
+ * and events sorted by user (recctl/data/idcodes.py, recctl/data/preprocess.py), each with its numpy /
+ * polars fallback there.
+ */
+
+/* acquire `obj`'s buffer as a 1-D vector of type `fmt` (see check_vector); 0 or -1 with an error set */
+static int acquire(PyObject *obj, Py_buffer *view, const char *name, char fmt, Py_ssize_t length, int writable) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    if (check_vector(view, name, fmt, length) < 0) {
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* an open-addressing slot: a key and its code (EMPTY_CODE: free); 16 bytes, one cache line per probe */
+typedef struct {
+    uint64_t key;
+    uint32_t code;
+    uint32_t pad;
+} code_slot;
+
+#define EMPTY_CODE UINT32_MAX
+/* hashes in flight at once: their slots are prefetched a batch ahead, so the table's cache misses overlap */
+#define LOOKUP_BATCH 16
+
+PyDoc_STRVAR(lookup_codes_doc,
+             "lookup_codes(keys, query, out)\n--\n\n"
+             "Write into ``out`` (uint32, len(query)) the position in ``keys`` (uint64, distinct) of every\n"
+             "value of ``query`` (uint64), or ``len(keys)`` for a value not in ``keys``. An open-addressing\n"
+             "table of the keys (linear probing, at most half full) is built per call. Raises ValueError\n"
+             "when ``keys`` repeat a value. The look-ups run without the GIL.");
+
+static PyObject *lookup_codes(PyObject *self, PyObject *args) {
+    PyObject *keys_obj, *query_obj, *out_obj, *result = NULL;
+    Py_buffer keys_view, query_view, out_view;
+    int held = 0;
+    code_slot *table = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO:lookup_codes", &keys_obj, &query_obj, &out_obj)) return NULL;
+    if (acquire(keys_obj, &keys_view, "keys", 'Q', -1, 0) < 0) goto done;
+    held = 1;
+    if (acquire(query_obj, &query_view, "query", 'Q', -1, 0) < 0) goto done;
+    held = 2;
+    if (acquire(out_obj, &out_view, "out", 'I', query_view.shape[0], 1) < 0) goto done;
+    held = 3;
+    Py_ssize_t n = keys_view.shape[0], m = query_view.shape[0];
+    if ((uint64_t)n >= (uint64_t)EMPTY_CODE) {
+        PyErr_SetString(PyExc_ValueError, "keys: at most 2**32 - 2 keys");
+        goto done;
+    }
+    int bits = 4;
+    while (((Py_ssize_t)1 << bits) < 2 * n) bits++;
+    uint64_t mask = ((uint64_t)1 << bits) - 1;
+    int shift = 64 - bits;
+    table = (code_slot *)PyMem_RawMalloc(((size_t)1 << bits) * sizeof(code_slot));
+    if (table == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const uint64_t *keys = keys_view.buf, *query = query_view.buf;
+    uint32_t *out = out_view.buf;
+    const uint64_t mult = 0x9E3779B97F4A7C15ULL; /* multiplicative hashing: the slot is the product's top bits */
+    Py_ssize_t repeated = -1;
+    Py_BEGIN_ALLOW_THREADS
+    for (uint64_t s = 0; s <= mask; s++) table[s].code = EMPTY_CODE;
+    for (Py_ssize_t c = 0; c < n && repeated < 0; c++) {
+        uint64_t s = (keys[c] * mult) >> shift;
+        while (table[s].code != EMPTY_CODE) {
+            if (table[s].key == keys[c]) {
+                repeated = c;
+                break;
+            }
+            s = (s + 1) & mask;
+        }
+        table[s].key = keys[c];
+        table[s].code = (uint32_t)c;
+    }
+    if (repeated < 0) {
+        uint64_t slots[LOOKUP_BATCH];
+        for (Py_ssize_t lo = 0; lo < m; lo += LOOKUP_BATCH) {
+            Py_ssize_t size = m - lo < LOOKUP_BATCH ? m - lo : LOOKUP_BATCH;
+            for (Py_ssize_t b = 0; b < size; b++) {
+                slots[b] = (query[lo + b] * mult) >> shift;
+                __builtin_prefetch(&table[slots[b]]);
+            }
+            for (Py_ssize_t b = 0; b < size; b++) {
+                uint64_t s = slots[b], q = query[lo + b];
+                uint32_t code = (uint32_t)n;
+                for (; table[s].code != EMPTY_CODE; s = (s + 1) & mask) {
+                    if (table[s].key == q) {
+                        code = table[s].code;
+                        break;
+                    }
+                }
+                out[lo + b] = code;
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (repeated >= 0) {
+        PyErr_Format(PyExc_ValueError, "keys: the value at %zd repeats an earlier key", repeated);
+        goto done;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_RawFree(table);
+    if (held >= 3) PyBuffer_Release(&out_view);
+    if (held >= 2) PyBuffer_Release(&query_view);
+    if (held >= 1) PyBuffer_Release(&keys_view);
+    return result;
+}
+
+/*
+ * aggregate_runs: one row per (user, item) pair of the selected events, from events grouped by user
+ * (in time order within a user where the last weight is asked for), without sorting them by pair. Per user (a run of events), each selected event finds its
+ * item's slot through a per-item stamp (the user's number + 1 when the item was met in this run),
+ * so a pair's events fold into one slot in event order: the weights are summed, maxed or the last
+ * one kept, the latest time kept. The user's slots are then ordered by item (insertion sort for
+ * the usual few, qsort beyond) and appended: the output is in (user, item) order, as a stable sort
+ * by pair followed by a group-by in order gives.
+ */
+
+#define AGG_SUM 0
+#define AGG_MAX 1
+#define AGG_LAST 2
+/* runs of at most this many pairs are ordered by insertion sort */
+#define SMALL_RUN 32
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+PyDoc_STRVAR(aggregate_runs_doc,
+             "aggregate_runs(indptr, items, labels, weights, times, n_items, select, how,\n"
+             "               out_users, out_items, out_weights, out_last)\n--\n\n"
+             "Aggregate the events whose label bit is set in ``select`` (event e is selected when\n"
+             "``select >> labels[e] & 1``) to one row per (user, item), written in (user, item) order;\n"
+             "returns the number of rows. Events are grouped by user: user u's are\n"
+             "``indptr[u]:indptr[u + 1]`` (int64); with how 2, in time order (``times``, int64). ``items``\n"
+             "int32 in [0, n_items), ``labels`` uint8, ``weights`` float64. ``how``: 0 sum, 1 max, 2 the\n"
+             "last event's weight (in event order). Outputs: ``out_users`` / ``out_items`` int32,\n"
+             "``out_weights`` float64, ``out_last`` int64 (the pair's latest time), each at least as long as\n"
+             "the selected events. ``labels`` None selects every event; ``weights`` and ``out_weights``,\n"
+             "``times`` and ``out_last`` may be None together (the distinct pairs alone). Raises ValueError\n"
+             "on an item out of range, or times out of order with how 2.\n"
+             "Runs without the GIL.");
+
+static PyObject *aggregate_runs(PyObject *self, PyObject *args) {
+    PyObject *o[9], *result = NULL;
+    Py_ssize_t n_items;
+    unsigned long select;
+    int how;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOnkiOOOO:aggregate_runs", &o[0], &o[1], &o[2], &o[3], &o[4], &n_items, &select,
+                          &how, &o[5], &o[6], &o[7], &o[8]))
+        return NULL;
+    if (how < AGG_SUM || how > AGG_LAST || n_items < 0 || n_items > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "how must be 0 (sum), 1 (max) or 2 (last); n_items in [0, 2**31)");
+        return NULL;
+    }
+    static const char fmts[9] = {'q', 'i', 'B', 'd', 'q', 'i', 'i', 'd', 'q'};
+    static const char *names[9] = {"indptr", "items", "labels", "weights", "times",
+                                   "out_users", "out_items", "out_weights", "out_last"};
+    Py_buffer views[9];
+    int got[9] = {0};
+    int32_t *stamp = NULL, *slot_of = NULL, *run_items = NULL;
+    double *run_weights = NULL;
+    int64_t *run_last = NULL;
+    uint64_t *order = NULL;
+    /* labels, weights and times may be None (every event selected; no weights / times read or written,
+     * with their outputs None too) */
+    if ((o[3] == Py_None) != (o[7] == Py_None) || (o[4] == Py_None) != (o[8] == Py_None) ||
+        (how == AGG_LAST && (o[3] == Py_None || o[4] == Py_None))) {
+        PyErr_SetString(PyExc_ValueError,
+                        "weights and out_weights, times and out_last go together (and how 2 needs both)");
+        return NULL;
+    }
+    for (int b = 0; b < 9; b++) {
+        if (o[b] == Py_None && (b == 2 || b == 3 || b == 4 || b == 7 || b == 8)) continue;
+        Py_ssize_t length = b >= 2 && b <= 4 ? views[1].shape[0] : -1;
+        if (acquire(o[b], &views[b], names[b], fmts[b], length, b >= 5) < 0) goto done;
+        got[b] = 1;
+    }
+    Py_ssize_t n_users = views[0].shape[0] - 1, n = views[1].shape[0], cap = views[5].shape[0];
+    for (int b = 6; b < 9; b++)
+        if (got[b] && views[b].shape[0] < cap) cap = views[b].shape[0];
+    const int64_t *indptr = views[0].buf, *times = got[4] ? views[4].buf : NULL;
+    const int32_t *items = views[1].buf;
+    const uint8_t *labels = got[2] ? views[2].buf : NULL;
+    const double *weights = got[3] ? views[3].buf : NULL;
+    if (n_users < 0 || indptr[0] != 0 || indptr[n_users] != n) {
+        PyErr_Format(PyExc_ValueError, "indptr: must run from 0 to the %zd events", n);
+        goto done;
+    }
+    Py_ssize_t longest = 0;
+    for (Py_ssize_t u = 0; u < n_users; u++) {
+        if (indptr[u + 1] < indptr[u]) {
+            PyErr_Format(PyExc_ValueError, "indptr: decreases at user %zd", u);
+            goto done;
+        }
+        if (indptr[u + 1] - indptr[u] > longest) longest = indptr[u + 1] - indptr[u];
+    }
+    stamp = (int32_t *)PyMem_RawCalloc((size_t)n_items + 1, sizeof(int32_t));
+    slot_of = (int32_t *)PyMem_RawMalloc(((size_t)n_items + 1) * sizeof(int32_t));
+    run_items = (int32_t *)PyMem_RawMalloc(((size_t)longest + 1) * sizeof(int32_t));
+    run_weights = (double *)PyMem_RawMalloc(((size_t)longest + 1) * sizeof(double));
+    run_last = (int64_t *)PyMem_RawMalloc(((size_t)longest + 1) * sizeof(int64_t));
+    order = (uint64_t *)PyMem_RawMalloc(((size_t)longest + 1) * sizeof(uint64_t));
+    if (!stamp || !slot_of || !run_items || !run_weights || !run_last || !order) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int32_t *out_users = views[5].buf, *out_items = views[6].buf;
+    double *out_weights = got[7] ? views[7].buf : NULL;
+    int64_t *out_last = got[8] ? views[8].buf : NULL;
+    Py_ssize_t written = 0, bad_item = -1, bad_time = -1, full = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t u = 0; u < n_users && bad_item < 0 && bad_time < 0 && !full; u++) {
+        /* stamps are per user: u + 1 marks "met in this run" (the stamps start at 0); a user number
+         * past INT32_MAX - 1 would wrap, so the stamps are reset then */
+        int32_t mark = (int32_t)(u % (INT32_MAX - 1)) + 1;
+        if (mark == 1 && u > 0) memset(stamp, 0, ((size_t)n_items + 1) * sizeof(int32_t));
+        Py_ssize_t count = 0;
+        for (int64_t e = indptr[u]; e < indptr[u + 1]; e++) {
+            if (how == AGG_LAST && e > indptr[u] && times[e] < times[e - 1]) {
+                bad_time = e;
+                break;
+            }
+            if (labels && !((select >> labels[e]) & 1UL)) continue;
+            int32_t item = items[e];
+            if (item < 0 || item >= n_items) {
+                bad_item = e;
+                break;
+            }
+            if (stamp[item] != mark) {
+                stamp[item] = mark;
+                slot_of[item] = (int32_t)count;
+                run_items[count] = item;
+                if (weights) run_weights[count] = weights[e];
+                if (times) run_last[count] = times[e];
+                count++;
+                continue;
+            }
+            Py_ssize_t s = slot_of[item];
+            if (weights) {
+                double w = weights[e];
+                if (how == AGG_SUM)
+                    run_weights[s] += w;
+                else if (how == AGG_MAX)
+                    run_weights[s] = w > run_weights[s] ? w : run_weights[s];
+                else
+                    run_weights[s] = w;
+            }
+            if (times && times[e] > run_last[s]) run_last[s] = times[e];
+        }
+        if (written + count > cap) {
+            full = 1;
+            break;
+        }
+        /* the run's pairs by item: item in the high half, slot in the low half of one key */
+        for (Py_ssize_t s = 0; s < count; s++) order[s] = ((uint64_t)(uint32_t)run_items[s] << 32) | (uint64_t)s;
+        if (count <= SMALL_RUN) {
+            for (Py_ssize_t s = 1; s < count; s++) {
+                uint64_t key = order[s];
+                Py_ssize_t q = s;
+                for (; q > 0 && order[q - 1] > key; q--) order[q] = order[q - 1];
+                order[q] = key;
+            }
+        } else {
+            qsort(order, (size_t)count, sizeof(uint64_t), cmp_u64);
+        }
+        for (Py_ssize_t s = 0; s < count; s++) {
+            Py_ssize_t from = (Py_ssize_t)(order[s] & 0xFFFFFFFFULL);
+            out_users[written + s] = (int32_t)u;
+            out_items[written + s] = run_items[from];
+            if (out_weights) out_weights[written + s] = run_weights[from];
+            if (out_last) out_last[written + s] = run_last[from];
+        }
+        written += count;
+    }
+    Py_END_ALLOW_THREADS
+    if (bad_time >= 0) {
+        PyErr_Format(PyExc_ValueError, "times: event %zd is earlier than the one before it of the same user "
+                     "(the events must be in (user, time) order)", bad_time);
+        goto done;
+    }
+    if (bad_item >= 0) {
+        PyErr_Format(PyExc_ValueError, "items: event %zd's item %d is outside [0, %zd)", bad_item,
+                     (int)items[bad_item], n_items);
+        goto done;
+    }
+    if (full) {
+        PyErr_Format(PyExc_ValueError, "out_*: %zd rows are too few for the pairs", cap);
+        goto done;
+    }
+    result = PyLong_FromSsize_t(written);
+done:
+    PyMem_RawFree(stamp);
+    PyMem_RawFree(slot_of);
+    PyMem_RawFree(run_items);
+    PyMem_RawFree(run_weights);
+    PyMem_RawFree(run_last);
+    PyMem_RawFree(order);
+    for (int b = 8; b >= 0; b--)
+        if (got[b]) PyBuffer_Release(&views[b]);
+    return result;
+}
+
+PyDoc_STRVAR(counting_order_doc,
+             "counting_order(keys, n_keys, order, indptr)\n--\n\n"
+             "Write into ``order`` (uint32, len(keys)) the stable sorting permutation of ``keys``\n"
+             "(uint32, each below ``n_keys``), and into ``indptr`` (int64, n_keys + 1) where each key's\n"
+             "run starts in the sorted order: a counting sort, two passes. Raises ValueError on a key\n"
+             "out of range. Runs without the GIL.");
+
+static PyObject *counting_order(PyObject *self, PyObject *args) {
+    PyObject *keys_obj, *order_obj, *indptr_obj, *result = NULL;
+    Py_ssize_t n_keys;
+    Py_buffer views[3];
+    int held = 0;
+    int64_t *next = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OnOO:counting_order", &keys_obj, &n_keys, &order_obj, &indptr_obj)) return NULL;
+    if (acquire(keys_obj, &views[0], "keys", 'I', -1, 0) < 0) goto done;
+    held = 1;
+    Py_ssize_t n = views[0].shape[0];
+    if (n_keys < 0 || (uint64_t)n > (uint64_t)UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "n_keys must be >= 0 and keys at most 2**32 long");
+        goto done;
+    }
+    if (acquire(order_obj, &views[1], "order", 'I', n, 1) < 0) goto done;
+    held = 2;
+    if (acquire(indptr_obj, &views[2], "indptr", 'q', n_keys + 1, 1) < 0) goto done;
+    held = 3;
+    next = (int64_t *)PyMem_RawCalloc((size_t)n_keys + 1, sizeof(int64_t));
+    if (next == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const uint32_t *keys = views[0].buf;
+    uint32_t *order = views[1].buf;
+    int64_t *indptr = views[2].buf;
+    Py_ssize_t bad = -1;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (keys[i] >= (uint64_t)n_keys) {
+            bad = i;
+            break;
+        }
+        next[keys[i]]++;
+    }
+    if (bad < 0) {
+        int64_t start = 0;
+        for (Py_ssize_t k = 0; k < n_keys; k++) {
+            int64_t count = next[k];
+            indptr[k] = start;
+            next[k] = start;
+            start += count;
+        }
+        indptr[n_keys] = start;
+        for (Py_ssize_t i = 0; i < n; i++) order[next[keys[i]]++] = (uint32_t)i;
+    }
+    Py_END_ALLOW_THREADS
+    if (bad >= 0) {
+        PyErr_Format(PyExc_ValueError, "keys: the key at %zd (%u) is not below n_keys (%zd)", bad,
+                     ((const uint32_t *)views[0].buf)[bad], n_keys);
+        goto done;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_RawFree(next);
+    while (held > 0) PyBuffer_Release(&views[--held]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"select_f32", select_f32, METH_VARARGS, select_f32_doc},
     {"knn_rows", knn_rows, METH_VARARGS, knn_rows_doc},
+    {"lookup_codes", lookup_codes, METH_VARARGS, lookup_codes_doc},
+    {"aggregate_runs", aggregate_runs, METH_VARARGS, aggregate_runs_doc},
+    {"counting_order", counting_order, METH_VARARGS, counting_order_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     "recctl._kernels",
-    "recctl's compiled kernels: top-K selection (select_f32) and item-kNN similarity rows (knn_rows).",
+    "recctl's compiled kernels: top-K selection (select_f32), item-kNN similarity rows (knn_rows), id codes "
+    "(lookup_codes), per-pair aggregates (aggregate_runs) and a counting sort (counting_order).",
     -1,
     methods,
     NULL,

@@ -28,7 +28,6 @@ How it stays fast and bounded:
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import os
 from collections import deque
@@ -38,6 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+
+from recctl.kernels import KERNELS_ENV, compiled, missing_reason, wanted
 
 __all__ = [
     "ScoreFn",
@@ -63,22 +64,12 @@ DEFAULT_BLOCK_BYTES = 16 * 1024 * 1024
 #: below this many columns a plain argpartition is as fast as the grouped selection
 _GROUPED_MIN_ITEMS = 2048
 #: environment variable: ``numpy`` selects with numpy even when the compiled selection is built
-SELECTION_ENV = "RECCTL_TOPK_SELECTION"
-
-_log = logging.getLogger(__name__)
+SELECTION_ENV = KERNELS_ENV
 
 
-def _load_compiled() -> tuple[Callable[..., None] | None, str]:
-    """The compiled selection ``recctl._kernels.select_f32``, or None and why it is missing."""
-    try:
-        from recctl._kernels import select_f32
-    except ImportError as exc:  # built with `pip install -e .`; optional, so a failed build lands here
-        _log.debug("recctl._kernels is not built (%s): top-K selection runs in numpy (same lists, slower)", exc)
-        return None, str(exc)
-    return select_f32, ""
-
-
-_SELECT_F32, _COMPILED_MISSING = _load_compiled()
+#: the compiled selection (None when recctl._kernels is not built) and why it is missing
+_SELECT_F32: Callable[..., None] | None = compiled("select_f32")
+_COMPILED_MISSING = missing_reason()
 
 
 def selection_backend() -> str:
@@ -374,13 +365,9 @@ def select_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def compiled_kernels_wanted() -> bool:
-    """False when ``RECCTL_TOPK_SELECTION=numpy`` asks every compiled kernel (the top-K selection,
-    item-kNN's ``knn_rows``) to give way to its numpy path.
-
-    Read per call (a dictionary lookup per block), so a benchmark or a debugging session can
-    switch paths in one process.
-    """
-    return os.environ.get(SELECTION_ENV, "").strip().lower() != "numpy"
+    """False when ``RECCTL_TOPK_SELECTION=numpy`` asks every compiled kernel to give way to its
+    numpy path (:func:`recctl.kernels.wanted`)."""
+    return wanted()
 
 
 def _excluded_rows(exclude: sp.csr_matrix | None, users: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

@@ -63,6 +63,22 @@ def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def kernel_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test through recctl's compiled kernels and through their numpy / polars fallbacks.
+
+    ``compiled`` skips when the extension is not built (``tests/serving/test_ranking.py``'s
+    ``test_compiled_selection_is_built`` is the test that fails then).
+    """
+    from recctl import kernels
+
+    if request.param == "compiled" and kernels.compiled("select_f32") is None:
+        pytest.skip(f"recctl._kernels is not built ({kernels.missing_reason()}): only the fallbacks run")
+    if request.param == "numpy":
+        monkeypatch.setenv(kernels.KERNELS_ENV, "numpy")
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     """The repository root."""

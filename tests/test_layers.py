@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
         "recctl.history",
         "recctl.memory",
         "recctl._kernels",  # compiled (recctl/_kernels.c): imports nothing of recctl
+        "recctl.kernels",
     ),
     # config validates each model's parameters through the model registry, so it sits with models
     # the Spark session helper imports only config and errors: the spark_als model kind uses it

@@ -6,7 +6,9 @@ without holding the id strings per event: each event carries a 64-bit hash of it
 cost 3.4 CPU-s at 20M events (most of the stage's read step); these tables answer the same in
 about 0.7 s: a few levels of direct-address tables (multiplicative hashing, one key per slot,
 keys that share a slot go to the next level), each queried with one gather and one compare,
-in chunks that keep the temporaries in cache.
+in chunks that keep the temporaries in cache. With recctl's compiled kernels built
+(:mod:`recctl.kernels`) the look-up is ``lookup_codes`` instead: one open-addressing table,
+probed with prefetching (20M events into 1M users: 0.25 against 3.1 CPU-s here), same codes.
 
 A hash identifies an id only when no two distinct ids share it: :func:`verify_codes` checks each
 event's second, independent hash against its code's, so two ids merged by the first hash are
@@ -16,6 +18,8 @@ caught (both 64-bit hashes would have to collide, about ``n**2 / 2**129`` for ``
 from __future__ import annotations
 
 import numpy as np
+
+from recctl.kernels import compiled, wanted
 
 __all__ = ["HashCodes", "verify_codes"]
 
@@ -32,6 +36,8 @@ _MULTIPLIERS = (
 _LOAD_BITS = 3
 #: events looked up at a time (their temporaries stay in cache)
 _CHUNK = 1 << 20
+#: the compiled look-up (None when recctl._kernels is not built)
+_LOOKUP_CODES = compiled("lookup_codes")
 
 
 class HashCodes:
@@ -44,12 +50,17 @@ class HashCodes:
     """
 
     def __init__(self, keys: np.ndarray) -> None:
-        keys = np.ascontiguousarray(keys, dtype=np.uint64)
-        self.missing = len(keys)
-        self._levels: list[tuple[np.uint64, np.uint64, np.ndarray, np.ndarray]] = []
+        self._keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        self.missing = len(self._keys)
+        self._levels: list[tuple[np.uint64, np.uint64, np.ndarray, np.ndarray]] | None = None
+
+    def _build_levels(self) -> list[tuple[np.uint64, np.uint64, np.ndarray, np.ndarray]]:
+        """The numpy path's tables (built on its first look-up)."""
+        keys = self._keys
+        levels: list[tuple[np.uint64, np.uint64, np.ndarray, np.ndarray]] = []
         left = np.arange(len(keys), dtype=np.uint32)
         while left.size:
-            level = len(self._levels)
+            level = len(levels)
             if level >= 64:  # equal keys never separate; the caller passes distinct ones
                 raise ValueError("HashCodes: the keys are not distinct")
             bits = max(int(left.size).bit_length() + _LOAD_BITS, 4)
@@ -67,13 +78,19 @@ class HashCodes:
             # an empty slot 0 holds 1, whose slot (the multiplier's top bits) is not 0
             if table_code[0] == self.missing:
                 table_key[0] = 1
-            self._levels.append((mult, shift, table_key, table_code))
+            levels.append((mult, shift, table_key, table_code))
             left = left[~alone]
+        return levels
 
     def lookup(self, query: np.ndarray) -> np.ndarray:
         """The code of every hash in ``query`` (``uint32``); :attr:`missing` (the key count) when absent."""
         query = np.ascontiguousarray(query, dtype=np.uint64)
         out = np.empty(len(query), dtype=np.uint32)
+        if _LOOKUP_CODES is not None and wanted():
+            _LOOKUP_CODES(self._keys, query, out)
+            return out
+        if self._levels is None:
+            self._levels = self._build_levels()
         for lo in range(0, len(query), _CHUNK):
             out[lo : lo + _CHUNK] = self._lookup(query[lo : lo + _CHUNK])
         return out
@@ -81,6 +98,7 @@ class HashCodes:
     def _lookup(self, query: np.ndarray) -> np.ndarray:
         out = np.full(len(query), self.missing, dtype=np.uint32)
         pending: np.ndarray | None = None
+        assert self._levels is not None
         for mult, shift, table_key, table_code in self._levels:
             q = query if pending is None else query[pending]
             slots = (q * mult) >> shift

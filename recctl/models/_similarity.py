@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.lib.stride_tricks import sliding_window_view
 
+from recctl.kernels import compiled, wanted
 from recctl.memory import no_hugepage_advice
 
 __all__ = [
@@ -46,23 +47,13 @@ _INT32_MAX = np.iinfo(np.int32).max
 _RUN_ENTRIES = 1 << 20
 
 
-def _load_knn_rows() -> Callable[..., None] | None:
-    """The compiled fused kernel ``recctl._kernels.knn_rows``, or None when the extension is not built."""
-    try:
-        from recctl._kernels import knn_rows
-    except ImportError:  # optional build (see recctl.ranking): the numpy path gives the same lists
-        return None
-    return knn_rows
-
-
-_KNN_ROWS = _load_knn_rows()
+#: the compiled fused kernel (None when recctl._kernels is not built)
+_KNN_ROWS: Callable[..., None] | None = compiled("knn_rows")
 
 
 def _compiled_kernel() -> Callable[..., None] | None:
     """``knn_rows`` unless it is missing or ``RECCTL_TOPK_SELECTION=numpy`` asks for numpy."""
-    from recctl.ranking import compiled_kernels_wanted
-
-    return _KNN_ROWS if compiled_kernels_wanted() else None
+    return _KNN_ROWS if wanted() else None
 
 
 def binarize(mat: sp.csr_matrix) -> sp.csr_matrix:

@@ -6,11 +6,13 @@ Reads ``<workdir>/ingest/`` (hash-checked against its manifest) and writes
 1. weight every event (:func:`recctl.data.preprocess.weight_events`);
 2. drop users / items under the minimum counts, iteratively with ``kcore``;
 3. index ids in sorted order (stable: same input, same indices), keeping catalogue items
-   without interactions; sort the events by user and time, equal timestamps in file order;
+   without interactions; the events are sorted by user and time (equal timestamps in file
+   order) right after reading, and every step keeps that order;
 4. label every event ``tune_train`` / ``valid`` / ``test`` (:mod:`recctl.data.split`);
-5. aggregate each split to one row per (user, item) (``train`` = ``tune_train`` + ``valid``);
-   the training splits (``train``, ``tune_train``, ``all``) are decayed first, each relative to
-   its own time (:func:`recctl.data.preprocess.decay_weights`), and their weights checked;
+5. aggregate each split to one row per (user, item) (``train`` = ``tune_train`` + ``valid``;
+   :class:`recctl.data.preprocess.LabelledEvents`); the training splits (``train``,
+   ``tune_train``, ``all``) are decayed first, each relative to its own time
+   (:func:`recctl.data.preprocess.decay_weights`), and their weights checked;
 6. build item (and user) features when configured (:mod:`recctl.data.features`).
 """
 
@@ -31,12 +33,12 @@ from recctl.config import Config
 from recctl.data.embeddings import embedding_feature_names, load_item_embeddings
 from recctl.data.features import build_features, item_feature_spec, save_features
 from recctl.data.preprocess import (
-    aggregate,
+    USER_CODE,
+    CodedEvents,
+    LabelledEvents,
     check_weights,
-    decay_weights,
     filter_min_counts,
     index_events,
-    pair_order,
     read_weighted_events,
     sort_events,
 )
@@ -133,6 +135,11 @@ def _run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifes
         }
     )
 
+    # by user and time from here on, ties in file order (the order events.parquet holds and the
+    # splits rank "latest" by): user codes are in id order as the indices will be, and the filters
+    # and the indexing below keep the rows in place
+    coded = CodedEvents(sort_events(coded.frame, user=USER_CODE), coded.user_ids, coded.item_ids, coded.in_catalogue)
+
     report(progress, "preprocess", 1, _STEPS)
     if cfg.engine.is_spark:  # the pair counts and k-core rounds as Spark jobs (same rule, same result)
         from recctl.engine.spark.preprocess import filter_events_spark
@@ -151,11 +158,7 @@ def _run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifes
 
     report(progress, "preprocess", 3, _STEPS)
     held_out = _held_out_pairs(cfg, user_map, item_map)
-    # the events are in file order here; sorted by user and time they keep it within a
-    # timestamp, the order events.parquet holds and the splits rank "latest" by
-    frame = sort_events(
-        frame.select(Columns.UserIdx, Columns.ItemIdx, Columns.Event, Columns.Timestamp, Columns.Weight)
-    )
+    frame = frame.select(Columns.UserIdx, Columns.ItemIdx, Columns.Event, Columns.Timestamp, Columns.Weight)
     # the pairs per label are counted below, as the rows of the per-label split files
     labelled, info = assign_splits(frame, pc.split, cfg.seed, held_out=held_out, count_pairs=False)
     del frame
@@ -181,26 +184,25 @@ def _run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifes
         interacted = _distinct(events[Columns.ItemIdx])
 
         report(progress, "preprocess", 4, _STEPS)
-        # every split file is a run-by-run aggregation of one pair-ordered copy (each pair's
-        # events keep their time order), instead of a hash group_by per file; the copy holds
-        # only what the aggregates read (the user stays for decay_weights' per-user reference)
-        pairs = pair_order(events.select(Columns.UserIdx, Columns.ItemIdx, Columns.Timestamp, Columns.Weight, SPLIT))
+        # every split file aggregates the events of its labels (recctl.data.preprocess.LabelledEvents:
+        # straight from this (user, time) order with the compiled kernel, no copy per file)
+        labelled_events = LabelledEvents(events, events[SPLIT].to_physical().to_numpy())
         del events
-        labels_of = pairs[SPLIT].to_physical().to_numpy()
+        codes = {label: code for code, label in enumerate(SPLIT_DTYPE.categories.to_list())}
         split_rows = {}
         weight_ranges = {}
         for name, labels in _SPLIT_FILES:
-            part = pairs if name == "all" else pairs.filter(_label_mask(labels_of, labels))
-            if name in _TRAINING_SPLITS:
-                # decayed relative to this part's own time: a test event never ages a training one
-                part = decay_weights(part, pc.half_life_days, pc.decay_reference)
-            agg = aggregate(part, pc.aggregate)
-            del part
+            # training splits are decayed relative to their own time: a test event never ages a training one
+            half_life = pc.half_life_days if name in _TRAINING_SPLITS else None
+            agg = labelled_events.aggregate(
+                [codes[label] for label in labels], pc.aggregate, half_life_days=half_life, reference=pc.decay_reference
+            )
             if name in _TRAINING_SPLITS or agg.height:
                 weight_ranges[name] = check_weights(agg[Columns.Weight], f"preprocess: {name} split weights")
             _write(run, agg, d / f"{name}.parquet")
             split_rows[name] = agg.height
-        del pairs
+            del agg
+        del labelled_events
         summary["weights"]["ranges"] = weight_ranges
         # a label's distinct (user, item) pairs are the rows of its own file
         summary["split"]["pairs"] = {label: split_rows[label] for label in SPLIT_DTYPE.categories}
@@ -260,15 +262,6 @@ def _write(run: StageRun, frame: pl.DataFrame, path: Path, *, text: tuple[str, .
         else:
             frame.lazy().with_columns(pl.col(c).cast(pl.String) for c in text).sink_parquet(tmp, **INTERMEDIATE_PARQUET)
     run.add_output(path, frame.height)
-
-
-def _label_mask(codes: np.ndarray, labels: list[str]) -> pl.Series:
-    """Which events carry one of ``labels``, from the split column's Enum codes (a table look-up:
-    ``is_in`` on the Enum compared strings, ~0.6 CPU-s per split file at 20M events)."""
-    categories = SPLIT_DTYPE.categories.to_list()
-    table = np.zeros(len(categories), dtype=bool)
-    table[[categories.index(label) for label in labels]] = True
-    return pl.Series(table[codes])
 
 
 def _distinct(indices: pl.Series) -> int:

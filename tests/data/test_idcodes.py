@@ -1,4 +1,4 @@
-"""recctl.data.idcodes: hash -> code tables (exact for distinct keys) and the second-hash check."""
+"""recctl.data.idcodes: hash -> code look-ups (exact for distinct keys; compiled and numpy) and the second hash."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from recctl.data.idcodes import HashCodes, verify_codes
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 5_000])
-def test_every_key_finds_its_code_and_others_are_missing(n: int) -> None:
+def test_every_key_finds_its_code_and_others_are_missing(kernel_path: str, n: int) -> None:
     rng = np.random.default_rng(n)
     keys = np.unique(rng.integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2))
     if n:
@@ -19,14 +19,24 @@ def test_every_key_finds_its_code_and_others_are_missing(n: int) -> None:
     query = np.concatenate([keys, absent, keys[::-1]])
     codes = HashCodes(keys).lookup(query)
     expected = np.concatenate([np.arange(len(keys)), np.full(3, len(keys)), np.arange(len(keys))[::-1]])
+    assert codes.dtype == np.uint32
     assert codes.tolist() == expected.tolist()
 
 
-def test_keys_sharing_slots_go_to_later_levels() -> None:
+def test_keys_sharing_slots_are_all_found(kernel_path: str) -> None:
+    # multiples of the multiplier: their products are small, so they crowd the first slots (long
+    # linear-probing runs in the compiled table, several levels in the numpy one)
     keys = np.random.default_rng(1).permutation(np.arange(5_000, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
     table = HashCodes(keys)
-    assert len(table._levels) > 1  # ~12% of keys share a first-level slot
     assert table.lookup(keys).tolist() == list(range(5_000))
+    assert table.lookup(keys + np.uint64(1)).tolist() == [5_000] * 5_000
+    if kernel_path == "numpy":
+        assert table._levels is not None and len(table._levels) > 1  # ~12% of keys share a first-level slot
+
+
+def test_repeated_keys_are_refused(kernel_path: str) -> None:
+    with pytest.raises(ValueError, match="repeat|not distinct"):
+        HashCodes(np.array([5, 9, 5], dtype=np.uint64)).lookup(np.array([9], dtype=np.uint64))
 
 
 def test_second_hash_catches_two_ids_given_one_code() -> None:

@@ -273,7 +273,9 @@ def test_event_without_an_id_is_refused_not_dropped(monkeypatch: pytest.MonkeyPa
         (2**31 - 1, 3_600_000_001, True),
     ],
 )
-def test_sort_events_is_a_stable_sort_by_user_and_time(max_user: int, step_us: int, in_time_order: bool) -> None:
+def test_sort_events_is_a_stable_sort_by_user_and_time(
+    kernel_path: str, max_user: int, step_us: int, in_time_order: bool
+) -> None:
     from recctl.data.preprocess import sort_events
 
     rng = np.random.default_rng(3)
@@ -294,6 +296,98 @@ def test_sort_events_is_a_stable_sort_by_user_and_time(max_user: int, step_us: i
     # whole rows, in order: equal (user, time) keep their input order, whatever their item or event
     assert got.equals(frame.sort(Columns.UserIdx, Columns.Timestamp, maintain_order=True))
     assert got.equals(frame.sort(Columns.UserIdx, Columns.Timestamp, Columns.Weight))
+
+
+def _labelled_events(rng: np.random.Generator, n: int, n_users: int, n_items: int) -> pl.DataFrame:
+    """Events in (user, time) order with labels 0-2, repeated pairs, equal timestamps and uneven weights."""
+    frame = pl.DataFrame(
+        {
+            Columns.UserIdx: rng.integers(0, n_users, n).astype(np.int32),
+            Columns.ItemIdx: rng.integers(0, n_items, n).astype(np.int32),
+            Columns.Timestamp: [T0 + dt.timedelta(hours=int(h)) for h in rng.integers(0, 500, n)],
+            # weights whose sums depend on the order they are added in only in the last bits
+            Columns.Weight: rng.choice([1.0, 3.0, 5.0], n) * rng.uniform(0.5, 2.0, n),
+            "label": rng.integers(0, 3, n).astype(np.uint8),
+        }
+    )
+    return frame.sort(Columns.UserIdx, Columns.Timestamp, maintain_order=True)
+
+
+@pytest.mark.parametrize("how", ["sum", "max", "last"])
+@pytest.mark.parametrize("decay", [None, "user", "train_end"])
+def test_labelled_events_aggregate_as_a_filter_then_group_by_on_both_paths(
+    kernel_path: str, how: str, decay: str | None
+) -> None:
+    from recctl.data.preprocess import LabelledEvents
+
+    events = _labelled_events(np.random.default_rng(7), 5_000, 60, 40)
+    labelled = LabelledEvents(events, events["label"].to_numpy())
+    assert (labelled._indptr is not None) == (kernel_path == "compiled")
+    for labels in ([0], [2], [0, 1], [0, 1, 2], []):
+        part = events.filter(pl.col("label").is_in(labels))
+        half_life = None if decay is None else 30.0
+        want = aggregate(decay_weights(part, half_life, decay or "user"), how)
+        got = labelled.aggregate(labels, how, half_life_days=half_life, reference=decay or "user")
+        assert got.schema == want.schema
+        assert got.drop(Columns.Weight).equals(want.drop(Columns.Weight)), labels
+        np.testing.assert_allclose(got[Columns.Weight].to_numpy(), want[Columns.Weight].to_numpy(), rtol=1e-12)
+
+
+def test_labelled_events_out_of_time_order_take_the_polars_path() -> None:
+    from recctl.data.preprocess import LabelledEvents
+
+    events = _labelled_events(np.random.default_rng(8), 500, 10, 20)
+    shuffled = events.sample(fraction=1.0, shuffle=True, seed=1)
+    labelled = LabelledEvents(shuffled, shuffled["label"].to_numpy())
+    assert labelled._indptr is None
+    got = labelled.aggregate([0, 1], "sum")
+    want = aggregate(events.filter(pl.col("label") < 2), "sum")
+    assert got.drop(Columns.Weight).equals(want.drop(Columns.Weight))
+    np.testing.assert_allclose(got[Columns.Weight].to_numpy(), want[Columns.Weight].to_numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_distinct_pairs_on_both_paths(kernel_path: str, grouped: bool) -> None:
+    from recctl.data.preprocess import _distinct_pairs
+
+    rng = np.random.default_rng(9)
+    users = rng.integers(0, 50, 3_000).astype(np.uint32)
+    items = rng.integers(0, 70, 3_000).astype(np.uint32)
+    if grouped:
+        order = np.argsort(users, kind="stable")
+        users, items = users[order], items[order]
+    pair_user, pair_item = _distinct_pairs(users, items, 70)
+    got = sorted(zip(pair_user.tolist(), pair_item.tolist(), strict=True))
+    assert got == sorted(set(zip(users.tolist(), items.tolist(), strict=True)))
+
+
+def test_compiled_preprocess_kernels_refuse_bad_input() -> None:
+    from recctl import kernels
+
+    aggregate_runs, counting_order = kernels.compiled("aggregate_runs"), kernels.compiled("counting_order")
+    if aggregate_runs is None or counting_order is None:
+        pytest.skip(f"recctl._kernels is not built ({kernels.missing_reason()})")
+    indptr = np.array([0, 3], np.int64)
+    items = np.array([0, 1, 0], np.int32)
+    labels = np.zeros(3, np.uint8)
+    weights = np.ones(3)
+    out = [np.empty(3, np.int32), np.empty(3, np.int32), np.empty(3), np.empty(3, np.int64)]
+    late = np.array([5, 2, 9], np.int64)  # the second event is earlier than the first
+    with pytest.raises(ValueError, match="event 1 is earlier"):
+        aggregate_runs(indptr, items, labels, weights, late, 2, 1, 2, *out)
+    assert aggregate_runs(indptr, items, labels, weights, late, 2, 1, 0, *out) == 2  # sums need no time order
+    assert out[2][:2].tolist() == [2.0, 1.0] and out[3][:2].tolist() == [9, 2]
+    with pytest.raises(ValueError, match="item 1 is outside"):
+        aggregate_runs(indptr, items, labels, weights, late, 1, 1, 0, *out)
+    with pytest.raises(ValueError, match="too few"):
+        aggregate_runs(indptr, items, labels, weights, late, 2, 1, 0, *(o[:1] for o in out))
+    with pytest.raises(TypeError, match="weights: expected a 1-D C-contiguous float64"):
+        aggregate_runs(indptr, items, labels, weights.astype(np.float32), late, 2, 1, 0, *out)
+    order, starts = np.empty(3, np.uint32), np.empty(3, np.int64)
+    with pytest.raises(ValueError, match="key at 1 \\(5\\) is not below n_keys \\(2\\)"):
+        counting_order(np.array([0, 5, 1], np.uint32), 2, order, starts)
+    counting_order(np.array([1, 0, 1], np.uint32), 2, order, starts)
+    assert order.tolist() == [1, 0, 2] and starts.tolist() == [0, 1, 3]
 
 
 def test_hugepage_advice_is_off_inside_and_restored_after() -> None:

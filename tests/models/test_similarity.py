@@ -134,25 +134,13 @@ def _float32_reference(x: sp.csr_matrix, keep: int, shrink: float) -> np.ndarray
     return out
 
 
-@pytest.fixture(params=["compiled", "numpy"])
-def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test through the compiled fused kernel and through the numpy blocks."""
-    import recctl.models._similarity as sim
-
-    if request.param == "compiled" and sim._KNN_ROWS is None:
-        pytest.skip("recctl._kernels is not built (pip install -e .): only the numpy path runs")
-    if request.param == "numpy":
-        monkeypatch.setenv("RECCTL_TOPK_SELECTION", "numpy")
-    return str(request.param)
-
-
 @pytest.mark.parametrize(
     ("shape", "density", "dense_path"),
     [((2000, 4000), 0.002, False), ((300, 400), 0.3, True)],  # a sparse and a dense item-item product
 )
 @pytest.mark.parametrize("shrink", [0.0, 3.0])
 def test_topn_similarity_equals_brute_force_on_both_selection_paths(
-    monkeypatch, engine, shape, density, dense_path, shrink
+    monkeypatch, kernel_path, shape, density, dense_path, shrink
 ):
     import recctl.models._similarity as sim
 
@@ -170,7 +158,7 @@ def test_topn_similarity_equals_brute_force_on_both_selection_paths(
         got = topn_similarity(x, 7, shrink=shrink, block_entries=20_000, n_jobs=n_jobs)
         np.testing.assert_array_equal(got.toarray(), _float32_reference(x, 7, shrink))
         assert got.has_sorted_indices and (np.diff(got.indptr) <= 7).all()
-    assert bool(calls) == (dense_path and engine == "numpy")
+    assert bool(calls) == (dense_path and kernel_path == "numpy")
 
 
 def test_compiled_and_numpy_similarities_are_the_same_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
