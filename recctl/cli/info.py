@@ -51,6 +51,7 @@ def info_command(cli: Invocation) -> None:
             ["stage", "finished at", "seconds", "outputs", "status"],
             [[r["stage"], r["finished_at"], r["duration_s"], r["outputs"], r["status"]] for r in rows],
         )
-        cli.note(f"top-K selection: {selection}")
+        # one extension holds every kernel, so the selection's state is theirs too (recctl.kernels)
+        cli.note(f"compiled kernels (top-K selection, item-kNN, preprocess): {selection}")
 
     cli.emit({"workdir": str(cfg.workdir_path), "stages": rows, "topk_selection": selection}, render)
