@@ -42,6 +42,7 @@ from recctl import clock
 from recctl.artifacts import atomic_path, sha256_file, write_json_atomic
 from recctl.columns import Columns
 from recctl.config.recommend import ExportConfig
+from recctl.data.positions import IdPositions
 from recctl.errors import ExportValidationError
 from recctl.workdir import Ledger, refuse_foreign
 
@@ -541,16 +542,11 @@ def validate_export(
         ],
     )
     report.users = per_user.height
-    users_map = (
-        pl.DataFrame({Columns.User: exp.user_ids})
-        .with_row_index("_user_idx")
-        .with_columns(pl.col("_user_idx").cast(pl.Int64))
-    )
+    user_positions = IdPositions(exp.user_ids)
     # a list holds k items, or every eligible item when fewer are eligible (a crawler's)
-    short = per_user.filter(pl.col("n") < exp.k).join(users_map, on=Columns.User, how="left")
+    short = per_user.filter(pl.col("n") < exp.k)
     if short.height:
-        idx = short["_user_idx"].fill_null(-1).to_numpy().astype(np.int64)
-        short = short.with_columns(pl.Series("_capacity", exp.capacity(idx)))
+        short = short.with_columns(pl.Series("_capacity", exp.capacity(user_positions.lookup(short[Columns.User]))))
     else:
         short = short.with_columns(pl.lit(0, pl.Int64).alias("_capacity"))
     allowed_n = pl.when(pl.col("n") < exp.k).then(pl.col("_capacity")).otherwise(exp.k)
@@ -572,8 +568,7 @@ def validate_export(
     missing = expected.join(per_user, on=Columns.User, how="anti")
     if missing.height:
         # absent is right only for a user with no eligible item at all
-        idx = missing.join(users_map, on=Columns.User, how="left")["_user_idx"].fill_null(-1).to_numpy()
-        missing = missing.filter(pl.Series(exp.capacity(idx.astype(np.int64)) > 0))
+        missing = missing.filter(pl.Series(exp.capacity(user_positions.lookup(missing[Columns.User])) > 0))
     if missing.height:
         report.problems.append(
             f"{missing.height} expected user(s) are missing (e.g. {examples(missing[Columns.User].to_list())})"
@@ -583,7 +578,8 @@ def validate_export(
         report.problems.append(
             f"{len(extra)} user(s) should not be in the file (unknown or held out; e.g. {examples(extra)})"
         )
-    item_idx = _positions(frame[Columns.Item], exp.item_ids)
+    item_positions = IdPositions(exp.item_ids)
+    item_idx = item_positions.lookup(frame[Columns.Item], dtype=item_positions.narrow_dtype)
     unknown = item_idx < 0
     if unknown.any():
         unknown_items = frame[Columns.Item].filter(pl.Series(unknown)).unique(maintain_order=True).to_list()
@@ -602,7 +598,9 @@ def validate_export(
     if exp.exclusions is not None and exp.exclusions.nnz:
         # one look-up per run of a user's rows (the rows are in user order), repeated over the run
         runs = frame[Columns.User].rle().struct.unnest()
-        user_idx = np.repeat(_positions(runs["value"], exp.user_ids), runs["len"].to_numpy())
+        user_idx = np.repeat(
+            user_positions.lookup(runs["value"], dtype=user_positions.narrow_dtype), runs["len"].to_numpy()
+        )
         del runs
         hit = np.zeros(frame.height, dtype=bool)
         for lo in range(0, frame.height, _PAIR_CHUNK):  # scipy's pair look-up makes per-pair temporaries
@@ -638,22 +636,6 @@ def _per_user(frame: pl.DataFrame, aggs: list[pl.Expr]) -> pl.DataFrame:
         parts.append(frame.slice(lo, hi - lo).group_by(Columns.User, maintain_order=True).agg(aggs))
         lo = hi
     return pl.concat(parts)
-
-
-def _positions(values: pl.Series, ids: pl.Series) -> np.ndarray:
-    """Each value's position in ``ids`` (an id map: index -> id), -1 when absent, as int32/int64.
-
-    Looked up ``_PAIR_CHUNK`` values at a time (a join of every row at once held its copy).
-    """
-    index = pl.DataFrame({"_id": ids}).with_row_index("_at")
-    small = len(ids) < 2**31 - 1
-    dtype = pl.Int32 if small else pl.Int64
-    out = np.empty(len(values), dtype=np.int32 if small else np.int64)
-    for lo in range(0, len(values), _PAIR_CHUNK):
-        part = pl.DataFrame({"_id": values.slice(lo, _PAIR_CHUNK)})
-        found = part.join(index, on="_id", how="left", maintain_order="left")["_at"]
-        out[lo : lo + part.height] = found.cast(dtype).fill_null(-1).to_numpy()
-    return out
 
 
 @dataclass

@@ -35,6 +35,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recctl.config.recommend import RelatedConfig
+from recctl.data.positions import IdPositions
 from recctl.lists import Lists, eligible_capacity, to_arrow
 from recctl.rules import ItemRules
 
@@ -176,7 +177,6 @@ def validate_related(
         return [f"{path.name}: cannot be read back: {exc}"]
     problems: list[str] = []
     ids = exp.item_ids.cast(pl.String)
-    index = pl.DataFrame({"related_sku": ids}).with_row_index("__idx").with_columns(pl.col("__idx").cast(pl.Int64))
     pairs = frame.filter(pl.col("rank") > 0)
     if layout == "sku_list":
         seen = frame.select("sku").unique()
@@ -199,13 +199,13 @@ def validate_related(
     own = pairs.filter(pl.col("sku") == pl.col("related_sku"))
     if own.height:
         problems.append(f"{own.height} item(s) are related to themselves")
-    joined = pairs.join(index, on="related_sku", how="left")
-    unknown = joined.filter(pl.col("__idx").is_null())
-    if unknown.height:
-        shown = unknown["related_sku"].head(3).to_list()
-        problems.append(f"{unknown.height} related SKU(s) are not in the catalogue (e.g. {shown})")
-    known = joined.filter(pl.col("__idx").is_not_null())
-    idx = known["__idx"].to_numpy()
+    at = IdPositions(ids).lookup(pairs["related_sku"])
+    unknown = at < 0
+    if unknown.any():
+        shown = pairs["related_sku"].filter(pl.Series(unknown)).head(3).to_list()
+        problems.append(f"{int(unknown.sum())} related SKU(s) are not in the catalogue (e.g. {shown})")
+    known = pairs.filter(pl.Series(~unknown))
+    idx = at[~unknown]
     if exp.rules.item_mask is not None and len(idx):
         denied = int((~np.asarray(exp.rules.item_mask)[idx]).sum())
         if denied:

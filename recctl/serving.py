@@ -61,6 +61,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recctl.artifacts import sha256_file, write_json_atomic
+from recctl.data.positions import IdPositions
 from recctl.errors import ArtifactError, DataError
 from recctl.lists.fill import Lists, fill_lists
 from recctl.lists.live import LiveScorer, LiveState, live_scorer
@@ -409,8 +410,9 @@ class Bundle:
     live: dict[str, LiveState] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._user_row = {u: i for i, u in enumerate(self.user_ids)}
-        self._item_col = {it: i for i, it in enumerate(self.item_ids)}
+        #: id -> row / column of this bundle (single ids: the service warms them at load)
+        self.user_positions = IdPositions(self.user_ids)
+        self.item_positions = IdPositions(self.item_ids)
         self._sources = list(self.meta.get("sources", []))
         rule_meta = self.meta.get("rules", {})
         self.rules = ItemRules(
@@ -456,15 +458,12 @@ class Bundle:
         return int(min(max(self._candidates or 3 * k + 20, k), self.n_items))
 
     def _item_indices(self, ids: Iterable[str], what: str, strict: bool) -> list[int]:
-        out = []
-        for i in ids:
-            j = self._item_col.get(str(i))
-            if j is None:
-                if strict:
-                    raise DataError(f"{what}: unknown item id '{i}' (not in this bundle's catalogue)")
-                continue
-            out.append(j)
-        return out
+        ids = list(ids)
+        found = self.item_positions.lookup(ids)
+        if strict and (found < 0).any():
+            unknown = ids[int(np.argmax(found < 0))]
+            raise DataError(f"{what}: unknown item id '{unknown}' (not in this bundle's catalogue)")
+        return [int(j) for j in found if j >= 0]
 
     def _answer(self, lists: Lists, k: int) -> list[dict[str, Any]]:
         items, scores, codes = lists.items[0], lists.scores[0], lists.sources[0]
@@ -525,7 +524,8 @@ class Bundle:
         if user_id is not None and str(user_id) in self.holdout:
             return []
         banned = self._item_indices(exclude, "exclude", strict=False)
-        row = self._user_row.get(str(user_id)) if user_id is not None else None
+        found = self.user_positions.position(user_id) if user_id is not None else -1
+        row = found if found >= 0 else None
         events = list(events)
         recent = self._item_indices(items, "items", strict=False) if row is None else []
         if events or recent:
@@ -625,9 +625,9 @@ class Bundle:
         """
         new: list[int] = []
         never = set(banned)
-        for item_id, event in events:
-            j = self._item_col.get(str(item_id))
-            if j is None:  # an item the bundle does not know can be neither scored nor shown
+        found = self.item_positions.lookup([item_id for item_id, _ in events]).tolist()
+        for (_, event), j in zip(events, found, strict=True):
+            if j < 0:  # an item the bundle does not know can be neither scored nor shown
                 continue
             new.append(j)
             if self.excludes(str(event)):

@@ -15,7 +15,7 @@ Layout of ``<workdir>/preprocess/`` (the contract between ``preprocess`` and eve
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -26,6 +26,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recctl.columns import Columns
+from recctl.data.positions import IdPositions
 from recctl.errors import ArtifactError
 
 __all__ = [
@@ -72,16 +73,17 @@ def category_matrix(values: pl.Series) -> sp.csr_matrix:
 
 
 class IdIndex:
-    """Id <-> index look-ups for anything holding ``user_ids`` and ``item_ids`` arrays.
+    """Id -> index look-ups for anything holding ``user_ids`` and ``item_ids`` arrays.
 
     Subclasses (dataclasses) declare ``user_ids``, ``item_ids`` and the two private lookup
-    caches ``_user_lookup`` / ``_item_lookup`` (``None`` until first used).
+    caches ``_user_lookup`` / ``_item_lookup`` (``None`` until first used): one
+    :class:`~recctl.data.positions.IdPositions` each.
     """
 
     user_ids: np.ndarray
     item_ids: np.ndarray
-    _user_lookup: dict[str, int] | None
-    _item_lookup: dict[str, int] | None
+    _user_lookup: IdPositions | None
+    _item_lookup: IdPositions | None
 
     @property
     def n_users(self) -> int:
@@ -93,17 +95,17 @@ class IdIndex:
         """Number of items (columns), including items without interactions."""
         return len(self.item_ids)
 
-    def user_index(self, ids: list[str] | np.ndarray) -> np.ndarray:
-        """Map user ids to row indices; unknown ids map to ``-1``."""
+    def user_index(self, ids: Sequence[Any] | np.ndarray | pl.Series) -> np.ndarray:
+        """Map user ids to row indices (``int64``); unknown ids map to ``-1``."""
         if self._user_lookup is None:
-            self._user_lookup = {str(u): i for i, u in enumerate(self.user_ids)}
-        return np.array([self._user_lookup.get(str(u), -1) for u in ids], dtype=np.int64)
+            self._user_lookup = IdPositions(self.user_ids)
+        return self._user_lookup.lookup(ids)
 
-    def item_index(self, ids: list[str] | np.ndarray) -> np.ndarray:
-        """Map item ids to column indices; unknown ids map to ``-1``."""
+    def item_index(self, ids: Sequence[Any] | np.ndarray | pl.Series) -> np.ndarray:
+        """Map item ids to column indices (``int64``); unknown ids map to ``-1``."""
         if self._item_lookup is None:
-            self._item_lookup = {str(u): i for i, u in enumerate(self.item_ids)}
-        return np.array([self._item_lookup.get(str(u), -1) for u in ids], dtype=np.int64)
+            self._item_lookup = IdPositions(self.item_ids)
+        return self._item_lookup.lookup(ids)
 
 
 class _EventsOnDemand:
@@ -164,8 +166,8 @@ class Dataset(IdIndex):
     events: _EventsOnDemand = field(default=_EventsOnDemand(), repr=False, compare=False)
     items: pl.DataFrame | None = None
     split: str = "train"
-    _user_lookup: dict[str, int] | None = field(default=None, repr=False)
-    _item_lookup: dict[str, int] | None = field(default=None, repr=False)
+    _user_lookup: IdPositions | None = field(default=None, repr=False)
+    _item_lookup: IdPositions | None = field(default=None, repr=False)
 
     def events_on_demand(self, loader: Callable[[], pl.DataFrame | None]) -> Dataset:
         """Read ``events`` by calling ``loader`` the first time it is accessed (then keep it).

@@ -32,7 +32,7 @@ _MULTIPLIERS = (
     0xFF51AFD7ED558CCD,
     0xC4CEB9FE1A85EC53,
 )
-#: a level has 8 slots per key left to place: ~88% of them get a slot of their own
+#: by default a level has 8 slots per key left to place: ~88% of them get a slot of their own
 _LOAD_BITS = 3
 #: events looked up at a time (their temporaries stay in cache)
 _CHUNK = 1 << 20
@@ -47,12 +47,23 @@ class HashCodes:
     ----------
     keys
         Distinct ``uint64`` hashes; ``keys[c]`` gets code ``c``.
+    load_bits
+        The numpy path's tables: a level has ``2**load_bits`` slots per key left to place. 3 (the
+        default) places ~88% of them at each level (fewest levels, ~115-145 bytes per key); 1
+        places ~61% (~45 bytes per key, a few more levels to query).
+    per_call
+        Whether the compiled ``lookup_codes`` may answer (when built): it builds its table on
+        every call (~32-64 bytes per key, fresh memory each time), right for one big look-up
+        (preprocess); ``False`` keeps the numpy tables, built once, for many look-ups of a few
+        values each (:class:`recctl.data.positions.IdPositions`).
     """
 
-    def __init__(self, keys: np.ndarray) -> None:
+    def __init__(self, keys: np.ndarray, *, load_bits: int = _LOAD_BITS, per_call: bool = True) -> None:
         self._keys = np.ascontiguousarray(keys, dtype=np.uint64)
         self.missing = len(self._keys)
         self._levels: list[tuple[np.uint64, np.uint64, np.ndarray, np.ndarray]] | None = None
+        self._load_bits = load_bits
+        self._per_call = per_call
 
     def _build_levels(self) -> list[tuple[np.uint64, np.uint64, np.ndarray, np.ndarray]]:
         """The numpy path's tables (built on its first look-up)."""
@@ -63,7 +74,7 @@ class HashCodes:
             level = len(levels)
             if level >= 64:  # equal keys never separate; the caller passes distinct ones
                 raise ValueError("HashCodes: the keys are not distinct")
-            bits = max(int(left.size).bit_length() + _LOAD_BITS, 4)
+            bits = max(int(left.size).bit_length() + self._load_bits, 4)
             mult = np.uint64(_MULTIPLIERS[level % len(_MULTIPLIERS)] + 2 * (level // len(_MULTIPLIERS)))
             shift = np.uint64(64 - bits)
             k = keys[left]
@@ -86,7 +97,7 @@ class HashCodes:
         """The code of every hash in ``query`` (``uint32``); :attr:`missing` (the key count) when absent."""
         query = np.ascontiguousarray(query, dtype=np.uint64)
         out = np.empty(len(query), dtype=np.uint32)
-        if _LOOKUP_CODES is not None and wanted():
+        if self._per_call and _LOOKUP_CODES is not None and wanted():
             _LOOKUP_CODES(self._keys, query, out)
             return out
         if self._levels is None:

@@ -31,6 +31,7 @@ from recctl.artifacts import Manifest
 from recctl.columns import Columns
 from recctl.config import Config
 from recctl.data.dataset import Dataset, interactions_matrix
+from recctl.data.positions import IdPositions
 from recctl.data.preprocess import LAST_TS, decay_weights, weight_events
 from recctl.errors import ArtifactError
 
@@ -178,8 +179,7 @@ def _project_features(
     # build over the whole table so quantile edges and idf see the catalogue, then keep the
     # new rows' entries on columns that already exist
     matrix, names = build_features(table, spec, key=key, max_vocab=max_vocab, min_df=min_df)
-    position = dict(zip(old_names["feature"].to_list(), range(n_cols), strict=True))
-    mapping = np.array([position.get(n, -1) for n in names["feature"].to_list()], dtype=np.int64)
+    mapping = IdPositions(old_names["feature"]).lookup(names["feature"])
     sub = sp.csr_matrix(matrix[rows]).tocoo()
     cols = mapping[sub.col] if len(mapping) else sub.col
     keep = cols >= 0

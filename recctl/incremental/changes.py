@@ -38,6 +38,7 @@ import scipy.sparse as sp
 
 from recctl.artifacts import Manifest
 from recctl.columns import Columns
+from recctl.data.positions import IdPositions
 from recctl.errors import ArtifactError, DataError
 from recctl.progress import Progress, report
 
@@ -122,13 +123,15 @@ def new_item_scores(model: Any, users: np.ndarray, new_items: np.ndarray) -> np.
     return new_item_scorer(model, new_items)(np.asarray(users, np.int64))
 
 
-def _positions_of(audience: Any, ids: pl.Series) -> np.ndarray:
-    known = pl.DataFrame({Columns.User: audience.user_ids}).with_row_index("__pos")
-    found = pl.DataFrame({Columns.User: ids.cast(pl.String)}).join(known, on=Columns.User, how="inner")
-    return np.unique(found["__pos"].to_numpy().astype(np.int64))
+def _positions_of(users: IdPositions, ids: pl.Series) -> np.ndarray:
+    """Audience positions of ``ids`` (unknown ids dropped), sorted and distinct."""
+    found = users.lookup(ids)
+    return np.unique(found[found >= 0])
 
 
-def _with_events(audience: Any, since: str, events: pl.LazyFrame, update: tuple[Path, Manifest] | None) -> np.ndarray:
+def _with_events(
+    users: IdPositions, since: str, events: pl.LazyFrame, update: tuple[Path, Manifest] | None
+) -> np.ndarray:
     if since == LAST_UPDATE:
         if update is None:
             raise ArtifactError(
@@ -136,10 +139,10 @@ def _with_events(audience: Any, since: str, events: pl.LazyFrame, update: tuple[
                 "run `recctl update CONFIG` first "
                 "(or pass an ISO time)."
             )
-        return _positions_of(audience, pl.read_parquet(update[0] / "changes.parquet")[Columns.User])
+        return _positions_of(users, pl.read_parquet(update[0] / "changes.parquet")[Columns.User])
     cut = _parse_since(since)
     ids = events.filter(pl.col(Columns.Timestamp) >= cut).select(Columns.User).unique().collect()[Columns.User]
-    return _positions_of(audience, ids)
+    return _positions_of(users, ids)
 
 
 def changed_positions(
@@ -178,7 +181,8 @@ def changed_positions(
     progress
         Optional progress callback.
     """
-    with_events = _with_events(audience, since, events, update)
+    users = IdPositions(audience.user_ids)
+    with_events = _with_events(users, since, events, update)
     new_items = np.empty(0, np.int64)
     if update is not None and (update[0] / "new_items.parquet").exists():
         new_items = pl.read_parquet(update[0] / "new_items.parquet")[Columns.ItemIdx].to_numpy().astype(np.int64)
@@ -189,14 +193,9 @@ def changed_positions(
     affected = np.empty(0, np.int64)
     if len(new_items):
         affected = _new_item_effect(audience, model, main, k, new_items, previous, progress)
-    listed = previous.select(pl.col(Columns.User).cast(pl.String)).unique()
-    fresh = (
-        pl.DataFrame({Columns.User: audience.user_ids})
-        .with_row_index("__pos")
-        .join(listed, on=Columns.User, how="anti")["__pos"]
-        .to_numpy()
-        .astype(np.int64)
-    )
+    unlisted = np.ones(len(users), dtype=bool)
+    unlisted[_positions_of(users, previous[Columns.User].unique())] = False
+    fresh = np.flatnonzero(unlisted).astype(np.int64)
     positions = np.union1d(np.union1d(with_events, affected), fresh).astype(np.int64)
     reasons = np.where(
         np.isin(positions, with_events), "events", np.where(np.isin(positions, fresh), "new_customer", "new_items")

@@ -32,6 +32,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recctl.columns import Columns
+from recctl.data.positions import IdPositions
 from recctl.errors import ConfigError
 from recctl.lists.builder import Request
 
@@ -139,17 +140,14 @@ class Audience:
 
     def select(self, ids: list[str]) -> Audience:
         """The given users, in the given order; ids the shop never named are new, empty users."""
-        wanted = pl.DataFrame({Columns.User: pl.Series(ids, dtype=pl.String)}).with_row_index("__want")
-        known = pl.DataFrame({Columns.User: self.user_ids}).with_row_index(_POS)
-        found = wanted.join(known, on=Columns.User, how="left").sort("__want")
-        missing = found[_POS].is_null().to_numpy()
-        pos = found[_POS].fill_null(0).to_numpy().astype(np.int64)
-        sub = self.take(pos)
+        found = IdPositions(self.user_ids).lookup(ids)
+        missing = found < 0
+        sub = self.take(np.where(missing, 0, found))
         if missing.any():
             n_items = self.history.shape[1]
             keep = sp.diags((~missing).astype(np.float32), format="csr")
             sub = Audience(
-                found[Columns.User],
+                pl.Series(Columns.User, ids, dtype=pl.String),
                 np.where(missing, -1, sub.rows),
                 np.where(missing, False, sub.has_events),
                 sp.csr_matrix(keep @ sub.history, shape=(len(ids), n_items)),

@@ -33,6 +33,7 @@ from pydantic import Field, model_validator
 
 from recctl.columns import Columns
 from recctl.data.dataset import Dataset
+from recctl.data.positions import IdPositions
 from recctl.errors import MissingExtraError, RecctlError
 from recctl.models import _sasrec_numpy as npnet
 from recctl.models.base import ModelConfig, ProgressFn, Recommender
@@ -267,7 +268,7 @@ class SASRecModel(Recommender):
         super().__init__(config, **params)
         self._net: Any = None
         self._opt: Any = None
-        self._item_lookup: dict[str, int] | None = None
+        self._item_lookup: IdPositions | None = None
         # torch's RNG state (a ByteTensor) between epochs; set by fit, never pickled
         self._torch_rng: Any = None
 
@@ -587,9 +588,8 @@ class SASRecModel(Recommender):
         """
         self._check_fitted()
         if self._item_lookup is None:
-            self._item_lookup = {str(item): i for i, item in enumerate(self.item_ids_)}
-        idx = np.array([self._item_lookup.get(str(item), -1) for item in item_ids], dtype=np.int64)
-        return self.score_from_items(idx)
+            self._item_lookup = IdPositions(self.item_ids_)
+        return self.score_from_items(self._item_lookup.lookup(item_ids))
 
     def user_history(self, user_idx: int) -> np.ndarray:
         """The item indices (oldest first) the model currently reads for user ``user_idx``."""

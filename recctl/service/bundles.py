@@ -69,6 +69,8 @@ def read_bundle(path: Path) -> LoadedBundle:
     stamp = _stamp(meta)
     digest = hashlib.sha256(meta.read_bytes()).hexdigest()[:16]
     bundle = load(path, verify=True)
+    bundle.user_positions.warm()  # requests ask about single ids: their look-up is built now
+    bundle.item_positions.warm()
     return LoadedBundle(bundle=bundle, version=digest, loaded_at=_now(), path=path, stamp=stamp)
 
 

@@ -312,7 +312,7 @@ class Service:
             )
         return {
             "user_id": user_id,
-            "known_user": user_id in bundle._user_row,
+            "known_user": user_id in bundle.user_positions,
             "variant": variant,
             "events_since_bundle": len(events),
             "items": items,
@@ -349,7 +349,7 @@ class Service:
         return {"bundle": loaded.version, "results": answers}
 
     def _check_items(self, loaded: LoadedBundle, items: list[str], where: str) -> None:
-        unknown = [i for i in items if i not in loaded.bundle._item_col]
+        unknown = [i for i, j in zip(items, loaded.bundle.item_positions.lookup(items), strict=True) if j < 0]
         if unknown:
             shown = ", ".join(f"'{u}'" for u in unknown[:5])
             more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
@@ -369,7 +369,7 @@ class Service:
     def similar(self, item_id: str, k: int | None) -> dict[str, Any]:
         """Items similar to ``item_id``."""
         loaded = self._bundle()
-        if item_id not in loaded.bundle._item_col:
+        if item_id not in loaded.bundle.item_positions:
             raise ServiceError(
                 404,
                 f"unknown item id '{item_id}': not in the catalogue of bundle {loaded.version}",

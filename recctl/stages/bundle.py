@@ -19,6 +19,7 @@ import polars as pl
 from recctl.artifacts import library_versions
 from recctl.columns import Columns
 from recctl.config import Config
+from recctl.data.positions import IdPositions
 from recctl.lists import ListBuilder, Lists
 from recctl.lists.audience import Audience
 from recctl.lists.live import LiveState, export_live
@@ -45,87 +46,40 @@ NEIGHBORS_PER_ITEM = 20
 def lists_from_frame(recs: pl.DataFrame, user_ids: pl.Series, item_ids: pl.Series, k: int, sources: list[str]) -> Lists:
     """Long rows (``user_id, rank, item_id, score, source``) as ``(n_users, k)`` lists aligned with ``user_ids``.
 
-    Ids are matched as polars strings, never converted to numpy strings: by binary search in
-    ``user_ids`` (sorted, as the audience is) and an enum of ``item_ids`` when every row's ids
-    are found that way (``recommendations.parquet`` as written); otherwise by joins, which drop
-    rows of unknown users, items or sources.
+    Ids are found with :class:`~recctl.data.positions.IdPositions` (as text, never converted to
+    numpy strings); users once per run of equal ids (the file holds each user's rows together),
+    and not at all when the runs are exactly ``user_ids`` in order (``recommendations.parquet``
+    as written for the whole audience). Rows of unknown users, items or sources, or with a rank
+    outside ``1..k``, are dropped.
     """
-    coded = _codes_by_search(recs, user_ids, item_ids, sources)
+    row = _user_rows(recs[Columns.User], user_ids)
+    items = IdPositions(item_ids)
+    item_code = items.lookup(recs[Columns.Item], dtype=items.narrow_dtype)
+    source_code = IdPositions(sources).lookup(recs[Columns.Source], dtype=np.int8)
+    col = recs[Columns.Rank].to_numpy() - 1
+    scores = recs[Columns.Score].to_numpy()
     out = Lists.empty(len(user_ids), k, sources)
-    if coded is not None:
-        row, col, item_code, source_code = coded
-        scores = recs[Columns.Score].to_numpy()
-        # one flat position per row, values put straight from polars' buffers: few fresh copies
-        flat = row.astype(np.int64) * k + col
-        ok = (col >= 0) & (col < k)
-        if not ok.all():
-            flat, item_code, scores, source_code = flat[ok], item_code[ok], scores[ok], source_code[ok]
-        np.put(out.items, flat, item_code)
-        np.put(out.scores, flat, scores)
-        np.put(out.sources, flat, source_code)
-        return out
-    rows = pl.DataFrame({Columns.User: user_ids.cast(pl.String)}).with_row_index("__row")
-    items = pl.DataFrame({Columns.Item: item_ids.cast(pl.String)}).with_row_index("__item")
-    codes = pl.DataFrame({Columns.Source: pl.Series(sources, dtype=pl.String)}).with_row_index("__src")
-    joined = (
-        recs.select(
-            pl.col(Columns.User).cast(pl.String),
-            pl.col(Columns.Rank),
-            pl.col(Columns.Item).cast(pl.String),
-            pl.col(Columns.Score),
-            pl.col(Columns.Source).cast(pl.String),
-        )
-        .join(rows, on=Columns.User)
-        .join(items, on=Columns.Item)
-        .join(codes, on=Columns.Source)
-    )
-    r = joined["__row"].to_numpy().astype(np.int64)
-    c = joined[Columns.Rank].to_numpy().astype(np.int64) - 1
-    ok = (c >= 0) & (c < k)
-    out.items[r[ok], c[ok]] = joined["__item"].to_numpy().astype(np.int64)[ok]
-    out.scores[r[ok], c[ok]] = joined[Columns.Score].to_numpy().astype(np.float32)[ok]
-    out.sources[r[ok], c[ok]] = joined["__src"].to_numpy().astype(np.int8)[ok]
+    # one flat position per row, values put straight from polars' buffers: few fresh copies
+    flat = row.astype(np.int64) * k + col
+    ok = (col >= 0) & (col < k) & (row >= 0) & (item_code >= 0) & (source_code >= 0)
+    if not ok.all():
+        flat, item_code, scores, source_code = flat[ok], item_code[ok], scores[ok], source_code[ok]
+    np.put(out.items, flat, item_code)
+    np.put(out.scores, flat, scores)
+    np.put(out.sources, flat, source_code)
     return out
 
 
-def _codes_by_search(
-    recs: pl.DataFrame, user_ids: pl.Series, item_ids: pl.Series, sources: list[str]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """(row, rank - 1, item index, source code) per row of ``recs``, or ``None`` when an id is not found.
-
-    Integer arrays of polars' own types (no widening copies), to be cast where they are put.
-
-    Cheaper than joining a million rows on strings: users by binary search in the sorted
-    ``user_ids`` (checked equal afterwards), items and sources through an enum (unknown ids
-    raise, and the caller joins instead).
-    """
-    users = user_ids.cast(pl.String)
-    wanted = recs[Columns.User].cast(pl.String)
-    if len(users) == 0 or wanted.has_nulls() or not users.is_sorted():
-        return None
-    # one look-up per run of equal ids (the file holds each user's rows together), not per row
+def _user_rows(wanted: pl.Series, user_ids: pl.Series) -> np.ndarray:
+    """The position in ``user_ids`` of each row's user (``-1`` when unknown), one look-up per run of equal ids."""
     run = wanted.rle_id()
     first = wanted.filter(run.is_first_distinct())
-    if len(first) == len(users) and bool((first == users).all()):  # every user, in order
-        pos = run
-    else:
-        at = users.search_sorted(first).clip(0, len(users) - 1)
-        if not bool((users.gather(at) == first).all()):
-            return None
-        pos = at.gather(run)
-    try:
-        items = recs[Columns.Item].cast(pl.String).cast(pl.Enum(item_ids.cast(pl.String))).to_physical()
-        src = recs[Columns.Source].cast(pl.String).cast(pl.Enum(sources)).to_physical()
-    except (pl.exceptions.PolarsError, ValueError, TypeError):
-        return None
-    if items.has_nulls() or src.has_nulls():
-        return None
-    return (
-        pos.to_numpy(),
-        recs[Columns.Rank].to_numpy() - 1,
-        items.to_numpy(),
-        src.to_numpy(),
+    same = len(first) == len(user_ids) and bool(
+        (first.cast(pl.String) == user_ids.cast(pl.String)).fill_null(False).all()
     )
+    if same:
+        return run.to_numpy()  # every user, in order: a run's number is its position
+    return IdPositions(user_ids).lookup(first, dtype=np.int64)[run.to_numpy()]
 
 
 def item_neighbors(

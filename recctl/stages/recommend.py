@@ -43,6 +43,7 @@ from recctl.artifacts import Manifest, utc_now
 from recctl.columns import Columns
 from recctl.config import Config
 from recctl.config.recommend import RecommendConfig
+from recctl.data.positions import IdPositions
 from recctl.errors import ArtifactError, ConfigError, DataError
 from recctl.graph import read_stage
 from recctl.lists import ListBuilder, Lists, Request, eligible_capacity, to_arrow
@@ -159,7 +160,7 @@ class Serving:
     rules: ItemRules
     models: dict[str, Any]
     inputs: list[Path] = field(default_factory=list)
-    _item_lookup: dict[str, int] | None = None
+    _item_lookup: IdPositions | None = None
 
     @property
     def n_items(self) -> int:
@@ -179,10 +180,10 @@ class Serving:
         )
 
     def item_index(self, ids: list[str]) -> np.ndarray:
-        """Catalogue indices of item ids (``-1`` for unknown ids)."""
+        """Catalogue indices of item ids (``int64``; ``-1`` for unknown ids)."""
         if self._item_lookup is None:
-            self._item_lookup = {item: i for i, item in enumerate(self.item_ids.to_list())}
-        return np.array([self._item_lookup.get(str(i), -1) for i in ids], dtype=np.int64)
+            self._item_lookup = IdPositions(self.item_ids)
+        return self._item_lookup.lookup(ids)
 
 
 def serving_model_names(cfg: Config) -> list[str]:

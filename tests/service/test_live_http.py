@@ -45,8 +45,11 @@ def test_every_model_kind_reflects_a_view_and_a_purchase_at_once(shop: Path) -> 
             newcomer = next(u for u in new_ids if new_variants[u] == variant)
             for who in (user, newcomer):
                 before = [r["item_id"] for r in service.get(f"/v1/recommendations?user_id={quote(who)}")["items"]]
-                seen = set(bundle.history_of(bundle._user_row[who]).tolist()) if who in bundle._user_row else set()
-                viewed = next(i for i in bundle.item_ids if bundle._item_col[i] not in seen and i not in before)
+                row = bundle.user_positions.position(who)
+                seen = set(bundle.history_of(row).tolist()) if row >= 0 else set()
+                viewed = next(
+                    i for i in bundle.item_ids if bundle.item_positions.position(i) not in seen and i not in before
+                )
                 events = [
                     {"user_id": who, "item_id": viewed, "event": "view", "timestamp": "2026-12-04T10:00:00Z"},
                     {"user_id": who, "item_id": before[0], "event": "purchase", "timestamp": "2026-12-04T10:01:00Z"},

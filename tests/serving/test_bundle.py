@@ -112,9 +112,10 @@ def test_neighbours_masked_first_equal_the_old_over_fetch(tmp_path: Path) -> Non
         np.testing.assert_allclose(scores[row], [s for _, s in keep], rtol=1e-6)
 
 
-def test_lists_from_frame_search_and_join_paths_agree() -> None:
-    """The nightly rows placed by binary search + enums equal the join path's, and rows of
-    unknown users, items or sources (which only joins can drop) fall back to the joins."""
+def test_lists_from_frame_places_rows_and_drops_unknown_ids() -> None:
+    """The nightly rows land at their user's row and rank, the same whether users are found by
+    their runs (every user, in order) or looked up; rows of unknown users, items or sources are
+    dropped."""
     from recctl.stages.bundle import lists_from_frame
 
     users = pl.Series(["a", "b", "c", "d"])

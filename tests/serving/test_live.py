@@ -123,7 +123,7 @@ def test_lightfm_folds_the_new_items_into_the_trained_vector(world: dict) -> Non
         weight = float(model.user_counts_[row])
         user = (weight * model.user_repr_[row] + 2 * fold) / (weight + 2)
         want = user @ model.item_repr_.T + model.item_bias_ + model.user_bias_[row]
-        b_row = bundle._user_row[audience.user_ids[pos]]
+        b_row = bundle.user_positions.position(audience.user_ids[pos])
         got = scorer.scores(b_row, bundle.history_of(b_row), np.array([viewed, bought]))
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
         # no new item: the trained scores, exactly what the nightly list was selected from
@@ -148,7 +148,7 @@ def test_sasrec_scores_the_trained_sequence_with_the_new_items_appended(world: d
         else:  # the history, as the list builder hands a basket to the model (index order)
             before = audience.history[pos].indices
         want = model.score_from_items(np.concatenate([before, [viewed, bought]]).astype(np.int64))
-        b_row = bundle._user_row[audience.user_ids[pos]]
+        b_row = bundle.user_positions.position(audience.user_ids[pos])
         got = scorer.scores(b_row, bundle.history_of(b_row), np.array([viewed, bought]))
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)  # numpy forward vs torch
 
@@ -172,7 +172,7 @@ def test_views_stay_purchases_leave_and_no_events_is_the_nightly_list(world: dic
     assert codes is not None
     for variant, model in VARIANTS.items():
         got = bundle.recommend(user, K, events=[(top, "view")], model=model)
-        counts = np.bincount([codes[bundle._item_col[r["item_id"]]] for r in got])
+        counts = np.bincount([codes[bundle.item_positions.position(r["item_id"])] for r in got])
         assert counts.max() <= 4, variant
 
 
