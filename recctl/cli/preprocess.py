@@ -45,10 +45,7 @@ def _render(cli: Invocation, s: dict[str, Any]) -> None:
     ]
     cli.table("Preprocess", ["step", "count"], rows)
     events = split.get("events", {})
-    split_rows = [
-        [name, events.get(name, events.get("tune_train", 0) + events.get("valid", 0) if name == "train" else 0), n]
-        for name, n in s["split_rows"].items()
-    ]
+    split_rows = [[name, _file_events(name, events), n] for name, n in s["split_rows"].items()]
     cli.table(f"Splits ({split.get('strategy')})", ["split", "events", "user-item pairs"], split_rows)
     if "test_start" in split:
         cli.say(
@@ -57,3 +54,13 @@ def _render(cli: Invocation, s: dict[str, Any]) -> None:
         )
     for kind, info in s.get("features", {}).items():
         cli.say(f"{kind} features: {info['shape'][0]:,} x {info['shape'][1]:,} ({info['nnz']:,} non-zeros)")
+
+
+#: the event labels a split file holds when it is not named after one label; ``None``: every label
+_FILE_LABELS: dict[str, tuple[str, ...] | None] = {"train": ("tune_train", "valid"), "all": None}
+
+
+def _file_events(name: str, events: dict[str, int]) -> int:
+    """Events in split file ``name`` from the manifest's events per label (``split.events``)."""
+    labels = _FILE_LABELS.get(name, (name,))
+    return sum(events.values()) if labels is None else sum(events.get(label, 0) for label in labels)

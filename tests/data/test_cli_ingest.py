@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,25 @@ def test_preprocess_command(tmp_path: Path, small_shop: Path) -> None:
     result = runner.invoke(app, ["preprocess", str(config)])
     assert result.exit_code == 0, result.output
     assert "Splits (time)" in result.stdout and "tune_train" in result.stdout
+    shown = result.stdout
     result = runner.invoke(app, ["preprocess", str(config), "--json"])
     summary = json.loads(result.stdout)["summary"]
+    # the splits table: events per file from the events per label; `all` holds every event kept
+    by_label = summary["split"]["events"]
+    expected = {
+        "train": by_label["tune_train"] + by_label["valid"],
+        "test": by_label["test"],
+        "tune_train": by_label["tune_train"],
+        "valid": by_label["valid"],
+        "all": summary["n_events"],
+    }
+    assert sum(by_label.values()) == summary["n_events"] > 0
+    table = shown[shown.index("Splits (time)") :]
+    for name, n in expected.items():
+        row = re.search(rf"\b{name}\b\W+([\d,]+)\W+([\d,]+)", table)
+        assert row is not None, (name, table)
+        assert int(row[1].replace(",", "")) == n, (name, table)
+        assert int(row[2].replace(",", "")) == summary["split_rows"][name], (name, table)
     # 80 catalogue products + the generator's 3 delisted ids; the newest products are cold
     assert summary["n_items"] == 83 and summary["n_cold_items"] == 2
 
