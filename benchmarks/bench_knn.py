@@ -17,9 +17,10 @@ comparing). Two shops:
 Fits alternate over ``--rounds`` (recctl all cores / implicit / recctl one thread, reversed every
 other round) so other load on a shared machine hits them alike; each round's recctl / implicit
 ratio is printed. Per fit: CPU seconds (the steady measure; wall printed too) and the fit's
-memory: its resident high-water mark above what was resident when it started (the child resets
-the kernel's high-water mark, ``/proc/self/clear_refs``, just before the fit, so the shop's
-loading does not hide the first megabytes of the fit), and the process peak (``os.wait4``).
+memory: its resident high-water mark above what was resident when it started
+(:mod:`benchmarks.fit_memory`: the child resets the kernel's high-water mark just before the
+fit, so the shop's loading does not hide the first megabytes of the fit), and the process peak
+(``os.wait4``).
 
 The lists are compared: per item, the kept similarity values must be the same as implicit's
 (implicit breaks ties between equal similarities its own way, so which of two tied neighbours
@@ -72,6 +73,7 @@ sp.save_npz(sys.argv[2], load_dataset(sys.argv[1], "train").interactions.tocsr()
 _CHILD = r"""
 import json, os, resource, sys, time, warnings
 import numpy as np, scipy.sparse as sp
+from benchmarks.fit_memory import FitMemory
 which, matrix, neighbors, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 if which == "recctl_numpy":  # recctl's numpy path (all cores), the only one before the compiled kernel
     os.environ["RECCTL_TOPK_SELECTION"] = "numpy"
@@ -85,21 +87,11 @@ else:
     from recctl.models.item_knn import ItemKNNModel
     ds = Dataset(user_ids=np.arange(x.shape[0]), item_ids=np.arange(x.shape[1]), interactions=x)
 
-def status():
-    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
-
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
 
-try:  # the high-water mark from here on is the fit's (Linux: "5" resets VmHWM to VmRSS)
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-    reset = True
-except OSError:
-    reset = False
-rss_before, hwm_before = status()
+memory = FitMemory()  # the high-water mark from here on is the fit's
 c, t = cpu(), time.perf_counter()
 if which == "implicit":
     with warnings.catch_warnings():
@@ -110,7 +102,7 @@ if which == "implicit":
 else:
     sim = ItemKNNModel(neighbors=neighbors, n_jobs=1 if which == "recctl_1" else -1).fit(ds).similarity_
 fit_cpu, fit_wall = cpu() - c, time.perf_counter() - t
-_, hwm = status()
+fit_extra_mb = memory.extra_mb()
 sim = sp.csr_matrix(sim, dtype=np.float32)
 sim.setdiag(0)
 sim.eliminate_zeros()
@@ -118,7 +110,7 @@ sim.sort_indices()
 np.savez(out, indptr=sim.indptr, indices=sim.indices, data=sim.data)
 print(json.dumps({
     "fit_cpu_s": fit_cpu, "fit_wall_s": fit_wall,
-    "fit_extra_mb": (hwm - rss_before) if reset else max(hwm - hwm_before, 0.0), "hwm_reset": reset,
+    "fit_extra_mb": fit_extra_mb, "hwm_reset": memory.reset,
 }))
 """
 

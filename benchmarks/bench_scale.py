@@ -27,7 +27,9 @@ Peers, in the same run on the same files (each in its own subprocess too):
   ``recctl preprocess``;
 * **implicit**: ``implicit``'s ``CosineRecommender`` fit on the same training matrix, against
   recctl's ``item_knn`` fit (``K = neighbors + 1``: implicit keeps the item itself), with the
-  lists compared (identical up to ties).
+  lists compared (identical up to ties). Each fit's memory (``fit_extra_mb``) is its own
+  high-water mark over what was resident before it (:mod:`benchmarks.fit_memory`, as
+  ``bench_knn``), not the process peak, which the shop's loading sets; ``peak_mb`` is that.
 
 implicit is installed with recctl (it backs ``kind: als``); without it its column is skipped.
 The machine may be shared: read the ratios and the exponents (measured in the same run), not
@@ -80,6 +82,8 @@ STAGES = [
 LIMIT_MB = 16 * 1024
 K = 10
 NEIGHBORS = 50
+#: the repository root (the kNN peers' working directory: their child imports benchmarks.fit_memory)
+_ROOT = Path(__file__).resolve().parents[1]
 _CHUNK = 1_000_000
 
 
@@ -321,34 +325,40 @@ items.join(catalogue, on="item_id", how="left").write_parquet(f"{out}/items.parq
 _KNN = r"""
 import json, resource, sys, time, warnings
 import numpy as np, scipy.sparse as sp
+from benchmarks.fit_memory import FitMemory
 from recctl.data.dataset import load_dataset
 which, pre = sys.argv[1], sys.argv[2]
 neighbors = int(sys.argv[3])
 ds = load_dataset(pre, "train")
-x = sp.csr_matrix(ds.interactions, dtype=np.float32)
-x.data[:] = 1.0
+if which == "implicit":  # its float64 0/1 input is made before the fit, as bench_knn does
+    from implicit.nearest_neighbours import CosineRecommender
+    x64 = sp.csr_matrix(ds.interactions, dtype=np.float64, copy=True)
+    x64.data[:] = 1.0
+else:
+    from recctl.models.item_knn import ItemKNNModel
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+memory = FitMemory()  # the high-water mark from here on is the fit's (benchmarks/fit_memory.py)
 c = cpu(); t = time.perf_counter()
 if which == "recctl":
-    from recctl.models.item_knn import ItemKNNModel
     sim = ItemKNNModel(neighbors=neighbors).fit(ds).similarity_
 else:
-    from implicit.nearest_neighbours import CosineRecommender
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = CosineRecommender(K=neighbors + 1)
-        model.fit(x.astype(np.float64), show_progress=False)
-    sim = model.similarity.tocsr()
-    sim.setdiag(0)
-    sim.eliminate_zeros()
+        model.fit(x64, show_progress=False)
+    sim = model.similarity
 fit_cpu, fit_wall = cpu() - c, time.perf_counter() - t
+fit_extra_mb = memory.extra_mb()
 sim = sp.csr_matrix(sim, dtype=np.float32)
+sim.setdiag(0)  # implicit keeps each item as its own neighbour; recctl's diagonal is empty
+sim.eliminate_zeros()
 sim.sort_indices()
 np.savez(sys.argv[4], indptr=sim.indptr, indices=sim.indices, data=sim.data)
-print(json.dumps({"fit_cpu_s": fit_cpu, "fit_wall_s": fit_wall, "rss_before_fit_mb": before}))
+print(json.dumps({
+    "fit_cpu_s": fit_cpu, "fit_wall_s": fit_wall, "fit_extra_mb": fit_extra_mb, "hwm_reset": memory.reset,
+}))
 """
 
 
@@ -364,13 +374,17 @@ def knn_peers(work: Path, scratch: Path) -> dict[str, Any]:
                 out["implicit"] = None
                 continue
         files[which] = scratch / f"sim_{which}.npz"
-        res = measure([sys.executable, "-c", _KNN, which, str(work / "preprocess"), str(NEIGHBORS), str(files[which])])
+        cmd = [sys.executable, "-c", _KNN, which, str(work / "preprocess"), str(NEIGHBORS), str(files[which])]
+        res = measure(cmd, cwd=_ROOT)  # the child imports benchmarks.fit_memory
         if res["rc"] != 0:
             raise RuntimeError(f"kNN peer {which} failed:\n{res['stderr']}")
         inner = json.loads(res["stdout"].strip().splitlines()[-1])
         out[which] = {"fit_cpu_s": round(inner["fit_cpu_s"], 2), "fit_wall_s": round(inner["fit_wall_s"], 2)}
         out[which]["peak_mb"] = res["peak_mb"]
-        out[which]["fit_extra_mb"] = round(res["peak_mb"] - inner["rss_before_fit_mb"], 1)
+        # the fit's own high-water mark over what was resident before it, not the process peak
+        # minus that (a fit below the loading's peak showed as nothing): as bench_knn measures
+        out[which]["fit_extra_mb"] = round(inner["fit_extra_mb"], 1)
+        out[which]["hwm_reset"] = inner["hwm_reset"]
     if len(files) == 2:
         out["lists_tie_equivalent"] = _tie_equivalent(files["recctl"], files["implicit"])
     return out
