@@ -554,7 +554,7 @@ def sort_events(events: pl.DataFrame, user: str = Columns.UserIdx) -> pl.DataFra
     * when the times never decrease down the input (most exports are written in time order;
       checked in one pass), a stable sort by the user alone already leaves each user's events
       in time order: a counting sort (the compiled ``counting_order``, :mod:`recctl.kernels`;
-      two passes, then the other columns gathered once: 20M events 1.1 against 1.8 CPU-s), or
+      two passes, then the other columns gathered once: 20M events 0.8 against 1.8-2.1 CPU-s), or
       a stable polars sort of the frame without the extension;
     * else on one unsigned 64-bit key ``(user, time)`` when both fit in 64 bits (a user index
       of 26 bits and 38 bits of time: 67M users over 8,700 years in seconds), else on the two
@@ -624,11 +624,12 @@ class LabelledEvents:
     Events in (user, time) order, as ``sort_events`` leaves them, are aggregated by the compiled
     ``aggregate_runs`` (:mod:`recctl.kernels`) straight from that order: per user, the events fold
     into one slot per item in event order, and the slots are ordered by item. No pair-ordered copy,
-    no filtered copy per split, no group-by (at 20M events: 0.6 against 4.3 CPU-s for the five
-    files). Otherwise (the extension not built, ``RECCTL_TOPK_SELECTION=numpy``, or another order)
-    the events are sorted by pair once (:func:`pair_order`) and each split is filtered and grouped
-    in polars. Both give the same rows; sums are added in event order by the kernel and in polars'
-    order by the fallback, so a sum of many weights may differ in the last bits.
+    no filtered copy per split, no group-by (at 20M events: 1.7 against 4.3 CPU-s for the five
+    files, 1.4 of it in the kernel). Otherwise (the extension not built,
+    ``RECCTL_TOPK_SELECTION=numpy``, or another order) the events are sorted by pair once
+    (:func:`pair_order`) and each split is filtered and grouped in polars. Both give the same
+    rows; sums are added in event order by the kernel and in polars' order by the fallback, so a
+    sum of many weights may differ in the last bits.
     """
 
     def __init__(self, events: pl.DataFrame, codes: np.ndarray) -> None:
