@@ -8,8 +8,9 @@ BIN    := $(VENV)/bin
 
 .PHONY: demo test install lint typecheck sample bench clean
 
-# recctl/_kernels.c: the compiled kernels (top-K selection, item-kNN rows) are built by the editable install
-$(BIN)/recctl: pyproject.toml recctl/_kernels.c
+# recctl/_kernels.c: the compiled kernels (top-K selection, item-kNN rows), declared in setup.py, are
+# built by the editable install
+$(BIN)/recctl: pyproject.toml setup.py recctl/_kernels.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel setuptools
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
