@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from recctl.config.preprocess import ItemEmbeddingsConfig
+from recctl.data.positions import IdPositions
 from recctl.errors import ConfigError, DataError
 
 __all__ = ["embedding_feature_names", "load_item_embeddings", "read_embedding_file"]
@@ -212,14 +213,13 @@ def load_item_embeddings(
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
     vectors *= np.float32(cfg.weight)
-    catalogue = item_ids.cast(pl.String).to_list()
-    lookup = {item: row for row, item in enumerate(ids)}
-    rows = np.array([lookup.get(item, -1) for item in catalogue], dtype=np.int64)
+    catalogue = item_ids.cast(pl.String)
+    rows = IdPositions(ids).lookup(catalogue)  # each catalogue item's row in the file (ids are unique there)
     found = rows >= 0
     if not found.any():
         raise DataError(
             f"{path}: none of its {len(ids):,} ids is a catalogue item id (file: '{ids[0]}', ...; "
-            f"catalogue: '{catalogue[0] if catalogue else ''}', ...); the ids must be written "
+            f"catalogue: '{catalogue[0] if len(catalogue) else ''}', ...); the ids must be written "
             f"exactly as the item ids of the interactions"
         )
     block = np.zeros((len(catalogue), vectors.shape[1]), dtype=np.float32)

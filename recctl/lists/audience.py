@@ -249,14 +249,10 @@ def build_audience(
                 f"{', '.join(sorted(present)) or 'none'}."
             )
         exclude = _matrix(pairs.filter(pl.col(Columns.Event).is_in(exclude_events)), n_users, n_items)
-    model_rows = (
-        audience.select(_POS, Columns.User)
-        .join(users.select(pl.col(Columns.User).cast(pl.String), Columns.UserIdx), on=Columns.User, how="left")
-        .sort(_POS)[Columns.UserIdx]
-        .fill_null(-1)
-        .to_numpy()
-        .astype(np.int64)
-    )
+    # each customer's row in the models' id map, then that row's user_idx (-1: no model row)
+    at = IdPositions(users[Columns.User]).lookup(audience[Columns.User])
+    model_rows = np.full(len(at), -1, dtype=np.int64)
+    model_rows[at >= 0] = users[Columns.UserIdx].to_numpy()[at[at >= 0]]
     active = audience.join(with_events, on=Columns.User, how="semi")[_POS].to_numpy()
     has_events = np.zeros(n_users, bool)
     has_events[active] = True
