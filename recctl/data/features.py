@@ -22,15 +22,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-import scipy.sparse as sp
 
 from recctl.artifacts import atomic_path, write_parquet_atomic
 from recctl.config.preprocess import FeaturesConfig
 from recctl.data.locale import TOKEN_PATTERN, looks_decimal_comma
 from recctl.errors import ConfigError
+
+if TYPE_CHECKING:  # scipy is imported where a matrix is built: preprocess without features never loads it
+    import scipy.sparse as sp
 
 __all__ = ["STOP_WORDS", "FeatureBlock", "build_features", "item_feature_spec", "save_features"]
 
@@ -163,6 +166,8 @@ def build_features(
     ConfigError
         If a configured column is not in the table.
     """
+    import scipy.sparse as sp
+
     frame = table.with_row_index(_ROW)
     for kind, column, _ in spec:
         if column not in table.columns:
@@ -219,6 +224,8 @@ def build_features(
 
 def save_features(directory: Path, prefix: str, matrix: sp.csr_matrix, names: pl.DataFrame) -> list[Path]:
     """Write ``<prefix>_features.npz`` and ``<prefix>_feature_names.parquet`` atomically."""
+    import scipy.sparse as sp
+
     npz = directory / f"{prefix}_features.npz"
     with atomic_path(npz) as tmp, open(tmp, "wb") as fh:
         sp.save_npz(fh, matrix.tocsr(), compressed=True)

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
-import scipy.sparse as sp
 
 from recctl.artifacts import INTERMEDIATE_PARQUET, Manifest, atomic_path
 from recctl.columns import Columns
@@ -309,6 +308,8 @@ def _write_features(cfg: Config, run: StageRun, items: pl.DataFrame, users: pl.D
                 emb, cfg.resolve(emb.path), cfg.resolve(emb.ids) if emb.ids else None, items[Columns.Item]
             )
             # a dense block beside the sparse ones: every model reading item features sees it
+            import scipy.sparse as sp  # here, not at the top: preprocess without features never needs scipy
+
             matrix = sp.hstack([matrix, sp.csr_matrix(block)], format="csr", dtype=np.float32)
             names = pl.concat([names, embedding_feature_names(block.shape[1])])
             out["item_embeddings"] = info
