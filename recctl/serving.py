@@ -459,11 +459,12 @@ class Bundle:
 
     def _item_indices(self, ids: Iterable[str], what: str, strict: bool) -> list[int]:
         ids = list(ids)
-        found = self.item_positions.lookup(ids)
-        if strict and (found < 0).any():
-            unknown = ids[int(np.argmax(found < 0))]
-            raise DataError(f"{what}: unknown item id '{unknown}' (not in this bundle's catalogue)")
-        return [int(j) for j in found if j >= 0]
+        if not ids:  # the usual request: nothing to look up
+            return []
+        found = self.item_positions.lookup(ids).tolist()
+        if strict and -1 in found:
+            raise DataError(f"{what}: unknown item id '{ids[found.index(-1)]}' (not in this bundle's catalogue)")
+        return [j for j in found if j >= 0]
 
     def _answer(self, lists: Lists, k: int) -> list[dict[str, Any]]:
         items, scores, codes = lists.items[0], lists.scores[0], lists.sources[0]

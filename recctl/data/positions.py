@@ -147,17 +147,20 @@ class IdPositions:
 
     def warm(self) -> None:
         """Build the dict for a handful of ids now (a service does it at load, not in its first request)."""
-        self._few([])
+        self._positions_dict()
 
-    def _few(self, values: list[Any]) -> np.ndarray:
+    def _positions_dict(self) -> dict[str, int]:
         if self._dict is None:
             ids = self.ids.to_list()
             found = {i: p for p, i in enumerate(ids) if i is not None}
             if len(found) < len(ids) - self.ids.null_count():
                 self._refuse_repeats()
             self._dict = found
-        get = self._dict.get
-        return np.array([-1 if v is None else get(str(v), -1) for v in values], dtype=np.int64)
+        return self._dict
+
+    def _few(self, values: Sequence[Any]) -> list[int]:
+        get = self._positions_dict().get
+        return [-1 if v is None else get(str(v), -1) for v in values]
 
     def lookup(self, values: pl.Series | np.ndarray | Sequence[Any], *, dtype: Any = np.int64) -> np.ndarray:
         """The position of every value (``-1`` when the map does not hold it), in input order.
@@ -169,6 +172,8 @@ class IdPositions:
         dtype
             Integer dtype of the answer (``np.int32`` halves it when the map has < 2**31 ids).
         """
+        if isinstance(values, (list, tuple)) and len(values) <= _FEW:  # a request's few ids: no polars
+            return np.array(self._few(values), dtype=dtype)
         n, part = _chunks(values)
         out = np.empty(n, dtype=dtype)
         if n == 0:
@@ -209,8 +214,10 @@ class IdPositions:
         return out
 
     def position(self, value: Any) -> int:
-        """The position of one id (``-1`` when absent)."""
-        return int(self.lookup([value])[0])
+        """The position of one id (``-1`` when absent): a service's per-request question, from the dict."""
+        if value is None:
+            return -1
+        return (self._dict if self._dict is not None else self._positions_dict()).get(str(value), -1)
 
     def __contains__(self, value: Any) -> bool:
         return self.position(value) >= 0
