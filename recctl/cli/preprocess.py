@@ -56,11 +56,8 @@ def _render(cli: Invocation, s: dict[str, Any]) -> None:
         cli.say(f"{kind} features: {info['shape'][0]:,} x {info['shape'][1]:,} ({info['nnz']:,} non-zeros)")
 
 
-#: the event labels a split file holds when it is not named after one label; ``None``: every label
-_FILE_LABELS: dict[str, tuple[str, ...] | None] = {"train": ("tune_train", "valid"), "all": None}
-
-
 def _file_events(name: str, events: dict[str, int]) -> int:
     """Events in split file ``name`` from the manifest's events per label (``split.events``)."""
-    labels = _FILE_LABELS.get(name, (name,))
-    return sum(events.values()) if labels is None else sum(events.get(label, 0) for label in labels)
+    from recctl.data.split import SPLIT_FILES
+
+    return sum(events.get(label, 0) for label in SPLIT_FILES.get(name, (name,)))

@@ -53,7 +53,17 @@ from recctl.columns import Columns
 from recctl.config.preprocess import SplitConfig
 from recctl.errors import ConfigError, DataError
 
-__all__ = ["SPLIT", "SPLIT_DTYPE", "assign_splits", "describe_rule", "read_pairs_file", "round_half_up"]
+__all__ = [
+    "SPLIT",
+    "SPLIT_DTYPE",
+    "SPLIT_FILES",
+    "TRAINING_SPLITS",
+    "assign_splits",
+    "describe_rule",
+    "label_codes",
+    "read_pairs_file",
+    "round_half_up",
+]
 
 #: name of the split label column in ``events.parquet``
 SPLIT = "split"
@@ -62,7 +72,24 @@ _TRAIN = "tune_train"
 _LABELS = (_TRAIN, "valid", "test")
 #: the labels while preprocess runs (the files store them as text)
 SPLIT_DTYPE = pl.Enum(list(_LABELS))
+#: the split files preprocess writes and the event labels each aggregates: ``train`` (final
+#: models) is ``tune_train`` + ``valid``; ``all`` is every event, what models serving the nightly
+#: file learn from with ``recommend.refit_on_all_data`` (never read by evaluate or tune)
+SPLIT_FILES: dict[str, tuple[str, ...]] = {
+    "train": (_TRAIN, "valid"),
+    "test": ("test",),
+    _TRAIN: (_TRAIN,),
+    "valid": ("valid",),
+    "all": _LABELS,
+}
+#: the split files models fit on, decayed (``half_life_days``) relative to their own time
+TRAINING_SPLITS = ("train", _TRAIN, "all")
 _SHIFT = 1 << 32
+
+
+def label_codes(labels: tuple[str, ...] | list[str]) -> list[int]:
+    """The codes of ``labels`` in :data:`SPLIT_DTYPE` (the physical values of the ``split`` column)."""
+    return [_LABELS.index(label) for label in labels]
 
 
 def round_half_up(x: float) -> int:

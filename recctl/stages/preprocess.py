@@ -41,7 +41,15 @@ from recctl.data.preprocess import (
     read_weighted_events,
     sort_events,
 )
-from recctl.data.split import SPLIT, SPLIT_DTYPE, assign_splits, read_pairs_file
+from recctl.data.split import (
+    SPLIT,
+    SPLIT_DTYPE,
+    SPLIT_FILES,
+    TRAINING_SPLITS,
+    assign_splits,
+    label_codes,
+    read_pairs_file,
+)
 from recctl.errors import ConfigError
 from recctl.memory import no_hugepage_advice
 from recctl.progress import Progress, report
@@ -53,19 +61,6 @@ __all__ = ["run_preprocess"]
 log = logging.getLogger(__name__)
 
 _STEPS = 6
-
-#: splits models fit on: decayed (when half_life_days is set) relative to their own time
-_TRAINING_SPLITS = ("train", "tune_train", "all")
-#: the aggregated files and the event labels each holds
-_SPLIT_FILES = (
-    ("train", ["tune_train", "valid"]),
-    ("test", ["test"]),
-    ("tune_train", ["tune_train"]),
-    ("valid", ["valid"]),
-    # every event: what models serving the nightly file learn from when
-    # recommend.refit_on_all_data is set (never read by evaluate or tune)
-    ("all", ["tune_train", "valid", "test"]),
-)
 
 
 @writes_workdir
@@ -187,16 +182,15 @@ def _run_preprocess(cfg: Config, *, progress: Progress | None = None) -> Manifes
         # straight from this (user, time) order with the compiled kernel, no copy per file)
         labelled_events = LabelledEvents(events, events[SPLIT].to_physical().to_numpy())
         del events
-        codes = {label: code for code, label in enumerate(SPLIT_DTYPE.categories.to_list())}
         split_rows = {}
         weight_ranges = {}
-        for name, labels in _SPLIT_FILES:
+        for name, labels in SPLIT_FILES.items():
             # training splits are decayed relative to their own time: a test event never ages a training one
-            half_life = pc.half_life_days if name in _TRAINING_SPLITS else None
+            half_life = pc.half_life_days if name in TRAINING_SPLITS else None
             agg = labelled_events.aggregate(
-                [codes[label] for label in labels], pc.aggregate, half_life_days=half_life, reference=pc.decay_reference
+                label_codes(labels), pc.aggregate, half_life_days=half_life, reference=pc.decay_reference
             )
-            if name in _TRAINING_SPLITS or agg.height:
+            if name in TRAINING_SPLITS or agg.height:
                 weight_ranges[name] = check_weights(agg[Columns.Weight], f"preprocess: {name} split weights")
             _write(run, agg, d / f"{name}.parquet")
             split_rows[name] = agg.height

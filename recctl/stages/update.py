@@ -41,7 +41,7 @@ from recctl.columns import Columns
 from recctl.config import Config
 from recctl.data.dataset import interactions_matrix
 from recctl.data.features import save_features
-from recctl.data.split import SPLIT
+from recctl.data.split import SPLIT, SPLIT_FILES
 from recctl.errors import ArtifactError, ConfigError
 from recctl.incremental.batch import GrownData, consumed_by_preprocess, grow_dataset, pending_rows
 from recctl.incremental.current import UPDATE_STAGE, current_update
@@ -251,7 +251,7 @@ def run_update(cfg: Config, *, check_drift: bool = False, progress: Progress | N
         cfg, base["data_dir"], pending.frame, catalogue=catalogue, user_table=user_table, split=base["split"]
     )
     events = _events_frame(base["data_dir"], grown)
-    fitted_on = ["tune_train", "valid", "test"] if refit else ["tune_train", "valid"]
+    fitted_on = list(SPLIT_FILES["all" if refit else "train"])
     dataset = grown.dataset(
         events=events.filter(pl.col(SPLIT).is_in(fitted_on))
         .drop(SPLIT)
