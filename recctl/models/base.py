@@ -20,6 +20,7 @@ from recctl.artifacts import FileRecord, load_pickle_checked, save_pickle
 from recctl.config.base import BaseConfig
 from recctl.data.dataset import Dataset
 from recctl.errors import ArtifactError, RecctlError
+from recctl.models.neighbors import stored_neighbors, stored_rows_rank
 from recctl.ranking import TopK, iter_top_k, top_k
 
 __all__ = ["ModelConfig", "NotFittedError", "Recommender", "UnsupportedError"]
@@ -241,11 +242,23 @@ class Recommender(ABC):
             for K gives the K best allowed items (no need to over-fetch and drop).
         n_jobs
             Worker threads of the top-K kernel.
+
+        Notes
+        -----
+        A model whose similarity is a stored top-N matrix (:meth:`stored_similarity`: item-kNN,
+        RP3beta) answers from those rows (:func:`recctl.models.neighbors.stored_neighbors`:
+        ``items x N`` work) with the same lists as the dense rows would give; every other model
+        scores a dense row of the catalogue per item (``items x items`` work: minutes for the
+        serving bundle of a 100,000-item catalogue).
         """
         self._check_fitted()
         if not self.supports_similar_items:
             raise UnsupportedError(f"model kind '{self.kind}' has no item similarity.")
         item_idx = np.asarray(item_idx, np.int64)
+        stored = self.stored_similarity()
+        if stored is not None and stored_rows_rank(stored.data):
+            items, scores = stored_neighbors(stored, item_idx, k, item_mask)
+            return TopK(np.arange(len(item_idx)), items, scores)
         own = sp.csr_matrix(
             (np.ones(len(item_idx)), (np.arange(len(item_idx)), item_idx)), shape=(len(item_idx), self.n_items)
         )
@@ -262,6 +275,16 @@ class Recommender(ABC):
 
     def _similar_items(self, item_idx: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def stored_similarity(self) -> sp.csr_matrix | None:
+        """The model's item-item similarity when it is a stored top-N matrix, else None.
+
+        Row ``i`` holds ``i``'s neighbours and ``_similar_items`` gives those rows densely: the
+        similar items are then read from the stored rows (:meth:`similar_items`), and the serving
+        bundle derives its neighbour table from them at load instead of storing one
+        (:func:`recctl.stages.bundle.derived_neighbors`).
+        """
+        return None
 
     def partial_fit(self: T, dataset: Dataset, *, progress: ProgressFn | None = None) -> T:
         """Update with new interactions (and new users / items) without a full retrain."""

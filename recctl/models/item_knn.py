@@ -27,9 +27,7 @@ from pydantic import Field
 from recctl.data.dataset import Dataset
 from recctl.models._similarity import binarize, fit_term_weights, topn_similarity
 from recctl.models.base import ModelConfig, ProgressFn, Recommender
-from recctl.models.neighbors import stored_neighbors, stored_rows_rank
 from recctl.models.registry import register
-from recctl.ranking import TopK
 
 __all__ = ["ItemKNNConfig", "ItemKNNModel"]
 
@@ -123,26 +121,9 @@ class ItemKNNModel(Recommender):
     def _similar_items(self, item_idx: np.ndarray) -> np.ndarray:
         return self.similarity_[item_idx].toarray()
 
-    def similar_items(
-        self, item_idx: np.ndarray, k: int, *, item_mask: np.ndarray | None = None, n_jobs: int = 1
-    ) -> TopK:
-        """The K most similar allowed items, read from the stored top-N rows (no dense rows).
-
-        The same lists as :meth:`Recommender.similar_items` (which scores a dense row of every
-        item: ``items x items`` work, minutes for the serving bundle of a 100,000-item
-        catalogue): :func:`recctl.models.neighbors.stored_neighbors`, the allowed stored
-        neighbours by similarity (ties to the lower index), then, when fewer than K, allowed
-        items scoring 0 in index order. ``n_jobs`` is not needed (the work is ``items x N``).
-        The serving bundle derives its neighbour table from the same stored rows with the same
-        function at load.
-        """
-        self._check_fitted()
-        sim = self.similarity_
-        if not stored_rows_rank(sim.data):  # never stored by topn_similarity; kept exact anyway
-            return super().similar_items(item_idx, k, item_mask=item_mask, n_jobs=n_jobs)
-        item_idx = np.asarray(item_idx, np.int64)
-        items, scores = stored_neighbors(sim, item_idx, k, item_mask)
-        return TopK(np.arange(len(item_idx)), items, scores)
+    def stored_similarity(self) -> sp.csr_matrix:
+        """The stored top-N similarity (its rows are the similar items: :meth:`Recommender.similar_items`)."""
+        return self.similarity_
 
     def _partial_fit(self, dataset: Dataset, progress: ProgressFn | None) -> None:
         """Refresh the similarity for a grown dataset (old indices kept, new ones appended).

@@ -133,3 +133,7 @@ class RP3betaModel(Recommender):
 
     def _similar_items(self, item_idx: np.ndarray) -> np.ndarray:
         return self.similarity_[item_idx].toarray()
+
+    def stored_similarity(self) -> sp.csr_matrix:
+        """The stored top-N walk similarity (its rows are the similar items: :meth:`Recommender.similar_items`)."""
+        return self.similarity_

@@ -103,8 +103,9 @@ def item_neighbors(
 def derived_neighbors(builder: ListBuilder, live: dict[str, LiveState], length: int, k: int) -> DerivedNeighbors | None:
     """The neighbour table as a reference to a live similarity the bundle holds anyway, or ``None``.
 
-    When the chain's first model with item similarity is an item kNN (its ``similar_items``
-    reads its stored top-N rows: :func:`recctl.models.neighbors.stored_neighbors`) and its top-N
+    When the chain's first model with item similarity keeps a stored top-N similarity (item-kNN,
+    RP3beta: :meth:`recctl.models.base.Recommender.stored_similarity`, whose rows its
+    ``similar_items`` reads with :func:`recctl.models.neighbors.stored_neighbors`) and that
     similarity is in ``live``, the table is those rows' masked top-``length``: ``load`` derives
     it, and it is neither computed nor written here. The similar-item lists are then its first
     ``k`` columns when no list rule re-ranks them and every item has ``k`` allowed neighbours
@@ -115,10 +116,9 @@ def derived_neighbors(builder: ListBuilder, live: dict[str, LiveState], length: 
         return None
     name, model = capable[0]
     state = live.get(name)
-    sim = getattr(model, "similarity_", None)
+    sim = model.stored_similarity()
     if (
-        getattr(model, "kind", None) != "item_knn"
-        or state is None
+        state is None
         or state.kind != "similarity"
         or sim is None
         or sim.dtype != np.float32

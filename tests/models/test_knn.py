@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -145,24 +147,28 @@ def test_user_knn_beats_popularity_on_planted_data(planted_split):
     )
 
 
+@pytest.mark.parametrize("kind", ["item_knn", "rp3beta"])
 @pytest.mark.parametrize("k", [3, 12, 40])
 @pytest.mark.parametrize("block_rows", [7, 4096])
-def test_similar_items_from_sparse_rows_equal_the_dense_path(k, block_rows, monkeypatch):
-    # the sparse override must give exactly the base class's lists: neighbours by similarity
+def test_similar_items_from_stored_rows_equal_the_dense_path(kind, k, block_rows, monkeypatch):
+    # the stored-rows path must give exactly the dense rows' lists: neighbours by similarity
     # (ties to the lower index), then allowed zero-score items in index order, rules first;
     # whatever the blocks of rows the neighbour table is laid out in
     from recctl.models import neighbors
-    from recctl.models.base import Recommender
+    from recctl.models.rp3beta import RP3betaModel
 
     monkeypatch.setattr(neighbors, "_TOP_BLOCK_ROWS", block_rows)
 
     rng = np.random.default_rng(k)
     x = sp.csr_matrix((rng.random((60, 30)) < 0.1).astype(np.float32))
     ds = Dataset(np.array([f"u{i}" for i in range(60)]), np.array([f"i{j}" for j in range(30)]), x)
-    model = ItemKNNModel(neighbors=5).fit(ds)
+    model = (ItemKNNModel(neighbors=5) if kind == "item_knn" else RP3betaModel(neighbors=5)).fit(ds)
+    assert model.stored_similarity() is model.similarity_
+    dense = copy.copy(model)
+    dense.stored_similarity = lambda: None  # type: ignore[method-assign]  # the catalogue-wide dense rows
     for items in (np.arange(30), rng.choice(30, 12)):  # the whole catalogue (the bundle) or some, repeated
         for mask in (None, rng.random(30) < 0.7):
             got = model.similar_items(items, k, item_mask=mask)
-            want = Recommender.similar_items(model, items, k, item_mask=mask)
+            want = dense.similar_items(items, k, item_mask=mask)
             np.testing.assert_array_equal(got.items, want.items)
             np.testing.assert_array_equal(got.scores, want.scores)

@@ -230,17 +230,22 @@ def test_which_neighbour_tables_are_derived_at_load() -> None:
     sim = sp.csr_matrix(np.array([[0, 0.5, 0], [0.5, 0, 0.2], [0, 0.2, 0]], np.float32))
     state = LiveState("similarity", {}, {"sim_data": sim.data})
 
-    def model(kind: str, similar: bool = True) -> SimpleNamespace:
-        return SimpleNamespace(kind=kind, supports_similar_items=similar, similarity_=sim)
+    def model(kind: str, similar: bool = True, stored: bool = True) -> SimpleNamespace:
+        return SimpleNamespace(
+            kind=kind, supports_similar_items=similar, stored_similarity=lambda: sim if stored else None
+        )
 
     def builder(chain: list, mask: np.ndarray | None = None, reranks: bool = False) -> SimpleNamespace:
         return SimpleNamespace(chain=chain, n_items=3, item_mask=mask, rules=SimpleNamespace(reranks=reranks))
 
     knn, rp3, als = model("item_knn"), model("rp3beta"), model("als", similar=False)
-    live = {"knn": state, "rp3": state}
+    ease = model("ease", stored=False)  # similar items from dense rows: nothing stored to derive from
+    live = {"knn": state, "rp3": state, "ease": LiveState("ease", {}, {})}
     got = derived_neighbors(builder([("als", als), ("knn", knn)]), live, 3, 2)
     assert got is not None and (got.live, got.length, got.similar_k, got.similar_sources) == ("knn", 3, 2, ["knn"])
-    assert derived_neighbors(builder([("rp3", rp3), ("knn", knn)]), live, 3, 2) is None  # rp3beta: dense rows
+    walk = derived_neighbors(builder([("rp3", rp3), ("knn", knn)]), live, 3, 2)  # RP3beta's stored top-N rows
+    assert walk is not None and (walk.live, walk.similar_sources) == ("rp3", ["rp3", "knn"])
+    assert derived_neighbors(builder([("ease", ease), ("knn", knn)]), live, 3, 2) is None
     assert derived_neighbors(builder([("knn", knn)]), {}, 3, 2) is None  # no live rows to derive from
     reranked = derived_neighbors(builder([("knn", knn)], reranks=True), live, 3, 2)
     assert reranked is not None and reranked.similar_k is None
