@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -54,6 +54,17 @@ _KNN_ROWS: Callable[..., None] | None = compiled("knn_rows")
 def _compiled_kernel() -> Callable[..., None] | None:
     """``knn_rows`` unless it is missing or ``RECCTL_TOPK_SELECTION=numpy`` asks for numpy."""
     return _KNN_ROWS if wanted() else None
+
+
+def threads_field() -> Any:
+    """The ``n_jobs`` parameter of models whose fit computes a top-N similarity (item-kNN, RP3beta)."""
+    from pydantic import Field
+
+    return Field(
+        default=-1,
+        ge=-1,
+        description="Threads computing the similarity; -1 for all cores (capped by RECCTL_MAX_THREADS).",
+    )
 
 
 def binarize(mat: sp.csr_matrix) -> sp.csr_matrix:
@@ -203,7 +214,9 @@ def topn_similarity(
         Worker threads (``-1``: all cores).
     transposed
         ``vectors.T`` as CSR (float32) when the caller has it (item-kNN's user x item matrix):
-        saves one transposition. Must hold the same entries.
+        saves one transposition. Any (d x n) matrix may stand in for it: the rows of
+        ``vectors @ transposed`` are then ranked (RP3beta passes its popularity-penalised second
+        walk step; with ``normalize`` the norms are still ``vectors``' rows').
 
     Returns
     -------

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recctl.data.dataset import Dataset
-from recctl.models._similarity import binarize, fit_term_weights, topn_similarity
+from recctl.models._similarity import binarize, fit_term_weights, threads_field, topn_similarity
 from recctl.models.base import ModelConfig, ProgressFn, Recommender
 from recctl.models.registry import register
 
@@ -50,11 +50,7 @@ class ItemKNNConfig(ModelConfig):
     bm25_b: float = Field(default=0.75, ge=0, le=1, description="BM25 length normalisation.")
     normalize: bool = Field(default=True, description="Cosine (true) or plain dot product (false).")
     use_weights: bool = Field(default=False, description="Use interaction weights (true) or 0/1 (false).")
-    n_jobs: int = Field(
-        default=-1,
-        ge=-1,
-        description="Threads computing the similarity; -1 for all cores (capped by RECCTL_MAX_THREADS).",
-    )
+    n_jobs: int = threads_field()
 
 
 @register("item_knn")

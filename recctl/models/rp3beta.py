@@ -23,14 +23,11 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recctl.data.dataset import Dataset
-from recctl.models._similarity import binarize
+from recctl.models._similarity import binarize, threads_field, topn_similarity
 from recctl.models.base import ModelConfig, ProgressFn, Recommender
 from recctl.models.registry import register
 
 __all__ = ["RP3betaConfig", "RP3betaModel", "rp3beta_similarity"]
-
-#: dense entries per block of the item-item product (16M float32 = 64 MB)
-_BLOCK_ENTRIES = 1 << 24
 
 
 class RP3betaConfig(ModelConfig):
@@ -42,6 +39,7 @@ class RP3betaConfig(ModelConfig):
     neighbors: int = Field(default=200, ge=1, description="Neighbours kept per item (top-N pruning).")
     normalize: bool = Field(default=False, description="Scale each item's kept neighbours to sum to 1.")
     use_weights: bool = Field(default=False, description="Interaction weights (true) or 0/1 (false).")
+    n_jobs: int = threads_field()
 
 
 def _row_normalize(mat: sp.csr_matrix) -> sp.csr_matrix:
@@ -51,12 +49,17 @@ def _row_normalize(mat: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def rp3beta_similarity(
-    x: sp.csr_matrix, alpha: float, beta: float, neighbors: int, *, normalize: bool = False
+    x: sp.csr_matrix, alpha: float, beta: float, neighbors: int, *, normalize: bool = False, n_jobs: int = -1
 ) -> sp.csr_matrix:
     """The pruned RP3beta item-item matrix of a (users x items) interaction matrix.
 
-    Rows are computed in blocks of items (a dense block of at most ``_BLOCK_ENTRIES``), so
-    memory stays bounded whatever the catalogue; ties in the top-N go to the lower column.
+    Row ``i`` is ``P_iu[i] @ (P_ui / popularity ** beta)``: the popularity penalty is folded
+    into the walk's second step, so the rows are item-kNN's sparse product rows with another
+    right-hand matrix, and :func:`recctl.models._similarity.topn_similarity` computes them and
+    keeps each row's ``neighbors`` largest positive entries (the item itself excluded, ties to
+    the lower column): compiled and on ``n_jobs`` threads when the extension is built, with
+    nothing the size of the product stored. (The rows were dense blocks of the product before:
+    ``items x items`` work, 24 CPU-s for 50,000 items of a 1M-event shop against 1.9 now.)
     """
     x = sp.csr_matrix(x, dtype=np.float32)
     n_items = x.shape[1]
@@ -67,31 +70,9 @@ def rp3beta_similarity(
         p_iu.data **= alpha
     popularity = np.asarray((x > 0).sum(axis=0)).ravel().astype(np.float64)
     penalty = np.divide(1.0, popularity**beta, out=np.zeros(n_items), where=popularity > 0).astype(np.float32)
-    k = min(neighbors, max(n_items - 1, 1))
-    block = max(1, _BLOCK_ENTRIES // max(n_items, 1))
-    rows, cols, vals = [], [], []
-    for start in range(0, n_items, block):
-        stop = min(n_items, start + block)
-        dense = (p_iu[start:stop] @ p_ui).toarray()
-        dense *= penalty[None, :]
-        dense[np.arange(stop - start), np.arange(start, stop)] = 0.0  # an item is not its own neighbour
-        # the k largest per row; among entries tied with the k-th largest, the lower columns
-        kth = -np.partition(-dense, k - 1, axis=1)[:, k - 1 : k] if k < n_items else np.full((stop - start, 1), -1.0)
-        above = dense > kth
-        tied = dense == kth
-        room = k - above.sum(axis=1, keepdims=True)
-        keep = (above | (tied & (np.cumsum(tied, axis=1) <= room))) & (dense > 0)
-        r, c = np.nonzero(keep)
-        r = r + start
-        cols.append(c)
-        vals.append(dense[keep])
-        rows.append(r)
-    sim = sp.csr_matrix(
-        (np.concatenate(vals) if vals else np.empty(0, np.float32), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(n_items, n_items),
-        dtype=np.float32,
-    )
-    sim.sort_indices()
+    # column j of the second step divided by popularity(j) ** beta
+    walk_on = sp.csr_matrix(p_ui @ sp.diags(penalty), dtype=np.float32)
+    sim = topn_similarity(p_iu, min(neighbors, max(n_items - 1, 1)), normalize=False, transposed=walk_on, n_jobs=n_jobs)
     if normalize:
         sim = _row_normalize(sim)
     return sim
@@ -119,7 +100,9 @@ class RP3betaModel(Recommender):
         x = sp.csr_matrix(dataset.interactions, dtype=np.float32)
         x = x if cfg.use_weights else binarize(x)
         self.user_items_ = x
-        self.similarity_ = rp3beta_similarity(x, cfg.alpha, cfg.beta, cfg.neighbors, normalize=cfg.normalize)
+        self.similarity_ = rp3beta_similarity(
+            x, cfg.alpha, cfg.beta, cfg.neighbors, normalize=cfg.normalize, n_jobs=cfg.n_jobs
+        )
         if progress:
             progress(1.0)
 

@@ -26,7 +26,7 @@ def _brute_rp3beta(x: np.ndarray, alpha: float, beta: float, k: int) -> np.ndarr
     return out
 
 
-def test_rp3beta_equals_the_random_walk_computed_by_hand() -> None:
+def test_rp3beta_equals_the_random_walk_computed_by_hand(kernel_path: str) -> None:
     rng = np.random.default_rng(3)
     x = (rng.random((40, 25)) < 0.2).astype(np.float64)
     x[:, 7] = 0  # an item nobody touched: no row, no column
