@@ -526,7 +526,7 @@ done:
 }
 
 /*
- * lookup_codes, aggregate_runs and counting_order: preprocess's id codes, per-(user, item) aggregates
+ * build_code_table / lookup_codes, aggregate_runs and counting_order: the id codes, per-(user, item) aggregates
  * and events sorted by user (recctl/data/idcodes.py, recctl/data/preprocess.py), each with its numpy /
  * polars fallback there.
  */
@@ -542,89 +542,67 @@ static int acquire(PyObject *obj, Py_buffer *view, const char *name, char fmt, P
     return 0;
 }
 
-/* an open-addressing slot: a key and its code (EMPTY_CODE: free); 16 bytes, one cache line per probe */
-typedef struct {
-    uint64_t key;
-    uint32_t code;
-    uint32_t pad;
-} code_slot;
-
-#define EMPTY_CODE UINT32_MAX
+/* an open-addressing table of (key, code) slots: two uint64 per slot, code EMPTY_CODE when free;
+ * 16 bytes, one cache line per probe. The caller owns the table (a numpy array), so it is built
+ * once and looked up any number of times */
+#define EMPTY_CODE UINT64_MAX
 /* hashes in flight at once: their slots are prefetched a batch ahead, so the table's cache misses overlap */
 #define LOOKUP_BATCH 16
+static const uint64_t CODE_MULT = 0x9E3779B97F4A7C15ULL; /* multiplicative hashing: the slot is the top bits */
 
-PyDoc_STRVAR(lookup_codes_doc,
-             "lookup_codes(keys, query, out)\n--\n\n"
-             "Write into ``out`` (uint32, len(query)) the position in ``keys`` (uint64, distinct) of every\n"
-             "value of ``query`` (uint64), or ``len(keys)`` for a value not in ``keys``. An open-addressing\n"
-             "table of the keys (linear probing, at most half full) is built per call. Raises ValueError\n"
-             "when ``keys`` repeat a value. The look-ups run without the GIL.");
+/* the table's slot count (a power of two) from its length, or -1 with an error set */
+static int table_bits(const Py_buffer *view, Py_ssize_t at_least) {
+    Py_ssize_t slots = view->shape[0] / 2;
+    int bits = 0;
+    while (((Py_ssize_t)1 << bits) < slots) bits++;
+    if (view->shape[0] != 2 * ((Py_ssize_t)1 << bits) || slots < at_least || bits < 1 || bits > 62) {
+        PyErr_Format(PyExc_ValueError, "table: %zd entries; expected 2 x a power of two of at least %zd slots",
+                     view->shape[0], at_least);
+        return -1;
+    }
+    return bits;
+}
 
-static PyObject *lookup_codes(PyObject *self, PyObject *args) {
-    PyObject *keys_obj, *query_obj, *out_obj, *result = NULL;
-    Py_buffer keys_view, query_view, out_view;
+PyDoc_STRVAR(build_code_table_doc,
+             "build_code_table(keys, table)\n--\n\n"
+             "Fill ``table`` (uint64, 2 x S entries, S a power of two >= 2 x len(keys)) with the open-\n"
+             "addressing table of ``keys`` (uint64, distinct): key ``keys[c]`` gets code ``c`` (linear\n"
+             "probing, at most half full). Raises ValueError when ``keys`` repeat a value.");
+
+static PyObject *build_code_table(PyObject *self, PyObject *args) {
+    PyObject *keys_obj, *table_obj, *result = NULL;
+    Py_buffer keys_view, table_view;
     int held = 0;
-    code_slot *table = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOO:lookup_codes", &keys_obj, &query_obj, &out_obj)) return NULL;
+    if (!PyArg_ParseTuple(args, "OO:build_code_table", &keys_obj, &table_obj)) return NULL;
     if (acquire(keys_obj, &keys_view, "keys", 'Q', -1, 0) < 0) goto done;
     held = 1;
-    if (acquire(query_obj, &query_view, "query", 'Q', -1, 0) < 0) goto done;
+    if (acquire(table_obj, &table_view, "table", 'Q', -1, 1) < 0) goto done;
     held = 2;
-    if (acquire(out_obj, &out_view, "out", 'I', query_view.shape[0], 1) < 0) goto done;
-    held = 3;
-    Py_ssize_t n = keys_view.shape[0], m = query_view.shape[0];
-    if ((uint64_t)n >= (uint64_t)EMPTY_CODE) {
+    Py_ssize_t n = keys_view.shape[0];
+    int bits = table_bits(&table_view, 2 * n);
+    if (bits < 0) goto done;
+    if ((uint64_t)n >= (uint64_t)UINT32_MAX) {
         PyErr_SetString(PyExc_ValueError, "keys: at most 2**32 - 2 keys");
         goto done;
     }
-    int bits = 4;
-    while (((Py_ssize_t)1 << bits) < 2 * n) bits++;
-    uint64_t mask = ((uint64_t)1 << bits) - 1;
+    const uint64_t *keys = keys_view.buf;
+    uint64_t *table = table_view.buf, mask = ((uint64_t)1 << bits) - 1;
     int shift = 64 - bits;
-    table = (code_slot *)PyMem_RawMalloc(((size_t)1 << bits) * sizeof(code_slot));
-    if (table == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    const uint64_t *keys = keys_view.buf, *query = query_view.buf;
-    uint32_t *out = out_view.buf;
-    const uint64_t mult = 0x9E3779B97F4A7C15ULL; /* multiplicative hashing: the slot is the product's top bits */
     Py_ssize_t repeated = -1;
     Py_BEGIN_ALLOW_THREADS
-    for (uint64_t s = 0; s <= mask; s++) table[s].code = EMPTY_CODE;
+    for (uint64_t s = 0; s <= mask; s++) table[2 * s + 1] = EMPTY_CODE;
     for (Py_ssize_t c = 0; c < n && repeated < 0; c++) {
-        uint64_t s = (keys[c] * mult) >> shift;
-        while (table[s].code != EMPTY_CODE) {
-            if (table[s].key == keys[c]) {
+        uint64_t s = (keys[c] * CODE_MULT) >> shift;
+        while (table[2 * s + 1] != EMPTY_CODE) {
+            if (table[2 * s] == keys[c]) {
                 repeated = c;
                 break;
             }
             s = (s + 1) & mask;
         }
-        table[s].key = keys[c];
-        table[s].code = (uint32_t)c;
-    }
-    if (repeated < 0) {
-        uint64_t slots[LOOKUP_BATCH];
-        for (Py_ssize_t lo = 0; lo < m; lo += LOOKUP_BATCH) {
-            Py_ssize_t size = m - lo < LOOKUP_BATCH ? m - lo : LOOKUP_BATCH;
-            for (Py_ssize_t b = 0; b < size; b++) {
-                slots[b] = (query[lo + b] * mult) >> shift;
-                __builtin_prefetch(&table[slots[b]]);
-            }
-            for (Py_ssize_t b = 0; b < size; b++) {
-                uint64_t s = slots[b], q = query[lo + b];
-                uint32_t code = (uint32_t)n;
-                for (; table[s].code != EMPTY_CODE; s = (s + 1) & mask) {
-                    if (table[s].key == q) {
-                        code = table[s].code;
-                        break;
-                    }
-                }
-                out[lo + b] = code;
-            }
-        }
+        table[2 * s] = keys[c];
+        table[2 * s + 1] = (uint64_t)c;
     }
     Py_END_ALLOW_THREADS
     if (repeated >= 0) {
@@ -633,10 +611,62 @@ static PyObject *lookup_codes(PyObject *self, PyObject *args) {
     }
     result = Py_NewRef(Py_None);
 done:
-    PyMem_RawFree(table);
+    if (held >= 2) PyBuffer_Release(&table_view);
+    if (held >= 1) PyBuffer_Release(&keys_view);
+    return result;
+}
+
+PyDoc_STRVAR(lookup_codes_doc,
+             "lookup_codes(table, query, out, missing)\n--\n\n"
+             "Write into ``out`` (uint32, len(query)) the code of every value of ``query`` (uint64) in\n"
+             "``table`` (from build_code_table), or ``missing`` for a value not in it. Runs without\n"
+             "the GIL.");
+
+static PyObject *lookup_codes(PyObject *self, PyObject *args) {
+    PyObject *table_obj, *query_obj, *out_obj, *result = NULL;
+    Py_buffer table_view, query_view, out_view;
+    unsigned long missing;
+    int held = 0;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOk:lookup_codes", &table_obj, &query_obj, &out_obj, &missing)) return NULL;
+    if (acquire(table_obj, &table_view, "table", 'Q', -1, 0) < 0) goto done;
+    held = 1;
+    if (acquire(query_obj, &query_view, "query", 'Q', -1, 0) < 0) goto done;
+    held = 2;
+    if (acquire(out_obj, &out_view, "out", 'I', query_view.shape[0], 1) < 0) goto done;
+    held = 3;
+    int bits = table_bits(&table_view, 1);
+    if (bits < 0) goto done;
+    const uint64_t *table = table_view.buf, *query = query_view.buf, mask = ((uint64_t)1 << bits) - 1;
+    uint32_t *out = out_view.buf;
+    Py_ssize_t m = query_view.shape[0];
+    int shift = 64 - bits;
+    Py_BEGIN_ALLOW_THREADS
+    uint64_t slots[LOOKUP_BATCH];
+    for (Py_ssize_t lo = 0; lo < m; lo += LOOKUP_BATCH) {
+        Py_ssize_t size = m - lo < LOOKUP_BATCH ? m - lo : LOOKUP_BATCH;
+        for (Py_ssize_t b = 0; b < size; b++) {
+            slots[b] = (query[lo + b] * CODE_MULT) >> shift;
+            __builtin_prefetch(&table[2 * slots[b]]);
+        }
+        for (Py_ssize_t b = 0; b < size; b++) {
+            uint64_t s = slots[b], q = query[lo + b];
+            uint32_t code = (uint32_t)missing;
+            for (; table[2 * s + 1] != EMPTY_CODE; s = (s + 1) & mask) {
+                if (table[2 * s] == q) {
+                    code = (uint32_t)table[2 * s + 1];
+                    break;
+                }
+            }
+            out[lo + b] = code;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
     if (held >= 3) PyBuffer_Release(&out_view);
     if (held >= 2) PyBuffer_Release(&query_view);
-    if (held >= 1) PyBuffer_Release(&keys_view);
+    if (held >= 1) PyBuffer_Release(&table_view);
     return result;
 }
 
@@ -907,6 +937,7 @@ done:
 static PyMethodDef methods[] = {
     {"select_f32", select_f32, METH_VARARGS, select_f32_doc},
     {"knn_rows", knn_rows, METH_VARARGS, knn_rows_doc},
+    {"build_code_table", build_code_table, METH_VARARGS, build_code_table_doc},
     {"lookup_codes", lookup_codes, METH_VARARGS, lookup_codes_doc},
     {"aggregate_runs", aggregate_runs, METH_VARARGS, aggregate_runs_doc},
     {"counting_order", counting_order, METH_VARARGS, counting_order_doc},
@@ -917,7 +948,7 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     "recctl._kernels",
     "recctl's compiled kernels: top-K selection (select_f32), item-kNN similarity rows (knn_rows), id codes "
-    "(lookup_codes), per-pair aggregates (aggregate_runs) and a counting sort (counting_order).",
+    "(build_code_table, lookup_codes), per-pair aggregates (aggregate_runs) and a counting sort (counting_order).",
     -1,
     methods,
     NULL,

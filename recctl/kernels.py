@@ -44,9 +44,14 @@ _MODULE, _MISSING = _load()
 def compiled(name: str) -> Callable[..., Any] | None:
     """The compiled kernel ``name`` of ``recctl._kernels``, or None when the extension is not built.
 
-    Callers hold it once (at import) and ask :func:`wanted` per call.
+    None too when the built extension predates the kernel (a checkout updated without
+    reinstalling): that kernel's fallback runs until ``pip install -e .`` rebuilds it. Callers
+    hold it once (at import) and ask :func:`wanted` per call.
     """
-    return None if _MODULE is None else getattr(_MODULE, name)
+    kernel = None if _MODULE is None else getattr(_MODULE, name, None)
+    if kernel is None and _MODULE is not None:
+        _log.debug("recctl._kernels has no %s (built before it): its fallback runs; reinstall to build it", name)
+    return kernel
 
 
 def missing_reason() -> str:

@@ -7,8 +7,9 @@ cost 3.4 CPU-s at 20M events (most of the stage's read step); these tables answe
 about 0.7 s: a few levels of direct-address tables (multiplicative hashing, one key per slot,
 keys that share a slot go to the next level), each queried with one gather and one compare,
 in chunks that keep the temporaries in cache. With recctl's compiled kernels built
-(:mod:`recctl.kernels`) the look-up is ``lookup_codes`` instead: one open-addressing table,
-probed with prefetching (20M events into 1M users: 0.25 against 3.1 CPU-s here), same codes.
+(:mod:`recctl.kernels`) the table is one open-addressing table built once and probed with
+prefetching (``build_code_table`` / ``lookup_codes``; 20M events into 1M users: 0.4 against
+3.1 CPU-s here), the same codes.
 
 A hash identifies an id only when no two distinct ids share it: :func:`verify_codes` checks each
 event's second, independent hash against its code's, so two ids merged by the first hash are
@@ -36,7 +37,8 @@ _MULTIPLIERS = (
 _LOAD_BITS = 3
 #: events looked up at a time (their temporaries stay in cache)
 _CHUNK = 1 << 20
-#: the compiled look-up (None when recctl._kernels is not built)
+#: the compiled table and look-up (None when recctl._kernels is not built)
+_BUILD_CODE_TABLE = compiled("build_code_table")
 _LOOKUP_CODES = compiled("lookup_codes")
 
 
@@ -51,19 +53,25 @@ class HashCodes:
         The numpy path's tables: a level has ``2**load_bits`` slots per key left to place. 3 (the
         default) places ~88% of them at each level (fewest levels, ~115-145 bytes per key); 1
         places ~61% (~45 bytes per key, a few more levels to query).
-    per_call
-        Whether the compiled ``lookup_codes`` may answer (when built): it builds its table on
-        every call (~32-64 bytes per key, fresh memory each time), right for one big look-up
-        (preprocess); ``False`` keeps the numpy tables, built once, for many look-ups of a few
-        values each (:class:`recctl.data.positions.IdPositions`).
+
+    With recctl's compiled kernels built (and wanted: :mod:`recctl.kernels`), one
+    open-addressing table of 16-byte slots, at most half full (32-64 bytes per key), is built
+    here (``build_code_table``: repeated keys raise ``ValueError`` now) and every look-up probes
+    it (``lookup_codes``, a batch of probes prefetched at a time); the numpy levels are built only
+    if a look-up takes the fallback.
     """
 
-    def __init__(self, keys: np.ndarray, *, load_bits: int = _LOAD_BITS, per_call: bool = True) -> None:
+    def __init__(self, keys: np.ndarray, *, load_bits: int = _LOAD_BITS) -> None:
         self._keys = np.ascontiguousarray(keys, dtype=np.uint64)
         self.missing = len(self._keys)
         self._levels: list[tuple[np.uint64, np.uint64, np.ndarray, np.ndarray]] | None = None
         self._load_bits = load_bits
-        self._per_call = per_call
+        self._table: np.ndarray | None = None
+        if _BUILD_CODE_TABLE is not None and wanted():
+            slots = max(16, 1 << (2 * len(self._keys) - 1).bit_length())  # a power of two >= 2 keys each
+            table = np.empty(2 * slots, dtype=np.uint64)
+            _BUILD_CODE_TABLE(self._keys, table)
+            self._table = table
 
     def _build_levels(self) -> list[tuple[np.uint64, np.uint64, np.ndarray, np.ndarray]]:
         """The numpy path's tables (built on its first look-up)."""
@@ -97,8 +105,8 @@ class HashCodes:
         """The code of every hash in ``query`` (``uint32``); :attr:`missing` (the key count) when absent."""
         query = np.ascontiguousarray(query, dtype=np.uint64)
         out = np.empty(len(query), dtype=np.uint32)
-        if self._per_call and _LOOKUP_CODES is not None and wanted():
-            _LOOKUP_CODES(self._keys, query, out)
+        if self._table is not None and _LOOKUP_CODES is not None and wanted():
+            _LOOKUP_CODES(self._table, query, out, self.missing)
             return out
         if self._levels is None:
             self._levels = self._build_levels()

@@ -17,7 +17,7 @@ incremental updates, the service), so its rules hold everywhere:
   first such call (polars' fixed cost, ~0.3 ms a call, would dominate a request; the dict costs
   ~100-150 bytes per id, so it is built only for maps that are asked such questions).
 * **Many values at once, in chunks.** Values are hashed (polars' 64-bit hash), found in
-  :class:`~recctl.data.idcodes.HashCodes` tables built once per map (~45 bytes per id), and the
+  :class:`~recctl.data.idcodes.HashCodes` tables built once per map (32-64 bytes per id), and the
   hit is checked equal as text (an unknown id whose hash equals a known one's stays unknown).
   ``_CHUNK`` values at a time, so a huge input is never held twice; the answer is the only
   array of the input's length.
@@ -130,9 +130,9 @@ class IdPositions:
         if self._table is None:
             for seed in _SEEDS:
                 try:
-                    # numpy tables built once (the compiled lookup_codes builds its table per call);
-                    # 2 slots per key (~45 bytes per id): the default 8 (~145) put serve-export's peak up
-                    table = HashCodes(self.ids.hash(seed).to_numpy(), load_bits=1, per_call=False)
+                    # the compiled table (32-64 bytes per id), or numpy levels of 2 slots per key
+                    # (~45 bytes per id): the default 8 (~145) put serve-export's peak up
+                    table = HashCodes(self.ids.hash(seed).to_numpy(), load_bits=1)
                     table.lookup(np.empty(0, np.uint64))  # builds the tables now: equal keys raise here
                     self._table = table
                 except ValueError:  # two equal hashes: a repeated id, or (~n**2 / 2**65) a clash

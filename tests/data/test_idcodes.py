@@ -34,7 +34,7 @@ def test_keys_sharing_slots_are_all_found(kernel_path: str) -> None:
         assert table._levels is not None and len(table._levels) > 1  # ~12% of keys share a first-level slot
 
 
-def test_repeated_keys_are_refused(kernel_path: str) -> None:
+def test_repeated_keys_are_refused(kernel_path: str) -> None:  # compiled: when the table is built
     with pytest.raises(ValueError, match="repeat|not distinct"):
         HashCodes(np.array([5, 9, 5], dtype=np.uint64)).lookup(np.array([9], dtype=np.uint64))
 
