@@ -7,8 +7,13 @@ Why ids become integers first: the stage once filtered, joined and grouped on th
 strings, and at 20M events held several copies of them (6.5-6.8 GB peak, 26% of the time in
 the filter's string pairs, 12% in the joins that map ids to indices). Now
 :func:`read_weighted_events` codes every id once (a hash look-up into the sorted distinct
-ids), and the filter, the id maps and :func:`aggregate` work on integer codes and 64-bit
-pair keys.
+ids), and the filter, the id maps and the aggregation work on integer codes.
+
+Why the events are sorted by user right after reading (:func:`sort_events` on the codes, which
+are in id order as the indices will be): every later step keeps that order, and the distinct
+pairs of the filter and the split files' rows (:class:`LabelledEvents`) come from each user's
+run of events (the compiled ``aggregate_runs``) instead of pair keys hashed or sorted again.
+Each compiled kernel has its polars / numpy path here, giving the same rows.
 """
 
 from __future__ import annotations
