@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from benchmarks.bench_knn import shop_matrix
+from benchmarks.bench_topk import cpu_s
 from recctl.models._similarity import binarize
 from recctl.models.rp3beta import _row_normalize, rp3beta_similarity
 
@@ -66,11 +66,6 @@ def dense_block_similarity(x: sp.csr_matrix, alpha: float, beta: float, neighbor
     sim = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_items, n_items))
     sim.sort_indices()
     return sim
-
-
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def agreement(a: sp.csr_matrix, b: sp.csr_matrix) -> dict[str, Any]:
@@ -112,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.rounds):
         row = {}
         for name in list(fits) if r % 2 == 0 else list(fits)[::-1]:
-            start = _cpu()
+            start = cpu_s()
             results[name] = fits[name]()
-            row[name] = _cpu() - start
+            row[name] = cpu_s() - start
         rounds.append(row)
         print(f"  round {r + 1}: " + "  ".join(f"{k} {v:7.2f} CPU-s" for k, v in row.items()), flush=True)
     out = {

@@ -4,7 +4,11 @@
  *
  *   select_f32  exact top-K of every row of a float32 score block in one pass over the row, the
  *               selection of recctl/ranking.py (docs/architecture.md, "The top-K kernel");
- *   knn_rows    item-kNN's similarity fit (recctl/models/_similarity.py), further below.
+ *   knn_rows    the top-N similarity rows of item-kNN and RP3beta (recctl/models/_similarity.py);
+ *   build_code_table / lookup_codes
+ *               id hash -> code tables (recctl/data/idcodes.py);
+ *   aggregate_runs, counting_order
+ *               preprocess's per-(user, item) aggregates and sort by user (recctl/data/preprocess.py).
  *
  * Plain CPython C API and the buffer protocol (no numpy headers, so it builds against any numpy);
  * the loops run without the GIL, so the callers' thread pools run them on every core.

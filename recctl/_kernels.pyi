@@ -1,4 +1,4 @@
-"""Types of recctl's compiled kernels (recctl/_kernels.c): the top-K selection and item-kNN's rows."""
+"""Types of recctl's compiled kernels (recctl/_kernels.c): top-K selection, similarity rows, preprocess's kernels."""
 
 from typing import Any
 
@@ -30,3 +30,29 @@ def knn_rows(
 
     ``A``: (n x d) CSR entity vectors, ``B``: its transpose as CSR (int32 indices, float32 values).
     """
+
+def build_code_table(keys: Any, table: Any, /) -> None:
+    """Fill ``table`` (uint64, 2 x S; S a power of two, >= 2 x len(keys)) with the table of distinct ``keys``."""
+
+def lookup_codes(table: Any, query: Any, out: Any, missing: int, /) -> None:
+    """Write each ``query`` hash's code in ``table`` into ``out`` (uint32); ``missing`` when absent."""
+
+def aggregate_runs(
+    indptr: Any,
+    items: Any,
+    labels: Any | None,
+    weights: Any | None,
+    times: Any | None,
+    n_items: int,
+    select: int,
+    how: int,
+    out_users: Any,
+    out_items: Any,
+    out_weights: Any | None,
+    out_last: Any | None,
+    /,
+) -> int:
+    """One row per (user, item) of the events of the ``select`` labels, from events grouped by user; the row count."""
+
+def counting_order(keys: Any, n_keys: int, order: Any, indptr: Any, /) -> None:
+    """The stable sorting permutation of ``keys`` (uint32 below ``n_keys``) into ``order``, runs into ``indptr``."""

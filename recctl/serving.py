@@ -22,8 +22,8 @@ little-endian data, readable from any language), so a service in another languag
   item and list rules, so every refill obeys them;
 * ``item_neighbors.npy`` / ``item_neighbor_scores.npy`` (n_items x L): each item's most similar
   allowed items (raw similarity, rules masked first) from the first model of the chain with
-  item similarity, for visitors known only by recent items; not written when that model is
-  an item kNN whose top-N similarity the bundle holds anyway as its live state
+  item similarity, for visitors known only by recent items; not written when that model keeps
+  a stored top-N similarity (item kNN, RP3beta) the bundle holds anyway as its live state
   (``bundle.json["neighbors"] == {"live": <model>, "length": L}``): ``load`` derives the
   table from those rows (:func:`recctl.models.neighbors.stored_neighbors`, the model's own
   ``similar_items``);

@@ -1,12 +1,13 @@
 """Each item's K most similar allowed items, read from a stored top-N similarity (CSR rows).
 
-One function serves two callers that must agree to the item: ``ItemKNNModel.similar_items``
-(``recommend --similar-to``, the list builder, the serving bundle's similar lists) and
-:func:`recctl.serving.load`, which derives the bundle's neighbour table from the kNN live
-similarity the bundle already holds instead of storing the table twice.
+One function serves two callers that must agree to the item:
+:meth:`recctl.models.base.Recommender.similar_items` of a model with a stored top-N similarity
+(item-kNN, RP3beta: ``stored_similarity()``; ``recommend --similar-to``, the list builder, the
+serving bundle's similar lists) and :func:`recctl.serving.load`, which derives the bundle's
+neighbour table from the live similarity the bundle already holds instead of storing the
+table twice.
 
-The lists equal the catalogue-wide kernel's over dense similarity rows
-(:meth:`recctl.models.base.Recommender.similar_items`) when every stored similarity is
+The lists equal the catalogue-wide kernel's over dense similarity rows when every stored similarity is
 positive (:func:`stored_rows_rank`): the allowed stored neighbours by similarity, ties to the
 lower index, then, when fewer than K, allowed items scoring 0 in index order.
 """
