@@ -31,6 +31,8 @@ Run::
     nice -n 10 python -m benchmarks.bench_preprocess --events 2e7 --steps
     git archive main | tar -x -C /tmp/base
     nice -n 10 python -m benchmarks.bench_preprocess --baseline /tmp/base --repeats 2
+    nice -n 10 python -m benchmarks.bench_preprocess --events 2e6 --half-life-days 30 --aggregate last \\
+        --baseline /tmp/base
 """
 
 from __future__ import annotations
@@ -198,13 +200,29 @@ def _baseline_workdir(config: Path, work: Path, dest: Path) -> Path:
 
 
 def run_size(
-    root: Path, n_events: int, n_items: int, baseline: Path | None, repeats: int, steps: bool = False
+    root: Path,
+    n_events: int,
+    n_items: int,
+    baseline: Path | None,
+    repeats: int,
+    steps: bool = False,
+    preprocess: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every variant on one generated shop, ``repeats`` interleaved rounds."""
+    """Every variant on one generated shop, ``repeats`` interleaved rounds.
+
+    ``preprocess``: keys set in the config's ``preprocess`` section (e.g. ``half_life_days``,
+    ``aggregate``) for recctl and the baseline; the polars jobs stay as they are.
+    """
     folder = root / f"events_{n_events}"
     folder.mkdir()
     generate_shop_apart(folder, n_events, n_items)
     config = write_config(folder, {"popular": {"kind": "popularity"}, "top": {"kind": "popularity"}})
+    if preprocess:
+        import yaml
+
+        raw = yaml.safe_load(config.read_text())
+        raw["preprocess"].update(preprocess)
+        config.write_text(yaml.safe_dump(raw, sort_keys=False))
     # a shop's raw export is a settled file: recctl records no identity for a file changed within
     # the last 2 s (recctl.artifacts.RACY_NS), which a just-generated one would be
     time.sleep(2.5)
@@ -254,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=1, help="Interleaved rounds per size (median ratio).")
     ap.add_argument("--scratch", type=Path, default=None, help="Where shops are generated (default: a temp dir).")
     ap.add_argument("--steps", action="store_true", help="Also time the stage's steps (one more run per size).")
+    ap.add_argument("--half-life-days", type=float, default=None, help="preprocess.half_life_days (recctl only).")
+    ap.add_argument("--aggregate", choices=("sum", "max", "last"), default=None, help="preprocess.aggregate.")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     baseline = args.baseline.resolve() if args.baseline else None
@@ -262,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="recctl-pre-", dir=args.scratch))
     print(f"load average {os.getloadavg()[0]:.1f} at start; scratch {root}", flush=True)
     try:
-        runs = [run_size(root, n, args.items, baseline, args.repeats, args.steps) for n in args.events]
+        settings = {k: v for k, v in (("half_life_days", args.half_life_days), ("aggregate", args.aggregate)) if v}
+        runs = [run_size(root, n, args.items, baseline, args.repeats, args.steps, settings) for n in args.events]
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if args.json:

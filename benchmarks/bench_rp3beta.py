@@ -7,7 +7,8 @@ top N (kept here as :func:`dense_block_similarity`, the reference). This benchma
 one shop's training matrix (``bench_knn``'s shops), alternating their order, and prints each
 round's CPU seconds, the ratio, and how the two matrices agree: the largest relative difference
 over the entries both keep, and the rows whose neighbour sets differ (float32 rounding of
-``a(bp)`` against ``(ab)p`` can swap a neighbour tied at the cut).
+``a(bp)`` against ``(ab)p`` can swap a neighbour tied at the cut). It also times the similar
+items of every item from the stored rows against the dense catalogue rows other models use.
 
 Run::
 
@@ -18,6 +19,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -30,8 +32,9 @@ import scipy.sparse as sp
 
 from benchmarks.bench_knn import shop_matrix
 from benchmarks.bench_topk import cpu_s
+from recctl.data.dataset import Dataset
 from recctl.models._similarity import binarize
-from recctl.models.rp3beta import _row_normalize, rp3beta_similarity
+from recctl.models.rp3beta import RP3betaModel, _row_normalize, rp3beta_similarity
 
 #: dense entries per block of the reference's item-item product (16M float32 = 64 MB)
 _BLOCK_ENTRIES = 1 << 24
@@ -82,6 +85,29 @@ def agreement(a: sp.csr_matrix, b: sp.csr_matrix) -> dict[str, Any]:
     }
 
 
+def similar_items_cost(x: sp.csr_matrix, args: argparse.Namespace, sample: int) -> dict[str, Any]:
+    """CPU of 20 similar items for every item from the stored rows, against dense catalogue rows.
+
+    The dense path (what every model without a stored top-N similarity does) runs on the first
+    ``sample`` items only and is scaled to the catalogue; the lists of those items are compared.
+    """
+    n_users, n_items = x.shape
+    data = Dataset(np.arange(n_users).astype(str), np.arange(n_items).astype(str), x)
+    model = RP3betaModel(alpha=args.alpha, beta=args.beta, neighbors=args.neighbors).fit(data)
+    dense = copy.copy(model)
+    dense.stored_similarity = lambda: None  # type: ignore[method-assign]
+    start = cpu_s()
+    stored = model.similar_items(np.arange(n_items), 20)
+    stored_s = cpu_s() - start
+    start = cpu_s()
+    rows = dense.similar_items(np.arange(sample), 20)
+    dense_s = (cpu_s() - start) * n_items / sample
+    same = bool(
+        np.array_equal(stored.items[:sample], rows.items) and np.array_equal(stored.scores[:sample], rows.scores)
+    )
+    return {"stored_rows_cpu_s": round(stored_s, 3), "dense_rows_cpu_s_scaled": round(dense_s, 2), "same_lists": same}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Fit both ways in alternating rounds and print the CPU ratio and the agreement."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -117,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": rounds,
         "cpu_ratio": round(statistics.median(r["recctl"] / r["dense blocks"] for r in rounds), 3),
         "agreement": agreement(results["recctl"], results["dense blocks"]),
+        "similar_items": similar_items_cost(x, args, sample=min(5_000, x.shape[1])),
     }
     if args.json:
         json.dump(out, sys.stdout, indent=2)
@@ -125,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{desc}; neighbors {args.neighbors}, alpha {args.alpha}, beta {args.beta}")
         print(f"recctl / dense blocks CPU: {out['cpu_ratio']:.3f} (median of {args.rounds})")
         print(f"agreement: {out['agreement']}")
+        print(f"similar items, 20 per item: {out['similar_items']}")
     return 0
 
 

@@ -505,8 +505,12 @@ def items_series(
     quick: bool,
     sink: Path | None = None,
     export_rounds: int = 3,
+    similarity: str = "item_knn",
 ) -> list[dict[str, Any]]:
     """serve-export with and without the bundle on shops of growing catalogues (appended to ``sink``).
+
+    ``similarity`` is the serving model's kind (``item_knn`` or ``rp3beta``, with
+    :data:`NEIGHBORS` neighbours; popularity is its fallback).
 
     The two exports run ``export_rounds`` times, interleaved (off, on, on, off, ...: neither
     always goes first); the ratio reported is the median of the rounds' on/off CPU ratios, the
@@ -518,7 +522,7 @@ def items_series(
         folder = root / f"items_{n_items}"
         folder.mkdir()
         generate_shop_apart(folder, n_events, n_items, seed=1)
-        models = {"popular": {"kind": "popularity"}, "knn": {"kind": "item_knn", "neighbors": NEIGHBORS}}
+        models = {"popular": {"kind": "popularity"}, "knn": {"kind": similarity, "neighbors": NEIGHBORS}}
         with_ease = n_items <= 20_000
         if with_ease:
             models["ease"] = {"kind": "ease", "max_items": 20_000}
@@ -615,6 +619,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--item-series-events", type=int, default=1_000_000)
     ap.add_argument("--quick", action="store_true", help="Fewer LightFM epochs.")
     ap.add_argument(
+        "--similarity",
+        choices=("item_knn", "rp3beta"),
+        default="item_knn",
+        help="Items series: the serving model's kind (its similar items feed the bundle's neighbour table).",
+    )
+    ap.add_argument(
         "--export-rounds", type=int, default=3, help="Interleaved bundle-off / bundle-on exports per catalogue."
     )
     ap.add_argument("--scratch", type=Path, default=None, help="Where shops are generated (default: a temp dir).")
@@ -644,7 +654,13 @@ def main(argv: list[str] | None = None) -> int:
             ev_runs = events_series(root, ev_sizes, args.items, args.quick, args.jsonl)
             print("items series", flush=True)
             it_runs = items_series(
-                root, it_sizes, args.item_series_events, args.quick, args.jsonl, export_rounds=args.export_rounds
+                root,
+                it_sizes,
+                args.item_series_events,
+                args.quick,
+                args.jsonl,
+                export_rounds=args.export_rounds,
+                similarity=args.similarity,
             )
         finally:
             shutil.rmtree(root, ignore_errors=True)
